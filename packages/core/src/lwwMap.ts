@@ -1,0 +1,218 @@
+import type { HLC } from './hlc.js';
+import {
+  compareRecords,
+  isRecordAbsent,
+  type LWWRecord,
+  validateRecord,
+  validateTtl,
+} from './lwwRecord.js';
+import { MerkleTree } from './merkleTree.js';
+import { validateKey } from './recordKey.js';
+import { reportListenerError } from './reportListenerError.js';
+import { compareTimestamps, type Timestamp, validateTimestamp } from './timestamp.js';
+import { validateValue } from './value.js';
+
+/** A change of the visible state of one key, as delivered to {@link LWWMap.subscribe} listeners. */
+export interface MapChange<V> {
+  /** The key that changed. */
+  readonly key: string;
+  /** The visible value after the change; `undefined` when the key is now absent. */
+  readonly value: V | undefined;
+  /** The visible value before the change; `undefined` when the key was absent. */
+  readonly previous: V | undefined;
+  /** The record now stored for the key (a tombstone when the key was deleted). */
+  readonly record: LWWRecord<V>;
+}
+
+/** Receives {@link MapChange}s. */
+export type MapChangeListener<V> = (change: MapChange<V>) => void;
+
+/** Options of {@link LWWMap.set}. */
+export interface SetOptions {
+  /** Time to live in milliseconds; the record reads as absent afterwards. Default: no expiry. */
+  readonly ttlMs?: number;
+}
+
+/**
+ * A Last-Write-Wins map: a state-based CRDT whose replicas converge to the same visible
+ * state whatever order, and however many times, they receive each other's records.
+ * Every key holds its latest {@link LWWRecord}; deletes leave tombstones so that they win
+ * over older writes arriving later. A {@link MerkleTree} over (key, timestamp) is kept up to
+ * date on every change, so replicas can find their differences cheaply.
+ *
+ * Values are treated as immutable: do not mutate an object after passing it to `set`.
+ */
+export class LWWMap<V> {
+  /** The Merkle tree of this map's records, tombstones included. */
+  readonly merkleTree = new MerkleTree();
+  private readonly records = new Map<string, LWWRecord<V>>();
+  private readonly listeners = new Set<MapChangeListener<V>>();
+  private liveCount = 0;
+  private expiringCount = 0;
+
+  /** @param hlc The clock that stamps local writes and absorbs merged timestamps. */
+  constructor(readonly hlc: HLC) {}
+
+  /**
+   * Writes `value` under `key` with a fresh timestamp and returns the stored record.
+   * @throws {ValidationError} when the key, value or TTL is malformed (nothing is written).
+   */
+  set(key: string, value: V, options?: SetOptions): LWWRecord<V> {
+    validateKey(key);
+    validateValue(value);
+    const ttlMs = options?.ttlMs;
+    if (ttlMs !== undefined) validateTtl(ttlMs);
+    const timestamp = this.hlc.now();
+    const record: LWWRecord<V> =
+      ttlMs === undefined ? { value, timestamp } : { value, timestamp, ttlMs };
+    this.store(key, record, this.records.get(key));
+    return record;
+  }
+
+  /**
+   * Deletes `key` by writing a tombstone with a fresh timestamp, and returns it. A tombstone is
+   * written even when the key is not present locally, so it also wins over older writes that
+   * have not arrived yet.
+   * @throws {ValidationError} when the key is malformed.
+   */
+  delete(key: string): LWWRecord<V> {
+    validateKey(key);
+    const record: LWWRecord<V> = { value: null, timestamp: this.hlc.now() };
+    this.store(key, record, this.records.get(key));
+    return record;
+  }
+
+  /** The visible value of `key`, or `undefined` when absent, deleted or expired. */
+  get(key: string): V | undefined {
+    const record = this.records.get(key);
+    if (record === undefined || record.value === null) return undefined;
+    if (record.ttlMs !== undefined && this.isExpired(record)) return undefined;
+    return record.value;
+  }
+
+  /** Whether `key` has a visible value. */
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  /** The stored record of `key`, tombstones and expired records included. */
+  getRecord(key: string): LWWRecord<V> | undefined {
+    return this.records.get(key);
+  }
+
+  /** Number of visible entries. */
+  get size(): number {
+    if (this.expiringCount === 0) return this.liveCount;
+    let count = 0;
+    for (const _entry of this.entries()) count++;
+    return count;
+  }
+
+  /** Number of stored records, tombstones and expired records included. */
+  get recordCount(): number {
+    return this.records.size;
+  }
+
+  /** The visible entries, in insertion order of their keys. */
+  *entries(): Generator<[string, V]> {
+    const now = this.expiringCount === 0 ? 0 : this.hlc.physicalTime();
+    for (const [key, record] of this.records) {
+      if (record.value === null) continue;
+      if (record.ttlMs !== undefined && record.timestamp.millis + record.ttlMs <= now) continue;
+      yield [key, record.value];
+    }
+  }
+
+  /** Every stored record, tombstones and expired records included. */
+  allRecords(): IterableIterator<[string, LWWRecord<V>]> {
+    return this.records.entries();
+  }
+
+  /**
+   * Merges a record from another replica (or from storage). The record wins if it is
+   * greater under {@link compareRecords}; merging the same record again changes nothing.
+   * The clock absorbs the record's timestamp, so later local writes order after it.
+   * @returns whether the key's visible state changed (it appeared, disappeared, or its value
+   *   was replaced by a newer write).
+   * @throws {ValidationError} when the key or record is malformed.
+   * @throws {ClockDriftError} when the timestamp is too far in the future; nothing changes.
+   */
+  merge(key: string, record: LWWRecord<V>): boolean {
+    validateKey(key);
+    validateRecord<V>(record);
+    this.hlc.update(record.timestamp);
+    const previous = this.records.get(key);
+    if (previous !== undefined && compareRecords(record, previous) <= 0) return false;
+    return this.store(key, record, previous);
+  }
+
+  /**
+   * Listens to changes of the visible state, local and merged. Returns the unsubscribe
+   * function. A throwing listener does not stop the others; its error is rethrown
+   * asynchronously.
+   */
+  subscribe(listener: MapChangeListener<V>): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /**
+   * Drops tombstones, and records that expired, before `olderThan` (a tombstone-pruning
+   * horizon). Replicas that still hold a pruned tombstone must not send it back as news:
+   * see the reset rule in `specifications/merkle-sync.md`.
+   * @returns the keys whose records were dropped.
+   */
+  prune(olderThan: Timestamp): string[] {
+    validateTimestamp(olderThan, 'olderThan');
+    const dropped: string[] = [];
+    for (const [key, record] of this.records) {
+      const prunable =
+        record.value === null
+          ? compareTimestamps(record.timestamp, olderThan) < 0
+          : record.ttlMs !== undefined && record.timestamp.millis + record.ttlMs < olderThan.millis;
+      if (!prunable) continue;
+      this.records.delete(key);
+      this.merkleTree.update(key, record.timestamp, undefined);
+      if (record.ttlMs !== undefined) this.expiringCount--;
+      if (record.value !== null) this.liveCount--;
+      dropped.push(key);
+    }
+    return dropped;
+  }
+
+  private isExpired(record: LWWRecord<V>): boolean {
+    return isRecordAbsent(record, this.hlc.physicalTime());
+  }
+
+  private store(key: string, record: LWWRecord<V>, previous: LWWRecord<V> | undefined): boolean {
+    this.records.set(key, record);
+    this.merkleTree.update(key, previous?.timestamp, record.timestamp);
+    if (previous !== undefined) {
+      if (previous.value !== null) this.liveCount--;
+      if (previous.ttlMs !== undefined) this.expiringCount--;
+    }
+    if (record.value !== null) this.liveCount++;
+    if (record.ttlMs !== undefined) this.expiringCount++;
+
+    const now =
+      previous?.ttlMs !== undefined || record.ttlMs !== undefined ? this.hlc.physicalTime() : 0;
+    const before =
+      previous === undefined || isRecordAbsent(previous, now) ? undefined : (previous.value as V);
+    const after = isRecordAbsent(record, now) ? undefined : (record.value as V);
+    if (before === undefined && after === undefined) return false;
+    if (this.listeners.size > 0) this.emit({ key, value: after, previous: before, record });
+    return true;
+  }
+
+  private emit(change: MapChange<V>): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(change);
+      } catch (error) {
+        reportListenerError(error);
+      }
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import { compareValues } from './compareValues.js';
+import { describeValue } from './describeValue.js';
+import { ValidationError } from './errors.js';
+import { compareTimestamps, type Timestamp, validateTimestamp } from './timestamp.js';
+import { validateValue } from './value.js';
+
+/**
+ * One version of one key in an LWW map: a value, or a tombstone (`value: null`), stamped
+ * with the HLC timestamp of the write that produced it.
+ */
+export interface LWWRecord<V> {
+  /** The written value, or `null` for a tombstone (the key was deleted). */
+  readonly value: V | null;
+  /** When, and by which node, the record was written. */
+  readonly timestamp: Timestamp;
+  /**
+   * Time to live in milliseconds, counted from `timestamp.millis`. Once
+   * `timestamp.millis + ttlMs <= now`, the record reads as absent. Absent: never expires.
+   */
+  readonly ttlMs?: number;
+}
+
+/**
+ * The Last-Write-Wins order between two versions of one key: positive when `a` wins.
+ * Later timestamp wins; on equal timestamps (only possible from a misbehaving writer) a
+ * tombstone beats a value, then the greater value under `compareValues` wins, then the
+ * greater TTL (no TTL counting as smallest). Every replica resolves every tie the same way.
+ */
+export function compareRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): number {
+  const byTime = compareTimestamps(a.timestamp, b.timestamp);
+  if (byTime !== 0) return byTime;
+  if (a.value === null || b.value === null) {
+    return (a.value === null ? 1 : 0) - (b.value === null ? 1 : 0);
+  }
+  const byValue = compareValues(a.value, b.value);
+  if (byValue !== 0) return byValue;
+  return (a.ttlMs ?? -1) - (b.ttlMs ?? -1);
+}
+
+/** Whether a record is a tombstone or has expired at physical time `now`. */
+export function isRecordAbsent<V>(record: LWWRecord<V>, now: number): boolean {
+  return (
+    record.value === null ||
+    (record.ttlMs !== undefined && record.timestamp.millis + record.ttlMs <= now)
+  );
+}
+
+/**
+ * Checks a record that came from outside (another replica, storage, the network).
+ * @throws {ValidationError} naming the malformed field.
+ */
+export function validateRecord<V>(record: unknown, path = 'record'): LWWRecord<V> {
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+    throw new ValidationError(path, `expected a record object, got ${describeValue(record)}`);
+  }
+  const { value, timestamp, ttlMs } = record as Record<string, unknown>;
+  validateTimestamp(timestamp, `${path}.timestamp`);
+  if (value !== null) validateValue(value, `${path}.value`);
+  if (ttlMs !== undefined) validateTtl(ttlMs, `${path}.ttlMs`);
+  return record as LWWRecord<V>;
+}
+
+/** Checks a TTL: a positive integer number of milliseconds. */
+export function validateTtl(ttlMs: unknown, path = 'ttlMs'): number {
+  if (
+    typeof ttlMs !== 'number' ||
+    !Number.isInteger(ttlMs) ||
+    ttlMs <= 0 ||
+    ttlMs > Number.MAX_SAFE_INTEGER
+  ) {
+    throw new ValidationError(
+      path,
+      `expected a positive integer of milliseconds, got ${describeValue(ttlMs)}`,
+    );
+  }
+  return ttlMs;
+}

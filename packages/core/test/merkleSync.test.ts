@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import {
+  compareRecords,
+  type HashWidth,
+  type LWWMap,
+  MARK_PROBE,
+  type SyncMessage,
+  SyncSession,
+  ValidationError,
+} from '../src/index.js';
+import { fc } from './property.js';
+import { createReplicas, FakeClock, visibleState } from './replicas.js';
+import { walk } from './syncWalk.js';
+
+type Doc = { n: number };
+
+function differingKeys(a: LWWMap<Doc>, b: LWWMap<Doc>): Set<string> {
+  const keys = new Set<string>();
+  for (const [key, record] of a.allRecords()) {
+    const other = b.getRecord(key);
+    if (other === undefined || compareRecords(record, other) !== 0) keys.add(key);
+  }
+  for (const [key] of b.allRecords()) if (a.getRecord(key) === undefined) keys.add(key);
+  return keys;
+}
+
+/** Two replicas sharing `shared` keys, then each written on alone. */
+function diverged(shared: number, onlyLeft: number[], onlyRight: number[], deletes: number[]) {
+  const clock = new FakeClock();
+  const [left, right] = createReplicas<Doc>(2, clock) as [LWWMap<Doc>, LWWMap<Doc>];
+  for (let i = 0; i < shared; i++) {
+    const record = left.set(`key-${i}`, { n: i });
+    right.merge(`key-${i}`, record);
+  }
+  clock.time += 10;
+  for (const i of onlyLeft) left.set(`key-${i}`, { n: -i });
+  for (const i of onlyRight) right.set(`key-${i}`, { n: i * 2 });
+  for (const i of deletes) right.delete(`key-${i}`);
+  return { left, right };
+}
+
+describe('Merkle walk', () => {
+  it('ends at once when the replicas are equal', () => {
+    const { left, right } = diverged(300, [], [], []);
+    const report = walk(left, right);
+    expect(report.messages).toHaveLength(1);
+    expect(report.converged).toBe(true);
+  });
+
+  it('a replica with nothing asks for everything in one round trip', () => {
+    const { left } = diverged(1_000, [], [], []);
+    const [empty] = createReplicas<Doc>(1, new FakeClock());
+    const report = walk(empty!, left);
+    expect(report.messages).toHaveLength(2);
+    expect(report.messages[0]!.hashes).toHaveLength(0);
+    expect(empty!.size).toBe(1_000);
+    expect(report.converged).toBe(true);
+  });
+
+  it.each([4, 8] as const)(
+    'transfers exactly the differing keys, converges, in at most 4 round trips (width %i)',
+    (width: HashWidth) => {
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 0, max: 2_000 }),
+          fc.uniqueArray(fc.integer({ min: 0, max: 2_500 }), { maxLength: 40 }),
+          fc.uniqueArray(fc.integer({ min: 0, max: 2_500 }), { maxLength: 40 }),
+          fc.uniqueArray(fc.integer({ min: 0, max: 2_500 }), { maxLength: 20 }),
+          (shared, onlyLeft, onlyRight, deletes) => {
+            const { left, right } = diverged(shared, onlyLeft, onlyRight, deletes);
+            const expected = differingKeys(left, right);
+            const report = walk(left, right, width);
+            const transferred = new Set([...report.sentByInitiator, ...report.sentByResponder]);
+            expect(transferred).toEqual(expected);
+            expect(visibleState(left)).toEqual(visibleState(right));
+            expect(left.merkleTree.rootHashHex()).toBe(right.merkleTree.rootHashHex());
+            expect(report.converged).toBe(true);
+            expect(report.messages.length).toBeLessThanOrEqual(8);
+          },
+        ),
+        { numRuns: 40 },
+      );
+    },
+  );
+
+  it('sends each side only the records the other lacks or holds older', () => {
+    const { left, right } = diverged(500, [1, 2, 600], [3, 700], [4]);
+    const report = walk(left, right);
+    expect(report.sentByInitiator).toEqual(new Set(['key-1', 'key-2', 'key-600']));
+    expect(report.sentByResponder).toEqual(new Set(['key-3', 'key-4', 'key-700']));
+  });
+
+  it('rejects malformed messages with a typed error', () => {
+    const { left, right } = diverged(200, [1, 2, 3], [], []);
+    const opening = new SyncSession(left, { width: 4 }).open();
+    const malformedOpenings: Array<SyncMessage<Doc>> = [
+      { ...opening, width: 3 as HashWidth },
+      { ...opening, root: new Uint8Array(7) },
+      { ...opening, hashes: new Uint8Array(5) },
+      { ...opening, marks: new Uint8Array(1) },
+      { ...opening, wants: new Uint8Array(1) },
+      { ...opening, digestSizes: [1] },
+    ];
+    for (const message of malformedOpenings) {
+      expect(() => new SyncSession(right).receive(message)).toThrow(ValidationError);
+    }
+
+    // A reply that does not fit what the session sent.
+    const initiator = new SyncSession(left, { width: 4 });
+    const responder = new SyncSession(right);
+    const reply = responder.receive(initiator.open()).message!;
+    const malformedReplies: Array<SyncMessage<Doc>> = [
+      { ...reply, width: 8 },
+      { ...reply, marks: reply.marks.subarray(1) },
+      { ...reply, hashes: new Uint8Array(reply.hashes.length + 4) },
+      { ...reply, digestKeys: [...reply.digestKeys, 'extra'] },
+      { ...reply, digestStamps: new Uint8Array(3) },
+      { ...reply, nodeIds: ['bad id'] },
+      { ...reply, marks: new Uint8Array(reply.marks.length).fill(0xff) },
+    ];
+    for (const message of malformedReplies) {
+      expect(() => new SyncSession(left, { width: 4 }).receive(message)).toThrow(ValidationError);
+      const fresh = new SyncSession(left, { width: 4 });
+      fresh.open();
+      expect(() => fresh.receive(message)).toThrow(ValidationError);
+    }
+    expect(MARK_PROBE).toBe(1);
+  });
+});

@@ -1,0 +1,128 @@
+import { describe, expect, it } from 'vitest';
+import {
+  childCountOf,
+  leafPathOf,
+  MerkleTree,
+  PARTITION_COUNT,
+  type Timestamp,
+  ValidationError,
+} from '../src/index.js';
+import { fc } from './property.js';
+
+const at = (millis: number, nodeId = 'n'): Timestamp => ({ millis, counter: 0, nodeId });
+
+function treeOf(items: ReadonlyMap<string, Timestamp>): MerkleTree {
+  const tree = new MerkleTree();
+  for (const [key, timestamp] of items) tree.update(key, undefined, timestamp);
+  return tree;
+}
+
+describe('MerkleTree', () => {
+  it('is all zeros when empty', () => {
+    const tree = new MerkleTree();
+    expect(tree.root).toEqual({ hash1: 0, hash2: 0, count: 0 });
+    expect(tree.rootHashHex()).toBe('0000000000000000');
+    expect(tree.node([3, 1, 2])).toEqual({ hash1: 0, hash2: 0, count: 0 });
+    expect(tree.childHashes([], 8)).toEqual(new Uint8Array(PARTITION_COUNT * 8));
+  });
+
+  it('returns to the empty hash when every item is removed', () => {
+    const tree = new MerkleTree();
+    for (let i = 0; i < 100; i++) tree.update(`k${i}`, undefined, at(i));
+    for (let i = 0; i < 100; i++) tree.update(`k${i}`, at(i), undefined);
+    expect(tree.root).toEqual({ hash1: 0, hash2: 0, count: 0 });
+    expect([...tree.keysUnder([])]).toEqual([]);
+  });
+
+  it('counts items per node along the key path', () => {
+    const tree = new MerkleTree();
+    tree.update('todo-1', undefined, at(1));
+    const path = leafPathOf('todo-1');
+    for (let depth = 0; depth <= path.length; depth++) {
+      expect(tree.node(path.slice(0, depth)).count).toBe(1);
+    }
+    expect([...tree.keysUnder(path)]).toEqual(['todo-1']);
+    expect([...tree.keysUnder(path.slice(0, 1))]).toEqual(['todo-1']);
+  });
+
+  it('an update changes the root; writing the item back restores it', () => {
+    const tree = new MerkleTree();
+    tree.update('a', undefined, at(1));
+    const root = tree.rootHashHex();
+    tree.update('a', at(1), at(2));
+    expect(tree.rootHashHex()).not.toBe(root);
+    tree.update('a', at(2), at(1));
+    expect(tree.rootHashHex()).toBe(root);
+  });
+
+  it('depends only on the set of items, not on the order of updates', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(fc.string({ minLength: 1, maxLength: 8 }), fc.integer({ min: 0, max: 50 })),
+          {
+            maxLength: 60,
+          },
+        ),
+        (writes) => {
+          const incremental = new MerkleTree();
+          const latest = new Map<string, Timestamp>();
+          for (const [key, millis] of writes) {
+            incremental.update(key, latest.get(key), at(millis));
+            latest.set(key, at(millis));
+          }
+          const rebuilt = treeOf(new Map([...latest].reverse()));
+          expect(incremental.root).toEqual(rebuilt.root);
+          expect(incremental.childHashes([], 8)).toEqual(rebuilt.childHashes([], 8));
+          expect(new Set(incremental.keysUnder([]))).toEqual(new Set(latest.keys()));
+        },
+      ),
+    );
+  });
+
+  it('reports exactly the children that differ', () => {
+    const left = new MerkleTree();
+    const right = new MerkleTree();
+    for (let i = 0; i < 500; i++) {
+      left.update(`k${i}`, undefined, at(i));
+      right.update(`k${i}`, undefined, at(i));
+    }
+    right.update('k7', at(7), at(1_000));
+    const [partition, ...rest] = leafPathOf('k7');
+    expect(left.differingChildren([], right.childHashes([], 8), 8)).toEqual([partition]);
+    expect(left.differingChildren([partition!], right.childHashes([partition!], 4), 4)).toEqual([
+      rest[0],
+    ]);
+    expect(left.differingChildren([1, 2], right.childHashes([1, 2], 8), 8)).toEqual(
+      partition === 1 && rest[0] === 2 ? [rest[1]] : [],
+    );
+  });
+
+  it('validates paths and encoded hashes from outside', () => {
+    const tree = new MerkleTree();
+    expect(() => tree.node([271])).toThrow(ValidationError);
+    expect(() => tree.node([0, 4])).toThrow(ValidationError);
+    expect(() => tree.node([0, 1, 1, 1, 1, 1])).toThrow(ValidationError);
+    expect(() => tree.node([0.5])).toThrow(ValidationError);
+    expect(() => tree.node('0' as unknown as number[])).toThrow(ValidationError);
+    expect(() => tree.differingChildren([], new Uint8Array(10), 8)).toThrow(ValidationError);
+    expect(() => tree.differingChildren([0], [1, 2] as unknown as Uint8Array, 4)).toThrow(
+      ValidationError,
+    );
+    expect(childCountOf([])).toBe(271);
+    expect(childCountOf([0])).toBe(4);
+    expect(childCountOf([0, 1, 2, 3, 0])).toBe(0);
+  });
+
+  it('keeps a few keys per leaf at 1,000,000 keys', () => {
+    // 271 partitions x 256 leaves = 69 376 leaves: about 14 keys per leaf.
+    const perLeaf = new Map<string, number>();
+    for (let i = 0; i < 100_000; i++) {
+      const leaf = leafPathOf(`key-${i}`).join('.');
+      perLeaf.set(leaf, (perLeaf.get(leaf) ?? 0) + 1);
+    }
+    const average = 100_000 / perLeaf.size;
+    expect(average).toBeLessThan(2);
+    expect(Math.max(...perLeaf.values())).toBeLessThan(12);
+  });
+});

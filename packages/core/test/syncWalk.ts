@@ -1,0 +1,51 @@
+import {
+  type HashWidth,
+  type LWWMap,
+  type LWWRecord,
+  recordsUnder,
+  type SyncAnswer,
+  type SyncMessage,
+  SyncSession,
+} from '../src/index.js';
+
+/** What a complete walk between two in-process replicas did. */
+export interface WalkReport<V> {
+  /** Every message sent, in order (the first by the initiator), bulk records included. */
+  readonly messages: Array<SyncMessage<V>>;
+  /** Keys whose records crossed, per direction. */
+  readonly sentByInitiator: Set<string>;
+  readonly sentByResponder: Set<string>;
+  /** Whether the side that received the last message found the roots equal. */
+  readonly converged: boolean;
+}
+
+/**
+ * Runs a Merkle walk between two replicas in memory, as the client and the server would over
+ * a socket: each side merges the records it receives, then answers.
+ */
+export function walk<V>(initiator: LWWMap<V>, responder: LWWMap<V>, width: HashWidth = 4): WalkReport<V> {
+  const messages: Array<SyncMessage<V>> = [];
+  const sent = [new Set<string>(), new Set<string>()] as const;
+  const replicas = [initiator, responder] as const;
+  const sessions = [new SyncSession(initiator, { width }), new SyncSession(responder)] as const;
+  let message: SyncMessage<V> | undefined = sessions[0].open();
+  let sender = 0;
+  while (message !== undefined) {
+    messages.push(message);
+    for (const [key] of message.records) sent[sender]!.add(key);
+    const receiver = 1 - sender;
+    for (const [key, record] of message.records) replicas[receiver]!.merge(key, record as LWWRecord<V>);
+    const answer: SyncAnswer<V> = sessions[receiver]!.receive(message);
+    message = answer.message && {
+      ...answer.message,
+      records: [
+        ...answer.message.records,
+        ...answer.bulkPaths.flatMap((path) => [...recordsUnder(replicas[receiver]!, path)]),
+      ],
+    };
+    sender = receiver;
+    if (messages.length > 50) throw new Error('walk did not terminate');
+  }
+  // `sender` is now the side that received the last message and had nothing to answer.
+  return { messages, sentByInitiator: sent[0], sentByResponder: sent[1], converged: sessions[sender]!.converged };
+}
