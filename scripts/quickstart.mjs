@@ -12,7 +12,9 @@ if (!script) {
   console.error('usage: node scripts/quickstart.mjs <workspace script>');
   process.exit(2);
 }
-const pinned = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).packageManager.split('@')[1];
+const pinned = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).packageManager.split(
+  '@',
+)[1];
 
 function pnpmCommand() {
   try {

@@ -28,8 +28,8 @@ for (const [name, args] of [
   const ok = step(name, args);
   rows.push({ suite: name, passed: ok ? 1 : 0, failed: ok ? 0 : 1 });
 }
-const unitOk = step('unit and integration tests', ['run', 'test', '--', '--continue']);
-const e2eOk = step('end-to-end tests', ['run', 'test:e2e', '--', '--continue']);
+const unitOk = step('unit and integration tests', ['exec', 'turbo', 'run', 'test', '--continue']);
+const e2eOk = step('end-to-end tests', ['exec', 'turbo', 'run', 'test:e2e', '--continue']);
 
 // Which workspace packages have which suites, to notice a suite that left no report.
 const expected = [];
@@ -45,7 +45,8 @@ for (const dir of ['packages', 'apps', '.', 'e2e', 'bench']) {
     const { name, scripts = {} } = JSON.parse(readFileSync(manifest, 'utf8'));
     const short = name.replace(/^@topgun\//, '');
     if (scripts.test) expected.push({ report: `vitest-${short}.json`, suite: `${short} (vitest)` });
-    if (scripts['test:e2e']) expected.push({ report: 'playwright.json', suite: 'e2e (playwright)' });
+    if (scripts['test:e2e'])
+      expected.push({ report: 'playwright.json', suite: 'e2e (playwright)' });
   }
 }
 for (const { report, suite } of expected) {

@@ -1,11 +1,6 @@
 import { ValidationError } from './errors.js';
 import type { LWWRecord } from './lwwRecord.js';
-import {
-  childCountOf,
-  type HashWidth,
-  LEAF_PATH_LENGTH,
-  type MerkleTree,
-} from './merkleTree.js';
+import { childCountOf, type HashWidth, LEAF_PATH_LENGTH, type MerkleTree } from './merkleTree.js';
 import { compareTimestamps, isValidNodeId, type Timestamp } from './timestamp.js';
 
 /** What the Merkle walk needs from a replica: its tree and read access to its records. */
@@ -123,7 +118,9 @@ export class SyncSession<V> {
    */
   get converged(): boolean {
     const own = rootBytes(this.replica.merkleTree);
-    return this.peerRoot !== undefined && own.every((byte, index) => byte === this.peerRoot![index]);
+    return (
+      this.peerRoot !== undefined && own.every((byte, index) => byte === this.peerRoot![index])
+    );
   }
 
   /**
@@ -372,7 +369,8 @@ function compareDigests<V>(
     const listed = new Set<string>();
     for (let i = 0; i < digestSizes[index]!; i++, entry++) {
       const key = digestKeys[entry]!;
-      if (typeof key !== 'string') throw new ValidationError(`digestKeys[${entry}]`, 'expected a string');
+      if (typeof key !== 'string')
+        throw new ValidationError(`digestKeys[${entry}]`, 'expected a string');
       listed.add(key);
       const own = replica.getRecord(key);
       const order = own === undefined ? 1 : compareTimestamps(stamps[entry]!, own.timestamp);
@@ -462,7 +460,8 @@ function readBits(bytes: unknown, count: number, field: string): boolean[] {
     throw new ValidationError(field, `expected ${Math.ceil(count / 8)} bytes for ${count} bits`);
   }
   const bits: boolean[] = [];
-  for (let index = 0; index < count; index++) bits.push((bytes[index >> 3]! & (0x80 >> (index & 7))) !== 0);
+  for (let index = 0; index < count; index++)
+    bits.push((bytes[index >> 3]! & (0x80 >> (index & 7))) !== 0);
   return bits;
 }
 

@@ -23,7 +23,11 @@ export interface WalkReport<V> {
  * Runs a Merkle walk between two replicas in memory, as the client and the server would over
  * a socket: each side merges the records it receives, then answers.
  */
-export function walk<V>(initiator: LWWMap<V>, responder: LWWMap<V>, width: HashWidth = 4): WalkReport<V> {
+export function walk<V>(
+  initiator: LWWMap<V>,
+  responder: LWWMap<V>,
+  width: HashWidth = 4,
+): WalkReport<V> {
   const messages: Array<SyncMessage<V>> = [];
   const sent = [new Set<string>(), new Set<string>()] as const;
   const replicas = [initiator, responder] as const;
@@ -34,7 +38,8 @@ export function walk<V>(initiator: LWWMap<V>, responder: LWWMap<V>, width: HashW
     messages.push(message);
     for (const [key] of message.records) sent[sender]!.add(key);
     const receiver = 1 - sender;
-    for (const [key, record] of message.records) replicas[receiver]!.merge(key, record as LWWRecord<V>);
+    for (const [key, record] of message.records)
+      replicas[receiver]!.merge(key, record as LWWRecord<V>);
     const answer: SyncAnswer<V> = sessions[receiver]!.receive(message);
     message = answer.message && {
       ...answer.message,
@@ -47,5 +52,10 @@ export function walk<V>(initiator: LWWMap<V>, responder: LWWMap<V>, width: HashW
     if (messages.length > 50) throw new Error('walk did not terminate');
   }
   // `sender` is now the side that received the last message and had nothing to answer.
-  return { messages, sentByInitiator: sent[0], sentByResponder: sent[1], converged: sessions[sender]!.converged };
+  return {
+    messages,
+    sentByInitiator: sent[0],
+    sentByResponder: sent[1],
+    converged: sessions[sender]!.converged,
+  };
 }
