@@ -257,7 +257,7 @@ function record(
   const automerge = perRecord(retainedBytes(() => fillAutomergeBatched()));
   record(
     workload,
-    'Automerge (JS heap only, wasm not counted)',
+    'Automerge (heap + wasm memory)',
     automerge,
     'bytes',
     `${automerge.toFixed(0)} B`,

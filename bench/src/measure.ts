@@ -17,18 +17,26 @@ export function medianMs(rounds: number, work: () => void, setup?: () => void): 
   return durations[Math.floor(durations.length / 2)]!;
 }
 
-/** Heap growth, in bytes, of keeping what `build` returns alive. */
+/**
+ * Memory growth, in bytes, of keeping what `build` returns alive: the JavaScript heap plus
+ * memory outside it (WebAssembly memories and array buffers, where Automerge keeps its data).
+ */
 export function retainedBytes(build: () => unknown): number {
   gc();
   gc();
-  const before = process.memoryUsage().heapUsed;
+  const before = usedBytes();
   const kept = build();
   gc();
   gc();
-  const after = process.memoryUsage().heapUsed;
+  const after = usedBytes();
   // Keep `kept` reachable until after the measurement.
   if (kept === undefined) throw new Error('build returned nothing');
   return after - before;
+}
+
+function usedBytes(): number {
+  const usage = process.memoryUsage();
+  return usage.heapUsed + usage.external;
 }
 
 /** Where the figures were measured. */

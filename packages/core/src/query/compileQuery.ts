@@ -1,0 +1,293 @@
+import { compareValues } from '../compareValues.js';
+import { describeValue } from '../describeValue.js';
+import { ValidationError } from '../errors.js';
+import { validateValue } from '../value.js';
+import { parseFieldPath, readField } from './fieldPath.js';
+import { QueryError } from './queryError.js';
+import type { Query, QueryRow } from './queryTypes.js';
+
+/** A test on one record value. */
+type Predicate = (value: unknown) => boolean;
+
+/** Largest number of conditions (field operators and combinators) in one query. */
+export const MAX_QUERY_CONDITIONS = 256;
+/** Deepest nesting of `and` / `or` / `not`. */
+export const MAX_QUERY_DEPTH = 16;
+/** Most values in one `in` / `nin` list. */
+export const MAX_IN_VALUES = 1000;
+/** Most sort keys. */
+export const MAX_SORT_KEYS = 8;
+/** Most projected fields. */
+export const MAX_PROJECTED_FIELDS = 64;
+
+const QUERY_KEYS = new Set(['where', 'sort', 'limit', 'offset', 'fields']);
+const COMBINATORS = new Set(['and', 'or', 'not']);
+
+/** A candidate row with its sort values computed once. */
+export interface SortableRow<V> {
+  readonly key: string;
+  readonly value: V;
+  readonly sortValues: readonly unknown[];
+}
+
+/** A validated query, compiled into functions. */
+export interface CompiledQuery<V> {
+  /** Whether a record value matches `where`. */
+  readonly matches: (value: V) => boolean;
+  /** Builds the sortable form of a matching row. */
+  readonly toSortable: (key: string, value: V) => SortableRow<V>;
+  /** The result order: sort keys, then record key. */
+  readonly compare: (a: SortableRow<V>, b: SortableRow<V>) => number;
+  /** The row to return for a matching record (projected when `fields` is given). */
+  readonly toRow: (key: string, value: V) => QueryRow<V>;
+  readonly offset: number;
+  /** `Infinity` when there is no limit. */
+  readonly limit: number;
+}
+
+/**
+ * Validates a query and compiles it for evaluation.
+ * @throws {QueryError} naming the first problem, e.g. `where.age.gtt: unknown operator`.
+ */
+export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
+  if (!isPlainObject(query)) throw new QueryError('query', `expected an object, got ${describeValue(query)}`);
+  for (const key of Object.keys(query)) {
+    if (!QUERY_KEYS.has(key)) {
+      throw new QueryError(`query.${key}`, 'unknown query option (expected where, sort, limit, offset, fields)');
+    }
+  }
+  const budget = { conditions: 0 };
+  const where = (query as { where?: unknown }).where;
+  const predicate: Predicate = where === undefined ? () => true : compileWhere(where, 'where', 0, budget);
+  const sortKeys = compileSort((query as { sort?: unknown }).sort);
+  const limit = readCount((query as { limit?: unknown }).limit, 'limit', Number.POSITIVE_INFINITY);
+  const offset = readCount((query as { offset?: unknown }).offset, 'offset', 0);
+  const project = compileProjection((query as { fields?: unknown }).fields);
+
+  return {
+    matches: predicate as (value: V) => boolean,
+    toSortable: (key, value) => ({
+      key,
+      value,
+      sortValues: sortKeys.map((sortKey) => readField(value, sortKey.segments)),
+    }),
+    compare: (a, b) => {
+      for (let i = 0; i < sortKeys.length; i++) {
+        const order = compareValues(a.sortValues[i], b.sortValues[i]);
+        if (order !== 0) return sortKeys[i]!.descending ? -order : order;
+      }
+      return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+    },
+    toRow: project === undefined ? (key, value) => ({ key, value }) : (key, value) => ({ key, value: project(value) as V }),
+    offset,
+    limit,
+  };
+}
+
+function compileWhere(where: unknown, path: string, depth: number, budget: { conditions: number }): Predicate {
+  if (!isPlainObject(where)) throw new QueryError(path, `expected an object of conditions, got ${describeValue(where)}`);
+  if (depth > MAX_QUERY_DEPTH) throw new QueryError(path, `nested deeper than ${MAX_QUERY_DEPTH} levels`);
+  const tests: Predicate[] = [];
+  for (const [name, condition] of Object.entries(where)) {
+    const at = `${path}.${name}`;
+    if (++budget.conditions > MAX_QUERY_CONDITIONS) {
+      throw new QueryError(at, `more than ${MAX_QUERY_CONDITIONS} conditions`);
+    }
+    if (COMBINATORS.has(name)) {
+      tests.push(compileCombinator(name, condition, at, depth, budget));
+      continue;
+    }
+    const segments = parseFieldPath(name, at);
+    tests.push(compileCondition(segments, condition, at));
+  }
+  if (tests.length === 1) return tests[0]!;
+  return (value) => {
+    for (const test of tests) if (!test(value)) return false;
+    return true;
+  };
+}
+
+function compileCombinator(
+  name: string,
+  operand: unknown,
+  path: string,
+  depth: number,
+  budget: { conditions: number },
+): Predicate {
+  if (name === 'not') {
+    const inner = compileWhere(operand, path, depth + 1, budget);
+    return (value) => !inner(value);
+  }
+  if (!Array.isArray(operand)) throw new QueryError(path, `expected an array of filters, got ${describeValue(operand)}`);
+  const inner = operand.map((item, index) => compileWhere(item, `${path}[${index}]`, depth + 1, budget));
+  return name === 'and'
+    ? (value) => inner.every((test) => test(value))
+    : (value) => inner.some((test) => test(value));
+}
+
+function compileCondition(segments: readonly string[], condition: unknown, path: string): Predicate {
+  if (!isPlainObject(condition)) {
+    const expected = readOperand(condition, path);
+    return (value) => compareValues(readField(value, segments), expected) === 0;
+  }
+  const operators = Object.entries(condition);
+  if (operators.length === 0) throw new QueryError(path, 'an operator object needs at least one operator');
+  const tests = operators.map(([operator, operand]) => compileOperator(operator, operand, `${path}.${operator}`));
+  return (value) => {
+    const field = readField(value, segments);
+    for (const test of tests) if (!test(field)) return false;
+    return true;
+  };
+}
+
+function compileOperator(operator: string, operand: unknown, path: string): Predicate {
+  switch (operator) {
+    case 'eq': {
+      const expected = readOperand(operand, path);
+      return (field) => compareValues(field, expected) === 0;
+    }
+    case 'ne': {
+      const expected = readOperand(operand, path);
+      return (field) => compareValues(field, expected) !== 0;
+    }
+    case 'gt':
+    case 'gte':
+    case 'lt':
+    case 'lte': {
+      if (typeof operand !== 'number' && typeof operand !== 'string') {
+        throw new QueryError(path, `expected a number or a string, got ${describeValue(operand)}`);
+      }
+      if (typeof operand === 'number' && !Number.isFinite(operand)) {
+        throw new QueryError(path, `expected a finite number, got ${operand}`);
+      }
+      const accept = ORDER_TESTS[operator];
+      return (field) => typeof field === typeof operand && accept(compareValues(field, operand));
+    }
+    case 'in':
+    case 'nin': {
+      if (!Array.isArray(operand)) throw new QueryError(path, `expected an array, got ${describeValue(operand)}`);
+      if (operand.length > MAX_IN_VALUES) throw new QueryError(path, `more than ${MAX_IN_VALUES} values`);
+      const options = operand.map((item, index) => readOperand(item, `${path}[${index}]`));
+      const primitives = new Set(options.filter((option) => typeof option !== 'object' || option === null));
+      const structured = options.filter((option) => typeof option === 'object' && option !== null);
+      const isIn = (field: unknown) =>
+        primitives.has(field as never) ||
+        (typeof field === 'object' && field !== null && structured.some((option) => compareValues(field, option) === 0));
+      return operator === 'in' ? isIn : (field) => !isIn(field);
+    }
+    case 'contains': {
+      const needle = readOperand(operand, path);
+      return (field) => {
+        if (typeof field === 'string') return typeof needle === 'string' && field.includes(needle);
+        if (Array.isArray(field)) return field.some((element) => compareValues(element, needle) === 0);
+        return false;
+      };
+    }
+    case 'startsWith': {
+      if (typeof operand !== 'string') throw new QueryError(path, `expected a string, got ${describeValue(operand)}`);
+      return (field) => typeof field === 'string' && field.startsWith(operand);
+    }
+    case 'exists': {
+      if (typeof operand !== 'boolean') throw new QueryError(path, `expected true or false, got ${describeValue(operand)}`);
+      return (field) => (field !== undefined) === operand;
+    }
+    default:
+      throw new QueryError(
+        path,
+        'unknown operator (expected eq, ne, gt, gte, lt, lte, in, nin, contains, startsWith, exists)',
+      );
+  }
+}
+
+const ORDER_TESTS: Record<'gt' | 'gte' | 'lt' | 'lte', (order: number) => boolean> = {
+  gt: (order) => order > 0,
+  gte: (order) => order >= 0,
+  lt: (order) => order < 0,
+  lte: (order) => order <= 0,
+};
+
+/** An operand compared with field values: any storable value, or `null`. */
+function readOperand(operand: unknown, path: string): unknown {
+  if (operand === null) return null;
+  try {
+    validateValue(operand, path);
+  } catch (error) {
+    if (error instanceof ValidationError) throw new QueryError(error.path, error.message.slice(error.path.length + 2));
+    throw error;
+  }
+  return operand;
+}
+
+interface CompiledSortKey {
+  readonly segments: readonly string[];
+  readonly descending: boolean;
+}
+
+function compileSort(sort: unknown): CompiledSortKey[] {
+  if (sort === undefined) return [];
+  const keys = Array.isArray(sort) ? sort : [sort];
+  if (keys.length > MAX_SORT_KEYS) throw new QueryError('sort', `more than ${MAX_SORT_KEYS} sort keys`);
+  return keys.map((key: unknown, index) => {
+    const path = Array.isArray(sort) ? `sort[${index}]` : 'sort';
+    if (typeof key === 'string') return { segments: parseFieldPath(key, path), descending: false };
+    if (!isPlainObject(key)) throw new QueryError(path, `expected a field path or { field, direction }, got ${describeValue(key)}`);
+    for (const name of Object.keys(key)) {
+      if (name !== 'field' && name !== 'direction') throw new QueryError(`${path}.${name}`, 'unknown sort option');
+    }
+    const { field, direction } = key as { field?: unknown; direction?: unknown };
+    if (direction !== undefined && direction !== 'asc' && direction !== 'desc') {
+      throw new QueryError(`${path}.direction`, `expected "asc" or "desc", got ${describeValue(direction)}`);
+    }
+    return { segments: parseFieldPath(field, `${path}.field`), descending: direction === 'desc' };
+  });
+}
+
+function readCount(count: unknown, path: string, fallback: number): number {
+  if (count === undefined) return fallback;
+  if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
+    throw new QueryError(path, `expected a non-negative integer, got ${describeValue(count)}`);
+  }
+  return count;
+}
+
+function compileProjection(fields: unknown): ((value: unknown) => unknown) | undefined {
+  if (fields === undefined) return undefined;
+  if (!Array.isArray(fields) || fields.length === 0 || fields.length > MAX_PROJECTED_FIELDS) {
+    throw new QueryError('fields', `expected an array of 1 to ${MAX_PROJECTED_FIELDS} field paths`);
+  }
+  const parsed = fields.map((field, index) => parseFieldPath(field, `fields[${index}]`));
+  // A field inside another requested field is already included, and writing it separately
+  // would write into the record's own nested object.
+  const paths = parsed.filter(
+    (segments) =>
+      !parsed.some(
+        (other) =>
+          other !== segments &&
+          other.length <= segments.length &&
+          other.every((segment, index) => segment === segments[index]) &&
+          (other.length < segments.length || parsed.indexOf(other) < parsed.indexOf(segments)),
+      ),
+  );
+  return (value) => {
+    const projected: Record<string, unknown> = {};
+    for (const segments of paths) {
+      const field = readField(value, segments);
+      if (field === undefined) continue;
+      let target = projected;
+      for (let i = 0; i < segments.length - 1; i++) {
+        const segment = segments[i]!;
+        const next = target[segment];
+        if (typeof next !== 'object' || next === null) target[segment] = {};
+        target = target[segment] as Record<string, unknown>;
+      }
+      target[segments[segments.length - 1]!] = field;
+    }
+    return projected;
+  };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}

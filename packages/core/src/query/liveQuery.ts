@@ -1,0 +1,182 @@
+import { type CompiledQuery, compileQuery, type SortableRow } from './compileQuery.js';
+import type { Query, QueryRow } from './queryTypes.js';
+
+/** A change of one record, as the maintainer consumes it (an `LWWMap` change fits). */
+export interface RecordChange<V> {
+  readonly key: string;
+  /** The visible value after the change; `undefined` when the record is now absent. */
+  readonly value: V | undefined;
+}
+
+/** How one change affected a live query's result. */
+export interface LiveQueryDelta<V> {
+  /** Whether the visible result (rows, their order or values) changed. */
+  readonly changed: boolean;
+  /** Rows that entered the result. */
+  readonly entered: readonly QueryRow<V>[];
+  /** Keys of rows that left the result. */
+  readonly left: readonly string[];
+  /** Keys of rows that stayed but changed position relative to the others. */
+  readonly moved: readonly string[];
+  /** Rows that stayed with a new value. */
+  readonly updated: readonly QueryRow<V>[];
+}
+
+const UNCHANGED: LiveQueryDelta<never> = Object.freeze({
+  changed: false,
+  entered: [],
+  left: [],
+  moved: [],
+  updated: [],
+});
+
+interface Entry<V> extends SortableRow<V> {
+  readonly row: QueryRow<V>;
+}
+
+/**
+ * Maintains a query's result incrementally as records change: every matching record is
+ * kept in a sorted index (binary search, then insertion), the result is a window of it, and
+ * a row leaving a limited window is replaced from the index. `rows` keeps its identity until
+ * the result really changes, so it can serve as a React snapshot.
+ */
+export class LiveQuery<V> {
+  private readonly compiled: CompiledQuery<V>;
+  private readonly sorted: Entry<V>[] = [];
+  private readonly entries = new Map<string, Entry<V>>();
+  private window: readonly QueryRow<V>[] = [];
+
+  /**
+   * @param query The query; validated here.
+   * @param initial The records to start from, e.g. `map.entries()`.
+   * @throws {QueryError} when the query is invalid.
+   */
+  constructor(query: Query<V>, initial: Iterable<readonly [string, V]> = []) {
+    this.compiled = compileQuery(query);
+    for (const [key, value] of initial) {
+      if (this.compiled.matches(value)) {
+        const entry = this.createEntry(key, value);
+        this.sorted.push(entry);
+        this.entries.set(key, entry);
+      }
+    }
+    this.sorted.sort(this.compiled.compare);
+    this.window = this.sliceWindow();
+  }
+
+  /** The current result rows, in order. The same array until the result changes. */
+  get rows(): readonly QueryRow<V>[] {
+    return this.window;
+  }
+
+  /** Number of matching records, before `offset` and `limit`. */
+  get matchingCount(): number {
+    return this.sorted.length;
+  }
+
+  /** Applies one record change and reports its effect on the result. */
+  apply(change: RecordChange<V>): LiveQueryDelta<V> {
+    const { key, value } = change;
+    const previous = this.entries.get(key);
+    const matches = value !== undefined && this.compiled.matches(value);
+    if (previous === undefined && !matches) return UNCHANGED;
+
+    const { offset, limit } = this.compiled;
+    const end = offset + limit;
+    let oldIndex = -1;
+    if (previous !== undefined) {
+      oldIndex = this.indexOf(previous);
+      this.sorted.splice(oldIndex, 1);
+      this.entries.delete(key);
+    }
+    let newIndex = -1;
+    let entry: Entry<V> | undefined;
+    if (matches) {
+      entry = this.createEntry(key, value);
+      newIndex = this.insertionIndex(entry);
+      this.sorted.splice(newIndex, 0, entry);
+      this.entries.set(key, entry);
+    }
+    // Removal and insertion both past the window's end leave the window as it was.
+    const touchesWindow = (oldIndex >= 0 && oldIndex < end) || (newIndex >= 0 && newIndex < end);
+    if (!touchesWindow) return UNCHANGED;
+
+    if (offset === 0 && limit === Number.POSITIVE_INFINITY) {
+      return this.applyToWholeResult(previous, entry, oldIndex, newIndex);
+    }
+    return this.diffWindow(key, oldIndex, newIndex);
+  }
+
+  /** With no offset and no limit the window is the index, so only `key` can change. */
+  private applyToWholeResult(
+    previous: Entry<V> | undefined,
+    entry: Entry<V> | undefined,
+    oldIndex: number,
+    newIndex: number,
+  ): LiveQueryDelta<V> {
+    const rows = this.window.slice();
+    if (oldIndex >= 0) rows.splice(oldIndex, 1);
+    if (entry !== undefined) rows.splice(newIndex, 0, entry.row);
+    this.window = rows;
+    if (previous === undefined) return { ...UNCHANGED, changed: true, entered: [entry!.row] };
+    if (entry === undefined) return { ...UNCHANGED, changed: true, left: [previous.key] };
+    return {
+      ...UNCHANGED,
+      changed: true,
+      moved: newIndex === oldIndex ? [] : [entry.key],
+      updated: [entry.row],
+    };
+  }
+
+  private diffWindow(key: string, oldIndex: number, newIndex: number): LiveQueryDelta<V> {
+    const before = this.window;
+    const after = this.sliceWindow();
+    const beforeByKey = new Map(before.map((row) => [row.key, row]));
+    const afterKeys = new Set(after.map((row) => row.key));
+    const entered: QueryRow<V>[] = [];
+    const updated: QueryRow<V>[] = [];
+    for (const row of after) {
+      const old = beforeByKey.get(row.key);
+      if (old === undefined) entered.push(row);
+      else if (old !== row) updated.push(row);
+    }
+    const left = before.filter((row) => !afterKeys.has(row.key)).map((row) => row.key);
+    const moved = beforeByKey.has(key) && afterKeys.has(key) && oldIndex !== newIndex ? [key] : [];
+    const changed = entered.length + left.length + updated.length + moved.length > 0;
+    if (!changed) return UNCHANGED;
+    this.window = after;
+    return { changed, entered, left, moved, updated };
+  }
+
+  private sliceWindow(): readonly QueryRow<V>[] {
+    const { offset, limit } = this.compiled;
+    const end = Math.min(this.sorted.length, offset + limit);
+    const rows: QueryRow<V>[] = [];
+    for (let index = offset; index < end; index++) rows.push(this.sorted[index]!.row);
+    return rows;
+  }
+
+  private createEntry(key: string, value: V): Entry<V> {
+    const sortable = this.compiled.toSortable(key, value);
+    return { ...sortable, row: this.compiled.toRow(key, value) };
+  }
+
+  /** Index of an entry known to be in the index (keys make the order strict). */
+  private indexOf(entry: Entry<V>): number {
+    const index = this.insertionIndex(entry);
+    return index;
+  }
+
+  /** First index whose entry orders at or after `entry`. */
+  private insertionIndex(entry: SortableRow<V>): number {
+    const { compare } = this.compiled;
+    let low = 0;
+    let high = this.sorted.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (compare(this.sorted[middle]!, entry) < 0) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+}
