@@ -12,6 +12,7 @@ export {
   validateRecord,
   validateTtl,
 } from './lwwRecord.js';
+export { isValidMapName, MAX_MAP_NAME_LENGTH, validateMapName } from './mapName.js';
 export {
   DIGEST_STAMP_BYTES,
   DIGEST_THRESHOLD,
@@ -40,6 +41,65 @@ export {
   validateMerklePath,
 } from './merkleTree.js';
 export { PARTITION_COUNT, partitionOf } from './partition.js';
+export { decodeMessage, encodeMessage } from './protocol/codec.js';
+export { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './protocol/decodeLimits.js';
+export {
+  ackSchema,
+  authErrorSchema,
+  changesSchema,
+  errorSchema,
+  helloSchema,
+  MESSAGE_TYPES,
+  type Message,
+  type MessageOf,
+  messageSchema,
+  opSchema,
+  opsSchema,
+  pingSchema,
+  pongSchema,
+  queryErrorSchema,
+  querySnapshotSchema,
+  queryUpdateSchema,
+  rejectionReasonSchema,
+  rejectSchema,
+  subscribeSchema,
+  syncDoneSchema,
+  syncRecordsSchema,
+  syncResetSchema,
+  syncSchema,
+  unsubscribeSchema,
+  type WireEntry,
+  welcomeSchema,
+  wireEntrySchema,
+} from './protocol/messages.js';
+export { ProtocolError, type ProtocolErrorReason } from './protocol/protocolError.js';
+export { PROTOCOL_VERSION } from './protocol/protocolVersion.js';
+export { fromSyncWire, toSyncWire } from './protocol/syncWire.js';
+export { fromWireEntry, toWireEntry } from './protocol/wireRecords.js';
+export {
+  type CompiledQuery,
+  compileQuery,
+  MAX_IN_VALUES,
+  MAX_PROJECTED_FIELDS,
+  MAX_QUERY_CONDITIONS,
+  MAX_QUERY_DEPTH,
+  MAX_SORT_KEYS,
+} from './query/compileQuery.js';
+export { evaluateQuery } from './query/evaluateQuery.js';
+export { MAX_PATH_SEGMENTS, readField } from './query/fieldPath.js';
+export { LiveQuery, type LiveQueryDelta, type RecordChange } from './query/liveQuery.js';
+export { QueryError } from './query/queryError.js';
+export type {
+  Comparison,
+  Condition,
+  FieldPath,
+  PathValue,
+  Query,
+  QueryRow,
+  SortDirection,
+  SortKey,
+  Where,
+} from './query/queryTypes.js';
 export { isValidKey, MAX_KEY_LENGTH, validateKey } from './recordKey.js';
 export {
   compareTimestamps,

@@ -30,10 +30,12 @@ export function compareRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): number {
   const byTime = compareTimestamps(a.timestamp, b.timestamp);
   if (byTime !== 0) return byTime;
   if (a.value === null || b.value === null) {
-    return (a.value === null ? 1 : 0) - (b.value === null ? 1 : 0);
+    if (a.value !== null) return -1;
+    if (b.value !== null) return 1;
+  } else {
+    const byValue = compareValues(a.value, b.value);
+    if (byValue !== 0) return byValue;
   }
-  const byValue = compareValues(a.value, b.value);
-  if (byValue !== 0) return byValue;
   return (a.ttlMs ?? -1) - (b.ttlMs ?? -1);
 }
 

@@ -18,7 +18,8 @@ export const MAX_VALUE_DEPTH = 32;
 
 /**
  * Checks that `value` is storable: plain objects (prototype `Object` or `null`), arrays,
- * strings, finite numbers, booleans and nested `null`, at most {@link MAX_VALUE_DEPTH} deep,
+ * well-formed strings (no unpaired surrogates), finite numbers, booleans and nested `null`,
+ * at most {@link MAX_VALUE_DEPTH} deep,
  * without `undefined` and without a field named `__proto__`.
  * @throws {ValidationError} naming the first offending path, e.g. `value.tags[2]`.
  */
@@ -32,9 +33,19 @@ export function validateValue(value: unknown, path = 'value'): void {
   checkValue(value, path, 0);
 }
 
+// Unpaired surrogates cannot be encoded as UTF-8, so they would not survive the wire.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const isWellFormed: (text: string) => boolean =
+  typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function'
+    ? (text) => (text as unknown as { isWellFormed(): boolean }).isWellFormed()
+    : (text) => !LONE_SURROGATE.test(text);
+
 function checkValue(value: unknown, path: string, depth: number): void {
   switch (typeof value) {
     case 'string':
+      if (!isWellFormed(value))
+        throw new ValidationError(path, 'the string contains an unpaired surrogate');
+      return;
     case 'boolean':
       return;
     case 'number':
@@ -57,6 +68,9 @@ function checkValue(value: unknown, path: string, depth: number): void {
       for (const field in value) {
         if (field === '__proto__')
           throw new ValidationError(path, 'field "__proto__" is not allowed');
+        if (!isWellFormed(field)) {
+          throw new ValidationError(path, 'a field name contains an unpaired surrogate');
+        }
         checkValue((value as Record<string, unknown>)[field], `${path}.${field}`, depth + 1);
       }
       return;

@@ -50,15 +50,20 @@ export interface CompiledQuery<V> {
  * @throws {QueryError} naming the first problem, e.g. `where.age.gtt: unknown operator`.
  */
 export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
-  if (!isPlainObject(query)) throw new QueryError('query', `expected an object, got ${describeValue(query)}`);
+  if (!isPlainObject(query))
+    throw new QueryError('query', `expected an object, got ${describeValue(query)}`);
   for (const key of Object.keys(query)) {
     if (!QUERY_KEYS.has(key)) {
-      throw new QueryError(`query.${key}`, 'unknown query option (expected where, sort, limit, offset, fields)');
+      throw new QueryError(
+        `query.${key}`,
+        'unknown query option (expected where, sort, limit, offset, fields)',
+      );
     }
   }
   const budget = { conditions: 0 };
   const where = (query as { where?: unknown }).where;
-  const predicate: Predicate = where === undefined ? () => true : compileWhere(where, 'where', 0, budget);
+  const predicate: Predicate =
+    where === undefined ? () => true : compileWhere(where, 'where', 0, budget);
   const sortKeys = compileSort((query as { sort?: unknown }).sort);
   const limit = readCount((query as { limit?: unknown }).limit, 'limit', Number.POSITIVE_INFINITY);
   const offset = readCount((query as { offset?: unknown }).offset, 'offset', 0);
@@ -78,15 +83,25 @@ export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
       }
       return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
     },
-    toRow: project === undefined ? (key, value) => ({ key, value }) : (key, value) => ({ key, value: project(value) as V }),
+    toRow:
+      project === undefined
+        ? (key, value) => ({ key, value })
+        : (key, value) => ({ key, value: project(value) as V }),
     offset,
     limit,
   };
 }
 
-function compileWhere(where: unknown, path: string, depth: number, budget: { conditions: number }): Predicate {
-  if (!isPlainObject(where)) throw new QueryError(path, `expected an object of conditions, got ${describeValue(where)}`);
-  if (depth > MAX_QUERY_DEPTH) throw new QueryError(path, `nested deeper than ${MAX_QUERY_DEPTH} levels`);
+function compileWhere(
+  where: unknown,
+  path: string,
+  depth: number,
+  budget: { conditions: number },
+): Predicate {
+  if (!isPlainObject(where))
+    throw new QueryError(path, `expected an object of conditions, got ${describeValue(where)}`);
+  if (depth > MAX_QUERY_DEPTH)
+    throw new QueryError(path, `nested deeper than ${MAX_QUERY_DEPTH} levels`);
   const tests: Predicate[] = [];
   for (const [name, condition] of Object.entries(where)) {
     const at = `${path}.${name}`;
@@ -118,21 +133,31 @@ function compileCombinator(
     const inner = compileWhere(operand, path, depth + 1, budget);
     return (value) => !inner(value);
   }
-  if (!Array.isArray(operand)) throw new QueryError(path, `expected an array of filters, got ${describeValue(operand)}`);
-  const inner = operand.map((item, index) => compileWhere(item, `${path}[${index}]`, depth + 1, budget));
+  if (!Array.isArray(operand))
+    throw new QueryError(path, `expected an array of filters, got ${describeValue(operand)}`);
+  const inner = operand.map((item, index) =>
+    compileWhere(item, `${path}[${index}]`, depth + 1, budget),
+  );
   return name === 'and'
     ? (value) => inner.every((test) => test(value))
     : (value) => inner.some((test) => test(value));
 }
 
-function compileCondition(segments: readonly string[], condition: unknown, path: string): Predicate {
+function compileCondition(
+  segments: readonly string[],
+  condition: unknown,
+  path: string,
+): Predicate {
   if (!isPlainObject(condition)) {
     const expected = readOperand(condition, path);
     return (value) => compareValues(readField(value, segments), expected) === 0;
   }
   const operators = Object.entries(condition);
-  if (operators.length === 0) throw new QueryError(path, 'an operator object needs at least one operator');
-  const tests = operators.map(([operator, operand]) => compileOperator(operator, operand, `${path}.${operator}`));
+  if (operators.length === 0)
+    throw new QueryError(path, 'an operator object needs at least one operator');
+  const tests = operators.map(([operator, operand]) =>
+    compileOperator(operator, operand, `${path}.${operator}`),
+  );
   return (value) => {
     const field = readField(value, segments);
     for (const test of tests) if (!test(field)) return false;
@@ -165,30 +190,39 @@ function compileOperator(operator: string, operand: unknown, path: string): Pred
     }
     case 'in':
     case 'nin': {
-      if (!Array.isArray(operand)) throw new QueryError(path, `expected an array, got ${describeValue(operand)}`);
-      if (operand.length > MAX_IN_VALUES) throw new QueryError(path, `more than ${MAX_IN_VALUES} values`);
+      if (!Array.isArray(operand))
+        throw new QueryError(path, `expected an array, got ${describeValue(operand)}`);
+      if (operand.length > MAX_IN_VALUES)
+        throw new QueryError(path, `more than ${MAX_IN_VALUES} values`);
       const options = operand.map((item, index) => readOperand(item, `${path}[${index}]`));
-      const primitives = new Set(options.filter((option) => typeof option !== 'object' || option === null));
+      const primitives = new Set(
+        options.filter((option) => typeof option !== 'object' || option === null),
+      );
       const structured = options.filter((option) => typeof option === 'object' && option !== null);
       const isIn = (field: unknown) =>
         primitives.has(field as never) ||
-        (typeof field === 'object' && field !== null && structured.some((option) => compareValues(field, option) === 0));
+        (typeof field === 'object' &&
+          field !== null &&
+          structured.some((option) => compareValues(field, option) === 0));
       return operator === 'in' ? isIn : (field) => !isIn(field);
     }
     case 'contains': {
       const needle = readOperand(operand, path);
       return (field) => {
         if (typeof field === 'string') return typeof needle === 'string' && field.includes(needle);
-        if (Array.isArray(field)) return field.some((element) => compareValues(element, needle) === 0);
+        if (Array.isArray(field))
+          return field.some((element) => compareValues(element, needle) === 0);
         return false;
       };
     }
     case 'startsWith': {
-      if (typeof operand !== 'string') throw new QueryError(path, `expected a string, got ${describeValue(operand)}`);
+      if (typeof operand !== 'string')
+        throw new QueryError(path, `expected a string, got ${describeValue(operand)}`);
       return (field) => typeof field === 'string' && field.startsWith(operand);
     }
     case 'exists': {
-      if (typeof operand !== 'boolean') throw new QueryError(path, `expected true or false, got ${describeValue(operand)}`);
+      if (typeof operand !== 'boolean')
+        throw new QueryError(path, `expected true or false, got ${describeValue(operand)}`);
       return (field) => (field !== undefined) === operand;
     }
     default:
@@ -212,7 +246,8 @@ function readOperand(operand: unknown, path: string): unknown {
   try {
     validateValue(operand, path);
   } catch (error) {
-    if (error instanceof ValidationError) throw new QueryError(error.path, error.message.slice(error.path.length + 2));
+    if (error instanceof ValidationError)
+      throw new QueryError(error.path, error.message.slice(error.path.length + 2));
     throw error;
   }
   return operand;
@@ -226,17 +261,26 @@ interface CompiledSortKey {
 function compileSort(sort: unknown): CompiledSortKey[] {
   if (sort === undefined) return [];
   const keys = Array.isArray(sort) ? sort : [sort];
-  if (keys.length > MAX_SORT_KEYS) throw new QueryError('sort', `more than ${MAX_SORT_KEYS} sort keys`);
+  if (keys.length > MAX_SORT_KEYS)
+    throw new QueryError('sort', `more than ${MAX_SORT_KEYS} sort keys`);
   return keys.map((key: unknown, index) => {
     const path = Array.isArray(sort) ? `sort[${index}]` : 'sort';
     if (typeof key === 'string') return { segments: parseFieldPath(key, path), descending: false };
-    if (!isPlainObject(key)) throw new QueryError(path, `expected a field path or { field, direction }, got ${describeValue(key)}`);
+    if (!isPlainObject(key))
+      throw new QueryError(
+        path,
+        `expected a field path or { field, direction }, got ${describeValue(key)}`,
+      );
     for (const name of Object.keys(key)) {
-      if (name !== 'field' && name !== 'direction') throw new QueryError(`${path}.${name}`, 'unknown sort option');
+      if (name !== 'field' && name !== 'direction')
+        throw new QueryError(`${path}.${name}`, 'unknown sort option');
     }
     const { field, direction } = key as { field?: unknown; direction?: unknown };
     if (direction !== undefined && direction !== 'asc' && direction !== 'desc') {
-      throw new QueryError(`${path}.direction`, `expected "asc" or "desc", got ${describeValue(direction)}`);
+      throw new QueryError(
+        `${path}.direction`,
+        `expected "asc" or "desc", got ${describeValue(direction)}`,
+      );
     }
     return { segments: parseFieldPath(field, `${path}.field`), descending: direction === 'desc' };
   });

@@ -6,7 +6,10 @@ import type { Query, QueryRow } from './queryTypes.js';
  * then record key), skips `offset`, takes `limit`, projects `fields`.
  * @throws {QueryError} when the query is invalid.
  */
-export function evaluateQuery<V>(query: Query<V>, entries: Iterable<readonly [string, V]>): QueryRow<V>[] {
+export function evaluateQuery<V>(
+  query: Query<V>,
+  entries: Iterable<readonly [string, V]>,
+): QueryRow<V>[] {
   const compiled = compileQuery(query);
   const matching = [];
   for (const [key, value] of entries) {

@@ -13,14 +13,21 @@ export const MAX_PATH_SEGMENTS = 8;
  */
 export function parseFieldPath(path: unknown, where: string): string[] {
   if (typeof path !== 'string' || path.length === 0 || path.length > 512) {
-    throw new QueryError(where, 'expected a field path: a non-empty string of at most 512 characters');
+    throw new QueryError(
+      where,
+      'expected a field path: a non-empty string of at most 512 characters',
+    );
   }
   const segments = path.split('.');
   if (segments.length > MAX_PATH_SEGMENTS) {
-    throw new QueryError(where, `field path "${path}" is deeper than ${MAX_PATH_SEGMENTS} segments`);
+    throw new QueryError(
+      where,
+      `field path "${path}" is deeper than ${MAX_PATH_SEGMENTS} segments`,
+    );
   }
   for (const segment of segments) {
-    if (segment.length === 0) throw new QueryError(where, `field path "${path}" has an empty segment`);
+    if (segment.length === 0)
+      throw new QueryError(where, `field path "${path}" has an empty segment`);
     if (FORBIDDEN_SEGMENTS.has(segment)) {
       throw new QueryError(where, `field path "${path}" may not use "${segment}"`);
     }

@@ -39,9 +39,8 @@ export type PathValue<V, P extends string> = unknown extends V
       : unknown;
 
 type Operand<T> = Exclude<T, undefined>;
-type Ordered<T> = Extract<Operand<T>, string | number> extends never
-  ? never
-  : Extract<Operand<T>, string | number>;
+type Ordered<T> =
+  Extract<Operand<T>, string | number> extends never ? never : Extract<Operand<T>, string | number>;
 
 /** Operators on one field whose type is `T`. Every operator given must hold. */
 export interface Comparison<T> {

@@ -1,0 +1,297 @@
+import { z } from 'zod';
+import { isValidMapName } from '../mapName.js';
+import { compileQuery } from '../query/compileQuery.js';
+import type { Query } from '../query/queryTypes.js';
+import { isValidKey } from '../recordKey.js';
+import { isValidNodeId } from '../timestamp.js';
+import { type Value, validateValue } from '../value.js';
+
+/*
+ * The wire protocol: every message is a map with a literal `type`, one message per binary
+ * WebSocket frame, MessagePack-encoded. `specifications/protocol.md` is the normative text;
+ * these zod schemas are what `decodeMessage` checks every incoming frame against.
+ */
+
+const uint = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const bytes = z.custom<Uint8Array>(
+  (candidate) => candidate instanceof Uint8Array,
+  'expected binary data',
+);
+const key = z
+  .string()
+  .refine(isValidKey, 'expected a record key: 1-1024 characters, no U+0000 or lone surrogates');
+const mapName = z
+  .string()
+  .refine(isValidMapName, 'expected a map name: 1-128 characters from A-Z a-z 0-9 _ . : @ / -');
+const nodeId = z
+  .string()
+  .refine(isValidNodeId, 'expected a node id: 1-64 characters from A-Z a-z 0-9 _ -');
+const timestamp = z
+  .string()
+  .regex(/^[0-9a-f]{16}[A-Za-z0-9_-]{1,64}$/, 'expected a serialized timestamp');
+const text = z.string().max(1024);
+
+const value = z.unknown().superRefine((candidate, context) => {
+  try {
+    validateValue(candidate);
+  } catch (error) {
+    context.addIssue({ code: 'custom', message: (error as Error).message });
+  }
+}) as unknown as z.ZodType<Value>;
+
+/**
+ * One record on the wire: `[key, timestamp, value, ttlMs?]`, `value` `null` for a tombstone,
+ * the timestamp in its serialized form.
+ */
+export const wireEntrySchema = z.union([
+  z.tuple([key, timestamp, value.nullable()]),
+  z.tuple([key, timestamp, value.nullable(), uint.min(1)]),
+]);
+/** One record on the wire: `[key, timestamp, value, ttlMs?]`. */
+export type WireEntry = z.infer<typeof wireEntrySchema>;
+
+const query = z.unknown().superRefine((candidate, context) => {
+  try {
+    compileQuery(candidate as Query);
+  } catch (error) {
+    context.addIssue({ code: 'custom', message: (error as Error).message });
+  }
+}) as unknown as z.ZodType<Query>;
+
+/** Client → server, first message: protocol version, node id, optional JWT. */
+export const helloSchema = z.strictObject({
+  type: z.literal('hello'),
+  protocol: uint,
+  nodeId,
+  token: z
+    .string()
+    .max(16 * 1024)
+    .optional(),
+});
+
+/** Server → client: the handshake succeeded. */
+export const welcomeSchema = z.strictObject({
+  type: z.literal('welcome'),
+  protocol: uint,
+  /** The server's node id. */
+  nodeId,
+  /** The authenticated user, or null for an anonymous session. */
+  userId: z.string().max(256).nullable(),
+  /** Server wall-clock time (ms), for the client to correct its clock. */
+  serverTime: uint,
+  /** Interval at which the server pings, in ms. */
+  heartbeatMs: uint,
+  /** Most ops the server accepts in one `ops` message. */
+  maxBatchOps: uint,
+});
+
+/** Server → client: authentication failed; the server closes the connection after it. */
+export const authErrorSchema = z.strictObject({
+  type: z.literal('auth_error'),
+  code: z.enum(['missing_token', 'invalid_token', 'expired_token', 'anonymous_not_allowed']),
+  message: text,
+});
+
+/** One write in an `ops` message. */
+export const opSchema = z.strictObject({
+  /** Client-chosen op id, unique per connection, echoed in the ack or rejection. */
+  id: uint,
+  map: mapName,
+  entry: wireEntrySchema,
+});
+
+/** Client → server: a batch of writes. */
+export const opsSchema = z.strictObject({
+  type: z.literal('ops'),
+  ops: z.array(opSchema).min(1),
+});
+
+/** Server → client: ops durably committed (after COMMIT). */
+export const ackSchema = z.strictObject({
+  type: z.literal('ack'),
+  /** Ids of the ops committed, including the superseded ones. */
+  ids: z.array(uint),
+  /** Ids of ops that were older than the stored record: acknowledged, not applied. */
+  superseded: z.array(uint),
+});
+
+/** Why an op was rejected. */
+export const rejectionReasonSchema = z.enum([
+  'permission',
+  'clock_drift',
+  'validation',
+  'node_id',
+  'rate_limit',
+  'unavailable',
+]);
+
+/** Server → client: ops that were not applied, each with a reason. */
+export const rejectSchema = z.strictObject({
+  type: z.literal('reject'),
+  rejections: z.array(
+    z.strictObject({
+      id: uint,
+      reason: rejectionReasonSchema,
+      message: text,
+      /** True when sending the op again later may succeed (e.g. storage unavailable). */
+      retryable: z.boolean(),
+      /** The server's current record for the key (null when absent), to roll back to. */
+      current: wireEntrySchema.nullable().optional(),
+    }),
+  ),
+});
+
+/** Both directions: one step of the Merkle walk over one map (`specifications/merkle-sync.md`). */
+export const syncSchema = z.strictObject({
+  type: z.literal('sync'),
+  map: mapName,
+  /** Walk id chosen by the initiator, unique per connection. */
+  session: uint,
+  /** Opening only: server time (ms) of the client's last completed sync of this map. */
+  lastSync: uint.optional(),
+  width: z.union([z.literal(4), z.literal(8)]),
+  root: bytes,
+  marks: bytes,
+  hashes: bytes,
+  digestSizes: z.array(uint),
+  digestKeys: z.array(key),
+  digestStamps: bytes,
+  nodeIds: z.array(nodeId),
+  wants: bytes,
+  records: z.array(wireEntrySchema),
+});
+
+/** Both directions: a chunk of a bulk transfer following a `sync` message. */
+export const syncRecordsSchema = z.strictObject({
+  type: z.literal('sync_records'),
+  map: mapName,
+  session: uint,
+  records: z.array(wireEntrySchema),
+  /** First chunk only: how many records the whole transfer holds, for progress. */
+  total: uint.optional(),
+  /** Whether this is the last chunk. */
+  last: z.boolean(),
+});
+
+/** Both directions: the sender has nothing more to say in this walk. */
+export const syncDoneSchema = z.strictObject({
+  type: z.literal('sync_done'),
+  map: mapName,
+  session: uint,
+  /** The sender's root hash (8 bytes), to check convergence. */
+  root: bytes,
+  /** Server → client only: the server time (ms) to store as this map's last sync. */
+  syncedAt: uint.optional(),
+});
+
+/** Server → client: discard the local replica of the map and sync it from scratch. */
+export const syncResetSchema = z.strictObject({
+  type: z.literal('sync_reset'),
+  map: mapName,
+  session: uint,
+  reason: z.enum(['pruned', 'requested']),
+});
+
+/** Server → client: records changed by other writers, batched. */
+export const changesSchema = z.strictObject({
+  type: z.literal('changes'),
+  changes: z.array(z.strictObject({ map: mapName, entries: z.array(wireEntrySchema) })),
+});
+
+/** Client → server: subscribe to a live query. */
+export const subscribeSchema = z.strictObject({
+  type: z.literal('subscribe'),
+  /** Subscription id chosen by the client, unique per connection. */
+  id: uint,
+  map: mapName,
+  query,
+});
+
+/** Server → client: the initial result of a live query, possibly in several chunks. */
+export const querySnapshotSchema = z.strictObject({
+  type: z.literal('query_snapshot'),
+  id: uint,
+  entries: z.array(wireEntrySchema),
+  /** Whether this is the last chunk of the snapshot. */
+  last: z.boolean(),
+});
+
+/** Server → client: incremental changes of a live query's result. */
+export const queryUpdateSchema = z.strictObject({
+  type: z.literal('query_update'),
+  id: uint,
+  /** Records that entered the result. */
+  enter: z.array(wireEntrySchema),
+  /** Records that stayed in the result with a new value. */
+  update: z.array(wireEntrySchema),
+  /** Keys of records that left the result. */
+  leave: z.array(key),
+});
+
+/** Client → server: end a live query subscription. */
+export const unsubscribeSchema = z.strictObject({
+  type: z.literal('unsubscribe'),
+  id: uint,
+});
+
+/** Server → client: a live query was refused or ended (invalid query, permission, limit). */
+export const queryErrorSchema = z.strictObject({
+  type: z.literal('query_error'),
+  id: uint,
+  code: z.enum(['invalid_query', 'permission', 'limit']),
+  message: text,
+});
+
+/** Both directions: liveness check; the peer answers with `pong` carrying the same time. */
+export const pingSchema = z.strictObject({ type: z.literal('ping'), time: uint });
+
+/** Both directions: answer to `ping`. */
+export const pongSchema = z.strictObject({ type: z.literal('pong'), time: uint });
+
+/** Both directions: an error not tied to one op, query or walk. */
+export const errorSchema = z.strictObject({
+  type: z.literal('error'),
+  code: z.enum([
+    'PROTOCOL_VERSION',
+    'MALFORMED',
+    'UNAUTHENTICATED',
+    'TOKEN_EXPIRED',
+    'POLICY_VIOLATION',
+    'UNAVAILABLE',
+    'INTERNAL',
+    'SHUTTING_DOWN',
+  ]),
+  message: text,
+  /** Whether retrying later (reconnecting) may succeed. */
+  retryable: z.boolean(),
+});
+
+/** Every message of the protocol, discriminated by `type`. */
+export const messageSchema = z.discriminatedUnion('type', [
+  helloSchema,
+  welcomeSchema,
+  authErrorSchema,
+  opsSchema,
+  ackSchema,
+  rejectSchema,
+  syncSchema,
+  syncRecordsSchema,
+  syncDoneSchema,
+  syncResetSchema,
+  changesSchema,
+  subscribeSchema,
+  querySnapshotSchema,
+  queryUpdateSchema,
+  unsubscribeSchema,
+  queryErrorSchema,
+  pingSchema,
+  pongSchema,
+  errorSchema,
+]);
+
+/** Any protocol message. */
+export type Message = z.infer<typeof messageSchema>;
+/** The message of a given `type`. */
+export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;
+/** Every message type. */
+export const MESSAGE_TYPES = messageSchema.options.map((option) => option.shape.type.value);

@@ -1,0 +1,144 @@
+import { describe, expect, it } from 'vitest';
+import { evaluateQuery, HLC, LiveQuery, LWWMap, type Query, QueryError } from '../src/index.js';
+import { fc } from './property.js';
+
+interface Item {
+  group: string;
+  score: number;
+  done?: boolean;
+}
+
+function mapWith(items: Array<[string, Item]>) {
+  const map = new LWWMap<Item>(new HLC({ nodeId: 'lq', now: () => 1 }));
+  for (const [key, value] of items) map.set(key, value);
+  return map;
+}
+
+describe('LiveQuery', () => {
+  const query: Query<Item> = {
+    where: { group: 'a' },
+    sort: [{ field: 'score', direction: 'desc' }],
+    limit: 2,
+  };
+
+  it('starts from the current records and keeps rows stable until the result changes', () => {
+    const map = mapWith([
+      ['x', { group: 'a', score: 1 }],
+      ['y', { group: 'a', score: 5 }],
+      ['z', { group: 'b', score: 9 }],
+    ]);
+    const live = new LiveQuery(query, map.entries());
+    expect(live.rows.map((row) => row.key)).toEqual(['y', 'x']);
+    const before = live.rows;
+
+    map.subscribe((change) => live.apply(change));
+    map.set('z', { group: 'b', score: 10 }); // outside the result
+    expect(live.rows).toBe(before);
+  });
+
+  it('reports entered, left, moved and updated rows', () => {
+    const map = mapWith([
+      ['x', { group: 'a', score: 1 }],
+      ['y', { group: 'a', score: 5 }],
+      ['w', { group: 'a', score: 0 }],
+    ]);
+    const live = new LiveQuery(query, map.entries());
+    const deltas: unknown[] = [];
+    map.subscribe((change) => deltas.push(live.apply(change)));
+
+    map.set('n', { group: 'a', score: 3 }); // enters between y and x; x drops out
+    expect(deltas.at(-1)).toMatchObject({ changed: true, entered: [{ key: 'n' }], left: ['x'] });
+    expect(live.rows.map((row) => row.key)).toEqual(['y', 'n']);
+
+    map.set('n', { group: 'a', score: 9 }); // moves to the top
+    expect(deltas.at(-1)).toMatchObject({ changed: true, moved: ['n'], updated: [{ key: 'n' }] });
+    expect(live.rows.map((row) => row.key)).toEqual(['n', 'y']);
+
+    map.set('y', { group: 'a', score: 5, done: true }); // same place, new value
+    expect(deltas.at(-1)).toMatchObject({ changed: true, moved: [], updated: [{ key: 'y' }] });
+
+    map.delete('n'); // leaves; x refills the window from the index
+    expect(deltas.at(-1)).toMatchObject({ changed: true, entered: [{ key: 'x' }], left: ['n'] });
+    expect(live.rows.map((row) => row.key)).toEqual(['y', 'x']);
+
+    map.set('w', { group: 'a', score: -1 }); // moves below the window: no visible change
+    expect(deltas.at(-1)).toMatchObject({ changed: false });
+    expect(live.matchingCount).toBe(3);
+  });
+
+  it('validates the query', () => {
+    expect(() => new LiveQuery({ where: { score: { gtt: 1 } } } as Query<Item>)).toThrow(
+      QueryError,
+    );
+  });
+
+  // The maintainer must always agree with a full evaluation of the current state.
+  it('always equals evaluateQuery on the current state', () => {
+    const itemArbitrary = fc.record(
+      {
+        group: fc.constantFrom('a', 'b'),
+        score: fc.integer({ min: 0, max: 5 }),
+        done: fc.boolean(),
+      },
+      { requiredKeys: ['group', 'score'] },
+    );
+    const queryArbitrary: fc.Arbitrary<Query<Item>> = fc
+      .record(
+        {
+          where: fc.oneof(
+            fc.constant({}),
+            fc.constant({ group: 'a' }),
+            fc.record({ score: fc.record({ gte: fc.integer({ min: 0, max: 5 }) }) }),
+            fc.constant({ or: [{ done: true }, { score: { lt: 2 } }] }),
+          ),
+          sort: fc.oneof(
+            fc.constant(undefined),
+            fc.constant(['score']),
+            fc.constant([{ field: 'score', direction: 'desc' as const }, 'group']),
+            fc.constant([{ field: 'done', direction: 'desc' as const }]),
+          ),
+          limit: fc.option(fc.integer({ min: 0, max: 6 }), { nil: undefined }),
+          offset: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
+        },
+        { requiredKeys: [] },
+      )
+      .map(
+        (query) =>
+          Object.fromEntries(
+            Object.entries(query).filter(([, v]) => v !== undefined),
+          ) as Query<Item>,
+      );
+    const changeArbitrary = fc.tuple(
+      fc.constantFrom('k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7'),
+      fc.option(itemArbitrary),
+    );
+
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom('k0', 'k1', 'k2', 'k3'), itemArbitrary), {
+          maxLength: 4,
+        }),
+        queryArbitrary,
+        fc.array(changeArbitrary, { maxLength: 40 }),
+        (initial, query, changes) => {
+          const map = mapWith(initial);
+          const live = new LiveQuery(query, map.entries());
+          let rows = live.rows;
+          map.subscribe((change) => {
+            const delta = live.apply(change);
+            // `rows` changes identity exactly when the delta says the result changed.
+            expect(live.rows !== rows).toBe(delta.changed);
+            rows = live.rows;
+          });
+          expect(live.rows).toEqual(evaluateQuery(query, map.entries()));
+          for (const [key, item] of changes) {
+            if (item === null) map.delete(key);
+            else map.set(key, item);
+            expect(live.rows).toEqual(evaluateQuery(query, map.entries()));
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
