@@ -8,6 +8,13 @@
  */
 export function compareValues(a: unknown, b: unknown): number {
   if (a === b) return 0;
+  // Fast paths for the common cases: two numbers or two strings.
+  const typeA = typeof a;
+  if (typeA === typeof b) {
+    if (typeA === 'number')
+      return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
+    if (typeA === 'string') return (a as string) < (b as string) ? -1 : 1;
+  }
   const rankA = typeRank(a);
   const rankB = typeRank(b);
   if (rankA !== rankB) return rankA - rankB;

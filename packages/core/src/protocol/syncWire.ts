@@ -1,10 +1,9 @@
 import type { SyncMessage } from '../merkleSync.js';
-import type { Value } from '../value.js';
 import type { MessageOf } from './messages.js';
 import { fromWireEntry, toWireEntry } from './wireRecords.js';
 
 /** The `sync` protocol message carrying one walk message for `map`. */
-export function toSyncWire<V extends Value>(
+export function toSyncWire<V>(
   map: string,
   session: number,
   message: SyncMessage<V>,
@@ -29,7 +28,7 @@ export function toSyncWire<V extends Value>(
 }
 
 /** The walk message carried by a decoded `sync` protocol message. */
-export function fromSyncWire<V extends Value>(wire: MessageOf<'sync'>): SyncMessage<V> {
+export function fromSyncWire<V>(wire: MessageOf<'sync'>): SyncMessage<V> {
   return {
     width: wire.width,
     root: wire.root,

@@ -4,20 +4,20 @@ import type { Value } from '../value.js';
 import type { WireEntry } from './messages.js';
 
 /** The wire form of a record: `[key, timestamp, value, ttlMs?]`. */
-export function toWireEntry<V extends Value>(key: string, record: LWWRecord<V>): WireEntry {
+export function toWireEntry<V>(key: string, record: LWWRecord<V>): WireEntry {
   const timestamp = formatTimestamp(record.timestamp);
+  // Record values were validated as storable when they were written or merged.
+  const value = record.value as Value | null;
   return record.ttlMs === undefined
-    ? [key, timestamp, record.value]
-    : [key, timestamp, record.value, record.ttlMs];
+    ? [key, timestamp, value]
+    : [key, timestamp, value, record.ttlMs];
 }
 
 /**
  * The record of a wire entry. Entries from `decodeMessage` are already validated; this only
  * changes their shape.
  */
-export function fromWireEntry<V extends Value>(
-  entry: WireEntry,
-): [key: string, record: LWWRecord<V>] {
+export function fromWireEntry<V>(entry: WireEntry): [key: string, record: LWWRecord<V>] {
   const [key, timestamp, value, ttlMs] = entry;
   const parsed = parseTimestamp(timestamp);
   const record: LWWRecord<V> =

@@ -36,6 +36,8 @@ export interface CompiledQuery<V> {
   readonly matches: (value: V) => boolean;
   /** Builds the sortable form of a matching row. */
   readonly toSortable: (key: string, value: V) => SortableRow<V>;
+  /** The values of the sort keys of a record value, in sort-key order. */
+  readonly sortValuesOf: (value: V) => unknown[];
   /** The result order: sort keys, then record key. */
   readonly compare: (a: SortableRow<V>, b: SortableRow<V>) => number;
   /** The row to return for a matching record (projected when `fields` is given). */
@@ -69,13 +71,15 @@ export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
   const offset = readCount((query as { offset?: unknown }).offset, 'offset', 0);
   const project = compileProjection((query as { fields?: unknown }).fields);
 
+  const sortValuesOf = (value: V): unknown[] => {
+    const values = new Array<unknown>(sortKeys.length);
+    for (let i = 0; i < sortKeys.length; i++) values[i] = readField(value, sortKeys[i]!.segments);
+    return values;
+  };
   return {
     matches: predicate as (value: V) => boolean,
-    toSortable: (key, value) => ({
-      key,
-      value,
-      sortValues: sortKeys.map((sortKey) => readField(value, sortKey.segments)),
-    }),
+    toSortable: (key, value) => ({ key, value, sortValues: sortValuesOf(value) }),
+    sortValuesOf,
     compare: (a, b) => {
       for (let i = 0; i < sortKeys.length; i++) {
         const order = compareValues(a.sortValues[i], b.sortValues[i]);

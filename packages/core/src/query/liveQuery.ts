@@ -1,5 +1,6 @@
 import { type CompiledQuery, compileQuery, type SortableRow } from './compileQuery.js';
 import type { Query, QueryRow } from './queryTypes.js';
+import { SortedList } from './sortedList.js';
 
 /** A change of one record, as the maintainer consumes it (an `LWWMap` change fits). */
 export interface RecordChange<V> {
@@ -42,7 +43,7 @@ interface Entry<V> extends SortableRow<V> {
  */
 export class LiveQuery<V> {
   private readonly compiled: CompiledQuery<V>;
-  private readonly sorted: Entry<V>[] = [];
+  private readonly sorted: SortedList<Entry<V>>;
   private readonly entries = new Map<string, Entry<V>>();
   private window: readonly QueryRow<V>[] = [];
 
@@ -53,14 +54,17 @@ export class LiveQuery<V> {
    */
   constructor(query: Query<V>, initial: Iterable<readonly [string, V]> = []) {
     this.compiled = compileQuery(query);
+    this.sorted = new SortedList<Entry<V>>(this.compiled.compare);
+    const matching: Entry<V>[] = [];
     for (const [key, value] of initial) {
       if (this.compiled.matches(value)) {
         const entry = this.createEntry(key, value);
-        this.sorted.push(entry);
+        matching.push(entry);
         this.entries.set(key, entry);
       }
     }
-    this.sorted.sort(this.compiled.compare);
+    matching.sort(this.compiled.compare);
+    this.sorted.assignSorted(matching);
     this.window = this.sliceWindow();
   }
 
@@ -85,16 +89,14 @@ export class LiveQuery<V> {
     const end = offset + limit;
     let oldIndex = -1;
     if (previous !== undefined) {
-      oldIndex = this.indexOf(previous);
-      this.sorted.splice(oldIndex, 1);
+      oldIndex = this.sorted.remove(previous);
       this.entries.delete(key);
     }
     let newIndex = -1;
     let entry: Entry<V> | undefined;
     if (matches) {
       entry = this.createEntry(key, value);
-      newIndex = this.insertionIndex(entry);
-      this.sorted.splice(newIndex, 0, entry);
+      newIndex = this.sorted.insert(entry);
       this.entries.set(key, entry);
     }
     // Removal and insertion both past the window's end leave the window as it was.
@@ -150,33 +152,11 @@ export class LiveQuery<V> {
 
   private sliceWindow(): readonly QueryRow<V>[] {
     const { offset, limit } = this.compiled;
-    const end = Math.min(this.sorted.length, offset + limit);
-    const rows: QueryRow<V>[] = [];
-    for (let index = offset; index < end; index++) rows.push(this.sorted[index]!.row);
-    return rows;
+    return this.sorted.slice(offset, offset + limit).map((entry) => entry.row);
   }
 
   private createEntry(key: string, value: V): Entry<V> {
-    const sortable = this.compiled.toSortable(key, value);
-    return { ...sortable, row: this.compiled.toRow(key, value) };
-  }
-
-  /** Index of an entry known to be in the index (keys make the order strict). */
-  private indexOf(entry: Entry<V>): number {
-    const index = this.insertionIndex(entry);
-    return index;
-  }
-
-  /** First index whose entry orders at or after `entry`. */
-  private insertionIndex(entry: SortableRow<V>): number {
-    const { compare } = this.compiled;
-    let low = 0;
-    let high = this.sorted.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (compare(this.sorted[middle]!, entry) < 0) low = middle + 1;
-      else high = middle;
-    }
-    return low;
+    const { sortValuesOf, toRow } = this.compiled;
+    return { key, value, sortValues: sortValuesOf(value), row: toRow(key, value) };
   }
 }

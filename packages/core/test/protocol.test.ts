@@ -1,0 +1,269 @@
+import { Packr } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_DECODE_LIMITS,
+  decodeMessage,
+  encodeMessage,
+  MESSAGE_TYPES,
+  type Message,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type ProtocolErrorReason,
+} from '../src/index.js';
+import { messageArbitrary } from './arbitraries.js';
+import { fc } from './property.js';
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+const fromHex = (text: string) => new Uint8Array(Buffer.from(text, 'hex'));
+// A raw encoder for hostile frames the protocol encoder would never produce.
+const raw = new Packr({ useRecords: false, variableMapSize: true });
+
+function reasonOf(frame: Uint8Array): ProtocolErrorReason | 'accepted' {
+  try {
+    decodeMessage(frame);
+    return 'accepted';
+  } catch (error) {
+    if (!(error instanceof ProtocolError)) throw error;
+    return error.reason;
+  }
+}
+
+/** Normalizes decoded binaries (Buffers in Node) so they compare equal to Uint8Arrays. */
+function plain(value: unknown): unknown {
+  if (value instanceof Uint8Array) return Array.from(value);
+  if (Array.isArray(value)) return value.map(plain);
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([key, field]) => [key, plain(field)]));
+  }
+  return value;
+}
+
+describe('test vectors (specifications/protocol.md)', () => {
+  const vectors: Array<[string, Message, string]> = [
+    ['ping', { type: 'ping', time: 5 }, '82a474797065a470696e67a474696d6505'],
+    [
+      'hello',
+      { type: 'hello', protocol: 1, nodeId: 'c1' },
+      '83a474797065a568656c6c6fa870726f746f636f6c01a66e6f64654964a26331',
+    ],
+    [
+      'ops',
+      {
+        type: 'ops',
+        ops: [
+          { id: 1, map: 'todos', entry: ['t1', '018bcfe568000001a', { title: 'x', done: false }] },
+        ],
+      },
+      '82a474797065a36f7073a36f70739183a2696401a36d6170a5746f646f73a5656e74727993a27431b1303138626366653536383030303030316182a57469746c65a178a4646f6e65c2',
+    ],
+    [
+      'ack',
+      { type: 'ack', ids: [1, 2], superseded: [2] },
+      '83a474797065a361636ba3696473920102aa7375706572736564656491' + '02',
+    ],
+    [
+      'sync_done',
+      {
+        type: 'sync_done',
+        map: 'todos',
+        session: 3,
+        root: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]),
+      },
+      '84a474797065a973796e635f646f6e65a36d6170a5746f646f73a773657373696f6e03a4726f6f74c4080102030405060708',
+    ],
+  ];
+
+  it.each(vectors)('%s encodes to the documented bytes and back', (_name, message, bytes) => {
+    expect(hex(encodeMessage(message))).toBe(bytes);
+    expect(plain(decodeMessage(fromHex(bytes)))).toEqual(plain(message));
+  });
+
+  it('speaks protocol version 1', () => {
+    expect(PROTOCOL_VERSION).toBe(1);
+  });
+});
+
+describe('round trip', () => {
+  it('decode(encode(m)) equals m for random valid messages of every type', () => {
+    const seen = new Set<string>();
+    fc.assert(
+      fc.property(messageArbitrary, (message) => {
+        seen.add(message.type);
+        expect(plain(decodeMessage(encodeMessage(message)))).toEqual(plain(message));
+      }),
+      { numRuns: 1000 },
+    );
+    expect([...seen].sort()).toEqual([...MESSAGE_TYPES].sort());
+  });
+});
+
+describe('hostile frames', () => {
+  it('random bytes only ever give a ProtocolError', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        expect(() => {
+          try {
+            decodeMessage(bytes);
+          } catch (error) {
+            if (error instanceof ProtocolError) return;
+            throw error;
+          }
+        }).not.toThrow();
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('corrupted, truncated and extended valid frames only ever give a ProtocolError', () => {
+    fc.assert(
+      fc.property(
+        messageArbitrary,
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+        fc.nat(),
+        fc.uint8Array({ maxLength: 4 }),
+        (message, flips, cut, tail) => {
+          const frame = new Uint8Array(encodeMessage(message));
+          for (const [position, byte] of flips) frame[position % frame.length] = byte;
+          const truncated = frame.subarray(0, cut % (frame.length + 1));
+          const extended = new Uint8Array([...frame, ...tail]);
+          for (const candidate of [frame, truncated, extended]) {
+            try {
+              decodeMessage(candidate);
+            } catch (error) {
+              expect(error).toBeInstanceOf(ProtocolError);
+            }
+          }
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
+  it.each<[string, () => Uint8Array, ProtocolErrorReason]>([
+    ['an empty frame', () => new Uint8Array(0), 'MALFORMED'],
+    [
+      'a frame over the size limit',
+      () => new Uint8Array(DEFAULT_DECODE_LIMITS.maxFrameBytes + 1),
+      'FRAME_TOO_LARGE',
+    ],
+    ['the unused byte 0xc1', () => new Uint8Array([0xc1]), 'MALFORMED'],
+    ['a truncated map', () => fromHex('82a474797065'), 'MALFORMED'],
+    [
+      'trailing bytes',
+      () => new Uint8Array([...encodeMessage({ type: 'ping', time: 1 }), 0]),
+      'MALFORMED',
+    ],
+    ['an array header claiming 4 billion elements', () => fromHex('ddffffffff00'), 'LIMIT'],
+    ['a map header claiming 4 billion entries', () => fromHex('dfffffffff00'), 'LIMIT'],
+    ['a string header claiming 4 GB', () => fromHex('dbffffffff61'), 'LIMIT'],
+    ['a binary header claiming 4 GB', () => fromHex('c6ffffffff61'), 'LIMIT'],
+    ['an array claiming more elements than bytes', () => fromHex('dc0100c0'), 'MALFORMED'],
+    ['arrays nested 100 000 deep', () => new Uint8Array(100_000).fill(0x91), 'LIMIT'],
+    ['maps nested deep', () => fromHex(`${'81a161'.repeat(50)}c0`), 'LIMIT'],
+    ['an extension type', () => fromHex('d4010a'), 'EXTENSION'],
+    ['a Date (timestamp extension)', () => raw.pack(new Date()), 'EXTENSION'],
+    ['an integer map key', () => fromHex('810102'), 'FORBIDDEN_KEY'],
+    [
+      'a __proto__ key',
+      () => raw.pack(JSON.parse('{"type":"ping","__proto__":{"polluted":1}}')),
+      'FORBIDDEN_KEY',
+    ],
+    [
+      'a constructor key in a value',
+      () =>
+        raw.pack({
+          type: 'ops',
+          ops: [
+            {
+              id: 1,
+              map: 'm',
+              entry: ['k', '0000000000000000n', { constructor: { prototype: 1 } }],
+            },
+          ],
+        }),
+      'FORBIDDEN_KEY',
+    ],
+    ['a prototype key', () => raw.pack({ type: 'ping', time: 1, prototype: 1 }), 'FORBIDDEN_KEY'],
+    ['an unknown type', () => raw.pack({ type: 'launch_missiles' }), 'UNKNOWN_TYPE'],
+    ['a missing type', () => raw.pack({ time: 1 }), 'UNKNOWN_TYPE'],
+    ['a non-map message', () => raw.pack([1, 2, 3]), 'UNKNOWN_TYPE'],
+    ['a wrong field type', () => raw.pack({ type: 'ping', time: 'now' }), 'INVALID_MESSAGE'],
+    ['a missing field', () => raw.pack({ type: 'ack', ids: [] }), 'INVALID_MESSAGE'],
+    ['an extra field', () => raw.pack({ type: 'pong', time: 1, extra: true }), 'INVALID_MESSAGE'],
+    ['a negative id', () => raw.pack({ type: 'unsubscribe', id: -1 }), 'INVALID_MESSAGE'],
+    [
+      'a uint64 beyond 2^53',
+      () => fromHex('82a474797065a470696e67a474696d65cfffffffffffffffff'),
+      'INVALID_MESSAGE',
+    ],
+    [
+      'an invalid record key',
+      () =>
+        raw.pack({ type: 'ops', ops: [{ id: 1, map: 'm', entry: ['', '0000000000000000n', 1] }] }),
+      'INVALID_MESSAGE',
+    ],
+    [
+      'a malformed timestamp',
+      () => raw.pack({ type: 'ops', ops: [{ id: 1, map: 'm', entry: ['k', 'yesterday', 1] }] }),
+      'INVALID_MESSAGE',
+    ],
+    [
+      'an invalid map name',
+      () => raw.pack({ type: 'unsubscribe', id: 1, map: 'has space' }),
+      'INVALID_MESSAGE',
+    ],
+    ['an empty ops batch', () => raw.pack({ type: 'ops', ops: [] }), 'INVALID_MESSAGE'],
+    [
+      'an invalid live query',
+      () => raw.pack({ type: 'subscribe', id: 1, map: 'm', query: { where: { a: { gtt: 1 } } } }),
+      'INVALID_MESSAGE',
+    ],
+    [
+      'a NaN value',
+      () =>
+        raw.pack({
+          type: 'ops',
+          ops: [{ id: 1, map: 'm', entry: ['k', '0000000000000000n', Number.NaN] }],
+        }),
+      'INVALID_MESSAGE',
+    ],
+    [
+      'an array over the length limit',
+      () => raw.pack({ type: 'ack', ids: new Array(20_001).fill(1), superseded: [] }),
+      'LIMIT',
+    ],
+    [
+      'a string over the length limit',
+      () =>
+        raw.pack({
+          type: 'error',
+          code: 'INTERNAL',
+          message: 'x'.repeat(300_000),
+          retryable: false,
+        }),
+      'LIMIT',
+    ],
+  ])('rejects %s', (_name, frame, reason) => {
+    expect(reasonOf(frame())).toBe(reason);
+  });
+
+  it('never pollutes a prototype', () => {
+    for (const payload of ['__proto__', 'constructor', 'prototype']) {
+      reasonOf(raw.pack(JSON.parse(`{"type":"ping","time":1,"${payload}":{"polluted":true}}`)));
+    }
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    expect(Object.prototype).not.toHaveProperty('polluted');
+  });
+
+  it('decoded binaries do not keep the frame alive', () => {
+    const frame = encodeMessage({
+      type: 'sync_done',
+      map: 'm',
+      session: 1,
+      root: new Uint8Array(8).fill(7),
+    });
+    const decoded = decodeMessage(frame);
+    if (decoded.type !== 'sync_done') throw new Error('unexpected type');
+    expect(decoded.root.buffer.byteLength).toBe(8);
+  });
+});
