@@ -59,7 +59,7 @@ describe('test vectors (specifications/protocol.md)', () => {
     [
       'ack',
       { type: 'ack', ids: [1, 2], superseded: [2] },
-      '83a474797065a361636ba3696473920102aa7375706572736564656491' + '02',
+      '83a474797065a361636ba3696473920102aa737570657273656465649102',
     ],
     [
       'sync_done',

@@ -1,0 +1,32 @@
+import { createPgDriver } from './pgDriver.js';
+import { createPgliteDriver } from './pgliteDriver.js';
+import { SqlStorage } from './sqlStorage.js';
+import type { Storage } from './storage.js';
+
+/** Where to store data. */
+export type StorageConfig =
+  /** A real PostgreSQL server. */
+  | {
+      readonly kind: 'postgres';
+      readonly connectionString: string;
+      readonly maxConnections?: number;
+    }
+  /** Embedded PGlite, persisted in `dataDir`, or in memory when it is omitted. */
+  | { readonly kind: 'pglite'; readonly dataDir?: string };
+
+/** Opens the configured storage (not yet migrated). */
+export async function createStorage(
+  config: StorageConfig,
+  onError?: (error: Error) => void,
+): Promise<Storage> {
+  if (config.kind === 'postgres') {
+    return new SqlStorage(
+      createPgDriver({
+        connectionString: config.connectionString,
+        ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
+        ...(onError === undefined ? {} : { onError }),
+      }),
+    );
+  }
+  return new SqlStorage(await createPgliteDriver(config.dataDir));
+}

@@ -1,0 +1,31 @@
+/**
+ * The schema, as numbered migrations applied in order; applied versions are recorded in
+ * `topgun_migrations`. Never edit a released migration: add the next one.
+ */
+export const MIGRATIONS: ReadonlyArray<{ readonly version: number; readonly sql: string }> = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE topgun_records (
+        map text COLLATE "C" NOT NULL,
+        key text COLLATE "C" NOT NULL,
+        -- serialized HLC timestamp: fixed-width hex, so C-collation order is timestamp order
+        ts text COLLATE "C" NOT NULL,
+        -- MessagePack of the value; NULL for a tombstone
+        value bytea,
+        ttl_ms bigint,
+        partition smallint NOT NULL,
+        PRIMARY KEY (map, key)
+      );
+      -- Merkle rebuilds and partition-scoped reads
+      CREATE INDEX topgun_records_partition ON topgun_records (map, partition);
+      -- tombstone pruning
+      CREATE INDEX topgun_records_tombstones ON topgun_records (ts) WHERE value IS NULL;
+      CREATE TABLE topgun_prunes (
+        map text COLLATE "C" PRIMARY KEY,
+        horizon text COLLATE "C" NOT NULL,
+        pruned_at bigint NOT NULL
+      );
+    `,
+  },
+];

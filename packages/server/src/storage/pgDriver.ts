@@ -1,0 +1,60 @@
+import pg from 'pg';
+import type { SqlDriver, SqlExecutor } from './sqlDriver.js';
+
+/** Options of {@link createPgDriver}. */
+export interface PgDriverOptions {
+  /** A PostgreSQL connection string, e.g. `postgres://user@host:5432/db`. */
+  readonly connectionString: string;
+  /** Most pooled connections. Default: 10. */
+  readonly maxConnections?: number;
+  /** Called when an idle pooled connection fails (the database went away). */
+  readonly onError?: (error: Error) => void;
+}
+
+/** A driver over a `pg` connection pool. */
+export function createPgDriver(options: PgDriverOptions): SqlDriver {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.maxConnections ?? 10,
+    connectionTimeoutMillis: 5_000,
+    // Statements fail instead of hanging when the database stops answering.
+    query_timeout: 30_000,
+  });
+  // Without a listener, an idle client's error (database restart) would crash the process.
+  pool.on('error', (error) => options.onError?.(error));
+  const url = new URL(options.connectionString);
+  return {
+    description: `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname}`,
+    query: (text, params) => pool.query(text, params as unknown[]) as never,
+    exec: async (script) => {
+      await pool.query(script);
+    },
+    async transaction(work) {
+      const client = await pool.connect();
+      let broken: Error | undefined;
+      try {
+        await client.query('BEGIN');
+        const executor: SqlExecutor = {
+          query: (text, params) => client.query(text, params as unknown[]) as never,
+          exec: async (script) => {
+            await client.query(script);
+          },
+        };
+        const result = await work(executor);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollbackError) {
+          broken = rollbackError as Error;
+        }
+        throw error;
+      } finally {
+        // A connection that could not roll back is destroyed rather than reused.
+        client.release(broken);
+      }
+    },
+    close: () => pool.end(),
+  };
+}

@@ -1,0 +1,170 @@
+import {
+  compareRecords,
+  decodeValue,
+  encodeValue,
+  formatTimestamp,
+  type LWWRecord,
+  parseTimestamp,
+  partitionOf,
+  type Timestamp,
+  type Value,
+} from '@topgun/core';
+import { MIGRATIONS } from './migrations.js';
+import type { SqlDriver } from './sqlDriver.js';
+import type { RecordWrite, Storage, StoredRecord } from './storage.js';
+
+/** Rows per page when loading a map. */
+const PAGE_SIZE = 5_000;
+/** Rows per INSERT statement (6 parameters each, under PostgreSQL's 65 535). */
+const ROWS_PER_STATEMENT = 2_000;
+/** Serializes schema migrations across processes sharing one database. */
+const MIGRATION_LOCK = 7_274_827;
+
+interface RecordRow {
+  key: string;
+  ts: string;
+  value: Uint8Array | null;
+  ttl_ms: string | number | bigint | null;
+}
+
+/** The storage over any PostgreSQL dialect driver: the same SQL for `pg` and PGlite. */
+export class SqlStorage implements Storage {
+  readonly description: string;
+
+  constructor(private readonly driver: SqlDriver) {
+    this.description = driver.description;
+  }
+
+  async migrate(): Promise<void> {
+    await this.driver.transaction(async (sql) => {
+      await sql.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      await sql.query(
+        'CREATE TABLE IF NOT EXISTS topgun_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
+      );
+      const { rows } = await sql.query<{ version: number }>(
+        'SELECT version FROM topgun_migrations',
+      );
+      const applied = new Set(rows.map((row) => Number(row.version)));
+      for (const migration of MIGRATIONS) {
+        if (applied.has(migration.version)) continue;
+        await sql.exec(migration.sql);
+        await sql.query('INSERT INTO topgun_migrations (version) VALUES ($1)', [migration.version]);
+      }
+    });
+  }
+
+  async ping(): Promise<void> {
+    await this.driver.query('SELECT 1');
+  }
+
+  async writeRecords(writes: readonly RecordWrite[]): Promise<boolean[]> {
+    // One row per (map, key): ON CONFLICT cannot touch a row twice in one statement.
+    const winners = new Map<string, RecordWrite>();
+    for (const write of writes) {
+      const id = `${write.map}\u0000${write.key}`;
+      const current = winners.get(id);
+      if (current === undefined || compareRecords(write.record, current.record) > 0)
+        winners.set(id, write);
+    }
+    const stored = new Set<string>();
+    const rows = [...winners.values()];
+    await this.driver.transaction(async (sql) => {
+      for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
+        const chunk = rows.slice(start, start + ROWS_PER_STATEMENT);
+        const params: unknown[] = [];
+        const tuples = chunk.map(({ map, key, record }) => {
+          const base = params.length;
+          params.push(
+            map,
+            key,
+            formatTimestamp(record.timestamp),
+            record.value === null ? null : encodeValue(record.value),
+            record.ttlMs ?? null,
+            partitionOf(key),
+          );
+          return `($${base + 1}, $${base + 2}, $${base + 3}, $${base + 4}::bytea, $${base + 5}::bigint, $${base + 6}::smallint)`;
+        });
+        const { rows: written } = await sql.query<{ map: string; key: string }>(
+          `INSERT INTO topgun_records (map, key, ts, value, ttl_ms, partition) VALUES ${tuples.join(', ')}
+           ON CONFLICT (map, key) DO UPDATE
+             SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms
+             WHERE topgun_records.ts < EXCLUDED.ts
+           RETURNING map, key`,
+          params,
+        );
+        for (const row of written) stored.add(`${row.map}\u0000${row.key}`);
+      }
+    });
+    return writes.map((write) => {
+      const id = `${write.map}\u0000${write.key}`;
+      return winners.get(id) === write && stored.has(id);
+    });
+  }
+
+  async loadMap(map: string, onPage: (records: readonly StoredRecord[]) => void): Promise<void> {
+    let after = '';
+    for (;;) {
+      const { rows } = await this.driver.query<RecordRow>(
+        'SELECT key, ts, value, ttl_ms FROM topgun_records WHERE map = $1 AND key > $2 ORDER BY key LIMIT $3',
+        [map, after, PAGE_SIZE],
+      );
+      if (rows.length === 0) return;
+      onPage(rows.map(toStoredRecord));
+      if (rows.length < PAGE_SIZE) return;
+      after = rows[rows.length - 1]!.key;
+    }
+  }
+
+  async getRecords(map: string, keys: readonly string[]): Promise<StoredRecord[]> {
+    if (keys.length === 0) return [];
+    const { rows } = await this.driver.query<RecordRow>(
+      'SELECT key, ts, value, ttl_ms FROM topgun_records WHERE map = $1 AND key = ANY($2::text[])',
+      [map, [...keys]],
+    );
+    return rows.map(toStoredRecord);
+  }
+
+  async prune(horizon: Timestamp, now: number): Promise<number> {
+    const cutoff = formatTimestamp(horizon);
+    return this.driver.transaction(async (sql) => {
+      const { rows } = await sql.query<{ map: string; deleted: string | number }>(
+        `WITH deleted AS (
+           DELETE FROM topgun_records
+           WHERE (value IS NULL AND ts < $1)
+              OR (ttl_ms IS NOT NULL
+                  AND ('x' || lpad(substr(ts, 1, 12), 16, '0'))::bit(64)::bigint + ttl_ms < $2)
+           RETURNING map)
+         SELECT map, count(*) AS deleted FROM deleted GROUP BY map`,
+        [cutoff, horizon.millis],
+      );
+      for (const row of rows) {
+        await sql.query(
+          `INSERT INTO topgun_prunes (map, horizon, pruned_at) VALUES ($1, $2, $3)
+           ON CONFLICT (map) DO UPDATE SET horizon = EXCLUDED.horizon, pruned_at = EXCLUDED.pruned_at`,
+          [row.map, cutoff, now],
+        );
+      }
+      return rows.reduce((sum, row) => sum + Number(row.deleted), 0);
+    });
+  }
+
+  async prunedAt(map: string): Promise<number | undefined> {
+    const { rows } = await this.driver.query<{ pruned_at: string | number }>(
+      'SELECT pruned_at FROM topgun_prunes WHERE map = $1',
+      [map],
+    );
+    return rows[0] === undefined ? undefined : Number(rows[0].pruned_at);
+  }
+
+  close(): Promise<void> {
+    return this.driver.close();
+  }
+}
+
+function toStoredRecord(row: RecordRow): StoredRecord {
+  const timestamp = parseTimestamp(row.ts, `stored record ${row.key}`);
+  const value: Value | null = row.value === null ? null : decodeValue(row.value);
+  const record: LWWRecord<Value> =
+    row.ttl_ms === null ? { value, timestamp } : { value, timestamp, ttlMs: Number(row.ttl_ms) };
+  return { key: row.key, record };
+}

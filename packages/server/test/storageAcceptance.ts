@@ -1,0 +1,205 @@
+import type { LWWRecord, Timestamp, Value } from '@topgun/core';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { SqlDriver } from '../src/storage/sqlDriver.js';
+import { SqlStorage } from '../src/storage/sqlStorage.js';
+import type { RecordWrite, Storage, StoredRecord } from '../src/storage/storage.js';
+
+/** A storage under test, with the driver under it for inspection and cleanup. */
+export interface StorageUnderTest {
+  readonly driver: SqlDriver;
+  /** Opens a second driver on the same database (another process, a restart). */
+  readonly openAnother: () => Promise<SqlDriver>;
+  readonly dispose: () => Promise<void>;
+}
+
+const at = (millis: number, counter = 0, nodeId = 'n1'): Timestamp => ({ millis, counter, nodeId });
+const put = (
+  map: string,
+  key: string,
+  value: Value | null,
+  timestamp: Timestamp,
+  ttlMs?: number,
+): RecordWrite => {
+  const record: LWWRecord<Value> =
+    ttlMs === undefined ? { value, timestamp } : { value, timestamp, ttlMs };
+  return { map, key, record };
+};
+
+async function loadAll(storage: Storage, map: string): Promise<StoredRecord[]> {
+  const records: StoredRecord[] = [];
+  await storage.loadMap(map, (page) => records.push(...page));
+  return records;
+}
+
+/**
+ * The acceptance suite every storage passes (automerge-repo style): run it with a setup that
+ * opens the implementation under test.
+ */
+export function runStorageAcceptanceTests(
+  name: string,
+  setup: () => Promise<StorageUnderTest>,
+): void {
+  describe(`storage acceptance: ${name}`, () => {
+    let underTest: StorageUnderTest;
+    let storage: Storage;
+
+    beforeAll(async () => {
+      underTest = await setup();
+      storage = new SqlStorage(underTest.driver);
+      await storage.migrate();
+    });
+    afterAll(async () => {
+      await underTest.dispose();
+    });
+    beforeEach(async () => {
+      await underTest.driver.query('TRUNCATE topgun_records, topgun_prunes');
+    });
+
+    it('migrates idempotently, also from several processes at once', async () => {
+      const other = new SqlStorage(await underTest.openAnother());
+      await Promise.all([storage.migrate(), other.migrate(), storage.migrate()]);
+      const { rows } = await underTest.driver.query<{ version: number }>(
+        'SELECT version FROM topgun_migrations',
+      );
+      expect(rows.map((row) => Number(row.version))).toEqual([1]);
+      await other.close();
+    });
+
+    it('stores records and loads them back exactly', async () => {
+      const values: Value[] = [
+        { title: 'x', done: false, n: 1.5, tags: ['a', 'b'], nested: { deep: [null, { z: -3 }] } },
+        'a string with \u0000 NUL and émojis 🚀',
+        0,
+        -(2 ** 40),
+        true,
+        [],
+        {},
+      ];
+      const writes = values.map((value, index) =>
+        put('todos', `k${index}`, value, at(1_000 + index)),
+      );
+      writes.push(put('todos', 'gone', null, at(5_000)));
+      writes.push(put('todos', 'temp', 'x', at(6_000, 3, 'n2'), 60_000));
+      writes.push(put('other', 'k0', 'elsewhere', at(1)));
+      expect(await storage.writeRecords(writes)).toEqual(writes.map(() => true));
+
+      const loaded = await loadAll(storage, 'todos');
+      expect(loaded.map((entry) => entry.key)).toEqual([
+        'gone',
+        'k0',
+        'k1',
+        'k2',
+        'k3',
+        'k4',
+        'k5',
+        'k6',
+        'temp',
+      ]);
+      const byKey = new Map(loaded.map((entry) => [entry.key, entry.record]));
+      values.forEach((value, index) => {
+        expect(byKey.get(`k${index}`)).toEqual({ value, timestamp: at(1_000 + index) });
+      });
+      expect(byKey.get('gone')).toEqual({ value: null, timestamp: at(5_000) });
+      expect(byKey.get('temp')).toEqual({
+        value: 'x',
+        timestamp: at(6_000, 3, 'n2'),
+        ttlMs: 60_000,
+      });
+    });
+
+    it('never stores a write over a newer one', async () => {
+      expect(await storage.writeRecords([put('m', 'k', 'v2', at(200))])).toEqual([true]);
+      expect(await storage.writeRecords([put('m', 'k', 'v1', at(100))])).toEqual([false]);
+      expect(await storage.writeRecords([put('m', 'k', 'v2', at(200))])).toEqual([false]);
+      expect(await storage.writeRecords([put('m', 'k', 'v3', at(200, 1))])).toEqual([true]);
+      expect(await storage.writeRecords([put('m', 'k', null, at(200, 1, 'n2'))])).toEqual([true]);
+      expect((await storage.getRecords('m', ['k']))[0]!.record).toEqual({
+        value: null,
+        timestamp: at(200, 1, 'n2'),
+      });
+    });
+
+    it('keeps only the newest of several writes to one key in a batch', async () => {
+      const results = await storage.writeRecords([
+        put('m', 'k', 'old', at(1)),
+        put('m', 'k', 'newest', at(3)),
+        put('m', 'k', 'middle', at(2)),
+        put('m', 'j', 'other', at(1)),
+      ]);
+      expect(results).toEqual([false, true, false, true]);
+      expect((await storage.getRecords('m', ['k']))[0]!.record.value).toBe('newest');
+    });
+
+    it('writes a batch in one transaction', async () => {
+      await expect(
+        underTest.driver.transaction(async (sql) => {
+          await sql.query(
+            "INSERT INTO topgun_records (map, key, ts, value, partition) VALUES ('m', 'k', '0000000000000000n', NULL, 0)",
+          );
+          throw new Error('abort');
+        }),
+      ).rejects.toThrow('abort');
+      expect(await loadAll(storage, 'm')).toEqual([]);
+    });
+
+    it('loads large maps page by page in key order', async () => {
+      const writes = Array.from({ length: 12_345 }, (_, index) =>
+        put('big', `key-${String(index).padStart(6, '0')}`, index, at(index + 1)),
+      );
+      await storage.writeRecords(writes);
+      let pages = 0;
+      const keys: string[] = [];
+      await storage.loadMap('big', (page) => {
+        pages++;
+        for (const entry of page) keys.push(entry.key);
+      });
+      expect(pages).toBe(3);
+      expect(keys).toEqual(writes.map((write) => write.key));
+    });
+
+    it('reads records by key', async () => {
+      await storage.writeRecords([
+        put('m', 'a', 1, at(1)),
+        put('m', 'b', 2, at(1)),
+        put('n', 'a', 3, at(1)),
+      ]);
+      const records = await storage.getRecords('m', ['a', 'missing', 'b']);
+      expect(records.map((entry) => [entry.key, entry.record.value]).sort()).toEqual([
+        ['a', 1],
+        ['b', 2],
+      ]);
+      expect(await storage.getRecords('m', [])).toEqual([]);
+    });
+
+    it('prunes old tombstones and expired records, and remembers when', async () => {
+      await storage.writeRecords([
+        put('m', 'old-tombstone', null, at(1_000)),
+        put('m', 'new-tombstone', null, at(9_000)),
+        put('m', 'expired', 'x', at(1_000), 100),
+        put('m', 'still-valid', 'x', at(1_000), 100_000),
+        put('m', 'plain', 'x', at(1_000)),
+        put('n', 'kept', 'x', at(1_000)),
+      ]);
+      expect(await storage.prunedAt('m')).toBeUndefined();
+      expect(await storage.prune(at(5_000), 77_777)).toBe(2);
+      expect((await loadAll(storage, 'm')).map((entry) => entry.key).sort()).toEqual([
+        'new-tombstone',
+        'plain',
+        'still-valid',
+      ]);
+      expect(await storage.prunedAt('m')).toBe(77_777);
+      expect(await storage.prunedAt('n')).toBeUndefined();
+    });
+
+    it('keeps data across a reopen', async () => {
+      await storage.writeRecords([put('m', 'durable', { ok: true }, at(1))]);
+      const reopened = new SqlStorage(await underTest.openAnother());
+      expect((await reopened.getRecords('m', ['durable']))[0]!.record.value).toEqual({ ok: true });
+      await reopened.close();
+    });
+
+    it('answers ping', async () => {
+      await expect(storage.ping()).resolves.toBeUndefined();
+    });
+  });
+}
