@@ -198,15 +198,15 @@ function record(
       sender = receiver;
     }
     if (!sessions[sender]!.converged) throw new Error('reconciliation did not converge');
-    // The side with nothing to answer says so (`sync_done`). When that is the responder, the
-    // initiator waits for it: one more message on its clock.
+    // `sender` is now the side with nothing to answer; it says so (`sync_done`). When that is
+    // the responder, the initiator has to wait for it: one more message on its clock.
     bytes += encodeMessage({
       type: 'sync_done',
       map: 'todos',
       session: 1,
       root: replicas[sender]!.merkleTree.childHashes([], 4).subarray(0, 8),
     }).length;
-    if (sender === 0) messages++;
+    if (sender === 1) messages++;
     const roundTrips = Math.ceil(messages / 2);
     const budget = 3 * recordBytes + 2048;
     record(workload, `TopGun Merkle walk, width ${width}: bytes`, bytes, 'bytes', `${bytes} B`);

@@ -64,6 +64,7 @@ export {
   rejectSchema,
   subscribeSchema,
   syncDoneSchema,
+  syncErrorSchema,
   syncRecordsSchema,
   syncResetSchema,
   syncSchema,

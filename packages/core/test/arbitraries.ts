@@ -176,6 +176,13 @@ export const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
     reason: fc.constantFrom('pruned' as const, 'requested' as const),
   }),
   fc.record({
+    type: fc.constant('sync_error' as const),
+    map: mapNameArbitrary,
+    session: uint,
+    code: fc.constantFrom('permission' as const, 'unavailable' as const, 'invalid' as const),
+    message: text,
+  }),
+  fc.record({
     type: fc.constant('changes' as const),
     changes: fc.array(fc.record({ map: mapNameArbitrary, entries }), { maxLength: 3 }),
   }),

@@ -192,6 +192,15 @@ export const syncResetSchema = z.strictObject({
   reason: z.enum(['pruned', 'requested']),
 });
 
+/** Server → client: a walk was refused or failed; the client may retry later. */
+export const syncErrorSchema = z.strictObject({
+  type: z.literal('sync_error'),
+  map: mapName,
+  session: uint,
+  code: z.enum(['permission', 'unavailable', 'invalid']),
+  message: text,
+});
+
 /** Server → client: records changed by other writers, batched. */
 export const changesSchema = z.strictObject({
   type: z.literal('changes'),
@@ -278,6 +287,7 @@ export const messageSchema = z.discriminatedUnion('type', [
   syncRecordsSchema,
   syncDoneSchema,
   syncResetSchema,
+  syncErrorSchema,
   changesSchema,
   subscribeSchema,
   querySnapshotSchema,

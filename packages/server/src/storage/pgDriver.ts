@@ -32,6 +32,13 @@ export function createPgDriver(options: PgDriverOptions): SqlDriver {
     async transaction(work) {
       const client = await pool.connect();
       let broken: Error | undefined;
+      // A connection lost while checked out emits 'error' on the client; without a listener
+      // that would crash the process. The failing query rejects on its own.
+      const onClientError = (error: Error) => {
+        broken = error;
+        options.onError?.(error);
+      };
+      client.on('error', onClientError);
       try {
         await client.query('BEGIN');
         const executor: SqlExecutor = {
@@ -51,7 +58,8 @@ export function createPgDriver(options: PgDriverOptions): SqlDriver {
         }
         throw error;
       } finally {
-        // A connection that could not roll back is destroyed rather than reused.
+        client.off('error', onClientError);
+        // A connection that failed or could not roll back is destroyed rather than reused.
         client.release(broken);
       }
     },

@@ -1,0 +1,64 @@
+import { z } from 'zod';
+import type { ServerOptions } from './options.js';
+
+const flag = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', ''])
+  .transform((value) => value === '1' || value === 'true' || value === 'yes');
+
+const environmentSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  HOST: z.string().default('0.0.0.0'),
+  DATABASE_URL: z.string().url().optional(),
+  TOPGUN_DATA_DIR: z.string().default('./.topgun-data'),
+  JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters').optional(),
+  JWT_PUBLIC_KEY: z.string().optional(),
+  JWKS_URL: z.string().url().optional(),
+  JWT_ALGORITHMS: z.string().optional(),
+  JWT_ISSUER: z.string().optional(),
+  JWT_AUDIENCE: z.string().optional(),
+  TOPGUN_ALLOW_ANONYMOUS: flag.default(false),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  TOPGUN_NODE_ID: z.string().optional(),
+});
+
+/**
+ * Server options from environment variables (see the package README): `PORT`, `HOST`,
+ * `DATABASE_URL` (else embedded PGlite in `TOPGUN_DATA_DIR`, default `./.topgun-data`),
+ * `JWT_SECRET` | `JWT_PUBLIC_KEY` | `JWKS_URL` with `JWT_ALGORITHMS`, `JWT_ISSUER`,
+ * `JWT_AUDIENCE`, `TOPGUN_ALLOW_ANONYMOUS`, `LOG_LEVEL`, `TOPGUN_NODE_ID`.
+ * @throws {Error} listing every invalid variable.
+ */
+export function optionsFromEnvironment(environment: NodeJS.ProcessEnv): ServerOptions {
+  const parsed = environmentSchema.safeParse(environment);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map(
+      (issue) => `${issue.path.join('.')}: ${issue.message}`,
+    );
+    throw new Error(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  const env = parsed.data;
+  const algorithms = env.JWT_ALGORITHMS?.split(',')
+    .map((algorithm) => algorithm.trim())
+    .filter(Boolean);
+  return {
+    port: env.PORT,
+    host: env.HOST,
+    storage:
+      env.DATABASE_URL === undefined
+        ? { kind: 'pglite', dataDir: env.TOPGUN_DATA_DIR }
+        : { kind: 'postgres', connectionString: env.DATABASE_URL },
+    auth: {
+      allowAnonymous: env.TOPGUN_ALLOW_ANONYMOUS,
+      ...(env.JWT_SECRET === undefined ? {} : { secret: env.JWT_SECRET }),
+      ...(env.JWT_PUBLIC_KEY === undefined
+        ? {}
+        : { publicKey: env.JWT_PUBLIC_KEY.replace(/\\n/g, '\n') }),
+      ...(env.JWKS_URL === undefined ? {} : { jwksUrl: env.JWKS_URL }),
+      ...(algorithms === undefined ? {} : { algorithms }),
+      ...(env.JWT_ISSUER === undefined ? {} : { issuer: env.JWT_ISSUER }),
+      ...(env.JWT_AUDIENCE === undefined ? {} : { audience: env.JWT_AUDIENCE }),
+    },
+    logger: { level: env.LOG_LEVEL },
+    ...(env.TOPGUN_NODE_ID === undefined ? {} : { nodeId: env.TOPGUN_NODE_ID }),
+  };
+}

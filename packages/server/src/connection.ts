@@ -1,0 +1,361 @@
+import {
+  type DecodeLimits,
+  decodeMessage,
+  encodeMessage,
+  type Message,
+  type MessageOf,
+  PROTOCOL_VERSION,
+  ProtocolError,
+} from '@topgun/core';
+import type { FastifyBaseLogger } from 'fastify';
+import type { WebSocket } from 'ws';
+import type { Authenticator, Identity } from './auth.js';
+import type { ChangeFanout } from './changeFanout.js';
+import type { LiveQueryHub } from './liveQueryHub.js';
+import type { ServerMetrics } from './metrics.js';
+import type { ServerLimits } from './options.js';
+import type { Peer } from './peer.js';
+import type { SyncService } from './syncService.js';
+import { TokenBucket } from './tokenBucket.js';
+import { type BatchOutcome, rejectAll, type WritePipeline } from './writePipeline.js';
+
+/** WebSocket close codes the server uses. */
+export const CLOSE = {
+  goingAway: 1001,
+  protocolError: 1002,
+  policyViolation: 1008,
+  unauthorized: 4401,
+  slowConsumer: 4408,
+} as const;
+
+/** Everything a connection talks to. */
+export interface ConnectionServices {
+  readonly authenticator: Authenticator;
+  readonly pipeline: WritePipeline;
+  readonly sync: SyncService;
+  readonly liveQueries: LiveQueryHub;
+  readonly fanout: ChangeFanout;
+  readonly metrics: ServerMetrics;
+  readonly limits: ServerLimits;
+  readonly decodeLimits: DecodeLimits;
+  readonly serverNodeId: string;
+  readonly heartbeatMs: number;
+  readonly logger: FastifyBaseLogger;
+  readonly now: () => number;
+  readonly isShuttingDown: () => boolean;
+}
+
+const VIOLATION_WINDOW_MS = 10_000;
+
+/** One client: handshake, then every message dispatched to the services. */
+export class ClientConnection implements Peer {
+  readonly syncedMaps = new Set<string>();
+  private identity: Identity | undefined;
+  private clientNodeId = '';
+  private state: 'handshake' | 'ready' | 'closed' = 'handshake';
+  private alive = true;
+  private violations: number[] = [];
+  private readonly opsBucket: TokenBucket;
+  private readonly bytesBucket: TokenBucket;
+  /** Messages are handled one after another, except walks, which run on their own chains. */
+  private queue: Promise<void> = Promise.resolve();
+  private readonly walkChains = new Map<string, Promise<void>>();
+
+  constructor(
+    readonly id: number,
+    private readonly socket: WebSocket,
+    private readonly services: ConnectionServices,
+  ) {
+    const { limits, now } = services;
+    this.opsBucket = new TokenBucket(limits.opsBurst, limits.opsPerSecond, now);
+    this.bytesBucket = new TokenBucket(limits.bytesBurst, limits.bytesPerSecond, now);
+    socket.on('message', (data, isBinary) =>
+      this.onFrame(data as Buffer | ArrayBuffer | Buffer[], isBinary),
+    );
+    socket.on('pong', () => {
+      this.alive = true;
+    });
+    socket.on('close', () => this.onClose());
+    socket.on('error', (error) =>
+      services.logger.debug({ err: error, connection: id }, 'socket error'),
+    );
+  }
+
+  get nodeId(): string {
+    return this.clientNodeId;
+  }
+
+  get user(): Identity {
+    return this.identity ?? { id: null, claims: {}, expiresAt: undefined };
+  }
+
+  isOpen(): boolean {
+    return this.state !== 'closed' && this.socket.readyState === this.socket.OPEN;
+  }
+
+  send(message: Message): void {
+    if (!this.isOpen()) return;
+    if (this.socket.bufferedAmount > this.services.limits.sendHighWaterMark) {
+      this.services.logger.warn({ connection: this.id }, 'client too slow to read: disconnected');
+      this.services.metrics.violations.inc({ kind: 'slow_consumer' });
+      this.socket.close(CLOSE.slowConsumer, 'slow consumer');
+      this.socket.terminate();
+      this.onClose();
+      return;
+    }
+    this.socket.send(encodeMessage(message));
+  }
+
+  async drained(): Promise<void> {
+    const lowWater = this.services.limits.sendHighWaterMark / 4;
+    while (this.isOpen() && this.socket.bufferedAmount > lowWater) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  /** Heartbeat tick: drops a client that did not answer the previous ping. */
+  heartbeat(): void {
+    if (!this.alive) {
+      this.services.logger.info({ connection: this.id }, 'no heartbeat: connection dropped');
+      this.socket.terminate();
+      this.onClose();
+      return;
+    }
+    this.alive = false;
+    this.socket.ping();
+  }
+
+  /** Closes for shutdown after telling the client to reconnect elsewhere or later. */
+  closeForShutdown(): void {
+    if (!this.isOpen()) return;
+    this.send({
+      type: 'error',
+      code: 'SHUTTING_DOWN',
+      message: 'the server is shutting down',
+      retryable: true,
+    });
+    this.socket.close(CLOSE.goingAway, 'server shutting down');
+  }
+
+  /** Resolves when every message received so far has been handled. */
+  async settled(): Promise<void> {
+    await this.queue;
+    await Promise.all(this.walkChains.values());
+  }
+
+  private onFrame(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+    if (this.state === 'closed') return;
+    this.alive = true;
+    const frame = Array.isArray(data)
+      ? Buffer.concat(data)
+      : data instanceof ArrayBuffer
+        ? new Uint8Array(data)
+        : data;
+    if (!isBinary) {
+      this.violation('text_frame', 'frames must be binary');
+      return;
+    }
+    if (this.state === 'ready' && !this.bytesBucket.take(frame.length)) {
+      this.violation('rate_limit', 'too many bytes per second');
+      return;
+    }
+    let message: Message;
+    try {
+      message = decodeMessage(frame, this.services.decodeLimits);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.violation('malformed', error.message);
+      return;
+    }
+    if (message.type === 'sync' || message.type === 'sync_done') {
+      // A walk's bulk transfer may take a while: other messages do not wait for it.
+      const key = `${message.map}\u0000${message.session}`;
+      const previous = this.walkChains.get(key) ?? this.queue;
+      const next = previous.then(() => this.handle(message)).catch((error) => this.crash(error));
+      this.walkChains.set(key, next);
+      void next.finally(() => {
+        if (this.walkChains.get(key) === next) this.walkChains.delete(key);
+      });
+      return;
+    }
+    this.queue = this.queue.then(() => this.handle(message)).catch((error) => this.crash(error));
+  }
+
+  private async handle(message: Message): Promise<void> {
+    if (this.state === 'closed') return;
+    if (this.state === 'handshake') {
+      await this.handshake(message);
+      return;
+    }
+    const expiresAt = this.identity?.expiresAt;
+    if (expiresAt !== undefined && this.services.now() >= expiresAt) {
+      this.send({
+        type: 'error',
+        code: 'TOKEN_EXPIRED',
+        message: 'the token has expired: reconnect with a fresh one',
+        retryable: true,
+      });
+      this.socket.close(CLOSE.unauthorized, 'token expired');
+      this.onClose();
+      return;
+    }
+    switch (message.type) {
+      case 'ops':
+        await this.onOps(message);
+        return;
+      case 'sync':
+        await this.services.sync.onSync(this, message);
+        return;
+      case 'sync_done':
+        this.services.sync.onSyncDone(this, message);
+        return;
+      case 'subscribe':
+        try {
+          await this.services.liveQueries.subscribe(this, message.id, message.map, message.query);
+        } catch (error) {
+          this.services.logger.warn({ err: error }, 'live query failed');
+          this.send({
+            type: 'query_error',
+            id: message.id,
+            code: 'limit',
+            message: 'the query could not be served, retry later',
+          });
+        }
+        return;
+      case 'unsubscribe':
+        this.services.liveQueries.unsubscribe(this, message.id);
+        return;
+      case 'ping':
+        this.send({ type: 'pong', time: message.time });
+        return;
+      case 'pong':
+        return;
+      case 'hello':
+        this.violation('protocol', 'already authenticated');
+        return;
+      default:
+        this.violation('protocol', `clients do not send ${message.type}`);
+    }
+  }
+
+  private async handshake(message: Message): Promise<void> {
+    if (message.type !== 'hello') {
+      this.send({
+        type: 'error',
+        code: 'UNAUTHENTICATED',
+        message: 'the first message must be hello',
+        retryable: false,
+      });
+      this.socket.close(CLOSE.protocolError, 'hello expected');
+      this.onClose();
+      return;
+    }
+    if (message.protocol !== PROTOCOL_VERSION) {
+      this.send({
+        type: 'error',
+        code: 'PROTOCOL_VERSION',
+        message: `this server speaks protocol ${PROTOCOL_VERSION}, the client ${message.protocol}`,
+        retryable: false,
+      });
+      this.socket.close(CLOSE.protocolError, 'protocol version mismatch');
+      this.onClose();
+      return;
+    }
+    const result = await this.services.authenticator.authenticate(message.token);
+    if (!result.ok) {
+      this.send({ type: 'auth_error', code: result.code, message: result.message });
+      this.socket.close(CLOSE.unauthorized, result.code);
+      this.onClose();
+      return;
+    }
+    this.identity = result.identity;
+    this.clientNodeId = message.nodeId;
+    this.state = 'ready';
+    this.services.fanout.add(this);
+    this.send({
+      type: 'welcome',
+      protocol: PROTOCOL_VERSION,
+      nodeId: this.services.serverNodeId,
+      userId: result.identity.id,
+      serverTime: this.services.now(),
+      heartbeatMs: this.services.heartbeatMs,
+      maxBatchOps: this.services.limits.maxBatchOps,
+    });
+  }
+
+  private async onOps(message: MessageOf<'ops'>): Promise<void> {
+    const started = performance.now();
+    const { ops } = message;
+    let outcome: BatchOutcome;
+    if (this.services.isShuttingDown()) {
+      outcome = rejectAll(ops, 'unavailable', 'the server is shutting down', true);
+    } else if (ops.length > this.services.limits.maxBatchOps) {
+      this.violation(
+        'batch_size',
+        `more than ${this.services.limits.maxBatchOps} ops in one message`,
+        false,
+      );
+      outcome = rejectAll(
+        ops,
+        'rate_limit',
+        `at most ${this.services.limits.maxBatchOps} ops per message`,
+        false,
+      );
+    } else if (!this.opsBucket.take(ops.length)) {
+      this.violation('rate_limit', 'too many ops per second', false);
+      outcome = rejectAll(ops, 'rate_limit', 'too many ops per second, slow down', true);
+    } else {
+      outcome = await this.services.pipeline.submit(this, ops);
+    }
+    if (outcome.acked.length > 0)
+      this.send({ type: 'ack', ids: outcome.acked, superseded: outcome.superseded });
+    if (outcome.rejected.length > 0) this.send({ type: 'reject', rejections: outcome.rejected });
+    this.services.metrics.ackLatency.observe((performance.now() - started) / 1000);
+  }
+
+  /** Counts a violation; answers it; closes the connection once they pile up. */
+  private violation(kind: string, message: string, answer = true): void {
+    this.services.metrics.violations.inc({ kind });
+    const now = this.services.now();
+    this.violations = this.violations.filter((time) => now - time < VIOLATION_WINDOW_MS);
+    this.violations.push(now);
+    if (this.violations.length > this.services.limits.maxViolations) {
+      this.services.logger.warn(
+        { connection: this.id, kind },
+        'too many violations: connection closed',
+      );
+      this.send({
+        type: 'error',
+        code: 'POLICY_VIOLATION',
+        message: `closed after repeated violations: ${message}`,
+        retryable: false,
+      });
+      this.socket.close(CLOSE.policyViolation, 'policy violation');
+      this.onClose();
+      return;
+    }
+    if (answer)
+      this.send({
+        type: 'error',
+        code: 'MALFORMED',
+        message: message.slice(0, 1024),
+        retryable: false,
+      });
+  }
+
+  private crash(error: unknown): void {
+    this.services.logger.error(
+      { err: error, connection: this.id },
+      'unexpected error while handling a message',
+    );
+    this.send({ type: 'error', code: 'INTERNAL', message: 'internal error', retryable: true });
+  }
+
+  private onClose(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.services.fanout.remove(this);
+    this.services.liveQueries.removePeer(this);
+    this.services.sync.removePeer(this);
+  }
+}

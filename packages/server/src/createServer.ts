@@ -1,0 +1,235 @@
+import { randomBytes } from 'node:crypto';
+import websocket from '@fastify/websocket';
+import { DEFAULT_DECODE_LIMITS, HLC } from '@topgun/core';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Authenticator } from './auth.js';
+import { ChangeFanout } from './changeFanout.js';
+import { ClientConnection } from './connection.js';
+import { LiveQueryHub } from './liveQueryHub.js';
+import { MapGrid } from './mapGrid.js';
+import { ServerMetrics } from './metrics.js';
+import { DEFAULT_LIMITS, type ServerLimits, type ServerOptions } from './options.js';
+import { Permissions } from './permissions.js';
+import { createStorage } from './storage/createStorage.js';
+import type { Storage } from './storage/storage.js';
+import { SyncService } from './syncService.js';
+import { TokenBucket } from './tokenBucket.js';
+import { WritePipeline } from './writePipeline.js';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** A running (or ready to run) TopGun sync server. */
+export interface TopGunServer {
+  /** The Fastify instance: routes, hooks and logger are available for embedding. */
+  readonly app: FastifyInstance;
+  /** The storage in use. */
+  readonly storage: Storage;
+  /** Prometheus metrics. */
+  readonly metrics: ServerMetrics;
+  /** Starts listening; resolves with the base URL, e.g. `http://127.0.0.1:8080`. */
+  listen(): Promise<string>;
+  /**
+   * Graceful shutdown: stop accepting, finish and acknowledge in-flight batches, close every
+   * socket with 1001, close storage (unless it was passed in already opened).
+   */
+  close(): Promise<void>;
+  /** Runs tombstone pruning now (it also runs on a schedule); resolves with records deleted. */
+  prune(): Promise<number>;
+}
+
+/**
+ * Creates a TopGun sync server: WebSocket `/sync`, `GET /health`, `GET /ready`,
+ * `GET /metrics`. Storage is opened and migrated before this resolves.
+ */
+export async function createServer(options: ServerOptions = {}): Promise<TopGunServer> {
+  const now = options.now ?? Date.now;
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const nodeId = options.nodeId ?? `server-${randomBytes(6).toString('hex')}`;
+  const heartbeatMs = options.heartbeatMs ?? 30_000;
+  const pruneHorizonMs = options.pruneHorizonMs ?? 30 * DAY_MS;
+  const app = Fastify({
+    logger: options.logger ?? { level: 'info' },
+    // The WebSocket plugin keeps sockets; Fastify must not wait forever for them on close.
+    forceCloseConnections: true,
+    disableRequestLogging: true,
+  });
+  const metrics = new ServerMetrics();
+
+  const storageOption = options.storage ?? { kind: 'pglite' as const };
+  // A storage passed in opened belongs to the caller, who closes it; one opened here is ours.
+  const ownsStorage = !('migrate' in storageOption);
+  const storage: Storage =
+    'migrate' in storageOption
+      ? storageOption
+      : await createStorage(storageOption, (error) =>
+          app.log.warn({ err: error }, 'database connection lost'),
+        );
+  let ready = false;
+  const migrate = async (): Promise<void> => {
+    try {
+      await storage.migrate();
+      ready = true;
+    } catch (error) {
+      app.log.error({ err: error }, 'storage migration failed; retrying in 5 s');
+      setTimeout(() => void migrate(), 5_000).unref();
+    }
+  };
+  await migrate();
+
+  const authenticator = new Authenticator(options.auth);
+  await authenticator.ready();
+  const permissions = new Permissions(options.permissions);
+  const clock = new HLC({ nodeId, now, maxDriftMs: options.maxDriftMs ?? 60_000 });
+  const grid = new MapGrid(storage, metrics, nodeId, now);
+  const fanout = new ChangeFanout(permissions, metrics, limits.chunkRecords);
+  const liveQueries = new LiveQueryHub(
+    grid,
+    permissions,
+    metrics,
+    limits.maxLiveQueries,
+    limits.chunkRecords,
+    now,
+  );
+  const pipeline = new WritePipeline({
+    storage,
+    grid,
+    permissions,
+    fanout,
+    liveQueries,
+    metrics,
+    clock,
+    logger: app.log,
+    maxGroupOps: limits.maxGroupOps,
+  });
+  const sync = new SyncService({
+    grid,
+    storage,
+    permissions,
+    pipeline,
+    metrics,
+    logger: app.log,
+    nodeId,
+    chunkRecords: limits.chunkRecords,
+    now,
+  });
+
+  const connections = new Set<ClientConnection>();
+  const upgradeBuckets = new Map<string, TokenBucket>();
+  let shuttingDown = false;
+  let nextConnectionId = 1;
+
+  await app.register(websocket, {
+    options: { maxPayload: limits.maxFrameBytes, perMessageDeflate: false },
+  });
+
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/ready', async (_request, reply) => {
+    if (!ready || shuttingDown)
+      return reply.code(503).send({ status: shuttingDown ? 'shutting down' : 'migrating' });
+    try {
+      await Promise.race([
+        storage.ping(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 2_000).unref()),
+      ]);
+      return { status: 'ready', storage: storage.description };
+    } catch {
+      return reply.code(503).send({ status: 'storage unavailable', storage: storage.description });
+    }
+  });
+  app.get('/metrics', async (_request, reply) => {
+    reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  app.get(
+    '/sync',
+    {
+      websocket: true,
+      preValidation: async (request, reply) => {
+        if (shuttingDown) return reply.code(503).send({ error: 'shutting down' });
+        let bucket = upgradeBuckets.get(request.ip);
+        if (bucket === undefined) {
+          bucket = new TokenBucket(limits.upgradesBurst, limits.upgradesPerSecond, now);
+          upgradeBuckets.set(request.ip, bucket);
+        }
+        if (!bucket.take()) {
+          metrics.violations.inc({ kind: 'upgrade_rate' });
+          return reply.code(429).send({ error: 'too many connections from this address' });
+        }
+        return undefined;
+      },
+    },
+    (socket) => {
+      const connection = new ClientConnection(nextConnectionId++, socket, {
+        authenticator,
+        pipeline,
+        sync,
+        liveQueries,
+        fanout,
+        metrics,
+        limits,
+        decodeLimits: { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: limits.maxFrameBytes },
+        serverNodeId: nodeId,
+        heartbeatMs,
+        logger: app.log,
+        now,
+        isShuttingDown: () => shuttingDown,
+      });
+      connections.add(connection);
+      metrics.connections.inc();
+      socket.on('close', () => {
+        if (connections.delete(connection)) metrics.connections.dec();
+      });
+    },
+  );
+
+  const heartbeat = setInterval(() => {
+    for (const connection of connections) connection.heartbeat();
+    // Forget idle per-IP buckets so the map does not grow without bound.
+    if (upgradeBuckets.size > 10_000) upgradeBuckets.clear();
+  }, heartbeatMs);
+  heartbeat.unref();
+
+  const prune = async (): Promise<number> => {
+    const horizon = { millis: Math.max(0, now() - pruneHorizonMs), counter: 0, nodeId: '0' };
+    const deleted = await metrics.timeStorage('prune', () => storage.prune(horizon, now()));
+    for (const name of grid.loadedMaps()) {
+      const map = await grid.ifLoaded(name);
+      map?.prune(horizon);
+    }
+    if (deleted > 0) app.log.info({ deleted }, 'pruned tombstones');
+    return deleted;
+  };
+  const pruneTimer = setInterval(
+    () => {
+      prune().catch((error) => app.log.warn({ err: error }, 'pruning failed'));
+    },
+    options.pruneIntervalMs ?? 60 * 60 * 1000,
+  );
+  pruneTimer.unref();
+
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    storage,
+    metrics,
+    async listen() {
+      return app.listen({ port: options.port ?? 8080, host: options.host ?? '0.0.0.0' });
+    },
+    close() {
+      closing ??= (async () => {
+        shuttingDown = true;
+        clearInterval(heartbeat);
+        clearInterval(pruneTimer);
+        // Let every message already received be handled, and every batch be committed and acked.
+        await Promise.all([...connections].map((connection) => connection.settled()));
+        await pipeline.idle();
+        for (const connection of connections) connection.closeForShutdown();
+        await app.close();
+        if (ownsStorage) await storage.close();
+      })();
+      return closing;
+    },
+    prune,
+  };
+}

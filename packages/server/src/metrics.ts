@@ -1,0 +1,71 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** The server's Prometheus metrics, in a registry of its own (several servers may share a process). */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly connections = new Gauge({
+    name: 'topgun_connections',
+    help: 'Open WebSocket connections',
+    registers: [this.registry],
+  });
+  readonly opsApplied = new Counter({
+    name: 'topgun_ops_applied_total',
+    help: 'Ops committed (superseded ones included)',
+    registers: [this.registry],
+  });
+  readonly opsRejected = new Counter({
+    name: 'topgun_ops_rejected_total',
+    help: 'Ops rejected, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly ackLatency = new Histogram({
+    name: 'topgun_ack_latency_seconds',
+    help: 'From receiving an ops message to acknowledging it after COMMIT',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly syncSessions = new Counter({
+    name: 'topgun_sync_sessions_total',
+    help: 'Merkle walks started',
+    registers: [this.registry],
+  });
+  readonly activeSyncSessions = new Gauge({
+    name: 'topgun_sync_sessions_active',
+    help: 'Merkle walks in progress',
+    registers: [this.registry],
+  });
+  readonly liveQueries = new Gauge({
+    name: 'topgun_live_queries',
+    help: 'Live query subscriptions',
+    registers: [this.registry],
+  });
+  readonly changesSent = new Counter({
+    name: 'topgun_changes_sent_total',
+    help: 'Records pushed to other clients (fan-out)',
+    registers: [this.registry],
+  });
+  readonly storageLatency = new Histogram({
+    name: 'topgun_storage_latency_seconds',
+    help: 'Storage operation latency',
+    labelNames: ['operation'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [this.registry],
+  });
+  readonly violations = new Counter({
+    name: 'topgun_violations_total',
+    help: 'Protocol and limit violations, by kind',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  /** Times a storage operation. */
+  async timeStorage<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    const end = this.storageLatency.startTimer({ operation });
+    try {
+      return await work();
+    } finally {
+      end();
+    }
+  }
+}

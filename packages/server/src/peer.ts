@@ -1,0 +1,20 @@
+import type { Message } from '@topgun/core';
+import type { Identity } from './auth.js';
+
+/** What the server's services need from one client connection. */
+export interface Peer {
+  /** Connection number, unique within the server. */
+  readonly id: number;
+  /** The node id the client announced; its writes must carry it. */
+  readonly nodeId: string;
+  /** Who the client is. */
+  readonly user: Identity;
+  /** Maps this client syncs: it receives their changes. */
+  readonly syncedMaps: Set<string>;
+  /** Whether messages can still be sent. */
+  isOpen(): boolean;
+  /** Sends a message; a client too slow to read is disconnected instead of buffered forever. */
+  send(message: Message): void;
+  /** Waits until the client has read most of what was sent (for bulk transfers). */
+  drained(): Promise<void>;
+}

@@ -1,0 +1,113 @@
+import type { Value } from '@topgun/core';
+
+/** Who is asking. */
+export interface UserContext {
+  /** The user id (the JWT subject), or null for an anonymous session. */
+  readonly id: string | null;
+  /** The verified JWT claims (empty for anonymous sessions). */
+  readonly claims: Readonly<Record<string, unknown>>;
+}
+
+/** What a read rule is asked about. */
+export interface ReadContext {
+  readonly user: UserContext;
+  readonly map: string;
+  /** The record key, for record-level decisions; absent when asked about the whole map. */
+  readonly key?: string;
+  /** The record's value, when asked about one record. */
+  readonly value?: Value;
+}
+
+/** What a write rule is asked about. */
+export interface WriteContext {
+  readonly user: UserContext;
+  readonly map: string;
+  readonly key: string;
+  /** The value written, or null for a delete. */
+  readonly value: Value | null;
+  /** The stored value before the write, if any. */
+  readonly previous: Value | undefined;
+}
+
+/**
+ * A rule: `true` / `false`, `'authenticated'` (any non-anonymous user), or a function of
+ * the context. A read function is called once per map (without `key`) to admit the map, and
+ * once per record (with `key` and `value`) to filter what is sent.
+ */
+export type Rule<Context> = boolean | 'authenticated' | ((context: Context) => boolean);
+
+/** The rules of the maps whose names match `map`. */
+export interface PermissionRule {
+  /** A map name, or a pattern where `*` matches any run of characters (e.g. `notes/*`). */
+  readonly map: string;
+  /** Who may read. Default: false. */
+  readonly read?: Rule<ReadContext>;
+  /** Who may write. Default: false. */
+  readonly write?: Rule<WriteContext>;
+}
+
+/** Everything readable and writable by every admitted user. */
+export const ALLOW_ALL: readonly PermissionRule[] = [{ map: '*', read: true, write: true }];
+
+/** Evaluates permission rules; the first rule whose pattern matches a map applies. */
+export class Permissions {
+  private readonly rules: ReadonlyArray<PermissionRule & { readonly pattern: RegExp }>;
+  private readonly cache = new Map<
+    string,
+    (PermissionRule & { readonly pattern: RegExp }) | null
+  >();
+
+  constructor(rules: readonly PermissionRule[] = ALLOW_ALL) {
+    this.rules = rules.map((rule) => ({ ...rule, pattern: patternOf(rule.map) }));
+  }
+
+  /** Whether the user may read the map at all. */
+  canReadMap(user: UserContext, map: string): boolean {
+    return evaluate(this.ruleFor(map)?.read, user, { user, map });
+  }
+
+  /** Whether reads of the map depend on the record (so every record must be checked). */
+  hasRecordLevelReads(map: string): boolean {
+    return typeof this.ruleFor(map)?.read === 'function';
+  }
+
+  /** Whether the user may read one record. */
+  canReadRecord(user: UserContext, map: string, key: string, value: Value): boolean {
+    return evaluate(this.ruleFor(map)?.read, user, { user, map, key, value });
+  }
+
+  /** Whether the user may make this write. */
+  canWrite(context: WriteContext): boolean {
+    return evaluate(this.ruleFor(context.map)?.write, context.user, context);
+  }
+
+  private ruleFor(map: string) {
+    let rule = this.cache.get(map);
+    if (rule === undefined) {
+      rule = this.rules.find((candidate) => candidate.pattern.test(map)) ?? null;
+      this.cache.set(map, rule);
+    }
+    return rule ?? undefined;
+  }
+}
+
+function evaluate<Context>(
+  rule: Rule<Context> | undefined,
+  user: UserContext,
+  context: Context,
+): boolean {
+  if (rule === undefined || rule === false) return false;
+  if (rule === true) return true;
+  if (rule === 'authenticated') return user.id !== null;
+  try {
+    return rule(context) === true;
+  } catch {
+    // A rule that throws denies: failing closed is the only safe default.
+    return false;
+  }
+}
+
+function patternOf(map: string): RegExp {
+  const escaped = map.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\/]/g, '\\$&'));
+  return new RegExp(`^${escaped.join('.*')}$`);
+}

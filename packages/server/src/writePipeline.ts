@@ -1,0 +1,295 @@
+import {
+  ClockDriftError,
+  compareTimestamps,
+  fromWireEntry,
+  type HLC,
+  type LWWMap,
+  type LWWRecord,
+  type MessageOf,
+  toWireEntry,
+  type Value,
+  type WireEntry,
+} from '@topgun/core';
+import type { FastifyBaseLogger } from 'fastify';
+import type { ChangeFanout, CommittedChange } from './changeFanout.js';
+import type { LiveQueryHub } from './liveQueryHub.js';
+import type { MapGrid } from './mapGrid.js';
+import type { ServerMetrics } from './metrics.js';
+import type { Peer } from './peer.js';
+import type { Permissions } from './permissions.js';
+import type { RecordWrite, Storage } from './storage/storage.js';
+
+type Rejection = MessageOf<'reject'>['rejections'][number];
+type Op = MessageOf<'ops'>['ops'][number];
+
+/** What became of one batch of ops. */
+export interface BatchOutcome {
+  /** Ops committed (including superseded ones). */
+  readonly acked: number[];
+  /** Ops among `acked` that were older than the stored record. */
+  readonly superseded: number[];
+  readonly rejected: Rejection[];
+}
+
+interface Batch {
+  readonly peer: Peer;
+  readonly ops: readonly Op[];
+  readonly resolve: (outcome: BatchOutcome) => void;
+}
+
+interface Candidate {
+  readonly batch: Batch;
+  readonly op: Op;
+  readonly record: LWWRecord<Value>;
+}
+
+/**
+ * Applies writes: validation, node-id ownership, clock drift and permissions per op, then
+ * every admitted op of every batch waiting is persisted in one transaction (group commit),
+ * merged into the grid after COMMIT, acknowledged, and fanned out. Nothing is acknowledged,
+ * merged or broadcast before it is committed.
+ */
+export class WritePipeline {
+  private readonly queue: Batch[] = [];
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly deps: {
+      readonly storage: Storage;
+      readonly grid: MapGrid;
+      readonly permissions: Permissions;
+      readonly fanout: ChangeFanout;
+      readonly liveQueries: LiveQueryHub;
+      readonly metrics: ServerMetrics;
+      readonly clock: HLC;
+      readonly logger: FastifyBaseLogger;
+      readonly maxGroupOps: number;
+    },
+  ) {}
+
+  /** Queues a batch; resolves once every op is committed or rejected. */
+  submit(peer: Peer, ops: readonly Op[]): Promise<BatchOutcome> {
+    return new Promise((resolve) => {
+      this.queue.push({ peer, ops, resolve });
+      this.running ??= this.drainQueue().finally(() => {
+        this.running = undefined;
+      });
+    });
+  }
+
+  /** Resolves when every queued batch has been answered. */
+  async idle(): Promise<void> {
+    while (this.running !== undefined) await this.running;
+  }
+
+  private async drainQueue(): Promise<void> {
+    while (this.queue.length > 0) {
+      const group: Batch[] = [];
+      let size = 0;
+      while (
+        this.queue.length > 0 &&
+        (group.length === 0 || size + this.queue[0]!.ops.length <= this.deps.maxGroupOps)
+      ) {
+        const batch = this.queue.shift()!;
+        group.push(batch);
+        size += batch.ops.length;
+      }
+      try {
+        await this.commitGroup(group);
+      } catch (error) {
+        // Never leave a batch unanswered, whatever went wrong.
+        this.deps.logger.error({ err: error }, 'write group failed');
+        for (const batch of group)
+          batch.resolve(
+            rejectAll(batch.ops, 'unavailable', 'the write failed on the server', true),
+          );
+      }
+    }
+  }
+
+  private async commitGroup(group: readonly Batch[]): Promise<void> {
+    const { grid, storage, metrics } = this.deps;
+    const rejected = new Map<Batch, Rejection[]>(group.map((batch) => [batch, []]));
+    const candidates: Candidate[] = [];
+
+    for (const batch of group) {
+      for (const op of batch.ops) {
+        const problem = await this.admit(batch.peer, op);
+        if (problem === undefined) {
+          candidates.push({ batch, op, record: fromWireEntry<Value>(op.entry)[1] });
+        } else {
+          rejected.get(batch)!.push(problem);
+        }
+      }
+    }
+
+    let stored: boolean[] = [];
+    if (candidates.length > 0) {
+      const writes: RecordWrite[] = candidates.map(({ op, record }) => ({
+        map: op.map,
+        key: op.entry[0],
+        record,
+      }));
+      try {
+        stored = await metrics.timeStorage('write_records', () => storage.writeRecords(writes));
+      } catch (error) {
+        this.deps.logger.warn({ err: error }, 'storage unavailable: writes rejected');
+        for (const candidate of candidates) {
+          rejected.get(candidate.batch)!.push({
+            id: candidate.op.id,
+            reason: 'unavailable',
+            message: 'storage is unavailable, retry later',
+            retryable: true,
+          });
+        }
+        candidates.length = 0;
+      }
+    }
+
+    // After COMMIT: merge what was stored, then settle the rest against the grid.
+    const acked = new Map<Batch, number[]>(group.map((batch) => [batch, []]));
+    const superseded = new Map<Batch, number[]>(group.map((batch) => [batch, []]));
+    const changesByMap = new Map<string, Array<CommittedChange & { readonly origin: Peer }>>();
+    const unstored: Candidate[] = [];
+    for (let index = 0; index < candidates.length; index++) {
+      const candidate = candidates[index]!;
+      if (!stored[index]) {
+        unstored.push(candidate);
+        continue;
+      }
+      const map = await grid.get(candidate.op.map);
+      map.merge(candidate.op.entry[0], candidate.record);
+      acked.get(candidate.batch)!.push(candidate.op.id);
+      let changes = changesByMap.get(candidate.op.map);
+      if (changes === undefined) {
+        changes = [];
+        changesByMap.set(candidate.op.map, changes);
+      }
+      changes.push({
+        key: candidate.op.entry[0],
+        record: candidate.record,
+        origin: candidate.batch.peer,
+      });
+    }
+    for (const candidate of unstored) {
+      const key = candidate.op.entry[0];
+      const map = await grid.get(candidate.op.map);
+      let current = map.getRecord(key);
+      if (
+        current === undefined ||
+        compareTimestamps(current.timestamp, candidate.record.timestamp) < 0
+      ) {
+        // Another process stored something newer: read it back into the grid.
+        const [fresh] = await storage.getRecords(candidate.op.map, [key]).catch(() => []);
+        if (fresh !== undefined) {
+          map.merge(key, fresh.record);
+          current = fresh.record;
+        }
+      }
+      acked.get(candidate.batch)!.push(candidate.op.id);
+      // The same write sent again (a lost ack) is a plain ack; an older one is superseded.
+      if (
+        current === undefined ||
+        compareTimestamps(current.timestamp, candidate.record.timestamp) !== 0
+      ) {
+        superseded.get(candidate.batch)!.push(candidate.op.id);
+      }
+    }
+
+    for (const batch of group) {
+      const outcome: BatchOutcome = {
+        acked: acked.get(batch)!,
+        superseded: superseded.get(batch)!,
+        rejected: rejected.get(batch)!,
+      };
+      metrics.opsApplied.inc(outcome.acked.length);
+      for (const rejection of outcome.rejected)
+        metrics.opsRejected.inc({ reason: rejection.reason });
+      batch.resolve(outcome);
+    }
+    for (const [map, changes] of changesByMap) {
+      // Each client's own writes are not echoed back to it.
+      const byOrigin = new Map<Peer, CommittedChange[]>();
+      for (const change of changes) {
+        const list = byOrigin.get(change.origin) ?? [];
+        list.push(change);
+        byOrigin.set(change.origin, list);
+      }
+      for (const [origin, list] of byOrigin) {
+        this.deps.fanout.publish(map, list, origin);
+        await this.deps.liveQueries.onChanges(map, list, origin);
+      }
+    }
+  }
+
+  /** Checks one op; returns why it is rejected, or undefined when it may be written. */
+  private async admit(peer: Peer, op: Op): Promise<Rejection | undefined> {
+    const { permissions, clock, grid } = this.deps;
+    const [key, record] = fromWireEntry<Value>(op.entry);
+    if (record.timestamp.nodeId !== peer.nodeId) {
+      return reject(
+        op,
+        'node_id',
+        `the timestamp's node id ${record.timestamp.nodeId} is not this connection's (${peer.nodeId})`,
+      );
+    }
+    try {
+      clock.assertWithinDrift(record.timestamp);
+    } catch (error) {
+      if (error instanceof ClockDriftError) return reject(op, 'clock_drift', error.message);
+      throw error;
+    }
+    let map: LWWMap<Value>;
+    try {
+      map = await grid.get(op.map);
+    } catch {
+      return {
+        id: op.id,
+        reason: 'unavailable',
+        message: 'storage is unavailable, retry later',
+        retryable: true,
+      };
+    }
+    const stored = map.getRecord(key);
+    const previous = stored === undefined || stored.value === null ? undefined : stored.value;
+    if (
+      !permissions.canWrite({ user: peer.user, map: op.map, key, value: record.value, previous })
+    ) {
+      const readable =
+        permissions.canReadMap(peer.user, op.map) &&
+        (stored === undefined ||
+          stored.value === null ||
+          !permissions.hasRecordLevelReads(op.map) ||
+          permissions.canReadRecord(peer.user, op.map, key, stored.value));
+      // The client rolls back to the server's record, if it may see it.
+      const current: WireEntry | null | undefined = readable
+        ? stored === undefined
+          ? null
+          : toWireEntry(key, stored)
+        : undefined;
+      return {
+        ...reject(op, 'permission', `writing ${op.map}/${key} is not allowed`),
+        ...(current === undefined ? {} : { current }),
+      };
+    }
+    return undefined;
+  }
+}
+
+function reject(op: Op, reason: Rejection['reason'], message: string): Rejection {
+  return { id: op.id, reason, message: message.slice(0, 1024), retryable: false };
+}
+
+/** Rejects every op of a batch for one reason. */
+export function rejectAll(
+  ops: readonly Op[],
+  reason: Rejection['reason'],
+  message: string,
+  retryable: boolean,
+): BatchOutcome {
+  return {
+    acked: [],
+    superseded: [],
+    rejected: ops.map((op) => ({ id: op.id, reason, message, retryable })),
+  };
+}

@@ -1,0 +1,50 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, postgresAvailable } from './postgres.js';
+import { eventually, startServer } from './serverHarness.js';
+import { TcpProxy } from './tcpProxy.js';
+import { TestClient } from './testClient.js';
+
+const available = await postgresAvailable();
+
+describe.runIf(available)('PostgreSQL outage', () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let proxy: TcpProxy;
+  let started: Awaited<ReturnType<typeof startServer>>;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const target = new URL(database.url);
+    proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+    const port = await proxy.start();
+    const viaProxy = new URL(database.url);
+    viaProxy.port = String(port);
+    started = await startServer({
+      storage: { kind: 'postgres', connectionString: viaProxy.toString() },
+      auth: { allowAnonymous: true },
+    });
+  });
+  afterAll(async () => {
+    await started.server.close();
+    await proxy.stop();
+    await database.drop();
+  });
+
+  it('rejects writes as retryable while the database is away, reports it, and recovers by itself', async () => {
+    const { url } = started;
+    const client = await TestClient.connect(url);
+    expect((await client.write('outage', [['before', 1]])).ack).toBeDefined();
+
+    await proxy.stop();
+    const during = await client.write('outage', [['during', 2]]);
+    expect(during.ack).toBeUndefined();
+    expect(during.reject?.rejections[0]).toMatchObject({ reason: 'unavailable', retryable: true });
+    expect((await fetch(`${url}/ready`)).status).toBe(503);
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+
+    await proxy.start();
+    await eventually(async () => (await fetch(`${url}/ready`)).status === 200, 10_000);
+    const after = await client.write('outage', [['during', 2]]);
+    expect(after.ack?.ids).toEqual(after.ids);
+    client.close();
+  });
+});

@@ -1,0 +1,702 @@
+import { formatTimestamp, type Value } from '@topgun/core';
+import { SignJWT, UnsecuredJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SqlDriver } from '../src/storage/sqlDriver.js';
+import { SqlStorage } from '../src/storage/sqlStorage.js';
+import { eventually, startServer } from './serverHarness.js';
+import { replicaOf, TestClient } from './testClient.js';
+
+const SECRET = 'a-test-secret-of-at-least-32-bytes!!';
+const secretKey = new TextEncoder().encode(SECRET);
+
+async function token(
+  subject: string,
+  options: {
+    expiresIn?: string | number;
+    algorithm?: string;
+    claims?: Record<string, unknown>;
+  } = {},
+) {
+  const jwt = new SignJWT({ ...options.claims })
+    .setProtectedHeader({ alg: options.algorithm ?? 'HS256' })
+    .setSubject(subject)
+    .setIssuedAt();
+  if (options.expiresIn !== undefined) jwt.setExpirationTime(options.expiresIn);
+  return jwt.sign(secretKey);
+}
+
+/** The server's behaviour over a real WebSocket, run against one storage backend. */
+export function runServerSuite(
+  backend: string,
+  openDriver: () => Promise<{ driver: SqlDriver; dispose: () => Promise<void> }>,
+) {
+  describe(`sync server on ${backend}`, () => {
+    let driver: SqlDriver;
+    let dispose: () => Promise<void>;
+    let storage: SqlStorage;
+
+    beforeAll(async () => {
+      ({ driver, dispose } = await openDriver());
+      storage = new SqlStorage(driver);
+      await storage.migrate();
+      await driver.query('TRUNCATE topgun_records, topgun_prunes');
+    });
+    afterAll(async () => {
+      await dispose();
+    });
+
+    describe('handshake and auth', () => {
+      let url: string;
+      let close: () => Promise<void>;
+      beforeAll(async () => {
+        const started = await startServer({ storage, auth: { secret: SECRET } });
+        url = started.url;
+        close = () => started.server.close();
+      });
+      afterAll(() => close());
+
+      it('admits a valid token and names the user', async () => {
+        const client = await TestClient.open(url);
+        const welcome = await client.hello(await token('alice', { expiresIn: '1h' }));
+        expect(welcome).toMatchObject({
+          type: 'welcome',
+          protocol: 1,
+          userId: 'alice',
+          maxBatchOps: 1000,
+        });
+        client.close();
+      });
+
+      it.each([
+        ['a missing token', async () => undefined, 'anonymous_not_allowed'],
+        [
+          'an expired token',
+          async () => token('bob', { expiresIn: Math.floor(Date.now() / 1000) - 60 }),
+          'expired_token',
+        ],
+        [
+          'a token signed with another algorithm',
+          async () => token('bob', { algorithm: 'HS512' }),
+          'invalid_token',
+        ],
+        [
+          'an unsigned token',
+          async () => new UnsecuredJWT({}).setSubject('bob').encode(),
+          'invalid_token',
+        ],
+        [
+          'a token signed with another secret',
+          async () =>
+            new SignJWT({})
+              .setProtectedHeader({ alg: 'HS256' })
+              .setSubject('x')
+              .sign(new TextEncoder().encode('another-secret-of-32-bytes-length!!')),
+          'invalid_token',
+        ],
+        ['garbage', async () => 'not.a.jwt', 'invalid_token'],
+      ])('refuses %s and closes', async (_name, makeToken, code) => {
+        const client = await TestClient.open(url);
+        const answer = await client.hello(await makeToken());
+        expect(answer).toMatchObject({ type: 'auth_error', code });
+        expect(await client.closed()).toBe(4401);
+      });
+
+      it('refuses another protocol version', async () => {
+        const client = await TestClient.open(url);
+        const answer = await client.hello(undefined, 2);
+        expect(answer).toMatchObject({ type: 'error', code: 'PROTOCOL_VERSION' });
+        expect(await client.closed()).toBe(1002);
+      });
+
+      it('requires hello first', async () => {
+        const client = await TestClient.open(url);
+        client.send({ type: 'ping', time: 1 });
+        expect(await client.next('error')).toMatchObject({ code: 'UNAUTHENTICATED' });
+        expect(await client.closed()).toBe(1002);
+      });
+    });
+
+    describe('token expiry during a session', () => {
+      it('ends the session at the next message after the token expires', async () => {
+        let time = Date.now();
+        const { server, url } = await startServer({
+          storage,
+          auth: { secret: SECRET },
+          now: () => time,
+        });
+        const client = await TestClient.open(url);
+        await client.hello(await token('carol', { expiresIn: Math.floor(time / 1000) + 60 }));
+        client.send({ type: 'ping', time: 1 });
+        expect(await client.next('pong')).toMatchObject({ time: 1 });
+        time += 61_000;
+        client.send({ type: 'ping', time: 2 });
+        expect(await client.next('error')).toMatchObject({ code: 'TOKEN_EXPIRED' });
+        expect(await client.closed()).toBe(4401);
+        await server.close();
+      });
+    });
+
+    describe('writes, sync, fan-out', () => {
+      let url: string;
+      let server: Awaited<ReturnType<typeof startServer>>['server'];
+      beforeAll(async () => {
+        ({ server, url } = await startServer({ storage, auth: { allowAnonymous: true } }));
+      });
+      afterAll(() => server.close());
+
+      it('acknowledges after commit and keeps data across a restart', async () => {
+        const client = await TestClient.connect(url);
+        const { ack } = await client.write('durable', [
+          ['a', { title: 'A', done: false }],
+          ['b', { title: 'B', done: true }],
+        ]);
+        expect(ack).toMatchObject({
+          ids: [expect.any(Number), expect.any(Number)],
+          superseded: [],
+        });
+        // Committed: another storage handle sees it at once.
+        expect((await storage.getRecords('durable', ['a', 'b'])).length).toBe(2);
+        client.close();
+
+        const restarted = await startServer({ storage, auth: { allowAnonymous: true } });
+        const reader = await TestClient.connect(restarted.url);
+        const replica = replicaOf();
+        const result = await reader.sync('durable', replica);
+        expect(result.converged).toBe(true);
+        expect(replica.get('a')).toEqual({ title: 'A', done: false });
+        expect(replica.get('b')).toEqual({ title: 'B', done: true });
+        reader.close();
+        await restarted.server.close();
+      });
+
+      it('acknowledges a re-sent op again and changes nothing', async () => {
+        const client = await TestClient.connect(url);
+        const watcher = await TestClient.connect(url);
+        await watcher.sync('resend', replicaOf());
+        const entry = ['k', formatTimestamp(client.hlc.now()), { v: 1 }] as const;
+        const first = await client.sendOps([{ id: 100, map: 'resend', entry: [...entry] }]);
+        expect(first.ack).toMatchObject({ ids: [100], superseded: [] });
+        await watcher.next('changes');
+        const again = await client.sendOps([{ id: 101, map: 'resend', entry: [...entry] }]);
+        expect(again.ack).toMatchObject({ ids: [101], superseded: [] });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(watcher.pending('changes')).toHaveLength(0);
+        client.close();
+        watcher.close();
+      });
+
+      it('acknowledges a stale write as superseded without storing it', async () => {
+        const client = await TestClient.connect(url);
+        const older = client.hlc.now();
+        await client.write('stale', [['k', 'newer']]);
+        const result = await client.write('stale', [['k', 'older']], () => older);
+        expect(result.ack?.superseded).toEqual(result.ids);
+        expect((await storage.getRecords('stale', ['k']))[0]!.record.value).toBe('newer');
+        client.close();
+      });
+
+      it('fans changes out to other syncing clients, batched, not back to the writer', async () => {
+        const writer = await TestClient.connect(url);
+        const reader = await TestClient.connect(url);
+        await writer.sync('fanout', replicaOf());
+        await reader.sync('fanout', replicaOf());
+        await writer.write('fanout', [
+          ['x', 1],
+          ['y', 2],
+        ]);
+        const changes = await reader.next('changes');
+        expect(changes).toMatchObject({
+          changes: [{ map: 'fanout', entries: [expect.any(Array), expect.any(Array)] }],
+        });
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(writer.pending('changes')).toHaveLength(0);
+        writer.close();
+        reader.close();
+      });
+
+      it('concurrent writers converge to the last write on every replica', async () => {
+        const clients = await Promise.all([0, 1, 2].map(() => TestClient.connect(url)));
+        await Promise.all(
+          clients.map((client, index) =>
+            Promise.all(
+              Array.from({ length: 10 }, (_, round) =>
+                client.write('race', [
+                  ['shared', { by: index, round }],
+                  [`own-${index}`, round],
+                ]),
+              ),
+            ),
+          ),
+        );
+        const replicas = await Promise.all(
+          clients.map(async (client) => {
+            const replica = replicaOf(`r-${client.nodeId}`);
+            const result = await client.sync('race', replica);
+            expect(result.converged).toBe(true);
+            return replica;
+          }),
+        );
+        const roots = replicas.map((replica) => replica.merkleTree.rootHashHex());
+        expect(new Set(roots).size).toBe(1);
+        expect(replicas[0]!.get('shared')).toEqual(replicas[2]!.get('shared'));
+        expect(replicas[0]!.size).toBe(4);
+        for (const client of clients) client.close();
+      });
+
+      it('reconciles a diverged replica through the Merkle walk, both ways', async () => {
+        const client = await TestClient.connect(url);
+        const writes: Array<[string, Value]> = Array.from({ length: 2_000 }, (_, index) => [
+          `item-${index}`,
+          { index },
+        ]);
+        for (let start = 0; start < writes.length; start += 500)
+          await client.write('walk', writes.slice(start, start + 500));
+        const replica = replicaOf();
+        const first = await client.sync('walk', replica);
+        expect(first.converged).toBe(true);
+        expect(replica.size).toBe(2_000);
+
+        // Diverge: the server changes 20 records; the client changes 5 of its own.
+        const other = await TestClient.connect(url);
+        await other.write(
+          'walk',
+          Array.from(
+            { length: 20 },
+            (_, index) => [`item-${index * 50}`, { changed: true }] as [string, Value],
+          ),
+        );
+        for (let index = 0; index < 5; index++) {
+          replica.merge(`mine-${index}`, { value: { mine: index }, timestamp: client.hlc.now() });
+        }
+        const second = await client.sync('walk', replica);
+        expect(second.converged).toBe(true);
+        expect(second.received).toBe(20);
+        expect(replica.get('item-50')).toEqual({ changed: true });
+        expect((await storage.getRecords('walk', ['mine-3']))[0]?.record.value).toEqual({
+          mine: 3,
+        });
+        client.close();
+        other.close();
+      });
+
+      it('streams a large initial sync in bounded chunks with the total for progress', async () => {
+        const client = await TestClient.connect(url);
+        const writes: Array<[string, Value]> = Array.from({ length: 5_000 }, (_, index) => [
+          `bulk-${index}`,
+          { index },
+        ]);
+        for (let start = 0; start < writes.length; start += 1_000)
+          await client.write('bulk', writes.slice(start, start + 1_000));
+        const reader = await TestClient.connect(url);
+        const replica = replicaOf();
+        const chunks: number[] = [];
+        let total: number | undefined;
+        reader.socket.on('message', () => {
+          const last = reader.received.at(-1);
+          if (last?.type === 'sync_records') {
+            chunks.push(last.records.length);
+            total ??= last.total;
+          }
+        });
+        const result = await reader.sync('bulk', replica);
+        expect(result.converged).toBe(true);
+        expect(replica.size).toBe(5_000);
+        expect(total).toBe(5_000);
+        expect(Math.max(...chunks)).toBeLessThanOrEqual(1_000);
+        client.close();
+        reader.close();
+      });
+
+      it('rejects ops stamped with another node id or too far in the future', async () => {
+        const client = await TestClient.connect(url);
+        const foreign = await client.sendOps([
+          {
+            id: 1,
+            map: 'checks',
+            entry: [
+              'k',
+              formatTimestamp({ millis: Date.now(), counter: 0, nodeId: 'someone-else' }),
+              1,
+            ],
+          },
+        ]);
+        expect(foreign.reject?.rejections[0]).toMatchObject({
+          id: 1,
+          reason: 'node_id',
+          retryable: false,
+        });
+        const future = await client.sendOps([
+          {
+            id: 2,
+            map: 'checks',
+            entry: [
+              'k',
+              formatTimestamp({ millis: Date.now() + 120_000, counter: 0, nodeId: client.nodeId }),
+              1,
+            ],
+          },
+        ]);
+        expect(future.reject?.rejections[0]).toMatchObject({ id: 2, reason: 'clock_drift' });
+        expect(await storage.getRecords('checks', ['k'])).toEqual([]);
+        client.close();
+      });
+    });
+
+    describe('live queries', () => {
+      let url: string;
+      let close: () => Promise<void>;
+      beforeAll(async () => {
+        const started = await startServer({
+          storage,
+          auth: { allowAnonymous: true },
+          limits: { maxLiveQueries: 2 },
+        });
+        url = started.url;
+        close = () => started.server.close();
+      });
+      afterAll(() => close());
+
+      it('sends the snapshot, then enter, update and leave', async () => {
+        const writer = await TestClient.connect(url);
+        await writer.write('tasks', [
+          ['t1', { done: false, rank: 1 }],
+          ['t2', { done: true, rank: 2 }],
+          ['t3', { done: false, rank: 3 }],
+        ]);
+        const subscriber = await TestClient.connect(url);
+        subscriber.send({
+          type: 'subscribe',
+          id: 7,
+          map: 'tasks',
+          query: { where: { done: false }, sort: 'rank', limit: 2 },
+        });
+        const snapshot = await subscriber.next('query_snapshot');
+        expect(snapshot).toMatchObject({ id: 7, last: true });
+        if (snapshot.type !== 'query_snapshot') throw new Error();
+        expect(snapshot.entries.map(([key]) => key)).toEqual(['t1', 't3']);
+
+        await writer.write('tasks', [['t0', { done: false, rank: 0 }]]);
+        expect(await subscriber.next('query_update')).toMatchObject({
+          id: 7,
+          enter: [['t0', expect.any(String), { done: false, rank: 0 }]],
+          leave: ['t3'],
+        });
+        await writer.write('tasks', [['t1', { done: false, rank: 1, note: 'edited' }]]);
+        expect(await subscriber.next('query_update')).toMatchObject({
+          update: [['t1', expect.any(String), { done: false, rank: 1, note: 'edited' }]],
+        });
+        await writer.write('tasks', [['t2', { done: true, rank: 9 }]]); // outside the result
+        await writer.write('tasks', [['t0', null]]);
+        const leave = await subscriber.next('query_update');
+        expect(leave).toMatchObject({
+          leave: ['t0'],
+          enter: [['t3', expect.any(String), expect.anything()]],
+        });
+
+        subscriber.send({ type: 'unsubscribe', id: 7 });
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await writer.write('tasks', [['t5', { done: false, rank: -1 }]]);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(subscriber.pending('query_update')).toHaveLength(0);
+        writer.close();
+        subscriber.close();
+      });
+
+      it('limits live queries per connection', async () => {
+        const client = await TestClient.connect(url);
+        for (const id of [1, 2, 3]) client.send({ type: 'subscribe', id, map: 'tasks', query: {} });
+        expect(await client.next('query_error')).toMatchObject({ id: 3, code: 'limit' });
+        client.close();
+      });
+    });
+
+    describe('permissions', () => {
+      let url: string;
+      let close: () => Promise<void>;
+      beforeAll(async () => {
+        const started = await startServer({
+          storage,
+          auth: { secret: SECRET },
+          permissions: [
+            { map: 'public', read: true, write: 'authenticated' },
+            { map: 'readonly', read: true, write: false },
+            {
+              map: 'notes/*',
+              read: ({ user, value }) =>
+                value === undefined || (value as { owner?: string }).owner === user.id,
+              write: ({ user, value, previous }) =>
+                (previous === undefined || (previous as { owner?: string }).owner === user.id) &&
+                (value === null || (value as { owner?: string }).owner === user.id),
+            },
+          ],
+        });
+        url = started.url;
+        close = () => started.server.close();
+      });
+      afterAll(() => close());
+
+      it('rejects denied writes per op, stores and broadcasts nothing', async () => {
+        const alice = await TestClient.connect(url, await token('alice'));
+        const bob = await TestClient.connect(url, await token('bob'));
+        await bob.sync('readonly', replicaOf());
+        const result = await alice.write('readonly', [['k', 'nope']]);
+        expect(result.reject?.rejections[0]).toMatchObject({ reason: 'permission', current: null });
+        expect(await storage.getRecords('readonly', ['k'])).toEqual([]);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(bob.pending('changes')).toHaveLength(0);
+
+        const unknown = await alice.write('unlisted-map', [['k', 1]]);
+        expect(unknown.reject?.rejections[0]?.reason).toBe('permission');
+        alice.close();
+        bob.close();
+      });
+
+      it('applies record-level rules to writes, sync, changes and live queries', async () => {
+        const alice = await TestClient.connect(url, await token('alice'));
+        const bob = await TestClient.connect(url, await token('bob'));
+        expect(
+          (await alice.write('notes/all', [['a1', { owner: 'alice', text: 'secret' }]])).ack,
+        ).toBeDefined();
+        expect(
+          (await bob.write('notes/all', [['b1', { owner: 'bob', text: 'mine' }]])).ack,
+        ).toBeDefined();
+        // Bob may not take over Alice's note; he gets the current record only if he may read it.
+        const takeover = await bob.write('notes/all', [['a1', { owner: 'bob', text: 'stolen' }]]);
+        expect(takeover.reject?.rejections[0]).toMatchObject({ reason: 'permission' });
+        expect(takeover.reject?.rejections[0]?.current).toBeUndefined();
+
+        const bobReplica = replicaOf('bob-replica');
+        const result = await bob.sync('notes/all', bobReplica);
+        expect(result.converged).toBe(true);
+        expect([...bobReplica.entries()].map(([key]) => key)).toEqual(['b1']);
+
+        await alice.write('notes/all', [['a2', { owner: 'alice', text: 'also secret' }]]);
+        await bob.write('notes/all', [['b2', { owner: 'bob', text: 'visible' }]]);
+        alice.send({ type: 'subscribe', id: 1, map: 'notes/all', query: {} });
+        const snapshot = await alice.next('query_snapshot');
+        if (snapshot.type !== 'query_snapshot') throw new Error();
+        expect(snapshot.entries.map(([key]) => key).sort()).toEqual(['a1', 'a2']);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const leaked = bob
+          .pending('changes')
+          .flatMap((message) =>
+            message.changes.flatMap((change) => change.entries.map(([key]) => key)),
+          );
+        expect(leaked).not.toContain('a2');
+        alice.close();
+        bob.close();
+      });
+
+      it('refuses walks and live queries of maps the user may not read', async () => {
+        const client = await TestClient.connect(url, await token('eve'));
+        const walk = await client.sync('forbidden', replicaOf());
+        expect(walk.done).toMatchObject({ type: 'sync_error', code: 'permission' });
+        client.send({ type: 'subscribe', id: 9, map: 'forbidden', query: {} });
+        expect(await client.next('query_error')).toMatchObject({ id: 9, code: 'permission' });
+        client.close();
+      });
+    });
+
+    describe('pruning and reset', () => {
+      it('sends a reset to a client whose last sync predates pruning, never resurrecting deletes', async () => {
+        let time = Date.now();
+        const { server, url } = await startServer({
+          storage,
+          auth: { allowAnonymous: true },
+          now: () => time,
+          pruneHorizonMs: 1_000,
+        });
+        const client = await TestClient.connect(url);
+        await client.write('pruned', [
+          ['keep', 1],
+          ['gone', 2],
+        ]);
+        const replica = replicaOf();
+        const first = await client.sync('pruned', replica);
+        if (first.done.type !== 'sync_done') throw new Error('walk failed');
+        const lastSync = first.done.syncedAt!;
+        await client.write('pruned', [['gone', null]]);
+        time += 5_000;
+        expect(await server.prune()).toBeGreaterThanOrEqual(1);
+        expect(await storage.getRecords('pruned', ['gone'])).toEqual([]);
+
+        const stale = await client.sync('pruned', replica, { lastSync });
+        expect(stale.done).toMatchObject({ type: 'sync_reset', reason: 'pruned' });
+        const fresh = replicaOf('fresh');
+        const resynced = await client.sync('pruned', fresh);
+        expect(resynced.converged).toBe(true);
+        expect(fresh.has('gone')).toBe(false);
+        expect(fresh.get('keep')).toBe(1);
+        client.close();
+        await server.close();
+      });
+    });
+
+    describe('staying up', () => {
+      let url: string;
+      let server: Awaited<ReturnType<typeof startServer>>['server'];
+      beforeAll(async () => {
+        ({ server, url } = await startServer({
+          storage,
+          auth: { allowAnonymous: true },
+          heartbeatMs: 200,
+          limits: {
+            maxFrameBytes: 64 * 1024,
+            maxViolations: 5,
+            opsPerSecond: 100,
+            opsBurst: 200,
+            upgradesPerSecond: 1,
+            upgradesBurst: 40,
+          },
+        }));
+      });
+      afterAll(() => server.close());
+
+      it('answers every bad frame with an error and keeps serving others', async () => {
+        const attacker = await TestClient.connect(url);
+        const bystander = await TestClient.connect(url);
+        attacker.sendRaw(new Uint8Array([0xc1]));
+        expect(await attacker.next('error')).toMatchObject({ code: 'MALFORMED' });
+        attacker.sendRaw(
+          new Uint8Array([0x81, 0xa9, ...new TextEncoder().encode('__proto__'), 0x01]),
+        );
+        expect(await attacker.next('error')).toMatchObject({ code: 'MALFORMED' });
+        attacker.sendRaw('a text frame');
+        expect(await attacker.next('error')).toMatchObject({ code: 'MALFORMED' });
+        bystander.send({ type: 'ping', time: 42 });
+        expect(await bystander.next('pong')).toMatchObject({ time: 42 });
+        attacker.close();
+        bystander.close();
+      });
+
+      it('closes a client that keeps violating with 1008; others are unaffected', async () => {
+        const attacker = await TestClient.connect(url);
+        const bystander = await TestClient.connect(url);
+        for (let i = 0; i < 20; i++) attacker.sendRaw(new Uint8Array([0xc1, i]));
+        expect(await attacker.closed()).toBe(1008);
+        bystander.send({ type: 'ping', time: 1 });
+        expect(await bystander.next('pong')).toBeDefined();
+        bystander.close();
+      });
+
+      it('closes on a frame over the size limit', async () => {
+        const client = await TestClient.connect(url);
+        client.sendRaw(new Uint8Array(100 * 1024));
+        expect(await client.closed()).toBe(1009);
+      });
+
+      it('rate-limits ops per connection', async () => {
+        const client = await TestClient.connect(url);
+        const result = await client.write(
+          'flood',
+          Array.from({ length: 250 }, (_, index) => [`k${index}`, index] as [string, Value]),
+        );
+        expect(result.reject?.rejections[0]).toMatchObject({
+          reason: 'rate_limit',
+          retryable: true,
+        });
+        client.close();
+      });
+
+      it('drops a connection that stops answering pings within two intervals', async () => {
+        const silent = await TestClient.open(url, undefined, { autoPong: false });
+        await silent.hello();
+        const started = Date.now();
+        await silent.closed(3_000);
+        expect(Date.now() - started).toBeLessThan(1_000);
+      });
+
+      it('limits WebSocket upgrades per address', async () => {
+        const attempts = await Promise.allSettled(
+          Array.from({ length: 60 }, () => TestClient.open(url)),
+        );
+        const refused = attempts.filter((attempt) => attempt.status === 'rejected');
+        expect(refused.length).toBeGreaterThan(0);
+        expect(String((refused[0] as PromiseRejectedResult).reason)).toContain('429');
+        for (const attempt of attempts) if (attempt.status === 'fulfilled') attempt.value.close();
+      });
+    });
+
+    describe('slow readers', () => {
+      it('disconnects a client too slow to read instead of buffering without bound', async () => {
+        // Heartbeats off the path: this client is alive, only slow.
+        const { server, url } = await startServer({
+          storage,
+          auth: { allowAnonymous: true },
+          heartbeatMs: 60_000,
+          limits: { sendHighWaterMark: 256 * 1024, bytesPerSecond: 1e9, bytesBurst: 1e9 },
+        });
+        const writer = await TestClient.connect(url);
+        const slow = await TestClient.connect(url);
+        await slow.sync('firehose', replicaOf());
+        (slow.socket as unknown as { _socket: { pause(): void } })._socket.pause();
+        const big = 'x'.repeat(200_000);
+        const slowConsumers = async () =>
+          /kind="slow_consumer"\} [1-9]/.test(
+            await server.metrics.registry.getSingleMetricAsString('topgun_violations_total'),
+          );
+        // Kernel socket buffers absorb a few MB first; then the server's queue grows.
+        for (let round = 0; round < 100 && !(await slowConsumers()); round++) {
+          await writer.write(
+            'firehose',
+            Array.from({ length: 4 }, (_, index) => [`r${round}-${index}`, big] as [string, Value]),
+          );
+        }
+        (slow.socket as unknown as { _socket: { resume(): void } })._socket.resume();
+        // A client that does not read cannot read the close frame either: it sees 4408 or 1006.
+        expect([4408, 1006]).toContain(await slow.closed(5_000));
+        expect(
+          await server.metrics.registry.getSingleMetricAsString('topgun_violations_total'),
+        ).toMatch(/kind="slow_consumer"\} [1-9]/);
+        writer.close();
+        await server.close();
+      });
+    });
+
+    describe('graceful shutdown', () => {
+      it('acknowledges in-flight batches, then closes sockets with 1001', async () => {
+        const { server, url } = await startServer({ storage, auth: { allowAnonymous: true } });
+        const client = await TestClient.connect(url);
+        const writes = Array.from(
+          { length: 300 },
+          (_, index) => [`s${index}`, index] as [string, Value],
+        );
+        const pending = client.write('shutdown', writes);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        const closing = server.close();
+        const { ack } = await pending;
+        expect(ack?.ids).toHaveLength(300);
+        expect(await client.next('error')).toMatchObject({
+          code: 'SHUTTING_DOWN',
+          retryable: true,
+        });
+        expect(await client.closed()).toBe(1001);
+        await closing;
+        expect((await storage.getRecords('shutdown', ['s299']))[0]?.record.value).toBe(299);
+      });
+    });
+
+    describe('metrics and health', () => {
+      it('exposes health, readiness and Prometheus metrics', async () => {
+        const { server, url } = await startServer({ storage, auth: { allowAnonymous: true } });
+        const client = await TestClient.connect(url);
+        await client.write('metered', [['k', 1]]);
+        expect(await (await fetch(`${url}/health`)).json()).toEqual({ status: 'ok' });
+        const ready = await fetch(`${url}/ready`);
+        expect(ready.status).toBe(200);
+        const metrics = await (await fetch(`${url}/metrics`)).text();
+        expect(metrics).toMatch(/topgun_connections 1/);
+        expect(metrics).toMatch(/topgun_ops_applied_total 1/);
+        expect(metrics).toMatch(/topgun_ack_latency_seconds_count 1/);
+        expect(metrics).toMatch(
+          /topgun_storage_latency_seconds_count\{operation="write_records"\} 1/,
+        );
+        client.close();
+        await eventually(async () =>
+          /topgun_connections 0/.test(await (await fetch(`${url}/metrics`)).text()),
+        );
+        await server.close();
+      });
+    });
+  });
+}
