@@ -1,9 +1,15 @@
 import { z } from 'zod';
-import type { ServerOptions } from './options.js';
+import { DEFAULT_LIMITS, type ServerLimits, type ServerOptions } from './options.js';
 
 const flag = z
   .enum(['1', '0', 'true', 'false', 'yes', 'no', ''])
   .transform((value) => value === '1' || value === 'true' || value === 'yes');
+
+const limitsSchema = z.strictObject(
+  Object.fromEntries(
+    Object.keys(DEFAULT_LIMITS).map((name) => [name, z.number().positive().optional()]),
+  ),
+) as z.ZodType<Partial<Record<keyof ServerLimits, number>>>;
 
 const environmentSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
@@ -19,13 +25,29 @@ const environmentSchema = z.object({
   TOPGUN_ALLOW_ANONYMOUS: flag.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TOPGUN_NODE_ID: z.string().optional(),
+  TOPGUN_LIMITS: z
+    .string()
+    .optional()
+    .transform((text, context) => {
+      if (text === undefined) return undefined;
+      try {
+        return limitsSchema.parse(JSON.parse(text));
+      } catch (error) {
+        context.addIssue({
+          code: 'custom',
+          message: `expected a JSON object of limits: ${(error as Error).message}`,
+        });
+        return z.NEVER;
+      }
+    }),
 });
 
 /**
  * Server options from environment variables (see the package README): `PORT`, `HOST`,
  * `DATABASE_URL` (else embedded PGlite in `TOPGUN_DATA_DIR`, default `./.topgun-data`),
  * `JWT_SECRET` | `JWT_PUBLIC_KEY` | `JWKS_URL` with `JWT_ALGORITHMS`, `JWT_ISSUER`,
- * `JWT_AUDIENCE`, `TOPGUN_ALLOW_ANONYMOUS`, `LOG_LEVEL`, `TOPGUN_NODE_ID`.
+ * `JWT_AUDIENCE`, `TOPGUN_ALLOW_ANONYMOUS`, `LOG_LEVEL`, `TOPGUN_NODE_ID`, and `TOPGUN_LIMITS`
+ * (a JSON object overriding any of `DEFAULT_LIMITS`).
  * @throws {Error} listing every invalid variable.
  */
 export function optionsFromEnvironment(environment: NodeJS.ProcessEnv): ServerOptions {
@@ -60,5 +82,6 @@ export function optionsFromEnvironment(environment: NodeJS.ProcessEnv): ServerOp
     },
     logger: { level: env.LOG_LEVEL },
     ...(env.TOPGUN_NODE_ID === undefined ? {} : { nodeId: env.TOPGUN_NODE_ID }),
+    ...(env.TOPGUN_LIMITS === undefined ? {} : { limits: env.TOPGUN_LIMITS }),
   };
 }

@@ -95,6 +95,11 @@ export class ClientConnection implements Peer {
 
   send(message: Message): void {
     if (!this.isOpen()) return;
+    this.sendEncoded(encodeMessage(message));
+  }
+
+  sendEncoded(frame: Uint8Array): void {
+    if (!this.isOpen()) return;
     if (this.socket.bufferedAmount > this.services.limits.sendHighWaterMark) {
       this.services.logger.warn({ connection: this.id }, 'client too slow to read: disconnected');
       this.services.metrics.violations.inc({ kind: 'slow_consumer' });
@@ -103,7 +108,7 @@ export class ClientConnection implements Peer {
       this.onClose();
       return;
     }
-    this.socket.send(encodeMessage(message));
+    this.socket.send(frame);
   }
 
   async drained(): Promise<void> {

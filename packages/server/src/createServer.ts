@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import websocket from '@fastify/websocket';
 import { DEFAULT_DECODE_LIMITS, HLC } from '@topgun/core';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { Authenticator } from './auth.js';
 import { ChangeFanout } from './changeFanout.js';
 import { ClientConnection } from './connection.js';
@@ -51,7 +51,8 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     logger: options.logger ?? { level: 'info' },
     // The WebSocket plugin keeps sockets; Fastify must not wait forever for them on close.
     forceCloseConnections: true,
-    disableRequestLogging: true,
+    // Health checks and scrapes every few seconds would drown everything else.
+    logController: new LogController({ disableRequestLogging: true }),
   });
   const metrics = new ServerMetrics();
 
@@ -81,15 +82,14 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   const permissions = new Permissions(options.permissions);
   const clock = new HLC({ nodeId, now, maxDriftMs: options.maxDriftMs ?? 60_000 });
   const grid = new MapGrid(storage, metrics, nodeId, now);
-  const fanout = new ChangeFanout(permissions, metrics, limits.chunkRecords);
-  const liveQueries = new LiveQueryHub(
-    grid,
+  const fanout = new ChangeFanout(
     permissions,
     metrics,
-    limits.maxLiveQueries,
     limits.chunkRecords,
-    now,
+    limits.maxFrameBytes,
+    options.fanoutWindowMs ?? 5,
   );
+  const liveQueries = new LiveQueryHub(grid, permissions, metrics, limits, now);
   const pipeline = new WritePipeline({
     storage,
     grid,
@@ -100,6 +100,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     clock,
     logger: app.log,
     maxGroupOps: limits.maxGroupOps,
+    concurrency: storage.writeConcurrency,
   });
   const sync = new SyncService({
     grid,
@@ -110,6 +111,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     logger: app.log,
     nodeId,
     chunkRecords: limits.chunkRecords,
+    maxFrameBytes: limits.maxFrameBytes,
     now,
   });
 

@@ -1,4 +1,5 @@
 import {
+  encodeMessage,
   isRecordAbsent,
   LiveQuery,
   type LWWMap,
@@ -9,8 +10,10 @@ import {
   type WireEntry,
 } from '@topgun/core';
 import type { CommittedChange } from './changeFanout.js';
+import { fittedChunks } from './fittedChunks.js';
 import type { MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
+import type { ServerLimits } from './options.js';
 import type { Peer } from './peer.js';
 import type { Permissions } from './permissions.js';
 
@@ -34,8 +37,10 @@ export class LiveQueryHub {
     private readonly grid: MapGrid,
     private readonly permissions: Permissions,
     private readonly metrics: ServerMetrics,
-    private readonly maxPerPeer: number,
-    private readonly chunkRecords: number,
+    private readonly limits: Pick<
+      ServerLimits,
+      'maxLiveQueries' | 'chunkRecords' | 'maxFrameBytes'
+    >,
     private readonly now: () => number,
   ) {}
 
@@ -43,12 +48,12 @@ export class LiveQueryHub {
   async subscribe(peer: Peer, id: number, mapName: string, query: Query<Value>): Promise<void> {
     const subscriptions = this.byPeer.get(peer) ?? new Map<number, Subscription>();
     if (subscriptions.has(id)) this.unsubscribe(peer, id);
-    if (subscriptions.size >= this.maxPerPeer) {
+    if (subscriptions.size >= this.limits.maxLiveQueries) {
       peer.send({
         type: 'query_error',
         id,
         code: 'limit',
-        message: `at most ${this.maxPerPeer} live queries per connection`,
+        message: `at most ${this.limits.maxLiveQueries} live queries per connection`,
       });
       return;
     }
@@ -75,15 +80,21 @@ export class LiveQueryHub {
     this.metrics.liveQueries.inc();
 
     const entries = live.rows.map((row) => toWireEntry(row.key, map.getRecord(row.key)!));
-    for (let start = 0; start === 0 || start < entries.length; start += this.chunkRecords) {
-      const chunk = entries.slice(start, start + this.chunkRecords);
-      peer.send({
-        type: 'query_snapshot',
-        id,
-        entries: chunk,
-        last: start + this.chunkRecords >= entries.length,
-      });
-      if (start + this.chunkRecords < entries.length) await peer.drained();
+    const encode = (chunk: readonly WireEntry[], last: boolean) =>
+      encodeMessage({ type: 'query_snapshot', id, entries: [...chunk], last });
+    const chunks = [
+      ...fittedChunks(
+        entries,
+        (chunk) => encode(chunk, false),
+        this.limits.maxFrameBytes,
+        this.limits.chunkRecords,
+      ),
+    ];
+    if (chunks.length === 0) peer.sendEncoded(encode([], true));
+    for (let index = 0; index < chunks.length; index++) {
+      const { chunk, frame } = chunks[index]!;
+      peer.sendEncoded(index === chunks.length - 1 ? encode(chunk, true) : frame);
+      await peer.drained();
     }
   }
 

@@ -80,6 +80,8 @@ export interface ServerOptions {
   readonly pruneHorizonMs?: number;
   /** How often pruning runs. Default: every hour. */
   readonly pruneIntervalMs?: number;
+  /** Changes committed within this window reach each client as one message. Default: 5 ms. */
+  readonly fanoutWindowMs?: number;
   /** Largest accepted clock drift of client timestamps. Default: 60 000 ms. */
   readonly maxDriftMs?: number;
   /** Fastify logger options; `false` for none. Default: info level. */

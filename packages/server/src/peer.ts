@@ -15,6 +15,8 @@ export interface Peer {
   isOpen(): boolean;
   /** Sends a message; a client too slow to read is disconnected instead of buffered forever. */
   send(message: Message): void;
+  /** Sends an already encoded message (shared by several clients), with the same rule. */
+  sendEncoded(frame: Uint8Array): void;
   /** Waits until the client has read most of what was sent (for bulk transfers). */
   drained(): Promise<void>;
 }

@@ -1,9 +1,9 @@
 import {
+  encodeMessage,
   fromSyncWire,
   HLC,
-  type LWWMap,
+  LWWMap,
   type MessageOf,
-  LWWMap as ReplicaMap,
   recordsUnder,
   rootBytes,
   type SyncAnswer,
@@ -14,8 +14,10 @@ import {
   toWireEntry,
   ValidationError,
   type Value,
+  type WireEntry,
 } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
+import { fittedChunks } from './fittedChunks.js';
 import type { MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import type { Peer } from './peer.js';
@@ -48,6 +50,7 @@ export class SyncService {
       readonly logger: FastifyBaseLogger;
       readonly nodeId: string;
       readonly chunkRecords: number;
+      readonly maxFrameBytes: number;
       readonly now: () => number;
     },
   ) {}
@@ -155,7 +158,7 @@ export class SyncService {
    * may read: a tree built for this walk from the readable records.
    */
   private readableView(peer: Peer, mapName: string, map: LWWMap<Value>): SyncReplica<Value> {
-    const view = new ReplicaMap<Value>(
+    const view = new LWWMap<Value>(
       new HLC({ nodeId: this.deps.nodeId, maxDriftMs: Number.POSITIVE_INFINITY }),
     );
     for (const [key, record] of map.allRecords()) {
@@ -193,32 +196,52 @@ export class SyncService {
     paths: ReadonlyArray<readonly number[]>,
   ): Promise<void> {
     const total = paths.reduce((sum, path) => sum + replica.merkleTree.node(path).count, 0);
-    let chunk: ReturnType<typeof toWireEntry>[] = [];
+    const { chunkRecords, maxFrameBytes } = this.deps;
     let first = true;
-    const flush = async (last: boolean) => {
-      peer.send({
+    const encode = (records: readonly WireEntry[], last: boolean) => {
+      const frame = encodeMessage({
         type: 'sync_records',
         map,
         session,
-        records: chunk,
+        records: [...records],
         ...(first ? { total } : {}),
         last,
       });
-      first = false;
-      chunk = [];
-      // Back-pressure: never queue more than the client has read.
-      await peer.drained();
+      return frame;
     };
+    const sendChunk = async (records: WireEntry[]) => {
+      for (const { frame } of fittedChunks(
+        records,
+        (chunk) => encode(chunk, false),
+        maxFrameBytes,
+        chunkRecords,
+      )) {
+        peer.sendEncoded(frame);
+        first = false;
+        // Back-pressure: never queue more than the client has read.
+        await peer.drained();
+      }
+    };
+    let pending: WireEntry[] = [];
     for (const path of paths) {
       for (const [key, record] of recordsUnder(replica, path)) {
-        chunk.push(toWireEntry(key, record));
-        if (chunk.length >= this.deps.chunkRecords) {
+        pending.push(toWireEntry(key, record));
+        if (pending.length >= chunkRecords) {
           if (!peer.isOpen()) return;
-          await flush(false);
+          await sendChunk(pending);
+          pending = [];
         }
       }
     }
-    await flush(true);
+    // The last chunk carries `last: true` (an empty one when the records ended on a boundary).
+    const tail = [
+      ...fittedChunks(pending, (chunk) => encode(chunk, false), maxFrameBytes, chunkRecords),
+    ];
+    for (let index = 0; index < tail.length - 1; index++) {
+      peer.sendEncoded(tail[index]!.frame);
+      first = false;
+    }
+    peer.sendEncoded(encode(tail.at(-1)?.chunk ?? [], true));
   }
 
   private finish(peer: Peer, map: string, session: number, walk: ActiveWalk): void {

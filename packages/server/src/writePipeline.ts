@@ -11,7 +11,7 @@ import {
   type WireEntry,
 } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
-import type { ChangeFanout, CommittedChange } from './changeFanout.js';
+import { type ChangeFanout, type CommittedChange, committedChange } from './changeFanout.js';
 import type { LiveQueryHub } from './liveQueryHub.js';
 import type { MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
@@ -51,7 +51,8 @@ interface Candidate {
  */
 export class WritePipeline {
   private readonly queue: Batch[] = [];
-  private running: Promise<void> | undefined;
+  private active = 0;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(
     private readonly deps: {
@@ -64,6 +65,8 @@ export class WritePipeline {
       readonly clock: HLC;
       readonly logger: FastifyBaseLogger;
       readonly maxGroupOps: number;
+      /** Group transactions in flight at once (the storage's useful concurrency). */
+      readonly concurrency: number;
     },
   ) {}
 
@@ -71,19 +74,23 @@ export class WritePipeline {
   submit(peer: Peer, ops: readonly Op[]): Promise<BatchOutcome> {
     return new Promise((resolve) => {
       this.queue.push({ peer, ops, resolve });
-      this.running ??= this.drainQueue().finally(() => {
-        this.running = undefined;
-      });
+      this.pump();
     });
   }
 
   /** Resolves when every queued batch has been answered. */
-  async idle(): Promise<void> {
-    while (this.running !== undefined) await this.running;
+  idle(): Promise<void> {
+    if (this.active === 0 && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private async drainQueue(): Promise<void> {
-    while (this.queue.length > 0) {
+  /**
+   * Starts group transactions while there is work and capacity. Batches arriving while
+   * transactions are in flight wait and form the next group: the busier the server, the
+   * larger the groups, so throughput grows with load instead of latency.
+   */
+  private pump(): void {
+    while (this.active < this.deps.concurrency && this.queue.length > 0) {
       const group: Batch[] = [];
       let size = 0;
       while (
@@ -94,16 +101,25 @@ export class WritePipeline {
         group.push(batch);
         size += batch.ops.length;
       }
-      try {
-        await this.commitGroup(group);
-      } catch (error) {
-        // Never leave a batch unanswered, whatever went wrong.
-        this.deps.logger.error({ err: error }, 'write group failed');
-        for (const batch of group)
-          batch.resolve(
-            rejectAll(batch.ops, 'unavailable', 'the write failed on the server', true),
-          );
-      }
+      this.active++;
+      this.commitGroup(group)
+        .catch((error) => {
+          // Never leave a batch unanswered, whatever went wrong.
+          this.deps.logger.error({ err: error }, 'write group failed');
+          for (const batch of group)
+            batch.resolve(
+              rejectAll(batch.ops, 'unavailable', 'the write failed on the server', true),
+            );
+        })
+        .finally(() => {
+          this.active--;
+          this.pump();
+          if (this.active === 0 && this.queue.length === 0) {
+            const waiters = this.idleWaiters;
+            this.idleWaiters = [];
+            for (const waiter of waiters) waiter();
+          }
+        });
     }
   }
 
@@ -165,9 +181,9 @@ export class WritePipeline {
         changes = [];
         changesByMap.set(candidate.op.map, changes);
       }
+      // The op's wire entry is the record's wire form: it is not encoded again.
       changes.push({
-        key: candidate.op.entry[0],
-        record: candidate.record,
+        ...committedChange(candidate.op.entry[0], candidate.record, candidate.op.entry),
         origin: candidate.batch.peer,
       });
     }

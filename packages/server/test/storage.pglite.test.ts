@@ -11,6 +11,7 @@ runStorageAcceptanceTests('PGlite', async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'topgun-pglite-'));
   let current = await createPgliteDriver(dataDir);
   const handle = (closeable: boolean): SqlDriver => ({
+    concurrency: 1,
     get description() {
       return current.description;
     },

@@ -10,6 +10,7 @@ export async function createPgliteDriver(dataDir?: string): Promise<SqlDriver> {
   const run: SqlExecutor['query'] = (text, params) =>
     database.query(text, params as unknown[]) as never;
   return {
+    concurrency: 1,
     description: dataDir === undefined ? 'PGlite in memory' : `PGlite at ${dataDir}`,
     query: run,
     exec: async (script) => {

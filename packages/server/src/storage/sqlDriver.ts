@@ -13,6 +13,8 @@ export interface SqlExecutor {
 export interface SqlDriver extends SqlExecutor {
   /** What the database is, for logs. */
   readonly description: string;
+  /** Transactions that can usefully run at once. */
+  readonly concurrency: number;
   /** Runs `work` in a transaction: COMMIT when it resolves, ROLLBACK when it throws. */
   transaction<T>(work: (executor: SqlExecutor) => Promise<T>): Promise<T>;
   close(): Promise<void>;

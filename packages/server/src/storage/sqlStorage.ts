@@ -30,9 +30,11 @@ interface RecordRow {
 /** The storage over any PostgreSQL dialect driver: the same SQL for `pg` and PGlite. */
 export class SqlStorage implements Storage {
   readonly description: string;
+  readonly writeConcurrency: number;
 
   constructor(private readonly driver: SqlDriver) {
     this.description = driver.description;
+    this.writeConcurrency = driver.concurrency;
   }
 
   async migrate(): Promise<void> {

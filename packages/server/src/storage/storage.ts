@@ -21,6 +21,8 @@ export interface StoredRecord {
 export interface Storage {
   /** What the storage is, for logs: e.g. `PostgreSQL at db.example:5432/app`. */
   readonly description: string;
+  /** How many write transactions are worth running at once (1 for an embedded database). */
+  readonly writeConcurrency: number;
   /** Creates or migrates the schema. Safe to run concurrently from several processes. */
   migrate(): Promise<void>;
   /** Resolves when the storage answers; rejects otherwise. */

@@ -1,0 +1,246 @@
+/**
+ * Sync server load test on loopback: the server in its own process on PostgreSQL, and a
+ * load generator with 200 WebSocket clients each sending batches of 10 ops at a fixed rate
+ * (open loop), measuring ops acknowledged after COMMIT per second, ack latency percentiles,
+ * and the fan-out rate to the other clients syncing the same maps. Writes
+ * `results/server.json`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { decodeMessage, encodeMessage, HLC, type Message, PROTOCOL_VERSION, toWireEntry } from '@topgun/core';
+import pg from 'pg';
+import WebSocket from 'ws';
+import { formatRate, machineInfo } from './measure.js';
+
+const CLIENTS = Number(process.env['BENCH_CLIENTS'] ?? 200);
+const BATCH = 10;
+const MAPS = 20;
+const WARMUP_S = 3;
+const MEASURE_S = Number(process.env['BENCH_SECONDS'] ?? 15);
+const RATES = (process.env['BENCH_RATES'] ?? '30000').split(',').map(Number);
+const DATABASE = process.env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const here = dirname(fileURLToPath(import.meta.url));
+
+async function createDatabase(): Promise<string> {
+  const name = `topgun_bench_${process.pid}`;
+  const admin = new pg.Client({ connectionString: DATABASE });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(DATABASE);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function startServer(databaseUrl: string, port: number): Promise<ChildProcess> {
+  const nodeArgs = (process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, join(here, '../../packages/server/dist/cli.js')], {
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATABASE_URL: databaseUrl,
+      TOPGUN_ALLOW_ANONYMOUS: '1',
+      LOG_LEVEL: 'warn',
+      TOPGUN_LIMITS: JSON.stringify({ upgradesPerSecond: 10_000, upgradesBurst: 10_000 }),
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  for (let attempt = 0; attempt < 100; attempt++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/ready`)).ok) return child;
+    } catch {
+      // not up yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('the server did not start');
+}
+
+class LoadClient {
+  readonly socket: WebSocket;
+  readonly hlc: HLC;
+  readonly sentAt = new Map<number, number>();
+  latencies: number[] = [];
+  acked = 0;
+  rejected = 0;
+  fannedOut = 0;
+  private nextId = 1;
+  private waiting = new Map<string, (message: Message) => void>();
+
+  constructor(
+    url: string,
+    readonly index: number,
+  ) {
+    this.hlc = new HLC({ nodeId: `load-${index}` });
+    this.socket = new WebSocket(url);
+    this.socket.binaryType = 'nodebuffer';
+    this.socket.on('message', (data) => this.onMessage(decodeMessage(data as Buffer)));
+  }
+
+  get map(): string {
+    return `load-${this.index % MAPS}`;
+  }
+
+  async start(): Promise<void> {
+    await new Promise((resolve, reject) => {
+      this.socket.once('open', resolve);
+      this.socket.once('error', reject);
+    });
+    this.send({ type: 'hello', protocol: PROTOCOL_VERSION, nodeId: this.hlc.nodeId });
+    await this.wait('welcome');
+    // Sync the map (empty at first) so that this client receives others' changes to it.
+    this.send({
+      type: 'sync',
+      map: this.map,
+      session: 1,
+      width: 4,
+      root: new Uint8Array(8),
+      marks: new Uint8Array(0),
+      hashes: new Uint8Array(0),
+      digestSizes: [],
+      digestKeys: [],
+      digestStamps: new Uint8Array(0),
+      nodeIds: [],
+      wants: new Uint8Array(0),
+      records: [],
+    });
+    // The server answers with its (empty) side of the walk; this client has nothing to add.
+    await this.wait('sync');
+    this.send({ type: 'sync_done', map: this.map, session: 1, root: new Uint8Array(8) });
+    await this.wait('sync_done');
+  }
+
+  sendBatch(): void {
+    const now = performance.now();
+    const ops = Array.from({ length: BATCH }, () => {
+      const id = this.nextId++;
+      this.sentAt.set(id, now);
+      const n = Math.floor(Math.random() * 10_000);
+      return {
+        id,
+        map: this.map,
+        entry: toWireEntry(`todo-${n}`, { value: { title: `Task ${n}`, done: n % 2 === 0, n }, timestamp: this.hlc.now() }),
+      };
+    });
+    this.send({ type: 'ops', ops });
+  }
+
+  private onMessage(message: Message): void {
+    if (message.type === 'ack') {
+      const now = performance.now();
+      for (const id of message.ids) {
+        const sent = this.sentAt.get(id);
+        if (sent === undefined) continue;
+        this.sentAt.delete(id);
+        this.acked++;
+        // One latency per batch: the ack of its first op.
+        if ((id - 1) % BATCH === 0) this.latencies.push(now - sent);
+      }
+    } else if (message.type === 'reject') {
+      this.rejected += message.rejections.length;
+    } else if (message.type === 'changes') {
+      for (const change of message.changes) this.fannedOut += change.entries.length;
+    }
+    const waiter = this.waiting.get(message.type);
+    if (waiter !== undefined) {
+      this.waiting.delete(message.type);
+      waiter(message);
+    }
+  }
+
+  private wait(type: string): Promise<Message> {
+    return new Promise((resolve) => this.waiting.set(type, resolve));
+  }
+
+  private send(message: Message): void {
+    this.socket.send(encodeMessage(message));
+  }
+
+  resetCounters(): void {
+    this.latencies = [];
+    this.acked = 0;
+    this.rejected = 0;
+    this.fannedOut = 0;
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+async function run(rate: number) {
+  const databaseUrl = await createDatabase();
+  const port = 18_000 + Math.floor(Math.random() * 1000);
+  const server = await startServer(databaseUrl, port);
+  const clients = Array.from({ length: CLIENTS }, (_, index) => new LoadClient(`ws://127.0.0.1:${port}/sync`, index));
+  await Promise.all(clients.map((client) => client.start()));
+
+  const batchesPerSecond = rate / BATCH;
+  const intervalMs = (1000 * CLIENTS) / batchesPerSecond;
+  const timers = clients.map((client, index) => {
+    // Spread the clients over the interval so batches arrive evenly.
+    let timer: NodeJS.Timeout | undefined;
+    const start = setTimeout(() => {
+      client.sendBatch();
+      timer = setInterval(() => client.sendBatch(), intervalMs);
+    }, (index / CLIENTS) * intervalMs);
+    return () => {
+      clearTimeout(start);
+      clearInterval(timer);
+    };
+  });
+  await new Promise((resolve) => setTimeout(resolve, WARMUP_S * 1000));
+  for (const client of clients) client.resetCounters();
+  const measureStart = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, MEASURE_S * 1000));
+  const seconds = (performance.now() - measureStart) / 1000;
+  const acked = clients.reduce((sum, client) => sum + client.acked, 0);
+  const rejected = clients.reduce((sum, client) => sum + client.rejected, 0);
+  const fannedOut = clients.reduce((sum, client) => sum + client.fannedOut, 0);
+  const latencies = clients.flatMap((client) => client.latencies).sort((a, b) => a - b);
+  for (const stop of timers) stop();
+  for (const client of clients) client.socket.close();
+  server.kill('SIGTERM');
+  await new Promise((resolve) => server.once('exit', resolve));
+  const admin = new pg.Client({ connectionString: DATABASE });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${new URL(databaseUrl).pathname.slice(1)} WITH (FORCE)`);
+  await admin.end();
+  return {
+    offeredOpsPerSecond: rate,
+    ackedOpsPerSecond: acked / seconds,
+    rejected,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    maxMs: latencies.at(-1) ?? Number.NaN,
+    fanOutRecordsPerSecond: fannedOut / seconds,
+    batchesMeasured: latencies.length,
+  };
+}
+
+const results = [];
+for (const rate of RATES) {
+  const result = await run(rate);
+  results.push(result);
+  console.log(
+    `offered ${formatRate(rate).padEnd(10)} acked ${formatRate(result.ackedOpsPerSecond).padEnd(10)} p50 ${result.p50Ms.toFixed(1)} ms  p99 ${result.p99Ms.toFixed(1)} ms  max ${result.maxMs.toFixed(1)} ms  fan-out ${formatRate(result.fanOutRecordsPerSecond)}  rejected ${result.rejected}`,
+  );
+}
+const best = results.filter((result) => result.p99Ms < 50 && result.ackedOpsPerSecond >= 0.98 * result.offeredOpsPerSecond).at(-1);
+const targets = [
+  {
+    target: '>= 30,000 ops/s acknowledged after commit with p99 < 50 ms',
+    met: best !== undefined && best.ackedOpsPerSecond >= 30_000,
+    value: best === undefined ? 'no rate met p99 < 50 ms' : `${formatRate(best.ackedOpsPerSecond)} at p99 ${best.p99Ms.toFixed(1)} ms`,
+  },
+];
+console.log('\nTargets:');
+for (const { target, met, value } of targets) console.log(`  ${met ? 'MET    ' : 'NOT MET'} ${target.padEnd(60)} ${value}`);
+const out = join(here, '..', 'results', 'server.json');
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, `${JSON.stringify({ machine: machineInfo(), clients: CLIENTS, batch: BATCH, maps: MAPS, measureSeconds: MEASURE_S, results, targets }, null, 2)}\n`);
+console.log(`\nwrote ${out}`);
