@@ -128,14 +128,16 @@ export class WritePipeline {
     const rejected = new Map<Batch, Rejection[]>(group.map((batch) => [batch, []]));
     const candidates: Candidate[] = [];
 
+    // Every map the group touches, loaded once (undefined when storage could not load it).
+    const maps = new Map<string, LWWMap<Value> | undefined>();
+    for (const batch of group) for (const op of batch.ops) maps.set(op.map, undefined);
+    for (const name of maps.keys()) maps.set(name, await grid.get(name).catch(() => undefined));
+
     for (const batch of group) {
       for (const op of batch.ops) {
-        const problem = await this.admit(batch.peer, op);
-        if (problem === undefined) {
-          candidates.push({ batch, op, record: fromWireEntry<Value>(op.entry)[1] });
-        } else {
-          rejected.get(batch)!.push(problem);
-        }
+        const admitted = this.admit(batch.peer, op, maps.get(op.map));
+        if ('reason' in admitted) rejected.get(batch)!.push(admitted);
+        else candidates.push({ batch, op, record: admitted.record });
       }
     }
 
@@ -173,7 +175,7 @@ export class WritePipeline {
         unstored.push(candidate);
         continue;
       }
-      const map = await grid.get(candidate.op.map);
+      const map = maps.get(candidate.op.map)!;
       map.merge(candidate.op.entry[0], candidate.record);
       acked.get(candidate.batch)!.push(candidate.op.id);
       let changes = changesByMap.get(candidate.op.map);
@@ -189,7 +191,7 @@ export class WritePipeline {
     }
     for (const candidate of unstored) {
       const key = candidate.op.entry[0];
-      const map = await grid.get(candidate.op.map);
+      const map = maps.get(candidate.op.map)!;
       let current = map.getRecord(key);
       if (
         current === undefined ||
@@ -238,9 +240,13 @@ export class WritePipeline {
     }
   }
 
-  /** Checks one op; returns why it is rejected, or undefined when it may be written. */
-  private async admit(peer: Peer, op: Op): Promise<Rejection | undefined> {
-    const { permissions, clock, grid } = this.deps;
+  /** Checks one op: its record when it may be written, otherwise why it is rejected. */
+  private admit(
+    peer: Peer,
+    op: Op,
+    map: LWWMap<Value> | undefined,
+  ): Rejection | { readonly record: LWWRecord<Value> } {
+    const { permissions, clock } = this.deps;
     const [key, record] = fromWireEntry<Value>(op.entry);
     if (record.timestamp.nodeId !== peer.nodeId) {
       return reject(
@@ -255,10 +261,7 @@ export class WritePipeline {
       if (error instanceof ClockDriftError) return reject(op, 'clock_drift', error.message);
       throw error;
     }
-    let map: LWWMap<Value>;
-    try {
-      map = await grid.get(op.map);
-    } catch {
+    if (map === undefined) {
       return {
         id: op.id,
         reason: 'unavailable',
@@ -288,7 +291,7 @@ export class WritePipeline {
         ...(current === undefined ? {} : { current }),
       };
     }
-    return undefined;
+    return { record };
   }
 }
 

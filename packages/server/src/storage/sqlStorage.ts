@@ -69,7 +69,11 @@ export class SqlStorage implements Storage {
         winners.set(id, write);
     }
     const stored = new Set<string>();
-    const rows = [...winners.values()];
+    // Rows in one global order: concurrent transactions then lock rows in the same order and
+    // cannot deadlock each other.
+    const rows = [...winners.values()].sort((a, b) =>
+      a.map === b.map ? (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) : a.map < b.map ? -1 : 1,
+    );
     await this.driver.transaction(async (sql) => {
       for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
         const chunk = rows.slice(start, start + ROWS_PER_STATEMENT);
