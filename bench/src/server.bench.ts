@@ -9,7 +9,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { decodeMessage, encodeMessage, HLC, type Message, PROTOCOL_VERSION, toWireEntry } from '@topgun/core';
+import {
+  decodeMessage,
+  encodeMessage,
+  HLC,
+  type Message,
+  PROTOCOL_VERSION,
+  toWireEntry,
+} from '@topgun/core';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { formatRate, machineInfo } from './measure.js';
@@ -38,18 +45,22 @@ async function createDatabase(): Promise<string> {
 
 async function startServer(databaseUrl: string, port: number): Promise<ChildProcess> {
   const nodeArgs = (process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, join(here, '../../packages/server/dist/cli.js')], {
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      DATABASE_URL: databaseUrl,
-      TOPGUN_ALLOW_ANONYMOUS: '1',
-      LOG_LEVEL: 'warn',
-      TOPGUN_LIMITS: JSON.stringify({ upgradesPerSecond: 10_000, upgradesBurst: 10_000 }),
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, join(here, '../../packages/server/dist/cli.js')],
+    {
+      env: {
+        ...process.env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        DATABASE_URL: databaseUrl,
+        TOPGUN_ALLOW_ANONYMOUS: '1',
+        LOG_LEVEL: 'warn',
+        TOPGUN_LIMITS: JSON.stringify({ upgradesPerSecond: 10_000, upgradesBurst: 10_000 }),
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  );
   for (let attempt = 0; attempt < 100; attempt++) {
     try {
       if ((await fetch(`http://127.0.0.1:${port}/ready`)).ok) return child;
@@ -126,7 +137,10 @@ class LoadClient {
       return {
         id,
         map: this.map,
-        entry: toWireEntry(`todo-${n}`, { value: { title: `Task ${n}`, done: n % 2 === 0, n }, timestamp: this.hlc.now() }),
+        entry: toWireEntry(`todo-${n}`, {
+          value: { title: `Task ${n}`, done: n % 2 === 0, n },
+          timestamp: this.hlc.now(),
+        }),
       };
     });
     this.send({ type: 'ops', ops });
@@ -145,7 +159,8 @@ class LoadClient {
       }
     } else if (message.type === 'reject') {
       this.rejected += message.rejections.length;
-      for (const rejection of message.rejections) rejectionReasons.set(rejection.reason, (rejectionReasons.get(rejection.reason) ?? 0) + 1);
+      for (const rejection of message.rejections)
+        rejectionReasons.set(rejection.reason, (rejectionReasons.get(rejection.reason) ?? 0) + 1);
     } else if (message.type === 'changes') {
       for (const change of message.changes) this.fannedOut += change.entries.length;
     }
@@ -180,7 +195,10 @@ async function run(rate: number) {
   const databaseUrl = await createDatabase();
   const port = 18_000 + Math.floor(Math.random() * 1000);
   const server = await startServer(databaseUrl, port);
-  const clients = Array.from({ length: CLIENTS }, (_, index) => new LoadClient(`ws://127.0.0.1:${port}/sync`, index));
+  const clients = Array.from(
+    { length: CLIENTS },
+    (_, index) => new LoadClient(`ws://127.0.0.1:${port}/sync`, index),
+  );
   await Promise.all(clients.map((client) => client.start()));
 
   const batchesPerSecond = rate / BATCH;
@@ -188,10 +206,13 @@ async function run(rate: number) {
   const timers = clients.map((client, index) => {
     // Spread the clients over the interval so batches arrive evenly.
     let timer: NodeJS.Timeout | undefined;
-    const start = setTimeout(() => {
-      client.sendBatch();
-      timer = setInterval(() => client.sendBatch(), intervalMs);
-    }, (index / CLIENTS) * intervalMs);
+    const start = setTimeout(
+      () => {
+        client.sendBatch();
+        timer = setInterval(() => client.sendBatch(), intervalMs);
+      },
+      (index / CLIENTS) * intervalMs,
+    );
     return () => {
       clearTimeout(start);
       clearInterval(timer);
@@ -212,7 +233,9 @@ async function run(rate: number) {
   await new Promise((resolve) => server.once('exit', resolve));
   const admin = new pg.Client({ connectionString: DATABASE });
   await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${new URL(databaseUrl).pathname.slice(1)} WITH (FORCE)`);
+  await admin.query(
+    `DROP DATABASE IF EXISTS ${new URL(databaseUrl).pathname.slice(1)} WITH (FORCE)`,
+  );
   await admin.end();
   return {
     offeredOpsPerSecond: rate,
@@ -235,17 +258,28 @@ for (const rate of RATES) {
     `offered ${formatRate(rate).padEnd(10)} acked ${formatRate(result.ackedOpsPerSecond).padEnd(10)} p50 ${result.p50Ms.toFixed(1)} ms  p99 ${result.p99Ms.toFixed(1)} ms  max ${result.maxMs.toFixed(1)} ms  fan-out ${formatRate(result.fanOutRecordsPerSecond)}  rejected ${result.rejected} ${JSON.stringify(result.rejectionReasons)}`,
   );
 }
-const best = results.filter((result) => result.p99Ms < 50 && result.ackedOpsPerSecond >= 0.98 * result.offeredOpsPerSecond).at(-1);
+const best = results
+  .filter(
+    (result) => result.p99Ms < 50 && result.ackedOpsPerSecond >= 0.98 * result.offeredOpsPerSecond,
+  )
+  .at(-1);
 const targets = [
   {
     target: '>= 30,000 ops/s acknowledged after commit with p99 < 50 ms',
     met: best !== undefined && best.ackedOpsPerSecond >= 30_000,
-    value: best === undefined ? 'no rate met p99 < 50 ms' : `${formatRate(best.ackedOpsPerSecond)} at p99 ${best.p99Ms.toFixed(1)} ms`,
+    value:
+      best === undefined
+        ? 'no rate met p99 < 50 ms'
+        : `${formatRate(best.ackedOpsPerSecond)} at p99 ${best.p99Ms.toFixed(1)} ms`,
   },
 ];
 console.log('\nTargets:');
-for (const { target, met, value } of targets) console.log(`  ${met ? 'MET    ' : 'NOT MET'} ${target.padEnd(60)} ${value}`);
+for (const { target, met, value } of targets)
+  console.log(`  ${met ? 'MET    ' : 'NOT MET'} ${target.padEnd(60)} ${value}`);
 const out = join(here, '..', 'results', 'server.json');
 mkdirSync(dirname(out), { recursive: true });
-writeFileSync(out, `${JSON.stringify({ machine: machineInfo(), clients: CLIENTS, batch: BATCH, clientsPerMap: CLIENTS_PER_MAP, measureSeconds: MEASURE_S, results, targets }, null, 2)}\n`);
+writeFileSync(
+  out,
+  `${JSON.stringify({ machine: machineInfo(), clients: CLIENTS, batch: BATCH, clientsPerMap: CLIENTS_PER_MAP, measureSeconds: MEASURE_S, results, targets }, null, 2)}\n`,
+);
 console.log(`\nwrote ${out}`);

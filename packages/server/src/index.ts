@@ -1,5 +1,6 @@
 export { Authenticator, type AuthFailure, type AuthOptions, type Identity } from './auth.js';
 export { createServer, type TopGunServer } from './createServer.js';
+export { MapGrid } from './mapGrid.js';
 export { ServerMetrics } from './metrics.js';
 export { DEFAULT_LIMITS, type ServerLimits, type ServerOptions } from './options.js';
 export {

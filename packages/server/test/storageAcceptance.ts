@@ -84,7 +84,7 @@ export function runStorageAcceptanceTests(
       expect(await storage.writeRecords(writes)).toEqual(writes.map(() => true));
 
       const loaded = await loadAll(storage, 'todos');
-      expect(loaded.map((entry) => entry.key)).toEqual([
+      expect(loaded.map((entry) => entry.key).sort()).toEqual([
         'gone',
         'k0',
         'k1',
@@ -142,19 +142,20 @@ export function runStorageAcceptanceTests(
       expect(await loadAll(storage, 'm')).toEqual([]);
     });
 
-    it('loads large maps page by page in key order', async () => {
+    it('loads large maps page by page', async () => {
       const writes = Array.from({ length: 12_345 }, (_, index) =>
-        put('big', `key-${String(index).padStart(6, '0')}`, index, at(index + 1)),
+        put('big', `key-${index}`, index, at(index + 1)),
       );
       await storage.writeRecords(writes);
       let pages = 0;
-      const keys: string[] = [];
+      const loaded = new Map<string, unknown>();
       await storage.loadMap('big', (page) => {
         pages++;
-        for (const entry of page) keys.push(entry.key);
+        for (const entry of page) loaded.set(entry.key, entry.record.value);
       });
-      expect(pages).toBe(3);
-      expect(keys).toEqual(writes.map((write) => write.key));
+      expect(pages).toBeGreaterThan(1);
+      expect(loaded.size).toBe(12_345);
+      expect(loaded.get('key-12344')).toBe(12_344);
     });
 
     it('reads records by key', async () => {

@@ -4,6 +4,7 @@ import {
   encodeValue,
   formatTimestamp,
   type LWWRecord,
+  PARTITION_COUNT,
   parseTimestamp,
   partitionOf,
   type Timestamp,
@@ -13,8 +14,8 @@ import { MIGRATIONS } from './migrations.js';
 import type { SqlDriver } from './sqlDriver.js';
 import type { RecordWrite, Storage, StoredRecord } from './storage.js';
 
-/** Rows per page when loading a map. */
-const PAGE_SIZE = 5_000;
+/** Partitions per query when loading a map: 17 queries, about 60 000 rows each at 1 000 000. */
+const PARTITIONS_PER_PAGE = 16;
 /** Rows per INSERT statement (6 parameters each, under PostgreSQL's 65 535). */
 const ROWS_PER_STATEMENT = 2_000;
 /** Serializes schema migrations across processes sharing one database. */
@@ -108,16 +109,15 @@ export class SqlStorage implements Storage {
   }
 
   async loadMap(map: string, onPage: (records: readonly StoredRecord[]) => void): Promise<void> {
-    let after = '';
-    for (;;) {
+    // By ranges of partitions, on the (map, partition) index: no sort, and no dependence on
+    // planner statistics (a keyset scan right after a bulk import may be planned as a sort
+    // of the whole map for every page).
+    for (let first = 0; first < PARTITION_COUNT; first += PARTITIONS_PER_PAGE) {
       const { rows } = await this.driver.query<RecordRow>(
-        'SELECT key, ts, value, ttl_ms FROM topgun_records WHERE map = $1 AND key > $2 ORDER BY key LIMIT $3',
-        [map, after, PAGE_SIZE],
+        'SELECT key, ts, value, ttl_ms FROM topgun_records WHERE map = $1 AND partition >= $2 AND partition < $3',
+        [map, first, first + PARTITIONS_PER_PAGE],
       );
-      if (rows.length === 0) return;
-      onPage(rows.map(toStoredRecord));
-      if (rows.length < PAGE_SIZE) return;
-      after = rows[rows.length - 1]!.key;
+      if (rows.length > 0) onPage(rows.map(toStoredRecord));
     }
   }
 

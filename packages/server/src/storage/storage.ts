@@ -32,7 +32,7 @@ export interface Storage {
    * stored one. Resolves after COMMIT with, per write, whether it was stored.
    */
   writeRecords(writes: readonly RecordWrite[]): Promise<boolean[]>;
-  /** Streams every record of a map (tombstones included) in pages, in key order. */
+  /** Streams every record of a map (tombstones included) in pages, in no particular order. */
   loadMap(map: string, onPage: (records: readonly StoredRecord[]) => void): Promise<void>;
   /** The stored records of some keys of a map (absent keys are left out). */
   getRecords(map: string, keys: readonly string[]): Promise<StoredRecord[]>;
