@@ -121,6 +121,17 @@ export class HLC {
     }
   }
 
+  /**
+   * Moves the clock back to the current physical time. Only for a replica whose timestamps
+   * beyond that point were all discarded or re-stamped without ever leaving it (a client
+   * that wrote offline with its wall clock far ahead, then learned the server's time);
+   * otherwise it would break monotonicity.
+   */
+  rewind(): void {
+    this.millis = this.physicalTime();
+    this.counter = 0;
+  }
+
   private tick(): void {
     if (this.counter < MAX_COUNTER) {
       this.counter++;

@@ -182,6 +182,38 @@ export class LWWMap<V> {
     return dropped;
   }
 
+  /**
+   * Replaces the stored record of `key` unconditionally, or removes it (no tombstone) when
+   * `record` is undefined. Not a CRDT operation: it exists for a replica to undo its own
+   * writes that never took effect elsewhere, e.g. rolling back a write the server rejected,
+   * or re-stamping writes made with a wrong clock before they were sent.
+   * @throws {ValidationError} when the key or record is malformed.
+   */
+  restore(key: string, record: LWWRecord<V> | undefined): boolean {
+    validateKey(key);
+    const previous = this.records.get(key);
+    if (record === undefined) {
+      if (previous === undefined) return false;
+      this.records.delete(key);
+      this.merkleTree.update(key, previous.timestamp, undefined);
+      if (previous.value !== null) this.liveCount--;
+      if (previous.ttlMs !== undefined) this.expiringCount--;
+      const now = previous.ttlMs === undefined ? 0 : this.hlc.physicalTime();
+      if (isRecordAbsent(previous, now)) return false;
+      if (this.listeners.size > 0) {
+        this.emit({
+          key,
+          value: undefined,
+          previous: previous.value as V,
+          record: { value: null, timestamp: previous.timestamp },
+        });
+      }
+      return true;
+    }
+    validateRecord<V>(record);
+    return this.store(key, record, previous);
+  }
+
   private isExpired(record: LWWRecord<V>): boolean {
     return isRecordAbsent(record, this.hlc.physicalTime());
   }

@@ -172,7 +172,11 @@ export class ClientConnection implements Peer {
       this.violation('malformed', error.message);
       return;
     }
-    if (message.type === 'sync' || message.type === 'sync_done') {
+    if (
+      message.type === 'sync' ||
+      message.type === 'sync_records' ||
+      message.type === 'sync_done'
+    ) {
       // A walk's bulk transfer may take a while: other messages do not wait for it.
       const key = `${message.map}\u0000${message.session}`;
       const previous = this.walkChains.get(key) ?? this.queue;
@@ -210,6 +214,9 @@ export class ClientConnection implements Peer {
         return;
       case 'sync':
         await this.services.sync.onSync(this, message);
+        return;
+      case 'sync_records':
+        await this.services.sync.onClientRecords(this, message);
         return;
       case 'sync_done':
         this.services.sync.onSyncDone(this, message);

@@ -1,6 +1,7 @@
 import {
   encodeMessage,
   fromSyncWire,
+  fromWireEntry,
   HLC,
   LWWMap,
   type MessageOf,
@@ -20,6 +21,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { fittedChunks } from './fittedChunks.js';
 import type { MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
+import { ownsNodeId } from './nodeOwnership.js';
 import type { Peer } from './peer.js';
 import type { Permissions } from './permissions.js';
 import type { Storage } from './storage/storage.js';
@@ -96,6 +98,14 @@ export class SyncService {
     if (answer.bulkPaths.length > 0)
       await this.sendBulk(peer, message.map, message.session, walk.replica, answer.bulkPaths);
     if (answer.message === undefined) this.finish(peer, message.map, message.session, walk);
+  }
+
+  /** Handles a bulk chunk the client sends during a walk (records the server lacked). */
+  async onClientRecords(peer: Peer, message: MessageOf<'sync_records'>): Promise<void> {
+    const walk = this.walks.get(peer)?.get(`${message.map}\u0000${message.session}`);
+    if (walk === undefined || message.records.length === 0) return;
+    const records = message.records.map((entry) => fromWireEntry<Value>(entry));
+    await this.acceptClientRecords(peer, message.map, { records });
   }
 
   /** Handles the client's `sync_done`: answers with the server's, so the client learns `syncedAt`. */
@@ -180,10 +190,10 @@ export class SyncService {
   private async acceptClientRecords(
     peer: Peer,
     map: string,
-    incoming: SyncMessage<Value>,
+    incoming: Pick<SyncMessage<Value>, 'records'>,
   ): Promise<void> {
     const ops = incoming.records
-      .filter(([, record]) => record.timestamp.nodeId === peer.nodeId)
+      .filter(([, record]) => ownsNodeId(peer.nodeId, record.timestamp.nodeId))
       .map(([key, record], index) => ({ id: index, map, entry: toWireEntry(key, record) }));
     if (ops.length > 0) await this.deps.pipeline.submit(peer, ops);
   }

@@ -15,6 +15,7 @@ import { type ChangeFanout, type CommittedChange, committedChange } from './chan
 import type { LiveQueryHub } from './liveQueryHub.js';
 import type { MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
+import { ownsNodeId } from './nodeOwnership.js';
 import type { Peer } from './peer.js';
 import type { Permissions } from './permissions.js';
 import type { RecordWrite, Storage } from './storage/storage.js';
@@ -248,7 +249,7 @@ export class WritePipeline {
   ): Rejection | { readonly record: LWWRecord<Value> } {
     const { permissions, clock } = this.deps;
     const [key, record] = fromWireEntry<Value>(op.entry);
-    if (record.timestamp.nodeId !== peer.nodeId) {
+    if (!ownsNodeId(peer.nodeId, record.timestamp.nodeId)) {
       return reject(
         op,
         'node_id',

@@ -1,0 +1,109 @@
+import type { LWWMap, SetOptions } from '@topgun/core';
+
+/** A partial update: fields to set, and fields set to `undefined` to remove. */
+export type Patch<V> = { [Field in keyof V]?: V[Field] | undefined };
+
+/** The writes a map handle sends through its client. */
+export interface MapWriter<V> {
+  set(map: string, key: string, value: V, options?: SetOptions): void;
+  delete(map: string, key: string): void;
+}
+
+/**
+ * One map of the local replica. Reads are synchronous; writes apply at once (optimistic),
+ * are persisted, and are sent to the server when possible. Listeners run once per tick,
+ * however many records changed in it.
+ */
+export class ClientMap<V> {
+  private readonly listeners = new Set<() => void>();
+  private version = 0;
+  private cachedEntries:
+    | { version: number; entries: ReadonlyArray<readonly [string, V]> }
+    | undefined;
+  private notifyScheduled = false;
+
+  constructor(
+    /** The map name. */
+    readonly name: string,
+    private readonly replica: LWWMap<V>,
+    private readonly writer: MapWriter<V>,
+  ) {
+    replica.subscribe(() => {
+      this.version++;
+      if (this.notifyScheduled || this.listeners.size === 0) return;
+      this.notifyScheduled = true;
+      queueMicrotask(() => {
+        this.notifyScheduled = false;
+        for (const listener of this.listeners) listener();
+      });
+    });
+  }
+
+  /** The value of `key`, or undefined. */
+  get(key: string): V | undefined {
+    return this.replica.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.replica.has(key);
+  }
+
+  /** Number of visible entries. */
+  get size(): number {
+    return this.replica.size;
+  }
+
+  /**
+   * The visible entries as `[key, value]` pairs, in insertion order. The same array is
+   * returned until the map changes, so it can serve as a React snapshot.
+   */
+  entries(): ReadonlyArray<readonly [string, V]> {
+    if (this.cachedEntries?.version !== this.version) {
+      this.cachedEntries = { version: this.version, entries: [...this.replica.entries()] };
+    }
+    return this.cachedEntries.entries;
+  }
+
+  /** A number that changes whenever the visible contents change. */
+  getVersion(): number {
+    return this.version;
+  }
+
+  /**
+   * Writes `value` under `key`.
+   * @throws {ValidationError} when the key or value is not storable (nothing is written).
+   */
+  set(key: string, value: V, options?: SetOptions): void {
+    this.writer.set(this.name, key, value, options);
+  }
+
+  /** Deletes `key` (a tombstone that also wins over older writes arriving later). */
+  delete(key: string): void {
+    this.writer.delete(this.name, key);
+  }
+
+  /**
+   * Shallow-merges `patch` into the current value (an absent record counts as `{}`);
+   * a field set to `undefined` in the patch is removed.
+   */
+  update(key: string, patch: Patch<V>): void {
+    const current = this.replica.get(key);
+    const next: Record<string, unknown> =
+      typeof current === 'object' && current !== null && !Array.isArray(current)
+        ? { ...current }
+        : {};
+    for (const [field, value] of Object.entries(patch as Record<string, unknown>)) {
+      if (value === undefined) delete next[field];
+      else next[field] = value;
+    }
+    this.writer.set(this.name, key, next as V);
+  }
+
+  /** Listens to changes (local, other tabs, server); returns the unsubscribe function. */
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+}

@@ -1,0 +1,22 @@
+export { ClientMap, type MapWriter, type Patch } from './clientMap.js';
+export { createClient } from './createClient.js';
+export { type LeaderElection, webLocksElection } from './leaderElection.js';
+export { browserOnlineManager, manualOnlineManager, type OnlineManager } from './onlineManager.js';
+export { QueryHandle, type QuerySnapshot, type QueryStatus } from './queryHandle.js';
+export type {
+  ClientStorage,
+  OutboxEntry,
+  PersistedRecord,
+  PersistedState,
+  StorageBatch,
+} from './storage/clientStorage.js';
+export { createIndexedDbStorage } from './storage/indexedDbStorage.js';
+export { createMemoryStorage } from './storage/memoryStorage.js';
+export type { RejectionReason, WebSocketConstructor } from './syncEngine.js';
+export type { ConnectionState, SyncStatus, SyncStatusStore } from './syncStatus.js';
+export {
+  type ClientOptions,
+  type RejectedWrite,
+  stableStringify,
+  TopGunClient,
+} from './topGunClient.js';

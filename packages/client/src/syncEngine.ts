@@ -1,0 +1,593 @@
+import {
+  DEFAULT_DECODE_LIMITS,
+  decodeMessage,
+  encodeMessage,
+  fromSyncWire,
+  fromWireEntry,
+  type HashWidth,
+  type LWWMap,
+  type LWWRecord,
+  type Message,
+  type MessageOf,
+  PROTOCOL_VERSION,
+  type Query,
+  recordsUnder,
+  rootBytes,
+  SyncSession,
+  toSyncWire,
+  toWireEntry,
+  type Value,
+  type WireEntry,
+} from '@topgun/core';
+import type { OnlineManager } from './onlineManager.js';
+import type { OutboxEntry } from './storage/clientStorage.js';
+import type { SyncStatusStore } from './syncStatus.js';
+
+/** A WebSocket constructor (the browser's, or `ws` in Node). */
+export type WebSocketConstructor = new (url: string) => WebSocket;
+
+/** Why the server refused a write, as reported to `onRejected` listeners. */
+export type RejectionReason = MessageOf<'reject'>['rejections'][number]['reason'];
+
+/** What the sync engine needs from the client that owns the replica. */
+export interface SyncHost {
+  readonly status: SyncStatusStore;
+  /** The node id the connection announces (the client id). */
+  readonly nodeId: string;
+  /** Maps opened by the app: each is reconciled on every (re)connect. */
+  openMaps(): string[];
+  replica(map: string): LWWMap<Value>;
+  /** Merges records from the server into the replica, persists and shares them. */
+  mergeRemote(map: string, entries: ReadonlyArray<readonly [string, LWWRecord<Value>]>): void;
+  /** Drops the replica of a map (keeping unacknowledged writes), for a server reset. */
+  resetMap(map: string): void;
+  /** Every unacknowledged write, oldest first. */
+  outbox(): readonly OutboxEntry[];
+  acknowledged(ids: readonly string[]): void;
+  rejected(
+    entry: OutboxEntry,
+    reason: RejectionReason,
+    message: string,
+    current: WireEntry | null | undefined,
+  ): void;
+  /** The server's time minus this machine's, in ms. */
+  setClockOffset(offsetMs: number): void;
+  /** Whether local timestamps run ahead of the server's clock beyond what it accepts. */
+  clockAheadOf(serverTime: number): boolean;
+  /** Rewinds the clock and re-stamps every unsent write (they never left this client). */
+  repairClock(): void;
+  lastSync(map: string): number | undefined;
+  setLastSync(map: string, syncedAt: number): void;
+  /** Live queries registered by the app, to subscribe on the server. */
+  serverQueries(): ReadonlyArray<{
+    readonly id: number;
+    readonly map: string;
+    readonly query: Query<Value>;
+  }>;
+  queryConfirmed(id: number): void;
+  serverError(message: string): void;
+}
+
+/** Options of the engine. */
+export interface SyncEngineOptions {
+  readonly url: string;
+  readonly token?: string | (() => string | undefined | Promise<string | undefined>);
+  readonly WebSocket?: WebSocketConstructor;
+  readonly online: OnlineManager;
+  /** Reconnect delay bounds (full jitter between 0 and the exponential bound). Default: 500 ms to 30 s. */
+  readonly minRetryMs?: number;
+  readonly maxRetryMs?: number;
+  /** The wall clock. */
+  readonly now: () => number;
+}
+
+interface Walk {
+  readonly map: string;
+  readonly session: SyncSession<Value>;
+  readonly width: HashWidth;
+  expected: number;
+  received: number;
+}
+
+/** Batches of ops in flight at once. */
+const MAX_IN_FLIGHT_BATCHES = 4;
+
+/**
+ * The connection to the sync server and the protocol behind it: handshake, Merkle walks of
+ * every open map on each (re)connect, then the outbox; server changes and live-query
+ * results merged as they come; reconnection with exponential backoff and jitter.
+ */
+export class SyncEngine {
+  private socket: WebSocket | undefined;
+  private ready = false;
+  private attempt = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  private lastMessageAt = 0;
+  private heartbeatMs = 30_000;
+  private maxBatchOps = 1000;
+  private nextSession = 1;
+  private nextOpId = 1;
+  private readonly walks = new Map<number, Walk>();
+  private readonly walkRetries = new Map<string, number>();
+  /** Op id → outbox entry and batch, for the ops in flight. */
+  private readonly inFlight = new Map<
+    number,
+    { readonly entry: OutboxEntry; readonly batch: number }
+  >();
+  private readonly inFlightIds = new Set<string>();
+  /** Batch → ops not answered yet. */
+  private readonly batchesInFlight = new Map<number, number>();
+  private nextBatch = 1;
+  private initialWalksPending = 0;
+  private retryOutboxTimer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
+  private readonly unsubscribeOnline: () => void;
+
+  constructor(
+    private readonly host: SyncHost,
+    private readonly options: SyncEngineOptions,
+  ) {
+    this.unsubscribeOnline = options.online.subscribe((online) => {
+      if (online) {
+        this.attempt = 0;
+        this.connectSoon(0);
+      } else {
+        this.disconnect('the network is offline');
+      }
+    });
+    this.connectSoon(0);
+  }
+
+  /** Reconciles a map opened after the connection was made. */
+  syncMap(map: string): void {
+    if (this.ready) this.startWalk(map, 4);
+  }
+
+  /** Sends whatever the outbox holds that is not already on its way. */
+  flushOutbox(): void {
+    if (!this.ready || this.initialWalksPending > 0) return;
+    const socket = this.socket;
+    if (socket === undefined) return;
+    const waiting = this.host.outbox().filter((entry) => !this.inFlightIds.has(entry.id));
+    for (
+      let start = 0;
+      start < waiting.length && this.batchesInFlight.size < MAX_IN_FLIGHT_BATCHES;
+      start += this.maxBatchOps
+    ) {
+      const batch = this.nextBatch++;
+      const ops = waiting.slice(start, start + this.maxBatchOps).map((entry) => {
+        const id = this.nextOpId++;
+        this.inFlight.set(id, { entry, batch });
+        this.inFlightIds.add(entry.id);
+        return { id, map: entry.map, entry: toWireEntry(entry.key, entry.record) };
+      });
+      this.batchesInFlight.set(batch, ops.length);
+      this.send({ type: 'ops', ops });
+    }
+  }
+
+  /** Subscribes a live query on the server (when connected). */
+  subscribeQuery(id: number, map: string, query: Query<Value>): void {
+    if (this.ready) this.send({ type: 'subscribe', id, map, query });
+  }
+
+  unsubscribeQuery(id: number): void {
+    if (this.ready) this.send({ type: 'unsubscribe', id });
+  }
+
+  /** Closes the connection for good. */
+  stop(): void {
+    this.stopped = true;
+    this.unsubscribeOnline();
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.retryOutboxTimer);
+    this.disconnect(undefined);
+  }
+
+  private connectSoon(delayMs: number): void {
+    if (this.stopped || this.socket !== undefined) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.connect();
+    }, delayMs);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped || this.socket !== undefined) return;
+    if (!this.options.online.isOnline()) {
+      this.host.status.setState({ connection: 'offline' });
+      return;
+    }
+    this.host.status.setState({ connection: 'connecting' });
+    let token: string | undefined;
+    try {
+      token =
+        typeof this.options.token === 'function' ? await this.options.token() : this.options.token;
+    } catch (error) {
+      this.host.serverError(`the token provider failed: ${(error as Error).message}`);
+      this.scheduleReconnect();
+      return;
+    }
+    const Socket = this.options.WebSocket ?? (await webSocketConstructor());
+    if (this.stopped || this.socket !== undefined) return;
+    let socket: WebSocket;
+    try {
+      socket = new Socket(this.options.url);
+    } catch (error) {
+      this.host.serverError(`cannot connect: ${(error as Error).message}`);
+      this.scheduleReconnect();
+      return;
+    }
+    socket.binaryType = 'arraybuffer';
+    this.socket = socket;
+    socket.onopen = () => {
+      this.lastMessageAt = Date.now();
+      this.send({
+        type: 'hello',
+        protocol: PROTOCOL_VERSION,
+        nodeId: this.host.nodeId,
+        ...(token === undefined ? {} : { token }),
+      });
+    };
+    socket.onmessage = (event) => this.onFrame(socket, event.data as ArrayBuffer | string);
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return;
+      this.dropConnection(event.reason || `connection closed (${event.code})`);
+      if (event.code === 4401 || event.code === 1002) this.attempt = Math.max(this.attempt, 4);
+      this.scheduleReconnect();
+    };
+    socket.onerror = () => {
+      // onclose follows with the details
+    };
+  }
+
+  private onFrame(socket: WebSocket, data: ArrayBuffer | string): void {
+    if (this.socket !== socket) return;
+    this.lastMessageAt = Date.now();
+    if (typeof data === 'string') return;
+    let message: Message;
+    try {
+      message = decodeMessage(new Uint8Array(data), CLIENT_DECODE_LIMITS);
+    } catch (error) {
+      this.host.serverError(`the server sent a malformed message: ${(error as Error).message}`);
+      return;
+    }
+    try {
+      this.handle(message);
+    } catch (error) {
+      this.host.serverError(`could not apply a server message: ${(error as Error).message}`);
+    }
+  }
+
+  private handle(message: Message): void {
+    switch (message.type) {
+      case 'welcome':
+        this.onWelcome(message);
+        return;
+      case 'auth_error':
+        this.host.serverError(`authentication failed: ${message.message}`);
+        return;
+      case 'error':
+        this.host.serverError(message.message);
+        return;
+      case 'ack':
+        this.onAck(message);
+        return;
+      case 'reject':
+        this.onReject(message);
+        return;
+      case 'sync':
+        this.onSync(message);
+        return;
+      case 'sync_records':
+        this.onSyncRecords(message);
+        return;
+      case 'sync_done':
+        this.onSyncDone(message);
+        return;
+      case 'sync_reset':
+        this.onSyncReset(message);
+        return;
+      case 'sync_error':
+        this.onSyncError(message);
+        return;
+      case 'changes':
+        for (const change of message.changes) {
+          this.host.mergeRemote(
+            change.map,
+            change.entries.map((entry) => fromWireEntry<Value>(entry)),
+          );
+        }
+        return;
+      case 'query_snapshot':
+      case 'query_update': {
+        const entries =
+          message.type === 'query_snapshot'
+            ? message.entries
+            : [...message.enter, ...message.update];
+        const map = this.host.serverQueries().find((query) => query.id === message.id)?.map;
+        if (map !== undefined)
+          this.host.mergeRemote(
+            map,
+            entries.map((entry) => fromWireEntry<Value>(entry)),
+          );
+        if (message.type === 'query_snapshot' && message.last) this.host.queryConfirmed(message.id);
+        return;
+      }
+      case 'query_error':
+        this.host.serverError(`live query ${message.id}: ${message.message}`);
+        return;
+      case 'ping':
+        this.send({ type: 'pong', time: message.time });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private onWelcome(message: MessageOf<'welcome'>): void {
+    this.attempt = 0;
+    this.ready = true;
+    this.heartbeatMs = message.heartbeatMs;
+    this.maxBatchOps = message.maxBatchOps;
+    const offset = message.serverTime - this.options.now();
+    // A client whose wall clock is off learns the server's time and stamps writes with it.
+    this.host.setClockOffset(Math.abs(offset) > 1000 ? offset : 0);
+    if (this.host.clockAheadOf(message.serverTime)) this.host.repairClock();
+    this.host.status.setState({ connection: 'syncing', lastError: null });
+    this.startHeartbeat();
+    const maps = this.host.openMaps();
+    this.initialWalksPending = maps.length;
+    for (const map of maps) this.startWalk(map, 4);
+    for (const { id, map, query } of this.host.serverQueries())
+      this.send({ type: 'subscribe', id, map, query });
+    if (maps.length === 0) this.walksSettled();
+  }
+
+  private startWalk(map: string, width: HashWidth): void {
+    for (const walk of this.walks.values()) if (walk.map === map) return;
+    const sessionId = this.nextSession++;
+    const session = new SyncSession(this.host.replica(map), { width });
+    this.walks.set(sessionId, { map, session, width, expected: 0, received: 0 });
+    this.host.status.setState({ connection: 'syncing' });
+    this.send(toSyncWire(map, sessionId, session.open(), this.host.lastSync(map)));
+  }
+
+  private onSync(message: MessageOf<'sync'>): void {
+    const walk = this.walks.get(message.session);
+    if (walk === undefined) return;
+    const incoming = fromSyncWire<Value>(message);
+    if (incoming.records.length > 0) this.host.mergeRemote(walk.map, incoming.records);
+    const answer = walk.session.receive(incoming);
+    const replica = this.host.replica(walk.map);
+    if (answer.message !== undefined)
+      this.send(toSyncWire(walk.map, message.session, answer.message));
+    if (answer.bulkPaths.length > 0) {
+      // Records the server lacks entirely (it lost data): stream them as bulk chunks.
+      let chunk: WireEntry[] = [];
+      for (const path of answer.bulkPaths) {
+        for (const [key, record] of recordsUnder(replica, path)) {
+          chunk.push(toWireEntry(key, record));
+          if (chunk.length === 500) {
+            this.send({
+              type: 'sync_records',
+              map: walk.map,
+              session: message.session,
+              records: chunk,
+              last: false,
+            });
+            chunk = [];
+          }
+        }
+      }
+      this.send({
+        type: 'sync_records',
+        map: walk.map,
+        session: message.session,
+        records: chunk,
+        last: true,
+      });
+    }
+    if (answer.message === undefined) {
+      this.send({
+        type: 'sync_done',
+        map: walk.map,
+        session: message.session,
+        root: rootBytes(replica.merkleTree),
+      });
+    }
+  }
+
+  private onSyncRecords(message: MessageOf<'sync_records'>): void {
+    const walk = this.walks.get(message.session);
+    if (walk === undefined) return;
+    this.host.mergeRemote(
+      walk.map,
+      message.records.map((entry) => fromWireEntry<Value>(entry)),
+    );
+    if (message.total !== undefined) walk.expected += message.total;
+    walk.received += message.records.length;
+    this.reportProgress();
+  }
+
+  private onSyncDone(message: MessageOf<'sync_done'>): void {
+    const walk = this.walks.get(message.session);
+    if (walk === undefined) return;
+    this.walks.delete(message.session);
+    const replica = this.host.replica(walk.map);
+    const own = rootBytes(replica.merkleTree);
+    const converged = own.every((byte, index) => byte === message.root[index]);
+    // Unacknowledged local writes make the roots differ until they are sent: not a failure.
+    const pendingHere = this.host.outbox().some((entry) => entry.map === walk.map);
+    if (converged || pendingHere) {
+      this.walkRetries.delete(walk.map);
+      if (message.syncedAt !== undefined && converged)
+        this.host.setLastSync(walk.map, message.syncedAt);
+    } else {
+      const retries = (this.walkRetries.get(walk.map) ?? 0) + 1;
+      this.walkRetries.set(walk.map, retries);
+      if (retries <= 3) this.startWalk(walk.map, 8);
+    }
+    this.reportProgress();
+    this.walkEnded();
+  }
+
+  private onSyncReset(message: MessageOf<'sync_reset'>): void {
+    const walk = this.walks.get(message.session);
+    if (walk === undefined) return;
+    this.walks.delete(message.session);
+    this.host.resetMap(walk.map);
+    this.startWalk(walk.map, 4);
+  }
+
+  private onSyncError(message: MessageOf<'sync_error'>): void {
+    const walk = this.walks.get(message.session);
+    this.walks.delete(message.session);
+    this.host.serverError(`syncing ${message.map} failed: ${message.message}`);
+    if (walk !== undefined && message.code === 'unavailable') {
+      setTimeout(() => {
+        if (this.ready) this.startWalk(walk.map, 4);
+      }, 5_000);
+    }
+    this.walkEnded();
+  }
+
+  private walkEnded(): void {
+    if (this.initialWalksPending > 0) {
+      this.initialWalksPending = Math.max(0, this.initialWalksPending - 1);
+      if (this.initialWalksPending === 0) this.walksSettled();
+    } else if (this.walks.size === 0 && this.ready) {
+      this.host.status.setState({ connection: 'online' });
+    }
+  }
+
+  /** Every map reconciled after (re)connecting: now the outbox. */
+  private walksSettled(): void {
+    this.host.status.setState({ connection: 'online', initialSync: null });
+    this.flushOutbox();
+  }
+
+  private reportProgress(): void {
+    let expected = 0;
+    let received = 0;
+    for (const walk of this.walks.values()) {
+      expected += walk.expected;
+      received += walk.received;
+    }
+    this.host.status.setState({
+      initialSync: expected > 0 ? { received: Math.min(received, expected), expected } : null,
+    });
+  }
+
+  private onAck(message: MessageOf<'ack'>): void {
+    const ids: string[] = [];
+    for (const opId of message.ids) {
+      const entry = this.answered(opId);
+      if (entry !== undefined) ids.push(entry.id);
+    }
+    if (ids.length > 0) this.host.acknowledged(ids);
+    this.flushOutbox();
+  }
+
+  private onReject(message: MessageOf<'reject'>): void {
+    let retry = false;
+    for (const rejection of message.rejections) {
+      const entry = this.answered(rejection.id);
+      if (entry === undefined) continue;
+      if (rejection.retryable) {
+        retry = true;
+        continue;
+      }
+      this.host.rejected(entry, rejection.reason, rejection.message, rejection.current);
+    }
+    if (retry) {
+      clearTimeout(this.retryOutboxTimer);
+      this.retryOutboxTimer = setTimeout(() => this.flushOutbox(), 1_000);
+    } else {
+      this.flushOutbox();
+    }
+  }
+
+  /** Marks one op answered; returns its outbox entry (undefined if it was not in flight). */
+  private answered(opId: number): OutboxEntry | undefined {
+    const flight = this.inFlight.get(opId);
+    if (flight === undefined) return undefined;
+    this.inFlight.delete(opId);
+    this.inFlightIds.delete(flight.entry.id);
+    const remaining = (this.batchesInFlight.get(flight.batch) ?? 1) - 1;
+    if (remaining <= 0) this.batchesInFlight.delete(flight.batch);
+    else this.batchesInFlight.set(flight.batch, remaining);
+    return flight.entry;
+  }
+
+  private startHeartbeat(): void {
+    clearInterval(this.heartbeatTimer);
+    const interval = Math.max(1_000, Math.floor(this.heartbeatMs / 2));
+    this.heartbeatTimer = setInterval(() => {
+      if (Date.now() - this.lastMessageAt > this.heartbeatMs * 2.5) {
+        // Nothing heard for too long: the connection is dead even if the socket says otherwise.
+        this.socket?.close();
+        const socket = this.socket;
+        this.socket = undefined;
+        if (socket !== undefined) this.dropConnection('no heartbeat from the server');
+        this.scheduleReconnect();
+        return;
+      }
+      this.send({ type: 'ping', time: Date.now() });
+    }, interval);
+  }
+
+  private send(message: Message): void {
+    const socket = this.socket;
+    if (socket === undefined || socket.readyState !== 1) return;
+    socket.send(encodeMessage(message) as Uint8Array<ArrayBuffer>);
+  }
+
+  private disconnect(reason: string | undefined): void {
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket !== undefined) {
+      socket.onclose = null;
+      socket.onmessage = null;
+      socket.close();
+    }
+    this.dropConnection(reason);
+  }
+
+  private dropConnection(reason: string | undefined): void {
+    this.socket = undefined;
+    this.ready = false;
+    clearInterval(this.heartbeatTimer);
+    this.walks.clear();
+    this.inFlight.clear();
+    this.inFlightIds.clear();
+    this.batchesInFlight.clear();
+    this.initialWalksPending = 0;
+    this.host.status.setState({
+      connection: 'offline',
+      initialSync: null,
+      ...(reason === undefined ? {} : { lastError: reason }),
+    });
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || !this.options.online.isOnline()) return;
+    const min = this.options.minRetryMs ?? 500;
+    const max = this.options.maxRetryMs ?? 30_000;
+    const bound = Math.min(max, min * 2 ** this.attempt);
+    this.attempt++;
+    this.connectSoon(Math.random() * bound);
+  }
+}
+
+const CLIENT_DECODE_LIMITS = { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: 16 * 1024 * 1024 };
+
+async function webSocketConstructor(): Promise<WebSocketConstructor> {
+  const native = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  if (native !== undefined) return native;
+  // Node before 22 has no WebSocket: use the `ws` package (excluded from browser bundles).
+  const module = await import('ws');
+  return module.default as unknown as WebSocketConstructor;
+}

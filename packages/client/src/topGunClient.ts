@@ -1,0 +1,615 @@
+import {
+  fromWireEntry,
+  HLC,
+  type LWWMap,
+  type LWWRecord,
+  type Query,
+  LWWMap as ReplicaMap,
+  type SetOptions,
+  type Value,
+  type WireEntry,
+} from '@topgun/core';
+import { ClientMap } from './clientMap.js';
+import { type LeaderElection, webLocksElection } from './leaderElection.js';
+import { browserOnlineManager, type OnlineManager } from './onlineManager.js';
+import { PersistQueue } from './persistQueue.js';
+import { QueryHandle } from './queryHandle.js';
+import type { ClientStorage, OutboxEntry } from './storage/clientStorage.js';
+import { createIndexedDbStorage } from './storage/indexedDbStorage.js';
+import { createMemoryStorage } from './storage/memoryStorage.js';
+import {
+  type RejectionReason,
+  SyncEngine,
+  type SyncHost,
+  type WebSocketConstructor,
+} from './syncEngine.js';
+import { createSyncStatusStore, type SyncStatusStore } from './syncStatus.js';
+import { openTabChannel, type TabChannel, type TabMessage } from './tabChannel.js';
+
+/** Options of `createClient`. */
+export interface ClientOptions {
+  /** The sync server's WebSocket URL (`ws(s)://host/sync`). Omitted: local-only. */
+  readonly url?: string;
+  /**
+   * Where the replica lives: `'indexeddb'`, `'memory'`, or any `ClientStorage`.
+   * Default: IndexedDB where available (browsers), memory otherwise (Node).
+   */
+  readonly storage?: 'indexeddb' | 'memory' | ClientStorage;
+  /** IndexedDB database name; tabs using the same name share the replica. Default: `topgun`. */
+  readonly dbName?: string;
+  /** A JWT, or a function returning one (called again on every reconnect). */
+  readonly token?: string | (() => string | undefined | Promise<string | undefined>);
+  /**
+   * This client's node id (1-40 characters from `A-Z a-z 0-9 _`); each tab stamps writes with
+   * `<nodeId>-<tab>`. Default: random, kept in localStorage per database where available.
+   */
+  readonly nodeId?: string;
+  /** Share the replica with other tabs (BroadcastChannel + Web Locks). Default: true with IndexedDB. */
+  readonly multiTab?: boolean;
+  /** Network availability. Default: the browser's online/offline events. */
+  readonly online?: OnlineManager;
+  /** Leader election between tabs. Default: Web Locks. */
+  readonly leaderElection?: LeaderElection;
+  /** WebSocket implementation. Default: the global one, else the `ws` package. */
+  readonly WebSocket?: WebSocketConstructor;
+  /** Reconnect delay bounds in ms (exponential backoff with full jitter). Default: 500 and 30 000. */
+  readonly minRetryMs?: number;
+  readonly maxRetryMs?: number;
+  /** This machine's wall clock. Default: `Date.now`. */
+  readonly now?: () => number;
+}
+
+/** A write the server refused; the optimistic value has been rolled back. */
+export interface RejectedWrite {
+  readonly map: string;
+  readonly key: string;
+  readonly reason: RejectionReason;
+  readonly message: string;
+}
+
+const NODE_ID = /^[A-Za-z0-9_]{1,40}$/;
+
+/**
+ * An offline-first TopGun client: a local replica of the maps you open, persisted, shared
+ * with other tabs, and synced with the server whenever there is a connection.
+ */
+export class TopGunClient {
+  /** Connection state, pending writes, sync progress: a zustand vanilla store. */
+  readonly status: SyncStatusStore;
+  /** Resolves once the persisted replica is loaded. */
+  readonly ready: Promise<void>;
+  /** The node id stamped on this tab's writes. */
+  readonly replicaId: string;
+  /** The node id the connection announces (shared by this profile's tabs). */
+  readonly clientId: string;
+
+  private readonly hlc: HLC;
+  private readonly storage: ClientStorage;
+  private readonly persist: PersistQueue;
+  private readonly replicas = new Map<
+    string,
+    { replica: LWWMap<Value>; handle: ClientMap<unknown> }
+  >();
+  private readonly outboxEntries = new Map<string, OutboxEntry>();
+  private readonly lastSyncs = new Map<string, number>();
+  private readonly confirmedMaps = new Set<string>();
+  private readonly queries = new Map<string, { id: number; handle: QueryHandle<unknown> }>();
+  private readonly rejectedListeners = new Set<(rejected: RejectedWrite) => void>();
+  private readonly preloadWrites = new Map<
+    string,
+    { map: string; key: string; record: LWWRecord<Value> }
+  >();
+  private readonly tabs: TabChannel;
+  private readonly election: LeaderElection;
+  private engine: SyncEngine | undefined;
+  private loaded = false;
+  private closed = false;
+  private clockOffset = 0;
+  private nextOutboxId = 1;
+  private nextQueryId = 1;
+  private flushScheduled = false;
+  private readonly flushWaiters = new Set<() => void>();
+
+  constructor(private readonly options: ClientOptions = {}) {
+    const dbName = options.dbName ?? 'topgun';
+    if (options.nodeId !== undefined && !NODE_ID.test(options.nodeId)) {
+      throw new TypeError('nodeId must be 1-40 characters from A-Z a-z 0-9 _');
+    }
+    this.clientId = options.nodeId ?? persistentClientId(dbName);
+    const wallClock = options.now ?? Date.now;
+    this.replicaId = `${this.clientId}-${randomId(6)}`;
+    this.hlc = new HLC({
+      nodeId: this.replicaId,
+      now: () => wallClock() + this.clockOffset,
+      // Records from the server are the authority: their time is never refused here.
+      maxDriftMs: Number.POSITIVE_INFINITY,
+    });
+    this.status = createSyncStatusStore();
+    this.storage = resolveStorage(options.storage, dbName);
+    const indexedDb =
+      options.storage === 'indexeddb' || (options.storage === undefined && hasIndexedDb());
+    this.persist = new PersistQueue(this.storage, (error) =>
+      this.status.setState({
+        storageError: error === undefined ? null : `saving locally failed: ${error.message}`,
+      }),
+    );
+    this.tabs =
+      (options.multiTab ?? indexedDb)
+        ? openTabChannel(dbName, (message) => this.onTabMessage(message))
+        : { post() {}, close() {} };
+    this.election =
+      options.leaderElection ??
+      ((options.multiTab ?? indexedDb) ? webLocksElection(dbName) : immediateLeader());
+    this.ready = this.load();
+  }
+
+  /** The map `name` of the replica (created on first use). */
+  getMap<V>(name: string): ClientMap<V> {
+    return this.entry(name).handle as ClientMap<V>;
+  }
+
+  /**
+   * A live query over map `map`, evaluated on the local replica and kept up to date; when
+   * connected it is also subscribed on the server. Equal queries share one handle.
+   * @throws {QueryError} when the query is invalid.
+   */
+  query<V>(map: string, query: Query<V>): QueryHandle<V> {
+    const cacheKey = `${map}\u0000${stableStringify(query)}`;
+    const cached = this.queries.get(cacheKey);
+    if (cached !== undefined && !cached.handle.isDisposed) return cached.handle as QueryHandle<V>;
+    const { replica } = this.entry(map);
+    const id = this.nextQueryId++;
+    const handle = new QueryHandle<V>(
+      map,
+      query,
+      replica as LWWMap<V>,
+      this.confirmedMaps.has(map),
+      (idle) => {
+        // Dispose a little later: StrictMode and re-renders unsubscribe and subscribe again at once.
+        setTimeout(() => {
+          if (idle.observed || idle.isDisposed) return;
+          idle.dispose();
+          if (this.queries.get(cacheKey)?.handle === (idle as QueryHandle<unknown>))
+            this.queries.delete(cacheKey);
+          this.engine?.unsubscribeQuery(id);
+        }, 1_000);
+      },
+    );
+    this.queries.set(cacheKey, { id, handle: handle as QueryHandle<unknown> });
+    this.engine?.subscribeQuery(id, map, query as Query<Value>);
+    return handle;
+  }
+
+  /** Listens to writes the server refused (after they were rolled back); returns the unsubscribe function. */
+  onRejected(listener: (rejected: RejectedWrite) => void): () => void {
+    this.rejectedListeners.add(listener);
+    return () => {
+      this.rejectedListeners.delete(listener);
+    };
+  }
+
+  /** Resolves when every write made so far is acknowledged by the server (or refused). */
+  async flush(): Promise<void> {
+    await this.ready;
+    if (this.outboxEntries.size === 0) return;
+    await new Promise<void>((resolve) => this.flushWaiters.add(resolve));
+  }
+
+  /** Waits until everything is saved locally. */
+  async persisted(): Promise<void> {
+    await this.persist.flush();
+  }
+
+  /** Disconnects, stops syncing and releases storage (after saving what is pending). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.engine?.stop();
+    this.election.close();
+    this.tabs.close();
+    await this.ready.catch(() => {});
+    await this.persist.flush();
+    this.persist.dispose();
+    for (const { handle } of this.queries.values()) handle.dispose();
+    await this.storage.close();
+  }
+
+  // ---- writes ----
+
+  private write(
+    map: string,
+    key: string,
+    value: unknown,
+    options: SetOptions | undefined,
+    remove: boolean,
+  ): void {
+    if (this.closed) throw new Error('the client is closed');
+    const { replica } = this.entry(map);
+    const record = remove ? replica.delete(key) : replica.set(key, value as Value, options);
+    const entry: OutboxEntry = { id: `${this.replicaId}/${this.nextOutboxId++}`, map, key, record };
+    this.addToOutbox(entry, true);
+    if (!this.loaded) this.preloadWrites.set(`${map}\u0000${key}`, { map, key, record });
+    this.persist.record({ map, key, record });
+    this.persist.addOutbox(entry);
+    this.tabs.post({ type: 'records', map, entries: [[key, record]] });
+    this.tabs.post({ type: 'outbox', entries: [entry] });
+    this.scheduleSend();
+  }
+
+  private addToOutbox(entry: OutboxEntry, _local: boolean): void {
+    this.outboxEntries.set(entry.id, entry);
+    this.status.setState({ pendingOps: this.outboxEntries.size });
+  }
+
+  private settle(ids: readonly string[]): void {
+    for (const id of ids) this.outboxEntries.delete(id);
+    this.status.setState({ pendingOps: this.outboxEntries.size });
+    if (this.outboxEntries.size === 0) {
+      for (const waiter of this.flushWaiters) waiter();
+      this.flushWaiters.clear();
+    }
+  }
+
+  /** Writes made in one tick go to the server together. */
+  private scheduleSend(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      if (this.loaded) this.engine?.flushOutbox();
+    });
+  }
+
+  // ---- replicas ----
+
+  private entry(name: string): { replica: LWWMap<Value>; handle: ClientMap<unknown> } {
+    let entry = this.replicas.get(name);
+    if (entry === undefined) {
+      const replica = new ReplicaMap<Value>(this.hlc);
+      const handle = new ClientMap<unknown>(name, replica as LWWMap<unknown>, {
+        set: (map, key, value, options) => this.write(map, key, value, options, false),
+        delete: (map, key) => this.write(map, key, undefined, undefined, true),
+      });
+      entry = { replica, handle };
+      this.replicas.set(name, entry);
+      if (this.loaded) this.engine?.syncMap(name);
+    }
+    return entry;
+  }
+
+  /** Merges records (from the server or the leader) and persists what changed. */
+  private mergeRecords(
+    map: string,
+    entries: ReadonlyArray<readonly [string, LWWRecord<Value>]>,
+    persist: boolean,
+  ): void {
+    const { replica } = this.entry(map);
+    const merged: Array<readonly [string, LWWRecord<Value>]> = [];
+    for (const [key, record] of entries) {
+      const before = replica.getRecord(key);
+      try {
+        replica.merge(key, record);
+      } catch {
+        continue; // a malformed record is dropped, the rest still applies
+      }
+      if (replica.getRecord(key) !== before) merged.push([key, record]);
+    }
+    if (!persist || merged.length === 0) return;
+    for (const [key, record] of merged) this.persist.record({ map, key, record });
+    this.tabs.post({ type: 'records', map, entries: merged });
+  }
+
+  private restoreRecord(
+    map: string,
+    key: string,
+    record: LWWRecord<Value> | undefined,
+    share: boolean,
+  ): void {
+    this.entry(map).replica.restore(key, record);
+    if (record === undefined) this.persist.remove(map, key);
+    else this.persist.record({ map, key, record });
+    if (share) this.tabs.post({ type: 'restore', map, entries: [[key, record ?? null]] });
+  }
+
+  // ---- start-up ----
+
+  private async load(): Promise<void> {
+    try {
+      const state = await this.storage.load();
+      for (const [name, value] of state.meta) {
+        if (name.startsWith('lastSync:') && typeof value === 'number')
+          this.lastSyncs.set(name.slice(9), value);
+      }
+      const byMap = new Map<string, Array<readonly [string, LWWRecord<Value>]>>();
+      for (const { map, key, record } of state.records) {
+        let list = byMap.get(map);
+        if (list === undefined) {
+          list = [];
+          byMap.set(map, list);
+        }
+        list.push([key, record]);
+      }
+      for (const [map, entries] of byMap) this.mergeRecords(map, entries, false);
+      for (const entry of state.outbox) this.addToOutbox(entry, false);
+    } catch (error) {
+      this.status.setState({
+        storageError: `loading the local replica failed: ${(error as Error).message}`,
+      });
+    }
+    // Writes made before the load finished must not lose to older persisted data.
+    for (const { map, key, record } of this.preloadWrites.values()) {
+      const replica = this.entry(map).replica;
+      if (replica.getRecord(key) === record) continue;
+      const restamped: LWWRecord<Value> = { ...record, timestamp: this.hlc.now() };
+      this.restoreRecord(map, key, restamped, true);
+      for (const entry of this.outboxEntries.values()) {
+        if (entry.map === map && entry.key === key && entry.record === record) {
+          const replaced = { ...entry, record: restamped };
+          this.outboxEntries.set(entry.id, replaced);
+          this.persist.addOutbox(replaced);
+        }
+      }
+    }
+    this.preloadWrites.clear();
+    this.loaded = true;
+    if (this.closed) return;
+    this.election.run(() => this.becomeLeader());
+  }
+
+  private becomeLeader(): void {
+    if (this.closed) return;
+    this.status.setState({ isLeader: true });
+    this.tabs.post({ type: 'leader' });
+    if (this.options.url === undefined) return;
+    this.engine = new SyncEngine(this.syncHost(), {
+      url: this.options.url,
+      ...(this.options.token === undefined ? {} : { token: this.options.token }),
+      ...(this.options.WebSocket === undefined ? {} : { WebSocket: this.options.WebSocket }),
+      online: this.options.online ?? browserOnlineManager(),
+      ...(this.options.minRetryMs === undefined ? {} : { minRetryMs: this.options.minRetryMs }),
+      ...(this.options.maxRetryMs === undefined ? {} : { maxRetryMs: this.options.maxRetryMs }),
+      now: this.options.now ?? Date.now,
+    });
+    this.status.subscribe((status) => {
+      this.tabs.post({
+        type: 'status',
+        status: {
+          connection: status.connection,
+          lastSyncedAt: status.lastSyncedAt,
+          initialSync: status.initialSync,
+          lastError: status.lastError,
+        },
+      });
+    });
+  }
+
+  private syncHost(): SyncHost {
+    return {
+      status: this.status,
+      nodeId: this.clientId,
+      openMaps: () => [...this.replicas.keys()],
+      replica: (map) => this.entry(map).replica,
+      mergeRemote: (map, entries) => this.mergeRecords(map, entries, true),
+      resetMap: (map) => this.resetMap(map),
+      outbox: () => [...this.outboxEntries.values()].sort(byTimestamp),
+      acknowledged: (ids) => {
+        for (const id of ids) this.persist.removeOutbox(id);
+        this.settle(ids);
+        this.tabs.post({ type: 'settled', ids });
+      },
+      rejected: (entry, reason, message, current) =>
+        this.onRejectedWrite(entry, reason, message, current),
+      setClockOffset: (offset) => {
+        this.clockOffset = offset;
+      },
+      clockAheadOf: (serverTime) => this.hlc.last.millis > serverTime + 30_000,
+      repairClock: () => this.repairClock(),
+      lastSync: (map) => this.lastSyncs.get(map),
+      setLastSync: (map, syncedAt) => {
+        this.lastSyncs.set(map, syncedAt);
+        this.persist.setMeta(`lastSync:${map}`, syncedAt);
+        this.confirmMap(map);
+        this.status.setState({ lastSyncedAt: syncedAt });
+        this.tabs.post({ type: 'synced', map, syncedAt });
+      },
+      serverQueries: () =>
+        [...this.queries.values()]
+          .filter(({ handle }) => !handle.isDisposed)
+          .map(({ id, handle }) => ({ id, map: handle.map, query: handle.query as Query<Value> })),
+      queryConfirmed: (id) => {
+        for (const query of this.queries.values()) if (query.id === id) query.handle.confirm();
+      },
+      serverError: (message) => this.status.setState({ lastError: message }),
+    };
+  }
+
+  private confirmMap(map: string): void {
+    this.confirmedMaps.add(map);
+    for (const { handle } of this.queries.values()) if (handle.map === map) handle.confirm();
+  }
+
+  private onRejectedWrite(
+    entry: OutboxEntry,
+    reason: RejectionReason,
+    message: string,
+    current: WireEntry | null | undefined,
+  ): void {
+    const { replica } = this.entry(entry.map);
+    // Roll back only if nothing newer replaced the refused write meanwhile.
+    if (
+      replica.getRecord(entry.key) === entry.record ||
+      replica.getRecord(entry.key)?.timestamp === entry.record.timestamp
+    ) {
+      this.restoreRecord(
+        entry.map,
+        entry.key,
+        current == null ? undefined : fromWireEntry<Value>(current)[1],
+        true,
+      );
+    }
+    this.persist.removeOutbox(entry.id);
+    this.settle([entry.id]);
+    this.tabs.post({ type: 'settled', ids: [entry.id] });
+    this.tabs.post({
+      type: 'rejected',
+      id: entry.id,
+      map: entry.map,
+      key: entry.key,
+      reason,
+      message,
+    });
+    this.reportRejected(entry.id, { map: entry.map, key: entry.key, reason, message });
+  }
+
+  private reportRejected(id: string, rejected: RejectedWrite): void {
+    // The tab that made the write reports it.
+    if (!id.startsWith(`${this.replicaId}/`)) return;
+    for (const listener of this.rejectedListeners) listener(rejected);
+  }
+
+  private resetMap(map: string): void {
+    const { replica } = this.entry(map);
+    const pending = new Set(
+      [...this.outboxEntries.values()]
+        .filter((entry) => entry.map === map)
+        .map((entry) => entry.key),
+    );
+    const removed: Array<readonly [string, null]> = [];
+    for (const [key] of [...replica.allRecords()]) {
+      if (pending.has(key)) continue;
+      this.restoreRecord(map, key, undefined, false);
+      removed.push([key, null]);
+    }
+    this.lastSyncs.delete(map);
+    this.persist.setMeta(`lastSync:${map}`, null);
+    if (removed.length > 0) this.tabs.post({ type: 'restore', map, entries: removed });
+  }
+
+  /** The clock ran ahead of the server's: rewind it and re-stamp writes not yet accepted. */
+  private repairClock(): void {
+    this.hlc.rewind();
+    for (const entry of [...this.outboxEntries.values()].sort(byTimestamp)) {
+      const restamped: LWWRecord<Value> = { ...entry.record, timestamp: this.hlc.now() };
+      const { replica } = this.entry(entry.map);
+      if (replica.getRecord(entry.key) === entry.record)
+        this.restoreRecord(entry.map, entry.key, restamped, true);
+      const replaced: OutboxEntry = { ...entry, record: restamped };
+      this.outboxEntries.set(entry.id, replaced);
+      this.persist.addOutbox(replaced);
+    }
+  }
+
+  // ---- other tabs ----
+
+  private onTabMessage(message: TabMessage): void {
+    if (this.closed) return;
+    switch (message.type) {
+      case 'records':
+        this.mergeRecords(message.map, message.entries, false);
+        return;
+      case 'restore':
+        for (const [key, record] of message.entries)
+          this.entry(message.map).replica.restore(key, record ?? undefined);
+        return;
+      case 'outbox':
+        for (const entry of message.entries) this.addToOutbox(entry, false);
+        if (this.engine !== undefined) this.scheduleSend();
+        return;
+      case 'settled':
+        this.settle(message.ids);
+        return;
+      case 'rejected':
+        this.reportRejected(message.id, {
+          map: message.map,
+          key: message.key,
+          reason: message.reason,
+          message: message.message,
+        });
+        return;
+      case 'status':
+        if (this.engine === undefined) this.status.setState(message.status);
+        return;
+      case 'leader':
+        // A new leader: make sure it knows this tab's pending writes.
+        if (this.engine === undefined) {
+          const own = [...this.outboxEntries.values()].filter((entry) =>
+            entry.id.startsWith(`${this.replicaId}/`),
+          );
+          if (own.length > 0) this.tabs.post({ type: 'outbox', entries: own });
+        }
+        return;
+      case 'synced':
+        this.lastSyncs.set(message.map, message.syncedAt);
+        this.confirmMap(message.map);
+        return;
+    }
+  }
+}
+
+function byTimestamp(a: OutboxEntry, b: OutboxEntry): number {
+  const x = a.record.timestamp;
+  const y = b.record.timestamp;
+  if (x.millis !== y.millis) return x.millis - y.millis;
+  if (x.counter !== y.counter) return x.counter - y.counter;
+  return x.nodeId < y.nodeId ? -1 : x.nodeId > y.nodeId ? 1 : 0;
+}
+
+function hasIndexedDb(): boolean {
+  return typeof indexedDB !== 'undefined';
+}
+
+function resolveStorage(storage: ClientOptions['storage'], dbName: string): ClientStorage {
+  if (storage === 'memory') return createMemoryStorage();
+  if (storage === 'indexeddb') return createIndexedDbStorage(dbName);
+  if (storage !== undefined) return storage;
+  return hasIndexedDb() ? createIndexedDbStorage(dbName) : createMemoryStorage();
+}
+
+function immediateLeader(): LeaderElection {
+  let closed = false;
+  return {
+    run: (onLeader) =>
+      queueMicrotask(() => {
+        if (!closed) onLeader();
+      }),
+    close: () => {
+      closed = true;
+    },
+  };
+}
+
+function randomId(length: number): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  const bytes = new Uint8Array(length);
+  globalThis.crypto.getRandomValues(bytes);
+  return Array.from(bytes, (byte) => alphabet[byte % alphabet.length]).join('');
+}
+
+/** A client id kept per database in localStorage (synchronously, so writes can start at once). */
+function persistentClientId(dbName: string): string {
+  const storageKey = `topgun:${dbName}:clientId`;
+  try {
+    const existing = globalThis.localStorage?.getItem(storageKey);
+    if (existing !== null && existing !== undefined && NODE_ID.test(existing)) return existing;
+    const created = randomId(16);
+    globalThis.localStorage?.setItem(storageKey, created);
+    return created;
+  } catch {
+    return randomId(16);
+  }
+}
+
+/** JSON with sorted object keys, so equal queries written differently share one handle. */
+export function stableStringify(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    return `{${Object.keys(value)
+      .sort()
+      .map(
+        (key) =>
+          `${JSON.stringify(key)}:${stableStringify((value as Record<string, unknown>)[key])}`,
+      )
+      .join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'undefined';
+}
