@@ -56,6 +56,8 @@ export interface SyncHost {
   clockAheadOf(serverTime: number): boolean;
   /** Rewinds the clock and re-stamps every unsent write (they never left this client). */
   repairClock(): void;
+  /** Re-stamps unsent writes stamped under another client id, which the server would refuse. */
+  adoptForeignWrites(): void;
   lastSync(map: string): number | undefined;
   setLastSync(map: string, syncedAt: number): void;
   /** Live queries registered by the app, to subscribe on the server. */
@@ -336,6 +338,7 @@ export class SyncEngine {
     // A client whose wall clock is off learns the server's time and stamps writes with it.
     this.host.setClockOffset(Math.abs(offset) > 1000 ? offset : 0);
     if (this.host.clockAheadOf(message.serverTime)) this.host.repairClock();
+    this.host.adoptForeignWrites();
     this.host.status.setState({ connection: 'syncing', lastError: null });
     this.startHeartbeat();
     const maps = this.host.openMaps();

@@ -404,6 +404,7 @@ export class TopGunClient {
       },
       clockAheadOf: (serverTime) => this.hlc.last.millis > serverTime + 30_000,
       repairClock: () => this.repairClock(),
+      adoptForeignWrites: () => this.adoptForeignWrites(),
       lastSync: (map) => this.lastSyncs.get(map),
       setLastSync: (map, syncedAt) => {
         this.lastSyncs.set(map, syncedAt);
@@ -488,7 +489,26 @@ export class TopGunClient {
   /** The clock ran ahead of the server's: rewind it and re-stamp writes not yet accepted. */
   private repairClock(): void {
     this.hlc.rewind();
-    for (const entry of [...this.outboxEntries.values()].sort(byTimestamp)) {
+    this.restamp([...this.outboxEntries.values()]);
+  }
+
+  /**
+   * Writes stamped by another client id (a previous process without localStorage to keep
+   * its id) would be refused as not this connection's: they become this replica's writes.
+   */
+  private adoptForeignWrites(): void {
+    const prefix = `${this.clientId}-`;
+    const foreign = [...this.outboxEntries.values()].filter(
+      (entry) =>
+        entry.record.timestamp.nodeId !== this.clientId &&
+        !entry.record.timestamp.nodeId.startsWith(prefix),
+    );
+    if (foreign.length > 0) this.restamp(foreign);
+  }
+
+  /** Gives unsent writes fresh timestamps, in their original order. */
+  private restamp(entries: readonly OutboxEntry[]): void {
+    for (const entry of [...entries].sort(byTimestamp)) {
       const restamped: LWWRecord<Value> = { ...entry.record, timestamp: this.hlc.now() };
       const { replica } = this.entry(entry.map);
       if (replica.getRecord(entry.key) === entry.record)

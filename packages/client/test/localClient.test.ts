@@ -1,6 +1,11 @@
 import 'fake-indexeddb/auto';
 import { describe, expect, it } from 'vitest';
-import { type ClientStorage, createClient, createMemoryStorage, type StorageBatch } from '../src/index.js';
+import {
+  type ClientStorage,
+  createClient,
+  createMemoryStorage,
+  type StorageBatch,
+} from '../src/index.js';
 
 interface Todo {
   title: string;

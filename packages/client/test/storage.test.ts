@@ -11,5 +11,8 @@ runClientStorageTests('memory', async () => {
 
 runClientStorageTests('IndexedDB (fake-indexeddb)', async () => {
   const name = `acceptance-${database++}`;
-  return { storage: createIndexedDbStorage(name), reopen: async () => createIndexedDbStorage(name) };
+  return {
+    storage: createIndexedDbStorage(name),
+    reopen: async () => createIndexedDbStorage(name),
+  };
 });

@@ -24,7 +24,12 @@ export function runClientStorageTests(
 
     it('persists records, tombstones, TTLs, outbox entries and metadata, and loads them back', async () => {
       const { storage, reopen } = await open();
-      const entry: OutboxEntry = { id: 'n-tab/1', map: 'todos', key: 'a', record: record({ title: 'A', tags: ['x'] }, 5) };
+      const entry: OutboxEntry = {
+        id: 'n-tab/1',
+        map: 'todos',
+        key: 'a',
+        record: record({ title: 'A', tags: ['x'] }, 5),
+      };
       await storage.commit({
         records: [
           { map: 'todos', key: 'a', record: entry.record },
@@ -36,7 +41,9 @@ export function runClientStorageTests(
       });
       await storage.close();
       const state = await (await reopen()).load();
-      const records = new Map(state.records.map((stored) => [`${stored.map}/${stored.key}`, stored.record]));
+      const records = new Map(
+        state.records.map((stored) => [`${stored.map}/${stored.key}`, stored.record]),
+      );
       expect(records.get('todos/a')).toEqual(entry.record);
       expect(records.get('todos/gone')).toEqual(record(null, 6));
       expect(records.get('other/a')).toEqual(record('ttl', 7, 1000));
@@ -47,7 +54,10 @@ export function runClientStorageTests(
     it('removes records and outbox entries', async () => {
       const { storage } = await open();
       const entry: OutboxEntry = { id: 'n-tab/2', map: 'm', key: 'k', record: record(1, 1) };
-      await storage.commit({ records: [{ map: 'm', key: 'k', record: entry.record }], outboxAdd: [entry] });
+      await storage.commit({
+        records: [{ map: 'm', key: 'k', record: entry.record }],
+        outboxAdd: [entry],
+      });
       await storage.commit({ removeRecords: [{ map: 'm', key: 'k' }], outboxRemove: ['n-tab/2'] });
       const state = await storage.load();
       expect(state.records).toEqual([]);
@@ -58,7 +68,9 @@ export function runClientStorageTests(
       const { storage } = await open();
       await storage.commit({ records: [{ map: 'm', key: 'k', record: record(1, 1) }] });
       await storage.commit({ records: [{ map: 'm', key: 'k', record: record(2, 2) }] });
-      expect((await storage.load()).records).toEqual([{ map: 'm', key: 'k', record: record(2, 2) }]);
+      expect((await storage.load()).records).toEqual([
+        { map: 'm', key: 'k', record: record(2, 2) },
+      ]);
     });
   });
 }

@@ -1,0 +1,108 @@
+import 'fake-indexeddb/auto';
+import type { TopGunServer } from '@topgun/server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LeaderElection } from '../src/index.js';
+import { startServer, testClient, waitFor } from './harness.js';
+
+/** Web Locks semantics in one process: the first waiting tab leads until it closes. */
+function sharedLock() {
+  const waiting: Array<{ onLeader: () => void; closed: boolean }> = [];
+  let holder: { onLeader: () => void; closed: boolean } | undefined;
+  const promote = () => {
+    while (holder === undefined && waiting.length > 0) {
+      const candidate = waiting.shift()!;
+      if (candidate.closed) continue;
+      holder = candidate;
+      candidate.onLeader();
+    }
+  };
+  return (): LeaderElection => {
+    const slot = { onLeader: () => {}, closed: false };
+    return {
+      run(onLeader) {
+        slot.onLeader = onLeader;
+        waiting.push(slot);
+        queueMicrotask(promote);
+      },
+      close() {
+        slot.closed = true;
+        if (holder === slot) {
+          holder = undefined;
+          promote();
+        }
+      },
+    };
+  };
+}
+
+describe('tabs sharing one replica', () => {
+  let server: TopGunServer;
+  let url: string;
+  beforeAll(async () => {
+    ({ server, url } = await startServer());
+  });
+  afterAll(() => server.close());
+
+  it('see each other at once, send through one connection, and hand over leadership', async () => {
+    const election = sharedLock();
+    const options = {
+      storage: 'indexeddb' as const,
+      dbName: 'tabs',
+      multiTab: true,
+      nodeId: 'profile1',
+    };
+    const tabA = testClient(url, { ...options, leaderElection: election() }).client;
+    const tabB = testClient(url, { ...options, leaderElection: election() }).client;
+    const other = testClient(url).client;
+    const otherTodos = other.getMap<{ title: string }>('shared');
+    const todosA = tabA.getMap<{ title: string }>('shared');
+    const todosB = tabB.getMap<{ title: string }>('shared');
+    await Promise.all([tabA.ready, tabB.ready]);
+    await waitFor(
+      () => tabA.status.getState().isLeader && tabA.status.getState().connection === 'online',
+    );
+    expect(tabB.status.getState().isLeader).toBe(false);
+
+    todosB.set('fromB', { title: 'written in tab B' });
+    // Visible in tab A without a round trip to the server.
+    await waitFor(
+      () => todosA.get('fromB')?.title === 'written in tab B',
+      1_000,
+      'tab A to see tab B',
+    );
+    // Sent by the leader, acknowledged, and settled in the follower too.
+    await waitFor(
+      () => otherTodos.get('fromB') !== undefined,
+      5_000,
+      'the server to get tab B’s write',
+    );
+    await waitFor(() => tabB.status.getState().pendingOps === 0, 5_000, 'tab B’s outbox to settle');
+    expect(tabB.status.getState().connection).toBe('online');
+    const metrics = await (
+      await fetch(`${url.replace('ws', 'http').replace('/sync', '')}/metrics`)
+    ).text();
+    expect(metrics).toMatch(/topgun_connections 2/); // tab A and the other client: tab B has none
+
+    otherTodos.set('fromServer', { title: 'pushed' });
+    await waitFor(
+      () => todosB.get('fromServer') !== undefined,
+      5_000,
+      'tab B to get server changes through tab A',
+    );
+
+    await tabA.close();
+    await waitFor(
+      () => tabB.status.getState().isLeader && tabB.status.getState().connection === 'online',
+      5_000,
+      'tab B to lead',
+    );
+    todosB.set('afterHandover', { title: 'sent by the new leader' });
+    await waitFor(
+      () => otherTodos.get('afterHandover') !== undefined,
+      5_000,
+      'the new leader to send',
+    );
+    await tabB.close();
+    await other.close();
+  });
+});
