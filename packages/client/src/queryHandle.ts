@@ -1,4 +1,4 @@
-import { LiveQuery, type LWWMap, type Query, type QueryRow } from '@topgun/core';
+import { compileQuery, LiveQuery, type LWWMap, type Query, type QueryRow } from '@topgun/core';
 
 /** Where a query's result comes from. */
 export type QueryStatus =
@@ -14,67 +14,104 @@ export interface QuerySnapshot<V> {
   readonly status: QueryStatus;
 }
 
+/** How long an unobserved handle keeps following the replica (StrictMode, quick re-renders). */
+const IDLE_GRACE_MS = 1_000;
+
 /**
- * A live query over one map of the local replica, kept up to date incrementally. Listeners
- * run once per tick at most, and only when the result or its status changed.
+ * A live query over one map of the local replica. It follows the replica only while it is
+ * read or observed (plus a short grace period), keeping its result up to date
+ * incrementally; listeners run once per tick at most, and only when the result or its
+ * status changed.
  */
 export class QueryHandle<V> {
-  private readonly live: LiveQuery<V>;
+  private live: LiveQuery<V> | undefined;
+  private unsubscribeReplica: (() => void) | undefined;
   private readonly listeners = new Set<() => void>();
-  private snapshot: QuerySnapshot<V>;
+  private snapshot: QuerySnapshot<V> | undefined;
+  private confirmed: boolean;
   private notifyScheduled = false;
-  private readonly unsubscribeReplica: () => void;
-  private disposed = false;
+  private idleTimer: ReturnType<typeof setTimeout> | undefined;
 
+  /** @throws {QueryError} when the query is invalid. */
   constructor(
     readonly map: string,
     readonly query: Query<V>,
-    replica: LWWMap<V>,
+    private readonly replica: LWWMap<V>,
     confirmed: boolean,
-    private readonly onIdle: (handle: QueryHandle<V>) => void,
+    private readonly hooks: {
+      readonly onActive: (handle: QueryHandle<V>) => void;
+      readonly onIdle: (handle: QueryHandle<V>) => void;
+    },
   ) {
-    this.live = new LiveQuery(query, replica.entries());
-    this.snapshot = { data: this.live.rows, status: confirmed ? 'synced' : 'local' };
-    this.unsubscribeReplica = replica.subscribe((change) => {
-      if (this.live.apply(change).changed) this.update({ data: this.live.rows });
-    });
+    compileQuery(query);
+    this.confirmed = confirmed;
   }
 
   /** The current result. */
-  getSnapshot = (): QuerySnapshot<V> => this.snapshot;
+  getSnapshot = (): QuerySnapshot<V> => {
+    this.activate();
+    if (this.listeners.size === 0) this.scheduleIdle();
+    return this.snapshot!;
+  };
 
   /** Listens to result changes; returns the unsubscribe function. */
   subscribe = (listener: () => void): (() => void) => {
+    this.activate();
+    clearTimeout(this.idleTimer);
     this.listeners.add(listener);
     return () => {
       this.listeners.delete(listener);
-      if (this.listeners.size === 0) this.onIdle(this);
+      if (this.listeners.size === 0) this.scheduleIdle();
     };
   };
 
-  /** Whether anyone listens. */
-  get observed(): boolean {
-    return this.listeners.size > 0;
+  /** Whether the handle currently follows the replica. */
+  get active(): boolean {
+    return this.live !== undefined;
   }
 
   /** Marks the result as confirmed by the server. */
   confirm(): void {
-    if (this.snapshot.status !== 'synced') this.update({ status: 'synced' });
+    this.confirmed = true;
+    if (this.snapshot !== undefined && this.snapshot.status !== 'synced')
+      this.update({ status: 'synced' });
   }
 
-  /** Stops following the replica. */
+  /** Stops following the replica now. */
   dispose(): void {
-    this.disposed = true;
-    this.unsubscribeReplica();
+    clearTimeout(this.idleTimer);
+    this.deactivate();
     this.listeners.clear();
   }
 
-  get isDisposed(): boolean {
-    return this.disposed;
+  private activate(): void {
+    if (this.live !== undefined) return;
+    const live = new LiveQuery(this.query, this.replica.entries());
+    this.live = live;
+    this.snapshot = { data: live.rows, status: this.confirmed ? 'synced' : 'local' };
+    this.unsubscribeReplica = this.replica.subscribe((change) => {
+      if (live.apply(change).changed) this.update({ data: live.rows });
+    });
+    this.hooks.onActive(this);
+  }
+
+  private deactivate(): void {
+    if (this.live === undefined) return;
+    this.unsubscribeReplica?.();
+    this.unsubscribeReplica = undefined;
+    this.live = undefined;
+    this.hooks.onIdle(this);
+  }
+
+  private scheduleIdle(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.listeners.size === 0) this.deactivate();
+    }, IDLE_GRACE_MS);
   }
 
   private update(change: Partial<QuerySnapshot<V>>): void {
-    this.snapshot = { ...this.snapshot, ...change };
+    this.snapshot = { ...this.snapshot!, ...change };
     if (this.notifyScheduled) return;
     this.notifyScheduled = true;
     queueMicrotask(() => {

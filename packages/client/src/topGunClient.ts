@@ -156,7 +156,7 @@ export class TopGunClient {
   query<V>(map: string, query: Query<V>): QueryHandle<V> {
     const cacheKey = `${map}\u0000${stableStringify(query)}`;
     const cached = this.queries.get(cacheKey);
-    if (cached !== undefined && !cached.handle.isDisposed) return cached.handle as QueryHandle<V>;
+    if (cached !== undefined) return cached.handle as QueryHandle<V>;
     const { replica } = this.entry(map);
     const id = this.nextQueryId++;
     const handle = new QueryHandle<V>(
@@ -164,19 +164,20 @@ export class TopGunClient {
       query,
       replica as LWWMap<V>,
       this.confirmedMaps.has(map),
-      (idle) => {
-        // Dispose a little later: StrictMode and re-renders unsubscribe and subscribe again at once.
-        setTimeout(() => {
-          if (idle.observed || idle.isDisposed) return;
-          idle.dispose();
+      {
+        // A handle follows the replica (and the server) only while it is used.
+        onActive: (active) => {
+          this.queries.set(cacheKey, { id, handle: active as QueryHandle<unknown> });
+          this.engine?.subscribeQuery(id, map, query as Query<Value>);
+        },
+        onIdle: (idle) => {
           if (this.queries.get(cacheKey)?.handle === (idle as QueryHandle<unknown>))
             this.queries.delete(cacheKey);
           this.engine?.unsubscribeQuery(id);
-        }, 1_000);
+        },
       },
     );
     this.queries.set(cacheKey, { id, handle: handle as QueryHandle<unknown> });
-    this.engine?.subscribeQuery(id, map, query as Query<Value>);
     return handle;
   }
 
@@ -414,9 +415,11 @@ export class TopGunClient {
         this.tabs.post({ type: 'synced', map, syncedAt });
       },
       serverQueries: () =>
-        [...this.queries.values()]
-          .filter(({ handle }) => !handle.isDisposed)
-          .map(({ id, handle }) => ({ id, map: handle.map, query: handle.query as Query<Value> })),
+        [...this.queries.values()].map(({ id, handle }) => ({
+          id,
+          map: handle.map,
+          query: handle.query as Query<Value>,
+        })),
       queryConfirmed: (id) => {
         for (const query of this.queries.values()) if (query.id === id) query.handle.confirm();
       },
