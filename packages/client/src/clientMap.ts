@@ -99,11 +99,14 @@ export class ClientMap<V> {
     this.writer.set(this.name, key, next as V);
   }
 
-  /** Listens to changes (local, other tabs, server); returns the unsubscribe function. */
-  subscribe(listener: () => void): () => void {
+  /**
+   * Listens to changes (local, other tabs, server); returns the unsubscribe function.
+   * A stable function, so it can be passed to `useSyncExternalStore` as is.
+   */
+  subscribe = (listener: () => void): (() => void) => {
     this.listeners.add(listener);
     return () => {
       this.listeners.delete(listener);
     };
-  }
+  };
 }

@@ -415,11 +415,13 @@ export class TopGunClient {
         this.tabs.post({ type: 'synced', map, syncedAt });
       },
       serverQueries: () =>
-        [...this.queries.values()].map(({ id, handle }) => ({
-          id,
-          map: handle.map,
-          query: handle.query as Query<Value>,
-        })),
+        [...this.queries.values()]
+          .filter(({ handle }) => handle.active)
+          .map(({ id, handle }) => ({
+            id,
+            map: handle.map,
+            query: handle.query as Query<Value>,
+          })),
       queryConfirmed: (id) => {
         for (const query of this.queries.values()) if (query.id === id) query.handle.confirm();
       },

@@ -277,7 +277,10 @@ describe('LWWMap.restore', () => {
     const changes: Array<MapChange<Todo>> = [];
     map.subscribe((change) => changes.push(change));
     const optimistic = map.set('k', { title: 'optimistic', done: false });
-    const server = { value: { title: 'server', done: true }, timestamp: { millis: 5, counter: 0, nodeId: 's' } };
+    const server = {
+      value: { title: 'server', done: true },
+      timestamp: { millis: 5, counter: 0, nodeId: 's' },
+    };
     expect(map.restore('k', server)).toBe(true);
     expect(map.get('k')).toEqual(server.value);
     expect(map.getRecord('k')).toBe(server);
@@ -285,7 +288,11 @@ describe('LWWMap.restore', () => {
     expect(map.has('k')).toBe(false);
     expect(map.recordCount).toBe(0);
     expect(map.merkleTree.root.count).toBe(0);
-    expect(changes.map((change) => change.value?.title)).toEqual(['optimistic', 'server', undefined]);
+    expect(changes.map((change) => change.value?.title)).toEqual([
+      'optimistic',
+      'server',
+      undefined,
+    ]);
     expect(map.restore('k', undefined)).toBe(false);
     expect(optimistic.value).toEqual({ title: 'optimistic', done: false });
   });

@@ -1,0 +1,8 @@
+export { TopGunContext, TopGunProvider, type TopGunProviderProps } from './TopGunProvider.js';
+export { useClient } from './useClient.js';
+export { type UseMapResult, useMap } from './useMap.js';
+export { useOnRejected } from './useOnRejected.js';
+export { type UseQueryResult, type UseQueryStatus, useQuery } from './useQuery.js';
+export { useRecord } from './useRecord.js';
+export { useSuspenseQuery } from './useSuspenseQuery.js';
+export { useSyncStatus } from './useSyncStatus.js';

@@ -1,0 +1,77 @@
+import { type QueryHandle, type QuerySnapshot, stableStringify } from '@topgun/client';
+import type { Query, QueryRow } from '@topgun/core';
+import { useMemo, useSyncExternalStore } from 'react';
+import { useClient } from './useClient.js';
+
+/** The state of a {@link useQuery}. */
+export type UseQueryStatus =
+  /** Evaluated on the local replica; not yet confirmed by the server in this session. */
+  | 'local'
+  /** The map has been reconciled with the server. */
+  | 'synced'
+  /** The query was falsy: nothing is evaluated. */
+  | 'disabled'
+  /** The query is invalid (see `error`). */
+  | 'error';
+
+/** What {@link useQuery} returns; the same object until the result changes. */
+export interface UseQueryResult<V> {
+  /** Result rows `{ key, value }` in order (empty when disabled or invalid). */
+  readonly data: readonly QueryRow<V>[];
+  readonly status: UseQueryStatus;
+  /** Why the query is invalid, when `status` is `error`. */
+  readonly error: Error | null;
+}
+
+const EMPTY: readonly QueryRow<never>[] = Object.freeze([]);
+const DISABLED: UseQueryResult<never> = Object.freeze({
+  data: EMPTY,
+  status: 'disabled',
+  error: null,
+});
+const noSubscription = () => () => {};
+
+/** Results wrapped once per snapshot, so identity follows the snapshot's. */
+const results = new WeakMap<QuerySnapshot<unknown>, UseQueryResult<unknown>>();
+
+function resultOf<V>(snapshot: QuerySnapshot<V>): UseQueryResult<V> {
+  let result = results.get(snapshot as QuerySnapshot<unknown>);
+  if (result === undefined) {
+    result = { data: snapshot.data, status: snapshot.status, error: null };
+    results.set(snapshot as QuerySnapshot<unknown>, result);
+  }
+  return result as UseQueryResult<V>;
+}
+
+/**
+ * A live query on a map of the local replica: `{ data, status, error }`. Re-renders only
+ * when the result changes (a write outside the result does not re-render). The query may be
+ * written inline: equal queries share one subscription. A falsy query disables it.
+ */
+export function useQuery<V>(
+  map: string,
+  query: Query<V> | null | undefined | false,
+): UseQueryResult<V> {
+  const client = useClient();
+  const key = query ? stableStringify(query) : null;
+  const source = useMemo((): { handle: QueryHandle<V> } | { error: Error } | null => {
+    if (!query) return null;
+    try {
+      return { handle: client.query<V>(map, query) };
+    } catch (error) {
+      return { error: error as Error };
+    }
+    // The serialized query stands for the object, so an inline query keeps its subscription.
+    // biome-ignore lint/correctness/useExhaustiveDependencies: `key` is `query` serialized
+  }, [client, map, key]);
+  const handle = source !== null && 'handle' in source ? source.handle : undefined;
+  const snapshot = useSyncExternalStore(
+    handle?.subscribe ?? noSubscription,
+    () => handle?.getSnapshot(),
+    () => handle?.getSnapshot(),
+  );
+  if (source === null) return DISABLED as UseQueryResult<V>;
+  if ('error' in source)
+    return { data: EMPTY as readonly QueryRow<V>[], status: 'error', error: source.error };
+  return resultOf(snapshot!);
+}

@@ -1,0 +1,207 @@
+import 'fake-indexeddb/auto';
+import { act, render, screen } from '@testing-library/react';
+import { createClient, type TopGunClient } from '@topgun/client';
+import { type ReactNode, StrictMode, Suspense } from 'react';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  TopGunProvider,
+  useMap,
+  useQuery,
+  useRecord,
+  useSuspenseQuery,
+  useSyncStatus,
+} from '../src/index.js';
+
+interface Todo {
+  title: string;
+  done: boolean;
+}
+
+const clients: TopGunClient[] = [];
+function newClient(options: Parameters<typeof createClient>[0] = {}) {
+  const client = createClient({ storage: 'memory', ...options });
+  clients.push(client);
+  return client;
+}
+afterEach(async () => {
+  vi.useRealTimers();
+  await Promise.all(clients.splice(0).map((client) => client.close()));
+});
+
+function wrapper(client: TopGunClient, strict = false) {
+  return ({ children }: { children: ReactNode }) => {
+    const tree = <TopGunProvider client={client}>{children}</TopGunProvider>;
+    return strict ? <StrictMode>{tree}</StrictMode> : tree;
+  };
+}
+
+/** Lets queued microtask notifications reach React. */
+const flush = () => act(async () => {});
+
+describe('useMap', () => {
+  it('renders entries and re-renders on writes', async () => {
+    const client = newClient();
+    function Todos() {
+      const { entries, set } = useMap<Todo>('todos');
+      return (
+        <>
+          <ul>
+            {entries.map(([key, todo]) => (
+              <li key={key}>{todo.title}</li>
+            ))}
+          </ul>
+          <button
+            type="button"
+            onClick={() =>
+              set(`t${entries.length}`, { title: `Todo ${entries.length}`, done: false })
+            }
+          >
+            add
+          </button>
+        </>
+      );
+    }
+    render(<Todos />, { wrapper: wrapper(client) });
+    expect(screen.queryAllByRole('listitem')).toHaveLength(0);
+    await act(async () => screen.getByRole('button').click());
+    await act(async () => screen.getByRole('button').click());
+    expect(screen.getAllByRole('listitem').map((item) => item.textContent)).toEqual([
+      'Todo 0',
+      'Todo 1',
+    ]);
+    act(() => client.getMap<Todo>('todos').delete('t0'));
+    await flush();
+    expect(screen.getAllByRole('listitem').map((item) => item.textContent)).toEqual(['Todo 1']);
+  });
+});
+
+describe('useQuery', () => {
+  function Open({ onRender }: { onRender: () => void }) {
+    onRender();
+    // An inline query object: a new object on every render.
+    const { data, status } = useQuery<Todo>('todos', { where: { done: false }, sort: 'title' });
+    return <p data-status={status}>{data.map((row) => row.value.title).join(', ')}</p>;
+  }
+
+  it('shows the result, and re-renders only when the result changes', async () => {
+    const client = newClient();
+    const todos = client.getMap<Todo>('todos');
+    todos.set('a', { title: 'Apples', done: false });
+    todos.set('b', { title: 'Bread', done: true });
+    const renders = vi.fn();
+    render(<Open onRender={renders} />, { wrapper: wrapper(client) });
+    expect(screen.getByText('Apples')).toBeTruthy();
+    expect(screen.getByText('Apples').dataset['status']).toBe('local');
+    const before = renders.mock.calls.length;
+
+    act(() => todos.set('b', { title: 'Brown bread', done: true })); // not in the result
+    await flush();
+    expect(renders.mock.calls.length).toBe(before);
+
+    act(() => todos.set('c', { title: 'Cheese', done: false }));
+    await flush();
+    expect(screen.getByText('Apples, Cheese')).toBeTruthy();
+    expect(renders.mock.calls.length).toBe(before + 1);
+  });
+
+  it('keeps one subscription for an inline query across re-renders', async () => {
+    const client = newClient();
+    const query = vi.spyOn(client, 'query');
+    const { rerender } = render(<Open onRender={() => {}} />, { wrapper: wrapper(client) });
+    for (let i = 0; i < 5; i++) rerender(<Open onRender={() => {}} />);
+    expect(query).toHaveBeenCalledTimes(1);
+  });
+
+  it('stops following the replica after unmount', async () => {
+    vi.useFakeTimers();
+    const client = newClient();
+    const { unmount } = render(<Open onRender={() => {}} />, { wrapper: wrapper(client) });
+    const handle = client.query<Todo>('todos', { where: { done: false }, sort: 'title' });
+    expect(handle.active).toBe(true);
+    unmount();
+    await act(async () => {
+      vi.advanceTimersByTime(1_500);
+    });
+    expect(handle.active).toBe(false);
+  });
+
+  it('works under StrictMode double mounting', async () => {
+    const client = newClient();
+    render(<Open onRender={() => {}} />, { wrapper: wrapper(client, true) });
+    act(() => client.getMap<Todo>('todos').set('x', { title: 'Strict', done: false }));
+    await flush();
+    expect(screen.getByText('Strict')).toBeTruthy();
+  });
+
+  it('is disabled by a falsy query and reports an invalid one', () => {
+    const client = newClient();
+    function Probe({ query }: { query: unknown }) {
+      const { status, error, data } = useQuery<Todo>('todos', query as never);
+      return <p>{`${status}:${data.length}:${error?.message ?? ''}`}</p>;
+    }
+    const { rerender } = render(<Probe query={null} />, { wrapper: wrapper(client) });
+    expect(screen.getByText('disabled:0:')).toBeTruthy();
+    rerender(<Probe query={{ where: { done: { gtt: 1 } } }} />);
+    expect(screen.getByText(/^error:0:where\.done\.gtt: unknown operator/)).toBeTruthy();
+  });
+});
+
+describe('useSuspenseQuery', () => {
+  it('suspends until the stored replica is loaded, then shows it', async () => {
+    const storage = (await import('@topgun/client')).createMemoryStorage();
+    const seed = newClient({ storage });
+    seed.getMap<Todo>('todos').set('s', { title: 'Stored', done: false });
+    await seed.close();
+    const client = newClient({ storage });
+    function Stored() {
+      const { data } = useSuspenseQuery<Todo>('todos', {});
+      return <p>{data.map((row) => row.value.title).join()}</p>;
+    }
+    render(
+      <Suspense fallback={<p>loading</p>}>
+        <Stored />
+      </Suspense>,
+      { wrapper: wrapper(client) },
+    );
+    expect(screen.getByText('loading')).toBeTruthy();
+    await act(async () => {
+      await client.ready;
+    });
+    expect(await screen.findByText('Stored')).toBeTruthy();
+  });
+});
+
+describe('useRecord and useSyncStatus', () => {
+  it('re-renders a record only when it changes', async () => {
+    const client = newClient();
+    const todos = client.getMap<Todo>('todos');
+    todos.set('a', { title: 'A', done: false });
+    const renders = vi.fn();
+    function One() {
+      renders();
+      const todo = useRecord<Todo>('todos', 'a');
+      return <p>{todo?.title}</p>;
+    }
+    render(<One />, { wrapper: wrapper(client) });
+    const before = renders.mock.calls.length;
+    act(() => todos.set('b', { title: 'B', done: false }));
+    await flush();
+    expect(renders.mock.calls.length).toBe(before);
+    act(() => todos.set('a', { title: 'A2', done: false }));
+    await flush();
+    expect(screen.getByText('A2')).toBeTruthy();
+  });
+
+  it('selects a slice of the status', async () => {
+    const client = newClient();
+    function Pending() {
+      const pending = useSyncStatus((status) => status.pendingOps);
+      const connection = useSyncStatus().connection;
+      return <p>{`${connection}:${pending}`}</p>;
+    }
+    render(<Pending />, { wrapper: wrapper(client) });
+    expect(screen.getByText('offline:0')).toBeTruthy();
+    act(() => client.getMap<Todo>('todos').set('a', { title: 'A', done: false }));
+    expect(screen.getByText('offline:1')).toBeTruthy();
+  });
+});

@@ -1,0 +1,6 @@
+import { sharedVitestConfig } from '../../vitest.shared.js';
+
+export default sharedVitestConfig('react', {
+  environment: 'happy-dom',
+  typecheck: { enabled: true, include: ['test/**/*.test-d.tsx', 'test/**/*.test-d.ts'] },
+});
