@@ -54,6 +54,8 @@ export function useQuery<V>(
 ): UseQueryResult<V> {
   const client = useClient();
   const key = query ? stableStringify(query) : null;
+  // The serialized query stands for the object, so an inline query keeps its subscription.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: `key` is `query` serialized
   const source = useMemo((): { handle: QueryHandle<V> } | { error: Error } | null => {
     if (!query) return null;
     try {
@@ -61,8 +63,6 @@ export function useQuery<V>(
     } catch (error) {
       return { error: error as Error };
     }
-    // The serialized query stands for the object, so an inline query keeps its subscription.
-    // biome-ignore lint/correctness/useExhaustiveDependencies: `key` is `query` serialized
   }, [client, map, key]);
   const handle = source !== null && 'handle' in source ? source.handle : undefined;
   const snapshot = useSyncExternalStore(
