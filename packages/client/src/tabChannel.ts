@@ -34,6 +34,8 @@ export type TabMessage =
   | { readonly type: 'status'; readonly status: Partial<SyncStatus> }
   /** A new leader asks followers for their pending writes. */
   | { readonly type: 'leader' }
+  /** A new follower asks the leader for its status. */
+  | { readonly type: 'status-request' }
   /** Last-sync times the leader stored. */
   | { readonly type: 'synced'; readonly map: string; readonly syncedAt: number };
 

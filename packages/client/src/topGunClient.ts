@@ -355,6 +355,8 @@ export class TopGunClient {
     this.loaded = true;
     if (this.closed) return;
     this.election.run(() => this.becomeLeader());
+    // Until it leads (maybe never), this tab shows the leader's connection status.
+    this.tabs.post({ type: 'status-request' });
   }
 
   private becomeLeader(): void {
@@ -371,16 +373,21 @@ export class TopGunClient {
       ...(this.options.maxRetryMs === undefined ? {} : { maxRetryMs: this.options.maxRetryMs }),
       now: this.options.now ?? Date.now,
     });
-    this.status.subscribe((status) => {
-      this.tabs.post({
-        type: 'status',
-        status: {
-          connection: status.connection,
-          lastSyncedAt: status.lastSyncedAt,
-          initialSync: status.initialSync,
-          lastError: status.lastError,
-        },
-      });
+    this.status.subscribe(() => this.shareStatus());
+    this.shareStatus();
+  }
+
+  /** Tells the other tabs the leader's connection status. */
+  private shareStatus(): void {
+    const status = this.status.getState();
+    this.tabs.post({
+      type: 'status',
+      status: {
+        connection: status.connection,
+        lastSyncedAt: status.lastSyncedAt,
+        initialSync: status.initialSync,
+        lastError: status.lastError,
+      },
     });
   }
 
@@ -562,6 +569,9 @@ export class TopGunClient {
           );
           if (own.length > 0) this.tabs.post({ type: 'outbox', entries: own });
         }
+        return;
+      case 'status-request':
+        if (this.engine !== undefined) this.shareStatus();
         return;
       case 'synced':
         this.lastSyncs.set(message.map, message.syncedAt);

@@ -25,6 +25,7 @@ const environmentSchema = z.object({
   TOPGUN_ALLOW_ANONYMOUS: flag.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TOPGUN_NODE_ID: z.string().optional(),
+  TOPGUN_STATIC_DIR: z.string().optional(),
   TOPGUN_LIMITS: z
     .string()
     .optional()
@@ -46,7 +47,8 @@ const environmentSchema = z.object({
  * Server options from environment variables (see the package README): `PORT`, `HOST`,
  * `DATABASE_URL` (else embedded PGlite in `TOPGUN_DATA_DIR`, default `./.topgun-data`),
  * `JWT_SECRET` | `JWT_PUBLIC_KEY` | `JWKS_URL` with `JWT_ALGORITHMS`, `JWT_ISSUER`,
- * `JWT_AUDIENCE`, `TOPGUN_ALLOW_ANONYMOUS`, `LOG_LEVEL`, `TOPGUN_NODE_ID`, and `TOPGUN_LIMITS`
+ * `JWT_AUDIENCE`, `TOPGUN_ALLOW_ANONYMOUS`, `LOG_LEVEL`, `TOPGUN_NODE_ID`, `TOPGUN_STATIC_DIR`
+ * (a built app to serve at `/`), and `TOPGUN_LIMITS`
  * (a JSON object overriding any of `DEFAULT_LIMITS`).
  * @throws {Error} listing every invalid variable.
  */
@@ -83,5 +85,6 @@ export function optionsFromEnvironment(environment: NodeJS.ProcessEnv): ServerOp
     logger: { level: env.LOG_LEVEL },
     ...(env.TOPGUN_NODE_ID === undefined ? {} : { nodeId: env.TOPGUN_NODE_ID }),
     ...(env.TOPGUN_LIMITS === undefined ? {} : { limits: env.TOPGUN_LIMITS }),
+    ...(env.TOPGUN_STATIC_DIR === undefined ? {} : { staticDir: env.TOPGUN_STATIC_DIR }),
   };
 }

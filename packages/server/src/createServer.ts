@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import fastifyStatic from '@fastify/static';
 import websocket from '@fastify/websocket';
 import { DEFAULT_DECODE_LIMITS, HLC } from '@topgun/core';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
@@ -123,6 +125,17 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   await app.register(websocket, {
     options: { maxPayload: limits.maxFrameBytes, perMessageDeflate: false },
   });
+
+  if (options.staticDir !== undefined) {
+    await app.register(fastifyStatic, { root: resolve(options.staticDir), wildcard: false });
+    // Client-side routes: unknown GETs that want HTML get the app's index.html.
+    app.setNotFoundHandler((request, reply) => {
+      if (request.method === 'GET' && (request.headers.accept ?? '').includes('text/html')) {
+        return reply.sendFile('index.html');
+      }
+      return reply.code(404).send({ error: 'not found' });
+    });
+  }
 
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_request, reply) => {

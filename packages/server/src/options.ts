@@ -84,6 +84,11 @@ export interface ServerOptions {
   readonly fanoutWindowMs?: number;
   /** Largest accepted clock drift of client timestamps. Default: 60 000 ms. */
   readonly maxDriftMs?: number;
+  /**
+   * A directory of static files to serve (a built app, e.g. the demo) at `/`, with
+   * `index.html` for unknown paths so client-side routes work. Default: none.
+   */
+  readonly staticDir?: string;
   /** Fastify logger options; `false` for none. Default: info level. */
   readonly logger?: FastifyServerOptions['logger'];
   /** Wall clock. Default: `Date.now`. */
