@@ -28,7 +28,7 @@ export class ClientMap<V> {
     private readonly replica: LWWMap<V>,
     private readonly writer: MapWriter<V>,
   ) {
-    replica.subscribe(() => {
+    const changed = () => {
       this.version++;
       if (this.notifyScheduled || this.listeners.size === 0) return;
       this.notifyScheduled = true;
@@ -36,7 +36,9 @@ export class ClientMap<V> {
         this.notifyScheduled = false;
         for (const listener of this.listeners) listener();
       });
-    });
+    };
+    replica.subscribe(changed);
+    replica.subscribeBulk(changed);
   }
 
   /** The value of `key`, or undefined. */

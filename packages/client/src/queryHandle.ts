@@ -26,6 +26,7 @@ const IDLE_GRACE_MS = 1_000;
 export class QueryHandle<V> {
   private live: LiveQuery<V> | undefined;
   private unsubscribeReplica: (() => void) | undefined;
+  private unsubscribeBulk: (() => void) | undefined;
   private readonly listeners = new Set<() => void>();
   private snapshot: QuerySnapshot<V> | undefined;
   private confirmed: boolean;
@@ -90,7 +91,12 @@ export class QueryHandle<V> {
     this.live = live;
     this.snapshot = { data: live.rows, status: this.confirmed ? 'synced' : 'local' };
     this.unsubscribeReplica = this.replica.subscribe((change) => {
-      if (live.apply(change).changed) this.update({ data: live.rows });
+      if (this.live?.apply(change).changed) this.update({ data: this.live.rows });
+    });
+    // A bulk load (start-up) is cheaper to evaluate once than change by change.
+    this.unsubscribeBulk = this.replica.subscribeBulk(() => {
+      this.live = new LiveQuery(this.query, this.replica.entries());
+      this.update({ data: this.live.rows });
     });
     this.hooks.onActive(this);
   }
@@ -99,6 +105,8 @@ export class QueryHandle<V> {
     if (this.live === undefined) return;
     this.unsubscribeReplica?.();
     this.unsubscribeReplica = undefined;
+    this.unsubscribeBulk?.();
+    this.unsubscribeBulk = undefined;
     this.live = undefined;
     this.hooks.onIdle(this);
   }

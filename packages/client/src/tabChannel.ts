@@ -53,8 +53,14 @@ export function openTabChannel(
   if (typeof BroadcastChannel === 'undefined') return { post() {}, close() {} };
   const channel = new BroadcastChannel(`topgun:${dbName}`);
   channel.onmessage = (event: MessageEvent<TabMessage>) => onMessage(event.data);
+  let closed = false;
   return {
-    post: (message) => channel.postMessage(message),
-    close: () => channel.close(),
+    post: (message) => {
+      if (!closed) channel.postMessage(message);
+    },
+    close: () => {
+      closed = true;
+      channel.close();
+    },
   };
 }

@@ -28,7 +28,10 @@ import { openTabChannel, type TabChannel, type TabMessage } from './tabChannel.j
 
 /** Options of `createClient`. */
 export interface ClientOptions {
-  /** The sync server's WebSocket URL (`ws(s)://host/sync`). Omitted: local-only. */
+  /**
+   * The sync server's WebSocket URL (`ws(s)://host/sync`). Omitted: local-only (writes are
+   * kept in the replica, and no outbox is kept since no server will acknowledge them).
+   */
   readonly url?: string;
   /**
    * Where the replica lives: `'indexeddb'`, `'memory'`, or any `ClientStorage`.
@@ -227,12 +230,14 @@ export class TopGunClient {
     if (this.closed) throw new Error('the client is closed');
     const { replica } = this.entry(map);
     const record = remove ? replica.delete(key) : replica.set(key, value as Value, options);
-    const entry: OutboxEntry = { id: `${this.replicaId}/${this.nextOutboxId++}`, map, key, record };
-    this.addToOutbox(entry, true);
     if (!this.loaded) this.preloadWrites.set(`${map}\u0000${key}`, { map, key, record });
     this.persist.record({ map, key, record });
-    this.persist.addOutbox(entry);
     this.tabs.post({ type: 'records', map, entries: [[key, record]] });
+    // A local-only client has no server to acknowledge writes: it keeps no outbox.
+    if (this.options.url === undefined) return;
+    const entry: OutboxEntry = { id: `${this.replicaId}/${this.nextOutboxId++}`, map, key, record };
+    this.addToOutbox(entry, true);
+    this.persist.addOutbox(entry);
     this.tabs.post({ type: 'outbox', entries: [entry] });
     this.scheduleSend();
   }
@@ -330,7 +335,8 @@ export class TopGunClient {
         }
         list.push([key, record]);
       }
-      for (const [map, entries] of byMap) this.mergeRecords(map, entries, false);
+      // Our own stored records: loaded in bulk, without per-record validation or events.
+      for (const [map, entries] of byMap) this.entry(map).replica.loadRecords(entries);
       for (const entry of state.outbox) this.addToOutbox(entry, false);
     } catch (error) {
       this.status.setState({

@@ -1,11 +1,17 @@
 import 'fake-indexeddb/auto';
 import { describe, expect, it } from 'vitest';
 import {
+  type ClientOptions,
   type ClientStorage,
   createClient,
   createMemoryStorage,
+  manualOnlineManager,
   type StorageBatch,
 } from '../src/index.js';
+
+/** A client with a server configured but no network: writes wait in the outbox. */
+const offline = (options: ClientOptions = {}) =>
+  createClient({ url: 'ws://127.0.0.1:9/sync', online: manualOnlineManager(false), ...options });
 
 interface Todo {
   title: string;
@@ -32,7 +38,7 @@ describe('a local-only client', () => {
   });
 
   it('refuses invalid writes with a clear error and keeps going', async () => {
-    const client = createClient({ storage: 'memory' });
+    const client = offline({ storage: 'memory' });
     const todos = client.getMap<Todo>('todos');
     expect(() => todos.set('', { title: 'x', done: false })).toThrow(/key/);
     expect(() => todos.set('t', { title: Number.NaN } as unknown as Todo)).toThrow(/finite/);
@@ -79,23 +85,33 @@ describe('a local-only client', () => {
 
   it('keeps data and the outbox across a restart', async () => {
     const storage = createMemoryStorage();
-    const first = createClient({ storage });
+    const first = offline({ storage });
     await first.ready;
     first.getMap<Todo>('todos').set('t1', { title: 'Persisted', done: false });
     await first.close();
 
-    const second = createClient({ storage });
+    const second = offline({ storage });
     await second.ready;
     expect(second.getMap<Todo>('todos').get('t1')).toEqual({ title: 'Persisted', done: false });
     expect(second.status.getState().pendingOps).toBe(1);
     await second.close();
   });
 
+  it('keeps no outbox when local-only', async () => {
+    const storage = createMemoryStorage();
+    const client = createClient({ storage });
+    client.getMap<Todo>('todos').set('t1', { title: 'local', done: false });
+    await client.persisted();
+    expect(client.status.getState().pendingOps).toBe(0);
+    expect((await storage.load()).outbox).toEqual([]);
+    await client.close();
+  });
+
   it('persists to IndexedDB and loads it back', async () => {
-    const first = createClient({ storage: 'indexeddb', dbName: 'local-idb', multiTab: false });
+    const first = offline({ storage: 'indexeddb', dbName: 'local-idb', multiTab: false });
     first.getMap<Todo>('todos').set('t1', { title: 'In IndexedDB', done: true });
     await first.close();
-    const second = createClient({ storage: 'indexeddb', dbName: 'local-idb', multiTab: false });
+    const second = offline({ storage: 'indexeddb', dbName: 'local-idb', multiTab: false });
     await second.ready;
     expect(second.getMap<Todo>('todos').get('t1')).toEqual({ title: 'In IndexedDB', done: true });
     expect(second.status.getState().pendingOps).toBe(1);
@@ -133,7 +149,7 @@ describe('a local-only client', () => {
       },
       close: () => inner.close(),
     };
-    const client = createClient({ storage: flaky });
+    const client = offline({ storage: flaky });
     await client.ready;
     const todos = client.getMap<Todo>('todos');
     todos.set('t1', { title: 'kept', done: false });

@@ -76,7 +76,7 @@ export {
 export { ProtocolError, type ProtocolErrorReason } from './protocol/protocolError.js';
 export { PROTOCOL_VERSION } from './protocol/protocolVersion.js';
 export { fromSyncWire, toSyncWire } from './protocol/syncWire.js';
-export { decodeValue, encodeValue } from './protocol/valueCodec.js';
+export { decodeEntries, decodeValue, encodeEntries, encodeValue } from './protocol/valueCodec.js';
 export { fromWireEntry, toWireEntry } from './protocol/wireRecords.js';
 export {
   type CompiledQuery,

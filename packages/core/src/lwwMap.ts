@@ -47,6 +47,7 @@ export class LWWMap<V> {
   readonly merkleTree = new MerkleTree();
   private readonly records = new Map<string, LWWRecord<V>>();
   private readonly listeners = new Set<MapChangeListener<V>>();
+  private readonly bulkListeners = new Set<() => void>();
   private liveCount = 0;
   private expiringCount = 0;
 
@@ -144,6 +145,47 @@ export class LWWMap<V> {
     const previous = this.records.get(key);
     if (previous !== undefined && compareRecords(record, previous) <= 0) return false;
     return this.store(key, record, previous);
+  }
+
+  /**
+   * Loads records this replica stored itself (validated when they were first written or
+   * merged) in bulk: LWW applies per key, the clock absorbs the newest timestamp once, and
+   * instead of one change per record, {@link subscribeBulk} listeners are told once. Much
+   * faster than `merge` for a replica's start-up; never use it for records from outside.
+   */
+  loadRecords(entries: Iterable<readonly [string, LWWRecord<V>]>): void {
+    let newest: Timestamp | undefined;
+    for (const [key, record] of entries) {
+      const previous = this.records.get(key);
+      if (previous !== undefined && compareRecords(record, previous) <= 0) continue;
+      this.records.set(key, record);
+      this.merkleTree.update(key, previous?.timestamp, record.timestamp);
+      if (previous !== undefined) {
+        if (previous.value !== null) this.liveCount--;
+        if (previous.ttlMs !== undefined) this.expiringCount--;
+      }
+      if (record.value !== null) this.liveCount++;
+      if (record.ttlMs !== undefined) this.expiringCount++;
+      if (newest === undefined || compareTimestamps(record.timestamp, newest) > 0)
+        newest = record.timestamp;
+    }
+    if (newest === undefined) return;
+    this.hlc.update(newest);
+    for (const listener of this.bulkListeners) {
+      try {
+        listener();
+      } catch (error) {
+        reportListenerError(error);
+      }
+    }
+  }
+
+  /** Listens to bulk loads ({@link loadRecords}); returns the unsubscribe function. */
+  subscribeBulk(listener: () => void): () => void {
+    this.bulkListeners.add(listener);
+    return () => {
+      this.bulkListeners.delete(listener);
+    };
   }
 
   /**

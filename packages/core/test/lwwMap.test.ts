@@ -297,3 +297,33 @@ describe('LWWMap.restore', () => {
     expect(optimistic.value).toEqual({ title: 'optimistic', done: false });
   });
 });
+
+describe('LWWMap.loadRecords', () => {
+  it('loads stored records in bulk with the same result as merging them, and tells bulk listeners once', () => {
+    const records = Array.from(
+      { length: 50 },
+      (_, i) =>
+        [
+          `k${i % 20}`,
+          {
+            value: i % 7 === 0 ? null : { title: `v${i}`, done: false },
+            timestamp: { millis: 1_000 + i, counter: 0, nodeId: 'r' },
+          },
+        ] as const,
+    );
+    const merged = createMap('a', 500).map;
+    for (const [key, record] of records) merged.merge(key, record);
+    const loaded = createMap('b', 500).map;
+    let bulk = 0;
+    let single = 0;
+    loaded.subscribeBulk(() => bulk++);
+    loaded.subscribe(() => single++);
+    loaded.loadRecords(records);
+    expect([...loaded.entries()]).toEqual([...merged.entries()]);
+    expect(loaded.merkleTree.rootHashHex()).toBe(merged.merkleTree.rootHashHex());
+    expect(loaded.size).toBe(merged.size);
+    expect(bulk).toBe(1);
+    expect(single).toBe(0);
+    expect(loaded.hlc.last.millis).toBe(1_049);
+  });
+});

@@ -193,7 +193,9 @@ describe('useRecord and useSyncStatus', () => {
   });
 
   it('selects a slice of the status', async () => {
-    const client = newClient();
+    const { manualOnlineManager } = await import('@topgun/client');
+    // A server configured but unreachable: writes wait in the outbox.
+    const client = newClient({ url: 'ws://127.0.0.1:9/sync', online: manualOnlineManager(false) });
     function Pending() {
       const pending = useSyncStatus((status) => status.pendingOps);
       const connection = useSyncStatus().connection;

@@ -2,6 +2,7 @@ import { ValidationError } from '../errors.js';
 import type { Value } from '../value.js';
 import { validateValue } from '../value.js';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './decodeLimits.js';
+import type { WireEntry } from './messages.js';
 import { packr } from './packr.js';
 import { ProtocolError } from './protocolError.js';
 import { scanMessagePack } from './scanMessagePack.js';
@@ -33,3 +34,43 @@ const STORED_VALUE_LIMITS: DecodeLimits = {
   ...DEFAULT_DECODE_LIMITS,
   maxFrameBytes: 16 * 1024 * 1024,
 };
+
+const STORED_ENTRIES_LIMITS: DecodeLimits = {
+  ...DEFAULT_DECODE_LIMITS,
+  maxFrameBytes: 256 * 1024 * 1024,
+  maxArrayLength: 10_000_000,
+  maxStringBytes: 16 * 1024 * 1024,
+};
+
+/**
+ * Encodes records in their wire form (`[key, timestamp, value, ttlMs?]`) as one MessagePack
+ * array: how clients store a bucket of records as a single binary value.
+ */
+export function encodeEntries(entries: readonly WireEntry[]): Uint8Array {
+  return packr.pack(entries);
+}
+
+/**
+ * Decodes what {@link encodeEntries} produced. The structure is checked; records are
+ * validated when they are merged into a replica.
+ * @throws {ValidationError} when the bytes are not a list of entries.
+ */
+export function decodeEntries(bytes: Uint8Array): WireEntry[] {
+  let decoded: unknown;
+  try {
+    scanMessagePack(bytes, STORED_ENTRIES_LIMITS);
+    decoded = packr.unpack(bytes);
+  } catch (error) {
+    throw new ValidationError('stored entries', `cannot be decoded: ${(error as Error).message}`);
+  }
+  if (!Array.isArray(decoded)) throw new ValidationError('stored entries', 'expected an array');
+  for (const entry of decoded) {
+    if (!Array.isArray(entry) || typeof entry[0] !== 'string' || typeof entry[1] !== 'string') {
+      throw new ValidationError(
+        'stored entries',
+        'expected [key, timestamp, value, ttlMs?] entries',
+      );
+    }
+  }
+  return decoded as WireEntry[];
+}
