@@ -1,0 +1,63 @@
+import { formatTimestamp } from '@topgun/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, postgresAvailable } from './postgres.js';
+import { startServer } from './serverHarness.js';
+import { replicaOf, TestClient } from './testClient.js';
+
+const available = await postgresAvailable();
+
+describe.runIf(available)('two server processes sharing one PostgreSQL', () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let first: Awaited<ReturnType<typeof startServer>>;
+  let second: Awaited<ReturnType<typeof startServer>>;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const storage = { kind: 'postgres' as const, connectionString: database.url };
+    first = await startServer({ storage, auth: { allowAnonymous: true } });
+    second = await startServer({ storage, auth: { allowAnonymous: true } });
+  });
+  afterAll(async () => {
+    await first.server.close();
+    await second.server.close();
+    await database.drop();
+  });
+
+  it('never stores an older write over a newer one written through the other server', async () => {
+    const a = await TestClient.connect(first.url);
+    const b = await TestClient.connect(second.url);
+    // Both servers load the map before either write, so neither sees the other's in memory.
+    await a.sync('shared', replicaOf());
+    await b.sync('shared', replicaOf());
+
+    const now = Date.now();
+    const newer = await a.sendOps([
+      {
+        id: 1,
+        map: 'shared',
+        entry: ['k', formatTimestamp({ millis: now, counter: 5, nodeId: a.nodeId }), 'newer'],
+      },
+    ]);
+    expect(newer.ack?.superseded).toEqual([]);
+    const older = await b.sendOps([
+      {
+        id: 1,
+        map: 'shared',
+        entry: [
+          'k',
+          formatTimestamp({ millis: now - 1_000, counter: 0, nodeId: b.nodeId }),
+          'older',
+        ],
+      },
+    ]);
+    // The second server learns from the database that its write lost.
+    expect(older.ack).toMatchObject({ ids: [1], superseded: [1] });
+
+    const reader = await TestClient.connect(second.url);
+    const replica = replicaOf('reader');
+    const result = await reader.sync('shared', replica);
+    expect(result.converged).toBe(true);
+    expect(replica.get('k')).toBe('newer');
+    for (const client of [a, b, reader]) client.close();
+  });
+});
