@@ -176,8 +176,6 @@ export class WritePipeline {
         unstored.push(candidate);
         continue;
       }
-      const map = maps.get(candidate.op.map)!;
-      map.merge(candidate.op.entry[0], candidate.record);
       acked.get(candidate.batch)!.push(candidate.op.id);
       let changes = changesByMap.get(candidate.op.map);
       if (changes === undefined) {
@@ -189,6 +187,11 @@ export class WritePipeline {
         ...committedChange(candidate.op.entry[0], candidate.record, candidate.op.entry),
         origin: candidate.batch.peer,
       });
+    }
+    // Into the grid in bulk: these records were validated when their frames were decoded
+    // and are committed, so the per-record checks of `merge` would only repeat work.
+    for (const [name, changes] of changesByMap) {
+      maps.get(name)!.loadRecords(changes.map((change) => [change.key, change.record] as const));
     }
     for (const candidate of unstored) {
       const key = candidate.op.entry[0];
