@@ -107,21 +107,7 @@ class LoadClient {
     this.send({ type: 'hello', protocol: PROTOCOL_VERSION, nodeId: this.hlc.nodeId });
     await this.wait('welcome');
     // Sync the map (empty at first) so that this client receives others' changes to it.
-    this.send({
-      type: 'sync',
-      map: this.map,
-      session: 1,
-      width: 4,
-      root: new Uint8Array(8),
-      marks: new Uint8Array(0),
-      hashes: new Uint8Array(0),
-      digestSizes: [],
-      digestKeys: [],
-      digestStamps: new Uint8Array(0),
-      nodeIds: [],
-      wants: new Uint8Array(0),
-      records: [],
-    });
+    this.send(toSyncWire(this.map, 1, new SyncSession(new LWWMap(this.hlc)).open()));
     // The server answers with its (empty) side of the walk; this client has nothing to add.
     await this.wait('sync');
     this.send({ type: 'sync_done', map: this.map, session: 1, root: new Uint8Array(8) });

@@ -158,14 +158,7 @@ export class LWWMap<V> {
     for (const [key, record] of entries) {
       const previous = this.records.get(key);
       if (previous !== undefined && compareRecords(record, previous) <= 0) continue;
-      this.records.set(key, record);
-      this.merkleTree.update(key, previous?.timestamp, record.timestamp);
-      if (previous !== undefined) {
-        if (previous.value !== null) this.liveCount--;
-        if (previous.ttlMs !== undefined) this.expiringCount--;
-      }
-      if (record.value !== null) this.liveCount++;
-      if (record.ttlMs !== undefined) this.expiringCount++;
+      this.replace(key, record, previous);
       if (newest === undefined || compareTimestamps(record.timestamp, newest) > 0)
         newest = record.timestamp;
     }
@@ -215,10 +208,7 @@ export class LWWMap<V> {
           ? compareTimestamps(record.timestamp, olderThan) < 0
           : record.ttlMs !== undefined && record.timestamp.millis + record.ttlMs < olderThan.millis;
       if (!prunable) continue;
-      this.records.delete(key);
-      this.merkleTree.update(key, record.timestamp, undefined);
-      if (record.ttlMs !== undefined) this.expiringCount--;
-      if (record.value !== null) this.liveCount--;
+      this.replace(key, undefined, record);
       dropped.push(key);
     }
     return dropped;
@@ -236,10 +226,7 @@ export class LWWMap<V> {
     const previous = this.records.get(key);
     if (record === undefined) {
       if (previous === undefined) return false;
-      this.records.delete(key);
-      this.merkleTree.update(key, previous.timestamp, undefined);
-      if (previous.value !== null) this.liveCount--;
-      if (previous.ttlMs !== undefined) this.expiringCount--;
+      this.replace(key, undefined, previous);
       const now = previous.ttlMs === undefined ? 0 : this.hlc.physicalTime();
       if (isRecordAbsent(previous, now)) return false;
       if (this.listeners.size > 0) {
@@ -261,14 +248,7 @@ export class LWWMap<V> {
   }
 
   private store(key: string, record: LWWRecord<V>, previous: LWWRecord<V> | undefined): boolean {
-    this.records.set(key, record);
-    this.merkleTree.update(key, previous?.timestamp, record.timestamp);
-    if (previous !== undefined) {
-      if (previous.value !== null) this.liveCount--;
-      if (previous.ttlMs !== undefined) this.expiringCount--;
-    }
-    if (record.value !== null) this.liveCount++;
-    if (record.ttlMs !== undefined) this.expiringCount++;
+    this.replace(key, record, previous);
 
     const now =
       previous?.ttlMs !== undefined || record.ttlMs !== undefined ? this.hlc.physicalTime() : 0;
@@ -278,6 +258,25 @@ export class LWWMap<V> {
     if (before === undefined && after === undefined) return false;
     if (this.listeners.size > 0) this.emit({ key, value: after, previous: before, record });
     return true;
+  }
+
+  /** Stores (or removes) the record of `key`, keeping the tree and the counts right. */
+  private replace(
+    key: string,
+    record: LWWRecord<V> | undefined,
+    previous: LWWRecord<V> | undefined,
+  ): void {
+    if (record === undefined) this.records.delete(key);
+    else this.records.set(key, record);
+    this.merkleTree.update(key, previous?.timestamp, record?.timestamp);
+    if (previous !== undefined) {
+      if (previous.value !== null) this.liveCount--;
+      if (previous.ttlMs !== undefined) this.expiringCount--;
+    }
+    if (record !== undefined) {
+      if (record.value !== null) this.liveCount++;
+      if (record.ttlMs !== undefined) this.expiringCount++;
+    }
   }
 
   private emit(change: MapChange<V>): void {
