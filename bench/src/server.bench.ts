@@ -13,8 +13,11 @@ import {
   decodeMessage,
   encodeMessage,
   HLC,
+  LWWMap,
   type Message,
   PROTOCOL_VERSION,
+  SyncSession,
+  toSyncWire,
   toWireEntry,
 } from '@topgun/core';
 import pg from 'pg';
