@@ -30,7 +30,16 @@ export function validateValue(value: unknown, path = 'value'): void {
       `a record's value cannot be ${value}; use delete() to remove it`,
     );
   }
-  checkValue(value, path, 0);
+  const steps: Array<string | number> = [];
+  const problem = checkValue(value, steps);
+  if (problem !== undefined) throw new ValidationError(pathOf(path, steps), problem);
+}
+
+/** `value.tags[2]` from the root path and the steps taken (built only for errors). */
+function pathOf(root: string, steps: ReadonlyArray<string | number>): string {
+  let path = root;
+  for (const step of steps) path += typeof step === 'number' ? `[${step}]` : `.${step}`;
+  return path;
 }
 
 // Unpaired surrogates cannot be encoded as UTF-8, so they would not survive the wire.
@@ -40,42 +49,46 @@ const isWellFormed: (text: string) => boolean =
     ? (text) => (text as unknown as { isWellFormed(): boolean }).isWellFormed()
     : (text) => !LONE_SURROGATE.test(text);
 
-function checkValue(value: unknown, path: string, depth: number): void {
+/**
+ * Checks a value; returns the problem (and leaves `steps` at the offending path), or
+ * undefined when the value is storable. Paths are only built for errors: this runs on
+ * every write.
+ */
+function checkValue(value: unknown, steps: Array<string | number>): string | undefined {
   switch (typeof value) {
     case 'string':
-      if (!isWellFormed(value))
-        throw new ValidationError(path, 'the string contains an unpaired surrogate');
-      return;
+      return isWellFormed(value) ? undefined : 'the string contains an unpaired surrogate';
     case 'boolean':
-      return;
+      return undefined;
     case 'number':
-      if (!Number.isFinite(value))
-        throw new ValidationError(path, `${value} is not a finite number`);
-      return;
+      return Number.isFinite(value) ? undefined : `${value} is not a finite number`;
     case 'object': {
-      if (value === null) return;
-      if (depth >= MAX_VALUE_DEPTH) {
-        throw new ValidationError(path, `nested deeper than ${MAX_VALUE_DEPTH} levels`);
-      }
+      if (value === null) return undefined;
+      if (steps.length >= MAX_VALUE_DEPTH) return `nested deeper than ${MAX_VALUE_DEPTH} levels`;
       if (Array.isArray(value)) {
-        for (let i = 0; i < value.length; i++) checkValue(value[i], `${path}[${i}]`, depth + 1);
-        return;
+        for (let i = 0; i < value.length; i++) {
+          steps.push(i);
+          const problem = checkValue(value[i], steps);
+          if (problem !== undefined) return problem;
+          steps.pop();
+        }
+        return undefined;
       }
       const prototype = Object.getPrototypeOf(value);
       if (prototype !== Object.prototype && prototype !== null) {
-        throw new ValidationError(path, 'expected a plain object, array or primitive');
+        return 'expected a plain object, array or primitive';
       }
       for (const field in value) {
-        if (field === '__proto__')
-          throw new ValidationError(path, 'field "__proto__" is not allowed');
-        if (!isWellFormed(field)) {
-          throw new ValidationError(path, 'a field name contains an unpaired surrogate');
-        }
-        checkValue((value as Record<string, unknown>)[field], `${path}.${field}`, depth + 1);
+        if (field === '__proto__') return 'field "__proto__" is not allowed';
+        if (!isWellFormed(field)) return 'a field name contains an unpaired surrogate';
+        steps.push(field);
+        const problem = checkValue((value as Record<string, unknown>)[field], steps);
+        if (problem !== undefined) return problem;
+        steps.pop();
       }
-      return;
+      return undefined;
     }
     default:
-      throw new ValidationError(path, `${describeValue(value)} cannot be stored`);
+      return `${describeValue(value)} cannot be stored`;
   }
 }
