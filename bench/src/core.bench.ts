@@ -30,6 +30,10 @@ const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5);
 const AUTOMERGE_N = Math.min(N, 5_000); // one change per write is slow: fewer writes, same rate
 const CHANGED = 100;
 
+// Importing Automerge starts compiling its WebAssembly on background threads, which on a
+// 2-core machine would slow whatever is measured first: let that finish.
+await new Promise((resolve) => setTimeout(resolve, 3_000));
+
 const keys = Array.from({ length: N }, (_, i) => keyOf(i));
 const todos = Array.from({ length: N }, (_, i) => todoOf(i));
 
