@@ -20,7 +20,10 @@ const client = createClient({ dbName: 'bench', multiTab: false });
 
 if (new URLSearchParams(location.search).has('profile')) {
   void (async () => {
-    const { createStore, entries } = await import('idb-keyval');
+    const { createStore, entries, get } = await import('idb-keyval');
+    const openStart = performance.now();
+    await get('missing', createStore('bench', 'topgun'));
+    results['openMs'] = performance.now() - openStart;
     const rawStart = performance.now();
     const raw = await entries(createStore('bench', 'topgun'));
     results['rawMs'] = performance.now() - rawStart;

@@ -220,11 +220,15 @@ async function run(rate: number) {
   // The server's own view: ack latency from receiving an ops frame to sending its ack
   // (excludes the load generator's event loop and the network).
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const buckets = [...metrics.matchAll(/topgun_ack_latency_seconds_bucket\{le="([^"]+)"\} (\d+)/g)].map(
-    ([, le, count]) => ({ le: le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le), count: Number(count) }),
-  );
+  const buckets = [
+    ...metrics.matchAll(/topgun_ack_latency_seconds_bucket\{le="([^"]+)"\} (\d+)/g),
+  ].map(([, le, count]) => ({
+    le: le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le),
+    count: Number(count),
+  }));
   const totalAcks = buckets.at(-1)?.count ?? 0;
-  const serverQuantile = (q: number) => (buckets.find((bucket) => bucket.count >= q * totalAcks)?.le ?? Number.NaN) * 1000;
+  const serverQuantile = (q: number) =>
+    (buckets.find((bucket) => bucket.count >= q * totalAcks)?.le ?? Number.NaN) * 1000;
   for (const client of clients) client.socket.close();
   server.kill('SIGTERM');
   await new Promise((resolve) => server.once('exit', resolve));
