@@ -42,7 +42,13 @@ export class QueryHandle<V> {
     private readonly hooks: {
       readonly onActive: (handle: QueryHandle<V>) => void;
       readonly onIdle: (handle: QueryHandle<V>) => void;
+      /** Whether the stored replica is loaded (before that, `cachedRows` stand in for the result). */
+      readonly isLoaded?: () => boolean;
+      /** The result changed (to remember it for the next start). */
+      readonly onResult?: (rows: readonly QueryRow<V>[]) => void;
     },
+    /** The window remembered from the last session, shown until the replica is loaded. */
+    private readonly cachedRows?: readonly QueryRow<V>[],
   ) {
     compileQuery(query);
     this.confirmed = confirmed;
@@ -89,7 +95,12 @@ export class QueryHandle<V> {
     if (this.live !== undefined) return;
     const live = new LiveQuery(this.query, this.replica.entries());
     this.live = live;
-    this.snapshot = { data: live.rows, status: this.confirmed ? 'synced' : 'local' };
+    const useCache = this.cachedRows !== undefined && this.hooks.isLoaded?.() === false;
+    this.snapshot = {
+      data: useCache ? this.cachedRows! : live.rows,
+      status: this.confirmed ? 'synced' : 'local',
+    };
+    if (!useCache && this.hooks.isLoaded?.() === true) this.hooks.onResult?.(live.rows);
     this.unsubscribeReplica = this.replica.subscribe((change) => {
       if (this.live?.apply(change).changed) this.update({ data: this.live.rows });
     });
@@ -120,6 +131,8 @@ export class QueryHandle<V> {
 
   private update(change: Partial<QuerySnapshot<V>>): void {
     this.snapshot = { ...this.snapshot!, ...change };
+    if (change.data !== undefined && this.hooks.isLoaded?.() !== false)
+      this.hooks.onResult?.(change.data);
     if (this.notifyScheduled) return;
     this.notifyScheduled = true;
     queueMicrotask(() => {

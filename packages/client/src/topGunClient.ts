@@ -4,6 +4,7 @@ import {
   type LWWMap,
   type LWWRecord,
   type Query,
+  type QueryRow,
   LWWMap as ReplicaMap,
   type SetOptions,
   type Value,
@@ -14,6 +15,7 @@ import { type LeaderElection, webLocksElection } from './leaderElection.js';
 import { browserOnlineManager, type OnlineManager } from './onlineManager.js';
 import { PersistQueue } from './persistQueue.js';
 import { QueryHandle } from './queryHandle.js';
+import { localStorageQueryCache, type QueryResultCache } from './queryResultCache.js';
 import type { ClientStorage, OutboxEntry } from './storage/clientStorage.js';
 import { createIndexedDbStorage } from './storage/indexedDbStorage.js';
 import { createMemoryStorage } from './storage/memoryStorage.js';
@@ -49,6 +51,11 @@ export interface ClientOptions {
   readonly nodeId?: string;
   /** Share the replica with other tabs (BroadcastChannel + Web Locks). Default: true with IndexedDB. */
   readonly multiTab?: boolean;
+  /**
+   * Remember each live query's last result window (localStorage) and paint it on the next
+   * start while the replica loads. Default: true with IndexedDB storage.
+   */
+  readonly cacheQueryResults?: boolean;
   /** Network availability. Default: the browser's online/offline events. */
   readonly online?: OnlineManager;
   /** Leader election between tabs. Default: Web Locks. */
@@ -103,6 +110,9 @@ export class TopGunClient {
     { map: string; key: string; record: LWWRecord<Value> }
   >();
   private readonly tabs: TabChannel;
+  private readonly resultCache: QueryResultCache | undefined;
+  private readonly pendingResults = new Map<string, readonly QueryRow<unknown>[]>();
+  private resultTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly election: LeaderElection;
   private engine: SyncEngine | undefined;
   private loaded = false;
@@ -140,10 +150,16 @@ export class TopGunClient {
       (options.multiTab ?? indexedDb)
         ? openTabChannel(dbName, (message) => this.onTabMessage(message))
         : { post() {}, close() {} };
+    this.resultCache =
+      (options.cacheQueryResults ?? indexedDb) ? localStorageQueryCache(dbName) : undefined;
     this.election =
       options.leaderElection ??
       ((options.multiTab ?? indexedDb) ? webLocksElection(dbName) : immediateLeader());
     this.ready = this.load();
+    if (this.resultCache !== undefined && typeof addEventListener === 'function') {
+      // Leaving the page: remember the results now rather than after the debounce.
+      addEventListener('pagehide', () => this.writeResults());
+    }
   }
 
   /** The map `name` of the replica (created on first use). */
@@ -168,6 +184,8 @@ export class TopGunClient {
       replica as LWWMap<V>,
       this.confirmedMaps.has(map),
       {
+        isLoaded: () => this.loaded,
+        onResult: (rows) => this.rememberResult(cacheKey, rows),
         // A handle follows the replica (and the server) only while it is used.
         onActive: (active) => {
           this.queries.set(cacheKey, { id, handle: active as QueryHandle<unknown> });
@@ -179,9 +197,23 @@ export class TopGunClient {
           this.engine?.unsubscribeQuery(id);
         },
       },
+      this.loaded ? undefined : (this.resultCache?.read(cacheKey) as QueryRow<V>[] | undefined),
     );
     this.queries.set(cacheKey, { id, handle: handle as QueryHandle<unknown> });
     return handle;
+  }
+
+  /** Remembers a query's result for the next start, at most once a second. */
+  private rememberResult(cacheKey: string, rows: readonly QueryRow<unknown>[]): void {
+    if (this.resultCache === undefined) return;
+    this.pendingResults.set(cacheKey, rows);
+    this.resultTimer ??= setTimeout(() => this.writeResults(), 1_000);
+  }
+
+  private writeResults(): void {
+    this.resultTimer = undefined;
+    for (const [cacheKey, rows] of this.pendingResults) this.resultCache?.write(cacheKey, rows);
+    this.pendingResults.clear();
   }
 
   /** Listens to writes the server refused (after they were rolled back); returns the unsubscribe function. */
@@ -209,6 +241,8 @@ export class TopGunClient {
     if (this.closed) return;
     this.closed = true;
     this.engine?.stop();
+    clearTimeout(this.resultTimer);
+    this.writeResults();
     this.election.close();
     this.tabs.close();
     await this.ready.catch(() => {});
@@ -359,6 +393,9 @@ export class TopGunClient {
     }
     this.preloadWrites.clear();
     this.loaded = true;
+    for (const [cacheKey, { handle }] of this.queries) {
+      if (handle.active) this.rememberResult(cacheKey, handle.getSnapshot().data);
+    }
     if (this.closed) return;
     this.election.run(() => this.becomeLeader());
     // Until it leads (maybe never), this tab shows the leader's connection status.

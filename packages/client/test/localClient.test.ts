@@ -167,3 +167,43 @@ describe('a local-only client', () => {
     await client.close();
   });
 });
+
+describe('remembered query results', () => {
+  it('paints the last session’s window before the stored replica is loaded', async () => {
+    const items = new Map<string, string>();
+    const fakeLocalStorage = {
+      getItem: (key: string) => items.get(key) ?? null,
+      setItem: (key: string, value: string) => void items.set(key, value),
+      removeItem: (key: string) => void items.delete(key),
+    };
+    Object.defineProperty(globalThis, 'localStorage', {
+      value: fakeLocalStorage,
+      configurable: true,
+    });
+    try {
+      const storage = createMemoryStorage();
+      const first = createClient({ storage, cacheQueryResults: true });
+      await first.ready;
+      first.getMap<Todo>('todos').set('a', { title: 'remembered', done: false });
+      const query = first.query<Todo>('todos', { where: { done: false } });
+      const stop = query.subscribe(() => {});
+      await first.close(); // writes the remembered window
+      stop();
+
+      const second = createClient({ storage, cacheQueryResults: true });
+      const early = second.query<Todo>('todos', { where: { done: false } }).getSnapshot();
+      expect(early.data.map((row) => row.value.title)).toEqual(['remembered']);
+      await second.ready;
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      expect(
+        second
+          .query<Todo>('todos', { where: { done: false } })
+          .getSnapshot()
+          .data.map((row) => row.key),
+      ).toEqual(['a']);
+      await second.close();
+    } finally {
+      Reflect.deleteProperty(globalThis, 'localStorage');
+    }
+  });
+});
