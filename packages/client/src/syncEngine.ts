@@ -2,6 +2,7 @@ import {
   DEFAULT_DECODE_LIMITS,
   decodeMessage,
   encodeMessage,
+  fittedChunks,
   fromSyncWire,
   fromWireEntry,
   type HashWidth,
@@ -368,30 +369,24 @@ export class SyncEngine {
     if (answer.message !== undefined)
       this.send(toSyncWire(walk.map, message.session, answer.message));
     if (answer.bulkPaths.length > 0) {
-      // Records the server lacks entirely (it lost data): stream them as bulk chunks.
-      let chunk: WireEntry[] = [];
+      // Records the server lacks entirely (it lost data): sent as bulk chunks, each within
+      // 500 records and half the server's default frame limit.
+      const entries: WireEntry[] = [];
       for (const path of answer.bulkPaths) {
-        for (const [key, record] of recordsUnder(replica, path)) {
-          chunk.push(toWireEntry(key, record));
-          if (chunk.length === 500) {
-            this.send({
-              type: 'sync_records',
-              map: walk.map,
-              session: message.session,
-              records: chunk,
-              last: false,
-            });
-            chunk = [];
-          }
-        }
+        for (const [key, record] of recordsUnder(replica, path))
+          entries.push(toWireEntry(key, record));
       }
-      this.send({
-        type: 'sync_records',
-        map: walk.map,
-        session: message.session,
-        records: chunk,
-        last: true,
-      });
+      const encode = (records: readonly WireEntry[], last: boolean) =>
+        encodeMessage({
+          type: 'sync_records',
+          map: walk.map,
+          session: message.session,
+          records: [...records],
+          last,
+        });
+      const chunks = [...fittedChunks(entries, (chunk) => encode(chunk, false), 512 * 1024, 500)];
+      for (const { frame } of chunks.slice(0, -1)) this.sendFrame(frame);
+      this.sendFrame(encode(chunks.at(-1)?.chunk ?? [], true));
     }
     if (answer.message === undefined) {
       this.send({
@@ -543,9 +538,13 @@ export class SyncEngine {
   }
 
   private send(message: Message): void {
+    this.sendFrame(encodeMessage(message));
+  }
+
+  private sendFrame(frame: Uint8Array): void {
     const socket = this.socket;
     if (socket === undefined || socket.readyState !== 1) return;
-    socket.send(encodeMessage(message) as Uint8Array<ArrayBuffer>);
+    socket.send(frame as Uint8Array<ArrayBuffer>);
   }
 
   private disconnect(reason: string | undefined): void {

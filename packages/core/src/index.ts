@@ -43,6 +43,7 @@ export {
 export { PARTITION_COUNT, partitionOf } from './partition.js';
 export { decodeMessage, encodeMessage } from './protocol/codec.js';
 export { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './protocol/decodeLimits.js';
+export { fittedChunks } from './protocol/fittedChunks.js';
 export {
   ackSchema,
   authErrorSchema,

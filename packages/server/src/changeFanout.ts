@@ -1,11 +1,11 @@
 import {
   encodeMessage,
+  fittedChunks,
   type LWWRecord,
   toWireEntry,
   type Value,
   type WireEntry,
 } from '@topgun/core';
-import { fittedChunks } from './fittedChunks.js';
 import type { ServerMetrics } from './metrics.js';
 import type { Peer } from './peer.js';
 import type { Permissions } from './permissions.js';

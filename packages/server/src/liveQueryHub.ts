@@ -1,5 +1,6 @@
 import {
   encodeMessage,
+  fittedChunks,
   isRecordAbsent,
   LiveQuery,
   type LWWMap,
@@ -10,7 +11,6 @@ import {
   type WireEntry,
 } from '@topgun/core';
 import type { CommittedChange } from './changeFanout.js';
-import { fittedChunks } from './fittedChunks.js';
 import type { MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerLimits } from './options.js';

@@ -1,5 +1,6 @@
 import {
   encodeMessage,
+  fittedChunks,
   fromSyncWire,
   fromWireEntry,
   HLC,
@@ -18,7 +19,6 @@ import {
   type WireEntry,
 } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
-import { fittedChunks } from './fittedChunks.js';
 import type { MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import { ownsNodeId } from './nodeOwnership.js';
@@ -100,10 +100,13 @@ export class SyncService {
     if (answer.message === undefined) this.finish(peer, message.map, message.session, walk);
   }
 
-  /** Handles a bulk chunk the client sends during a walk (records the server lacked). */
+  /**
+   * Handles a bulk chunk the client sends in a walk (records the server lacked entirely). The
+   * walk may already have ended on this side (the chunks follow the client's last `sync`), and
+   * the records are writes like any other, so they are taken either way.
+   */
   async onClientRecords(peer: Peer, message: MessageOf<'sync_records'>): Promise<void> {
-    const walk = this.walks.get(peer)?.get(`${message.map}\u0000${message.session}`);
-    if (walk === undefined || message.records.length === 0) return;
+    if (message.records.length === 0) return;
     const records = message.records.map((entry) => fromWireEntry<Value>(entry));
     await this.acceptClientRecords(peer, message.map, { records });
   }
