@@ -1,6 +1,19 @@
 import pg from 'pg';
 import type { SqlDriver, SqlExecutor } from './sqlDriver.js';
 
+/** `pg` sends Buffers, not Uint8Arrays, as bytea inside arrays. */
+function toPgParams(params: readonly unknown[] | undefined): unknown[] | undefined {
+  return params?.map((param) =>
+    Array.isArray(param)
+      ? param.map((element) =>
+          element instanceof Uint8Array && !Buffer.isBuffer(element)
+            ? Buffer.from(element.buffer, element.byteOffset, element.byteLength)
+            : element,
+        )
+      : param,
+  );
+}
+
 /** Options of {@link createPgDriver}. */
 export interface PgDriverOptions {
   /** A PostgreSQL connection string, e.g. `postgres://user@host:5432/db`. */
@@ -27,7 +40,7 @@ export function createPgDriver(options: PgDriverOptions): SqlDriver {
     // Two group commits in flight overlap one's COMMIT with the next one's statements.
     concurrency: 2,
     description: `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname}`,
-    query: (text, params) => pool.query(text, params as unknown[]) as never,
+    query: (text, params) => pool.query(text, toPgParams(params)) as never,
     exec: async (script) => {
       await pool.query(script);
     },
@@ -44,7 +57,7 @@ export function createPgDriver(options: PgDriverOptions): SqlDriver {
       try {
         await client.query('BEGIN');
         const executor: SqlExecutor = {
-          query: (text, params) => client.query(text, params as unknown[]) as never,
+          query: (text, params) => client.query(text, toPgParams(params)) as never,
           exec: async (script) => {
             await client.query(script);
           },

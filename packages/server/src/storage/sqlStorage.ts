@@ -16,8 +16,8 @@ import type { RecordWrite, Storage, StoredRecord } from './storage.js';
 
 /** Partitions per query when loading a map: 17 queries, about 60 000 rows each at 1 000 000. */
 const PARTITIONS_PER_PAGE = 16;
-/** Rows per INSERT statement (6 parameters each, under PostgreSQL's 65 535). */
-const ROWS_PER_STATEMENT = 2_000;
+/** Rows per INSERT statement. */
+const ROWS_PER_STATEMENT = 5_000;
 /** Serializes schema migrations across processes sharing one database. */
 const MIGRATION_LOCK = 7_274_827;
 
@@ -78,26 +78,22 @@ export class SqlStorage implements Storage {
     await this.driver.transaction(async (sql) => {
       for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
         const chunk = rows.slice(start, start + ROWS_PER_STATEMENT);
-        const params: unknown[] = [];
-        const tuples = chunk.map(({ map, key, record }) => {
-          const base = params.length;
-          params.push(
-            map,
-            key,
-            formatTimestamp(record.timestamp),
-            record.value === null ? null : encodeValue(record.value),
-            record.ttlMs ?? null,
-            partitionOf(key),
-          );
-          return `($${base + 1}, $${base + 2}, $${base + 3}, $${base + 4}::bytea, $${base + 5}::bigint, $${base + 6}::smallint)`;
-        });
+        // One short statement with array parameters, whatever the number of rows.
         const { rows: written } = await sql.query<{ map: string; key: string }>(
-          `INSERT INTO topgun_records (map, key, ts, value, ttl_ms, partition) VALUES ${tuples.join(', ')}
+          `INSERT INTO topgun_records (map, key, ts, value, ttl_ms, partition)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[], $6::smallint[])
            ON CONFLICT (map, key) DO UPDATE
              SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms
              WHERE topgun_records.ts < EXCLUDED.ts
            RETURNING map, key`,
-          params,
+          [
+            chunk.map((row) => row.map),
+            chunk.map((row) => row.key),
+            chunk.map((row) => formatTimestamp(row.record.timestamp)),
+            chunk.map((row) => (row.record.value === null ? null : encodeValue(row.record.value))),
+            chunk.map((row) => row.record.ttlMs ?? null),
+            chunk.map((row) => partitionOf(row.key)),
+          ],
         );
         for (const row of written) stored.add(`${row.map}\u0000${row.key}`);
       }
