@@ -270,13 +270,13 @@ export class TopGunClient {
     // A local-only client has no server to acknowledge writes: it keeps no outbox.
     if (this.options.url === undefined) return;
     const entry: OutboxEntry = { id: `${this.replicaId}/${this.nextOutboxId++}`, map, key, record };
-    this.addToOutbox(entry, true);
+    this.addToOutbox(entry);
     this.persist.addOutbox(entry);
     this.tabs.post({ type: 'outbox', entries: [entry] });
     this.scheduleSend();
   }
 
-  private addToOutbox(entry: OutboxEntry, _local: boolean): void {
+  private addToOutbox(entry: OutboxEntry): void {
     this.outboxEntries.set(entry.id, entry);
     this.status.setState({ pendingOps: this.outboxEntries.size });
   }
@@ -371,7 +371,7 @@ export class TopGunClient {
       }
       // Our own stored records: loaded in bulk, without per-record validation or events.
       for (const [map, entries] of byMap) this.entry(map).replica.loadRecords(entries);
-      for (const entry of state.outbox) this.addToOutbox(entry, false);
+      for (const entry of state.outbox) this.addToOutbox(entry);
     } catch (error) {
       this.status.setState({
         storageError: `loading the local replica failed: ${(error as Error).message}`,
@@ -587,7 +587,7 @@ export class TopGunClient {
           this.entry(message.map).replica.restore(key, record ?? undefined);
         return;
       case 'outbox':
-        for (const entry of message.entries) this.addToOutbox(entry, false);
+        for (const entry of message.entries) this.addToOutbox(entry);
         if (this.engine !== undefined) this.scheduleSend();
         return;
       case 'settled':

@@ -1,11 +1,8 @@
 import {
   decodeEntries,
   encodeEntries,
-  formatTimestamp,
   fromWireEntry,
   keyHash,
-  type LWWRecord,
-  parseTimestamp,
   toWireEntry,
   type Value,
   type WireEntry,
@@ -18,9 +15,6 @@ import type {
   PersistedState,
   StorageBatch,
 } from './clientStorage.js';
-
-/** A record as stored: compact, structured-clone friendly. */
-type StoredRecord = [timestamp: string, value: Value | null, ttlMs?: number];
 
 /**
  * Records are stored in buckets: all records of one map whose key hash falls in one of
@@ -52,13 +46,9 @@ export function createIndexedDbStorage(dbName = 'topgun'): ClientStorage {
             records.push({ map, key: recordKey, record });
           }
         } else if (key[0] === 'o') {
-          const entry = stored as { id: string; map: string; key: string; record: StoredRecord };
-          outbox.push({
-            id: entry.id,
-            map: entry.map,
-            key: entry.key,
-            record: toRecord(entry.record),
-          });
+          const { id, map, entry } = stored as { id: string; map: string; entry: WireEntry };
+          const [recordKey, record] = fromWireEntry<Value>(entry);
+          outbox.push({ id, map, key: recordKey, record });
         } else if (key[0] === 'm') {
           meta.set(String(key[1]), stored);
         }
@@ -87,7 +77,7 @@ export function createIndexedDbStorage(dbName = 'topgun'): ClientStorage {
       return store('readwrite', async (objects) => {
         for (const entry of batch.outboxAdd ?? []) {
           objects.put(
-            { id: entry.id, map: entry.map, key: entry.key, record: fromRecord(entry.record) },
+            { id: entry.id, map: entry.map, entry: toWireEntry(entry.key, entry.record) },
             ['o', entry.id],
           );
         }
@@ -118,16 +108,4 @@ export function createIndexedDbStorage(dbName = 'topgun'): ClientStorage {
     },
     async close() {},
   };
-}
-
-function fromRecord(record: LWWRecord<Value>): StoredRecord {
-  const timestamp = formatTimestamp(record.timestamp);
-  return record.ttlMs === undefined
-    ? [timestamp, record.value]
-    : [timestamp, record.value, record.ttlMs];
-}
-
-function toRecord([timestamp, value, ttlMs]: StoredRecord): LWWRecord<Value> {
-  const parsed = parseTimestamp(timestamp);
-  return ttlMs === undefined ? { value, timestamp: parsed } : { value, timestamp: parsed, ttlMs };
 }
