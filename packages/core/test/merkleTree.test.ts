@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ItemHasher } from '../src/hash.js';
 import {
   childCountOf,
   leafPathOf,
@@ -112,6 +113,50 @@ describe('MerkleTree', () => {
     expect(childCountOf([])).toBe(271);
     expect(childCountOf([0])).toBe(4);
     expect(childCountOf([0, 1, 2, 3, 0])).toBe(0);
+  });
+
+  it('gives every node the sum of the item hashes below it (checked by brute force)', () => {
+    const items = new Map<string, Timestamp>();
+    for (let i = 0; i < 3_000; i++) items.set(`key-${i}`, at(i, `n${i % 3}`));
+    const tree = treeOf(items);
+    const hasher = new ItemHasher();
+    const expected = (path: readonly number[]) => {
+      let hash1 = 0;
+      let hash2 = 0;
+      let count = 0;
+      for (const [key, timestamp] of items) {
+        const leaf = leafPathOf(key);
+        if (!path.every((digit, level) => leaf[level] === digit)) continue;
+        hasher.beginKey(key);
+        hasher.hashItem(timestamp.millis, timestamp.counter, timestamp.nodeId);
+        hash1 = (hash1 + hasher.lane1) | 0;
+        hash2 = (hash2 + hasher.lane2) | 0;
+        count++;
+      }
+      return { hash1: hash1 >>> 0, hash2: hash2 >>> 0, count };
+    };
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 270 }),
+        fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 4 }),
+        (partition, digits) => {
+          const path = [partition, ...digits];
+          expect(tree.node(path)).toEqual(expected(path));
+          if (path.length < 5) {
+            const children = tree.childHashes(path, 8);
+            const view = new DataView(children.buffer);
+            for (let child = 0; child < 4; child++) {
+              const { hash1, hash2 } = expected([...path, child]);
+              expect([view.getUint32(child * 8), view.getUint32(child * 8 + 4)]).toEqual([
+                hash1,
+                hash2,
+              ]);
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it('keeps a few keys per leaf at 1,000,000 keys', () => {
