@@ -16,13 +16,10 @@ export const LEAF_PATH_LENGTH = MERKLE_DEPTH + 1;
 /** Bytes per hash in an encoded hash list: lane 1 only (4) or both lanes (8). */
 export type HashWidth = 4 | 8;
 
-// Storage per partition, 3 words per node (lane 1, lane 2, count): the partition node and its
-// 4 children in `top`, and each of the 16 depth-2 subtrees (its node, 4 children and 16
-// leaves: 21 nodes) in its own array, allocated on first use. A partition holding one key
-// costs about 300 bytes instead of the 4 KB of a dense 341-node array; tiny maps are common.
+// Per partition, nodes in heap order (children of i are 4i+1..4i+4), 3 words each.
+const NODES_PER_PARTITION = (LEAVES_PER_PARTITION * MERKLE_FANOUT - 1) / (MERKLE_FANOUT - 1);
+const FIRST_LEAF_NODE = NODES_PER_PARTITION - LEAVES_PER_PARTITION;
 const WORDS_PER_NODE = 3;
-const SUBTREES = MERKLE_FANOUT * MERKLE_FANOUT;
-const SUBTREE_NODES = 1 + MERKLE_FANOUT + MERKLE_FANOUT * MERKLE_FANOUT;
 
 /** The summary of one Merkle node: its 64-bit hash as two 32-bit lanes, and its item count. */
 export interface MerkleNode {
@@ -35,10 +32,7 @@ export interface MerkleNode {
 }
 
 interface Partition {
-  /** The partition node, then its 4 children. */
-  readonly top: Int32Array;
-  /** The 16 depth-2 subtrees, each node-then-children-then-leaves. */
-  readonly subtrees: Array<Int32Array | undefined>;
+  readonly words: Int32Array;
   /** The partition's keys, and parallel to them their leaves: flat arrays, no per-leaf objects. */
   readonly keys: string[];
   readonly leaves: number[];
@@ -86,19 +80,17 @@ export class MerkleTree {
       deltaCount++;
     }
     const partition = this.partitions[partitionIndex] ?? this.createPartition(partitionIndex);
-    const d1 = leaf >> 6;
-    const d3 = (leaf >> 2) & 3;
-    const subtreeIndex = leaf >> 4;
-    let subtree = partition.subtrees[subtreeIndex];
-    if (subtree === undefined) {
-      subtree = new Int32Array(SUBTREE_NODES * WORDS_PER_NODE);
-      partition.subtrees[subtreeIndex] = subtree;
+    const words = partition.words;
+    let node = FIRST_LEAF_NODE + leaf;
+    for (;;) {
+      const offset = node * WORDS_PER_NODE;
+      // Int32 arithmetic wraps modulo 2^32: exactly the sums the hashes are defined as.
+      words[offset] = (words[offset]! + delta1) | 0;
+      words[offset + 1] = (words[offset + 1]! + delta2) | 0;
+      words[offset + 2] = words[offset + 2]! + deltaCount;
+      if (node === 0) break;
+      node = (node - 1) >> 2;
     }
-    addTo(partition.top, 0, delta1, delta2, deltaCount);
-    addTo(partition.top, (1 + d1) * WORDS_PER_NODE, delta1, delta2, deltaCount);
-    addTo(subtree, 0, delta1, delta2, deltaCount);
-    addTo(subtree, (1 + d3) * WORDS_PER_NODE, delta1, delta2, deltaCount);
-    addTo(subtree, (5 + (leaf & 15)) * WORDS_PER_NODE, delta1, delta2, deltaCount);
     this.rootHash1 = (this.rootHash1 + delta1) | 0;
     this.rootHash2 = (this.rootHash2 + delta2) | 0;
     this.rootCount += deltaCount;
@@ -138,7 +130,10 @@ export class MerkleTree {
   node(path: readonly number[]): MerkleNode {
     validateMerklePath(path);
     if (path.length === 0) return this.root;
-    return summaryOf(this.partitions[path[0]!], path, -1);
+    const words = this.partitions[path[0]!]?.words;
+    if (words === undefined) return { hash1: 0, hash2: 0, count: 0 };
+    const offset = nodeIndex(path) * WORDS_PER_NODE;
+    return summaryAt(words, offset);
   }
 
   /**
@@ -209,56 +204,24 @@ export class MerkleTree {
 
   private childNode(path: readonly number[], child: number): MerkleNode {
     if (path.length === 0) {
-      const partition = this.partitions[child];
-      return partition === undefined ? EMPTY_NODE : summaryAt(partition.top, 0);
+      const words = this.partitions[child]?.words;
+      return words === undefined ? EMPTY_NODE : summaryAt(words, 0);
     }
-    return summaryOf(this.partitions[path[0]!], path, child);
+    const words = this.partitions[path[0]!]?.words;
+    if (words === undefined) return EMPTY_NODE;
+    const offset = (nodeIndex(path) * MERKLE_FANOUT + 1 + child) * WORDS_PER_NODE;
+    return summaryAt(words, offset);
   }
 
   private createPartition(index: number): Partition {
     const partition: Partition = {
-      top: new Int32Array((1 + MERKLE_FANOUT) * WORDS_PER_NODE),
-      subtrees: new Array(SUBTREES).fill(undefined),
+      words: new Int32Array(NODES_PER_PARTITION * WORDS_PER_NODE),
       keys: [],
       leaves: [],
     };
     this.partitions[index] = partition;
     return partition;
   }
-}
-
-/** Adds an item's hash delta to the node at `offset` (int32 arithmetic wraps modulo 2^32). */
-function addTo(
-  words: Int32Array,
-  offset: number,
-  delta1: number,
-  delta2: number,
-  deltaCount: number,
-): void {
-  words[offset] = (words[offset]! + delta1) | 0;
-  words[offset + 1] = (words[offset + 1]! + delta2) | 0;
-  words[offset + 2] = words[offset + 2]! + deltaCount;
-}
-
-/**
- * The node at `path` within its partition, or its child `child` (when `child` is not -1).
- * Nodes of subtrees never written to are empty.
- */
-function summaryOf(
-  partition: Partition | undefined,
-  path: readonly number[],
-  child: number,
-): MerkleNode {
-  if (partition === undefined) return EMPTY_NODE;
-  const digits = child < 0 ? path.length - 1 : path.length;
-  const digit = (level: number) => (level < path.length ? path[level]! : child);
-  if (digits === 0) return summaryAt(partition.top, 0);
-  if (digits === 1) return summaryAt(partition.top, (1 + digit(1)) * WORDS_PER_NODE);
-  const subtree = partition.subtrees[digit(1) * MERKLE_FANOUT + digit(2)];
-  if (subtree === undefined) return EMPTY_NODE;
-  if (digits === 2) return summaryAt(subtree, 0);
-  if (digits === 3) return summaryAt(subtree, (1 + digit(3)) * WORDS_PER_NODE);
-  return summaryAt(subtree, (5 + digit(3) * MERKLE_FANOUT + digit(4)) * WORDS_PER_NODE);
 }
 
 function summaryAt(words: Int32Array, offset: number): MerkleNode {
@@ -312,4 +275,11 @@ export function validateMerklePath(path: unknown): asserts path is readonly numb
 /** A key's leaf within its partition: the quotient of its key hash by 271, modulo 256. */
 function leafOfKeyHash(hashOfKey: number): number {
   return Math.floor(hashOfKey / PARTITION_COUNT) % LEAVES_PER_PARTITION;
+}
+
+function nodeIndex(path: readonly number[]): number {
+  let index = 0;
+  for (let level = 1; level < path.length; level++)
+    index = index * MERKLE_FANOUT + 1 + path[level]!;
+  return index;
 }
