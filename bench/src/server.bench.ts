@@ -59,7 +59,11 @@ async function startServer(databaseUrl: string, port: number): Promise<ChildProc
         DATABASE_URL: databaseUrl,
         TOPGUN_ALLOW_ANONYMOUS: '1',
         LOG_LEVEL: 'warn',
-        TOPGUN_LIMITS: JSON.stringify({ upgradesPerSecond: 10_000, upgradesBurst: 10_000 }),
+        TOPGUN_LIMITS: JSON.stringify({
+          upgradesPerSecond: 10_000,
+          upgradesBurst: 10_000,
+          ...JSON.parse(process.env['BENCH_SERVER_LIMITS'] ?? '{}'),
+        }),
       },
       stdio: ['ignore', 'inherit', 'inherit'],
     },

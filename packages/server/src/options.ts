@@ -30,7 +30,7 @@ export interface ServerLimits {
   readonly sendHighWaterMark: number;
   /** Records per `sync_records` and `query_snapshot` chunk. Default: 1000. */
   readonly chunkRecords: number;
-  /** Ops persisted together in one group-commit transaction at most. Default: 1000. */
+  /** Ops persisted together in one group-commit transaction at most. Default: 300. */
   readonly maxGroupOps: number;
 }
 
@@ -48,7 +48,7 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   maxViolations: 20,
   sendHighWaterMark: 16 * 1024 * 1024,
   chunkRecords: 1000,
-  maxGroupOps: 1000,
+  maxGroupOps: 300,
 });
 
 /** Options of `createServer`. */

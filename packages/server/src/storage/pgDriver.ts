@@ -37,8 +37,8 @@ export function createPgDriver(options: PgDriverOptions): SqlDriver {
   pool.on('error', (error) => options.onError?.(error));
   const url = new URL(options.connectionString);
   return {
-    // Two group commits in flight overlap one's COMMIT with the next one's statements.
-    concurrency: 2,
+    // Several group commits in flight: one commits while the next ones run their statements.
+    concurrency: 4,
     description: `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname}`,
     query: (text, params) => pool.query(text, toPgParams(params)) as never,
     exec: async (script) => {
