@@ -124,6 +124,7 @@ export class SyncEngine {
   private nextBatch = 1;
   private initialWalksPending = 0;
   private retryOutboxTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly walkRetryTimers = new Set<ReturnType<typeof setTimeout>>();
   private stopped = false;
   private readonly unsubscribeOnline: () => void;
 
@@ -185,6 +186,7 @@ export class SyncEngine {
     this.unsubscribeOnline();
     clearTimeout(this.retryTimer);
     clearTimeout(this.retryOutboxTimer);
+    for (const timer of this.walkRetryTimers) clearTimeout(timer);
     this.disconnect(undefined);
   }
 
@@ -445,9 +447,11 @@ export class SyncEngine {
     this.walks.delete(message.session);
     this.host.serverError(`syncing ${message.map} failed: ${message.message}`);
     if (walk !== undefined && message.code === 'unavailable') {
-      setTimeout(() => {
+      const timer = setTimeout(() => {
+        this.walkRetryTimers.delete(timer);
         if (this.ready) this.startWalk(walk.map, 4);
       }, 5_000);
+      this.walkRetryTimers.add(timer);
     }
     this.walkEnded();
   }

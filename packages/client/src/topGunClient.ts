@@ -1,4 +1,5 @@
 import {
+  compareTimestamps,
   fromWireEntry,
   HLC,
   type LWWMap,
@@ -492,10 +493,7 @@ export class TopGunClient {
   ): void {
     const { replica } = this.entry(entry.map);
     // Roll back only if nothing newer replaced the refused write meanwhile.
-    if (
-      replica.getRecord(entry.key) === entry.record ||
-      replica.getRecord(entry.key)?.timestamp === entry.record.timestamp
-    ) {
+    if (holdsWrite(replica, entry)) {
       this.restoreRecord(
         entry.map,
         entry.key,
@@ -566,8 +564,7 @@ export class TopGunClient {
     for (const entry of [...entries].sort(byTimestamp)) {
       const restamped: LWWRecord<Value> = { ...entry.record, timestamp: this.hlc.now() };
       const { replica } = this.entry(entry.map);
-      if (replica.getRecord(entry.key) === entry.record)
-        this.restoreRecord(entry.map, entry.key, restamped, true);
+      if (holdsWrite(replica, entry)) this.restoreRecord(entry.map, entry.key, restamped, true);
       const replaced: OutboxEntry = { ...entry, record: restamped };
       this.outboxEntries.set(entry.id, replaced);
       this.persist.addOutbox(replaced);
@@ -624,12 +621,19 @@ export class TopGunClient {
   }
 }
 
+/**
+ * Whether the replica still holds the write of an outbox entry. Compared by timestamp, not
+ * identity: entries from other tabs arrive as structured clones.
+ */
+function holdsWrite(replica: LWWMap<Value>, entry: OutboxEntry): boolean {
+  const current = replica.getRecord(entry.key);
+  return (
+    current !== undefined && compareTimestamps(current.timestamp, entry.record.timestamp) === 0
+  );
+}
+
 function byTimestamp(a: OutboxEntry, b: OutboxEntry): number {
-  const x = a.record.timestamp;
-  const y = b.record.timestamp;
-  if (x.millis !== y.millis) return x.millis - y.millis;
-  if (x.counter !== y.counter) return x.counter - y.counter;
-  return x.nodeId < y.nodeId ? -1 : x.nodeId > y.nodeId ? 1 : 0;
+  return compareTimestamps(a.record.timestamp, b.record.timestamp);
 }
 
 function hasIndexedDb(): boolean {

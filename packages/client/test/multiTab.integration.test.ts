@@ -39,7 +39,12 @@ describe('tabs sharing one replica', () => {
   let server: TopGunServer;
   let url: string;
   beforeAll(async () => {
-    ({ server, url } = await startServer());
+    ({ server, url } = await startServer({
+      permissions: [
+        { map: 'locked', read: true, write: false },
+        { map: '*', read: true, write: true },
+      ],
+    }));
   });
   afterAll(() => server.close());
 
@@ -82,6 +87,22 @@ describe('tabs sharing one replica', () => {
       await fetch(`${url.replace('ws', 'http').replace('/sync', '')}/metrics`)
     ).text();
     expect(metrics).toMatch(/topgun_connections 2/); // tab A and the other client: tab B has none
+
+    // A write the server refuses, made in the follower: rolled back in both tabs, reported once,
+    // by the tab that made it. The leader only holds structured clones of tab B's write.
+    const rejectedInA: string[] = [];
+    const rejectedInB: string[] = [];
+    tabA.onRejected(({ key }) => rejectedInA.push(key));
+    tabB.onRejected(({ key }) => rejectedInB.push(key));
+    const lockedA = tabA.getMap<{ title: string }>('locked');
+    const lockedB = tabB.getMap<{ title: string }>('locked');
+    lockedB.set('refused', { title: 'not allowed' });
+    await waitFor(() => rejectedInB.length === 1, 5_000, 'tab B to hear of the refusal');
+    expect(rejectedInB).toEqual(['refused']);
+    expect(lockedB.get('refused')).toBeUndefined();
+    await waitFor(() => lockedA.get('refused') === undefined, 1_000, 'tab A to roll back');
+    expect(rejectedInA).toEqual([]);
+    expect(tabB.status.getState().pendingOps).toBe(0);
 
     otherTodos.set('fromServer', { title: 'pushed' });
     await waitFor(
