@@ -46,6 +46,12 @@ export interface ConnectionServices {
 }
 
 const VIOLATION_WINDOW_MS = 10_000;
+/**
+ * Ops messages of one connection in the write pipeline at once. A batch does not wait for the
+ * previous one to commit (a stalled commit would otherwise delay every later batch of the
+ * connection by its whole duration); beyond this many, the next one waits for a slot.
+ */
+const MAX_PIPELINED_BATCHES = 8;
 
 /** One client: handshake, then every message dispatched to the services. */
 export class ClientConnection implements Peer {
@@ -57,8 +63,13 @@ export class ClientConnection implements Peer {
   private violations: number[] = [];
   private readonly opsBucket: TokenBucket;
   private readonly bytesBucket: TokenBucket;
-  /** Messages are handled one after another, except walks, which run on their own chains. */
+  /**
+   * Messages are handled one after another, except walks, which run on their own chains, and
+   * ops batches, which are started in order but answered as their commits finish. Any other
+   * message waits until the ops batches before it are answered.
+   */
   private queue: Promise<void> = Promise.resolve();
+  private readonly pendingOps = new Set<Promise<void>>();
   private readonly walkChains = new Map<string, Promise<void>>();
 
   constructor(
@@ -145,11 +156,18 @@ export class ClientConnection implements Peer {
   /** Resolves when every message received so far has been handled. */
   async settled(): Promise<void> {
     await this.queue;
+    await this.opsAnswered();
     await Promise.all(this.walkChains.values());
+  }
+
+  /** Resolves when every ops batch started so far has been answered. */
+  private opsAnswered(): Promise<unknown> {
+    return this.pendingOps.size === 0 ? Promise.resolve() : Promise.all(this.pendingOps);
   }
 
   private onFrame(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
     if (this.state === 'closed') return;
+    const received = performance.now();
     this.alive = true;
     const frame = Array.isArray(data)
       ? Buffer.concat(data)
@@ -179,7 +197,8 @@ export class ClientConnection implements Peer {
     ) {
       // A walk's bulk transfer may take a while: other messages do not wait for it.
       const key = `${message.map}\u0000${message.session}`;
-      const previous = this.walkChains.get(key) ?? this.queue;
+      const previous =
+        this.walkChains.get(key) ?? this.queue.then(() => this.opsAnswered()).then(() => undefined);
       const next = previous.then(() => this.handle(message)).catch((error) => this.crash(error));
       this.walkChains.set(key, next);
       void next.finally(() => {
@@ -187,10 +206,26 @@ export class ClientConnection implements Peer {
       });
       return;
     }
-    this.queue = this.queue.then(() => this.handle(message)).catch((error) => this.crash(error));
+    if (message.type === 'ops' && this.state === 'ready') {
+      this.queue = this.queue
+        .then(() =>
+          this.pendingOps.size >= MAX_PIPELINED_BATCHES ? Promise.race(this.pendingOps) : undefined,
+        )
+        .then(() => {
+          // Submitted now (handle runs synchronously up to the pipeline), answered later.
+          const answered = this.handle(message, received).catch((error) => this.crash(error));
+          this.pendingOps.add(answered);
+          void answered.finally(() => this.pendingOps.delete(answered));
+        });
+      return;
+    }
+    this.queue = this.queue
+      .then(() => this.opsAnswered())
+      .then(() => this.handle(message, received))
+      .catch((error) => this.crash(error));
   }
 
-  private async handle(message: Message): Promise<void> {
+  private async handle(message: Message, received = performance.now()): Promise<void> {
     if (this.state === 'closed') return;
     if (this.state === 'handshake') {
       await this.handshake(message);
@@ -210,7 +245,7 @@ export class ClientConnection implements Peer {
     }
     switch (message.type) {
       case 'ops':
-        await this.onOps(message);
+        await this.onOps(message, received);
         return;
       case 'sync':
         await this.services.sync.onSync(this, message);
@@ -295,8 +330,8 @@ export class ClientConnection implements Peer {
     });
   }
 
-  private async onOps(message: MessageOf<'ops'>): Promise<void> {
-    const started = performance.now();
+  /** Answers a batch of writes; `received` is when its frame arrived (for the ack latency). */
+  private async onOps(message: MessageOf<'ops'>, received: number): Promise<void> {
     const { ops } = message;
     let outcome: BatchOutcome;
     if (this.services.isShuttingDown()) {
@@ -322,7 +357,7 @@ export class ClientConnection implements Peer {
     if (outcome.acked.length > 0)
       this.send({ type: 'ack', ids: outcome.acked, superseded: outcome.superseded });
     if (outcome.rejected.length > 0) this.send({ type: 'reject', rejections: outcome.rejected });
-    this.services.metrics.ackLatency.observe((performance.now() - started) / 1000);
+    this.services.metrics.ackLatency.observe((performance.now() - received) / 1000);
   }
 
   /** Counts a violation; answers it; closes the connection once they pile up. */

@@ -148,6 +148,7 @@ export class WritePipeline {
         map: op.map,
         key: op.entry[0],
         record,
+        serializedTimestamp: op.entry[1],
       }));
       try {
         stored = await metrics.timeStorage('write_records', () => storage.writeRecords(writes));

@@ -1,8 +1,9 @@
-import { formatTimestamp, type Value } from '@topgun/core';
+import { formatTimestamp, toWireEntry, type Value } from '@topgun/core';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SqlDriver } from '../src/storage/sqlDriver.js';
 import { SqlStorage } from '../src/storage/sqlStorage.js';
+import type { RecordWrite, Storage } from '../src/storage/storage.js';
 import { eventually, startServer } from './serverHarness.js';
 import { replicaOf, TestClient } from './testClient.js';
 
@@ -193,6 +194,52 @@ export function runServerSuite(
         expect(result.ack?.superseded).toEqual(result.ids);
         expect((await storage.getRecords('stale', ['k']))[0]!.record.value).toBe('newer');
         client.close();
+      });
+
+      it('answers a batch whose commit is quick before an earlier one still committing, and holds later messages for both', async () => {
+        // Writes to map `gate` wait for the test to open the gate; other maps commit at once.
+        let open: () => void = () => {};
+        const gate = new Promise<void>((resolve) => {
+          open = resolve;
+        });
+        const gated: Storage = Object.create(storage, {
+          writeConcurrency: { value: 2 },
+          writeRecords: {
+            value: async (writes: readonly RecordWrite[]) => {
+              if (writes.some((write) => write.map === 'gate')) await gate;
+              return storage.writeRecords(writes);
+            },
+          },
+        });
+        const started = await startServer({ storage: gated, auth: { allowAnonymous: true } });
+        const client = await TestClient.connect(started.url);
+        const order: string[] = [];
+        client.send({
+          type: 'ops',
+          ops: [
+            {
+              id: 9_999,
+              map: 'gate',
+              entry: toWireEntry('k', { value: 'slow', timestamp: client.hlc.now() }),
+            },
+          ],
+        });
+        const slow = client
+          .next((message) => message.type === 'ack' && message.ids.includes(9_999))
+          .then(() => order.push('slow ack'));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await client.write('free', [['k', 'quick']]);
+        order.push('quick ack');
+        // A message other than ops waits until the batches before it are answered.
+        client.send({ type: 'ping', time: 1 });
+        const pong = client.next('pong').then(() => order.push('pong'));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(order).toEqual(['quick ack']);
+        open();
+        await Promise.all([slow, pong]);
+        expect(order).toEqual(['quick ack', 'slow ack', 'pong']);
+        client.close();
+        await started.server.close();
       });
 
       it('fans changes out to other syncing clients, batched, not back to the writer', async () => {

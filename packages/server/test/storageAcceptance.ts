@@ -107,6 +107,51 @@ export function runStorageAcceptanceTests(
       });
     });
 
+    it('stores keys and map names with characters that need quoting or escaping', async () => {
+      const keys = [
+        'with "quotes"',
+        'back\\slash',
+        '{braces},commas',
+        'NULL',
+        'null',
+        ' spaced ',
+        'tab\tnew\nline',
+        'émoji 🚀 ∑',
+        "single ' quote",
+        'x'.repeat(1024),
+      ];
+      const writes = keys.map((key, index) =>
+        put('odd/map:name@1', key, index, at(100 + index, 0)),
+      );
+      writes.push(put('odd/map:name@1', 'tomb', null, at(1, 0, 'node_with-dashes')));
+      writes.push(put('odd/map:name@1', 'ttl', 'x', at(1), 2 ** 40));
+      expect(await storage.writeRecords(writes)).toEqual(writes.map(() => true));
+      const loaded = new Map(
+        (await loadAll(storage, 'odd/map:name@1')).map((entry) => [entry.key, entry.record]),
+      );
+      expect(loaded.size).toBe(writes.length);
+      keys.forEach((key, index) => {
+        expect(loaded.get(key)).toEqual({ value: index, timestamp: at(100 + index, 0) });
+      });
+      expect(loaded.get('tomb')).toEqual({ value: null, timestamp: at(1, 0, 'node_with-dashes') });
+      expect(loaded.get('ttl')).toEqual({ value: 'x', timestamp: at(1), ttlMs: 2 ** 40 });
+      expect(
+        (await storage.getRecords('odd/map:name@1', [keys[0]!, keys[7]!])).map((e) => e.key).sort(),
+      ).toEqual([keys[0], keys[7]].sort());
+    });
+
+    it('reports per write which were stored in a batch mixing new, older and equal writes', async () => {
+      await storage.writeRecords([put('mix', 'a', 1, at(50)), put('mix', 'b', 1, at(50))]);
+      const results = await storage.writeRecords([
+        put('mix', 'a', 2, at(40)),
+        put('mix', 'b', 2, at(60)),
+        put('mix', 'c', 2, at(1)),
+        put('mix', 'a', 3, at(50)),
+        put('other-mix', 'a', 4, at(1)),
+      ]);
+      expect(results).toEqual([false, true, true, false, true]);
+    });
+
     it('never stores a write over a newer one', async () => {
       expect(await storage.writeRecords([put('m', 'k', 'v2', at(200))])).toEqual([true]);
       expect(await storage.writeRecords([put('m', 'k', 'v1', at(100))])).toEqual([false]);

@@ -1,17 +1,38 @@
 import pg from 'pg';
-import type { SqlDriver, SqlExecutor } from './sqlDriver.js';
+import { encodeBinaryArray } from './binaryArray.js';
+import { SqlArray, type SqlDriver, type SqlExecutor } from './sqlDriver.js';
 
-/** `pg` sends Buffers, not Uint8Arrays, as bytea inside arrays. */
+/**
+ * `pg` parameters: {@link SqlArray}s in binary array format; `pg` sends Buffers, not
+ * Uint8Arrays, as bytea.
+ */
 function toPgParams(params: readonly unknown[] | undefined): unknown[] | undefined {
-  return params?.map((param) =>
-    Array.isArray(param)
-      ? param.map((element) =>
-          element instanceof Uint8Array && !Buffer.isBuffer(element)
-            ? Buffer.from(element.buffer, element.byteOffset, element.byteLength)
-            : element,
-        )
-      : param,
-  );
+  return params?.map((param) => {
+    if (param instanceof SqlArray) return encodeBinaryArray(param);
+    if (Array.isArray(param))
+      return param.map((element) =>
+        element instanceof Uint8Array && !Buffer.isBuffer(element)
+          ? Buffer.from(element.buffer, element.byteOffset, element.byteLength)
+          : element,
+      );
+    return param;
+  });
+}
+
+/**
+ * Every parameterized statement runs as a named prepared statement: each pooled connection
+ * parses and plans it once instead of on every call. The SQL texts are the storage's own
+ * constants, so the set of names stays small.
+ */
+const statementNames = new Map<string, string>();
+function prepared(text: string, params: readonly unknown[] | undefined) {
+  if (params === undefined) return text;
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `topgun_${statementNames.size + 1}`;
+    statementNames.set(text, name);
+  }
+  return { name, text, values: toPgParams(params) };
 }
 
 /** Options of {@link createPgDriver}. */
@@ -40,7 +61,7 @@ export function createPgDriver(options: PgDriverOptions): SqlDriver {
     // Several group commits in flight: one commits while the next ones run their statements.
     concurrency: 4,
     description: `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname}`,
-    query: (text, params) => pool.query(text, toPgParams(params)) as never,
+    query: (text, params) => pool.query(prepared(text, params) as never) as never,
     exec: async (script) => {
       await pool.query(script);
     },
@@ -57,7 +78,7 @@ export function createPgDriver(options: PgDriverOptions): SqlDriver {
       try {
         await client.query('BEGIN');
         const executor: SqlExecutor = {
-          query: (text, params) => client.query(text, toPgParams(params)) as never,
+          query: (text, params) => client.query(prepared(text, params) as never) as never,
           exec: async (script) => {
             await client.query(script);
           },

@@ -1,5 +1,10 @@
 import { PGlite } from '@electric-sql/pglite';
-import type { SqlDriver, SqlExecutor } from './sqlDriver.js';
+import { SqlArray, type SqlDriver, type SqlExecutor } from './sqlDriver.js';
+
+/** PGlite serializes plain arrays itself. */
+function toPgliteParams(params: readonly unknown[] | undefined): unknown[] | undefined {
+  return params?.map((param) => (param instanceof SqlArray ? [...param.values] : param));
+}
 
 /**
  * A driver over embedded PGlite: PostgreSQL compiled to WebAssembly, in-process.
@@ -8,7 +13,7 @@ import type { SqlDriver, SqlExecutor } from './sqlDriver.js';
 export async function createPgliteDriver(dataDir?: string): Promise<SqlDriver> {
   const database = await PGlite.create(dataDir === undefined ? {} : { dataDir });
   const run: SqlExecutor['query'] = (text, params) =>
-    database.query(text, params as unknown[]) as never;
+    database.query(text, toPgliteParams(params)) as never;
   return {
     concurrency: 1,
     description: dataDir === undefined ? 'PGlite in memory' : `PGlite at ${dataDir}`,
@@ -19,7 +24,7 @@ export async function createPgliteDriver(dataDir?: string): Promise<SqlDriver> {
     transaction: (work) =>
       database.transaction((transaction) =>
         work({
-          query: (text, params) => transaction.query(text, params as unknown[]) as never,
+          query: (text, params) => transaction.query(text, toPgliteParams(params)) as never,
           exec: async (script) => {
             await transaction.exec(script);
           },

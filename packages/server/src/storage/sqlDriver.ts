@@ -1,3 +1,20 @@
+/** Element types of {@link SqlArray} parameters. */
+export type SqlArrayType = 'text' | 'bytea' | 'int8' | 'int2';
+
+/**
+ * A one-dimensional array parameter with its element type, so that each driver can send it
+ * the cheapest way it can: `pg` in PostgreSQL's binary array format (no text escaping, bytea
+ * as raw bytes), PGlite as a plain array.
+ */
+export class SqlArray<
+  T extends string | Uint8Array | number | null = string | Uint8Array | number | null,
+> {
+  constructor(
+    readonly type: SqlArrayType,
+    readonly values: readonly T[],
+  ) {}
+}
+
 /** The subset of a PostgreSQL client that `SqlStorage` needs; `pg` and PGlite both fit. */
 export interface SqlExecutor {
   /** Runs one statement with `$n` parameters. */

@@ -11,7 +11,7 @@ import {
   type Value,
 } from '@topgun/core';
 import { MIGRATIONS } from './migrations.js';
-import type { SqlDriver } from './sqlDriver.js';
+import { SqlArray, type SqlDriver, type SqlExecutor } from './sqlDriver.js';
 import type { RecordWrite, Storage, StoredRecord } from './storage.js';
 
 /** Partitions per query when loading a map: 17 queries, about 60 000 rows each at 1 000 000. */
@@ -62,46 +62,88 @@ export class SqlStorage implements Storage {
 
   async writeRecords(writes: readonly RecordWrite[]): Promise<boolean[]> {
     // One row per (map, key): ON CONFLICT cannot touch a row twice in one statement.
-    const winners = new Map<string, RecordWrite>();
+    const winners = new Map<string, Map<string, RecordWrite>>();
+    let duplicates = false;
     for (const write of writes) {
-      const id = `${write.map}\u0000${write.key}`;
-      const current = winners.get(id);
+      let byKey = winners.get(write.map);
+      if (byKey === undefined) {
+        byKey = new Map();
+        winners.set(write.map, byKey);
+      }
+      const current = byKey.get(write.key);
+      if (current !== undefined) duplicates = true;
       if (current === undefined || compareRecords(write.record, current.record) > 0)
-        winners.set(id, write);
+        byKey.set(write.key, write);
     }
-    const stored = new Set<string>();
     // Rows in one global order: concurrent transactions then lock rows in the same order and
     // cannot deadlock each other.
-    const rows = [...winners.values()].sort((a, b) =>
+    const rows: RecordWrite[] = [];
+    for (const byKey of winners.values()) for (const write of byKey.values()) rows.push(write);
+    rows.sort((a, b) =>
       a.map === b.map ? (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) : a.map < b.map ? -1 : 1,
     );
-    await this.driver.transaction(async (sql) => {
-      for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
-        const chunk = rows.slice(start, start + ROWS_PER_STATEMENT);
-        // One short statement with array parameters, whatever the number of rows.
-        const { rows: written } = await sql.query<{ map: string; key: string }>(
-          `INSERT INTO topgun_records (map, key, ts, value, ttl_ms, partition)
+    const unstored = new Set<RecordWrite>();
+    const insert = async (sql: SqlExecutor, chunk: readonly RecordWrite[]) => {
+      // One short statement with array parameters, whatever the number of rows. It answers
+      // with the rows it did not store (an older or equal timestamp was already there),
+      // usually none, rather than with every row it stored.
+      const { rows: skipped } = await sql.query<{ ordinal: number }>(
+        `WITH input AS (
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[], $6::smallint[])
+             WITH ORDINALITY AS input (map, key, ts, value, ttl_ms, partition, ordinal)
+         ), written AS (
+           INSERT INTO topgun_records (map, key, ts, value, ttl_ms, partition)
+           SELECT map, key, ts, value, ttl_ms, partition FROM input ORDER BY ordinal
            ON CONFLICT (map, key) DO UPDATE
              SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms
              WHERE topgun_records.ts < EXCLUDED.ts
-           RETURNING map, key`,
-          [
+           RETURNING map, key
+         )
+         SELECT input.ordinal::integer AS ordinal FROM input
+         WHERE NOT EXISTS (SELECT 1 FROM written WHERE written.map = input.map AND written.key = input.key)`,
+        [
+          new SqlArray(
+            'text',
             chunk.map((row) => row.map),
+          ),
+          new SqlArray(
+            'text',
             chunk.map((row) => row.key),
-            chunk.map((row) => formatTimestamp(row.record.timestamp)),
+          ),
+          new SqlArray(
+            'text',
+            chunk.map((row) => row.serializedTimestamp ?? formatTimestamp(row.record.timestamp)),
+          ),
+          new SqlArray(
+            'bytea',
             chunk.map((row) => (row.record.value === null ? null : encodeValue(row.record.value))),
+          ),
+          new SqlArray(
+            'int8',
             chunk.map((row) => row.record.ttlMs ?? null),
+          ),
+          new SqlArray(
+            'int2',
             chunk.map((row) => partitionOf(row.key)),
-          ],
-        );
-        for (const row of written) stored.add(`${row.map}\u0000${row.key}`);
-      }
-    });
-    return writes.map((write) => {
-      const id = `${write.map}\u0000${write.key}`;
-      return winners.get(id) === write && stored.has(id);
-    });
+          ),
+        ],
+      );
+      for (const { ordinal } of skipped) unstored.add(chunk[Number(ordinal) - 1]!);
+    };
+    if (rows.length <= ROWS_PER_STATEMENT) {
+      // A single statement commits atomically on its own: one round trip instead of three
+      // (BEGIN, the statement, COMMIT).
+      await insert(this.driver, rows);
+    } else {
+      await this.driver.transaction(async (sql) => {
+        for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT)
+          await insert(sql, rows.slice(start, start + ROWS_PER_STATEMENT));
+      });
+    }
+    return writes.map(
+      (write) =>
+        !unstored.has(write) && (!duplicates || winners.get(write.map)!.get(write.key) === write),
+    );
   }
 
   async loadMap(map: string, onPage: (records: readonly StoredRecord[]) => void): Promise<void> {

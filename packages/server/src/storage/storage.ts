@@ -5,6 +5,8 @@ export interface RecordWrite {
   readonly map: string;
   readonly key: string;
   readonly record: LWWRecord<Value>;
+  /** The record's timestamp in serialized form, when the caller has it (saves formatting). */
+  readonly serializedTimestamp?: string;
 }
 
 /** A stored record, as loaded. */
