@@ -6,7 +6,7 @@
  * `results/server.json`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -210,6 +210,36 @@ function printTimeline(clients: readonly LoadClient[], measureStart: number): vo
   console.log(line.join(' '));
 }
 
+/**
+ * CPU seconds (user + system) used so far by the server process (all its threads), by every
+ * PostgreSQL process, and by this load generator; zeros where /proc is not available.
+ */
+function cpuSeconds(serverPid: number) {
+  const ticks = 100; // USER_HZ on Linux
+  const of = (pid: number | string) => {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / ticks;
+    } catch {
+      return 0;
+    }
+  };
+  let postgres = 0;
+  try {
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') postgres += of(pid);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return { server: of(serverPid), postgres, loadGenerator: of(process.pid) };
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
@@ -243,9 +273,12 @@ async function run(rate: number) {
   });
   await new Promise((resolve) => setTimeout(resolve, WARMUP_S * 1000));
   for (const client of clients) client.resetCounters();
+  const cpuBefore = cpuSeconds(server.pid!);
   const measureStart = performance.now();
   await new Promise((resolve) => setTimeout(resolve, MEASURE_S * 1000));
   const seconds = (performance.now() - measureStart) / 1000;
+  const cpuAfter = cpuSeconds(server.pid!);
+  const cpuShare = (key: keyof typeof cpuAfter) => (cpuAfter[key] - cpuBefore[key]) / seconds;
   const acked = clients.reduce((sum, client) => sum + client.acked, 0);
   const rejected = clients.reduce((sum, client) => sum + client.rejected, 0);
   const fannedOut = clients.reduce((sum, client) => sum + client.fannedOut, 0);
@@ -296,6 +329,12 @@ async function run(rate: number) {
     storageP50AtMostMs: storageWrites.p50,
     storageP99AtMostMs: storageWrites.p99,
     rejectionReasons: Object.fromEntries(rejectionReasons),
+    /** CPU used during the measurement, in cores (1 = one core busy), from /proc. */
+    cpuCores: {
+      server: cpuShare('server'),
+      postgres: cpuShare('postgres'),
+      loadGenerator: cpuShare('loadGenerator'),
+    },
   };
 }
 
@@ -304,7 +343,7 @@ for (const rate of RATES) {
   const result = await run(rate);
   results.push(result);
   console.log(
-    `offered ${formatRate(rate).padEnd(10)} acked ${formatRate(result.ackedOpsPerSecond).padEnd(10)} p50 ${result.p50Ms.toFixed(1)} ms  p99 ${result.p99Ms.toFixed(1)} ms  max ${result.maxMs.toFixed(1)} ms  server-side p50 ≤ ${result.serverP50AtMostMs} ms, p99 ≤ ${result.serverP99AtMostMs} ms  commits ${result.storageWrites} (p50 ≤ ${result.storageP50AtMostMs} ms, p99 ≤ ${result.storageP99AtMostMs} ms)  fan-out ${formatRate(result.fanOutRecordsPerSecond)}  rejected ${result.rejected} ${JSON.stringify(result.rejectionReasons)}`,
+    `offered ${formatRate(rate).padEnd(10)} acked ${formatRate(result.ackedOpsPerSecond).padEnd(10)} p50 ${result.p50Ms.toFixed(1)} ms  p99 ${result.p99Ms.toFixed(1)} ms  max ${result.maxMs.toFixed(1)} ms  server-side p50 ≤ ${result.serverP50AtMostMs} ms, p99 ≤ ${result.serverP99AtMostMs} ms  commits ${result.storageWrites} (p50 ≤ ${result.storageP50AtMostMs} ms, p99 ≤ ${result.storageP99AtMostMs} ms)  cpu: server ${result.cpuCores.server.toFixed(2)}, postgres ${result.cpuCores.postgres.toFixed(2)}, generator ${result.cpuCores.loadGenerator.toFixed(2)}  fan-out ${formatRate(result.fanOutRecordsPerSecond)}  rejected ${result.rejected} ${JSON.stringify(result.rejectionReasons)}`,
   );
 }
 const best = results

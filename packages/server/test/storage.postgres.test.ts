@@ -1,5 +1,8 @@
-import { describe } from 'vitest';
+import { encodeValue, formatTimestamp, partitionOf, type Timestamp } from '@topgun/core';
+import { describe, expect, it } from 'vitest';
+import { MIGRATIONS } from '../src/storage/migrations.js';
 import { createPgDriver } from '../src/storage/pgDriver.js';
+import { SqlStorage } from '../src/storage/sqlStorage.js';
 import { createTestDatabase, postgresAvailable } from './postgres.js';
 import { runStorageAcceptanceTests } from './storageAcceptance.js';
 
@@ -23,5 +26,46 @@ describe.runIf(available)('PostgreSQL', () => {
         await database.drop();
       },
     };
+  });
+});
+
+describe.runIf(available)('PostgreSQL schema upgrade', () => {
+  it('upgrades a version 1 database holding records to version 2 without losing any', async () => {
+    const database = await createTestDatabase();
+    const driver = createPgDriver({ connectionString: database.url });
+    try {
+      const [first] = MIGRATIONS;
+      await driver.exec(
+        `CREATE TABLE topgun_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${first!.sql}`,
+      );
+      await driver.query('INSERT INTO topgun_migrations (version) VALUES (1)');
+      const old: Timestamp = { millis: 1_000, counter: 0, nodeId: 'n1' };
+      await driver.query(
+        'INSERT INTO topgun_records (map, key, ts, value, partition) VALUES ($1, $2, $3, $4, $5)',
+        ['m', 'k', formatTimestamp(old), Buffer.from(encodeValue('v1')), partitionOf('k')],
+      );
+      const storage = new SqlStorage(driver);
+      await storage.migrate();
+      expect((await storage.getRecords('m', ['k']))[0]!.record).toEqual({
+        value: 'v1',
+        timestamp: old,
+      });
+      const newer: Timestamp = { millis: 2_000, counter: 0, nodeId: 'n1' };
+      expect(
+        await storage.writeRecords([
+          { map: 'm', key: 'k', record: { value: 'v2', timestamp: newer } },
+        ]),
+      ).toEqual([true]);
+      const { rows } = await driver.query<{ indexname: string }>(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'topgun_records' ORDER BY indexname",
+      );
+      expect(rows.map((row) => row.indexname)).toEqual([
+        'topgun_records_pkey',
+        'topgun_records_tombstones',
+      ]);
+    } finally {
+      await driver.close();
+      await database.drop();
+    }
   });
 });

@@ -94,7 +94,7 @@ export class SqlStorage implements Storage {
          ), written AS (
            INSERT INTO topgun_records (map, key, ts, value, ttl_ms, partition)
            SELECT map, key, ts, value, ttl_ms, partition FROM input ORDER BY ordinal
-           ON CONFLICT (map, key) DO UPDATE
+           ON CONFLICT (map, partition, key) DO UPDATE
              SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms
              WHERE topgun_records.ts < EXCLUDED.ts
            RETURNING map, key
@@ -147,7 +147,7 @@ export class SqlStorage implements Storage {
   }
 
   async loadMap(map: string, onPage: (records: readonly StoredRecord[]) => void): Promise<void> {
-    // By ranges of partitions, on the (map, partition) index: no sort, and no dependence on
+    // By ranges of partitions, on the primary key (map, partition, key): no sort, and no dependence on
     // planner statistics (a keyset scan right after a bulk import may be planned as a sort
     // of the whole map for every page).
     for (let first = 0; first < PARTITION_COUNT; first += PARTITIONS_PER_PAGE) {
@@ -162,8 +162,9 @@ export class SqlStorage implements Storage {
   async getRecords(map: string, keys: readonly string[]): Promise<StoredRecord[]> {
     if (keys.length === 0) return [];
     const { rows } = await this.driver.query<RecordRow>(
-      'SELECT key, ts, value, ttl_ms FROM topgun_records WHERE map = $1 AND key = ANY($2::text[])',
-      [map, [...keys]],
+      `SELECT key, ts, value, ttl_ms FROM topgun_records
+       WHERE map = $1 AND (partition, key) IN (SELECT * FROM unnest($2::smallint[], $3::text[]))`,
+      [map, new SqlArray('int2', keys.map(partitionOf)), new SqlArray('text', keys)],
     );
     return rows.map(toStoredRecord);
   }

@@ -1,0 +1,36 @@
+/** The `topgun-server` command, after `cli.ts` has tuned the VM. */
+import { optionsFromEnvironment } from './config.js';
+import { createServer } from './createServer.js';
+import type { ServerOptions } from './options.js';
+
+export async function serve(): Promise<void> {
+  let options: ServerOptions;
+  try {
+    options = optionsFromEnvironment(process.env);
+  } catch (error) {
+    console.error(`topgun-server: ${(error as Error).message}`);
+    process.exit(1);
+  }
+  const server = await createServer(options);
+  const url = await server.listen();
+  const auth = options.auth?.allowAnonymous ? 'anonymous clients allowed' : 'JWT required';
+  server.app.log.info(
+    `TopGun server listening on ${url.replace('0.0.0.0', 'localhost')} (WebSocket /sync), storage: ${server.storage.description}, ${auth}`,
+  );
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    server.app.log.info(`${signal}: shutting down`);
+    server.close().then(
+      () => process.exit(0),
+      (error) => {
+        server.app.log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
