@@ -247,6 +247,29 @@ describe('hostile frames', () => {
     expect(reasonOf(frame())).toBe(reason);
   });
 
+  it.each([
+    ['not an array', { k: 1 }, 'ops.0.entry: expected [key, timestamp, value, ttlMs?]'],
+    ['two elements', ['k', '0000000000000000n'], 'ops.0.entry: expected [key, timestamp'],
+    ['five elements', ['k', '0000000000000000n', 1, 5, 6], 'ops.0.entry: expected [key'],
+    ['an empty key', ['', '0000000000000000n', 1], 'ops.0.entry.0: expected a record key'],
+    ['a number key', [7, '0000000000000000n', 1], 'ops.0.entry.0: expected a record key'],
+    ['a bad timestamp', ['k', '00000000n', 1], 'ops.0.entry.1: expected a serialized timestamp'],
+    ['a bad value', ['k', '0000000000000000n', { a: Number.POSITIVE_INFINITY }], 'ops.0.entry.2: '],
+    ['a zero TTL', ['k', '0000000000000000n', 1, 0], 'ops.0.entry.3: expected a TTL'],
+    ['a fractional TTL', ['k', '0000000000000000n', 1, 1.5], 'ops.0.entry.3: expected a TTL'],
+  ])('names what is wrong in a wire entry: %s', (_name, entry, message) => {
+    const frame = raw.pack({ type: 'ops', ops: [{ id: 1, map: 'm', entry }] });
+    expect(() => decodeMessage(frame)).toThrow(`ops: ${message}`);
+  });
+
+  it('accepts wire entries with and without a TTL, and tombstones', () => {
+    const ops = [
+      { id: 1, map: 'm', entry: ['k', '0000000000000000n', { a: 1 }] },
+      { id: 2, map: 'm', entry: ['k', '0000000000000000n', null, 60_000] },
+    ];
+    expect(decodeMessage(raw.pack({ type: 'ops', ops }))).toEqual({ type: 'ops', ops });
+  });
+
   it('never pollutes a prototype', () => {
     for (const payload of ['__proto__', 'constructor', 'prototype']) {
       reasonOf(raw.pack(JSON.parse(`{"type":"ping","time":1,"${payload}":{"polluted":true}}`)));

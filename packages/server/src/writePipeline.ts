@@ -252,16 +252,16 @@ export class WritePipeline {
     map: LWWMap<Value> | undefined,
   ): Rejection | { readonly record: LWWRecord<Value> } {
     const { permissions, clock } = this.deps;
-    const [key, record] = fromWireEntry<Value>(op.entry);
-    if (!ownsNodeId(peer.nodeId, record.timestamp.nodeId)) {
+    const [key, parsed] = fromWireEntry<Value>(op.entry);
+    if (!ownsNodeId(peer.nodeId, parsed.timestamp.nodeId)) {
       return reject(
         op,
         'node_id',
-        `the timestamp's node id ${record.timestamp.nodeId} is not this connection's (${peer.nodeId})`,
+        `the timestamp's node id ${parsed.timestamp.nodeId} is not this connection's (${peer.nodeId})`,
       );
     }
     try {
-      clock.assertWithinDrift(record.timestamp);
+      clock.assertWithinDrift(parsed.timestamp);
     } catch (error) {
       if (error instanceof ClockDriftError) return reject(op, 'clock_drift', error.message);
       throw error;
@@ -277,7 +277,7 @@ export class WritePipeline {
     const stored = map.getRecord(key);
     const previous = stored === undefined || stored.value === null ? undefined : stored.value;
     if (
-      !permissions.canWrite({ user: peer.user, map: op.map, key, value: record.value, previous })
+      !permissions.canWrite({ user: peer.user, map: op.map, key, value: parsed.value, previous })
     ) {
       const readable =
         permissions.canReadMap(peer.user, op.map) &&
@@ -296,6 +296,15 @@ export class WritePipeline {
         ...(current === undefined ? {} : { current }),
       };
     }
+    // The grid keeps the record: its node id is the connection's own string, shared by every
+    // record the connection writes, instead of one more string per record.
+    const { millis, counter, nodeId } = parsed.timestamp;
+    if (nodeId !== peer.nodeId) return { record: parsed };
+    const timestamp = { millis, counter, nodeId: peer.nodeId };
+    const record: LWWRecord<Value> =
+      parsed.ttlMs === undefined
+        ? { value: parsed.value, timestamp }
+        : { value: parsed.value, timestamp, ttlMs: parsed.ttlMs };
     return { record };
   }
 }

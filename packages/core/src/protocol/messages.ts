@@ -26,29 +26,63 @@ const mapName = z
 const nodeId = z
   .string()
   .refine(isValidNodeId, 'expected a node id: 1-64 characters from A-Z a-z 0-9 _ -');
-const timestamp = z
-  .string()
-  .regex(/^[0-9a-f]{16}[A-Za-z0-9_-]{1,64}$/, 'expected a serialized timestamp');
 const text = z.string().max(1024);
 
-const value = z.unknown().superRefine((candidate, context) => {
-  try {
-    validateValue(candidate);
-  } catch (error) {
-    context.addIssue({ code: 'custom', message: (error as Error).message });
+const TIMESTAMP_PATTERN = /^[0-9a-f]{16}[A-Za-z0-9_-]{1,64}$/;
+
+/** One record on the wire: `[key, timestamp, value, ttlMs?]`. */
+export type WireEntry =
+  | [key: string, timestamp: string, value: Value | null]
+  | [key: string, timestamp: string, value: Value | null, ttlMs: number];
+
+/** What is wrong with a candidate wire entry (and where inside it), if anything. */
+function wireEntryIssue(entry: unknown): { path: number[]; message: string } | undefined {
+  if (!Array.isArray(entry) || (entry.length !== 3 && entry.length !== 4)) {
+    return { path: [], message: 'expected [key, timestamp, value, ttlMs?]' };
   }
-}) as unknown as z.ZodType<Value>;
+  const [key, timestamp, value, ttlMs] = entry as unknown[];
+  if (typeof key !== 'string' || !isValidKey(key)) {
+    return {
+      path: [0],
+      message: 'expected a record key: 1-1024 characters, no U+0000 or lone surrogates',
+    };
+  }
+  if (typeof timestamp !== 'string' || !TIMESTAMP_PATTERN.test(timestamp)) {
+    return { path: [1], message: 'expected a serialized timestamp' };
+  }
+  if (value !== null) {
+    try {
+      validateValue(value);
+    } catch (error) {
+      return { path: [2], message: (error as Error).message };
+    }
+  }
+  if (
+    entry.length === 4 &&
+    !(typeof ttlMs === 'number' && Number.isSafeInteger(ttlMs) && ttlMs >= 1)
+  ) {
+    return { path: [3], message: 'expected a TTL: a whole number of milliseconds, at least 1' };
+  }
+  return undefined;
+}
 
 /**
  * One record on the wire: `[key, timestamp, value, ttlMs?]`, `value` `null` for a tombstone,
- * the timestamp in its serialized form.
+ * the timestamp in its serialized form. The most frequent element of the protocol, so it is
+ * checked by one function rather than composed tuple and union schemas, which allocate
+ * several times more per entry; the errors name the same paths and reasons.
  */
-export const wireEntrySchema = z.union([
-  z.tuple([key, timestamp, value.nullable()]),
-  z.tuple([key, timestamp, value.nullable(), uint.min(1)]),
-]);
-/** One record on the wire: `[key, timestamp, value, ttlMs?]`. */
-export type WireEntry = z.infer<typeof wireEntrySchema>;
+export const wireEntrySchema = z.custom<WireEntry>().check((context) => {
+  const issue = wireEntryIssue(context.value);
+  if (issue !== undefined) {
+    context.issues.push({
+      code: 'custom',
+      input: context.value,
+      path: issue.path,
+      message: issue.message,
+    });
+  }
+});
 
 const query = z.unknown().superRefine((candidate, context) => {
   try {
