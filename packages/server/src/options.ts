@@ -48,7 +48,7 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   maxViolations: 20,
   sendHighWaterMark: 16 * 1024 * 1024,
   chunkRecords: 1000,
-  maxGroupOps: 300,
+  maxGroupOps: 150,
 });
 
 /** Options of `createServer`. */
