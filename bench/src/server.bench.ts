@@ -29,8 +29,9 @@ const BATCH = 10;
 /** Clients per map: each write reaches the other clients of its map (fan-out). */
 const CLIENTS_PER_MAP = Number(process.env['BENCH_CLIENTS_PER_MAP'] ?? 1);
 const WARMUP_S = 3;
-const MEASURE_S = Number(process.env['BENCH_SECONDS'] ?? 15);
-const RATES = (process.env['BENCH_RATES'] ?? '30000').split(',').map(Number);
+// Long enough that full garbage collections of the growing grid fall inside the measurement.
+const MEASURE_S = Number(process.env['BENCH_SECONDS'] ?? 30);
+const RATES = (process.env['BENCH_RATES'] ?? '10000,20000,30000').split(',').map(Number);
 const DATABASE = process.env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -338,13 +339,33 @@ async function run(rate: number) {
   };
 }
 
+/** Runs per rate (`BENCH_REPEAT`): a full collection may or may not fall in one run. */
+const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
 const results = [];
 for (const rate of RATES) {
-  const result = await run(rate);
-  results.push(result);
-  console.log(
-    `offered ${formatRate(rate).padEnd(10)} acked ${formatRate(result.ackedOpsPerSecond).padEnd(10)} p50 ${result.p50Ms.toFixed(1)} ms  p99 ${result.p99Ms.toFixed(1)} ms  max ${result.maxMs.toFixed(1)} ms  server-side p50 ≤ ${result.serverP50AtMostMs} ms, p99 ≤ ${result.serverP99AtMostMs} ms  commits ${result.storageWrites} (p50 ≤ ${result.storageP50AtMostMs} ms, p99 ≤ ${result.storageP99AtMostMs} ms)  cpu: server ${result.cpuCores.server.toFixed(2)}, postgres ${result.cpuCores.postgres.toFixed(2)}, generator ${result.cpuCores.loadGenerator.toFixed(2)}  fan-out ${formatRate(result.fanOutRecordsPerSecond)}  rejected ${result.rejected} ${JSON.stringify(result.rejectionReasons)}`,
-  );
+  const runs = [];
+  for (let attempt = 0; attempt < REPEAT; attempt++) {
+    const result = await run(rate);
+    runs.push(result);
+    console.log(
+      `offered ${formatRate(rate).padEnd(10)} acked ${formatRate(result.ackedOpsPerSecond).padEnd(10)} p50 ${result.p50Ms.toFixed(1)} ms  p99 ${result.p99Ms.toFixed(1)} ms  max ${result.maxMs.toFixed(1)} ms  server-side p50 ≤ ${result.serverP50AtMostMs} ms, p99 ≤ ${result.serverP99AtMostMs} ms  commits ${result.storageWrites} (p50 ≤ ${result.storageP50AtMostMs} ms, p99 ≤ ${result.storageP99AtMostMs} ms)  cpu: server ${result.cpuCores.server.toFixed(2)}, postgres ${result.cpuCores.postgres.toFixed(2)}, generator ${result.cpuCores.loadGenerator.toFixed(2)}  fan-out ${formatRate(result.fanOutRecordsPerSecond)}  rejected ${result.rejected} ${JSON.stringify(result.rejectionReasons)}`,
+    );
+  }
+  // The run with the median p99 stands for the rate; every run's figures are kept.
+  const median = [...runs].sort((a, b) => a.p99Ms - b.p99Ms)[Math.floor(runs.length / 2)]!;
+  results.push({
+    ...median,
+    runs: runs.map((result) => ({
+      ackedOpsPerSecond: result.ackedOpsPerSecond,
+      p50Ms: result.p50Ms,
+      p99Ms: result.p99Ms,
+      maxMs: result.maxMs,
+    })),
+  });
+  if (REPEAT > 1)
+    console.log(
+      `  median of ${REPEAT}: p99 ${median.p99Ms.toFixed(1)} ms (runs: ${runs.map((result) => result.p99Ms.toFixed(1)).join(', ')})`,
+    );
 }
 const best = results
   .filter(
@@ -353,7 +374,7 @@ const best = results
   .at(-1);
 const targets = [
   {
-    target: '>= 30,000 ops/s acknowledged after commit with p99 < 50 ms',
+    target: '>= 30,000 ops/s acknowledged after commit with p99 < 50 ms (median run)',
     met: best !== undefined && best.ackedOpsPerSecond >= 30_000,
     value:
       best === undefined
@@ -364,10 +385,10 @@ const targets = [
 console.log('\nTargets:');
 for (const { target, met, value } of targets)
   console.log(`  ${met ? 'MET    ' : 'NOT MET'} ${target.padEnd(60)} ${value}`);
-const out = join(here, '..', 'results', 'server.json');
+const out = join(here, '..', 'results', CLIENTS_PER_MAP > 1 ? 'server-fanout.json' : 'server.json');
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(
   out,
-  `${JSON.stringify({ machine: machineInfo(), clients: CLIENTS, batch: BATCH, clientsPerMap: CLIENTS_PER_MAP, measureSeconds: MEASURE_S, results, targets }, null, 2)}\n`,
+  `${JSON.stringify({ machine: machineInfo(), clients: CLIENTS, batch: BATCH, clientsPerMap: CLIENTS_PER_MAP, measureSeconds: MEASURE_S, repeat: REPEAT, results, targets }, null, 2)}\n`,
 );
 console.log(`\nwrote ${out}`);

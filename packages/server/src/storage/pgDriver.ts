@@ -47,9 +47,10 @@ export interface PgDriverOptions {
 
 /** A driver over a `pg` connection pool. */
 export function createPgDriver(options: PgDriverOptions): SqlDriver {
+  const maxConnections = options.maxConnections ?? 10;
   const pool = new pg.Pool({
     connectionString: options.connectionString,
-    max: options.maxConnections ?? 10,
+    max: maxConnections,
     connectionTimeoutMillis: 5_000,
     // Statements fail instead of hanging when the database stops answering.
     query_timeout: 30_000,
@@ -58,8 +59,10 @@ export function createPgDriver(options: PgDriverOptions): SqlDriver {
   pool.on('error', (error) => options.onError?.(error));
   const url = new URL(options.connectionString);
   return {
-    // Several group commits in flight: one commits while the next ones run their statements.
-    concurrency: 4,
+    // Several group commits in flight: one commits while the next ones run their statements,
+    // and a backlog after a pause drains in parallel. Two connections stay free for reads
+    // (loading maps, reading records back).
+    concurrency: Math.max(1, Math.min(8, maxConnections - 2)),
     description: `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname}`,
     query: (text, params) => pool.query(prepared(text, params) as never) as never,
     exec: async (script) => {
