@@ -262,6 +262,40 @@ describe('hostile frames', () => {
     expect(() => decodeMessage(frame)).toThrow(`ops: ${message}`);
   });
 
+  it.each([
+    ['not an object', 7, 'ops.0: expected an op'],
+    ['an array', [1, 'm'], 'ops.0: expected an op'],
+    [
+      'an unknown field',
+      { id: 1, map: 'm', entry: ['k', '0000000000000000n', 1], x: 1 },
+      'ops.0: unrecognized key: "x"',
+    ],
+    [
+      'a missing id',
+      { map: 'm', entry: ['k', '0000000000000000n', 1] },
+      'ops.0.id: expected an integer',
+    ],
+    [
+      'a negative id',
+      { id: -1, map: 'm', entry: ['k', '0000000000000000n', 1] },
+      'ops.0.id: expected an integer',
+    ],
+    [
+      'a fractional id',
+      { id: 1.5, map: 'm', entry: ['k', '0000000000000000n', 1] },
+      'ops.0.id: expected an integer',
+    ],
+    [
+      'a bad map name',
+      { id: 1, map: 'a map', entry: ['k', '0000000000000000n', 1] },
+      'ops.0.map: expected a map name',
+    ],
+    ['a missing entry', { id: 1, map: 'm' }, 'ops.0.entry: expected [key, timestamp'],
+  ])('names what is wrong in an op: %s', (_name, op, message) => {
+    const frame = raw.pack({ type: 'ops', ops: [op] });
+    expect(() => decodeMessage(frame)).toThrow(`ops: ${message}`);
+  });
+
   it('accepts wire entries with and without a TTL, and tombstones', () => {
     const ops = [
       { id: 1, map: 'm', entry: ['k', '0000000000000000n', { a: 1 }] },

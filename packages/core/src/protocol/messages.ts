@@ -127,11 +127,53 @@ export const authErrorSchema = z.strictObject({
 });
 
 /** One write in an `ops` message. */
-export const opSchema = z.strictObject({
+export interface Op {
   /** Client-chosen op id, unique per connection, echoed in the ack or rejection. */
-  id: uint,
-  map: mapName,
-  entry: wireEntrySchema,
+  id: number;
+  map: string;
+  entry: WireEntry;
+}
+
+const OP_FIELDS = new Set(['id', 'map', 'entry']);
+
+/** What is wrong with a candidate op (and where inside it), if anything. */
+function opIssue(op: unknown): { path: PropertyKey[]; message: string } | undefined {
+  if (typeof op !== 'object' || op === null || Array.isArray(op)) {
+    return { path: [], message: 'expected an op: { id, map, entry }' };
+  }
+  const { id, map, entry } = op as Record<string, unknown>;
+  for (const field in op) {
+    if (!OP_FIELDS.has(field)) return { path: [], message: `unrecognized key: "${field}"` };
+  }
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
+    return { path: ['id'], message: 'expected an integer from 0 to 2^53 - 1' };
+  }
+  if (typeof map !== 'string' || !isValidMapName(map)) {
+    return {
+      path: ['map'],
+      message: 'expected a map name: 1-128 characters from A-Z a-z 0-9 _ . : @ / -',
+    };
+  }
+  const issue = wireEntryIssue(entry);
+  return issue === undefined
+    ? undefined
+    : { path: ['entry', ...issue.path], message: issue.message };
+}
+
+/**
+ * One write in an `ops` message: checked by one function, like {@link wireEntrySchema}, as
+ * ops are what a busy server decodes most (about 4x less allocation than composed schemas).
+ */
+export const opSchema = z.custom<Op>().check((context) => {
+  const issue = opIssue(context.value);
+  if (issue !== undefined) {
+    context.issues.push({
+      code: 'custom',
+      input: context.value,
+      path: issue.path,
+      message: issue.message,
+    });
+  }
 });
 
 /** Client → server: a batch of writes. */
