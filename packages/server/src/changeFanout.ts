@@ -2,7 +2,6 @@ import {
   encodeMessage,
   fittedChunks,
   type LWWRecord,
-  toWireEntry,
   type Value,
   type WireEntry,
 } from '@topgun/core';
@@ -15,15 +14,6 @@ export interface CommittedChange {
   readonly key: string;
   readonly record: LWWRecord<Value>;
   readonly entry: WireEntry;
-}
-
-/** The committed change of `record`, building its wire form. */
-export function committedChange(
-  key: string,
-  record: LWWRecord<Value>,
-  entry?: WireEntry,
-): CommittedChange {
-  return { key, record, entry: entry ?? toWireEntry(key, record) };
 }
 
 /**

@@ -11,7 +11,7 @@ import {
   type WireEntry,
 } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
-import { type ChangeFanout, type CommittedChange, committedChange } from './changeFanout.js';
+import type { ChangeFanout, CommittedChange } from './changeFanout.js';
 import type { LiveQueryHub } from './liveQueryHub.js';
 import type { MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
@@ -32,16 +32,17 @@ export interface BatchOutcome {
   readonly rejected: Rejection[];
 }
 
-interface Batch {
+/** A queued batch, collecting its outcome as its group commits. */
+interface Batch extends BatchOutcome {
   readonly peer: Peer;
   readonly ops: readonly Op[];
   readonly resolve: (outcome: BatchOutcome) => void;
 }
 
-interface Candidate {
+/** An admitted op: also the storage write of its record. */
+interface Candidate extends RecordWrite {
   readonly batch: Batch;
   readonly op: Op;
-  readonly record: LWWRecord<Value>;
 }
 
 /**
@@ -74,7 +75,7 @@ export class WritePipeline {
   /** Queues a batch; resolves once every op is committed or rejected. */
   submit(peer: Peer, ops: readonly Op[]): Promise<BatchOutcome> {
     return new Promise((resolve) => {
-      this.queue.push({ peer, ops, resolve });
+      this.queue.push({ peer, ops, resolve, acked: [], superseded: [], rejected: [] });
       this.pump();
     });
   }
@@ -126,7 +127,6 @@ export class WritePipeline {
 
   private async commitGroup(group: readonly Batch[]): Promise<void> {
     const { grid, storage, metrics } = this.deps;
-    const rejected = new Map<Batch, Rejection[]>(group.map((batch) => [batch, []]));
     const candidates: Candidate[] = [];
 
     // Every map the group touches, loaded once (undefined when storage could not load it).
@@ -137,25 +137,27 @@ export class WritePipeline {
     for (const batch of group) {
       for (const op of batch.ops) {
         const admitted = this.admit(batch.peer, op, maps.get(op.map));
-        if ('reason' in admitted) rejected.get(batch)!.push(admitted);
-        else candidates.push({ batch, op, record: admitted.record });
+        if ('reason' in admitted) batch.rejected.push(admitted);
+        else
+          candidates.push({
+            batch,
+            op,
+            map: op.map,
+            key: op.entry[0],
+            record: admitted.record,
+            serializedTimestamp: op.entry[1],
+          });
       }
     }
 
     let stored: boolean[] = [];
     if (candidates.length > 0) {
-      const writes: RecordWrite[] = candidates.map(({ op, record }) => ({
-        map: op.map,
-        key: op.entry[0],
-        record,
-        serializedTimestamp: op.entry[1],
-      }));
       try {
-        stored = await metrics.timeStorage('write_records', () => storage.writeRecords(writes));
+        stored = await metrics.timeStorage('write_records', () => storage.writeRecords(candidates));
       } catch (error) {
         this.deps.logger.warn({ err: error }, 'storage unavailable: writes rejected');
         for (const candidate of candidates) {
-          rejected.get(candidate.batch)!.push({
+          candidate.batch.rejected.push({
             id: candidate.op.id,
             reason: 'unavailable',
             message: 'storage is unavailable, retry later',
@@ -167,8 +169,6 @@ export class WritePipeline {
     }
 
     // After COMMIT: merge what was stored, then settle the rest against the grid.
-    const acked = new Map<Batch, number[]>(group.map((batch) => [batch, []]));
-    const superseded = new Map<Batch, number[]>(group.map((batch) => [batch, []]));
     const changesByMap = new Map<string, Array<CommittedChange & { readonly origin: Peer }>>();
     const unstored: Candidate[] = [];
     for (let index = 0; index < candidates.length; index++) {
@@ -177,7 +177,7 @@ export class WritePipeline {
         unstored.push(candidate);
         continue;
       }
-      acked.get(candidate.batch)!.push(candidate.op.id);
+      candidate.batch.acked.push(candidate.op.id);
       let changes = changesByMap.get(candidate.op.map);
       if (changes === undefined) {
         changes = [];
@@ -185,7 +185,9 @@ export class WritePipeline {
       }
       // The op's wire entry is the record's wire form: it is not encoded again.
       changes.push({
-        ...committedChange(candidate.op.entry[0], candidate.record, candidate.op.entry),
+        key: candidate.key,
+        record: candidate.record,
+        entry: candidate.op.entry,
         origin: candidate.batch.peer,
       });
     }
@@ -209,26 +211,21 @@ export class WritePipeline {
           current = fresh.record;
         }
       }
-      acked.get(candidate.batch)!.push(candidate.op.id);
+      candidate.batch.acked.push(candidate.op.id);
       // The same write sent again (a lost ack) is a plain ack; an older one is superseded.
       if (
         current === undefined ||
         compareTimestamps(current.timestamp, candidate.record.timestamp) !== 0
       ) {
-        superseded.get(candidate.batch)!.push(candidate.op.id);
+        candidate.batch.superseded.push(candidate.op.id);
       }
     }
 
     for (const batch of group) {
-      const outcome: BatchOutcome = {
-        acked: acked.get(batch)!,
-        superseded: superseded.get(batch)!,
-        rejected: rejected.get(batch)!,
-      };
-      metrics.opsApplied.inc(outcome.acked.length);
-      for (const rejection of outcome.rejected)
-        metrics.opsRejected.inc({ reason: rejection.reason });
-      batch.resolve(outcome);
+      const { acked, superseded, rejected } = batch;
+      metrics.opsApplied.inc(acked.length);
+      for (const rejection of rejected) metrics.opsRejected.inc({ reason: rejection.reason });
+      batch.resolve({ acked, superseded, rejected });
     }
     for (const [map, changes] of changesByMap) {
       // Each client's own writes are not echoed back to it.
