@@ -241,6 +241,16 @@ function cpuSeconds(serverPid: number) {
   return { server: of(serverPid), postgres, loadGenerator: of(process.pid) };
 }
 
+/** Resident memory of a process in MiB (VmRSS), or NaN where /proc is not available. */
+function residentMiB(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
@@ -279,6 +289,7 @@ async function run(rate: number) {
   await new Promise((resolve) => setTimeout(resolve, MEASURE_S * 1000));
   const seconds = (performance.now() - measureStart) / 1000;
   const cpuAfter = cpuSeconds(server.pid!);
+  const serverRssMiB = residentMiB(server.pid!);
   const cpuShare = (key: keyof typeof cpuAfter) => (cpuAfter[key] - cpuBefore[key]) / seconds;
   const acked = clients.reduce((sum, client) => sum + client.acked, 0);
   const rejected = clients.reduce((sum, client) => sum + client.rejected, 0);
@@ -330,6 +341,8 @@ async function run(rate: number) {
     storageP50AtMostMs: storageWrites.p50,
     storageP99AtMostMs: storageWrites.p99,
     rejectionReasons: Object.fromEntries(rejectionReasons),
+    /** The server's resident memory at the end of the measurement (MiB), from /proc. */
+    serverRssMiB,
     /** CPU used during the measurement, in cores (1 = one core busy), from /proc. */
     cpuCores: {
       server: cpuShare('server'),
@@ -348,7 +361,7 @@ for (const rate of RATES) {
     const result = await run(rate);
     runs.push(result);
     console.log(
-      `offered ${formatRate(rate).padEnd(10)} acked ${formatRate(result.ackedOpsPerSecond).padEnd(10)} p50 ${result.p50Ms.toFixed(1)} ms  p99 ${result.p99Ms.toFixed(1)} ms  max ${result.maxMs.toFixed(1)} ms  server-side p50 ≤ ${result.serverP50AtMostMs} ms, p99 ≤ ${result.serverP99AtMostMs} ms  commits ${result.storageWrites} (p50 ≤ ${result.storageP50AtMostMs} ms, p99 ≤ ${result.storageP99AtMostMs} ms)  cpu: server ${result.cpuCores.server.toFixed(2)}, postgres ${result.cpuCores.postgres.toFixed(2)}, generator ${result.cpuCores.loadGenerator.toFixed(2)}  fan-out ${formatRate(result.fanOutRecordsPerSecond)}  rejected ${result.rejected} ${JSON.stringify(result.rejectionReasons)}`,
+      `offered ${formatRate(rate).padEnd(10)} acked ${formatRate(result.ackedOpsPerSecond).padEnd(10)} p50 ${result.p50Ms.toFixed(1)} ms  p99 ${result.p99Ms.toFixed(1)} ms  max ${result.maxMs.toFixed(1)} ms  server-side p50 ≤ ${result.serverP50AtMostMs} ms, p99 ≤ ${result.serverP99AtMostMs} ms  commits ${result.storageWrites} (p50 ≤ ${result.storageP50AtMostMs} ms, p99 ≤ ${result.storageP99AtMostMs} ms)  cpu: server ${result.cpuCores.server.toFixed(2)}, postgres ${result.cpuCores.postgres.toFixed(2)}, generator ${result.cpuCores.loadGenerator.toFixed(2)}  server RSS ${result.serverRssMiB.toFixed(0)} MiB  fan-out ${formatRate(result.fanOutRecordsPerSecond)}  rejected ${result.rejected} ${JSON.stringify(result.rejectionReasons)}`,
     );
   }
   // The run with the median p99 stands for the rate; every run's figures are kept.
