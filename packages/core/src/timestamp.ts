@@ -32,6 +32,11 @@ export function isValidNodeId(nodeId: unknown): nodeId is string {
   return typeof nodeId === 'string' && NODE_ID_PATTERN.test(nodeId);
 }
 
+/** Whether `text` is a serialized timestamp: 16 lowercase hex digits, then a node id. */
+export function isSerializedTimestamp(text: unknown): text is string {
+  return typeof text === 'string' && SERIALIZED_PATTERN.test(text);
+}
+
 /**
  * Orders two timestamps: negative if `a` is earlier, positive if later, 0 if equal.
  * The order is total: millis, then counter, then node id.
@@ -61,7 +66,7 @@ export function formatTimestamp(timestamp: Timestamp): string {
  * @throws {ValidationError} when `text` is not a well-formed serialized timestamp.
  */
 export function parseTimestamp(text: unknown, path = 'timestamp'): Timestamp {
-  if (typeof text !== 'string' || !SERIALIZED_PATTERN.test(text)) {
+  if (!isSerializedTimestamp(text)) {
     throw new ValidationError(
       path,
       `expected 16 lowercase hex digits followed by a node id, got ${describe(text)}`,

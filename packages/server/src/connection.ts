@@ -197,8 +197,7 @@ export class ClientConnection implements Peer {
     ) {
       // A walk's bulk transfer may take a while: other messages do not wait for it.
       const key = `${message.map}\u0000${message.session}`;
-      const previous =
-        this.walkChains.get(key) ?? this.queue.then(() => this.opsAnswered()).then(() => undefined);
+      const previous = this.walkChains.get(key) ?? this.queue.then(() => this.opsAnswered());
       const next = previous.then(() => this.handle(message)).catch((error) => this.crash(error));
       this.walkChains.set(key, next);
       void next.finally(() => {

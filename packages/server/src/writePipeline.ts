@@ -297,12 +297,7 @@ export class WritePipeline {
     // record the connection writes, instead of one more string per record.
     const { millis, counter, nodeId } = parsed.timestamp;
     if (nodeId !== peer.nodeId) return { record: parsed };
-    const timestamp = { millis, counter, nodeId: peer.nodeId };
-    const record: LWWRecord<Value> =
-      parsed.ttlMs === undefined
-        ? { value: parsed.value, timestamp }
-        : { value: parsed.value, timestamp, ttlMs: parsed.ttlMs };
-    return { record };
+    return { record: { ...parsed, timestamp: { millis, counter, nodeId: peer.nodeId } } };
   }
 }
 

@@ -3,7 +3,7 @@ import { isValidMapName } from '../mapName.js';
 import { compileQuery } from '../query/compileQuery.js';
 import type { Query } from '../query/queryTypes.js';
 import { isValidKey } from '../recordKey.js';
-import { isValidNodeId } from '../timestamp.js';
+import { isSerializedTimestamp, isValidNodeId } from '../timestamp.js';
 import { type Value, validateValue } from '../value.js';
 
 /*
@@ -28,15 +28,38 @@ const nodeId = z
   .refine(isValidNodeId, 'expected a node id: 1-64 characters from A-Z a-z 0-9 _ -');
 const text = z.string().max(1024);
 
-const TIMESTAMP_PATTERN = /^[0-9a-f]{16}[A-Za-z0-9_-]{1,64}$/;
-
 /** One record on the wire: `[key, timestamp, value, ttlMs?]`. */
 export type WireEntry =
   | [key: string, timestamp: string, value: Value | null]
   | [key: string, timestamp: string, value: Value | null, ttlMs: number];
 
+/** Where inside a value something is wrong, and what. */
+interface Issue {
+  readonly path: PropertyKey[];
+  readonly message: string;
+}
+
+/**
+ * A schema for a hot protocol element checked by one function (`issueOf`) rather than by
+ * composed zod schemas, which allocate several times more per element; its issue is
+ * reported at the element's path like any zod issue.
+ */
+function checkedBy<T>(issueOf: (candidate: unknown) => Issue | undefined) {
+  return z.custom<T>().check((context) => {
+    const issue = issueOf(context.value);
+    if (issue !== undefined) {
+      context.issues.push({
+        code: 'custom',
+        input: context.value,
+        path: issue.path,
+        message: issue.message,
+      });
+    }
+  });
+}
+
 /** What is wrong with a candidate wire entry (and where inside it), if anything. */
-function wireEntryIssue(entry: unknown): { path: number[]; message: string } | undefined {
+function wireEntryIssue(entry: unknown): Issue | undefined {
   if (!Array.isArray(entry) || (entry.length !== 3 && entry.length !== 4)) {
     return { path: [], message: 'expected [key, timestamp, value, ttlMs?]' };
   }
@@ -47,7 +70,7 @@ function wireEntryIssue(entry: unknown): { path: number[]; message: string } | u
       message: 'expected a record key: 1-1024 characters, no U+0000 or lone surrogates',
     };
   }
-  if (typeof timestamp !== 'string' || !TIMESTAMP_PATTERN.test(timestamp)) {
+  if (!isSerializedTimestamp(timestamp)) {
     return { path: [1], message: 'expected a serialized timestamp' };
   }
   if (value !== null) {
@@ -72,17 +95,7 @@ function wireEntryIssue(entry: unknown): { path: number[]; message: string } | u
  * checked by one function rather than composed tuple and union schemas, which allocate
  * several times more per entry; the errors name the same paths and reasons.
  */
-export const wireEntrySchema = z.custom<WireEntry>().check((context) => {
-  const issue = wireEntryIssue(context.value);
-  if (issue !== undefined) {
-    context.issues.push({
-      code: 'custom',
-      input: context.value,
-      path: issue.path,
-      message: issue.message,
-    });
-  }
-});
+export const wireEntrySchema = checkedBy<WireEntry>(wireEntryIssue);
 
 const query = z.unknown().superRefine((candidate, context) => {
   try {
@@ -137,7 +150,7 @@ export interface Op {
 const OP_FIELDS = new Set(['id', 'map', 'entry']);
 
 /** What is wrong with a candidate op (and where inside it), if anything. */
-function opIssue(op: unknown): { path: PropertyKey[]; message: string } | undefined {
+function opIssue(op: unknown): Issue | undefined {
   if (typeof op !== 'object' || op === null || Array.isArray(op)) {
     return { path: [], message: 'expected an op: { id, map, entry }' };
   }
@@ -164,17 +177,7 @@ function opIssue(op: unknown): { path: PropertyKey[]; message: string } | undefi
  * One write in an `ops` message: checked by one function, like {@link wireEntrySchema}, as
  * ops are what a busy server decodes most (about 4x less allocation than composed schemas).
  */
-export const opSchema = z.custom<Op>().check((context) => {
-  const issue = opIssue(context.value);
-  if (issue !== undefined) {
-    context.issues.push({
-      code: 'custom',
-      input: context.value,
-      path: issue.path,
-      message: issue.message,
-    });
-  }
-});
+export const opSchema = checkedBy<Op>(opIssue);
 
 /** Client → server: a batch of writes. */
 export const opsSchema = z.strictObject({

@@ -2,21 +2,9 @@ import pg from 'pg';
 import { encodeBinaryArray } from './binaryArray.js';
 import { SqlArray, type SqlDriver, type SqlExecutor } from './sqlDriver.js';
 
-/**
- * `pg` parameters: {@link SqlArray}s in binary array format; `pg` sends Buffers, not
- * Uint8Arrays, as bytea.
- */
+/** `pg` parameters: {@link SqlArray}s in PostgreSQL's binary array format. */
 function toPgParams(params: readonly unknown[] | undefined): unknown[] | undefined {
-  return params?.map((param) => {
-    if (param instanceof SqlArray) return encodeBinaryArray(param);
-    if (Array.isArray(param))
-      return param.map((element) =>
-        element instanceof Uint8Array && !Buffer.isBuffer(element)
-          ? Buffer.from(element.buffer, element.byteOffset, element.byteLength)
-          : element,
-      );
-    return param;
-  });
+  return params?.map((param) => (param instanceof SqlArray ? encodeBinaryArray(param) : param));
 }
 
 /**

@@ -61,9 +61,10 @@ export class SqlStorage implements Storage {
   }
 
   async writeRecords(writes: readonly RecordWrite[]): Promise<boolean[]> {
-    // One row per (map, key): ON CONFLICT cannot touch a row twice in one statement.
+    // One row per (map, key): ON CONFLICT cannot touch a row twice in one statement. The
+    // other writes to that key in the batch are not stored.
+    const unstored = new Set<RecordWrite>();
     const winners = new Map<string, Map<string, RecordWrite>>();
-    let duplicates = false;
     for (const write of writes) {
       let byKey = winners.get(write.map);
       if (byKey === undefined) {
@@ -71,9 +72,12 @@ export class SqlStorage implements Storage {
         winners.set(write.map, byKey);
       }
       const current = byKey.get(write.key);
-      if (current !== undefined) duplicates = true;
-      if (current === undefined || compareRecords(write.record, current.record) > 0)
+      if (current === undefined || compareRecords(write.record, current.record) > 0) {
         byKey.set(write.key, write);
+        if (current !== undefined) unstored.add(current);
+      } else {
+        unstored.add(write);
+      }
     }
     // Rows in one global order: concurrent transactions then lock rows in the same order and
     // cannot deadlock each other.
@@ -82,7 +86,6 @@ export class SqlStorage implements Storage {
     rows.sort((a, b) =>
       a.map === b.map ? (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) : a.map < b.map ? -1 : 1,
     );
-    const unstored = new Set<RecordWrite>();
     const insert = async (sql: SqlExecutor, chunk: readonly RecordWrite[]) => {
       // One short statement with array parameters, whatever the number of rows. It answers
       // with the rows it did not store (an older or equal timestamp was already there),
@@ -128,7 +131,7 @@ export class SqlStorage implements Storage {
           ),
         ],
       );
-      for (const { ordinal } of skipped) unstored.add(chunk[Number(ordinal) - 1]!);
+      for (const { ordinal } of skipped) unstored.add(chunk[ordinal - 1]!);
     };
     if (rows.length <= ROWS_PER_STATEMENT) {
       // A single statement commits atomically on its own: one round trip instead of three
@@ -140,10 +143,7 @@ export class SqlStorage implements Storage {
           await insert(sql, rows.slice(start, start + ROWS_PER_STATEMENT));
       });
     }
-    return writes.map(
-      (write) =>
-        !unstored.has(write) && (!duplicates || winners.get(write.map)!.get(write.key) === write),
-    );
+    return writes.map((write) => !unstored.has(write));
   }
 
   async loadMap(map: string, onPage: (records: readonly StoredRecord[]) => void): Promise<void> {
