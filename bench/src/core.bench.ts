@@ -9,11 +9,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as Automerge from '@automerge/automerge';
 import {
+  bulkRecords,
   encodeMessage,
   HLC,
   LWWMap,
   type LWWRecord,
-  recordsUnder,
   type SyncMessage,
   SyncSession,
   toSyncWire,
@@ -194,10 +194,7 @@ function record(
       const answer = sessions[receiver]!.receive(message);
       message = answer.message && {
         ...answer.message,
-        records: [
-          ...answer.message.records,
-          ...answer.bulkPaths.flatMap((path) => [...recordsUnder(replicas[receiver]!, path)]),
-        ],
+        records: [...answer.message.records, ...bulkRecords(replicas[receiver]!, answer.bulk)],
       };
       sender = receiver;
     }

@@ -1,3 +1,5 @@
+/** Re-exported from `@topgun/core` (keys of equal queries). */
+export { stableStringify } from '@topgun/core';
 export { ClientMap, type MapWriter, type Patch } from './clientMap.js';
 export { createClient } from './createClient.js';
 export { type LeaderElection, webLocksElection } from './leaderElection.js';
@@ -14,9 +16,4 @@ export { createIndexedDbStorage } from './storage/indexedDbStorage.js';
 export { createMemoryStorage } from './storage/memoryStorage.js';
 export type { RejectionReason, WebSocketConstructor } from './syncEngine.js';
 export type { ConnectionState, SyncStatus, SyncStatusStore } from './syncStatus.js';
-export {
-  type ClientOptions,
-  type RejectedWrite,
-  stableStringify,
-  TopGunClient,
-} from './topGunClient.js';
+export { type ClientOptions, type RejectedWrite, TopGunClient } from './topGunClient.js';

@@ -1,5 +1,8 @@
 import {
+  bulkRecords,
+  CLOSE_CODES,
   DEFAULT_DECODE_LIMITS,
+  DEFAULT_MAX_MESSAGE_BYTES,
   decodeMessage,
   encodeMessage,
   fittedChunks,
@@ -12,7 +15,6 @@ import {
   type MessageOf,
   PROTOCOL_VERSION,
   type Query,
-  recordsUnder,
   rootBytes,
   SyncSession,
   toSyncWire,
@@ -42,6 +44,13 @@ export interface SyncHost {
   mergeRemote(map: string, entries: ReadonlyArray<readonly [string, LWWRecord<Value>]>): void;
   /** Drops the replica of a map (keeping unacknowledged writes), for a server reset. */
   resetMap(map: string): void;
+  /**
+   * Drops records the user may no longer see from the replica (without tombstones), keeping
+   * any key with an unacknowledged write.
+   */
+  revoke(map: string, keys: readonly string[]): void;
+  /** Gives an unsent write a fresh timestamp (the server refused it as too old). */
+  restampWrite(entry: OutboxEntry): void;
   /** Every unacknowledged write, oldest first. */
   outbox(): readonly OutboxEntry[];
   acknowledged(ids: readonly string[]): void;
@@ -90,10 +99,20 @@ interface Walk {
   readonly width: HashWidth;
   expected: number;
   received: number;
+  /** Records that crossed in either direction: a walk that moved some made progress. */
+  moved: number;
+  /** When the walk last heard from the server (for the watchdog). */
+  lastHeard: number;
 }
 
 /** Batches of ops in flight at once. */
 const MAX_IN_FLIGHT_BATCHES = 4;
+/** Walks in a row that made progress without converging (budgeted messages) before backing off. */
+const MAX_PROGRESS_WALKS = 64;
+/** A walk that hears nothing for this long is abandoned and started again. */
+const WALK_TIMEOUT_MS = 30_000;
+/** Delay before a walk the server refused or lost is tried again. */
+const WALK_RETRY_MS = 5_000;
 
 /**
  * The connection to the sync server and the protocol behind it: handshake, Merkle walks of
@@ -109,10 +128,14 @@ export class SyncEngine {
   private lastMessageAt = 0;
   private heartbeatMs = 30_000;
   private maxBatchOps = 1000;
+  private maxFrameBytes = 1024 * 1024;
+  /** Set when the server ended the session because the token expired: reconnect at once. */
+  private tokenExpired = false;
   private nextSession = 1;
   private nextOpId = 1;
   private readonly walks = new Map<number, Walk>();
   private readonly walkRetries = new Map<string, number>();
+  private readonly progressWalks = new Map<string, number>();
   /** Op id → outbox entry and batch, for the ops in flight. */
   private readonly inFlight = new Map<
     number,
@@ -240,7 +263,18 @@ export class SyncEngine {
     socket.onclose = (event) => {
       if (this.socket !== socket) return;
       this.dropConnection(event.reason || `connection closed (${event.code})`);
-      if (event.code === 4401 || event.code === 1002) this.attempt = Math.max(this.attempt, 4);
+      if (this.tokenExpired) {
+        // The session outlived its token: a fresh one (from the token provider) is due now.
+        this.tokenExpired = false;
+        this.attempt = 0;
+      } else if (
+        event.code === CLOSE_CODES.unauthorized ||
+        event.code === CLOSE_CODES.protocolError ||
+        event.code === CLOSE_CODES.forbidden
+      ) {
+        // Retrying at once would fail the same way: back off.
+        this.attempt = Math.max(this.attempt, 4);
+      }
       this.scheduleReconnect();
     };
     socket.onerror = () => {
@@ -257,6 +291,8 @@ export class SyncEngine {
       message = decodeMessage(new Uint8Array(data), CLIENT_DECODE_LIMITS);
     } catch (error) {
       this.host.serverError(`the server sent a malformed message: ${(error as Error).message}`);
+      // It may have belonged to a walk, which would then wait for it forever.
+      this.restartWalks();
       return;
     }
     try {
@@ -276,6 +312,12 @@ export class SyncEngine {
         return;
       case 'error':
         this.host.serverError(message.message);
+        if (message.code === 'TOKEN_EXPIRED') this.tokenExpired = true;
+        // A message of ours the server refused may have been a walk's, which would stall.
+        if (message.code === 'MALFORMED') this.restartWalks();
+        return;
+      case 'revoke':
+        this.host.revoke(message.map, message.keys);
         return;
       case 'ack':
         this.onAck(message);
@@ -337,6 +379,7 @@ export class SyncEngine {
     this.ready = true;
     this.heartbeatMs = message.heartbeatMs;
     this.maxBatchOps = message.maxBatchOps;
+    this.maxFrameBytes = message.maxFrameBytes;
     const offset = message.serverTime - this.options.now();
     // A client whose wall clock is off learns the server's time and stamps writes with it.
     this.host.setClockOffset(Math.abs(offset) > 1000 ? offset : 0);
@@ -355,29 +398,64 @@ export class SyncEngine {
   private startWalk(map: string, width: HashWidth): void {
     for (const walk of this.walks.values()) if (walk.map === map) return;
     const sessionId = this.nextSession++;
-    const session = new SyncSession(this.host.replica(map), { width });
-    this.walks.set(sessionId, { map, session, width, expected: 0, received: 0 });
+    const session = new SyncSession(this.host.replica(map), {
+      width,
+      // Every message within what the server accepts, however much differs.
+      maxMessageBytes: Math.min(DEFAULT_MAX_MESSAGE_BYTES, Math.floor(this.maxFrameBytes / 4)),
+    });
+    this.walks.set(sessionId, {
+      map,
+      session,
+      width,
+      expected: 0,
+      received: 0,
+      moved: 0,
+      lastHeard: Date.now(),
+    });
     this.host.status.setState({ connection: 'syncing' });
     this.send(toSyncWire(map, sessionId, session.open(), this.host.lastSync(map)));
+  }
+
+  /**
+   * Abandons the walks in progress and starts them again shortly: a message of theirs was
+   * lost (malformed, refused, or never came).
+   */
+  private restartWalks(): void {
+    const maps = [...new Set([...this.walks.values()].map((walk) => walk.map))];
+    if (maps.length === 0) return;
+    this.walks.clear();
+    for (let index = 0; index < maps.length; index++) this.walkEnded();
+    for (const map of maps) this.retryWalkLater(map);
+  }
+
+  private retryWalkLater(map: string): void {
+    const timer = setTimeout(() => {
+      this.walkRetryTimers.delete(timer);
+      if (this.ready) this.startWalk(map, 4);
+    }, WALK_RETRY_MS);
+    this.walkRetryTimers.add(timer);
   }
 
   private onSync(message: MessageOf<'sync'>): void {
     const walk = this.walks.get(message.session);
     if (walk === undefined) return;
+    walk.lastHeard = Date.now();
     const incoming = fromSyncWire<Value>(message);
     if (incoming.records.length > 0) this.host.mergeRemote(walk.map, incoming.records);
+    walk.moved += incoming.records.length;
     const answer = walk.session.receive(incoming);
     const replica = this.host.replica(walk.map);
-    if (answer.message !== undefined)
+    if (answer.message !== undefined) {
+      walk.moved += answer.message.records.length;
       this.send(toSyncWire(walk.map, message.session, answer.message));
-    if (answer.bulkPaths.length > 0) {
-      // Records the server lacks entirely (it lost data): sent as bulk chunks, each within
-      // 500 records and half the server's default frame limit.
+    }
+    if (answer.bulk.length > 0) {
+      // Records the server lacks or needs: sent as bulk chunks, each within 500 records and
+      // half the server's frame limit.
       const entries: WireEntry[] = [];
-      for (const path of answer.bulkPaths) {
-        for (const [key, record] of recordsUnder(replica, path))
-          entries.push(toWireEntry(key, record));
-      }
+      for (const [key, record] of bulkRecords(replica, answer.bulk))
+        entries.push(toWireEntry(key, record));
+      walk.moved += entries.length;
       const encode = (records: readonly WireEntry[], last: boolean) =>
         encodeMessage({
           type: 'sync_records',
@@ -386,7 +464,14 @@ export class SyncEngine {
           records: [...records],
           last,
         });
-      const chunks = [...fittedChunks(entries, (chunk) => encode(chunk, false), 512 * 1024, 500)];
+      const chunks = [
+        ...fittedChunks(
+          entries,
+          (chunk) => encode(chunk, false),
+          Math.floor(this.maxFrameBytes / 2),
+          500,
+        ),
+      ];
       for (const { frame } of chunks.slice(0, -1)) this.sendFrame(frame);
       this.sendFrame(encode(chunks.at(-1)?.chunk ?? [], true));
     }
@@ -403,6 +488,8 @@ export class SyncEngine {
   private onSyncRecords(message: MessageOf<'sync_records'>): void {
     const walk = this.walks.get(message.session);
     if (walk === undefined) return;
+    walk.lastHeard = Date.now();
+    walk.moved += message.records.length;
     this.host.mergeRemote(
       walk.map,
       message.records.map((entry) => fromWireEntry<Value>(entry)),
@@ -423,8 +510,18 @@ export class SyncEngine {
     const pendingHere = this.host.outbox().some((entry) => entry.map === walk.map);
     if (converged || pendingHere) {
       this.walkRetries.delete(walk.map);
+      this.progressWalks.delete(walk.map);
       if (message.syncedAt !== undefined && converged)
         this.host.setLastSync(walk.map, message.syncedAt);
+    } else if (walk.moved > 0 || walk.session.truncated) {
+      // Progress, within message budgets: walk on from where this one stopped.
+      const walks = (this.progressWalks.get(walk.map) ?? 0) + 1;
+      this.progressWalks.set(walk.map, walks);
+      if (walks <= MAX_PROGRESS_WALKS) this.startWalk(walk.map, walk.width);
+      else {
+        this.progressWalks.delete(walk.map);
+        this.retryWalkLater(walk.map);
+      }
     } else {
       const retries = (this.walkRetries.get(walk.map) ?? 0) + 1;
       this.walkRetries.set(walk.map, retries);
@@ -444,15 +541,11 @@ export class SyncEngine {
 
   private onSyncError(message: MessageOf<'sync_error'>): void {
     const walk = this.walks.get(message.session);
+    if (walk === undefined) return;
     this.walks.delete(message.session);
     this.host.serverError(`syncing ${message.map} failed: ${message.message}`);
-    if (walk !== undefined && message.code === 'unavailable') {
-      const timer = setTimeout(() => {
-        this.walkRetryTimers.delete(timer);
-        if (this.ready) this.startWalk(walk.map, 4);
-      }, 5_000);
-      this.walkRetryTimers.add(timer);
-    }
+    // A map the user may not read is not retried; anything else may pass later.
+    if (message.code !== 'permission') this.retryWalkLater(walk.map);
     this.walkEnded();
   }
 
@@ -502,6 +595,11 @@ export class SyncEngine {
         retry = true;
         continue;
       }
+      if (rejection.reason === 'too_old') {
+        // Written long ago (offline): it applies now, stamped now.
+        this.host.restampWrite(entry);
+        continue;
+      }
       this.host.rejected(entry, rejection.reason, rejection.message, rejection.current);
     }
     if (retry) {
@@ -528,6 +626,12 @@ export class SyncEngine {
     clearInterval(this.heartbeatTimer);
     const interval = Math.max(1_000, Math.floor(this.heartbeatMs / 2));
     this.heartbeatTimer = setInterval(() => {
+      // A walk that hears nothing (a reply lost or refused on the way) starts again.
+      const now = Date.now();
+      if ([...this.walks.values()].some((walk) => now - walk.lastHeard > WALK_TIMEOUT_MS)) {
+        this.host.serverError('a sync walk got no answer: starting it again');
+        this.restartWalks();
+      }
       if (Date.now() - this.lastMessageAt > this.heartbeatMs * 2.5) {
         // Nothing heard for too long: the connection is dead even if the socket says otherwise.
         this.socket?.close();

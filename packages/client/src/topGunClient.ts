@@ -8,6 +8,7 @@ import {
   type QueryRow,
   LWWMap as ReplicaMap,
   type SetOptions,
+  stableStringify,
   type Value,
   type WireEntry,
 } from '@topgun/core';
@@ -443,6 +444,11 @@ export class TopGunClient {
       replica: (map) => this.entry(map).replica,
       mergeRemote: (map, entries) => this.mergeRecords(map, entries, true),
       resetMap: (map) => this.resetMap(map),
+      revoke: (map, keys) => this.revoke(map, keys),
+      restampWrite: (entry) => {
+        const current = this.outboxEntries.get(entry.id);
+        if (current !== undefined) this.restamp([current]);
+      },
       outbox: () => [...this.outboxEntries.values()].sort(byTimestamp),
       acknowledged: (ids) => {
         for (const id of ids) this.persist.removeOutbox(id);
@@ -523,19 +529,31 @@ export class TopGunClient {
 
   private resetMap(map: string): void {
     const { replica } = this.entry(map);
+    this.revoke(
+      map,
+      [...replica.allRecords()].map(([key]) => key),
+    );
+    this.lastSyncs.delete(map);
+    this.persist.setMeta(`lastSync:${map}`, null);
+  }
+
+  /**
+   * Drops records from the replica without tombstones (the user may no longer see them, or
+   * the server reset the map); keys with unacknowledged writes stay.
+   */
+  private revoke(map: string, keys: readonly string[]): void {
     const pending = new Set(
       [...this.outboxEntries.values()]
         .filter((entry) => entry.map === map)
         .map((entry) => entry.key),
     );
     const removed: Array<readonly [string, null]> = [];
-    for (const [key] of [...replica.allRecords()]) {
-      if (pending.has(key)) continue;
+    const { replica } = this.entry(map);
+    for (const key of keys) {
+      if (pending.has(key) || replica.getRecord(key) === undefined) continue;
       this.restoreRecord(map, key, undefined, false);
       removed.push([key, null]);
     }
-    this.lastSyncs.delete(map);
-    this.persist.setMeta(`lastSync:${map}`, null);
     if (removed.length > 0) this.tabs.post({ type: 'restore', map, entries: removed });
   }
 
@@ -679,19 +697,4 @@ function persistentClientId(dbName: string): string {
   } catch {
     return randomId(16);
   }
-}
-
-/** JSON with sorted object keys, so equal queries written differently share one handle. */
-export function stableStringify(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    return `{${Object.keys(value)
-      .sort()
-      .map(
-        (key) =>
-          `${JSON.stringify(key)}:${stableStringify((value as Record<string, unknown>)[key])}`,
-      )
-      .join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'undefined';
 }

@@ -1,3 +1,4 @@
+export { canonicalSize, ValueHasher, valueFingerprint } from './canonicalValue.js';
 export { ClockDriftError } from './clockDriftError.js';
 export { compareValues } from './compareValues.js';
 export { describeValue } from './describeValue.js';
@@ -6,6 +7,7 @@ export { hashString, keyHash } from './hash.js';
 export { DEFAULT_MAX_DRIFT_MS, HLC, type HLCOptions } from './hlc.js';
 export { LWWMap, type MapChange, type MapChangeListener, type SetOptions } from './lwwMap.js';
 export {
+  compareBytes,
   compareRecords,
   isRecordAbsent,
   type LWWRecord,
@@ -14,8 +16,13 @@ export {
 } from './lwwRecord.js';
 export { isValidMapName, MAX_MAP_NAME_LENGTH, validateMapName } from './mapName.js';
 export {
+  type BulkItem,
+  bulkRecords,
+  bulkSize,
+  DEFAULT_MAX_MESSAGE_BYTES,
   DIGEST_STAMP_BYTES,
   DIGEST_THRESHOLD,
+  LEAF_DIGEST_MAX,
   MARK_DIGEST,
   MARK_PROBE,
   MARK_SAME,
@@ -24,7 +31,6 @@ export {
   rootBytes,
   type SyncAnswer,
   type SyncMessage,
-  type SyncReplica,
   SyncSession,
   type SyncSessionOptions,
 } from './merkleSync.js';
@@ -41,6 +47,7 @@ export {
   validateMerklePath,
 } from './merkleTree.js';
 export { PARTITION_COUNT, partitionOf } from './partition.js';
+export { CLOSE_CODES } from './protocol/closeCodes.js';
 export { decodeMessage, encodeMessage } from './protocol/codec.js';
 export { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './protocol/decodeLimits.js';
 export { fittedChunks } from './protocol/fittedChunks.js';
@@ -63,6 +70,7 @@ export {
   queryUpdateSchema,
   rejectionReasonSchema,
   rejectSchema,
+  revokeSchema,
   subscribeSchema,
   syncDoneSchema,
   syncErrorSchema,
@@ -103,7 +111,9 @@ export type {
   SortKey,
   Where,
 } from './query/queryTypes.js';
-export { isValidKey, MAX_KEY_LENGTH, validateKey } from './recordKey.js';
+export { type Slicer, sortInSlices } from './query/sortInSlices.js';
+export { isValidKey, MAX_KEY_BYTES, utf8Bytes, validateKey } from './recordKey.js';
+export { stableStringify } from './stableStringify.js';
 export {
   compareTimestamps,
   formatTimestamp,
@@ -116,3 +126,10 @@ export {
   validateTimestamp,
 } from './timestamp.js';
 export { MAX_VALUE_DEPTH, type Value, validateValue } from './value.js';
+export {
+  MAX_WALK_PATH_LENGTH,
+  SUBLEAF_DEPTH,
+  type SyncReplica,
+  validateWalkPath,
+  WalkTree,
+} from './walkTree.js';

@@ -268,7 +268,7 @@ export class LWWMap<V> {
   ): void {
     if (record === undefined) this.records.delete(key);
     else this.records.set(key, record);
-    this.merkleTree.update(key, previous?.timestamp, record?.timestamp);
+    this.merkleTree.update(key, previous, record);
     if (previous !== undefined) {
       if (previous.value !== null) this.liveCount--;
       if (previous.ttlMs !== undefined) this.expiringCount--;

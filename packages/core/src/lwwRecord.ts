@@ -1,8 +1,8 @@
-import { compareValues } from './compareValues.js';
 import { describeValue } from './describeValue.js';
 import { ValidationError } from './errors.js';
+import { encodeValue } from './protocol/valueCodec.js';
 import { compareTimestamps, type Timestamp, validateTimestamp } from './timestamp.js';
-import { validateValue } from './value.js';
+import { type Value, validateValue } from './value.js';
 
 /**
  * One version of one key in an LWW map: a value, or a tombstone (`value: null`), stamped
@@ -23,8 +23,9 @@ export interface LWWRecord<V> {
 /**
  * The Last-Write-Wins order between two versions of one key: positive when `a` wins.
  * Later timestamp wins; on equal timestamps (only possible from a misbehaving writer) a
- * tombstone beats a value, then the greater value under `compareValues` wins, then the
- * greater TTL (no TTL counting as smallest). Every replica resolves every tie the same way.
+ * tombstone beats a value, then the value whose canonical encoding (`encodeValue`) is
+ * greater byte by byte wins (a proper prefix is smaller), then the greater TTL (no TTL
+ * counting as smallest). Every replica, and the server's SQL, resolve every tie the same way.
  */
 export function compareRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): number {
   const byTime = compareTimestamps(a.timestamp, b.timestamp);
@@ -32,11 +33,23 @@ export function compareRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): number {
   if (a.value === null || b.value === null) {
     if (a.value !== null) return -1;
     if (b.value !== null) return 1;
-  } else {
-    const byValue = compareValues(a.value, b.value);
+  } else if (a.value !== b.value) {
+    const byValue = compareBytes(
+      encodeValue(a.value as unknown as Value),
+      encodeValue(b.value as unknown as Value),
+    );
     if (byValue !== 0) return byValue;
   }
   return (a.ttlMs ?? -1) - (b.ttlMs ?? -1);
+}
+
+/** Byte-wise order of two byte strings, a proper prefix first (PostgreSQL's `bytea` order). */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const length = Math.min(a.length, b.length);
+  for (let index = 0; index < length; index++) {
+    if (a[index] !== b[index]) return a[index]! - b[index]!;
+  }
+  return a.length - b.length;
 }
 
 /** Whether a record is a tombstone or has expired at physical time `now`. */

@@ -1,31 +1,44 @@
+import { canonicalSize } from './canonicalValue.js';
 import { ValidationError } from './errors.js';
 import type { LWWRecord } from './lwwRecord.js';
-import { childCountOf, type HashWidth, LEAF_PATH_LENGTH, type MerkleTree } from './merkleTree.js';
+import { type HashWidth, LEAF_PATH_LENGTH, type MerkleTree } from './merkleTree.js';
+import { utf8Bytes } from './recordKey.js';
 import { compareTimestamps, isValidNodeId, type Timestamp } from './timestamp.js';
+import { MAX_WALK_PATH_LENGTH, type SyncReplica, WalkTree } from './walkTree.js';
 
-/** What the Merkle walk needs from a replica: its tree and read access to its records. */
-export interface SyncReplica<V> {
-  readonly merkleTree: MerkleTree;
-  getRecord(key: string): LWWRecord<V> | undefined;
-}
+export type { SyncReplica } from './walkTree.js';
 
-/** A child the peer probed and this side found equal (or is sending in bulk). */
+/** A child the peer probed and this side found equal (or is sending in bulk, or left for a later walk). */
 export const MARK_SAME = 0;
 /** A child that differs; this side's hashes of its children follow in `hashes`. */
 export const MARK_PROBE = 1;
 /** A child that differs; this side's digest of its items follows. */
 export const MARK_DIGEST = 2;
-/** A child that differs and below which this side holds nothing: send every record there. */
+/** A child that differs: send every record below it (this side holds nothing there). */
 export const MARK_SEND_ALL = 3;
 
-/** Bytes per digest entry in `digestStamps`: millis (6), counter (2), node id index (2). */
-export const DIGEST_STAMP_BYTES = 10;
+/**
+ * Bytes per digest entry in `digestStamps`: millis (6), counter (2), node id index (2), and
+ * lane 1 of the record's value fingerprint (4), which tells records with equal timestamps
+ * apart.
+ */
+export const DIGEST_STAMP_BYTES = 14;
 
 /**
  * The most items a node may hold to be answered with a digest rather than its children's
  * hashes: small nodes end the walk early, larger ones are cheaper to descend.
  */
 export const DIGEST_THRESHOLD = 2;
+
+/**
+ * The most items a leaf (or sub-leaf) may hold to be answered with a digest; a more crowded
+ * one is probed into its sub-leaves, so that no digest grows with a leaf that many keys
+ * share, whoever chose those keys.
+ */
+export const LEAF_DIGEST_MAX = 32;
+
+/** The default byte budget of one walk message (see {@link SyncSessionOptions}). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
 
 /**
  * One message of the Merkle walk between two replicas of one map. Paths are implicit: marks
@@ -45,7 +58,7 @@ export interface SyncMessage<V> {
   readonly digestSizes: readonly number[];
   /** Keys of all digest entries, in order. */
   readonly digestKeys: readonly string[];
-  /** Timestamps of all digest entries, {@link DIGEST_STAMP_BYTES} bytes each. */
+  /** Stamps of all digest entries, {@link DIGEST_STAMP_BYTES} bytes each. */
   readonly digestStamps: Uint8Array;
   /** The node ids that `digestStamps` refer to by index. */
   readonly nodeIds: readonly string[];
@@ -55,15 +68,25 @@ export interface SyncMessage<V> {
   readonly records: ReadonlyArray<readonly [key: string, record: LWWRecord<V>]>;
 }
 
+/** Records to send in bulk after a message: a subtree (less some keys), or one record. */
+export type BulkItem =
+  | { readonly path: readonly number[]; readonly except?: ReadonlySet<string> }
+  | { readonly key: string };
+
 /** What {@link SyncSession.receive} produced. */
 export interface SyncAnswer<V> {
   /** The message to send back, or `undefined` when this side has nothing left to say. */
   readonly message: SyncMessage<V> | undefined;
   /**
-   * Subtrees whose records the peer lacks entirely: send the records of {@link recordsUnder}
-   * each path (in bounded chunks) after the message.
+   * Records the peer lacks or needs that did not fit in the message: send them
+   * ({@link bulkRecords}) in bounded chunks after it.
    */
-  readonly bulkPaths: ReadonlyArray<readonly number[]>;
+  readonly bulk: readonly BulkItem[];
+  /**
+   * Whether differing nodes were left out (marked SAME) to keep the message within its byte
+   * budget: the walk then ends without converging, and the next walk continues from there.
+   */
+  readonly truncated: boolean;
 }
 
 /** Options of {@link SyncSession}. */
@@ -74,6 +97,13 @@ export interface SyncSessionOptions {
    * Walk again with 8 when a width-4 walk ended without converging. Default: 4.
    */
   readonly width?: HashWidth;
+  /**
+   * The most bytes this side's messages may take (estimated before encoding): hashes,
+   * digests and records beyond it are left for a later walk or sent in bulk, so that no
+   * message outgrows what the peer accepts, however large or crowded the replicas are.
+   * Default: {@link DEFAULT_MAX_MESSAGE_BYTES}.
+   */
+  readonly maxMessageBytes?: number;
 }
 
 /**
@@ -87,16 +117,19 @@ export interface SyncSessionOptions {
  */
 export class SyncSession<V> {
   private width: HashWidth;
+  private readonly maxMessageBytes: number;
   private started = false;
   private probed: Array<readonly number[]> = [];
   private digestKeysSent: readonly string[] = [];
   private peerRoot: Uint8Array | undefined;
+  private wasTruncated = false;
 
   constructor(
     private readonly replica: SyncReplica<V>,
     options: SyncSessionOptions = {},
   ) {
     this.width = options.width ?? 4;
+    this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   }
 
   /** The opening message: this side's hashes of the 271 partitions (none when it is empty). */
@@ -123,12 +156,16 @@ export class SyncSession<V> {
     );
   }
 
+  /** Whether any answer of this session left differing nodes for a later walk. */
+  get truncated(): boolean {
+    return this.wasTruncated;
+  }
+
   /**
    * Computes the answer to the peer's message.
    * @throws {ValidationError} when the message is malformed or does not fit the session.
    */
   receive(message: SyncMessage<V>): SyncAnswer<V> {
-    const tree = this.replica.merkleTree;
     const opening = !this.started;
     if (opening) {
       this.started = true;
@@ -144,7 +181,8 @@ export class SyncSession<V> {
     }
     this.peerRoot = message.root;
     const width = this.width;
-    const reply = new ReplyBuilder<V>(this.replica, width);
+    const tree = new WalkTree(this.replica);
+    const reply = new ReplyBuilder<V>(this.replica, tree, width, this.maxMessageBytes);
 
     // 1. Wanted records from the digest entries this side sent last.
     const wanted = readBits(message.wants, this.digestKeysSent.length, 'wants');
@@ -165,28 +203,28 @@ export class SyncSession<V> {
       }
     } else {
       probedByPeer = [];
-      const childCounts = this.probed.map((path) => childCountOf(path));
-      const total = childCounts.reduce((sum, count) => sum + count, 0);
+      const total = this.probed.reduce((sum, path) => sum + tree.childCount(path), 0);
       const marks = readMarks(message.marks, total);
       let position = 0;
-      this.probed.forEach((path) => {
-        for (let child = 0; child < childCountOf(path); child++) {
+      for (const path of this.probed) {
+        const children = tree.childCount(path);
+        for (let child = 0; child < children; child++) {
           const mark = marks[position++]!;
           const childPath = [...path, child];
           if (mark === MARK_PROBE) {
-            if (childPath.length === LEAF_PATH_LENGTH) {
-              throw new ValidationError('marks', 'a leaf cannot be probed');
+            if (childPath.length === MAX_WALK_PATH_LENGTH) {
+              throw new ValidationError('marks', 'a node at the deepest level cannot be probed');
             }
             probedByPeer.push(childPath);
           } else if (mark === MARK_DIGEST) digestsFromPeer.push(childPath);
           else if (mark === MARK_SEND_ALL) reply.bulk(childPath);
         }
-      });
+      }
     }
 
     // 3. Compare the peer's child hashes with ours and mark every child.
     const expectedHashBytes = probedByPeer.reduce(
-      (sum, path) => sum + childCountOf(path) * width,
+      (sum, path) => sum + tree.childCount(path) * width,
       0,
     );
     if (!(message.hashes instanceof Uint8Array) || message.hashes.length !== expectedHashBytes) {
@@ -194,11 +232,12 @@ export class SyncSession<V> {
     }
     let offset = 0;
     for (const path of probedByPeer) {
-      const size = childCountOf(path) * width;
+      const children = tree.childCount(path);
+      const size = children * width;
       const theirs = message.hashes.subarray(offset, offset + size);
       offset += size;
       const differing = new Set(tree.differingChildren(path, theirs, width));
-      for (let child = 0; child < childCountOf(path); child++) {
+      for (let child = 0; child < children; child++) {
         if (!differing.has(child)) {
           reply.mark(MARK_SAME);
           continue;
@@ -210,23 +249,37 @@ export class SyncSession<V> {
         } else if (isZero(theirs, child, width)) {
           reply.mark(MARK_SAME);
           reply.bulk(childPath);
-        } else if (childPath.length === LEAF_PATH_LENGTH || own.count <= DIGEST_THRESHOLD) {
-          reply.mark(MARK_DIGEST);
-          reply.digest(childPath);
-        } else {
+        } else if (childPath.length === MAX_WALK_PATH_LENGTH && own.count > LEAF_DIGEST_MAX) {
+          // Only keys whose whole 64-bit hash collides get here: both sides send all they
+          // hold below it, in bulk, rather than a digest of unbounded size.
+          reply.mark(MARK_SEND_ALL);
+          reply.bulk(childPath);
+        } else if (isDigestible(childPath, own.count)) {
+          if (reply.digest(childPath, own.count)) reply.mark(MARK_DIGEST);
+          else reply.mark(MARK_SAME);
+        } else if (reply.probe(childPath, tree.childCount(childPath))) {
           reply.mark(MARK_PROBE);
-          reply.probe(childPath);
+        } else {
+          reply.mark(MARK_SAME);
         }
       }
     }
 
     // 4. Compare the peer's digests with our items.
-    compareDigests(this.replica, message, digestsFromPeer, reply);
+    compareDigests(this.replica, tree, message, digestsFromPeer, reply);
 
     this.probed = reply.probed;
     this.digestKeysSent = reply.digestKeys;
-    return reply.build(rootBytes(tree));
+    const answer = reply.build(rootBytes(this.replica.merkleTree));
+    if (answer.truncated) this.wasTruncated = true;
+    return answer;
   }
+}
+
+/** Whether a differing node is answered with its digest rather than probed further. */
+function isDigestible(path: readonly number[], count: number): boolean {
+  if (count <= DIGEST_THRESHOLD || path.length === MAX_WALK_PATH_LENGTH) return true;
+  return path.length >= LEAF_PATH_LENGTH && count <= LEAF_DIGEST_MAX;
 }
 
 /** The 8-byte root hash of a tree (lane 1 then lane 2, big-endian). */
@@ -239,15 +292,40 @@ export function rootBytes(tree: MerkleTree): Uint8Array {
   return bytes;
 }
 
-/** Every stored record below `path` (tombstones included), to answer bulk requests. */
+/** Every stored record below the walk node at `path` (tombstones included). */
 export function* recordsUnder<V>(
   replica: SyncReplica<V>,
   path: readonly number[],
 ): Generator<readonly [string, LWWRecord<V>]> {
-  for (const key of replica.merkleTree.keysUnder(path)) {
+  for (const key of new WalkTree(replica).keysUnder(path)) {
     const record = replica.getRecord(key);
     if (record !== undefined) yield [key, record];
   }
+}
+
+/** The records of a bulk transfer ({@link SyncAnswer.bulk}), read from the replica as they are sent. */
+export function* bulkRecords<V>(
+  replica: SyncReplica<V>,
+  bulk: readonly BulkItem[],
+): Generator<readonly [string, LWWRecord<V>]> {
+  for (const item of bulk) {
+    if ('key' in item) {
+      const record = replica.getRecord(item.key);
+      if (record !== undefined) yield [item.key, record];
+      continue;
+    }
+    for (const entry of recordsUnder(replica, item.path)) {
+      if (item.except === undefined || !item.except.has(entry[0])) yield entry;
+    }
+  }
+}
+
+/** How many records a bulk transfer holds at most (for progress reports). */
+export function bulkSize<V>(replica: SyncReplica<V>, bulk: readonly BulkItem[]): number {
+  const tree = new WalkTree(replica);
+  let size = 0;
+  for (const item of bulk) size += 'key' in item ? 1 : tree.node(item.path).count;
+  return size;
 }
 
 function emptyMessage<V>(width: HashWidth, root: Uint8Array): SyncMessage<V> {
@@ -265,57 +343,99 @@ function emptyMessage<V>(width: HashWidth, root: Uint8Array): SyncMessage<V> {
   };
 }
 
-/** Accumulates one reply. */
+/** A digest entry: the item's timestamp and lane 1 of its hash. */
+interface DigestStamp {
+  readonly timestamp: Timestamp;
+  readonly itemHash: number;
+}
+
+/** Encoded bytes, beyond the record itself, of one record in `records` (key, array, timestamp). */
+const RECORD_OVERHEAD_BYTES = 40;
+/** Encoded bytes, beyond the key, of one digest entry. */
+const DIGEST_ENTRY_BYTES = DIGEST_STAMP_BYTES + 5;
+
+/** Accumulates one reply within a byte budget. */
 class ReplyBuilder<V> {
   readonly probed: Array<readonly number[]> = [];
   readonly digestKeys: string[] = [];
   private readonly marks: number[] = [];
   private readonly hashChunks: Uint8Array[] = [];
   private readonly digestSizes: number[] = [];
-  private readonly stamps: Timestamp[] = [];
+  private readonly stamps: DigestStamp[] = [];
   private readonly wantBits: boolean[] = [];
   private readonly records: Array<readonly [string, LWWRecord<V>]> = [];
-  private readonly bulkPaths: Array<readonly number[]> = [];
+  private readonly bulkItems: BulkItem[] = [];
+  /** Estimated encoded size so far: fields, marks and want bits included. */
+  private bytes = 128;
+  private truncated = false;
 
   constructor(
     private readonly replica: SyncReplica<V>,
+    private readonly tree: WalkTree<V>,
     private readonly width: HashWidth,
+    private readonly budget: number,
   ) {}
 
   mark(mark: number): void {
     this.marks.push(mark);
+    this.bytes += 0.25;
   }
 
-  probe(path: readonly number[]): void {
+  /** Adds the child hashes of `path` if they fit; otherwise the node is left for a later walk. */
+  probe(path: readonly number[], children: number): boolean {
+    if (!this.fits(children * this.width)) return false;
     this.probed.push(path);
-    this.hashChunks.push(this.replica.merkleTree.childHashes(path, this.width));
+    this.hashChunks.push(this.tree.childHashes(path, this.width));
+    return true;
   }
 
-  digest(path: readonly number[]): void {
+  /** Adds the digest of `path` (holding `count` items) if it fits. */
+  digest(path: readonly number[], count: number): boolean {
+    if (!this.fits(count * DIGEST_ENTRY_BYTES)) return false;
     let size = 0;
-    for (const [key, record] of recordsUnder(this.replica, path)) {
+    for (const key of this.tree.keysUnder(path)) {
+      const record = this.replica.getRecord(key);
+      if (record === undefined) continue;
+      this.bytes += utf8Bytes(key);
       this.digestKeys.push(key);
-      this.stamps.push(record.timestamp);
+      this.stamps.push({
+        timestamp: record.timestamp,
+        itemHash: this.replica.merkleTree.itemHash(key, record)[0],
+      });
       size++;
     }
+    this.bytes += size * DIGEST_ENTRY_BYTES;
     this.digestSizes.push(size);
+    return true;
   }
 
-  bulk(path: readonly number[]): void {
-    this.bulkPaths.push(path);
+  bulk(path: readonly number[], except?: ReadonlySet<string>): void {
+    this.bulkItems.push(except === undefined ? { path } : { path, except });
   }
 
   want(yes: boolean): void {
     this.wantBits.push(yes);
+    this.bytes += 0.125;
   }
 
   addRecord(key: string): void {
     const record = this.replica.getRecord(key);
-    if (record !== undefined) this.records.push([key, record]);
+    if (record !== undefined) this.addEntry([key, record]);
   }
 
+  /** Adds a record to the message, or to the bulk transfer when the message is full. */
   addEntry(entry: readonly [string, LWWRecord<V>]): void {
-    this.records.push(entry);
+    const size =
+      utf8Bytes(entry[0]) +
+      entry[1].timestamp.nodeId.length +
+      RECORD_OVERHEAD_BYTES +
+      canonicalSize(entry[1].value);
+    if (this.bytes + size <= this.budget) {
+      this.bytes += size;
+      this.records.push(entry);
+    } else {
+      this.bulkItems.push({ key: entry[0] });
+    }
   }
 
   build(root: Uint8Array): SyncAnswer<V> {
@@ -323,8 +443,8 @@ class ReplyBuilder<V> {
       this.marks.some((mark) => mark !== MARK_SAME) ||
       this.wantBits.includes(true) ||
       this.records.length > 0 ||
-      this.bulkPaths.length > 0;
-    if (!says) return { message: undefined, bulkPaths: [] };
+      this.bulkItems.length > 0;
+    if (!says) return { message: undefined, bulk: [], truncated: this.truncated };
     const { stamps, nodeIds } = encodeStamps(this.stamps);
     return {
       message: {
@@ -339,13 +459,24 @@ class ReplyBuilder<V> {
         wants: packBits(this.wantBits),
         records: this.records,
       },
-      bulkPaths: this.bulkPaths,
+      bulk: this.bulkItems,
+      truncated: this.truncated,
     };
+  }
+
+  private fits(bytes: number): boolean {
+    if (this.bytes + bytes <= this.budget) {
+      this.bytes += bytes;
+      return true;
+    }
+    this.truncated = true;
+    return false;
   }
 }
 
 function compareDigests<V>(
   replica: SyncReplica<V>,
+  tree: WalkTree<V>,
   message: SyncMessage<V>,
   paths: ReadonlyArray<readonly number[]>,
   reply: ReplyBuilder<V>,
@@ -373,22 +504,37 @@ function compareDigests<V>(
         throw new ValidationError(`digestKeys[${entry}]`, 'expected a string');
       listed.add(key);
       const own = replica.getRecord(key);
-      const order = own === undefined ? 1 : compareTimestamps(stamps[entry]!, own.timestamp);
+      const theirs = stamps[entry]!;
+      const order = own === undefined ? 1 : compareTimestamps(theirs.timestamp, own.timestamp);
+      if (
+        order === 0 &&
+        replica.merkleTree.itemHash(key, own!)[0] >>> 0 !== theirs.itemHash >>> 0
+      ) {
+        // Equal timestamps, different records: each side sends its own and both keep the
+        // winner of the tie rule.
+        reply.want(true);
+        reply.addEntry([key, own!]);
+        continue;
+      }
       reply.want(order > 0);
       if (order < 0) reply.addEntry([key, own!]);
     }
-    for (const ownEntry of recordsUnder(replica, path)) {
-      if (!listed.has(ownEntry[0])) reply.addEntry(ownEntry);
+    // Our items below the node that the peer's digest does not list: few unless the node is
+    // crowded here, in which case they are read lazily as the bulk transfer is sent.
+    if (tree.node(path).count <= LEAF_DIGEST_MAX * 2) {
+      for (const key of tree.keysUnder(path)) if (!listed.has(key)) reply.addRecord(key);
+    } else {
+      reply.bulk(path, listed);
     }
   });
 }
 
-function encodeStamps(timestamps: readonly Timestamp[]): { stamps: Uint8Array; nodeIds: string[] } {
+function encodeStamps(entries: readonly DigestStamp[]): { stamps: Uint8Array; nodeIds: string[] } {
   const nodeIds: string[] = [];
   const indexes = new Map<string, number>();
-  const stamps = new Uint8Array(timestamps.length * DIGEST_STAMP_BYTES);
+  const stamps = new Uint8Array(entries.length * DIGEST_STAMP_BYTES);
   const view = new DataView(stamps.buffer);
-  timestamps.forEach((timestamp, entry) => {
+  entries.forEach(({ timestamp, itemHash }, entry) => {
     let index = indexes.get(timestamp.nodeId);
     if (index === undefined) {
       index = nodeIds.length;
@@ -400,11 +546,12 @@ function encodeStamps(timestamps: readonly Timestamp[]): { stamps: Uint8Array; n
     view.setUint32(offset + 2, timestamp.millis >>> 0);
     view.setUint16(offset + 6, timestamp.counter);
     view.setUint16(offset + 8, index);
+    view.setUint32(offset + 10, itemHash >>> 0);
   });
   return { stamps, nodeIds };
 }
 
-function decodeStamps(stamps: unknown, nodeIds: unknown, count: number): Timestamp[] {
+function decodeStamps(stamps: unknown, nodeIds: unknown, count: number): DigestStamp[] {
   if (!(stamps instanceof Uint8Array) || stamps.length !== count * DIGEST_STAMP_BYTES) {
     throw new ValidationError('digestStamps', `expected ${count * DIGEST_STAMP_BYTES} bytes`);
   }
@@ -412,7 +559,7 @@ function decodeStamps(stamps: unknown, nodeIds: unknown, count: number): Timesta
     throw new ValidationError('nodeIds', 'expected at most 65 536 valid node ids');
   }
   const view = new DataView(stamps.buffer, stamps.byteOffset, stamps.byteLength);
-  const result: Timestamp[] = [];
+  const result: DigestStamp[] = [];
   for (let entry = 0; entry < count; entry++) {
     const offset = entry * DIGEST_STAMP_BYTES;
     const nodeId = nodeIds[view.getUint16(offset + 8)] as string | undefined;
@@ -420,9 +567,12 @@ function decodeStamps(stamps: unknown, nodeIds: unknown, count: number): Timesta
       throw new ValidationError(`digestStamps[${entry}]`, 'node id index out of range');
     }
     result.push({
-      millis: view.getUint16(offset) * 2 ** 32 + view.getUint32(offset + 2),
-      counter: view.getUint16(offset + 6),
-      nodeId,
+      timestamp: {
+        millis: view.getUint16(offset) * 2 ** 32 + view.getUint32(offset + 2),
+        counter: view.getUint16(offset + 6),
+        nodeId,
+      },
+      itemHash: view.getUint32(offset + 10),
     });
   }
   return result;

@@ -1,8 +1,9 @@
+import { ValueHasher } from './canonicalValue.js';
 import { describeValue } from './describeValue.js';
 import { ValidationError } from './errors.js';
 import { ItemHasher, keyHash } from './hash.js';
+import type { LWWRecord } from './lwwRecord.js';
 import { PARTITION_COUNT } from './partition.js';
-import type { Timestamp } from './timestamp.js';
 
 /** Children per node below the partition level. */
 export const MERKLE_FANOUT = 4;
@@ -40,7 +41,7 @@ interface Partition {
 
 /**
  * The Merkle tree of one map: a root over {@link PARTITION_COUNT} partitions, each the root
- * of a 4-ary tree of depth {@link MERKLE_DEPTH}. An item is a key written at a timestamp; it
+ * of a 4-ary tree of depth {@link MERKLE_DEPTH}. An item is a key with its current record; it
  * lives in the leaf given by its key hash. A node's hash is the lane-wise sum modulo 2^32 of
  * its items' 64-bit hashes, so a write updates the 6 nodes on one path without reading any
  * sibling, and an empty node hashes to 0. Specified in `specifications/merkle-sync.md`.
@@ -50,15 +51,21 @@ export class MerkleTree {
     undefined,
   );
   private readonly hasher = new ItemHasher();
+  private readonly values = new ValueHasher();
   private rootHash1 = 0;
   private rootHash2 = 0;
   private rootCount = 0;
 
   /**
-   * Moves `key` from its item at `previous` to its item at `next`. Pass `previous`
-   * undefined to insert, `next` undefined to remove. Runs in O(depth).
+   * Moves `key` from its item for record `previous` to its item for record `next`. Pass
+   * `previous` undefined to insert, `next` undefined to remove. Runs in O(depth) plus the
+   * size of the two values, which are fingerprinted.
    */
-  update(key: string, previous: Timestamp | undefined, next: Timestamp | undefined): void {
+  update(
+    key: string,
+    previous: LWWRecord<unknown> | undefined,
+    next: LWWRecord<unknown> | undefined,
+  ): void {
     if (previous === undefined && next === undefined) return;
     const hasher = this.hasher;
     const hashOfKey = hasher.beginKey(key);
@@ -68,13 +75,13 @@ export class MerkleTree {
     let delta2 = 0;
     let deltaCount = 0;
     if (previous !== undefined) {
-      hasher.hashItem(previous.millis, previous.counter, previous.nodeId);
+      this.hashItem(previous);
       delta1 = (delta1 - hasher.lane1) | 0;
       delta2 = (delta2 - hasher.lane2) | 0;
       deltaCount--;
     }
     if (next !== undefined) {
-      hasher.hashItem(next.millis, next.counter, next.nodeId);
+      this.hashItem(next);
       delta1 = (delta1 + hasher.lane1) | 0;
       delta2 = (delta2 + hasher.lane2) | 0;
       deltaCount++;
@@ -107,6 +114,37 @@ export class MerkleTree {
       keys.pop();
       leaves.pop();
     }
+  }
+
+  /** The hash of the item of `key` for `record`, as `[lane1, lane2]` (signed 32-bit). */
+  itemHash(key: string, record: LWWRecord<unknown>): [number, number] {
+    this.hasher.beginKey(key);
+    this.hashItem(record);
+    return [this.hasher.lane1, this.hasher.lane2];
+  }
+
+  /**
+   * The keys of partition `partition` and, parallel to them, their leaves (0 to 255): a view
+   * to scan, valid until the next update.
+   */
+  partitionKeys(
+    partition: number,
+  ): { readonly keys: readonly string[]; readonly leaves: readonly number[] } | undefined {
+    return this.partitions[partition];
+  }
+
+  /** Hashes the current key's item for `record` into the item hasher's lanes. */
+  private hashItem(record: LWWRecord<unknown>): void {
+    const { millis, counter, nodeId } = record.timestamp;
+    this.values.hash(record.value);
+    this.hasher.hashItem(
+      millis,
+      counter,
+      nodeId,
+      this.values.lane1,
+      this.values.lane2,
+      record.ttlMs ?? 0,
+    );
   }
 
   /** The root summary. Two trees with equal roots hold the same items with probability 1 - 2^-64. */

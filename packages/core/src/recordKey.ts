@@ -1,12 +1,31 @@
 import { describeValue } from './describeValue.js';
 import { ValidationError } from './errors.js';
 
-/** Longest record key, in UTF-16 code units. */
-export const MAX_KEY_LENGTH = 1024;
+/**
+ * Longest record key, in UTF-8 bytes: what PostgreSQL can keep in its primary-key index
+ * (with the map name) whatever characters the key uses.
+ */
+export const MAX_KEY_BYTES = 1024;
+
+/** The length of `text` in UTF-8 bytes (a lone surrogate counting 3, as its replacement). */
+export function utf8Bytes(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) continue;
+    if (unit < 0x800) bytes += 1;
+    else if ((unit & 0xfc00) === 0xd800 && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 2;
+      i++;
+    } else bytes += 2;
+  }
+  return bytes;
+}
 
 /** Whether `key` is a valid record key; see {@link validateKey}. */
 export function isValidKey(key: unknown): key is string {
-  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) return false;
+  // At most 3 UTF-8 bytes per UTF-16 unit: only long keys need counting.
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_BYTES) return false;
   // PostgreSQL text and UTF-8 cannot hold NUL or unpaired surrogates.
   for (let i = 0; i < key.length; i++) {
     const unit = key.charCodeAt(i);
@@ -17,11 +36,11 @@ export function isValidKey(key: unknown): key is string {
     if (!(next >= 0xdc00 && next <= 0xdfff)) return false;
     i++;
   }
-  return true;
+  return key.length * 3 <= MAX_KEY_BYTES || utf8Bytes(key) <= MAX_KEY_BYTES;
 }
 
 /**
- * Checks a record key: a string of 1 to {@link MAX_KEY_LENGTH} UTF-16 code units, well-formed
+ * Checks a record key: a string of 1 to {@link MAX_KEY_BYTES} bytes in UTF-8, well-formed
  * (no lone surrogates) and without U+0000.
  * @throws {ValidationError} describing what is wrong.
  */
@@ -31,10 +50,11 @@ export function validateKey(key: unknown, path = 'key'): string {
     throw new ValidationError(path, `expected a string, got ${describeValue(key)}`);
   }
   if (key.length === 0) throw new ValidationError(path, 'must not be empty');
-  if (key.length > MAX_KEY_LENGTH) {
+  const bytes = utf8Bytes(key);
+  if (bytes > MAX_KEY_BYTES) {
     throw new ValidationError(
       path,
-      `is ${key.length} characters long, the limit is ${MAX_KEY_LENGTH}`,
+      `is ${bytes} bytes long in UTF-8, the limit is ${MAX_KEY_BYTES}`,
     );
   }
   throw new ValidationError(path, 'must not contain U+0000 or unpaired surrogates');

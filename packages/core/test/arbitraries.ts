@@ -71,6 +71,7 @@ export const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
     serverTime: uint,
     heartbeatMs: uint,
     maxBatchOps: uint,
+    maxFrameBytes: uint,
   }),
   fc.record({
     type: fc.constant('auth_error' as const),
@@ -79,6 +80,7 @@ export const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
       'invalid_token',
       'expired_token',
       'anonymous_not_allowed',
+      'node_id_taken',
     ),
     message: text,
   }),
@@ -103,6 +105,7 @@ export const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
             'node_id',
             'rate_limit',
             'unavailable',
+            'too_old',
           ),
           message: text,
           retryable: fc.boolean(),
@@ -179,8 +182,18 @@ export const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
     type: fc.constant('sync_error' as const),
     map: mapNameArbitrary,
     session: uint,
-    code: fc.constantFrom('permission' as const, 'unavailable' as const, 'invalid' as const),
+    code: fc.constantFrom(
+      'permission' as const,
+      'unavailable' as const,
+      'invalid' as const,
+      'limit' as const,
+    ),
     message: text,
+  }),
+  fc.record({
+    type: fc.constant('revoke' as const),
+    map: mapNameArbitrary,
+    keys: fc.array(keyArbitrary, { maxLength: 3 }),
   }),
   fc.record({
     type: fc.constant('changes' as const),

@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { ItemHasher } from '../src/hash.js';
-import { hashString, keyHash, leafPathOf, PARTITION_COUNT, partitionOf } from '../src/index.js';
+import {
+  canonicalSize,
+  encodeValue,
+  hashString,
+  keyHash,
+  leafPathOf,
+  PARTITION_COUNT,
+  partitionOf,
+  type Value,
+  valueFingerprint,
+} from '../src/index.js';
 import { fc } from './property.js';
 
 // The test vectors of specifications/merkle-sync.md: a compatible implementation must match.
@@ -35,30 +45,107 @@ describe('hash test vectors', () => {
 
   it('item hashes match the spec vectors', () => {
     const hasher = new ItemHasher();
+    const [a1, a2] = valueFingerprint({ title: 'x', done: false });
     hasher.beginKey('todo-1');
-    hasher.hashItem(1_700_000_000_000, 7, 'node-a');
-    expect([hasher.lane1 >>> 0, hasher.lane2 >>> 0]).toEqual([0x861ffe09, 0x0a553a63]);
+    hasher.hashItem(1_700_000_000_000, 7, 'node-a', a1, a2, 0);
+    expect([hasher.lane1 >>> 0, hasher.lane2 >>> 0]).toEqual(ITEM_VECTORS[0]);
+    const [b1, b2] = valueFingerprint(null);
     hasher.beginKey('a');
-    hasher.hashItem(0, 0, 'n');
-    expect([hasher.lane1 >>> 0, hasher.lane2 >>> 0]).toEqual([0x367c19e4, 0x639df44d]);
+    hasher.hashItem(0, 0, 'n', b1, b2, 0);
+    expect([hasher.lane1 >>> 0, hasher.lane2 >>> 0]).toEqual(ITEM_VECTORS[1]);
+    const [c1, c2] = valueFingerprint(42);
+    hasher.beginKey('a');
+    hasher.hashItem(0, 0, 'n', c1, c2, 60_000);
+    expect([hasher.lane1 >>> 0, hasher.lane2 >>> 0]).toEqual(ITEM_VECTORS[2]);
   });
 
-  it('an item hash is the string hash of key, U+0000, millis units, counter, node id', () => {
+  it('value fingerprints match the spec vectors', () => {
+    expect(valueFingerprint(null)).toEqual(FINGERPRINT_VECTORS[0]);
+    expect(valueFingerprint({ title: 'x', done: false })).toEqual(FINGERPRINT_VECTORS[1]);
+    expect(valueFingerprint(42)).toEqual(FINGERPRINT_VECTORS[2]);
+  });
+
+  it('a value fingerprint is the hash of the bytes of its canonical encoding', () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 4 }), (candidate) => {
+        const value = JSON.parse(JSON.stringify(candidate)) as Value;
+        if (value === null) return;
+        const bytes = encodeValue(value);
+        expect(valueFingerprint(value)).toEqual(hashString(String.fromCharCode(...bytes)));
+        expect(canonicalSize(value)).toBe(bytes.length);
+      }),
+      { numRuns: 500 },
+    );
+    for (const value of [
+      -0,
+      127,
+      128,
+      255,
+      256,
+      65535,
+      65536,
+      2 ** 32 - 1,
+      2 ** 32,
+      -32,
+      -33,
+      -128,
+      -129,
+      -32768,
+      -32769,
+      -(2 ** 31),
+      -(2 ** 31) - 1,
+      1.5,
+      2 ** 53 - 1,
+      'é',
+      '🚀',
+      'x'.repeat(31),
+      'x'.repeat(32),
+      'x'.repeat(256),
+      'x'.repeat(70_000),
+      Array(15).fill(1),
+      Array(16).fill(1),
+      Array(70_000).fill(0),
+      Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`f${i}`, i])),
+    ] as Value[]) {
+      const bytes = encodeValue(value);
+      expect(valueFingerprint(value)).toEqual(hashString(String.fromCharCode(...bytes)));
+      expect(canonicalSize(value)).toBe(bytes.length);
+    }
+  });
+
+  it('an item hash is the string hash of key, U+0000, millis, counter, node id, fingerprint, TTL', () => {
     fc.assert(
       fc.property(
         fc.string({ minLength: 1 }),
         fc.integer({ min: 0, max: 2 ** 48 - 1 }),
         fc.integer({ min: 0, max: 0xffff }),
         fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/),
-        (key, millis, counter, nodeId) => {
+        fc.tuple(
+          fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+          fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+        ),
+        fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+        (key, millis, counter, nodeId, [fingerprint1, fingerprint2], ttl) => {
           const hasher = new ItemHasher();
           hasher.beginKey(key);
-          hasher.hashItem(millis, counter, nodeId);
+          hasher.hashItem(millis, counter, nodeId, fingerprint1, fingerprint2, ttl);
           const high = Math.floor(millis / 2 ** 32);
           const low = millis % 2 ** 32;
           const units = String.fromCharCode(0, high, low >>> 16, low & 0xffff, counter);
+          const ttlHigh = Math.floor(ttl / 2 ** 32);
+          const ttlLow = ttl % 2 ** 32;
+          const tail = String.fromCharCode(
+            fingerprint1 >>> 16,
+            fingerprint1 & 0xffff,
+            fingerprint2 >>> 16,
+            fingerprint2 & 0xffff,
+            ttlHigh >>> 16,
+            ttlHigh & 0xffff,
+            ttlLow >>> 16,
+            ttlLow & 0xffff,
+          );
           expect([hasher.lane1 >>> 0, hasher.lane2 >>> 0]).toEqual(
-            hashString(key + units + nodeId),
+            hashString(key + units + nodeId + tail),
           );
         },
       ),
@@ -91,3 +178,15 @@ describe('partitionOf', () => {
     );
   });
 });
+
+// The vectors of specifications/merkle-sync.md.
+const FINGERPRINT_VECTORS: ReadonlyArray<readonly [number, number]> = [
+  [0x04a1b41c, 0x1145ef80],
+  [0xca8d9375, 0xdbb4cf6f],
+  [0xa76382fb, 0x7ecb4f38],
+];
+const ITEM_VECTORS: ReadonlyArray<readonly [number, number]> = [
+  [0xb74cfef0, 0x55ad9bed],
+  [0x25e62250, 0xd4ae38c2],
+  [0xe0a42800, 0x0933c037],
+];

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateQuery, HLC, LiveQuery, LWWMap, type Query, QueryError } from '../src/index.js';
+import {
+  evaluateQuery,
+  HLC,
+  LiveQuery,
+  LWWMap,
+  type Query,
+  QueryError,
+  sortInSlices,
+} from '../src/index.js';
 import { fc } from './property.js';
 
 interface Item {
@@ -64,6 +72,49 @@ describe('LiveQuery', () => {
     map.set('w', { group: 'a', score: -1 }); // moves below the window: no visible change
     expect(deltas.at(-1)).toMatchObject({ changed: false });
     expect(live.matchingCount).toBe(3);
+  });
+
+  it('builds in slices with the same result as the constructor, pausing as the slicer asks', async () => {
+    const records = Array.from(
+      { length: 10_000 },
+      (_, i) => [`k${i}`, { n: (i * 7919) % 1000, i }] as const,
+    );
+    const query = {
+      where: { n: { gte: 100 } },
+      sort: ['n', { field: 'i', direction: 'desc' }],
+      limit: 50,
+      offset: 5,
+    } as const;
+    let pauses = 0;
+    let calls = 0;
+    const built = await LiveQuery.build(query, records, {
+      due: () => ++calls % 3 === 0,
+      pause: async () => {
+        pauses++;
+      },
+    });
+    expect(built.rows).toEqual(new LiveQuery(query, records).rows);
+    expect(built.matchingCount).toBe(new LiveQuery(query, records).matchingCount);
+    expect(pauses).toBeGreaterThan(10);
+  });
+
+  it('sorts in slices exactly like Array.prototype.sort, stably', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: 50 }), { maxLength: 9_000 }),
+        async (numbers) => {
+          const items = numbers.map((n, index) => ({ n, index }));
+          const compare = (a: { n: number }, b: { n: number }) => a.n - b.n;
+          const expected = [...items].sort(compare);
+          const sorted = await sortInSlices([...items], compare, {
+            due: () => true,
+            pause: async () => {},
+          });
+          expect(sorted).toEqual(expected);
+        },
+      ),
+      { numRuns: 30 },
+    );
   });
 
   it('validates the query', () => {

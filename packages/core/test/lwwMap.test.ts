@@ -1,6 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
 import {
   ClockDriftError,
+  compareBytes,
+  compareRecords,
   HLC,
   LWWMap,
   type LWWRecord,
@@ -70,6 +72,8 @@ describe('LWWMap local operations', () => {
       () => map.set('a\u0000b', { title: 'x', done: false }),
       () => map.set('\uD800', { title: 'x', done: false }),
       () => map.set('x'.repeat(1025), { title: 'x', done: false }),
+      // 342 CJK characters are 1026 bytes of UTF-8: too long for a key, though short in units.
+      () => map.set('键'.repeat(342), { title: 'x', done: false }),
       () => map.set(42 as unknown as string, { title: 'x', done: false }),
       () => map.set('k', undefined as unknown as Todo),
       () => map.set('k', null as unknown as Todo),
@@ -127,6 +131,34 @@ describe('LWWMap.merge', () => {
     map.merge('k', record(800, null));
     expect(map.merge('k', record(700, { title: 'late', done: false }))).toBe(false);
     expect(map.has('k')).toBe(false);
+  });
+
+  it('accepts keys up to 1024 bytes of UTF-8, whatever the characters', () => {
+    const { map } = createMap();
+    map.set('键'.repeat(341), { title: 'x', done: false });
+    map.set('x'.repeat(1024), { title: 'x', done: false });
+    map.set('🚀'.repeat(256), { title: 'x', done: false });
+    expect(() => map.set(`${'🚀'.repeat(256)}x`, { title: 'x', done: false })).toThrow(
+      /1025 bytes long in UTF-8, the limit is 1024/,
+    );
+  });
+
+  it('breaks timestamp ties by the bytes of the canonical encoding, as PostgreSQL orders bytea', () => {
+    const at = { millis: 5, counter: 0, nodeId: 'n' };
+    const order = (a: unknown, b: unknown) =>
+      Math.sign(compareRecords({ value: a, timestamp: at }, { value: b, timestamp: at }));
+    // The header byte comes first: 1 (0x01) < 127 (0x7f) < 'a' (0xa1 0x61) < 'a' < 'b' < 'ab' (0xa2 …).
+    expect(order(1, 127)).toBe(-1);
+    expect(order('a', 1)).toBe(1);
+    expect(order('a', 'b')).toBe(-1);
+    expect(order('ab', 'b')).toBe(1);
+    expect(order({ a: 1 }, { a: 1 })).toBe(0);
+    expect(order({ a: 1, b: 2 }, { b: 2, a: 1 })).not.toBe(0);
+    expect(order(null, 'z')).toBe(1);
+    expect(compareBytes(new Uint8Array([1, 2]), new Uint8Array([1, 2, 0]))).toBeLessThan(0);
+    expect(
+      compareRecords({ value: 'a', timestamp: at, ttlMs: 5 }, { value: 'a', timestamp: at }),
+    ).toBeGreaterThan(0);
   });
 
   it('resolves equal timestamps deterministically: tombstone, then greater value', () => {

@@ -1,16 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import {
   compareRecords,
+  encodeMessage,
   type HashWidth,
+  keyHash,
+  LEAF_DIGEST_MAX,
   type LWWMap,
+  leafPathOf,
   MARK_PROBE,
+  PARTITION_COUNT,
   type SyncMessage,
   SyncSession,
+  toSyncWire,
   ValidationError,
+  type Value,
 } from '../src/index.js';
 import { fc } from './property.js';
 import { createReplicas, FakeClock, visibleState } from './replicas.js';
-import { walk } from './syncWalk.js';
+import { walk, walkUntilConverged } from './syncWalk.js';
 
 type Doc = { n: number };
 
@@ -125,5 +132,88 @@ describe('Merkle walk', () => {
       expect(() => fresh.receive(message)).toThrow(ValidationError);
     }
     expect(MARK_PROBE).toBe(1);
+  });
+});
+
+describe('Merkle walk within a message budget', () => {
+  const sizeOf = (message: SyncMessage<Doc>) =>
+    encodeMessage(toSyncWire('m', 1, message as SyncMessage<Value>)).length;
+
+  it('keeps every message within its budget however much differs, and converges over several walks', () => {
+    const { left, right } = diverged(
+      3_000,
+      Array.from({ length: 1_500 }, (_, i) => i),
+      Array.from({ length: 1_500 }, (_, i) => 1_500 + i),
+      [],
+    );
+    const budget = 8 * 1024;
+    const reports = walkUntilConverged(left, right, budget);
+    expect(reports.length).toBeGreaterThan(1);
+    expect(reports.slice(0, -1).every((report) => report.truncated)).toBe(true);
+    for (const report of reports) {
+      for (const message of report.messages) {
+        // The records beyond the budget went in bulk, which `walk` appends to the message.
+        expect(sizeOf({ ...message, records: message.records.slice(0, 1) })).toBeLessThan(
+          budget + 512,
+        );
+      }
+    }
+    expect(visibleState(left)).toEqual(visibleState(right));
+  });
+
+  it('splits a leaf crowded by chosen keys into sub-leaves: no digest or message grows with it', () => {
+    // 240 keys brute-forced into the leaf of `target`, as an attacker steering keys would.
+    // Same partition and leaf = same keyHash modulo 271 * 256.
+    const target = keyHash('target') % (PARTITION_COUNT * 256);
+    const crowded: string[] = [];
+    for (let i = 0; crowded.length < 240; i++) {
+      if (keyHash(`c${i}`) % (PARTITION_COUNT * 256) === target) crowded.push(`c${i}`);
+    }
+    expect(leafPathOf(crowded[0]!)).toEqual(leafPathOf('target'));
+    const clock = new FakeClock();
+    const [left, right] = createReplicas<Doc>(2, clock) as [LWWMap<Doc>, LWWMap<Doc>];
+    for (const [index, key] of crowded.entries()) {
+      const record = left.set(key, { n: index });
+      right.merge(key, record);
+    }
+    clock.time += 10;
+    left.set(crowded[7]!, { n: -7 });
+    right.set(crowded[100]!, { n: -100 });
+    left.set('target', { n: 1 });
+
+    const reports = walkUntilConverged(left, right, 4 * 1024);
+    const messages = reports.flatMap((report) => report.messages);
+    // The walk went below the leaf: more round trips than the 4 levels of the stored tree.
+    expect(Math.max(...reports.map((report) => report.messages.length))).toBeGreaterThan(8);
+    for (const message of messages) {
+      for (const size of message.digestSizes) expect(size).toBeLessThanOrEqual(LEAF_DIGEST_MAX);
+      expect(sizeOf(message)).toBeLessThan(4 * 1024 + 512);
+    }
+    const transferred = new Set(
+      reports.flatMap((report) => [...report.sentByInitiator, ...report.sentByResponder]),
+    );
+    // Only the differing records crossed, not the crowded leaf.
+    expect(transferred.size).toBeLessThanOrEqual(8);
+    expect(transferred).toContain(crowded[7]);
+    expect(transferred).toContain(crowded[100]);
+    expect(right.get('target')).toEqual({ n: 1 });
+    expect(visibleState(left)).toEqual(visibleState(right));
+  });
+
+  it('exchanges records with equal timestamps and different values, converging on the tie winner', () => {
+    const clock = new FakeClock();
+    const [left, right] = createReplicas<Doc>(2, clock) as [LWWMap<Doc>, LWWMap<Doc>];
+    for (let i = 0; i < 500; i++) {
+      const record = left.set(`key-${i}`, { n: i });
+      right.merge(`key-${i}`, record);
+    }
+    const timestamp = { millis: clock.time + 5, counter: 0, nodeId: 'x' };
+    left.merge('key-3', { value: { n: 1 }, timestamp });
+    right.merge('key-3', { value: { n: 2 }, timestamp });
+    expect(left.merkleTree.rootHashHex()).not.toBe(right.merkleTree.rootHashHex());
+    const report = walk(left, right);
+    expect(report.converged).toBe(true);
+    expect(left.get('key-3')).toEqual({ n: 2 });
+    expect(right.get('key-3')).toEqual({ n: 2 });
   });
 });

@@ -2,19 +2,26 @@ import { describe, expect, it } from 'vitest';
 import { ItemHasher } from '../src/hash.js';
 import {
   childCountOf,
+  hashString,
+  keyHash,
+  type LWWRecord,
   leafPathOf,
   MerkleTree,
   PARTITION_COUNT,
-  type Timestamp,
   ValidationError,
+  valueFingerprint,
+  WalkTree,
 } from '../src/index.js';
 import { fc } from './property.js';
 
-const at = (millis: number, nodeId = 'n'): Timestamp => ({ millis, counter: 0, nodeId });
+const at = (millis: number, nodeId = 'n', value: unknown = 'v'): LWWRecord<unknown> => ({
+  value,
+  timestamp: { millis, counter: 0, nodeId },
+});
 
-function treeOf(items: ReadonlyMap<string, Timestamp>): MerkleTree {
+function treeOf(items: ReadonlyMap<string, LWWRecord<unknown>>): MerkleTree {
   const tree = new MerkleTree();
-  for (const [key, timestamp] of items) tree.update(key, undefined, timestamp);
+  for (const [key, record] of items) tree.update(key, undefined, record);
   return tree;
 }
 
@@ -46,6 +53,20 @@ describe('MerkleTree', () => {
     expect([...tree.keysUnder(path.slice(0, 1))]).toEqual(['todo-1']);
   });
 
+  it('tells apart records with equal timestamps and different values or TTLs', () => {
+    const roots = [
+      at(1, 'n', 'a'),
+      at(1, 'n', 'b'),
+      at(1, 'n', null),
+      { ...at(1, 'n', 'a'), ttlMs: 5 },
+    ].map((record) => {
+      const tree = new MerkleTree();
+      tree.update('k', undefined, record);
+      return tree.rootHashHex();
+    });
+    expect(new Set(roots).size).toBe(4);
+  });
+
   it('an update changes the root; writing the item back restores it', () => {
     const tree = new MerkleTree();
     tree.update('a', undefined, at(1));
@@ -67,7 +88,7 @@ describe('MerkleTree', () => {
         ),
         (writes) => {
           const incremental = new MerkleTree();
-          const latest = new Map<string, Timestamp>();
+          const latest = new Map<string, LWWRecord<unknown>>();
           for (const [key, millis] of writes) {
             incremental.update(key, latest.get(key), at(millis));
             latest.set(key, at(millis));
@@ -116,19 +137,27 @@ describe('MerkleTree', () => {
   });
 
   it('gives every node the sum of the item hashes below it (checked by brute force)', () => {
-    const items = new Map<string, Timestamp>();
-    for (let i = 0; i < 3_000; i++) items.set(`key-${i}`, at(i, `n${i % 3}`));
+    const items = new Map<string, LWWRecord<unknown>>();
+    for (let i = 0; i < 3_000; i++) items.set(`key-${i}`, at(i, `n${i % 3}`, { i }));
     const tree = treeOf(items);
     const hasher = new ItemHasher();
     const expected = (path: readonly number[]) => {
       let hash1 = 0;
       let hash2 = 0;
       let count = 0;
-      for (const [key, timestamp] of items) {
+      for (const [key, { timestamp, value }] of items) {
         const leaf = leafPathOf(key);
         if (!path.every((digit, level) => leaf[level] === digit)) continue;
+        const [fingerprint1, fingerprint2] = valueFingerprint(value);
         hasher.beginKey(key);
-        hasher.hashItem(timestamp.millis, timestamp.counter, timestamp.nodeId);
+        hasher.hashItem(
+          timestamp.millis,
+          timestamp.counter,
+          timestamp.nodeId,
+          fingerprint1,
+          fingerprint2,
+          0,
+        );
         hash1 = (hash1 + hasher.lane1) | 0;
         hash2 = (hash2 + hasher.lane2) | 0;
         count++;
@@ -169,5 +198,56 @@ describe('MerkleTree', () => {
     const average = 100_000 / perLeaf.size;
     expect(average).toBeLessThan(2);
     expect(Math.max(...perLeaf.values())).toBeLessThan(12);
+  });
+});
+
+describe('WalkTree (sub-leaves of crowded leaves)', () => {
+  it('gives every sub-leaf the sum of the item hashes of the keys whose lane-2 digits lead there', () => {
+    const target = keyHash('target') % (PARTITION_COUNT * 256);
+    const items = new Map<string, LWWRecord<unknown>>();
+    for (let i = 0; items.size < 120; i++) {
+      if (keyHash(`s${i}`) % (PARTITION_COUNT * 256) === target)
+        items.set(`s${i}`, at(i, 'n', { i }));
+    }
+    const tree = treeOf(items);
+    const replica = { merkleTree: tree, getRecord: (key: string) => items.get(key) };
+    const walkTree = new WalkTree(replica);
+    const leaf = leafPathOf('target');
+    const expected = (path: readonly number[]) => {
+      let hash1 = 0;
+      let hash2 = 0;
+      let count = 0;
+      for (const [key, record] of items) {
+        const deep = hashString(key)[1];
+        const digits = Array.from({ length: 16 }, (_, level) => (deep >>> (30 - 2 * level)) & 3);
+        if (!path.slice(5).every((digit, level) => digits[level] === digit)) continue;
+        const [lane1, lane2] = tree.itemHash(key, record);
+        hash1 = (hash1 + lane1) | 0;
+        hash2 = (hash2 + lane2) | 0;
+        count++;
+      }
+      return count === 0
+        ? { hash1: 0, hash2: 0, count: 0 }
+        : { hash1: hash1 >>> 0, hash2: hash2 >>> 0, count };
+    };
+    expect(walkTree.node(leaf)).toEqual(expected(leaf));
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 4 }), (digits) => {
+        const path = [...leaf, ...digits];
+        expect(walkTree.node(path)).toEqual(expected(path));
+        expect(new Set(walkTree.keysUnder(path)).size).toBe(expected(path).count);
+        const children = new DataView(walkTree.childHashes(path, 8).buffer);
+        for (let child = 0; child < 4; child++) {
+          const { hash1, hash2 } = expected([...path, child]);
+          expect([children.getUint32(child * 8), children.getUint32(child * 8 + 4)]).toEqual([
+            hash1,
+            hash2,
+          ]);
+        }
+      }),
+      { numRuns: 60 },
+    );
+    expect(walkTree.childCount(Array(21).fill(0))).toBe(0);
+    expect(() => walkTree.node(Array(22).fill(0))).toThrow(ValidationError);
   });
 });

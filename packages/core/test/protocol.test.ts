@@ -78,8 +78,8 @@ describe('test vectors (specifications/protocol.md)', () => {
     expect(plain(decodeMessage(fromHex(bytes)))).toEqual(plain(message));
   });
 
-  it('speaks protocol version 1', () => {
-    expect(PROTOCOL_VERSION).toBe(1);
+  it('speaks protocol version 2', () => {
+    expect(PROTOCOL_VERSION).toBe(2);
   });
 });
 
@@ -231,6 +231,35 @@ describe('hostile frames', () => {
       'an array over the length limit',
       () => raw.pack({ type: 'ack', ids: new Array(20_001).fill(1), superseded: [] }),
       'LIMIT',
+    ],
+    [
+      // 10 KB of empty maps decode to a million objects: bounded by elements, not by bytes.
+      'a value of 50 arrays of 20 000 empty maps (1 MB that would decode to a million objects)',
+      () =>
+        raw.pack({
+          type: 'ops',
+          ops: [
+            {
+              id: 1,
+              map: 'm',
+              entry: [
+                'k',
+                '0000000000000000n',
+                Array.from({ length: 50 }, () => Array(20_000).fill({})),
+              ],
+            },
+          ],
+        }),
+      'LIMIT',
+    ],
+    [
+      'a key of 1 024 CJK characters (3 KB of UTF-8)',
+      () =>
+        raw.pack({
+          type: 'ops',
+          ops: [{ id: 1, map: 'm', entry: ['键'.repeat(1024), '0000000000000000n', 1] }],
+        }),
+      'INVALID_MESSAGE',
     ],
     [
       'a string over the length limit',

@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateQuery, HLC, LWWMap, type Query, QueryError } from '../src/index.js';
+import {
+  compareValues,
+  compileQuery,
+  evaluateQuery,
+  HLC,
+  LWWMap,
+  type Query,
+  QueryError,
+} from '../src/index.js';
+import { fc } from './property.js';
 
 interface Task {
   title: string;
@@ -216,5 +225,33 @@ describe('invalid queries', () => {
     expect(() => evaluateQuery({ where: deep } as Query, [])).toThrow(/nested deeper/);
     const wide = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`f${i}`, i]));
     expect(() => evaluateQuery({ where: wide } as Query, [])).toThrow(/more than 256 conditions/);
+  });
+});
+
+describe('in and nin with arrays and objects', () => {
+  it('matches exactly the records whose field equals an option under compareValues', () => {
+    const valueArbitrary = fc.oneof(
+      fc.record(
+        { a: fc.integer({ min: 0, max: 2 }), b: fc.constantFrom('x', 'y') },
+        { requiredKeys: [] },
+      ),
+      fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 2 }),
+      fc.integer({ min: 0, max: 2 }),
+    );
+    fc.assert(
+      fc.property(fc.array(valueArbitrary, { maxLength: 6 }), valueArbitrary, (options, field) => {
+        // Field order must not matter: the same object written the other way round.
+        const reordered = JSON.parse(JSON.stringify(field), (_key, value) =>
+          typeof value === 'object' && value !== null && !Array.isArray(value)
+            ? Object.fromEntries(Object.entries(value).reverse())
+            : value,
+        );
+        const expected = options.some((option) => compareValues(field, option) === 0);
+        const matches = compileQuery({ where: { f: { in: options } } } as never).matches;
+        expect(matches({ f: reordered } as never)).toBe(expected);
+        const excludes = compileQuery({ where: { f: { nin: options } } } as never).matches;
+        expect(excludes({ f: reordered } as never)).toBe(!expected);
+      }),
+    );
   });
 });

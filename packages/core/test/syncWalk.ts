@@ -1,8 +1,8 @@
 import {
+  bulkRecords,
   type HashWidth,
   type LWWMap,
   type LWWRecord,
-  recordsUnder,
   type SyncAnswer,
   type SyncMessage,
   SyncSession,
@@ -17,6 +17,8 @@ export interface WalkReport<V> {
   readonly sentByResponder: Set<string>;
   /** Whether the side that received the last message found the roots equal. */
   readonly converged: boolean;
+  /** Whether either side left differing nodes for a later walk (message budget). */
+  readonly truncated: boolean;
 }
 
 /**
@@ -27,11 +29,16 @@ export function walk<V>(
   initiator: LWWMap<V>,
   responder: LWWMap<V>,
   width: HashWidth = 4,
+  maxMessageBytes?: number,
 ): WalkReport<V> {
   const messages: Array<SyncMessage<V>> = [];
   const sent = [new Set<string>(), new Set<string>()] as const;
   const replicas = [initiator, responder] as const;
-  const sessions = [new SyncSession(initiator, { width }), new SyncSession(responder)] as const;
+  const budget = maxMessageBytes === undefined ? {} : { maxMessageBytes };
+  const sessions = [
+    new SyncSession(initiator, { width, ...budget }),
+    new SyncSession(responder, budget),
+  ] as const;
   let message: SyncMessage<V> | undefined = sessions[0].open();
   let sender = 0;
   while (message !== undefined) {
@@ -43,10 +50,7 @@ export function walk<V>(
     const answer: SyncAnswer<V> = sessions[receiver]!.receive(message);
     message = answer.message && {
       ...answer.message,
-      records: [
-        ...answer.message.records,
-        ...answer.bulkPaths.flatMap((path) => [...recordsUnder(replicas[receiver]!, path)]),
-      ],
+      records: [...answer.message.records, ...bulkRecords(replicas[receiver]!, answer.bulk)],
     };
     sender = receiver;
     if (messages.length > 50) throw new Error('walk did not terminate');
@@ -57,5 +61,25 @@ export function walk<V>(
     sentByInitiator: sent[0],
     sentByResponder: sent[1],
     converged: sessions[sender]!.converged,
+    truncated: sessions[0].truncated || sessions[1].truncated,
   };
+}
+
+/**
+ * Walks again, as a client does, while the walks make progress (records cross, or a side
+ * left nodes for later) and the replicas have not converged; returns every walk's report.
+ */
+export function walkUntilConverged<V>(
+  initiator: LWWMap<V>,
+  responder: LWWMap<V>,
+  maxMessageBytes: number,
+  maxWalks = 50,
+): Array<WalkReport<V>> {
+  const reports: Array<WalkReport<V>> = [];
+  for (let walks = 0; walks < maxWalks; walks++) {
+    const report = walk(initiator, responder, 8, maxMessageBytes);
+    reports.push(report);
+    if (report.converged) return reports;
+  }
+  throw new Error(`no convergence after ${maxWalks} walks`);
 }

@@ -30,7 +30,8 @@ export type AuthFailure =
   | 'missing_token'
   | 'invalid_token'
   | 'expired_token'
-  | 'anonymous_not_allowed';
+  | 'anonymous_not_allowed'
+  | 'node_id_taken';
 
 /** A verified session identity. */
 export interface Identity extends UserContext {
@@ -112,7 +113,15 @@ export class Authenticator {
         ...(this.options.audience === undefined ? {} : { audience: this.options.audience }),
         requiredClaims: ['sub'],
       });
-      return { ok: true, identity: identityOf(payload) };
+      if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 256) {
+        return {
+          ok: false,
+          code: 'invalid_token',
+          message:
+            'the token was refused: its subject (sub) must be a string of 1 to 256 characters',
+        };
+      }
+      return { ok: true, identity: identityOf(payload, payload.sub) };
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code === 'ERR_JWT_EXPIRED')
@@ -126,9 +135,9 @@ export class Authenticator {
   }
 }
 
-function identityOf(payload: JWTPayload): Identity {
+function identityOf(payload: JWTPayload, subject: string): Identity {
   return {
-    id: String(payload.sub),
+    id: subject,
     claims: payload as Record<string, unknown>,
     expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
   };

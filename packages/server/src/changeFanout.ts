@@ -1,10 +1,5 @@
-import {
-  encodeMessage,
-  fittedChunks,
-  type LWWRecord,
-  type Value,
-  type WireEntry,
-} from '@topgun/core';
+import { encodeMessage, fittedChunks, type WireEntry } from '@topgun/core';
+import type { GridRecord } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import type { Peer } from './peer.js';
 import type { Permissions } from './permissions.js';
@@ -12,20 +7,25 @@ import type { Permissions } from './permissions.js';
 /** A committed change of one record, with its wire form (computed once, shared by all). */
 export interface CommittedChange {
   readonly key: string;
-  readonly record: LWWRecord<Value>;
+  readonly record: GridRecord;
   readonly entry: WireEntry;
+  /** The record the grid held before, if any: who could see it may have to forget it. */
+  readonly previous?: GridRecord | undefined;
 }
 
 /**
  * Pushes committed changes to every other client that syncs the map, batched: changes
  * committed within a short window reach a client as one `changes` message, and clients
- * receiving the same changes share one encoded frame. Records a client may not read never
- * leave the server.
+ * receiving the same changes share one encoded frame. Records a client may not see never
+ * leave the server; a client that could see a record and no longer can is told to forget it
+ * (`revoke`).
  */
 export class ChangeFanout {
   private readonly peers = new Set<Peer>();
   /** Per peer, per map, the changes to send: shared arrays when no record is filtered out. */
   private readonly pending = new Map<Peer, Map<string, WireEntry[][]>>();
+  /** Per peer, per map, keys to revoke. */
+  private readonly revokes = new Map<Peer, Map<string, Set<string>>>();
   private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -43,6 +43,7 @@ export class ChangeFanout {
   remove(peer: Peer): void {
     this.peers.delete(peer);
     this.pending.delete(peer);
+    this.revokes.delete(peer);
   }
 
   /** Queues changes of `map` for every syncing client except `origin`. */
@@ -51,15 +52,15 @@ export class ChangeFanout {
     const shared = changes.map((change) => change.entry);
     for (const peer of this.peers) {
       if (peer === origin || !peer.syncedMaps.has(map) || !peer.isOpen()) continue;
-      const entries = recordLevel
-        ? changes
-            .filter(
-              ({ key, record }) =>
-                record.value === null ||
-                this.permissions.canReadRecord(peer.user, map, key, record.value),
-            )
-            .map((change) => change.entry)
-        : shared;
+      let entries = shared;
+      if (recordLevel) {
+        entries = [];
+        for (const { key, record, entry, previous } of changes) {
+          const seen = this.permissions.seeChange(peer.user, map, key, record, previous);
+          if (seen === 'record') entries.push(entry);
+          else if (seen === 'revoke') this.revoke(peer, map, key);
+        }
+      }
       if (entries.length === 0) continue;
       let byMap = this.pending.get(peer);
       if (byMap === undefined) {
@@ -70,9 +71,23 @@ export class ChangeFanout {
       if (lists === undefined) byMap.set(map, [entries]);
       else lists.push(entries);
     }
-    if (this.flushTimer === undefined && this.pending.size > 0) {
+    if (this.flushTimer === undefined && (this.pending.size > 0 || this.revokes.size > 0)) {
       this.flushTimer = setTimeout(() => this.flush(), this.windowMs);
     }
+  }
+
+  private revoke(peer: Peer, map: string, key: string): void {
+    let byMap = this.revokes.get(peer);
+    if (byMap === undefined) {
+      byMap = new Map();
+      this.revokes.set(peer, byMap);
+    }
+    let keys = byMap.get(map);
+    if (keys === undefined) {
+      keys = new Set();
+      byMap.set(map, keys);
+    }
+    keys.add(key);
   }
 
   /** Sends everything pending now. */
@@ -99,6 +114,10 @@ export class ChangeFanout {
       for (const frame of frames) peer.sendEncoded(frame);
     }
     this.pending.clear();
+    for (const [peer, byMap] of this.revokes) {
+      for (const [map, keys] of byMap) sendRevoke(peer, map, keys);
+    }
+    this.revokes.clear();
   }
 
   /** The `changes` messages for one client, each within the record and frame limits. */
@@ -130,3 +149,14 @@ function encodeChanges(items: ReadonlyArray<readonly [string, WireEntry]>): Uint
   }
   return encodeMessage({ type: 'changes', changes });
 }
+
+/** Tells a client to forget records it may no longer see, in messages within the limits. */
+export function sendRevoke(peer: Peer, map: string, keys: Iterable<string>): void {
+  const all = [...keys];
+  for (let start = 0; start < all.length; start += REVOKE_CHUNK) {
+    peer.send({ type: 'revoke', map, keys: all.slice(start, start + REVOKE_CHUNK) });
+  }
+}
+
+/** Keys per `revoke` message: at most 1 KiB each, well within a frame. */
+const REVOKE_CHUNK = 500;

@@ -13,7 +13,7 @@ const limitsSchema = z.strictObject(
 
 const environmentSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
-  HOST: z.string().default('0.0.0.0'),
+  HOST: z.string().min(1).optional(),
   DATABASE_URL: z.string().url().optional(),
   TOPGUN_DATA_DIR: z.string().default('./.topgun-data'),
   JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters').optional(),
@@ -66,7 +66,7 @@ export function optionsFromEnvironment(environment: NodeJS.ProcessEnv): ServerOp
     .filter(Boolean);
   return {
     port: env.PORT,
-    host: env.HOST,
+    ...(env.HOST === undefined ? {} : { host: env.HOST }),
     storage:
       env.DATABASE_URL === undefined
         ? { kind: 'pglite', dataDir: env.TOPGUN_DATA_DIR }

@@ -1,4 +1,5 @@
 import {
+  CLOSE_CODES,
   type DecodeLimits,
   decodeMessage,
   encodeMessage,
@@ -10,23 +11,22 @@ import {
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Authenticator, Identity } from './auth.js';
-import type { ChangeFanout } from './changeFanout.js';
+import { type ChangeFanout, sendRevoke } from './changeFanout.js';
+import { CpuBudget, WorkLimitError } from './cpuBudget.js';
 import type { LiveQueryHub } from './liveQueryHub.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerLimits } from './options.js';
 import type { Peer } from './peer.js';
 import type { SyncService } from './syncService.js';
 import { TokenBucket } from './tokenBucket.js';
-import { type BatchOutcome, rejectAll, type WritePipeline } from './writePipeline.js';
+import {
+  type BatchOutcome,
+  rejectAll,
+  type SubmitOptions,
+  type WritePipeline,
+} from './writePipeline.js';
 
-/** WebSocket close codes the server uses. */
-export const CLOSE = {
-  goingAway: 1001,
-  protocolError: 1002,
-  policyViolation: 1008,
-  unauthorized: 4401,
-  slowConsumer: 4408,
-} as const;
+const CLOSE = CLOSE_CODES;
 
 /** Everything a connection talks to. */
 export interface ConnectionServices {
@@ -43,6 +43,8 @@ export interface ConnectionServices {
   readonly logger: FastifyBaseLogger;
   readonly now: () => number;
   readonly isShuttingDown: () => boolean;
+  /** Claims the node id a client says hello with for its user (`storage.claimNodeId`). */
+  readonly claimNodeId: (nodeId: string, userId: string | null) => Promise<boolean>;
 }
 
 const VIOLATION_WINDOW_MS = 10_000;
@@ -63,6 +65,14 @@ export class ClientConnection implements Peer {
   private violations: number[] = [];
   private readonly opsBucket: TokenBucket;
   private readonly bytesBucket: TokenBucket;
+  private readonly subscribeBucket: TokenBucket;
+  private readonly mapLoadBucket: TokenBucket;
+  private readonly cpu: CpuBudget;
+  private readonly submitOptions: SubmitOptions;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  /** Bytes received and not handled yet; the socket is paused above the high-water mark. */
+  private receivedBytes = 0;
   /**
    * Messages are handled one after another, except walks, which run on their own chains, and
    * ops batches, which are started in order but answered as their commits finish. Any other
@@ -77,9 +87,37 @@ export class ClientConnection implements Peer {
     private readonly socket: WebSocket,
     private readonly services: ConnectionServices,
   ) {
-    const { limits, now } = services;
+    const { limits, now, metrics } = services;
     this.opsBucket = new TokenBucket(limits.opsBurst, limits.opsPerSecond, now);
     this.bytesBucket = new TokenBucket(limits.bytesBurst, limits.bytesPerSecond, now);
+    this.subscribeBucket = new TokenBucket(limits.subscribesBurst, limits.subscribesPerSecond, now);
+    this.mapLoadBucket = new TokenBucket(limits.mapLoadsBurst, limits.mapLoadsPerSecond, now);
+    this.cpu = new CpuBudget(
+      limits.cpuBurstMs,
+      limits.cpuMsPerSecond,
+      limits.workSliceMs,
+      limits.maxMessageCpuMs,
+      () => metrics.budgetExceeded.inc({ budget: 'cpu' }),
+    );
+    this.submitOptions = {
+      mayLoadMap: () => {
+        if (this.mapLoadBucket.take()) return true;
+        metrics.budgetExceeded.inc({ budget: 'map_loads' });
+        return false;
+      },
+    };
+    this.handshakeTimer = setTimeout(() => {
+      if (this.state !== 'handshake') return;
+      metrics.budgetExceeded.inc({ budget: 'handshake_timeout' });
+      this.send({
+        type: 'error',
+        code: 'UNAUTHENTICATED',
+        message: `no hello within ${limits.handshakeTimeoutMs} ms`,
+        retryable: true,
+      });
+      this.closeWith(CLOSE.handshakeTimeout, 'handshake timeout');
+    }, limits.handshakeTimeoutMs);
+    this.handshakeTimer.unref();
     socket.on('message', (data, isBinary) =>
       this.onFrame(data as Buffer | ArrayBuffer | Buffer[], isBinary),
     );
@@ -114,6 +152,7 @@ export class ClientConnection implements Peer {
     if (this.socket.bufferedAmount > this.services.limits.sendHighWaterMark) {
       this.services.logger.warn({ connection: this.id }, 'client too slow to read: disconnected');
       this.services.metrics.violations.inc({ kind: 'slow_consumer' });
+      this.services.metrics.budgetExceeded.inc({ budget: 'send_queue' });
       this.socket.close(CLOSE.slowConsumer, 'slow consumer');
       this.socket.terminate();
       this.onClose();
@@ -184,12 +223,31 @@ export class ClientConnection implements Peer {
     }
     let message: Message;
     try {
-      message = decodeMessage(frame, this.services.decodeLimits);
+      message = this.cpu.measure(() => decodeMessage(frame, this.services.decodeLimits));
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
       this.violation('malformed', error.message);
       return;
     }
+    // Received but not handled yet: past the high-water mark, stop reading the socket, so a
+    // client whose messages wait (for its CPU budget, or behind a long one) cannot queue
+    // without bound in this process; TCP pushes back on it instead.
+    const size = frame.length;
+    this.receivedBytes += size;
+    if (this.receivedBytes > this.services.limits.receiveHighWaterMark && !this.socket.isPaused) {
+      this.services.metrics.budgetExceeded.inc({ budget: 'receive_queue' });
+      this.socket.pause();
+    }
+    const handled = () => {
+      this.receivedBytes -= size;
+      if (
+        this.socket.isPaused &&
+        this.receivedBytes <= this.services.limits.receiveHighWaterMark / 2 &&
+        this.state !== 'closed'
+      ) {
+        this.socket.resume();
+      }
+    };
     if (
       message.type === 'sync' ||
       message.type === 'sync_records' ||
@@ -198,7 +256,10 @@ export class ClientConnection implements Peer {
       // A walk's bulk transfer may take a while: other messages do not wait for it.
       const key = `${message.map}\u0000${message.session}`;
       const previous = this.walkChains.get(key) ?? this.queue.then(() => this.opsAnswered());
-      const next = previous.then(() => this.handle(message)).catch((error) => this.crash(error));
+      const next = previous
+        .then(() => this.handle(message))
+        .catch((error) => this.crash(error))
+        .finally(handled);
       this.walkChains.set(key, next);
       void next.finally(() => {
         if (this.walkChains.get(key) === next) this.walkChains.delete(key);
@@ -212,7 +273,9 @@ export class ClientConnection implements Peer {
         )
         .then(() => {
           // Submitted now (handle runs synchronously up to the pipeline), answered later.
-          const answered = this.handle(message, received).catch((error) => this.crash(error));
+          const answered = this.handle(message, received)
+            .catch((error) => this.crash(error))
+            .finally(handled);
           this.pendingOps.add(answered);
           void answered.finally(() => this.pendingOps.delete(answered));
         });
@@ -221,7 +284,8 @@ export class ClientConnection implements Peer {
     this.queue = this.queue
       .then(() => this.opsAnswered())
       .then(() => this.handle(message, received))
-      .catch((error) => this.crash(error));
+      .catch((error) => this.crash(error))
+      .finally(handled);
   }
 
   private async handle(message: Message, received = performance.now()): Promise<void> {
@@ -230,43 +294,35 @@ export class ClientConnection implements Peer {
       await this.handshake(message);
       return;
     }
-    const expiresAt = this.identity?.expiresAt;
-    if (expiresAt !== undefined && this.services.now() >= expiresAt) {
-      this.send({
-        type: 'error',
-        code: 'TOKEN_EXPIRED',
-        message: 'the token has expired: reconnect with a fresh one',
-        retryable: true,
-      });
-      this.socket.close(CLOSE.unauthorized, 'token expired');
-      this.onClose();
-      return;
-    }
+    // Work waits while the connection's event-loop budget is spent (ops are bounded by their
+    // own rate limit and mostly wait on the database).
+    if (message.type !== 'ops') await this.cpu.ready();
+    if (!this.isOpen()) return;
     switch (message.type) {
       case 'ops':
         await this.onOps(message, received);
         return;
       case 'sync':
-        await this.services.sync.onSync(this, message);
+        await this.sliced(
+          (slicer) => this.services.sync.onSync(this, message, slicer, this.submitOptions),
+          () =>
+            this.send({
+              type: 'sync_error',
+              map: message.map,
+              session: message.session,
+              code: 'limit',
+              message: `the walk needed more than ${this.services.limits.maxMessageCpuMs} ms of server time`,
+            }),
+        );
         return;
       case 'sync_records':
-        await this.services.sync.onClientRecords(this, message);
+        await this.services.sync.onClientRecords(this, message, this.submitOptions);
         return;
       case 'sync_done':
         this.services.sync.onSyncDone(this, message);
         return;
       case 'subscribe':
-        try {
-          await this.services.liveQueries.subscribe(this, message.id, message.map, message.query);
-        } catch (error) {
-          this.services.logger.warn({ err: error }, 'live query failed');
-          this.send({
-            type: 'query_error',
-            id: message.id,
-            code: 'limit',
-            message: 'the query could not be served, retry later',
-          });
-        }
+        await this.onSubscribe(message);
         return;
       case 'unsubscribe':
         this.services.liveQueries.unsubscribe(this, message.id);
@@ -284,6 +340,49 @@ export class ClientConnection implements Peer {
     }
   }
 
+  /**
+   * Runs a long request in slices charged to this connection; `onLimit` answers it when it
+   * needs more than the per-message limit.
+   */
+  private async sliced(
+    work: (slicer: ReturnType<CpuBudget['slicer']>) => Promise<void>,
+    onLimit: () => void,
+  ): Promise<void> {
+    const slicer = this.cpu.slicer();
+    try {
+      await work(slicer);
+    } catch (error) {
+      if (!(error instanceof WorkLimitError)) throw error;
+      this.services.metrics.budgetExceeded.inc({ budget: 'message_cpu' });
+      onLimit();
+    } finally {
+      slicer.finish();
+    }
+  }
+
+  private async onSubscribe(message: MessageOf<'subscribe'>): Promise<void> {
+    const refuse = (text: string) =>
+      this.send({ type: 'query_error', id: message.id, code: 'limit', message: text });
+    if (!this.subscribeBucket.take()) {
+      this.services.metrics.budgetExceeded.inc({ budget: 'subscribe_rate' });
+      refuse('too many subscriptions per second, slow down');
+      return;
+    }
+    try {
+      await this.sliced(
+        (slicer) =>
+          this.services.liveQueries.subscribe(this, message.id, message.map, message.query, slicer),
+        () =>
+          refuse(
+            `the query needed more than ${this.services.limits.maxMessageCpuMs} ms of server time`,
+          ),
+      );
+    } catch (error) {
+      this.services.logger.warn({ err: error }, 'live query failed');
+      refuse('the query could not be served, retry later');
+    }
+  }
+
   private async handshake(message: Message): Promise<void> {
     if (message.type !== 'hello') {
       this.send({
@@ -292,8 +391,7 @@ export class ClientConnection implements Peer {
         message: 'the first message must be hello',
         retryable: false,
       });
-      this.socket.close(CLOSE.protocolError, 'hello expected');
-      this.onClose();
+      this.closeWith(CLOSE.protocolError, 'hello expected');
       return;
     }
     if (message.protocol !== PROTOCOL_VERSION) {
@@ -303,20 +401,44 @@ export class ClientConnection implements Peer {
         message: `this server speaks protocol ${PROTOCOL_VERSION}, the client ${message.protocol}`,
         retryable: false,
       });
-      this.socket.close(CLOSE.protocolError, 'protocol version mismatch');
-      this.onClose();
+      this.closeWith(CLOSE.protocolError, 'protocol version mismatch');
       return;
     }
     const result = await this.services.authenticator.authenticate(message.token);
     if (!result.ok) {
       this.send({ type: 'auth_error', code: result.code, message: result.message });
-      this.socket.close(CLOSE.unauthorized, result.code);
-      this.onClose();
+      this.closeWith(CLOSE.unauthorized, result.code);
       return;
     }
+    let claimed: boolean;
+    try {
+      claimed = await this.services.claimNodeId(message.nodeId, result.identity.id);
+    } catch (error) {
+      this.services.logger.warn({ err: error }, 'node id claim failed: storage unavailable');
+      this.send({
+        type: 'error',
+        code: 'UNAVAILABLE',
+        message: 'storage is unavailable, retry later',
+        retryable: true,
+      });
+      this.closeWith(CLOSE.tryAgainLater, 'storage unavailable');
+      return;
+    }
+    if (!claimed) {
+      this.send({
+        type: 'auth_error',
+        code: 'node_id_taken',
+        message: `node id ${message.nodeId} belongs to another user: use a replica of this user's own (another database name)`,
+      });
+      this.closeWith(CLOSE.forbidden, 'node id taken');
+      return;
+    }
+    if (this.state !== 'handshake') return;
+    clearTimeout(this.handshakeTimer);
     this.identity = result.identity;
     this.clientNodeId = message.nodeId;
     this.state = 'ready';
+    this.armExpiry();
     this.services.fanout.add(this);
     this.send({
       type: 'welcome',
@@ -326,7 +448,31 @@ export class ClientConnection implements Peer {
       serverTime: this.services.now(),
       heartbeatMs: this.services.heartbeatMs,
       maxBatchOps: this.services.limits.maxBatchOps,
+      maxFrameBytes: this.services.limits.maxFrameBytes,
     });
+  }
+
+  /** Ends the session when its token expires, whether or not the client is sending. */
+  private armExpiry(): void {
+    const expiresAt = this.identity?.expiresAt;
+    if (expiresAt === undefined) return;
+    // Timers hold at most 2^31 - 1 ms (24.8 days): a longer one is re-armed when it fires.
+    const delay = Math.min(Math.max(0, expiresAt - this.services.now()), 2 ** 31 - 1);
+    this.expiryTimer = setTimeout(() => {
+      if (this.state !== 'ready') return;
+      if (this.services.now() < expiresAt) {
+        this.armExpiry();
+        return;
+      }
+      this.send({
+        type: 'error',
+        code: 'TOKEN_EXPIRED',
+        message: 'the token has expired: reconnect with a fresh one',
+        retryable: true,
+      });
+      this.closeWith(CLOSE.unauthorized, 'token expired');
+    }, delay);
+    this.expiryTimer.unref();
   }
 
   /** Answers a batch of writes; `received` is when its frame arrived (for the ack latency). */
@@ -351,11 +497,12 @@ export class ClientConnection implements Peer {
       this.violation('rate_limit', 'too many ops per second', false);
       outcome = rejectAll(ops, 'rate_limit', 'too many ops per second, slow down', true);
     } else {
-      outcome = await this.services.pipeline.submit(this, ops);
+      outcome = await this.services.pipeline.submit(this, ops, this.submitOptions);
     }
     if (outcome.acked.length > 0)
       this.send({ type: 'ack', ids: outcome.acked, superseded: outcome.superseded });
     if (outcome.rejected.length > 0) this.send({ type: 'reject', rejections: outcome.rejected });
+    for (const [map, keys] of outcome.revoked) sendRevoke(this, map, keys);
     this.services.metrics.ackLatency.observe((performance.now() - received) / 1000);
   }
 
@@ -376,8 +523,7 @@ export class ClientConnection implements Peer {
         message: `closed after repeated violations: ${message}`,
         retryable: false,
       });
-      this.socket.close(CLOSE.policyViolation, 'policy violation');
-      this.onClose();
+      this.closeWith(CLOSE.policyViolation, 'policy violation');
       return;
     }
     if (answer)
@@ -397,9 +543,17 @@ export class ClientConnection implements Peer {
     this.send({ type: 'error', code: 'INTERNAL', message: 'internal error', retryable: true });
   }
 
+  /** Closes the socket with a code and stops handling its messages. */
+  private closeWith(code: number, reason: string): void {
+    this.socket.close(code, reason);
+    this.onClose();
+  }
+
   private onClose(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    clearTimeout(this.handshakeTimer);
+    clearTimeout(this.expiryTimer);
     this.services.fanout.remove(this);
     this.services.liveQueries.removePeer(this);
     this.services.sync.removePeer(this);

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import fastifyStatic from '@fastify/static';
 import websocket from '@fastify/websocket';
 import { DEFAULT_DECODE_LIMITS, HLC } from '@topgun/core';
@@ -49,6 +50,12 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   const nodeId = options.nodeId ?? `server-${randomBytes(6).toString('hex')}`;
   const heartbeatMs = options.heartbeatMs ?? 30_000;
   const pruneHorizonMs = options.pruneHorizonMs ?? 30 * DAY_MS;
+  const maxWriteAgeMs = options.maxWriteAgeMs ?? Math.min(7 * DAY_MS, pruneHorizonMs / 2);
+  if (!(maxWriteAgeMs < pruneHorizonMs)) {
+    throw new Error(
+      'maxWriteAgeMs must be less than pruneHorizonMs: a client could write what pruning deletes',
+    );
+  }
   const app = Fastify({
     logger: options.logger ?? { level: 'info' },
     // The WebSocket plugin keeps sockets; Fastify must not wait forever for them on close.
@@ -84,6 +91,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   const permissions = new Permissions(options.permissions);
   const clock = new HLC({ nodeId, now, maxDriftMs: options.maxDriftMs ?? 60_000 });
   const grid = new MapGrid(storage, metrics, nodeId, now);
+  const idleMapMs = options.idleMapMs ?? 10 * 60 * 1000;
   const fanout = new ChangeFanout(
     permissions,
     metrics,
@@ -103,6 +111,8 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     logger: app.log,
     maxGroupOps: limits.maxGroupOps,
     concurrency: storage.writeConcurrency,
+    maxWriteAgeMs,
+    now,
   });
   const sync = new SyncService({
     grid,
@@ -112,8 +122,8 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     metrics,
     logger: app.log,
     nodeId,
-    chunkRecords: limits.chunkRecords,
-    maxFrameBytes: limits.maxFrameBytes,
+    limits,
+    maxWriteAgeMs,
     now,
   });
 
@@ -162,6 +172,10 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
       websocket: true,
       preValidation: async (request, reply) => {
         if (shuttingDown) return reply.code(503).send({ error: 'shutting down' });
+        if (connections.size >= limits.maxConnections) {
+          metrics.budgetExceeded.inc({ budget: 'connections' });
+          return reply.code(503).send({ error: 'the server has as many connections as it may' });
+        }
         let bucket = upgradeBuckets.get(request.ip);
         if (bucket === undefined) {
           bucket = new TokenBucket(limits.upgradesBurst, limits.upgradesPerSecond, now);
@@ -189,6 +203,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
         logger: app.log,
         now,
         isShuttingDown: () => shuttingDown,
+        claimNodeId: (clientNodeId, userId) => storage.claimNodeId(clientNodeId, userId, now()),
       });
       connections.add(connection);
       metrics.connections.inc();
@@ -198,12 +213,25 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     },
   );
 
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
   const heartbeat = setInterval(() => {
     for (const connection of connections) connection.heartbeat();
     // Forget idle per-IP buckets so the map does not grow without bound.
     if (upgradeBuckets.size > 10_000) upgradeBuckets.clear();
+    metrics.eventLoopDelay.set(loopDelay.max / 1e9);
+    loopDelay.reset();
   }, heartbeatMs);
   heartbeat.unref();
+  // Abandoned walks end, and maps no one uses leave memory (storage keeps them).
+  const sweep = setInterval(
+    () => {
+      sync.sweep();
+      grid.evictIdle(idleMapMs, (map) => sync.isWalked(map) || liveQueries.isWatched(map));
+    },
+    Math.min(limits.walkIdleMs, 60_000),
+  );
+  sweep.unref();
 
   const prune = async (): Promise<number> => {
     const horizon = { millis: Math.max(0, now() - pruneHorizonMs), counter: 0, nodeId: '0' };
@@ -229,13 +257,15 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     storage,
     metrics,
     async listen() {
-      return app.listen({ port: options.port ?? 8080, host: options.host ?? '0.0.0.0' });
+      return app.listen({ port: options.port ?? 8080, host: options.host ?? defaultHost(options) });
     },
     close() {
       closing ??= (async () => {
         shuttingDown = true;
         clearInterval(heartbeat);
+        clearInterval(sweep);
         clearInterval(pruneTimer);
+        loopDelay.disable();
         // Let every message already received be handled, and every batch be committed and acked.
         await Promise.all([...connections].map((connection) => connection.settled()));
         await pipeline.idle();
@@ -247,4 +277,13 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     },
     prune,
   };
+}
+
+/**
+ * Where to listen when no host is given: every interface, unless anonymous clients are
+ * admitted, in which case only this machine (anyone on the network could otherwise read
+ * and write everything).
+ */
+export function defaultHost(options: Pick<ServerOptions, 'auth'>): string {
+  return options.auth?.allowAnonymous ? '127.0.0.1' : '0.0.0.0';
 }

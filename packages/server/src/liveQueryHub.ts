@@ -4,14 +4,15 @@ import {
   isRecordAbsent,
   LiveQuery,
   type LWWMap,
-  type LWWRecord,
   type Query,
   toWireEntry,
   type Value,
   type WireEntry,
 } from '@topgun/core';
 import type { CommittedChange } from './changeFanout.js';
-import type { MapGrid } from './mapGrid.js';
+import { sendRevoke } from './changeFanout.js';
+import type { WorkSlicer } from './cpuBudget.js';
+import type { GridRecord, MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerLimits } from './options.js';
 import type { Peer } from './peer.js';
@@ -21,17 +22,26 @@ interface Subscription {
   readonly peer: Peer;
   readonly id: number;
   readonly map: string;
-  readonly live: LiveQuery<Value>;
+  /** Undefined while it is being built; changes committed meanwhile wait in `missed`. */
+  live: LiveQuery<Value> | undefined;
+  readonly missed: CommittedChange[];
+  /** Rows counted against the budgets. */
+  rows: number;
 }
+
+type QueryErrorCode = 'permission' | 'limit';
 
 /**
  * Server-side live queries: each subscription keeps a `LiveQuery` over the records its
- * client may read; committed changes update it and the client receives what entered, was
- * updated in, or left its result.
+ * client may see; committed changes update it and the client receives what entered, was
+ * updated in, or left its result. Building one runs in slices charged to the connection, and
+ * the rows subscriptions hold count against a budget per connection and one per process.
  */
 export class LiveQueryHub {
   private readonly byMap = new Map<string, Set<Subscription>>();
   private readonly byPeer = new Map<Peer, Map<number, Subscription>>();
+  private readonly rowsByPeer = new Map<Peer, number>();
+  private totalRows = 0;
 
   constructor(
     private readonly grid: MapGrid,
@@ -39,36 +49,52 @@ export class LiveQueryHub {
     private readonly metrics: ServerMetrics,
     private readonly limits: Pick<
       ServerLimits,
-      'maxLiveQueries' | 'chunkRecords' | 'maxFrameBytes'
+      | 'maxLiveQueries'
+      | 'chunkRecords'
+      | 'maxFrameBytes'
+      | 'maxLiveQueryRowsPerConnection'
+      | 'maxLiveQueryRows'
     >,
     private readonly now: () => number,
   ) {}
 
+  /** Whether `map` has subscriptions (the grid keeps such maps loaded). */
+  isWatched(map: string): boolean {
+    return (this.byMap.get(map)?.size ?? 0) > 0;
+  }
+
   /** Starts a subscription and sends its snapshot, or a `query_error`. */
-  async subscribe(peer: Peer, id: number, mapName: string, query: Query<Value>): Promise<void> {
+  async subscribe(
+    peer: Peer,
+    id: number,
+    mapName: string,
+    query: Query<Value>,
+    slicer: WorkSlicer,
+  ): Promise<void> {
+    if (this.byPeer.get(peer)?.has(id)) this.unsubscribe(peer, id);
     const subscriptions = this.byPeer.get(peer) ?? new Map<number, Subscription>();
-    if (subscriptions.has(id)) this.unsubscribe(peer, id);
     if (subscriptions.size >= this.limits.maxLiveQueries) {
-      peer.send({
-        type: 'query_error',
+      this.refuse(
+        peer,
         id,
-        code: 'limit',
-        message: `at most ${this.limits.maxLiveQueries} live queries per connection`,
-      });
+        'limit',
+        `at most ${this.limits.maxLiveQueries} live queries per connection`,
+      );
       return;
     }
     if (!this.permissions.canReadMap(peer.user, mapName)) {
-      peer.send({
-        type: 'query_error',
-        id,
-        code: 'permission',
-        message: `reading ${mapName} is not allowed`,
-      });
+      this.refuse(peer, id, 'permission', `reading ${mapName} is not allowed`);
       return;
     }
     const map = await this.grid.get(mapName);
-    const live = new LiveQuery<Value>(query, this.readableEntries(peer, mapName, map));
-    const subscription: Subscription = { peer, id, map: mapName, live };
+    const subscription: Subscription = {
+      peer,
+      id,
+      map: mapName,
+      live: undefined,
+      missed: [],
+      rows: 0,
+    };
     subscriptions.set(id, subscription);
     this.byPeer.set(peer, subscriptions);
     let forMap = this.byMap.get(mapName);
@@ -78,6 +104,25 @@ export class LiveQueryHub {
     }
     forMap.add(subscription);
     this.metrics.liveQueries.inc();
+
+    let live: LiveQuery<Value>;
+    try {
+      live = await LiveQuery.build(query, this.visibleEntries(peer, mapName, map), slicer);
+    } catch (error) {
+      this.unsubscribe(peer, id);
+      throw error;
+    }
+    if (subscriptions.get(id) !== subscription) return; // unsubscribed meanwhile
+    subscription.live = live;
+    for (const change of subscription.missed.splice(0)) {
+      live.apply({ key: change.key, value: this.visibleValue(peer, mapName, change, this.now()) });
+    }
+    const refusal = this.account(subscription);
+    if (refusal !== undefined) {
+      this.unsubscribe(peer, id);
+      this.refuse(peer, id, 'limit', refusal);
+      return;
+    }
 
     const entries = live.rows.map((row) => toWireEntry(row.key, map.getRecord(row.key)!));
     const encode = (chunk: readonly WireEntry[], last: boolean) =>
@@ -104,6 +149,7 @@ export class LiveQueryHub {
     if (subscription === undefined) return;
     this.byPeer.get(peer)!.delete(id);
     this.byMap.get(subscription.map)?.delete(subscription);
+    this.setRows(subscription, 0);
     this.metrics.liveQueries.dec();
   }
 
@@ -111,6 +157,7 @@ export class LiveQueryHub {
   removePeer(peer: Peer): void {
     for (const id of [...(this.byPeer.get(peer)?.keys() ?? [])]) this.unsubscribe(peer, id);
     this.byPeer.delete(peer);
+    this.rowsByPeer.delete(peer);
   }
 
   /** Feeds committed changes to the map's subscriptions; `origin`'s own are updated silently. */
@@ -123,43 +170,95 @@ export class LiveQueryHub {
     if (subscriptions === undefined || subscriptions.size === 0) return;
     const map = await this.grid.get(mapName);
     const now = this.now();
-    for (const subscription of subscriptions) {
+    for (const subscription of [...subscriptions]) {
+      const { live, peer } = subscription;
+      if (live === undefined) {
+        subscription.missed.push(...changes);
+        continue;
+      }
       const enter: WireEntry[] = [];
       const update: WireEntry[] = [];
       const leave: string[] = [];
-      for (const { key, record } of changes) {
-        const value = this.visibleValue(subscription.peer, mapName, key, record, now);
-        const delta = subscription.live.apply({ key, value });
+      const revoked: string[] = [];
+      for (const change of changes) {
+        const value = this.visibleValue(peer, mapName, change, now);
+        const delta = live.apply({ key: change.key, value });
+        if (
+          value === undefined &&
+          this.permissions.seeChange(
+            peer.user,
+            mapName,
+            change.key,
+            change.record,
+            change.previous,
+          ) === 'revoke'
+        ) {
+          revoked.push(change.key);
+        }
         if (!delta.changed) continue;
-        for (const row of delta.entered) enter.push(toWireEntry(row.key, map.getRecord(row.key)!));
-        for (const row of delta.updated) update.push(toWireEntry(row.key, map.getRecord(row.key)!));
+        for (const row of delta.entered) enter.push(entryOf(map, row.key));
+        for (const row of delta.updated) update.push(entryOf(map, row.key));
         leave.push(...delta.left);
       }
-      if (subscription.peer === origin) continue;
-      if (enter.length + update.length + leave.length === 0) continue;
-      subscription.peer.send({ type: 'query_update', id: subscription.id, enter, update, leave });
+      const refusal = this.account(subscription);
+      if (refusal !== undefined) {
+        this.unsubscribe(peer, subscription.id);
+        this.refuse(peer, subscription.id, 'limit', refusal);
+        continue;
+      }
+      if (peer === origin) continue;
+      if (enter.length + update.length + leave.length > 0)
+        peer.send({ type: 'query_update', id: subscription.id, enter, update, leave });
+      if (revoked.length > 0) sendRevoke(peer, mapName, revoked);
     }
+  }
+
+  /**
+   * Counts a subscription's rows against the budgets; returns why it may not keep them, if
+   * it may not (it is then ended).
+   */
+  private account(subscription: Subscription): string | undefined {
+    const rows = subscription.live?.matchingCount ?? 0;
+    const { maxLiveQueryRowsPerConnection: perConnection, maxLiveQueryRows: total } = this.limits;
+    const peerRows = (this.rowsByPeer.get(subscription.peer) ?? 0) - subscription.rows + rows;
+    if (rows > subscription.rows && peerRows > perConnection) {
+      this.metrics.budgetExceeded.inc({ budget: 'live_query_rows' });
+      return `live queries of one connection may hold at most ${perConnection} rows (this one matches ${rows})`;
+    }
+    if (rows > subscription.rows && this.totalRows - subscription.rows + rows > total) {
+      this.metrics.budgetExceeded.inc({ budget: 'live_query_rows_total' });
+      return 'the server holds as many live-query rows as it may: retry later';
+    }
+    this.setRows(subscription, rows);
+    return undefined;
+  }
+
+  private setRows(subscription: Subscription, rows: number): void {
+    const delta = rows - subscription.rows;
+    subscription.rows = rows;
+    this.totalRows += delta;
+    const peerRows = (this.rowsByPeer.get(subscription.peer) ?? 0) + delta;
+    this.rowsByPeer.set(subscription.peer, peerRows);
+    this.metrics.liveQueryRows.set(this.totalRows);
+  }
+
+  private refuse(peer: Peer, id: number, code: QueryErrorCode, message: string): void {
+    peer.send({ type: 'query_error', id, code, message });
   }
 
   private visibleValue(
     peer: Peer,
     map: string,
-    key: string,
-    record: LWWRecord<Value>,
+    change: CommittedChange,
     now: number,
   ): Value | undefined {
+    const { key, record } = change;
     if (isRecordAbsent(record, now)) return undefined;
-    const value = record.value as Value;
-    if (
-      this.permissions.hasRecordLevelReads(map) &&
-      !this.permissions.canReadRecord(peer.user, map, key, value)
-    ) {
-      return undefined;
-    }
-    return value;
+    if (!this.permissions.canSee(peer.user, map, key, record)) return undefined;
+    return record.value as Value;
   }
 
-  private *readableEntries(
+  private *visibleEntries(
     peer: Peer,
     mapName: string,
     map: LWWMap<Value>,
@@ -170,4 +269,8 @@ export class LiveQueryHub {
         yield [key, value];
     }
   }
+}
+
+function entryOf(map: LWWMap<Value>, key: string): WireEntry {
+  return toWireEntry(key, map.getRecord(key) as GridRecord);
 }

@@ -59,6 +59,33 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
+  readonly budgetExceeded = new Counter({
+    name: 'topgun_budget_exceeded_total',
+    help: 'Requests refused, delayed or connections closed by a budget, by budget',
+    labelNames: ['budget'] as const,
+    registers: [this.registry],
+  });
+  readonly liveQueryRows = new Gauge({
+    name: 'topgun_live_query_rows',
+    help: 'Rows held by live queries (counted against the live-query budgets)',
+    registers: [this.registry],
+  });
+  readonly loadedMaps = new Gauge({
+    name: 'topgun_loaded_maps',
+    help: 'Maps held in memory',
+    registers: [this.registry],
+  });
+  readonly connectionCpu = new Counter({
+    name: 'topgun_connection_cpu_seconds_total',
+    help: 'Event-loop time spent on clients’ messages, charged to their budgets',
+    registers: [this.registry],
+  });
+  readonly eventLoopDelay = new Gauge({
+    name: 'topgun_event_loop_delay_max_seconds',
+    help: 'Longest event-loop delay over the last heartbeat interval',
+    registers: [this.registry],
+  });
+
   /** Times a storage operation. */
   async timeStorage<T>(operation: string, work: () => Promise<T>): Promise<T> {
     const end = this.storageLatency.startTimer({ operation });

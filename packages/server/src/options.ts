@@ -30,8 +30,45 @@ export interface ServerLimits {
   readonly sendHighWaterMark: number;
   /** Records per `sync_records` and `query_snapshot` chunk. Default: 1000. */
   readonly chunkRecords: number;
-  /** Ops persisted together in one group-commit transaction at most. Default: 300. */
+  /** Ops persisted together in one group-commit transaction at most. Default: 150. */
   readonly maxGroupOps: number;
+  /** Open connections per server process; further upgrades get HTTP 503. Default: 10 000. */
+  readonly maxConnections: number;
+  /** Time a new connection has to say `hello` before it is closed (4400). Default: 10 000 ms. */
+  readonly handshakeTimeoutMs: number;
+  /**
+   * Event-loop time per connection, sustained, in ms per second: decoding, building live
+   * queries, answering walks. A connection over it waits (its socket is paused). Default: 250.
+   */
+  readonly cpuMsPerSecond: number;
+  /** Event-loop time a connection may use in a burst, in ms. Default: 1000. */
+  readonly cpuBurstMs: number;
+  /** Longest stretch of one request's work before it yields to everyone else, in ms. Default: 10. */
+  readonly workSliceMs: number;
+  /** Most event-loop time one message may take in all; beyond, it is refused as `limit`. Default: 5000 ms. */
+  readonly maxMessageCpuMs: number;
+  /** Bytes received and not yet handled per connection before its socket is paused. Default: 4 MiB. */
+  readonly receiveHighWaterMark: number;
+  /** Sustained live-query subscriptions per second per connection. Default: 10. */
+  readonly subscribesPerSecond: number;
+  /** Burst of subscriptions per connection. Default: 50. */
+  readonly subscribesBurst: number;
+  /** Rows the live queries of one connection may hold. Default: 200 000. */
+  readonly maxLiveQueryRowsPerConnection: number;
+  /** Rows the live queries of all connections may hold. Default: 2 000 000. */
+  readonly maxLiveQueryRows: number;
+  /** Walks one connection may have in progress. Default: 4. */
+  readonly maxWalksPerConnection: number;
+  /** Walks over maps with record-level read rules (each holds a view) in progress per process. Default: 64. */
+  readonly maxWalkViews: number;
+  /** Byte budget of one walk message the server sends. Default: 256 KiB. */
+  readonly walkMessageBytes: number;
+  /** A walk without a message for this long is ended, in ms. Default: 60 000. */
+  readonly walkIdleMs: number;
+  /** Maps not in memory a connection may have loaded per second, sustained. Default: 20. */
+  readonly mapLoadsPerSecond: number;
+  /** Burst of map loads per connection. Default: 100. */
+  readonly mapLoadsBurst: number;
 }
 
 /** The default limits. */
@@ -49,6 +86,23 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   sendHighWaterMark: 16 * 1024 * 1024,
   chunkRecords: 1000,
   maxGroupOps: 150,
+  maxConnections: 10_000,
+  handshakeTimeoutMs: 10_000,
+  cpuMsPerSecond: 250,
+  cpuBurstMs: 1000,
+  workSliceMs: 10,
+  maxMessageCpuMs: 5000,
+  receiveHighWaterMark: 4 * 1024 * 1024,
+  subscribesPerSecond: 10,
+  subscribesBurst: 50,
+  maxLiveQueryRowsPerConnection: 200_000,
+  maxLiveQueryRows: 2_000_000,
+  maxWalksPerConnection: 4,
+  maxWalkViews: 64,
+  walkMessageBytes: 256 * 1024,
+  walkIdleMs: 60_000,
+  mapLoadsPerSecond: 20,
+  mapLoadsBurst: 100,
 });
 
 /** Options of `createServer`. */
@@ -78,6 +132,14 @@ export interface ServerOptions {
   readonly heartbeatMs?: number;
   /** Tombstones older than this are pruned. Default: 30 days. */
   readonly pruneHorizonMs?: number;
+  /**
+   * Writes stamped earlier than this before server time are refused (`too_old`; clients
+   * stamp them again), so that no client can write what pruning would delete at once.
+   * Must be less than `pruneHorizonMs`. Default: 7 days.
+   */
+  readonly maxWriteAgeMs?: number;
+  /** A map unused for this long, with no walk or live query, leaves memory. Default: 10 minutes. */
+  readonly idleMapMs?: number;
   /** How often pruning runs. Default: every hour. */
   readonly pruneIntervalMs?: number;
   /** Changes committed within this window reach each client as one message. Default: 5 ms. */

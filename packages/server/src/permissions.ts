@@ -81,6 +81,55 @@ export class Permissions {
     return evaluate(this.ruleFor(context.map)?.write, context.user, context);
   }
 
+  /**
+   * Whether some write to the map could be allowed to the user: false when its write rule
+   * is `false`, missing, or `'authenticated'` for an anonymous user, so that such writes are
+   * refused without loading the map.
+   */
+  mayWriteMap(user: UserContext, map: string): boolean {
+    const rule = this.ruleFor(map)?.write;
+    if (rule === undefined || rule === false) return false;
+    return rule !== 'authenticated' || user.id !== null;
+  }
+
+  /** Whether the map's write rule depends on the record (so its verdict must hold at commit). */
+  hasRecordLevelWrites(map: string): boolean {
+    return typeof this.ruleFor(map)?.write === 'function';
+  }
+
+  /**
+   * Whether the user, who may read the map, may see this record of it: its value must pass
+   * the read rule, and a tombstone is seen by those who could read the value it deleted
+   * (`prior`; a tombstone without one, by nobody). The one rule for what a client receives,
+   * in walks, changes, live queries and write answers.
+   */
+  canSee(
+    user: UserContext,
+    map: string,
+    key: string,
+    record: { readonly value: Value | null; readonly prior?: Value },
+  ): boolean {
+    if (!this.hasRecordLevelReads(map)) return true;
+    const value = record.value ?? record.prior;
+    return value !== undefined && this.canReadRecord(user, map, key, value);
+  }
+
+  /**
+   * What a client that may read the map learns of a change of one record from `previous`:
+   * the record if it may see it, that it must forget the key if it could see the previous
+   * one and no longer can, and otherwise nothing.
+   */
+  seeChange(
+    user: UserContext,
+    map: string,
+    key: string,
+    record: { readonly value: Value | null; readonly prior?: Value },
+    previous: { readonly value: Value | null; readonly prior?: Value } | undefined,
+  ): 'record' | 'revoke' | 'nothing' {
+    if (this.canSee(user, map, key, record)) return 'record';
+    return previous !== undefined && this.canSee(user, map, key, previous) ? 'revoke' : 'nothing';
+  }
+
   private ruleFor(map: string) {
     let rule = this.cache.get(map);
     if (rule === undefined) {

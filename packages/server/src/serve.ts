@@ -13,7 +13,12 @@ export async function serve(): Promise<void> {
   }
   const server = await createServer(options);
   const url = await server.listen();
-  const auth = options.auth?.allowAnonymous ? 'anonymous clients allowed' : 'JWT required';
+  const anonymous = options.auth?.allowAnonymous === true;
+  const auth = !anonymous
+    ? 'JWT required'
+    : options.host === undefined
+      ? 'anonymous clients allowed, so listening on this machine only (set HOST=0.0.0.0 to open it to the network)'
+      : 'anonymous clients allowed';
   server.app.log.info(
     `TopGun server listening on ${url.replace('0.0.0.0', 'localhost')} (WebSocket /sync), storage: ${server.storage.description}, ${auth}`,
   );

@@ -1,15 +1,18 @@
 import {
+  type BulkItem,
+  bulkRecords,
+  bulkSize,
+  compareRecords,
   encodeMessage,
   fittedChunks,
   fromSyncWire,
   fromWireEntry,
   HLC,
   LWWMap,
+  type LWWRecord,
   type MessageOf,
-  recordsUnder,
   rootBytes,
   type SyncAnswer,
-  type SyncMessage,
   type SyncReplica,
   SyncSession,
   toSyncWire,
@@ -19,28 +22,40 @@ import {
   type WireEntry,
 } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
-import type { MapGrid } from './mapGrid.js';
+import { sendRevoke } from './changeFanout.js';
+import type { WorkSlicer } from './cpuBudget.js';
+import type { GridRecord, MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import { ownsNodeId } from './nodeOwnership.js';
+import type { ServerLimits } from './options.js';
 import type { Peer } from './peer.js';
 import type { Permissions } from './permissions.js';
 import type { Storage } from './storage/storage.js';
-import type { WritePipeline } from './writePipeline.js';
+import type { SubmitOptions, WritePipeline } from './writePipeline.js';
 
 interface ActiveWalk {
+  readonly map: string;
   readonly session: SyncSession<Value>;
   readonly replica: SyncReplica<Value>;
+  /** Whether the replica is a view built for this walk (counted against the view budget). */
+  readonly isView: boolean;
   /** Server time when the walk started: what the client may store as its last sync. */
   readonly startedAt: number;
+  /** Server time of the walk's last message, to end walks a client abandoned. */
+  lastActive: number;
 }
+
+type SyncErrorCode = MessageOf<'sync_error'>['code'];
 
 /**
  * Serves Merkle walks (`specifications/merkle-sync.md`): one `SyncSession` per (client,
- * map, session number), bulk transfers streamed in bounded chunks with back-pressure, a
- * reset for clients whose last sync predates tombstone pruning.
+ * map, session number), every message within a byte budget, bulk transfers streamed in
+ * bounded chunks with back-pressure, a reset for clients whose last sync predates tombstone
+ * pruning. A client may have a few walks at once; a walk it abandons ends after a while.
  */
 export class SyncService {
   private readonly walks = new Map<Peer, Map<string, ActiveWalk>>();
+  private views = 0;
 
   constructor(
     private readonly deps: {
@@ -51,52 +66,79 @@ export class SyncService {
       readonly metrics: ServerMetrics;
       readonly logger: FastifyBaseLogger;
       readonly nodeId: string;
-      readonly chunkRecords: number;
-      readonly maxFrameBytes: number;
+      readonly limits: Pick<
+        ServerLimits,
+        | 'chunkRecords'
+        | 'maxFrameBytes'
+        | 'maxWalksPerConnection'
+        | 'maxWalkViews'
+        | 'walkMessageBytes'
+        | 'walkIdleMs'
+      >;
+      /** Writes older than this are refused, so a client synced this long after a pruning horizon has every deletion before it. */
+      readonly maxWriteAgeMs: number;
       readonly now: () => number;
     },
   ) {}
 
+  /** Whether a walk of `map` is in progress (the grid keeps such maps loaded). */
+  isWalked(map: string): boolean {
+    for (const walks of this.walks.values())
+      for (const walk of walks.values()) if (walk.map === map) return true;
+    return false;
+  }
+
   /** Handles a `sync` message. */
-  async onSync(peer: Peer, message: MessageOf<'sync'>): Promise<void> {
+  async onSync(
+    peer: Peer,
+    message: MessageOf<'sync'>,
+    slicer: WorkSlicer,
+    options: SubmitOptions,
+  ): Promise<void> {
     const id = `${message.map}\u0000${message.session}`;
     const walks = this.walks.get(peer) ?? new Map<string, ActiveWalk>();
     this.walks.set(peer, walks);
     let walk = walks.get(id);
     if (walk === undefined) {
-      const started = await this.open(peer, message);
+      if (walks.size >= this.deps.limits.maxWalksPerConnection) {
+        this.deps.metrics.budgetExceeded.inc({ budget: 'walks' });
+        this.fail(
+          peer,
+          message,
+          'limit',
+          `at most ${this.deps.limits.maxWalksPerConnection} walks at once per connection`,
+        );
+        return;
+      }
+      const started = await this.open(peer, message, slicer);
       if (started === undefined) return;
       walk = started;
       walks.set(id, walk);
       this.deps.metrics.syncSessions.inc();
       this.deps.metrics.activeSyncSessions.inc();
     }
+    walk.lastActive = this.deps.now();
 
     const incoming = fromSyncWire<Value>(message);
-    if (incoming.records.length > 0) await this.acceptClientRecords(peer, message.map, incoming);
+    if (incoming.records.length > 0)
+      await this.acceptClientRecords(peer, message.map, incoming.records, options);
     let answer: SyncAnswer<Value>;
     try {
       answer = walk.session.receive(incoming);
     } catch (error) {
       this.end(peer, id);
       if (!(error instanceof ValidationError)) throw error;
-      peer.send({
-        type: 'sync_error',
-        map: message.map,
-        session: message.session,
-        code: 'invalid',
-        message: error.message.slice(0, 1024),
-      });
+      this.fail(peer, message, 'invalid', error.message);
       return;
     }
-    if (answer.message === undefined && answer.bulkPaths.length === 0) {
+    if (answer.message === undefined && answer.bulk.length === 0) {
       this.finish(peer, message.map, message.session, walk);
       return;
     }
     if (answer.message !== undefined)
       peer.send(toSyncWire(message.map, message.session, answer.message));
-    if (answer.bulkPaths.length > 0)
-      await this.sendBulk(peer, message.map, message.session, walk.replica, answer.bulkPaths);
+    if (answer.bulk.length > 0)
+      await this.sendBulk(peer, message.map, message.session, walk.replica, answer.bulk, slicer);
     if (answer.message === undefined) this.finish(peer, message.map, message.session, walk);
   }
 
@@ -105,10 +147,14 @@ export class SyncService {
    * walk may already have ended on this side (the chunks follow the client's last `sync`), and
    * the records are writes like any other, so they are taken either way.
    */
-  async onClientRecords(peer: Peer, message: MessageOf<'sync_records'>): Promise<void> {
+  async onClientRecords(
+    peer: Peer,
+    message: MessageOf<'sync_records'>,
+    options: SubmitOptions,
+  ): Promise<void> {
     if (message.records.length === 0) return;
     const records = message.records.map((entry) => fromWireEntry<Value>(entry));
-    await this.acceptClientRecords(peer, message.map, { records });
+    await this.acceptClientRecords(peer, message.map, records, options);
   }
 
   /** Handles the client's `sync_done`: answers with the server's, so the client learns `syncedAt`. */
@@ -119,32 +165,51 @@ export class SyncService {
     this.finish(peer, message.map, message.session, walk);
   }
 
+  /** Ends walks that saw no message for the idle limit (their views are the costly part). */
+  sweep(): void {
+    const cutoff = this.deps.now() - this.deps.limits.walkIdleMs;
+    for (const [peer, walks] of this.walks) {
+      for (const [id, walk] of walks) if (walk.lastActive < cutoff) this.end(peer, id);
+    }
+  }
+
   /** Forgets every walk of a client. */
   removePeer(peer: Peer): void {
-    const walks = this.walks.get(peer);
-    if (walks !== undefined) this.deps.metrics.activeSyncSessions.dec(walks.size);
+    for (const id of [...(this.walks.get(peer)?.keys() ?? [])]) this.end(peer, id);
     this.walks.delete(peer);
   }
 
-  private async open(peer: Peer, message: MessageOf<'sync'>): Promise<ActiveWalk | undefined> {
-    const { permissions, storage, grid } = this.deps;
-    const fail = (code: 'permission' | 'unavailable', text: string) => {
-      peer.send({
-        type: 'sync_error',
-        map: message.map,
-        session: message.session,
-        code,
-        message: text,
-      });
-      return undefined;
-    };
+  private fail(
+    peer: Peer,
+    message: { readonly map: string; readonly session: number },
+    code: SyncErrorCode,
+    text: string,
+  ): undefined {
+    peer.send({
+      type: 'sync_error',
+      map: message.map,
+      session: message.session,
+      code,
+      message: text.slice(0, 1024),
+    });
+    return undefined;
+  }
+
+  private async open(
+    peer: Peer,
+    message: MessageOf<'sync'>,
+    slicer: WorkSlicer,
+  ): Promise<ActiveWalk | undefined> {
+    const { permissions, storage, grid, limits } = this.deps;
     if (!permissions.canReadMap(peer.user, message.map))
-      return fail('permission', `reading ${message.map} is not allowed`);
+      return this.fail(peer, message, 'permission', `reading ${message.map} is not allowed`);
     let map: LWWMap<Value>;
     try {
       if (message.lastSync !== undefined) {
-        const prunedAt = await storage.prunedAt(message.map);
-        if (prunedAt !== undefined && prunedAt > message.lastSync) {
+        // Whoever synced later than a pruned tombstone could still arrive has seen it: a
+        // write older than the write floor is refused, so that is the horizon plus the floor.
+        const mark = await storage.pruneMark(message.map);
+        if (mark !== undefined && message.lastSync < mark.horizonMillis + this.deps.maxWriteAgeMs) {
           peer.send({
             type: 'sync_reset',
             map: message.map,
@@ -157,48 +222,98 @@ export class SyncService {
       map = await grid.get(message.map);
     } catch (error) {
       this.deps.logger.warn({ err: error, map: message.map }, 'sync refused: storage unavailable');
-      return fail('unavailable', 'storage is unavailable, retry later');
+      return this.fail(peer, message, 'unavailable', 'storage is unavailable, retry later');
     }
     peer.syncedMaps.add(message.map);
-    const replica = permissions.hasRecordLevelReads(message.map)
-      ? this.readableView(peer, message.map, map)
-      : map;
-    return { session: new SyncSession(replica), replica, startedAt: this.deps.now() };
+    const isView = permissions.hasRecordLevelReads(message.map);
+    let replica: SyncReplica<Value> = map;
+    if (isView) {
+      if (this.views >= limits.maxWalkViews) {
+        this.deps.metrics.budgetExceeded.inc({ budget: 'walk_views' });
+        return this.fail(
+          peer,
+          message,
+          'limit',
+          'the server is busy with other walks: retry later',
+        );
+      }
+      this.views++;
+      try {
+        replica = await this.visibleView(peer, message.map, map, slicer);
+      } catch (error) {
+        this.views--;
+        throw error;
+      }
+    }
+    const session = new SyncSession(replica, { maxMessageBytes: limits.walkMessageBytes });
+    const now = this.deps.now();
+    return { map: message.map, session, replica, isView, startedAt: now, lastActive: now };
   }
 
   /**
    * A walk over a map with record-level read rules compares against only what the client
-   * may read: a tree built for this walk from the readable records.
+   * may see: a tree built for this walk from those records, in slices.
    */
-  private readableView(peer: Peer, mapName: string, map: LWWMap<Value>): SyncReplica<Value> {
+  private async visibleView(
+    peer: Peer,
+    mapName: string,
+    map: LWWMap<Value>,
+    slicer: WorkSlicer,
+  ): Promise<SyncReplica<Value>> {
     const view = new LWWMap<Value>(
       new HLC({ nodeId: this.deps.nodeId, maxDriftMs: Number.POSITIVE_INFINITY }),
     );
+    const visible: Array<readonly [string, LWWRecord<Value>]> = [];
+    let since = 0;
     for (const [key, record] of map.allRecords()) {
-      if (
-        record.value === null ||
-        this.deps.permissions.canReadRecord(peer.user, mapName, key, record.value)
-      ) {
-        view.merge(key, record);
+      if (this.deps.permissions.canSee(peer.user, mapName, key, record as GridRecord))
+        visible.push([key, record]);
+      if (++since >= 256) {
+        since = 0;
+        if (slicer.due()) {
+          view.loadRecords(visible.splice(0));
+          await slicer.pause();
+        }
       }
     }
+    view.loadRecords(visible);
     return view;
   }
 
   /**
    * Records a client pushes during a walk are writes like any other: they go through the
-   * write pipeline (node id, drift, permissions, commit). Rejected ones are simply not
-   * merged; the client's outbox reports them through its own ops.
+   * write pipeline (node id, time window, permissions, commit). Rejected ones are simply not
+   * merged; the client's outbox reports them through its own ops. Records it holds that it
+   * may no longer see (another writer's, or its own, replaced by what it cannot read) are
+   * revoked, so that its replica ends up equal to what it may see.
    */
   private async acceptClientRecords(
     peer: Peer,
-    map: string,
-    incoming: Pick<SyncMessage<Value>, 'records'>,
+    mapName: string,
+    records: ReadonlyArray<readonly [string, LWWRecord<Value>]>,
+    options: SubmitOptions,
   ): Promise<void> {
-    const ops = incoming.records
-      .filter(([, record]) => ownsNodeId(peer.nodeId, record.timestamp.nodeId))
-      .map(([key, record], index) => ({ id: index, map, entry: toWireEntry(key, record) }));
-    if (ops.length > 0) await this.deps.pipeline.submit(peer, ops);
+    const ops: MessageOf<'ops'>['ops'] = [];
+    const hidden: string[] = [];
+    const map = this.deps.grid.isLoaded(mapName) ? await this.deps.grid.get(mapName) : undefined;
+    records.forEach(([key, record], index) => {
+      if (ownsNodeId(peer.nodeId, record.timestamp.nodeId)) {
+        ops.push({ id: index, map: mapName, entry: toWireEntry(key, record) });
+        return;
+      }
+      const stored = map?.getRecord(key) as GridRecord | undefined;
+      if (
+        stored !== undefined &&
+        compareRecords(stored, record) >= 0 &&
+        !this.deps.permissions.canSee(peer.user, mapName, key, stored)
+      ) {
+        hidden.push(key);
+      }
+    });
+    if (hidden.length > 0) sendRevoke(peer, mapName, hidden);
+    if (ops.length === 0) return;
+    const outcome = await this.deps.pipeline.submit(peer, ops, options);
+    for (const [name, keys] of outcome.revoked) sendRevoke(peer, name, keys);
   }
 
   private async sendBulk(
@@ -206,13 +321,14 @@ export class SyncService {
     map: string,
     session: number,
     replica: SyncReplica<Value>,
-    paths: ReadonlyArray<readonly number[]>,
+    bulk: readonly BulkItem[],
+    slicer: WorkSlicer,
   ): Promise<void> {
-    const total = paths.reduce((sum, path) => sum + replica.merkleTree.node(path).count, 0);
-    const { chunkRecords, maxFrameBytes } = this.deps;
+    const total = bulkSize(replica, bulk);
+    const { chunkRecords, maxFrameBytes } = this.deps.limits;
     let first = true;
-    const encode = (records: readonly WireEntry[], last: boolean) => {
-      const frame = encodeMessage({
+    const encode = (records: readonly WireEntry[], last: boolean) =>
+      encodeMessage({
         type: 'sync_records',
         map,
         session,
@@ -220,8 +336,6 @@ export class SyncService {
         ...(first ? { total } : {}),
         last,
       });
-      return frame;
-    };
     const sendChunk = async (records: WireEntry[]) => {
       for (const { frame } of fittedChunks(
         records,
@@ -236,15 +350,14 @@ export class SyncService {
       }
     };
     let pending: WireEntry[] = [];
-    for (const path of paths) {
-      for (const [key, record] of recordsUnder(replica, path)) {
-        pending.push(toWireEntry(key, record));
-        if (pending.length >= chunkRecords) {
-          if (!peer.isOpen()) return;
-          await sendChunk(pending);
-          pending = [];
-        }
+    for (const [key, record] of bulkRecords(replica, bulk)) {
+      pending.push(toWireEntry(key, record));
+      if (pending.length >= chunkRecords) {
+        if (!peer.isOpen()) return;
+        await sendChunk(pending);
+        pending = [];
       }
+      if (pending.length % 256 === 0 && slicer.due()) await slicer.pause();
     }
     // The last chunk carries `last: true` (an empty one when the records ended on a boundary).
     const tail = [
@@ -269,6 +382,10 @@ export class SyncService {
   }
 
   private end(peer: Peer, id: string): void {
-    if (this.walks.get(peer)?.delete(id)) this.deps.metrics.activeSyncSessions.dec();
+    const walk = this.walks.get(peer)?.get(id);
+    if (walk === undefined) return;
+    this.walks.get(peer)!.delete(id);
+    if (walk.isView) this.views--;
+    this.deps.metrics.activeSyncSessions.dec();
   }
 }

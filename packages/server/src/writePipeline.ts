@@ -1,6 +1,7 @@
 import {
   ClockDriftError,
-  compareTimestamps,
+  compareRecords,
+  formatTimestamp,
   fromWireEntry,
   type HLC,
   type LWWMap,
@@ -13,12 +14,12 @@ import {
 import type { FastifyBaseLogger } from 'fastify';
 import type { ChangeFanout, CommittedChange } from './changeFanout.js';
 import type { LiveQueryHub } from './liveQueryHub.js';
-import type { MapGrid } from './mapGrid.js';
+import type { GridRecord, MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import { ownsNodeId } from './nodeOwnership.js';
 import type { Peer } from './peer.js';
 import type { Permissions } from './permissions.js';
-import type { RecordWrite, Storage } from './storage/storage.js';
+import type { RecordWrite, Storage, WriteOutcome } from './storage/storage.js';
 
 type Rejection = MessageOf<'reject'>['rejections'][number];
 type Op = MessageOf<'ops'>['ops'][number];
@@ -27,15 +28,27 @@ type Op = MessageOf<'ops'>['ops'][number];
 export interface BatchOutcome {
   /** Ops committed (including superseded ones). */
   readonly acked: number[];
-  /** Ops among `acked` that were older than the stored record. */
+  /** Ops among `acked` that lost to a stored record the writer may see. */
   readonly superseded: number[];
   readonly rejected: Rejection[];
+  /** Per map, keys the writer must drop from its replica: it may not see their records. */
+  readonly revoked: Map<string, Set<string>>;
+}
+
+/** Options of {@link WritePipeline.submit}. */
+export interface SubmitOptions {
+  /**
+   * Asked before loading a map into the grid for this batch (a map no one used lately):
+   * false refuses the op as rate-limited instead. Default: always allowed.
+   */
+  readonly mayLoadMap?: () => boolean;
 }
 
 /** A queued batch, collecting its outcome as its group commits. */
 interface Batch extends BatchOutcome {
   readonly peer: Peer;
   readonly ops: readonly Op[];
+  readonly options: SubmitOptions;
   readonly resolve: (outcome: BatchOutcome) => void;
 }
 
@@ -45,11 +58,20 @@ interface Candidate extends RecordWrite {
   readonly op: Op;
 }
 
+/** Rounds of conditional writes that lost their condition to a concurrent write. */
+const MAX_WRITE_ROUNDS = 4;
+
 /**
- * Applies writes: validation, node-id ownership, clock drift and permissions per op, then
- * every admitted op of every batch waiting is persisted in one transaction (group commit),
+ * Applies writes: validation, node-id ownership, the time window and permissions per op, then
+ * every admitted op of every batch waiting is persisted in one statement (group commit),
  * merged into the grid after COMMIT, acknowledged, and fanned out. Nothing is acknowledged,
- * merged or broadcast before it is committed.
+ * merged or broadcast before it is committed, and every change the grid learns from storage
+ * is broadcast, whichever path it came by.
+ *
+ * A map whose write rule is a function has its rule decided with the commit: each write is
+ * conditional on the stored record it was evaluated against, and one that finds another
+ * record there is evaluated again against that one. Answers describe records as the writer
+ * may see them: a record it may not read is, in every answer, a record that is not there.
  */
 export class WritePipeline {
   private readonly queue: Batch[] = [];
@@ -69,13 +91,25 @@ export class WritePipeline {
       readonly maxGroupOps: number;
       /** Group transactions in flight at once (the storage's useful concurrency). */
       readonly concurrency: number;
+      /** Writes stamped earlier than this many ms before server time are refused (`too_old`). */
+      readonly maxWriteAgeMs: number;
+      readonly now: () => number;
     },
   ) {}
 
   /** Queues a batch; resolves once every op is committed or rejected. */
-  submit(peer: Peer, ops: readonly Op[]): Promise<BatchOutcome> {
+  submit(peer: Peer, ops: readonly Op[], options: SubmitOptions = {}): Promise<BatchOutcome> {
     return new Promise((resolve) => {
-      this.queue.push({ peer, ops, resolve, acked: [], superseded: [], rejected: [] });
+      this.queue.push({
+        peer,
+        ops,
+        options,
+        resolve,
+        acked: [],
+        superseded: [],
+        rejected: [],
+        revoked: new Map(),
+      });
       this.pump();
     });
   }
@@ -126,179 +160,349 @@ export class WritePipeline {
   }
 
   private async commitGroup(group: readonly Batch[]): Promise<void> {
-    const { grid, storage, metrics } = this.deps;
-    const candidates: Candidate[] = [];
-
-    // Every map the group touches, loaded once (undefined when storage could not load it).
-    const maps = new Map<string, LWWMap<Value> | undefined>();
-    for (const batch of group) for (const op of batch.ops) maps.set(op.map, undefined);
-    for (const name of maps.keys()) maps.set(name, await grid.get(name).catch(() => undefined));
-
+    const { grid, metrics } = this.deps;
+    // 1. What can be refused without the map; the maps the rest need, loaded once each.
+    const waiting: Array<{ batch: Batch; op: Op }> = [];
+    const maps = new Map<string, LWWMap<Value>>();
+    const unloaded = new Set<string>();
     for (const batch of group) {
       for (const op of batch.ops) {
-        const admitted = this.admit(batch.peer, op, maps.get(op.map));
-        if ('reason' in admitted) batch.rejected.push(admitted);
-        else
-          candidates.push({
-            batch,
-            op,
-            map: op.map,
-            key: op.entry[0],
-            record: admitted.record,
-            serializedTimestamp: op.entry[1],
-          });
+        const refusal = this.precheck(batch.peer, op);
+        if (refusal !== undefined) {
+          batch.rejected.push(refusal);
+          continue;
+        }
+        if (!maps.has(op.map) && !unloaded.has(op.map)) {
+          if (!grid.isLoaded(op.map) && !(batch.options.mayLoadMap?.() ?? true)) {
+            batch.rejected.push({
+              id: op.id,
+              reason: 'rate_limit',
+              message: 'too many maps opened by this connection: retry later',
+              retryable: true,
+            });
+            continue;
+          }
+          const map = await grid.get(op.map).catch(() => undefined);
+          if (map === undefined) unloaded.add(op.map);
+          else maps.set(op.map, map);
+        }
+        waiting.push({ batch, op });
       }
     }
 
-    let stored: boolean[] = [];
-    if (candidates.length > 0) {
-      try {
-        stored = await metrics.timeStorage('write_records', () => storage.writeRecords(candidates));
-      } catch (error) {
-        this.deps.logger.warn({ err: error }, 'storage unavailable: writes rejected');
-        for (const candidate of candidates) {
-          candidate.batch.rejected.push({
-            id: candidate.op.id,
+    // 2. Admission against the grid, then rounds of writes: a conditional write that found
+    //    another record than the one its rule saw is admitted again against that one.
+    const changes = new Map<string, Array<CommittedChange & { readonly origin?: Peer }>>();
+    let candidates: Candidate[] = [];
+    for (const { batch, op } of waiting) {
+      const candidate = this.admit(batch, op, maps.get(op.map));
+      if (candidate !== undefined) candidates.push(candidate);
+    }
+    for (let round = 1; candidates.length > 0; round++) {
+      const retry = await this.writeRound(candidates, maps, changes);
+      candidates = [];
+      for (const { batch, op } of retry) {
+        if (round === MAX_WRITE_ROUNDS) {
+          batch.rejected.push({
+            id: op.id,
             reason: 'unavailable',
-            message: 'storage is unavailable, retry later',
+            message: 'the record kept changing while this write was decided: retry',
             retryable: true,
           });
+          continue;
         }
-        candidates.length = 0;
-      }
-    }
-
-    // After COMMIT: merge what was stored, then settle the rest against the grid.
-    const changesByMap = new Map<string, Array<CommittedChange & { readonly origin: Peer }>>();
-    const unstored: Candidate[] = [];
-    for (let index = 0; index < candidates.length; index++) {
-      const candidate = candidates[index]!;
-      if (!stored[index]) {
-        unstored.push(candidate);
-        continue;
-      }
-      candidate.batch.acked.push(candidate.op.id);
-      let changes = changesByMap.get(candidate.op.map);
-      if (changes === undefined) {
-        changes = [];
-        changesByMap.set(candidate.op.map, changes);
-      }
-      // The op's wire entry is the record's wire form: it is not encoded again.
-      changes.push({
-        key: candidate.key,
-        record: candidate.record,
-        entry: candidate.op.entry,
-        origin: candidate.batch.peer,
-      });
-    }
-    // Into the grid in bulk: these records were validated when their frames were decoded
-    // and are committed, so the per-record checks of `merge` would only repeat work.
-    for (const [name, changes] of changesByMap) {
-      maps.get(name)!.loadRecords(changes.map((change) => [change.key, change.record] as const));
-    }
-    for (const candidate of unstored) {
-      const key = candidate.op.entry[0];
-      const map = maps.get(candidate.op.map)!;
-      let current = map.getRecord(key);
-      if (
-        current === undefined ||
-        compareTimestamps(current.timestamp, candidate.record.timestamp) < 0
-      ) {
-        // Another process stored something newer: read it back into the grid.
-        const [fresh] = await storage.getRecords(candidate.op.map, [key]).catch(() => []);
-        if (fresh !== undefined) {
-          map.merge(key, fresh.record);
-          current = fresh.record;
-        }
-      }
-      candidate.batch.acked.push(candidate.op.id);
-      // The same write sent again (a lost ack) is a plain ack; an older one is superseded.
-      if (
-        current === undefined ||
-        compareTimestamps(current.timestamp, candidate.record.timestamp) !== 0
-      ) {
-        candidate.batch.superseded.push(candidate.op.id);
+        const candidate = this.admit(batch, op, maps.get(op.map));
+        if (candidate !== undefined) candidates.push(candidate);
       }
     }
 
     for (const batch of group) {
-      const { acked, superseded, rejected } = batch;
-      metrics.opsApplied.inc(acked.length);
-      for (const rejection of rejected) metrics.opsRejected.inc({ reason: rejection.reason });
-      batch.resolve({ acked, superseded, rejected });
+      metrics.opsApplied.inc(batch.acked.length);
+      for (const rejection of batch.rejected) metrics.opsRejected.inc({ reason: rejection.reason });
+      batch.resolve(batch);
     }
-    for (const [map, changes] of changesByMap) {
+    for (const [map, list] of changes) {
       // Each client's own writes are not echoed back to it.
-      const byOrigin = new Map<Peer, CommittedChange[]>();
-      for (const change of changes) {
-        const list = byOrigin.get(change.origin) ?? [];
-        list.push(change);
-        byOrigin.set(change.origin, list);
+      const byOrigin = new Map<Peer | undefined, CommittedChange[]>();
+      for (const change of list) {
+        const forOrigin = byOrigin.get(change.origin) ?? [];
+        forOrigin.push(change);
+        byOrigin.set(change.origin, forOrigin);
       }
-      for (const [origin, list] of byOrigin) {
-        this.deps.fanout.publish(map, list, origin);
-        await this.deps.liveQueries.onChanges(map, list, origin);
+      for (const [origin, forOrigin] of byOrigin) {
+        this.deps.fanout.publish(map, forOrigin, origin);
+        await this.deps.liveQueries.onChanges(map, forOrigin, origin);
       }
     }
   }
 
-  /** Checks one op: its record when it may be written, otherwise why it is rejected. */
-  private admit(
-    peer: Peer,
-    op: Op,
-    map: LWWMap<Value> | undefined,
-  ): Rejection | { readonly record: LWWRecord<Value> } {
-    const { permissions, clock } = this.deps;
-    const [key, parsed] = fromWireEntry<Value>(op.entry);
-    if (!ownsNodeId(peer.nodeId, parsed.timestamp.nodeId)) {
+  /**
+   * Writes candidates and settles each: stored, refused, answered from the record that won,
+   * or returned to be admitted again (its condition met another record).
+   */
+  private async writeRound(
+    candidates: readonly Candidate[],
+    maps: ReadonlyMap<string, LWWMap<Value>>,
+    changes: Map<string, Array<CommittedChange & { readonly origin?: Peer }>>,
+  ): Promise<Candidate[]> {
+    const { storage, metrics, logger } = this.deps;
+    let outcomes: WriteOutcome[];
+    try {
+      outcomes = await metrics.timeStorage('write_records', () => storage.writeRecords(candidates));
+    } catch (error) {
+      logger.warn({ err: error }, 'storage unavailable: writes rejected');
+      for (const { batch, op } of candidates) {
+        batch.rejected.push({
+          id: op.id,
+          reason: 'unavailable',
+          message: 'storage is unavailable, retry later',
+          retryable: true,
+        });
+      }
+      return [];
+    }
+
+    const addChange = (map: string, change: CommittedChange & { readonly origin?: Peer }) => {
+      let list = changes.get(map);
+      if (list === undefined) {
+        list = [];
+        changes.set(map, list);
+      }
+      list.push(change);
+    };
+
+    // After COMMIT: what was stored goes into the grid in bulk (validated when decoded, and
+    // committed, so the per-record checks of `merge` would only repeat work).
+    const storedByMap = new Map<string, Array<readonly [string, GridRecord]>>();
+    const unstored: Candidate[] = [];
+    candidates.forEach((candidate, index) => {
+      const outcome = outcomes[index]!;
+      const { batch, op } = candidate;
+      if (outcome.refused !== undefined) {
+        batch.rejected.push({
+          id: op.id,
+          reason: 'validation',
+          message: outcome.refused,
+          retryable: false,
+        });
+        return;
+      }
+      if (!outcome.stored) {
+        unstored.push(candidate);
+        return;
+      }
+      const map = maps.get(op.map)!;
+      const record: GridRecord =
+        outcome.prior === undefined
+          ? candidate.record
+          : { ...candidate.record, prior: outcome.prior };
+      batch.acked.push(op.id);
+      if (!this.deps.permissions.canSee(batch.peer.user, op.map, candidate.key, record))
+        revoke(batch, op.map, candidate.key);
+      // The op's wire entry is the record's wire form: it is not encoded again.
+      addChange(op.map, {
+        key: candidate.key,
+        record,
+        entry: op.entry,
+        previous: map.getRecord(candidate.key),
+        origin: batch.peer,
+      });
+      let list = storedByMap.get(op.map);
+      if (list === undefined) {
+        list = [];
+        storedByMap.set(op.map, list);
+      }
+      list.push([candidate.key, record]);
+    });
+    for (const [name, records] of storedByMap) maps.get(name)!.loadRecords(records);
+
+    // Not stored: the stored record won, or the condition met another record. What the grid
+    // does not know yet (written by another process, or by an earlier attempt of this very
+    // write whose answer was lost) is read back, merged, and broadcast like any change.
+    const stale = new Map<string, string[]>();
+    for (const { op, key, record } of unstored) {
+      const current = maps.get(op.map)!.getRecord(key);
+      if (current === undefined || compareRecords(current, record) < 0) {
+        const keys = stale.get(op.map) ?? [];
+        keys.push(key);
+        stale.set(op.map, keys);
+      }
+    }
+    for (const [name, keys] of stale) {
+      const map = maps.get(name)!;
+      const fresh = await storage.getRecords(name, keys).catch(() => []);
+      for (const { key, record, prior } of fresh) {
+        const stored: GridRecord = prior === undefined ? record : { ...record, prior };
+        const previous = map.getRecord(key);
+        if (previous !== undefined && compareRecords(stored, previous) <= 0) continue;
+        map.loadRecords([[key, stored]]);
+        // A client whose own write this is already holds it: it is not echoed back to it.
+        const writer = unstored.find(
+          (candidate) =>
+            candidate.op.map === name &&
+            candidate.key === key &&
+            compareRecords(candidate.record, stored) === 0,
+        );
+        addChange(name, {
+          key,
+          record: stored,
+          entry: toWireEntry(key, stored),
+          previous,
+          ...(writer === undefined ? {} : { origin: writer.batch.peer }),
+        });
+      }
+    }
+
+    const retry: Candidate[] = [];
+    for (const candidate of unstored) {
+      const { batch, op, key, record } = candidate;
+      const current = maps.get(op.map)!.getRecord(key) as GridRecord | undefined;
+      const order = current === undefined ? 1 : compareRecords(record, current);
+      if (order > 0 && candidate.expected !== undefined) {
+        // It would win, but the record its rule allowed it over is no longer there.
+        retry.push(candidate);
+        continue;
+      }
+      if (current === undefined || order > 0) {
+        // Storage kept something this write should have beaten, and it could not be read.
+        batch.rejected.push({
+          id: op.id,
+          reason: 'unavailable',
+          message: 'storage is unavailable, retry later',
+          retryable: true,
+        });
+        continue;
+      }
+      batch.acked.push(op.id);
+      const visible = this.deps.permissions.canSee(batch.peer.user, op.map, key, current);
+      // The same write sent again (a lost ack) is a plain ack; an older one is superseded,
+      // unless the record it lost to is one the writer may not see: then it was written and
+      // is gone from the writer's view, as if replaced by a write it cannot read.
+      if (order !== 0 && visible) batch.superseded.push(op.id);
+      if (!visible) revoke(batch, op.map, key);
+    }
+    return retry;
+  }
+
+  /** Refusals that need no map: node id, the time window, a map the user may not touch. */
+  private precheck(peer: Peer, op: Op): Rejection | undefined {
+    const { clock, permissions, maxWriteAgeMs, now } = this.deps;
+    const { millis, nodeId } = timestampOf(op.entry);
+    if (!ownsNodeId(peer.nodeId, nodeId)) {
       return reject(
         op,
         'node_id',
-        `the timestamp's node id ${parsed.timestamp.nodeId} is not this connection's (${peer.nodeId})`,
+        `the timestamp's node id ${nodeId} is not this connection's (${peer.nodeId})`,
+      );
+    }
+    const floor = now() - maxWriteAgeMs;
+    if (millis < floor) {
+      return reject(
+        op,
+        'too_old',
+        `the timestamp (${millis}) is more than ${maxWriteAgeMs} ms before server time: stamp the write again`,
       );
     }
     try {
-      clock.assertWithinDrift(parsed.timestamp);
+      clock.assertWithinDrift({ millis, counter: 0, nodeId });
     } catch (error) {
       if (error instanceof ClockDriftError) return reject(op, 'clock_drift', error.message);
       throw error;
     }
+    if (!permissions.mayWriteMap(peer.user, op.map) && !permissions.canReadMap(peer.user, op.map))
+      return reject(op, 'permission', `writing ${op.map} is not allowed`);
+    return undefined;
+  }
+
+  /**
+   * Decides one op against the grid: a candidate write, or its answer recorded in the batch
+   * (a rejection, or an ack for a write that may not replace a record the writer cannot see
+   * while it could have created the key: the answer it would get had the key been absent).
+   */
+  private admit(batch: Batch, op: Op, map: LWWMap<Value> | undefined): Candidate | undefined {
+    const { permissions } = this.deps;
+    const { peer } = batch;
     if (map === undefined) {
-      return {
+      batch.rejected.push({
         id: op.id,
         reason: 'unavailable',
         message: 'storage is unavailable, retry later',
         retryable: true,
-      };
+      });
+      return undefined;
     }
-    const stored = map.getRecord(key);
+    const [key, parsed] = fromWireEntry<Value>(op.entry);
+    const stored = map.getRecord(key) as GridRecord | undefined;
     const previous = stored === undefined || stored.value === null ? undefined : stored.value;
-    if (
-      !permissions.canWrite({ user: peer.user, map: op.map, key, value: parsed.value, previous })
-    ) {
-      const readable =
-        permissions.canReadMap(peer.user, op.map) &&
-        (stored === undefined ||
-          stored.value === null ||
-          !permissions.hasRecordLevelReads(op.map) ||
-          permissions.canReadRecord(peer.user, op.map, key, stored.value));
-      // The client rolls back to the server's record, if it may see it.
-      const current: WireEntry | null | undefined = readable
-        ? stored === undefined
-          ? null
-          : toWireEntry(key, stored)
-        : undefined;
-      return {
+    const user = peer.user;
+    if (!permissions.canWrite({ user, map: op.map, key, value: parsed.value, previous })) {
+      const readsMap = permissions.canReadMap(user, op.map);
+      const visible =
+        stored !== undefined && readsMap && permissions.canSee(user, op.map, key, stored);
+      if (stored !== undefined && readsMap && !visible) {
+        // As the writer sees it, the key is absent: answer as for an absent key.
+        const creatable = permissions.canWrite({
+          user,
+          map: op.map,
+          key,
+          value: parsed.value,
+          previous: undefined,
+        });
+        if (creatable) {
+          batch.acked.push(op.id);
+          revoke(batch, op.map, key);
+          return undefined;
+        }
+      }
+      // The client rolls back to the record as it may see it (null: absent).
+      const current: WireEntry | null | undefined = !readsMap
+        ? undefined
+        : visible
+          ? toWireEntry(key, stored!)
+          : null;
+      batch.rejected.push({
         ...reject(op, 'permission', `writing ${op.map}/${key} is not allowed`),
         ...(current === undefined ? {} : { current }),
-      };
+      });
+      return undefined;
     }
     // The grid keeps the record: its node id is the connection's own string, shared by every
     // record the connection writes, instead of one more string per record.
     const { millis, counter, nodeId } = parsed.timestamp;
-    if (nodeId !== peer.nodeId) return { record: parsed };
-    return { record: { ...parsed, timestamp: { millis, counter, nodeId: peer.nodeId } } };
+    const record: LWWRecord<Value> =
+      nodeId === peer.nodeId
+        ? { ...parsed, timestamp: { millis, counter, nodeId: peer.nodeId } }
+        : parsed;
+    const conditional = permissions.hasRecordLevelWrites(op.map);
+    const keepPrior = record.value === null && permissions.hasRecordLevelReads(op.map);
+    return {
+      batch,
+      op,
+      map: op.map,
+      key,
+      record,
+      serializedTimestamp: op.entry[1],
+      ...(conditional
+        ? { expected: stored === undefined ? null : formatTimestamp(stored.timestamp) }
+        : {}),
+      ...(keepPrior ? { keepPrior } : {}),
+    };
   }
+}
+
+/** The millis and node id of a wire entry's timestamp, without parsing the whole record. */
+function timestampOf(entry: WireEntry): { millis: number; nodeId: string } {
+  const text = entry[1];
+  return { millis: Number.parseInt(text.slice(0, 12), 16), nodeId: text.slice(16) };
+}
+
+function revoke(batch: Batch, map: string, key: string): void {
+  let keys = batch.revoked.get(map);
+  if (keys === undefined) {
+    keys = new Set();
+    batch.revoked.set(map, keys);
+  }
+  keys.add(key);
 }
 
 function reject(op: Op, reason: Rejection['reason'], message: string): Rejection {
@@ -316,5 +520,6 @@ export function rejectAll(
     acked: [],
     superseded: [],
     rejected: ops.map((op) => ({ id: op.id, reason, message, retryable })),
+    revoked: new Map(),
   };
 }

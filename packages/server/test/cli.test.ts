@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { optionsFromEnvironment } from '../src/config.js';
+import { defaultHost } from '../src/createServer.js';
 import { TestClient } from './testClient.js';
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
@@ -44,6 +45,18 @@ describe('configuration from the environment', () => {
       staticDir: 'dist',
       logger: { level: 'warn' },
     });
+  });
+
+  it('listens on this machine only when anonymous clients are admitted, unless HOST says otherwise', () => {
+    const anonymous = optionsFromEnvironment({ TOPGUN_ALLOW_ANONYMOUS: '1' });
+    expect(anonymous.host).toBeUndefined();
+    expect(defaultHost(anonymous)).toBe('127.0.0.1');
+    expect(defaultHost(optionsFromEnvironment({ JWT_SECRET: 'a-secret-of-sixteen+' }))).toBe(
+      '0.0.0.0',
+    );
+    expect(optionsFromEnvironment({ TOPGUN_ALLOW_ANONYMOUS: '1', HOST: '0.0.0.0' }).host).toBe(
+      '0.0.0.0',
+    );
   });
 
   it.each([

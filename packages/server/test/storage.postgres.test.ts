@@ -55,7 +55,7 @@ describe.runIf(available)('PostgreSQL schema upgrade', () => {
         await storage.writeRecords([
           { map: 'm', key: 'k', record: { value: 'v2', timestamp: newer } },
         ]),
-      ).toEqual([true]);
+      ).toEqual([{ stored: true }]);
       const { rows } = await driver.query<{ indexname: string }>(
         "SELECT indexname FROM pg_indexes WHERE tablename = 'topgun_records' ORDER BY indexname",
       );

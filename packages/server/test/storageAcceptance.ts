@@ -1,4 +1,10 @@
-import type { LWWRecord, Timestamp, Value } from '@topgun/core';
+import {
+  compareRecords,
+  formatTimestamp,
+  type LWWRecord,
+  type Timestamp,
+  type Value,
+} from '@topgun/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { SqlDriver } from '../src/storage/sqlDriver.js';
 import { SqlStorage } from '../src/storage/sqlStorage.js';
@@ -24,6 +30,11 @@ const put = (
     ttlMs === undefined ? { value, timestamp } : { value, timestamp, ttlMs };
   return { map, key, record };
 };
+
+/** Which writes of a batch were stored. */
+async function stored(storage: Storage, writes: RecordWrite[]): Promise<boolean[]> {
+  return (await storage.writeRecords(writes)).map((outcome) => outcome.stored);
+}
 
 async function loadAll(storage: Storage, map: string): Promise<StoredRecord[]> {
   const records: StoredRecord[] = [];
@@ -52,7 +63,7 @@ export function runStorageAcceptanceTests(
       await underTest.dispose();
     });
     beforeEach(async () => {
-      await underTest.driver.query('TRUNCATE topgun_records, topgun_prunes');
+      await underTest.driver.query('TRUNCATE topgun_records, topgun_prunes, topgun_nodes');
     });
 
     it('migrates idempotently, also from several processes at once', async () => {
@@ -61,7 +72,7 @@ export function runStorageAcceptanceTests(
       const { rows } = await underTest.driver.query<{ version: number }>(
         'SELECT version FROM topgun_migrations',
       );
-      expect(rows.map((row) => Number(row.version)).sort()).toEqual([1, 2]);
+      expect(rows.map((row) => Number(row.version)).sort()).toEqual([1, 2, 3]);
       await other.close();
     });
 
@@ -81,7 +92,7 @@ export function runStorageAcceptanceTests(
       writes.push(put('todos', 'gone', null, at(5_000)));
       writes.push(put('todos', 'temp', 'x', at(6_000, 3, 'n2'), 60_000));
       writes.push(put('other', 'k0', 'elsewhere', at(1)));
-      expect(await storage.writeRecords(writes)).toEqual(writes.map(() => true));
+      expect(await stored(storage, writes)).toEqual(writes.map(() => true));
 
       const loaded = await loadAll(storage, 'todos');
       expect(loaded.map((entry) => entry.key).sort()).toEqual([
@@ -125,7 +136,7 @@ export function runStorageAcceptanceTests(
       );
       writes.push(put('odd/map:name@1', 'tomb', null, at(1, 0, 'node_with-dashes')));
       writes.push(put('odd/map:name@1', 'ttl', 'x', at(1), 2 ** 40));
-      expect(await storage.writeRecords(writes)).toEqual(writes.map(() => true));
+      expect(await stored(storage, writes)).toEqual(writes.map(() => true));
       const loaded = new Map(
         (await loadAll(storage, 'odd/map:name@1')).map((entry) => [entry.key, entry.record]),
       );
@@ -142,22 +153,23 @@ export function runStorageAcceptanceTests(
 
     it('reports per write which were stored in a batch mixing new, older and equal writes', async () => {
       await storage.writeRecords([put('mix', 'a', 1, at(50)), put('mix', 'b', 1, at(50))]);
-      const results = await storage.writeRecords([
+      const results = await stored(storage, [
         put('mix', 'a', 2, at(40)),
         put('mix', 'b', 2, at(60)),
         put('mix', 'c', 2, at(1)),
         put('mix', 'a', 3, at(50)),
         put('other-mix', 'a', 4, at(1)),
       ]);
-      expect(results).toEqual([false, true, true, false, true]);
+      // The last write to `a` ties the stored one (same timestamp) and wins by its value's bytes.
+      expect(results).toEqual([false, true, true, true, true]);
     });
 
     it('never stores a write over a newer one', async () => {
-      expect(await storage.writeRecords([put('m', 'k', 'v2', at(200))])).toEqual([true]);
-      expect(await storage.writeRecords([put('m', 'k', 'v1', at(100))])).toEqual([false]);
-      expect(await storage.writeRecords([put('m', 'k', 'v2', at(200))])).toEqual([false]);
-      expect(await storage.writeRecords([put('m', 'k', 'v3', at(200, 1))])).toEqual([true]);
-      expect(await storage.writeRecords([put('m', 'k', null, at(200, 1, 'n2'))])).toEqual([true]);
+      expect(await stored(storage, [put('m', 'k', 'v2', at(200))])).toEqual([true]);
+      expect(await stored(storage, [put('m', 'k', 'v1', at(100))])).toEqual([false]);
+      expect(await stored(storage, [put('m', 'k', 'v2', at(200))])).toEqual([false]);
+      expect(await stored(storage, [put('m', 'k', 'v3', at(200, 1))])).toEqual([true]);
+      expect(await stored(storage, [put('m', 'k', null, at(200, 1, 'n2'))])).toEqual([true]);
       expect((await storage.getRecords('m', ['k']))[0]!.record).toEqual({
         value: null,
         timestamp: at(200, 1, 'n2'),
@@ -165,7 +177,7 @@ export function runStorageAcceptanceTests(
     });
 
     it('keeps only the newest of several writes to one key in a batch', async () => {
-      const results = await storage.writeRecords([
+      const results = await stored(storage, [
         put('m', 'k', 'old', at(1)),
         put('m', 'k', 'newest', at(3)),
         put('m', 'k', 'middle', at(2)),
@@ -173,6 +185,103 @@ export function runStorageAcceptanceTests(
       ]);
       expect(results).toEqual([false, true, false, true]);
       expect((await storage.getRecords('m', ['k']))[0]!.record.value).toBe('newest');
+    });
+
+    it('breaks timestamp ties exactly as compareRecords does (tombstone, value bytes, TTL)', async () => {
+      const candidates: Array<[Value | null, number | undefined]> = [
+        [null, undefined],
+        ['a', undefined],
+        ['b', undefined],
+        ['ab', undefined],
+        [1, undefined],
+        [{ a: 1 }, undefined],
+        ['a', 5],
+        ['a', 9],
+      ];
+      for (const [firstValue, firstTtl] of candidates) {
+        for (const [secondValue, secondTtl] of candidates) {
+          const first = put('tie', 'k', firstValue, at(7), firstTtl);
+          const second = put('tie', 'k', secondValue, at(7), secondTtl);
+          await underTest.driver.query('TRUNCATE topgun_records');
+          await storage.writeRecords([first]);
+          const [outcome] = await storage.writeRecords([second]);
+          expect(outcome!.stored).toBe(compareRecords(second.record, first.record) > 0);
+          const [kept] = await storage.getRecords('tie', ['k']);
+          const winner = compareRecords(second.record, first.record) > 0 ? second : first;
+          expect(kept!.record).toEqual(winner.record);
+        }
+      }
+    });
+
+    it('writes a conditional record only over the record it expects, and keeps priors of tombstones', async () => {
+      await storage.writeRecords([put('c', 'a', 'A1', at(10)), put('c', 'b', 'B1', at(10))]);
+      const results = await storage.writeRecords([
+        { ...put('c', 'a', 'A2', at(20)), expected: formatTimestamp(at(10)) },
+        { ...put('c', 'b', 'B2', at(20)), expected: formatTimestamp(at(9)) },
+        { ...put('c', 'new', 'N', at(20)), expected: null },
+        { ...put('c', 'b-absent', 'X', at(20)), expected: null },
+      ]);
+      expect(results.map((outcome) => outcome.stored)).toEqual([true, false, true, true]);
+      // Expected absent, but present: refused, even though it is newer.
+      const [late] = await storage.writeRecords([
+        { ...put('c', 'new', 'N2', at(30)), expected: null },
+      ]);
+      expect(late!.stored).toBe(false);
+      // A tombstone keeping the value it deletes; loaded back with it.
+      const [deleted] = await storage.writeRecords([
+        { ...put('c', 'a', null, at(40)), keepPrior: true, expected: formatTimestamp(at(20)) },
+      ]);
+      expect(deleted).toEqual({ stored: true, prior: 'A2' });
+      const [again] = await storage.writeRecords([
+        { ...put('c', 'a', null, at(50)), keepPrior: true },
+      ]);
+      expect(again).toEqual({ stored: true, prior: 'A2' });
+      const loaded = (await loadAll(storage, 'c')).find((entry) => entry.key === 'a')!;
+      expect(loaded.prior).toBe('A2');
+      // A value over it clears the prior.
+      await storage.writeRecords([put('c', 'a', 'A3', at(60))]);
+      expect((await storage.getRecords('c', ['a']))[0]!.prior).toBeUndefined();
+    });
+
+    it('refuses a record the database cannot index, alone: the rest of the batch is written', async () => {
+      const writes = [
+        put('iso', 'fine-1', 1, at(1)),
+        // 3 KB of UTF-8 that does not compress: over PostgreSQL's B-tree row limit.
+        put(
+          'iso',
+          Array.from({ length: 1024 }, (_, i) =>
+            String.fromCharCode(0x4e00 + ((i * 7919) % 20_000)),
+          ).join(''),
+          2,
+          at(1),
+        ),
+        put('iso', 'fine-2', 3, at(1)),
+      ];
+      const outcomes = await storage.writeRecords(writes);
+      expect(outcomes.map((outcome) => outcome.stored)).toEqual([true, false, true]);
+      expect(outcomes[1]!.refused).toMatch(/database refused/);
+      expect((await loadAll(storage, 'iso')).map((entry) => entry.key).sort()).toEqual([
+        'fine-1',
+        'fine-2',
+      ]);
+    });
+
+    it('gives a node id, its sub-ids and its prefixes to the first user who claims it', async () => {
+      expect(await storage.claimNodeId('n7', 'alice', 1)).toBe(true);
+      expect(await storage.claimNodeId('n7', 'alice', 2)).toBe(true);
+      expect(await storage.claimNodeId('n7', 'mallory', 3)).toBe(false);
+      expect(await storage.claimNodeId('n7', null, 3)).toBe(false);
+      expect(await storage.claimNodeId('n7-tab', 'mallory', 4)).toBe(false);
+      expect(await storage.claimNodeId('n7-tab', 'alice', 4)).toBe(true);
+      expect(await storage.claimNodeId('m-1', 'mallory', 5)).toBe(true);
+      expect(await storage.claimNodeId('m', 'alice', 6)).toBe(false);
+      expect(await storage.claimNodeId('anon', null, 7)).toBe(true);
+      expect(await storage.claimNodeId('anon', null, 8)).toBe(true);
+      expect(await storage.claimNodeId('anon', 'alice', 8)).toBe(false);
+      const racing = await Promise.all(
+        ['u1', 'u2', 'u3', 'u4'].map((user) => storage.claimNodeId('contested', user, 9)),
+      );
+      expect(racing.filter(Boolean)).toHaveLength(1);
     });
 
     it('writes a batch in one transaction', async () => {
@@ -226,15 +335,15 @@ export function runStorageAcceptanceTests(
         put('m', 'plain', 'x', at(1_000)),
         put('n', 'kept', 'x', at(1_000)),
       ]);
-      expect(await storage.prunedAt('m')).toBeUndefined();
+      expect(await storage.pruneMark('m')).toBeUndefined();
       expect(await storage.prune(at(5_000), 77_777)).toBe(2);
       expect((await loadAll(storage, 'm')).map((entry) => entry.key).sort()).toEqual([
         'new-tombstone',
         'plain',
         'still-valid',
       ]);
-      expect(await storage.prunedAt('m')).toBe(77_777);
-      expect(await storage.prunedAt('n')).toBeUndefined();
+      expect(await storage.pruneMark('m')).toEqual({ horizonMillis: 5_000, prunedAt: 77_777 });
+      expect(await storage.pruneMark('n')).toBeUndefined();
     });
 
     it('keeps data across a reopen', async () => {

@@ -1,4 +1,5 @@
 import {
+  bulkRecords,
   decodeMessage,
   encodeMessage,
   fromSyncWire,
@@ -8,7 +9,6 @@ import {
   type Message,
   type MessageOf,
   PROTOCOL_VERSION,
-  recordsUnder,
   rootBytes,
   SyncSession,
   toSyncWire,
@@ -221,7 +221,7 @@ export class TestClient {
       received += incoming.records.length;
       const answer = walk.receive(incoming);
       if (answer.message !== undefined) {
-        const bulk = answer.bulkPaths.flatMap((path) => [...recordsUnder(replica, path)]);
+        const bulk = [...bulkRecords(replica, answer.bulk)];
         this.send(
           toSyncWire(map, session, {
             ...answer.message,

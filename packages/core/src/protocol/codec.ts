@@ -6,9 +6,16 @@ import { scanMessagePack } from './scanMessagePack.js';
 
 const KNOWN_TYPES = new Set<string>(MESSAGE_TYPES);
 
-/** Encodes one message as a MessagePack frame. */
+/**
+ * Encodes one message as a MessagePack frame, in memory of its own: the encoder writes into
+ * a shared buffer that grows with the largest message it ever encoded, and a frame left as
+ * a view of it would keep all of it alive while it waits in a slow reader's send queue.
+ */
 export function encodeMessage(message: Message): Uint8Array {
-  return packr.pack(message);
+  const view = packr.pack(message);
+  const frame = new Uint8Array(view.byteLength);
+  frame.set(view);
+  return frame;
 }
 
 /**

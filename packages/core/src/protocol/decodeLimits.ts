@@ -8,6 +8,12 @@ export interface DecodeLimits {
   readonly maxArrayLength: number;
   /** Most entries in one map. Default: 1 024. */
   readonly maxMapSize: number;
+  /**
+   * Most array elements and map entries in one frame, all containers together: decoded
+   * objects cost far more memory than their bytes (an empty map is one byte, and tens in
+   * memory), so this bounds what one frame can make the receiver allocate. Default: 100 000.
+   */
+  readonly maxElements: number;
   /** Longest string, in bytes. Default: 256 KiB. */
   readonly maxStringBytes: number;
   /** Longest binary, in bytes. Default: 512 KiB. */
@@ -20,6 +26,7 @@ export const DEFAULT_DECODE_LIMITS: DecodeLimits = Object.freeze({
   maxDepth: 40,
   maxArrayLength: 20_000,
   maxMapSize: 1024,
+  maxElements: 100_000,
   maxStringBytes: 256 * 1024,
   maxBinaryBytes: 512 * 1024,
 });

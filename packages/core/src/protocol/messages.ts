@@ -19,7 +19,7 @@ const bytes = z.custom<Uint8Array>(
 );
 const key = z
   .string()
-  .refine(isValidKey, 'expected a record key: 1-1024 characters, no U+0000 or lone surrogates');
+  .refine(isValidKey, 'expected a record key: 1-1024 bytes of UTF-8, no U+0000 or lone surrogates');
 const mapName = z
   .string()
   .refine(isValidMapName, 'expected a map name: 1-128 characters from A-Z a-z 0-9 _ . : @ / -');
@@ -67,7 +67,7 @@ function wireEntryIssue(entry: unknown): Issue | undefined {
   if (typeof key !== 'string' || !isValidKey(key)) {
     return {
       path: [0],
-      message: 'expected a record key: 1-1024 characters, no U+0000 or lone surrogates',
+      message: 'expected a record key: 1-1024 bytes of UTF-8, no U+0000 or lone surrogates',
     };
   }
   if (!isSerializedTimestamp(timestamp)) {
@@ -130,12 +130,20 @@ export const welcomeSchema = z.strictObject({
   heartbeatMs: uint,
   /** Most ops the server accepts in one `ops` message. */
   maxBatchOps: uint,
+  /** Largest frame the server accepts, in bytes: the client keeps every message within it. */
+  maxFrameBytes: uint,
 });
 
 /** Server → client: authentication failed; the server closes the connection after it. */
 export const authErrorSchema = z.strictObject({
   type: z.literal('auth_error'),
-  code: z.enum(['missing_token', 'invalid_token', 'expired_token', 'anonymous_not_allowed']),
+  code: z.enum([
+    'missing_token',
+    'invalid_token',
+    'expired_token',
+    'anonymous_not_allowed',
+    'node_id_taken',
+  ]),
   message: text,
 });
 
@@ -202,6 +210,7 @@ export const rejectionReasonSchema = z.enum([
   'node_id',
   'rate_limit',
   'unavailable',
+  'too_old',
 ]);
 
 /** Server → client: ops that were not applied, each with a reason. */
@@ -276,8 +285,18 @@ export const syncErrorSchema = z.strictObject({
   type: z.literal('sync_error'),
   map: mapName,
   session: uint,
-  code: z.enum(['permission', 'unavailable', 'invalid']),
+  code: z.enum(['permission', 'unavailable', 'invalid', 'limit']),
   message: text,
+});
+
+/**
+ * Server → client: drop these records of the map from the replica (without tombstones):
+ * the user may no longer read them. Unacknowledged writes of the keys are kept.
+ */
+export const revokeSchema = z.strictObject({
+  type: z.literal('revoke'),
+  map: mapName,
+  keys: z.array(key),
 });
 
 /** Server → client: records changed by other writers, batched. */
@@ -367,6 +386,7 @@ export const messageSchema = z.discriminatedUnion('type', [
   syncDoneSchema,
   syncResetSchema,
   syncErrorSchema,
+  revokeSchema,
   changesSchema,
   subscribeSchema,
   querySnapshotSchema,

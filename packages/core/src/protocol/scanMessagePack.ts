@@ -22,6 +22,8 @@ export function scanMessagePack(bytes: Uint8Array, limits: DecodeLimits): void {
   const isMap: boolean[] = [];
   let position = 0;
   let topLevelRead = false;
+  // Elements of every container together: what decoding will allocate, whatever their size.
+  let elements = 0;
 
   const need = (count: number) => {
     if (position + count > end) throw new ProtocolError('MALFORMED', 'the frame is truncated');
@@ -154,6 +156,13 @@ export function scanMessagePack(bytes: Uint8Array, limits: DecodeLimits): void {
         throw new ProtocolError(
           'LIMIT',
           `an array of ${container} elements exceeds the limit of ${limits.maxArrayLength}`,
+        );
+      }
+      elements += container;
+      if (elements > limits.maxElements) {
+        throw new ProtocolError(
+          'LIMIT',
+          `more than ${limits.maxElements} array elements and map entries in one frame`,
         );
       }
       const values = containerIsMap ? container * 2 : container;

@@ -30,15 +30,18 @@ export function decodeValue(bytes: Uint8Array, limits: DecodeLimits = STORED_VAL
   }
 }
 
+// What was stored is read back even if it predates a tighter frame limit.
 const STORED_VALUE_LIMITS: DecodeLimits = {
   ...DEFAULT_DECODE_LIMITS,
   maxFrameBytes: 16 * 1024 * 1024,
+  maxElements: 16 * 1024 * 1024,
 };
 
 const STORED_ENTRIES_LIMITS: DecodeLimits = {
   ...DEFAULT_DECODE_LIMITS,
   maxFrameBytes: 256 * 1024 * 1024,
   maxArrayLength: 10_000_000,
+  maxElements: Number.MAX_SAFE_INTEGER,
   maxStringBytes: 16 * 1024 * 1024,
 };
 

@@ -1,6 +1,7 @@
 import { compareValues } from '../compareValues.js';
 import { describeValue } from '../describeValue.js';
 import { ValidationError } from '../errors.js';
+import { stableStringify } from '../stableStringify.js';
 import { validateValue } from '../value.js';
 import { parseFieldPath, readField } from './fieldPath.js';
 import { QueryError } from './queryError.js';
@@ -202,12 +203,19 @@ function compileOperator(operator: string, operand: unknown, path: string): Pred
       const primitives = new Set(
         options.filter((option) => typeof option !== 'object' || option === null),
       );
-      const structured = options.filter((option) => typeof option === 'object' && option !== null);
+      // Arrays and objects by their canonical text: one lookup per record, however many
+      // options the list holds (equal under compareValues means equal text).
+      const structured = new Set(
+        options
+          .filter((option) => typeof option === 'object' && option !== null)
+          .map(stableStringify),
+      );
       const isIn = (field: unknown) =>
         primitives.has(field as never) ||
-        (typeof field === 'object' &&
+        (structured.size > 0 &&
+          typeof field === 'object' &&
           field !== null &&
-          structured.some((option) => compareValues(field, option) === 0));
+          structured.has(stableStringify(field)));
       return operator === 'in' ? isIn : (field) => !isIn(field);
     }
     case 'contains': {

@@ -1,6 +1,7 @@
 import { type CompiledQuery, compileQuery, type SortableRow } from './compileQuery.js';
 import type { Query, QueryRow } from './queryTypes.js';
 import { SortedList } from './sortedList.js';
+import { type Slicer, sortInSlices } from './sortInSlices.js';
 
 /** A change of one record, as the maintainer consumes it (an `LWWMap` change fits). */
 export interface RecordChange<V> {
@@ -66,6 +67,37 @@ export class LiveQuery<V> {
     matching.sort(this.compiled.compare);
     this.sorted.assignSorted(matching);
     this.window = this.sliceWindow();
+  }
+
+  /**
+   * Builds a live query like the constructor, but in slices: `slicer.due()` is checked every
+   * few hundred records and `slicer.pause()` awaited when it says so, so that a large map
+   * never holds the caller's thread (a server's event loop) for long.
+   * @throws {QueryError} when the query is invalid.
+   */
+  static async build<V>(
+    query: Query<V>,
+    initial: Iterable<readonly [string, V]>,
+    slicer: Slicer,
+  ): Promise<LiveQuery<V>> {
+    const live = new LiveQuery<V>(query);
+    const matching: Entry<V>[] = [];
+    let since = 0;
+    for (const [key, value] of initial) {
+      if (live.compiled.matches(value)) {
+        const entry = live.createEntry(key, value);
+        matching.push(entry);
+        live.entries.set(key, entry);
+      }
+      if (++since >= 256) {
+        since = 0;
+        if (slicer.due()) await slicer.pause();
+      }
+    }
+    await sortInSlices(matching, live.compiled.compare, slicer);
+    live.sorted.assignSorted(matching);
+    live.window = live.sliceWindow();
+    return live;
   }
 
   /** The current result rows, in order. The same array until the result changes. */

@@ -39,4 +39,18 @@ export const MIGRATIONS: ReadonlyArray<{ readonly version: number; readonly sql:
       DROP INDEX topgun_records_partition;
     `,
   },
+  {
+    // Tombstones of maps with record-level read rules keep the value they deleted (only the
+    // server reads it, to decide who may see the deletion); node ids belong to one user.
+    version: 3,
+    sql: `
+      ALTER TABLE topgun_records ADD COLUMN prior bytea;
+      CREATE TABLE topgun_nodes (
+        node_id text COLLATE "C" PRIMARY KEY,
+        -- NULL: claimed by an anonymous session
+        user_id text COLLATE "C",
+        claimed_at bigint NOT NULL
+      );
+    `,
+  },
 ];

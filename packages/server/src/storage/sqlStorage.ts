@@ -12,7 +12,14 @@ import {
 } from '@topgun/core';
 import { MIGRATIONS } from './migrations.js';
 import { SqlArray, type SqlDriver, type SqlExecutor } from './sqlDriver.js';
-import type { RecordWrite, Storage, StoredRecord } from './storage.js';
+import {
+  isDataError,
+  type PruneMark,
+  type RecordWrite,
+  type Storage,
+  type StoredRecord,
+  type WriteOutcome,
+} from './storage.js';
 
 /** Partitions per query when loading a map: 17 queries, about 60 000 rows each at 1 000 000. */
 const PARTITIONS_PER_PAGE = 16;
@@ -20,12 +27,74 @@ const PARTITIONS_PER_PAGE = 16;
 const ROWS_PER_STATEMENT = 5_000;
 /** Serializes schema migrations across processes sharing one database. */
 const MIGRATION_LOCK = 7_274_827;
+/** Serializes claims of related node ids (one lock per first `-` segment). */
+const NODE_CLAIM_LOCK = 7_274_828;
+
+const STORED: WriteOutcome = Object.freeze({ stored: true });
+const NOT_STORED: WriteOutcome = Object.freeze({ stored: false });
+/** Row flags of a conditional write: an `expected` condition applies; keep the prior value. */
+const FLAG_EXPECTED = 1;
+const FLAG_KEEP_PRIOR = 2;
+
+// Last-Write-Wins in SQL, exactly as `compareRecords`: the later timestamp (text order of the
+// serialized form is timestamp order), then on a tie a tombstone, then the greater value by
+// its bytes (bytea order is byte order, a proper prefix first), then the greater TTL.
+const INCOMING_WINS = `(r.ts < EXCLUDED.ts OR (r.ts = EXCLUDED.ts AND CASE
+    WHEN EXCLUDED.value IS NULL THEN r.value IS NOT NULL
+      OR coalesce(EXCLUDED.ttl_ms, -1) > coalesce(r.ttl_ms, -1)
+    WHEN r.value IS NULL THEN false
+    WHEN EXCLUDED.value <> r.value THEN EXCLUDED.value > r.value
+    ELSE coalesce(EXCLUDED.ttl_ms, -1) > coalesce(r.ttl_ms, -1) END))`;
+
+const INPUT = `input AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[], $6::smallint[])
+    WITH ORDINALITY AS input (map, key, ts, value, ttl_ms, partition, ordinal))`;
+
+/** One group of writes, Last-Write-Wins only: answers with the rows it did not store. */
+const PLAIN_WRITE = `WITH ${INPUT}, written AS (
+    INSERT INTO topgun_records AS r (map, key, ts, value, ttl_ms, partition)
+    SELECT map, key, ts, value, ttl_ms, partition FROM input ORDER BY ordinal
+    ON CONFLICT (map, partition, key) DO UPDATE
+      SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms, prior = NULL
+      WHERE ${INCOMING_WINS}
+    RETURNING r.map, r.key
+  )
+  SELECT input.ordinal::integer AS ordinal FROM input
+  WHERE NOT EXISTS (SELECT 1 FROM written WHERE written.map = input.map AND written.key = input.key)`;
+
+/**
+ * One group of writes with per-row conditions: a row with an expected timestamp replaces
+ * only that stored record (the one its write rule was evaluated against; NULL: none), so a
+ * rule's verdict holds for the row actually replaced, whatever other writers (or processes)
+ * committed meanwhile. A tombstone row may keep the value it replaces. Answers with the rows
+ * not stored and the stored rows that kept a prior value.
+ */
+const CONDITIONAL_WRITE = `WITH ${INPUT.replace(
+  '$6::smallint[])',
+  '$6::smallint[], $7::text[], $8::smallint[])',
+).replace('partition, ordinal)', 'partition, expected, flags, ordinal)')}, written AS (
+    INSERT INTO topgun_records AS r (map, key, ts, value, ttl_ms, partition)
+    SELECT map, key, ts, value, ttl_ms, partition FROM input ORDER BY ordinal
+    ON CONFLICT (map, partition, key) DO UPDATE
+      SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms,
+        prior = CASE WHEN EXCLUDED.value IS NULL AND (SELECT i.flags & ${FLAG_KEEP_PRIOR} <> 0
+          FROM input i WHERE i.map = EXCLUDED.map AND i.key = EXCLUDED.key)
+          THEN coalesce(r.value, r.prior) END
+      WHERE ${INCOMING_WINS}
+        AND (SELECT i.flags & ${FLAG_EXPECTED} = 0 OR i.expected IS NOT DISTINCT FROM r.ts
+          FROM input i WHERE i.map = EXCLUDED.map AND i.key = EXCLUDED.key)
+    RETURNING r.map, r.key, r.prior
+  )
+  SELECT input.ordinal::integer AS ordinal, written.key IS NOT NULL AS stored, written.prior
+  FROM input LEFT JOIN written ON written.map = input.map AND written.key = input.key
+  WHERE written.key IS NULL OR written.prior IS NOT NULL`;
 
 interface RecordRow {
   key: string;
   ts: string;
   value: Uint8Array | null;
   ttl_ms: string | number | bigint | null;
+  prior: Uint8Array | null;
 }
 
 /** The storage over any PostgreSQL dialect driver: the same SQL for `pg` and PGlite. */
@@ -60,10 +129,10 @@ export class SqlStorage implements Storage {
     await this.driver.query('SELECT 1');
   }
 
-  async writeRecords(writes: readonly RecordWrite[]): Promise<boolean[]> {
+  async writeRecords(writes: readonly RecordWrite[]): Promise<WriteOutcome[]> {
     // One row per (map, key): ON CONFLICT cannot touch a row twice in one statement. The
-    // other writes to that key in the batch are not stored.
-    const unstored = new Set<RecordWrite>();
+    // other writes to that key in the batch lose to it and are not stored.
+    const outcomes = new Map<RecordWrite, WriteOutcome>();
     const winners = new Map<string, Map<string, RecordWrite>>();
     for (const write of writes) {
       let byKey = winners.get(write.map);
@@ -74,9 +143,9 @@ export class SqlStorage implements Storage {
       const current = byKey.get(write.key);
       if (current === undefined || compareRecords(write.record, current.record) > 0) {
         byKey.set(write.key, write);
-        if (current !== undefined) unstored.add(current);
+        if (current !== undefined) outcomes.set(current, NOT_STORED);
       } else {
-        unstored.add(write);
+        outcomes.set(write, NOT_STORED);
       }
     }
     // Rows in one global order: concurrent transactions then lock rows in the same order and
@@ -86,73 +155,121 @@ export class SqlStorage implements Storage {
     rows.sort((a, b) =>
       a.map === b.map ? (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) : a.map < b.map ? -1 : 1,
     );
-    const insert = async (sql: SqlExecutor, chunk: readonly RecordWrite[]) => {
-      // One short statement with array parameters, whatever the number of rows. It answers
-      // with the rows it did not store (an older or equal timestamp was already there),
-      // usually none, rather than with every row it stored.
-      const { rows: skipped } = await sql.query<{ ordinal: number }>(
-        `WITH input AS (
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[], $6::smallint[])
-             WITH ORDINALITY AS input (map, key, ts, value, ttl_ms, partition, ordinal)
-         ), written AS (
-           INSERT INTO topgun_records (map, key, ts, value, ttl_ms, partition)
-           SELECT map, key, ts, value, ttl_ms, partition FROM input ORDER BY ordinal
-           ON CONFLICT (map, partition, key) DO UPDATE
-             SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms
-             WHERE topgun_records.ts < EXCLUDED.ts
-           RETURNING map, key
-         )
-         SELECT input.ordinal::integer AS ordinal FROM input
-         WHERE NOT EXISTS (SELECT 1 FROM written WHERE written.map = input.map AND written.key = input.key)`,
-        [
-          new SqlArray(
-            'text',
-            chunk.map((row) => row.map),
-          ),
-          new SqlArray(
-            'text',
-            chunk.map((row) => row.key),
-          ),
-          new SqlArray(
-            'text',
-            chunk.map((row) => row.serializedTimestamp ?? formatTimestamp(row.record.timestamp)),
-          ),
-          new SqlArray(
-            'bytea',
-            chunk.map((row) => (row.record.value === null ? null : encodeValue(row.record.value))),
-          ),
-          new SqlArray(
-            'int8',
-            chunk.map((row) => row.record.ttlMs ?? null),
-          ),
-          new SqlArray(
-            'int2',
-            chunk.map((row) => partitionOf(row.key)),
-          ),
-        ],
-      );
-      for (const { ordinal } of skipped) unstored.add(chunk[ordinal - 1]!);
-    };
-    if (rows.length <= ROWS_PER_STATEMENT) {
-      // A single statement commits atomically on its own: one round trip instead of three
-      // (BEGIN, the statement, COMMIT).
-      await insert(this.driver, rows);
-    } else {
-      await this.driver.transaction(async (sql) => {
-        for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT)
-          await insert(sql, rows.slice(start, start + ROWS_PER_STATEMENT));
-      });
+    await this.writeIsolating(rows, outcomes);
+    return writes.map((write) => outcomes.get(write) ?? STORED);
+  }
+
+  /**
+   * Writes rows; when the database refuses them for their data, writes each half on its own,
+   * down to the single row it refuses, so that one bad row never fails the others.
+   */
+  private async writeIsolating(
+    rows: readonly RecordWrite[],
+    outcomes: Map<RecordWrite, WriteOutcome>,
+  ): Promise<void> {
+    if (rows.length === 0) return;
+    try {
+      if (rows.length <= ROWS_PER_STATEMENT) {
+        // A single statement commits atomically on its own: one round trip instead of three
+        // (BEGIN, the statement, COMMIT).
+        await this.insert(this.driver, rows, outcomes);
+      } else {
+        await this.driver.transaction(async (sql) => {
+          for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT)
+            await this.insert(sql, rows.slice(start, start + ROWS_PER_STATEMENT), outcomes);
+        });
+      }
+    } catch (error) {
+      if (!isDataError(error)) throw error;
+      if (rows.length === 1) {
+        outcomes.set(rows[0]!, {
+          stored: false,
+          refused: `the database refused the record: ${error.message}`.slice(0, 512),
+        });
+        return;
+      }
+      const middle = Math.ceil(rows.length / 2);
+      await this.writeIsolating(rows.slice(0, middle), outcomes);
+      await this.writeIsolating(rows.slice(middle), outcomes);
     }
-    return writes.map((write) => !unstored.has(write));
+  }
+
+  private async insert(
+    sql: SqlExecutor,
+    chunk: readonly RecordWrite[],
+    outcomes: Map<RecordWrite, WriteOutcome>,
+  ): Promise<void> {
+    const conditional = chunk.some((row) => row.expected !== undefined || row.keepPrior === true);
+    const params: unknown[] = [
+      new SqlArray(
+        'text',
+        chunk.map((row) => row.map),
+      ),
+      new SqlArray(
+        'text',
+        chunk.map((row) => row.key),
+      ),
+      new SqlArray(
+        'text',
+        chunk.map((row) => row.serializedTimestamp ?? formatTimestamp(row.record.timestamp)),
+      ),
+      new SqlArray(
+        'bytea',
+        chunk.map((row) => (row.record.value === null ? null : encodeValue(row.record.value))),
+      ),
+      new SqlArray(
+        'int8',
+        chunk.map((row) => row.record.ttlMs ?? null),
+      ),
+      new SqlArray(
+        'int2',
+        chunk.map((row) => partitionOf(row.key)),
+      ),
+    ];
+    if (conditional) {
+      params.push(
+        new SqlArray(
+          'text',
+          chunk.map((row) => row.expected ?? null),
+        ),
+        new SqlArray(
+          'int2',
+          chunk.map(
+            (row) =>
+              (row.expected === undefined ? 0 : FLAG_EXPECTED) |
+              (row.keepPrior ? FLAG_KEEP_PRIOR : 0),
+          ),
+        ),
+      );
+    }
+    // The statements answer with the rows not stored (usually none) and, for conditional
+    // writes, the stored tombstones that kept a prior value: never with every row.
+    const { rows } = await sql.query<{
+      ordinal: number;
+      stored?: boolean;
+      prior?: Uint8Array | null;
+    }>(conditional ? CONDITIONAL_WRITE : PLAIN_WRITE, params);
+    for (const { ordinal, stored, prior } of rows) {
+      outcomes.set(
+        chunk[ordinal - 1]!,
+        stored === true && prior != null ? { stored: true, prior: decodeValue(prior) } : NOT_STORED,
+      );
+    }
   }
 
   async loadMap(map: string, onPage: (records: readonly StoredRecord[]) => void): Promise<void> {
     // By ranges of partitions, on the primary key (map, partition, key): no sort, and no dependence on
     // planner statistics (a keyset scan right after a bulk import may be planned as a sort
     // of the whole map for every page).
+    // A map nobody wrote yet (or a name made up by a client) costs one query, not 17.
+    const { rows: any } = await this.driver.query(
+      'SELECT 1 FROM topgun_records WHERE map = $1 LIMIT 1',
+      [map],
+    );
+    if (any.length === 0) return;
     for (let first = 0; first < PARTITION_COUNT; first += PARTITIONS_PER_PAGE) {
       const { rows } = await this.driver.query<RecordRow>(
-        'SELECT key, ts, value, ttl_ms FROM topgun_records WHERE map = $1 AND partition >= $2 AND partition < $3',
+        'SELECT key, ts, value, ttl_ms, prior FROM topgun_records WHERE map = $1 AND partition >= $2 AND partition < $3',
         [map, first, first + PARTITIONS_PER_PAGE],
       );
       if (rows.length > 0) onPage(rows.map(toStoredRecord));
@@ -162,7 +279,7 @@ export class SqlStorage implements Storage {
   async getRecords(map: string, keys: readonly string[]): Promise<StoredRecord[]> {
     if (keys.length === 0) return [];
     const { rows } = await this.driver.query<RecordRow>(
-      `SELECT key, ts, value, ttl_ms FROM topgun_records
+      `SELECT key, ts, value, ttl_ms, prior FROM topgun_records
        WHERE map = $1 AND (partition, key) IN (SELECT * FROM unnest($2::smallint[], $3::text[]))`,
       [map, new SqlArray('int2', keys.map(partitionOf)), new SqlArray('text', keys)],
     );
@@ -193,12 +310,43 @@ export class SqlStorage implements Storage {
     });
   }
 
-  async prunedAt(map: string): Promise<number | undefined> {
-    const { rows } = await this.driver.query<{ pruned_at: string | number }>(
-      'SELECT pruned_at FROM topgun_prunes WHERE map = $1',
+  async pruneMark(map: string): Promise<PruneMark | undefined> {
+    const { rows } = await this.driver.query<{ horizon: string; pruned_at: string | number }>(
+      'SELECT horizon, pruned_at FROM topgun_prunes WHERE map = $1',
       [map],
     );
-    return rows[0] === undefined ? undefined : Number(rows[0].pruned_at);
+    const row = rows[0];
+    if (row === undefined) return undefined;
+    return {
+      horizonMillis: parseTimestamp(row.horizon, 'stored prune horizon').millis,
+      prunedAt: Number(row.pruned_at),
+    };
+  }
+
+  async claimNodeId(nodeId: string, userId: string | null, now: number): Promise<boolean> {
+    // The id and every id it extends (`a-b-c` extends `a-b` and `a`), and every id extending
+    // it: a node's tabs stamp `<id>-<tab>`, so these share timestamps' node ids.
+    const prefixes = nodeId
+      .split('-')
+      .map((_, index, parts) => parts.slice(0, index + 1).join('-'));
+    return this.driver.transaction(async (sql) => {
+      await sql.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [
+        NODE_CLAIM_LOCK,
+        prefixes[0],
+      ]);
+      const { rows } = await sql.query<{ owned: number }>(
+        `SELECT count(*)::integer AS owned FROM topgun_nodes
+         WHERE (node_id = ANY($1::text[]) OR (node_id >= $2 AND node_id < $3))
+           AND user_id IS DISTINCT FROM $4`,
+        [prefixes, `${nodeId}-`, `${nodeId}.`, userId],
+      );
+      if (rows[0]!.owned > 0) return false;
+      await sql.query(
+        'INSERT INTO topgun_nodes (node_id, user_id, claimed_at) VALUES ($1, $2, $3) ON CONFLICT (node_id) DO NOTHING',
+        [nodeId, userId, now],
+      );
+      return true;
+    });
   }
 
   close(): Promise<void> {
@@ -211,5 +359,7 @@ function toStoredRecord(row: RecordRow): StoredRecord {
   const value: Value | null = row.value === null ? null : decodeValue(row.value);
   const record: LWWRecord<Value> =
     row.ttl_ms === null ? { value, timestamp } : { value, timestamp, ttlMs: Number(row.ttl_ms) };
-  return { key: row.key, record };
+  return row.prior === null
+    ? { key: row.key, record }
+    : { key: row.key, record, prior: decodeValue(row.prior) };
 }

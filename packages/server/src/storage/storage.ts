@@ -7,12 +7,43 @@ export interface RecordWrite {
   readonly record: LWWRecord<Value>;
   /** The record's timestamp in serialized form, when the caller has it (saves formatting). */
   readonly serializedTimestamp?: string;
+  /**
+   * Write only over this stored record (its serialized timestamp; `null`: only if the key
+   * has no record): the condition under which a write rule allowed the write, checked by
+   * the database as it writes. Absent: Last-Write-Wins alone decides.
+   */
+  readonly expected?: string | null;
+  /**
+   * For a tombstone: keep the value it replaces (`prior`), so that who may see the deletion
+   * can be decided later, by whether they could read what was deleted.
+   */
+  readonly keepPrior?: boolean;
+}
+
+/** What became of one {@link RecordWrite}. */
+export interface WriteOutcome {
+  /** Whether the record was stored (it won Last-Write-Wins and its condition held). */
+  readonly stored: boolean;
+  /** For a stored tombstone written with `keepPrior`: the value it deleted, if any. */
+  readonly prior?: Value;
+  /** Why the database refused this record for its data (nothing else in the batch failed). */
+  readonly refused?: string;
 }
 
 /** A stored record, as loaded. */
 export interface StoredRecord {
   readonly key: string;
   readonly record: LWWRecord<Value>;
+  /** For a tombstone kept with `keepPrior`: the value it deleted. */
+  readonly prior?: Value;
+}
+
+/** The latest tombstone pruning of a map. */
+export interface PruneMark {
+  /** Tombstones older than this timestamp's millis may have been deleted. */
+  readonly horizonMillis: number;
+  /** Server time (ms) of the prune. */
+  readonly prunedAt: number;
 }
 
 /**
@@ -30,10 +61,12 @@ export interface Storage {
   /** Resolves when the storage answers; rejects otherwise. */
   ping(): Promise<void>;
   /**
-   * Writes records in one transaction, each only if it is newer (by timestamp) than the
-   * stored one. Resolves after COMMIT with, per write, whether it was stored.
+   * Writes records in one transaction, each only if it wins Last-Write-Wins over the stored
+   * one (`compareRecords`, ties included) and its `expected` condition holds. Resolves after
+   * COMMIT with the outcome of each write. A record the database refuses for its data (an
+   * error of SQLSTATE class 22, 23 or 54) is `refused` alone: the others are written.
    */
-  writeRecords(writes: readonly RecordWrite[]): Promise<boolean[]>;
+  writeRecords(writes: readonly RecordWrite[]): Promise<WriteOutcome[]>;
   /** Streams every record of a map (tombstones included) in pages, in no particular order. */
   loadMap(map: string, onPage: (records: readonly StoredRecord[]) => void): Promise<void>;
   /** The stored records of some keys of a map (absent keys are left out). */
@@ -43,8 +76,20 @@ export interface Storage {
    * records the horizon; resolves with the number of records deleted.
    */
   prune(horizon: Timestamp, now: number): Promise<number>;
-  /** The server time (ms) of the latest prune that deleted records of `map`, if any. */
-  prunedAt(map: string): Promise<number | undefined>;
+  /** The latest prune that deleted records of `map`, if any. */
+  pruneMark(map: string): Promise<PruneMark | undefined>;
+  /**
+   * Claims `nodeId` for `userId` (`null`: anonymous) unless it, one of its `-` prefixes, or
+   * an id it prefixes is already claimed by another user; resolves with whether it is now
+   * this user's. Node ids are claimed for good: timestamps carry them.
+   */
+  claimNodeId(nodeId: string, userId: string | null, now: number): Promise<boolean>;
   /** Releases connections. */
   close(): Promise<void>;
+}
+
+/** Whether an error from the database is about the data written (SQLSTATE class 22, 23, 54). */
+export function isDataError(error: unknown): error is { code: string; message: string } {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^(22|23|54)/.test(code);
 }

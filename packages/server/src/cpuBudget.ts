@@ -1,0 +1,116 @@
+/** Lets timers, sockets and every other connection run before going on. */
+export function yieldToIO(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Thrown when one message's work goes over its CPU limit; the work is abandoned. */
+export class WorkLimitError extends Error {
+  constructor(limitMs: number) {
+    super(`the request needed more than ${limitMs} ms of server time`);
+    this.name = 'WorkLimitError';
+  }
+}
+
+/** Where a long piece of work checks in: it yields when its slice of the event loop is used up. */
+export interface WorkSlicer {
+  /** Whether the current slice is used up (cheap: call it every few hundred items). */
+  due(): boolean;
+  /**
+   * Ends the slice: charges its time, yields to I/O, and waits while the connection's budget
+   * is spent. Rejects with {@link WorkLimitError} past the per-message limit.
+   */
+  pause(): Promise<void>;
+}
+
+/**
+ * The event-loop time one connection may take: a token bucket of milliseconds, charged with
+ * the time its messages' work takes (decoding, building live queries, answering walks) and
+ * refilled continuously. While it is empty the connection's messages wait, and its long
+ * requests run in slices of `sliceMs` between which everyone else runs: one client can slow
+ * itself down, not the server.
+ */
+export class CpuBudget {
+  private tokens: number;
+  private updatedAt: number;
+
+  constructor(
+    private readonly capacityMs: number,
+    private readonly refillMsPerSecond: number,
+    private readonly sliceMs: number,
+    private readonly maxMessageMs: number,
+    private readonly onWait: () => void = () => {},
+  ) {
+    this.tokens = capacityMs;
+    this.updatedAt = performance.now();
+  }
+
+  /** Charges `ms` of work done. */
+  charge(ms: number): void {
+    this.refill();
+    this.tokens -= ms;
+  }
+
+  /** Whether the budget is spent (the connection should wait before more work). */
+  get spent(): boolean {
+    this.refill();
+    return this.tokens <= 0;
+  }
+
+  /** Resolves once the budget is positive again (at once if it is). */
+  async ready(): Promise<void> {
+    if (!this.spent) return;
+    this.onWait();
+    while (this.spent) {
+      const waitMs = Math.ceil((-this.tokens / this.refillMsPerSecond) * 1000) + 1;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, 1_000)));
+    }
+  }
+
+  /** Measures a synchronous piece of work and charges it. */
+  measure<T>(work: () => T): T {
+    const start = performance.now();
+    try {
+      return work();
+    } finally {
+      this.charge(performance.now() - start);
+    }
+  }
+
+  /** A slicer for one message's work, started now. */
+  slicer(): WorkSlicer & { finish(): void } {
+    let sliceStart = performance.now();
+    let used = 0;
+    const end = () => {
+      const now = performance.now();
+      used += now - sliceStart;
+      this.charge(now - sliceStart);
+      sliceStart = now;
+    };
+    return {
+      due: () => performance.now() - sliceStart >= this.sliceMs,
+      pause: async () => {
+        end();
+        if (used > this.maxMessageMs) throw new WorkLimitError(this.maxMessageMs);
+        await yieldToIO();
+        await this.ready();
+        sliceStart = performance.now();
+      },
+      finish: end,
+    };
+  }
+
+  private refill(): void {
+    const now = performance.now();
+    this.tokens = Math.min(
+      this.capacityMs,
+      this.tokens + ((now - this.updatedAt) / 1000) * this.refillMsPerSecond,
+    );
+    this.updatedAt = now;
+  }
+}
+
+/** A slicer that never pauses: for work outside any connection's budget (tests, tools). */
+export const UNSLICED: WorkSlicer = Object.freeze({
+  due: () => false,
+  pause: () => Promise.resolve(),
+});
