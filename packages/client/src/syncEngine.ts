@@ -89,6 +89,8 @@ export interface SyncEngineOptions {
   /** Reconnect delay bounds (full jitter between 0 and the exponential bound). Default: 500 ms to 30 s. */
   readonly minRetryMs?: number;
   readonly maxRetryMs?: number;
+  /** Delay before a walk the server refused or lost starts again. Default: 5000 ms. */
+  readonly walkRetryMs?: number;
   /** The wall clock. */
   readonly now: () => number;
 }
@@ -99,7 +101,10 @@ interface Walk {
   readonly width: HashWidth;
   expected: number;
   received: number;
-  /** Records that crossed in either direction: a walk that moved some made progress. */
+  /**
+   * Records received from the server: a walk that got some made progress (records this side
+   * sends are no proof: the server may refuse them, walk after walk).
+   */
   moved: number;
   /** When the walk last heard from the server (for the watchdog). */
   lastHeard: number;
@@ -428,11 +433,14 @@ export class SyncEngine {
     for (const map of maps) this.retryWalkLater(map);
   }
 
-  private retryWalkLater(map: string): void {
-    const timer = setTimeout(() => {
-      this.walkRetryTimers.delete(timer);
-      if (this.ready) this.startWalk(map, 4);
-    }, WALK_RETRY_MS);
+  private retryWalkLater(map: string, delays = 1): void {
+    const timer = setTimeout(
+      () => {
+        this.walkRetryTimers.delete(timer);
+        if (this.ready) this.startWalk(map, 4);
+      },
+      (this.options.walkRetryMs ?? WALK_RETRY_MS) * delays,
+    );
     this.walkRetryTimers.add(timer);
   }
 
@@ -445,17 +453,14 @@ export class SyncEngine {
     walk.moved += incoming.records.length;
     const answer = walk.session.receive(incoming);
     const replica = this.host.replica(walk.map);
-    if (answer.message !== undefined) {
-      walk.moved += answer.message.records.length;
+    if (answer.message !== undefined)
       this.send(toSyncWire(walk.map, message.session, answer.message));
-    }
     if (answer.bulk.length > 0) {
       // Records the server lacks or needs: sent as bulk chunks, each within 500 records and
       // half the server's frame limit.
       const entries: WireEntry[] = [];
       for (const [key, record] of bulkRecords(replica, answer.bulk))
         entries.push(toWireEntry(key, record));
-      walk.moved += entries.length;
       const encode = (records: readonly WireEntry[], last: boolean) =>
         encodeMessage({
           type: 'sync_records',
@@ -508,20 +513,25 @@ export class SyncEngine {
     const converged = own.every((byte, index) => byte === message.root[index]);
     // Unacknowledged local writes make the roots differ until they are sent: not a failure.
     const pendingHere = this.host.outbox().some((entry) => entry.map === walk.map);
-    if (converged || pendingHere) {
+    if (converged) {
       this.walkRetries.delete(walk.map);
       this.progressWalks.delete(walk.map);
-      if (message.syncedAt !== undefined && converged)
-        this.host.setLastSync(walk.map, message.syncedAt);
+      if (message.syncedAt !== undefined) this.host.setLastSync(walk.map, message.syncedAt);
     } else if (walk.moved > 0 || walk.session.truncated) {
       // Progress, within message budgets: walk on from where this one stopped.
       const walks = (this.progressWalks.get(walk.map) ?? 0) + 1;
       this.progressWalks.set(walk.map, walks);
       if (walks <= MAX_PROGRESS_WALKS) this.startWalk(walk.map, walk.width);
       else {
+        // Walks that keep moving without converging: something keeps differing (records
+        // the server refuses); try again much later rather than walk in a loop.
         this.progressWalks.delete(walk.map);
-        this.retryWalkLater(walk.map);
+        this.retryWalkLater(walk.map, 12);
       }
+    } else if (pendingHere) {
+      // Unacknowledged local writes make the roots differ until they are sent: not a failure.
+      this.walkRetries.delete(walk.map);
+      this.progressWalks.delete(walk.map);
     } else {
       const retries = (this.walkRetries.get(walk.map) ?? 0) + 1;
       this.walkRetries.set(walk.map, retries);

@@ -48,7 +48,9 @@ export interface ClientOptions {
   readonly token?: string | (() => string | undefined | Promise<string | undefined>);
   /**
    * This client's node id (1-40 characters from `A-Z a-z 0-9 _`); each tab stamps writes with
-   * `<nodeId>-<tab>`. Default: random, kept in localStorage per database where available.
+   * `<nodeId>-<tab>`. It belongs to the first user who connects with it: give each user a
+   * database of their own (`dbName`). Default: random, kept in localStorage per database
+   * where available.
    */
   readonly nodeId?: string;
   /** Share the replica with other tabs (BroadcastChannel + Web Locks). Default: true with IndexedDB. */
@@ -67,6 +69,8 @@ export interface ClientOptions {
   /** Reconnect delay bounds in ms (exponential backoff with full jitter). Default: 500 and 30 000. */
   readonly minRetryMs?: number;
   readonly maxRetryMs?: number;
+  /** Delay before a walk the server refused, or whose messages were lost, starts again. Default: 5000 ms. */
+  readonly walkRetryMs?: number;
   /** This machine's wall clock. Default: `Date.now`. */
   readonly now?: () => number;
 }
@@ -416,6 +420,7 @@ export class TopGunClient {
       online: this.options.online ?? browserOnlineManager(),
       ...(this.options.minRetryMs === undefined ? {} : { minRetryMs: this.options.minRetryMs }),
       ...(this.options.maxRetryMs === undefined ? {} : { maxRetryMs: this.options.maxRetryMs }),
+      ...(this.options.walkRetryMs === undefined ? {} : { walkRetryMs: this.options.walkRetryMs }),
       now: this.options.now ?? Date.now,
     });
     this.status.subscribe(() => this.shareStatus());

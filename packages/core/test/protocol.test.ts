@@ -71,6 +71,19 @@ describe('test vectors (specifications/protocol.md)', () => {
       },
       '84a474797065a973796e635f646f6e65a36d6170a5746f646f73a773657373696f6e03a4726f6f74c4080102030405060708',
     ],
+    [
+      'revoke',
+      { type: 'revoke', map: 'notes', keys: ['n1'] },
+      '83a474797065a67265766f6b65a36d6170a56e6f746573a46b65797391a26e31',
+    ],
+    [
+      'reject (too_old)',
+      {
+        type: 'reject',
+        rejections: [{ id: 4, reason: 'too_old', message: 'x', retryable: false }],
+      },
+      '82a474797065a672656a656374aa72656a656374696f6e739184a2696404a6726561736f6ea7746f6f5f6f6c64a76d657373616765a178a9726574727961626c65c2',
+    ],
   ];
 
   it.each(vectors)('%s encodes to the documented bytes and back', (_name, message, bytes) => {

@@ -98,6 +98,7 @@ export class ClientConnection implements Peer {
       limits.workSliceMs,
       limits.maxMessageCpuMs,
       () => metrics.budgetExceeded.inc({ budget: 'cpu' }),
+      (ms) => metrics.connectionCpu.inc(ms / 1000),
     );
     this.submitOptions = {
       mayLoadMap: () => {

@@ -39,6 +39,7 @@ export class CpuBudget {
     private readonly sliceMs: number,
     private readonly maxMessageMs: number,
     private readonly onWait: () => void = () => {},
+    private readonly onCharge: (ms: number) => void = () => {},
   ) {
     this.tokens = capacityMs;
     this.updatedAt = performance.now();
@@ -48,6 +49,7 @@ export class CpuBudget {
   charge(ms: number): void {
     this.refill();
     this.tokens -= ms;
+    this.onCharge(ms);
   }
 
   /** Whether the budget is spent (the connection should wait before more work). */
