@@ -453,11 +453,10 @@ export class SyncEngine {
     walk.moved += incoming.records.length;
     const answer = walk.session.receive(incoming);
     const replica = this.host.replica(walk.map);
-    if (answer.message !== undefined)
-      this.send(toSyncWire(walk.map, message.session, answer.message));
     if (answer.bulk.length > 0) {
       // Records the server lacks or needs: sent as bulk chunks, each within 500 records and
-      // half the server's frame limit.
+      // half the server's frame limit, before the answer, so that the server has taken them
+      // (and told this client what to forget) before it answers.
       const entries: WireEntry[] = [];
       for (const [key, record] of bulkRecords(replica, answer.bulk))
         entries.push(toWireEntry(key, record));
@@ -480,7 +479,9 @@ export class SyncEngine {
       for (const { frame } of chunks.slice(0, -1)) this.sendFrame(frame);
       this.sendFrame(encode(chunks.at(-1)?.chunk ?? [], true));
     }
-    if (answer.message === undefined) {
+    if (answer.message !== undefined)
+      this.send(toSyncWire(walk.map, message.session, answer.message));
+    else {
       this.send({
         type: 'sync_done',
         map: walk.map,

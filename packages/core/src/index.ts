@@ -94,6 +94,7 @@ export {
   MAX_PROJECTED_FIELDS,
   MAX_QUERY_CONDITIONS,
   MAX_QUERY_DEPTH,
+  MAX_QUERY_OPERANDS,
   MAX_SORT_KEYS,
 } from './query/compileQuery.js';
 export { evaluateQuery } from './query/evaluateQuery.js';

@@ -255,3 +255,14 @@ describe('in and nin with arrays and objects', () => {
     );
   });
 });
+
+describe('query cost limits', () => {
+  it('refuses a query whose in lists hold more than 10 000 values in all', () => {
+    const list = Array.from({ length: 1000 }, (_, i) => ({ i }));
+    const conditions = Array.from({ length: 11 }, (_, n) => ({ [`f${n}`]: { in: list } }));
+    expect(() => compileQuery({ where: { or: conditions } } as never)).toThrow(
+      /more than 10000 values in all lists/,
+    );
+    expect(() => compileQuery({ where: { or: conditions.slice(0, 10) } } as never)).not.toThrow();
+  });
+});

@@ -20,6 +20,11 @@ export interface WorkSlicer {
    * is spent. Rejects with {@link WorkLimitError} past the per-message limit.
    */
   pause(): Promise<void>;
+  /**
+   * Waits for I/O (the database, a slow reader) without charging the wait: the slice ends
+   * before it and a new one starts after.
+   */
+  io<T>(waiting: Promise<T>): Promise<T>;
 }
 
 /**
@@ -97,6 +102,14 @@ export class CpuBudget {
         await this.ready();
         sliceStart = performance.now();
       },
+      io: async (waiting) => {
+        end();
+        try {
+          return await waiting;
+        } finally {
+          sliceStart = performance.now();
+        }
+      },
       finish: end,
     };
   }
@@ -115,4 +128,5 @@ export class CpuBudget {
 export const UNSLICED: WorkSlicer = Object.freeze({
   due: () => false,
   pause: () => Promise.resolve(),
+  io: <T>(waiting: Promise<T>) => waiting,
 });

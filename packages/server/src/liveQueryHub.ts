@@ -86,7 +86,7 @@ export class LiveQueryHub {
       this.refuse(peer, id, 'permission', `reading ${mapName} is not allowed`);
       return;
     }
-    const map = await this.grid.get(mapName);
+    const map = await slicer.io(this.grid.get(mapName));
     const subscription: Subscription = {
       peer,
       id,
@@ -139,7 +139,7 @@ export class LiveQueryHub {
     for (let index = 0; index < chunks.length; index++) {
       const { chunk, frame } = chunks[index]!;
       peer.sendEncoded(index === chunks.length - 1 ? encode(chunk, true) : frame);
-      await peer.drained();
+      await slicer.io(peer.drained());
     }
   }
 

@@ -55,6 +55,8 @@ type SyncErrorCode = MessageOf<'sync_error'>['code'];
  */
 export class SyncService {
   private readonly walks = new Map<Peer, Map<string, ActiveWalk>>();
+  /** Walks of each client being opened (loading their map or view): they count as open. */
+  private readonly opening = new Map<Peer, number>();
   private views = 0;
 
   constructor(
@@ -100,7 +102,8 @@ export class SyncService {
     this.walks.set(peer, walks);
     let walk = walks.get(id);
     if (walk === undefined) {
-      if (walks.size >= this.deps.limits.maxWalksPerConnection) {
+      const opening = this.opening.get(peer) ?? 0;
+      if (walks.size + opening >= this.deps.limits.maxWalksPerConnection) {
         this.deps.metrics.budgetExceeded.inc({ budget: 'walks' });
         this.fail(
           peer,
@@ -110,8 +113,22 @@ export class SyncService {
         );
         return;
       }
-      const started = await this.open(peer, message, slicer);
+      // The slot is taken before the first await: openings sent in a burst run side by side.
+      this.opening.set(peer, opening + 1);
+      let started: ActiveWalk | undefined;
+      try {
+        started = await this.open(peer, message, slicer);
+      } finally {
+        const left = (this.opening.get(peer) ?? 1) - 1;
+        if (left > 0) this.opening.set(peer, left);
+        else this.opening.delete(peer);
+      }
       if (started === undefined) return;
+      if (!peer.isOpen()) {
+        // Gone while its walk was being opened: nothing will end the walk, so release it now.
+        if (started.isView) this.views--;
+        return;
+      }
       walk = started;
       walks.set(id, walk);
       this.deps.metrics.syncSessions.inc();
@@ -121,7 +138,7 @@ export class SyncService {
 
     const incoming = fromSyncWire<Value>(message);
     if (incoming.records.length > 0)
-      await this.acceptClientRecords(peer, message.map, incoming.records, options);
+      await slicer.io(this.acceptClientRecords(peer, message.map, incoming.records, options));
     let answer: SyncAnswer<Value>;
     try {
       answer = walk.session.receive(incoming);
@@ -208,7 +225,7 @@ export class SyncService {
       if (message.lastSync !== undefined) {
         // Whoever synced later than a pruned tombstone could still arrive has seen it: a
         // write older than the write floor is refused, so that is the horizon plus the floor.
-        const mark = await storage.pruneMark(message.map);
+        const mark = await slicer.io(storage.pruneMark(message.map));
         if (mark !== undefined && message.lastSync < mark.horizonMillis + this.deps.maxWriteAgeMs) {
           peer.send({
             type: 'sync_reset',
@@ -219,7 +236,7 @@ export class SyncService {
           return undefined;
         }
       }
-      map = await grid.get(message.map);
+      map = await slicer.io(grid.get(message.map));
     } catch (error) {
       this.deps.logger.warn({ err: error, map: message.map }, 'sync refused: storage unavailable');
       return this.fail(peer, message, 'unavailable', 'storage is unavailable, retry later');
@@ -284,8 +301,9 @@ export class SyncService {
    * Records a client pushes during a walk are writes like any other: they go through the
    * write pipeline (node id, time window, permissions, commit). Rejected ones are simply not
    * merged; the client's outbox reports them through its own ops. Records it holds that it
-   * may no longer see (another writer's, or its own, replaced by what it cannot read) are
-   * revoked, so that its replica ends up equal to what it may see.
+   * may no longer see (another writer's, or its own, replaced by what it cannot read), and
+   * tombstones and expired records this server has pruned, are revoked, so that its replica
+   * ends up equal to what it may see.
    */
   private async acceptClientRecords(
     peer: Peer,
@@ -294,12 +312,27 @@ export class SyncService {
     options: SubmitOptions,
   ): Promise<void> {
     const ops: MessageOf<'ops'>['ops'] = [];
-    const hidden: string[] = [];
+    const dropped: string[] = [];
     const map = this.deps.grid.isLoaded(mapName) ? await this.deps.grid.get(mapName) : undefined;
-    records.forEach(([key, record], index) => {
+    // Records older than the write floor may be ones this server pruned since the client got
+    // them: those the client must drop too, or its walks would never converge.
+    const floor = this.deps.now() - this.deps.maxWriteAgeMs;
+    let horizon: number | undefined | null = null;
+    for (const [index, [key, record]] of records.entries()) {
+      if (
+        record.timestamp.millis < floor &&
+        (record.value === null || record.ttlMs !== undefined)
+      ) {
+        horizon ??= (await this.deps.storage.pruneMark(mapName).catch(() => undefined))
+          ?.horizonMillis;
+        if (horizon !== undefined && isPruned(record, horizon)) {
+          dropped.push(key);
+          continue;
+        }
+      }
       if (ownsNodeId(peer.nodeId, record.timestamp.nodeId)) {
         ops.push({ id: index, map: mapName, entry: toWireEntry(key, record) });
-        return;
+        continue;
       }
       const stored = map?.getRecord(key) as GridRecord | undefined;
       if (
@@ -307,10 +340,10 @@ export class SyncService {
         compareRecords(stored, record) >= 0 &&
         !this.deps.permissions.canSee(peer.user, mapName, key, stored)
       ) {
-        hidden.push(key);
+        dropped.push(key);
       }
-    });
-    if (hidden.length > 0) sendRevoke(peer, mapName, hidden);
+    }
+    if (dropped.length > 0) sendRevoke(peer, mapName, dropped);
     if (ops.length === 0) return;
     const outcome = await this.deps.pipeline.submit(peer, ops, options);
     for (const [name, keys] of outcome.revoked) sendRevoke(peer, name, keys);
@@ -346,7 +379,7 @@ export class SyncService {
         peer.sendEncoded(frame);
         first = false;
         // Back-pressure: never queue more than the client has read.
-        await peer.drained();
+        await slicer.io(peer.drained());
       }
     };
     let pending: WireEntry[] = [];
@@ -388,4 +421,10 @@ export class SyncService {
     if (walk.isView) this.views--;
     this.deps.metrics.activeSyncSessions.dec();
   }
+}
+
+/** Whether pruning at `horizonMillis` deletes a record: an older tombstone, or an expired one. */
+function isPruned(record: LWWRecord<Value>, horizonMillis: number): boolean {
+  if (record.value === null) return record.timestamp.millis < horizonMillis;
+  return record.ttlMs !== undefined && record.timestamp.millis + record.ttlMs < horizonMillis;
 }

@@ -28,7 +28,7 @@ type Op = MessageOf<'ops'>['ops'][number];
 export interface BatchOutcome {
   /** Ops committed (including superseded ones). */
   readonly acked: number[];
-  /** Ops among `acked` that lost to a stored record the writer may see. */
+  /** Ops among `acked` that were not applied: the stored record won (acknowledged, not applied). */
   readonly superseded: number[];
   readonly rejected: Rejection[];
   /** Per map, keys the writer must drop from its replica: it may not see their records. */
@@ -373,13 +373,12 @@ export class WritePipeline {
         });
         continue;
       }
+      // The same write sent again (a lost ack) is a plain ack; one that lost is superseded,
+      // and a writer that may not see the record it lost to is told to forget the key.
       batch.acked.push(op.id);
-      const visible = this.deps.permissions.canSee(batch.peer.user, op.map, key, current);
-      // The same write sent again (a lost ack) is a plain ack; an older one is superseded,
-      // unless the record it lost to is one the writer may not see: then it was written and
-      // is gone from the writer's view, as if replaced by a write it cannot read.
-      if (order !== 0 && visible) batch.superseded.push(op.id);
-      if (!visible) revoke(batch, op.map, key);
+      if (order !== 0) batch.superseded.push(op.id);
+      if (!this.deps.permissions.canSee(batch.peer.user, op.map, key, current))
+        revoke(batch, op.map, key);
     }
     return retry;
   }
@@ -416,8 +415,9 @@ export class WritePipeline {
 
   /**
    * Decides one op against the grid: a candidate write, or its answer recorded in the batch
-   * (a rejection, or an ack for a write that may not replace a record the writer cannot see
-   * while it could have created the key: the answer it would get had the key been absent).
+   * (a rejection, or, for a write that may not replace a record the writer cannot see while
+   * it could have created the key, the answer of a write that lost to another: acknowledged,
+   * not applied).
    */
   private admit(batch: Batch, op: Op, map: LWWMap<Value> | undefined): Candidate | undefined {
     const { permissions } = this.deps;
@@ -440,7 +440,9 @@ export class WritePipeline {
       const visible =
         stored !== undefined && readsMap && permissions.canSee(user, op.map, key, stored);
       if (stored !== undefined && readsMap && !visible) {
-        // As the writer sees it, the key is absent: answer as for an absent key.
+        // As the writer sees it, the key is absent. Where it could have created it, the
+        // truthful answer that tells nothing of the hidden record is that of a write that
+        // lost to someone else's: acknowledged as superseded, and the key revoked.
         const creatable = permissions.canWrite({
           user,
           map: op.map,
@@ -450,6 +452,7 @@ export class WritePipeline {
         });
         if (creatable) {
           batch.acked.push(op.id);
+          batch.superseded.push(op.id);
           revoke(batch, op.map, key);
           return undefined;
         }

@@ -1,5 +1,6 @@
 import { formatTimestamp } from '@topgun/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TOKEN_SECRET, tokenFor, writtenByOwner } from './adversarial/adversarialKit.js';
 import { createTestDatabase, postgresAvailable } from './postgres.js';
 import { startServer } from './serverHarness.js';
 import { replicaOf, TestClient } from './testClient.js';
@@ -59,5 +60,47 @@ describe.runIf(available)('two server processes sharing one PostgreSQL', () => {
     expect(result.converged).toBe(true);
     expect(replica.get('k')).toBe('newer');
     for (const client of [a, b, reader]) client.close();
+  });
+});
+
+describe.runIf(available)('write rules across two server processes', () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let first: Awaited<ReturnType<typeof startServer>>;
+  let second: Awaited<ReturnType<typeof startServer>>;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const options = {
+      storage: { kind: 'postgres' as const, connectionString: database.url },
+      auth: { secret: TOKEN_SECRET },
+      permissions: [{ map: 'owned', read: true, write: writtenByOwner }],
+    };
+    first = await startServer(options);
+    second = await startServer(options);
+  });
+  afterAll(async () => {
+    await first.server.close();
+    await second.server.close();
+    await database.drop();
+  });
+
+  it('holds a rule against the record actually replaced, whichever process admitted the write', async () => {
+    const victim = await TestClient.connect(first.url, await tokenFor('victim'));
+    const attacker = await TestClient.connect(second.url, await tokenFor('attacker'));
+    // The attacker's server loads the map before the victim's records exist: in its memory,
+    // every key the victim creates next looks free.
+    await attacker.sync('owned', replicaOf());
+    for (let trial = 0; trial < 10; trial++) {
+      const key = `k${trial}`;
+      const mine = await victim.write('owned', [[key, { owner: 'victim' }]]);
+      expect(mine.ack?.superseded).toEqual([]);
+      const ahead = () => ({ ...attacker.hlc.now(), millis: Date.now() + 30_000 });
+      const theirs = await attacker.write('owned', [[key, { owner: 'attacker' }]], ahead);
+      expect(theirs.reject?.rejections[0]?.reason).toBe('permission');
+      expect((await first.server.storage.getRecords('owned', [key]))[0]!.record.value).toEqual({
+        owner: 'victim',
+      });
+    }
+    victim.close();
+    attacker.close();
   });
 });

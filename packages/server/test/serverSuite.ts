@@ -504,11 +504,11 @@ export function runServerSuite(
         expect(
           (await bob.write('notes/all', [['b1', { owner: 'bob', text: 'mine' }]])).ack,
         ).toBeDefined();
-        // Bob may not take over Alice's note. As Bob may not see it, he is answered as if the
-        // key were free and taken by someone else since: acknowledged, and told to forget it.
+        // Bob may not take over Alice's note. As Bob may not see it, he is answered as for a
+        // key someone else took: acknowledged as superseded (not applied), and told to forget it.
         const takeover = await bob.write('notes/all', [['a1', { owner: 'bob', text: 'stolen' }]]);
         expect(takeover.reject).toBeUndefined();
-        expect(takeover.ack).toMatchObject({ ids: takeover.ids, superseded: [] });
+        expect(takeover.ack).toMatchObject({ ids: takeover.ids, superseded: takeover.ids });
         expect(await bob.next('revoke')).toMatchObject({ map: 'notes/all', keys: ['a1'] });
         expect((await storage.getRecords('notes/all', ['a1']))[0]!.record.value).toEqual({
           owner: 'alice',

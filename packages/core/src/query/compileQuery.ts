@@ -16,6 +16,11 @@ export const MAX_QUERY_CONDITIONS = 256;
 export const MAX_QUERY_DEPTH = 16;
 /** Most values in one `in` / `nin` list. */
 export const MAX_IN_VALUES = 1000;
+/**
+ * Most values in all `in` / `nin` lists of one query together: what compiling it costs (a
+ * server compiles every subscription it receives).
+ */
+export const MAX_QUERY_OPERANDS = 10_000;
 /** Most sort keys. */
 export const MAX_SORT_KEYS = 8;
 /** Most projected fields. */
@@ -63,7 +68,7 @@ export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
       );
     }
   }
-  const budget = { conditions: 0 };
+  const budget = { conditions: 0, operands: 0 };
   const where = (query as { where?: unknown }).where;
   const predicate: Predicate =
     where === undefined ? () => true : compileWhere(where, 'where', 0, budget);
@@ -97,12 +102,7 @@ export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
   };
 }
 
-function compileWhere(
-  where: unknown,
-  path: string,
-  depth: number,
-  budget: { conditions: number },
-): Predicate {
+function compileWhere(where: unknown, path: string, depth: number, budget: Budget): Predicate {
   if (!isPlainObject(where))
     throw new QueryError(path, `expected an object of conditions, got ${describeValue(where)}`);
   if (depth > MAX_QUERY_DEPTH)
@@ -118,7 +118,7 @@ function compileWhere(
       continue;
     }
     const segments = parseFieldPath(name, at);
-    tests.push(compileCondition(segments, condition, at));
+    tests.push(compileCondition(segments, condition, at, budget));
   }
   if (tests.length === 1) return tests[0]!;
   return (value) => {
@@ -132,7 +132,7 @@ function compileCombinator(
   operand: unknown,
   path: string,
   depth: number,
-  budget: { conditions: number },
+  budget: Budget,
 ): Predicate {
   if (name === 'not') {
     const inner = compileWhere(operand, path, depth + 1, budget);
@@ -148,10 +148,17 @@ function compileCombinator(
     : (value) => inner.some((test) => test(value));
 }
 
+/** What a query may still use: conditions, and values of `in` / `nin` lists. */
+interface Budget {
+  conditions: number;
+  operands: number;
+}
+
 function compileCondition(
   segments: readonly string[],
   condition: unknown,
   path: string,
+  budget: Budget,
 ): Predicate {
   if (!isPlainObject(condition)) {
     const expected = readOperand(condition, path);
@@ -161,7 +168,7 @@ function compileCondition(
   if (operators.length === 0)
     throw new QueryError(path, 'an operator object needs at least one operator');
   const tests = operators.map(([operator, operand]) =>
-    compileOperator(operator, operand, `${path}.${operator}`),
+    compileOperator(operator, operand, `${path}.${operator}`, budget),
   );
   return (value) => {
     const field = readField(value, segments);
@@ -170,7 +177,12 @@ function compileCondition(
   };
 }
 
-function compileOperator(operator: string, operand: unknown, path: string): Predicate {
+function compileOperator(
+  operator: string,
+  operand: unknown,
+  path: string,
+  budget: Budget,
+): Predicate {
   switch (operator) {
     case 'eq': {
       const expected = readOperand(operand, path);
@@ -199,6 +211,12 @@ function compileOperator(operator: string, operand: unknown, path: string): Pred
         throw new QueryError(path, `expected an array, got ${describeValue(operand)}`);
       if (operand.length > MAX_IN_VALUES)
         throw new QueryError(path, `more than ${MAX_IN_VALUES} values`);
+      budget.operands += operand.length;
+      if (budget.operands > MAX_QUERY_OPERANDS)
+        throw new QueryError(
+          path,
+          `more than ${MAX_QUERY_OPERANDS} values in all lists of the query`,
+        );
       const options = operand.map((item, index) => readOperand(item, `${path}[${index}]`));
       const primitives = new Set(
         options.filter((option) => typeof option !== 'object' || option === null),

@@ -1,0 +1,146 @@
+import { CLOSE_CODES, formatTimestamp } from '@topgun/core';
+import { describe, expect, it } from 'vitest';
+import { postgresAvailable } from '../postgres.js';
+import { eventually } from '../serverHarness.js';
+import { replicaOf, TestClient } from '../testClient.js';
+import {
+  signToken,
+  TOKEN_SECRET,
+  takeChangedEntries,
+  tokenFor,
+  usePostgresDatabase,
+  usePostgresServer,
+} from './adversarialKit.js';
+
+const available = await postgresAvailable();
+
+// Attacks on the edges of a session: subjects that are not user ids, sessions outliving
+// their token, sockets that never authenticate, and node ids taken over by another user.
+describe.runIf(available)('session edges', () => {
+  const database = usePostgresDatabase();
+
+  describe('token subjects', () => {
+    const target = usePostgresServer({ database, auth: { secret: TOKEN_SECRET } });
+
+    it.each([
+      ['an array', ['alice']],
+      ['an object', { id: 'alice' }],
+      ['a number', 42],
+      ['an empty string', ''],
+      ['a string of 257 characters', 'a'.repeat(257)],
+    ])('refuses a signed subject that is %s', async (_name, sub) => {
+      const client = await TestClient.open(target.url);
+      const answer = await client.hello(
+        await signToken({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }),
+      );
+      expect(answer).toMatchObject({ type: 'auth_error', code: 'invalid_token' });
+      expect(await client.closed()).toBe(CLOSE_CODES.unauthorized);
+    });
+  });
+
+  it('ends a listening session at token expiry; it receives no changes after', async () => {
+    const { server, url } = await database.startServer({
+      auth: { secret: TOKEN_SECRET },
+    });
+    const writer = await TestClient.connect(url, await tokenFor('writer'));
+    const listener = await TestClient.open(url);
+    // `exp` may be fractional: a session of one second, without waiting for a second boundary.
+    const expiresAt = Date.now() + 1_000;
+    const welcome = await listener.hello(
+      await signToken({ sub: 'listener', exp: expiresAt / 1000 }),
+    );
+    expect(welcome.type).toBe('welcome');
+    await listener.sync('feed', replicaOf());
+
+    await writer.write('feed', [['before', 1]]);
+    await eventually(() => takeChangedEntries(listener, 'feed').length > 0);
+
+    expect(await listener.next('error', 3_000)).toMatchObject({ code: 'TOKEN_EXPIRED' });
+    expect(await listener.closed(1_000)).toBe(CLOSE_CODES.unauthorized);
+    expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
+    await writer.write('feed', [['after', 2]]);
+    writer.send({ type: 'ping', time: 1 });
+    await writer.next('pong');
+    expect(takeChangedEntries(listener, 'feed')).toEqual([]);
+    writer.close();
+    await server.close();
+  });
+
+  it('closes a socket that says no hello within the handshake timeout; others stay', async () => {
+    const { server, url } = await database.startServer({
+      auth: { allowAnonymous: true },
+      limits: { handshakeTimeoutMs: 200 },
+    });
+    const [silent, talker] = await Promise.all([TestClient.open(url), TestClient.connect(url)]);
+    expect(await silent.next('error', 2_000)).toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(await silent.closed(1_000)).toBe(CLOSE_CODES.handshakeTimeout);
+    talker.send({ type: 'ping', time: 7 });
+    expect(await talker.next('pong')).toMatchObject({ time: 7 });
+    talker.close();
+    await server.close();
+  });
+
+  it('refuses upgrades beyond the connection cap with HTTP 503, and admits again below it', async () => {
+    const { server, url } = await database.startServer({
+      auth: { allowAnonymous: true },
+      limits: { maxConnections: 3 },
+    });
+    const admitted = await Promise.all([
+      TestClient.connect(url),
+      TestClient.open(url),
+      TestClient.open(url),
+    ]);
+    await expect(TestClient.open(url)).rejects.toThrow('HTTP 503');
+    admitted[1]!.close();
+    await admitted[1]!.closed();
+    let next: TestClient | undefined;
+    await eventually(async () => {
+      next = await TestClient.open(url).catch(() => undefined);
+      return next !== undefined;
+    });
+    for (const client of [...admitted, next!]) client.close();
+    await server.close();
+  });
+
+  it("refuses another user the node id a user claimed, its tabs' ids and its prefixes", async () => {
+    const { server, url } = await database.startServer({
+      auth: { secret: TOKEN_SECRET },
+    });
+    const base = `n${Math.random().toString(36).slice(2, 10)}`;
+    const claimed = `${base}-laptop`;
+    const alice = await TestClient.connect(url, await tokenFor('alice'), claimed);
+    expect((await alice.write('notes', [['mine', 'alice']])).ack).toBeDefined();
+    // Alice's own tabs stamp `<id>-<tab>`: they are hers.
+    const tab = await TestClient.connect(url, await tokenFor('alice'), `${claimed}-tab2`);
+    tab.close();
+
+    const attempts = [claimed, `${claimed}-tab2`, `${claimed}-tab9`, base];
+    for (const nodeId of attempts) {
+      const bob = await TestClient.open(url, nodeId);
+      const answer = bob.hello(await tokenFor('bob'));
+      // A write sent right behind the hello, as a client that expects to be admitted does.
+      bob.send({
+        type: 'ops',
+        ops: [
+          {
+            id: 1,
+            map: 'notes',
+            entry: ['mine', formatTimestamp({ millis: Date.now(), counter: 0, nodeId }), 'bob'],
+          },
+        ],
+      });
+      expect(await answer).toMatchObject({ type: 'auth_error', code: 'node_id_taken' });
+      expect(await bob.closed()).toBe(CLOSE_CODES.forbidden);
+    }
+    // Claimed for good: still refused once Alice is gone.
+    alice.close();
+    await alice.closed();
+    const late = await TestClient.open(url, claimed);
+    expect(await late.hello(await tokenFor('bob'))).toMatchObject({ code: 'node_id_taken' });
+    expect(await late.closed()).toBe(CLOSE_CODES.forbidden);
+
+    const [stored] = await server.storage.getRecords('notes', ['mine']);
+    expect(stored?.record.value).toBe('alice');
+    await server.close();
+  });
+});

@@ -1,0 +1,175 @@
+import type { Value } from '@topgun/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PermissionRule } from '../../src/index.js';
+import { postgresAvailable } from '../postgres.js';
+import { eventually } from '../serverHarness.js';
+import { replicaOf, TestClient } from '../testClient.js';
+import {
+  readByOwnerOrShared,
+  TOKEN_SECRET,
+  takeChangedEntries,
+  takeReceived,
+  tokenFor,
+  usePostgresServer,
+  walkLikeAClient,
+  writtenByOwner,
+} from './adversarialKit.js';
+
+const available = await postgresAvailable();
+
+/** Notes are read by their owner, or by everyone once shared; only owners write them. */
+const NOTES: readonly PermissionRule[] = [
+  { map: 'notes', read: readByOwnerOrShared, write: writtenByOwner },
+];
+
+/**
+ * What kind of answer a write got: acknowledged (applied or superseded: a write may always
+ * lose to one the writer cannot see), or rejected with a reason and the record it reveals.
+ */
+function kindOf(answer: Awaited<ReturnType<TestClient['write']>>) {
+  if (answer.ack !== undefined) return { acked: true };
+  const rejection = answer.reject?.rejections[0];
+  return { acked: false, reason: rejection?.reason, current: rejection?.current };
+}
+
+// Attacks on record-level read rules: what a user may not read must not reach them through
+// deletions, stale replicas or the answers to their own writes.
+describe.runIf(available)('records a user may not read', () => {
+  const target = usePostgresServer({ auth: { secret: TOKEN_SECRET }, permissions: NOTES });
+  let alice: TestClient;
+
+  beforeAll(async () => {
+    alice = await TestClient.connect(target.url, await tokenFor('alice'));
+  });
+  afterAll(() => alice?.close());
+
+  const connectBob = async () => TestClient.connect(target.url, await tokenFor('bob'));
+
+  it('never tells Bob of the deletion of a record he could not read, live or by walk', async () => {
+    const bob = await connectBob();
+    await bob.sync('notes', replicaOf());
+    await alice.write('notes', [['diary', { owner: 'alice', text: 'private' }]]);
+    await alice.write('notes', [['diary', null]]);
+    // A change Bob may see, committed after the deletion: once it arrives, the deletion would have.
+    await alice.write('notes', [['menu', { owner: 'alice', shared: true }]]);
+    const seen = new Map<string, Value | null>();
+    await eventually(() => {
+      for (const [key, , value] of takeChangedEntries(bob, 'notes')) seen.set(key, value);
+      return seen.has('menu');
+    });
+    expect([...seen.keys()]).toEqual(['menu']);
+
+    const walk = await walkLikeAClient(bob, 'notes', replicaOf('bob'));
+    expect(walk.converged).toBe(true);
+    expect(walk.replica.getRecord('diary')).toBeUndefined();
+    expect(walk.replica.get('menu')).toEqual({ owner: 'alice', shared: true });
+    bob.close();
+  });
+
+  it('tells Bob of the deletion of a record he could read, live and by walk', async () => {
+    const bob = await connectBob();
+    await alice.write('notes', [['poster', { owner: 'alice', shared: true }]]);
+    const replica = replicaOf('bob-poster');
+    expect((await walkLikeAClient(bob, 'notes', replica)).converged).toBe(true);
+    expect(replica.get('poster')).toEqual({ owner: 'alice', shared: true });
+
+    await alice.write('notes', [['poster', null]]);
+    await eventually(() =>
+      takeChangedEntries(bob, 'notes').some(([key, , value]) => key === 'poster' && value === null),
+    );
+    const offline = replicaOf('bob-offline');
+    offline.merge('poster', replica.getRecord('poster')!);
+    const later = await connectBob();
+    expect((await walkLikeAClient(later, 'notes', offline)).converged).toBe(true);
+    expect(offline.getRecord('poster')?.value).toBeNull();
+    bob.close();
+    later.close();
+  });
+
+  it('revokes a shared record from Bob when it turns private: live, in live queries, by walk', async () => {
+    await alice.write('notes', [['plan', { owner: 'alice', shared: true, v: 1 }]]);
+    // Bob's replica, which he takes offline with the shared version.
+    const offline = replicaOf('bob-plan');
+    const before = await connectBob();
+    expect((await walkLikeAClient(before, 'notes', offline)).converged).toBe(true);
+    expect(offline.get('plan')).toMatchObject({ v: 1 });
+    before.close();
+
+    const live = await connectBob();
+    await live.sync('notes', replicaOf());
+    const watcher = await connectBob();
+    watcher.send({ type: 'subscribe', id: 1, map: 'notes', query: {} });
+    const snapshot = await watcher.next('query_snapshot');
+    expect(snapshot.type === 'query_snapshot' && snapshot.entries.map(([key]) => key)).toContain(
+      'plan',
+    );
+
+    await alice.write('notes', [['plan', { owner: 'alice', shared: false, v: 2 }]]);
+
+    const after = await connectBob();
+    const walk = await walkLikeAClient(after, 'notes', offline, { framing: 'inline' });
+    expect(walk.converged).toBe(true);
+    expect(walk.revoked).toEqual(['plan']);
+    expect(offline.getRecord('plan')).toBeUndefined();
+
+    expect(await live.next('revoke')).toEqual({ type: 'revoke', map: 'notes', keys: ['plan'] });
+    expect(await watcher.next('revoke')).toEqual({ type: 'revoke', map: 'notes', keys: ['plan'] });
+    expect(await watcher.next('query_update')).toMatchObject({ leave: ['plan'] });
+    const leaked = takeChangedEntries(live, 'notes').filter(([key]) => key === 'plan');
+    expect(leaked).toEqual([]);
+    for (const client of [live, watcher, after]) client.close();
+  });
+
+  // The client sends the records a walk asks for as `sync_records` before its `sync` answer,
+  // so the `revoke` they cause reaches it before the server's `sync_done`.
+  it('converges in one walk, as @topgun/client frames it, when a record turned private', async () => {
+    await alice.write('notes', [['memo', { owner: 'alice', shared: true }]]);
+    const offline = replicaOf('bob-memo');
+    const before = await connectBob();
+    expect((await walkLikeAClient(before, 'notes', offline)).converged).toBe(true);
+    before.close();
+    await alice.write('notes', [['memo', { owner: 'alice', shared: false }]]);
+
+    const after = await connectBob();
+    const walk = await walkLikeAClient(after, 'notes', offline);
+    expect(walk.revoked).toEqual(['memo']);
+    expect(walk.converged).toBe(true);
+    after.close();
+  });
+
+  it('answers writes to a key Bob may not see exactly as writes to an absent key', async () => {
+    await alice.write('notes', [
+      ['locked-1', { owner: 'alice' }],
+      ['locked-2', { owner: 'alice' }],
+    ]);
+    const bob = await connectBob();
+
+    // Bob may create a note of his own: both writes are acknowledged.
+    const overHidden = await bob.write('notes', [['locked-1', { owner: 'bob' }]]);
+    const overAbsent = await bob.write('notes', [['free-1', { owner: 'bob' }]]);
+    expect(kindOf(overHidden)).toEqual({ acked: true });
+    expect(kindOf(overAbsent)).toEqual(kindOf(overHidden));
+    // Written over by someone else as far as Bob knows: he drops the key.
+    expect(await bob.next('revoke')).toEqual({ type: 'revoke', map: 'notes', keys: ['locked-1'] });
+
+    // Bob may not create a note in Alice's name: both keys are refused, both as absent.
+    const forgedHidden = await bob.write('notes', [['locked-2', { owner: 'alice' }]]);
+    const forgedAbsent = await bob.write('notes', [['free-2', { owner: 'alice' }]]);
+    expect(kindOf(forgedHidden)).toEqual({ acked: false, reason: 'permission', current: null });
+    expect(kindOf(forgedAbsent)).toEqual(kindOf(forgedHidden));
+
+    const stored = await target.server.storage.getRecords('notes', [
+      'locked-1',
+      'locked-2',
+      'free-2',
+    ]);
+    expect(Object.fromEntries(stored.map(({ key, record }) => [key, record.value]))).toEqual({
+      'locked-1': { owner: 'alice' },
+      'locked-2': { owner: 'alice' },
+    });
+    bob.send({ type: 'ping', time: 1 });
+    await bob.next('pong');
+    expect(takeReceived(bob, (message) => message.type === 'revoke')).toEqual([]);
+    bob.close();
+  });
+});
