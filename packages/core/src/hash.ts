@@ -19,8 +19,12 @@ const SEED_1 = HASH_SEED_1;
 const SEED_2 = HASH_SEED_2;
 const MUL_1 = HASH_MUL_1;
 const MUL_2 = HASH_MUL_2;
-const FIN_1 = 2246822507;
-const FIN_2 = 3266489909;
+/** First finishing multiplier. */
+export const HASH_FIN_1 = 2246822507;
+/** Second finishing multiplier. */
+export const HASH_FIN_2 = 3266489909;
+const FIN_1 = HASH_FIN_1;
+const FIN_2 = HASH_FIN_2;
 
 function finishLane1(h1: number, h2: number): number {
   return (Math.imul(h1 ^ (h1 >>> 16), FIN_1) ^ Math.imul(h2 ^ (h2 >>> 13), FIN_2)) >>> 0;

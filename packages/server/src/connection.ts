@@ -12,7 +12,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Authenticator, Identity } from './auth.js';
 import { type ChangeFanout, sendRevoke } from './changeFanout.js';
-import { CpuBudget, WorkLimitError } from './cpuBudget.js';
+import { CpuBudget, WorkAbandonedError, WorkLimitError } from './cpuBudget.js';
 import type { LiveQueryHub } from './liveQueryHub.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerLimits } from './options.js';
@@ -71,7 +71,7 @@ export class ClientConnection implements Peer {
   private readonly submitOptions: SubmitOptions;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
-  /** Bytes received and not handled yet; the socket is paused above the high-water mark. */
+  /** Bytes received whose handling has not started; the socket is paused above the high-water mark. */
   private receivedBytes = 0;
   /**
    * Messages are handled one after another, except walks, which run on their own chains, and
@@ -224,7 +224,12 @@ export class ClientConnection implements Peer {
     }
     let message: Message;
     try {
-      message = this.cpu.measure(() => decodeMessage(frame, this.services.decodeLimits));
+      const start = performance.now();
+      try {
+        message = decodeMessage(frame, this.services.decodeLimits);
+      } finally {
+        this.cpu.charge(performance.now() - start);
+      }
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
       this.violation('malformed', error.message);
@@ -239,16 +244,7 @@ export class ClientConnection implements Peer {
       this.services.metrics.budgetExceeded.inc({ budget: 'receive_queue' });
       this.socket.pause();
     }
-    const handled = () => {
-      this.receivedBytes -= size;
-      if (
-        this.socket.isPaused &&
-        this.receivedBytes <= this.services.limits.receiveHighWaterMark / 2 &&
-        this.state !== 'closed'
-      ) {
-        this.socket.resume();
-      }
-    };
+    const handled = () => this.handled(size);
     if (
       message.type === 'sync' ||
       message.type === 'sync_records' ||
@@ -258,9 +254,11 @@ export class ClientConnection implements Peer {
       const key = `${message.map}\u0000${message.session}`;
       const previous = this.walkChains.get(key) ?? this.queue.then(() => this.opsAnswered());
       const next = previous
-        .then(() => this.handle(message))
-        .catch((error) => this.crash(error))
-        .finally(handled);
+        .then(() => {
+          handled();
+          return this.handle(message);
+        })
+        .catch((error) => this.crash(error));
       this.walkChains.set(key, next);
       void next.finally(() => {
         if (this.walkChains.get(key) === next) this.walkChains.delete(key);
@@ -274,9 +272,8 @@ export class ClientConnection implements Peer {
         )
         .then(() => {
           // Submitted now (handle runs synchronously up to the pipeline), answered later.
-          const answered = this.handle(message, received)
-            .catch((error) => this.crash(error))
-            .finally(handled);
+          handled();
+          const answered = this.handle(message, received).catch((error) => this.crash(error));
           this.pendingOps.add(answered);
           void answered.finally(() => this.pendingOps.delete(answered));
         });
@@ -284,9 +281,29 @@ export class ClientConnection implements Peer {
     }
     this.queue = this.queue
       .then(() => this.opsAnswered())
-      .then(() => this.handle(message, received))
-      .catch((error) => this.crash(error))
-      .finally(handled);
+      .then(() => {
+        handled();
+        return this.handle(message, received);
+      })
+      .catch((error) => this.crash(error));
+  }
+
+  /**
+   * Whether this connection's pending work is still wanted: not once it is closed, nor while
+   * the server shuts down (which must not wait on a client's spent budget).
+   */
+  private readonly wanted = (): boolean => this.isOpen() && !this.services.isShuttingDown();
+
+  /** A received message's handling starts: it no longer counts as waiting. */
+  private handled(size: number): void {
+    this.receivedBytes -= size;
+    if (
+      this.socket.isPaused &&
+      this.receivedBytes <= this.services.limits.receiveHighWaterMark / 2 &&
+      this.state !== 'closed'
+    ) {
+      this.socket.resume();
+    }
   }
 
   private async handle(message: Message, received = performance.now()): Promise<void> {
@@ -297,8 +314,10 @@ export class ClientConnection implements Peer {
     }
     // Work waits while the connection's event-loop budget is spent (ops are bounded by their
     // own rate limit and mostly wait on the database).
-    if (message.type !== 'ops') await this.cpu.ready();
-    if (!this.isOpen()) return;
+    if (message.type !== 'ops') {
+      await this.cpu.ready(this.wanted);
+      if (!this.wanted()) return;
+    }
     switch (message.type) {
       case 'ops':
         await this.onOps(message, received);
@@ -349,10 +368,11 @@ export class ClientConnection implements Peer {
     work: (slicer: ReturnType<CpuBudget['slicer']>) => Promise<void>,
     onLimit: () => void,
   ): Promise<void> {
-    const slicer = this.cpu.slicer();
+    const slicer = this.cpu.slicer(this.wanted);
     try {
       await work(slicer);
     } catch (error) {
+      if (error instanceof WorkAbandonedError) return;
       if (!(error instanceof WorkLimitError)) throw error;
       this.services.metrics.budgetExceeded.inc({ budget: 'message_cpu' });
       onLimit();

@@ -3,6 +3,14 @@ export function yieldToIO(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/** Thrown when work is abandoned because nobody waits for it any more (connection closed). */
+export class WorkAbandonedError extends Error {
+  constructor() {
+    super('the work was abandoned: its connection is closing');
+    this.name = 'WorkAbandonedError';
+  }
+}
+
 /** Thrown when one message's work goes over its CPU limit; the work is abandoned. */
 export class WorkLimitError extends Error {
   constructor(limitMs: number) {
@@ -63,11 +71,14 @@ export class CpuBudget {
     return this.tokens <= 0;
   }
 
-  /** Resolves once the budget is positive again (at once if it is). */
-  async ready(): Promise<void> {
+  /**
+   * Resolves once the budget is positive again (at once if it is), or as soon as the work is
+   * no longer wanted (`wanted` false: the connection closed, the server is shutting down).
+   */
+  async ready(wanted: () => boolean = () => true): Promise<void> {
     if (!this.spent) return;
     this.onWait();
-    while (this.spent) {
+    while (this.spent && wanted()) {
       const waitMs = Math.ceil((-this.tokens / this.refillMsPerSecond) * 1000) + 1;
       await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, 1_000)));
     }
@@ -83,8 +94,11 @@ export class CpuBudget {
     }
   }
 
-  /** A slicer for one message's work, started now. */
-  slicer(): WorkSlicer & { finish(): void } {
+  /**
+   * A slicer for one message's work, started now; its pauses reject with
+   * {@link WorkAbandonedError} once the work is no longer `wanted`.
+   */
+  slicer(wanted: () => boolean = () => true): WorkSlicer & { finish(): void } {
     let sliceStart = performance.now();
     let used = 0;
     const end = () => {
@@ -99,7 +113,8 @@ export class CpuBudget {
         end();
         if (used > this.maxMessageMs) throw new WorkLimitError(this.maxMessageMs);
         await yieldToIO();
-        await this.ready();
+        await this.ready(wanted);
+        if (!wanted()) throw new WorkAbandonedError();
         sliceStart = performance.now();
       },
       io: async (waiting) => {

@@ -56,6 +56,8 @@ interface Batch extends BatchOutcome {
 interface Candidate extends RecordWrite {
   readonly batch: Batch;
   readonly op: Op;
+  /** The grid's record of the key when the op was admitted (who could see it before). */
+  readonly previous: GridRecord | undefined;
 }
 
 /** Rounds of conditional writes that lost their condition to a concurrent write. */
@@ -291,7 +293,6 @@ export class WritePipeline {
         unstored.push(candidate);
         return;
       }
-      const map = maps.get(op.map)!;
       const record: GridRecord =
         outcome.prior === undefined
           ? candidate.record
@@ -304,7 +305,7 @@ export class WritePipeline {
         key: candidate.key,
         record,
         entry: op.entry,
-        previous: map.getRecord(candidate.key),
+        previous: candidate.previous,
         origin: batch.peer,
       });
       let list = storedByMap.get(op.map);
@@ -485,6 +486,7 @@ export class WritePipeline {
       key,
       record,
       serializedTimestamp: op.entry[1],
+      previous: stored,
       ...(conditional
         ? { expected: stored === undefined ? null : formatTimestamp(stored.timestamp) }
         : {}),

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { optionsFromEnvironment } from '../src/config.js';
 import { defaultHost } from '../src/createServer.js';
 import { TestClient } from './testClient.js';
@@ -89,6 +89,11 @@ describe('the topgun-server command', () => {
     child.stdout.on('data', (chunk) => {
       output += String(chunk);
     });
+    // A failed assertion must not leave the server running (it would outlive the suite).
+    onTestFinished(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    });
     const url = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no listening line in: ${output}`)), 30_000);
       child.stdout.on('data', () => {
@@ -106,6 +111,5 @@ describe('the topgun-server command', () => {
     child.kill('SIGTERM');
     expect(await client.closed()).toBe(1001);
     expect(await exited).toBe(0);
-    rmSync(dataDir, { recursive: true, force: true });
   });
 });

@@ -12,10 +12,8 @@ const KNOWN_TYPES = new Set<string>(MESSAGE_TYPES);
  * a view of it would keep all of it alive while it waits in a slow reader's send queue.
  */
 export function encodeMessage(message: Message): Uint8Array {
-  const view = packr.pack(message);
-  const frame = new Uint8Array(view.byteLength);
-  frame.set(view);
-  return frame;
+  // A copy of the encoder's own kind (a Buffer in Node, which sockets send as is).
+  return Uint8Array.prototype.slice.call(packr.pack(message));
 }
 
 /**
