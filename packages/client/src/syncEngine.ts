@@ -1,5 +1,4 @@
 import {
-  bulkRecords,
   CLOSE_CODES,
   DEFAULT_DECODE_LIMITS,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -428,6 +427,15 @@ export class SyncEngine {
   private restartWalks(): void {
     const maps = [...new Set([...this.walks.values()].map((walk) => walk.map))];
     if (maps.length === 0) return;
+    // Ended on the server too, so that it does not keep them (and count them) until they idle out.
+    for (const [session, walk] of this.walks) {
+      this.send({
+        type: 'sync_done',
+        map: walk.map,
+        session,
+        root: rootBytes(this.host.replica(walk.map).merkleTree),
+      });
+    }
     this.walks.clear();
     for (let index = 0; index < maps.length; index++) this.walkEnded();
     for (const map of maps) this.retryWalkLater(map);
@@ -458,7 +466,7 @@ export class SyncEngine {
       // half the server's frame limit, before the answer, so that the server has taken them
       // (and told this client what to forget) before it answers.
       const entries: WireEntry[] = [];
-      for (const [key, record] of bulkRecords(replica, answer.bulk))
+      for (const [key, record] of walk.session.bulkRecords(answer.bulk))
         entries.push(toWireEntry(key, record));
       const encode = (records: readonly WireEntry[], last: boolean) =>
         encodeMessage({

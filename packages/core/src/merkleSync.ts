@@ -19,8 +19,7 @@ export const MARK_SEND_ALL = 3;
 
 /**
  * Bytes per digest entry in `digestStamps`: millis (6), counter (2), node id index (2), and
- * lane 1 of the record's value fingerprint (4), which tells records with equal timestamps
- * apart.
+ * lane 1 of the item's hash (4), which tells records with equal timestamps apart.
  */
 export const DIGEST_STAMP_BYTES = 14;
 
@@ -39,6 +38,12 @@ export const LEAF_DIGEST_MAX = 32;
 
 /** The default byte budget of one walk message (see {@link SyncSessionOptions}). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
+
+/**
+ * The default work budget of answering one walk message, in items visited (see
+ * {@link SyncSessionOptions}): a few milliseconds, whatever the peer asks.
+ */
+export const DEFAULT_MAX_MESSAGE_WORK = 5_000;
 
 /**
  * One message of the Merkle walk between two replicas of one map. Paths are implicit: marks
@@ -104,6 +109,13 @@ export interface SyncSessionOptions {
    * Default: {@link DEFAULT_MAX_MESSAGE_BYTES}.
    */
   readonly maxMessageBytes?: number;
+  /**
+   * The most items (keys, digest entries, records, sub-leaf nodes) answering one message may
+   * visit: beyond it, what is left is left for a later walk, as with the byte budget, so no
+   * message costs the receiver more than a bounded slice of time. Default:
+   * {@link DEFAULT_MAX_MESSAGE_WORK}.
+   */
+  readonly maxMessageWork?: number;
 }
 
 /**
@@ -118,6 +130,9 @@ export interface SyncSessionOptions {
 export class SyncSession<V> {
   private width: HashWidth;
   private readonly maxMessageBytes: number;
+  private readonly maxMessageWork: number;
+  /** The tree as the last message saw it, shared with the bulk transfer that follows. */
+  private tree: WalkTree<V>;
   private started = false;
   private probed: Array<readonly number[]> = [];
   private digestKeysSent: readonly string[] = [];
@@ -130,6 +145,18 @@ export class SyncSession<V> {
   ) {
     this.width = options.width ?? 4;
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.maxMessageWork = options.maxMessageWork ?? DEFAULT_MAX_MESSAGE_WORK;
+    this.tree = new WalkTree(replica);
+  }
+
+  /** The records of a bulk transfer of the last answer, read from the replica as they are sent. */
+  bulkRecords(bulk: readonly BulkItem[]): Generator<readonly [string, LWWRecord<V>]> {
+    return bulkRecords(this.replica, bulk, this.tree);
+  }
+
+  /** How many records a bulk transfer of the last answer holds at most (for progress). */
+  bulkSize(bulk: readonly BulkItem[]): number {
+    return bulkSize(this.replica, bulk, this.tree);
   }
 
   /** The opening message: this side's hashes of the 271 partitions (none when it is empty). */
@@ -182,7 +209,14 @@ export class SyncSession<V> {
     this.peerRoot = message.root;
     const width = this.width;
     const tree = new WalkTree(this.replica);
-    const reply = new ReplyBuilder<V>(this.replica, tree, width, this.maxMessageBytes);
+    this.tree = tree;
+    const reply = new ReplyBuilder<V>(
+      this.replica,
+      tree,
+      width,
+      this.maxMessageBytes,
+      this.maxMessageWork,
+    );
 
     // 1. Wanted records from the digest entries this side sent last.
     const wanted = readBits(message.wants, this.digestKeysSent.length, 'wants');
@@ -243,6 +277,10 @@ export class SyncSession<V> {
           continue;
         }
         const childPath = [...path, child];
+        if (!reply.spend(1)) {
+          reply.mark(MARK_SAME);
+          continue;
+        }
         const own = tree.node(childPath);
         if (own.count === 0) {
           reply.mark(MARK_SEND_ALL);
@@ -296,8 +334,9 @@ export function rootBytes(tree: MerkleTree): Uint8Array {
 export function* recordsUnder<V>(
   replica: SyncReplica<V>,
   path: readonly number[],
+  tree: WalkTree<V> = new WalkTree(replica),
 ): Generator<readonly [string, LWWRecord<V>]> {
-  for (const key of new WalkTree(replica).keysUnder(path)) {
+  for (const key of tree.keysUnder(path)) {
     const record = replica.getRecord(key);
     if (record !== undefined) yield [key, record];
   }
@@ -307,6 +346,7 @@ export function* recordsUnder<V>(
 export function* bulkRecords<V>(
   replica: SyncReplica<V>,
   bulk: readonly BulkItem[],
+  tree: WalkTree<V> = new WalkTree(replica),
 ): Generator<readonly [string, LWWRecord<V>]> {
   for (const item of bulk) {
     if ('key' in item) {
@@ -314,15 +354,18 @@ export function* bulkRecords<V>(
       if (record !== undefined) yield [item.key, record];
       continue;
     }
-    for (const entry of recordsUnder(replica, item.path)) {
+    for (const entry of recordsUnder(replica, item.path, tree)) {
       if (item.except === undefined || !item.except.has(entry[0])) yield entry;
     }
   }
 }
 
 /** How many records a bulk transfer holds at most (for progress reports). */
-export function bulkSize<V>(replica: SyncReplica<V>, bulk: readonly BulkItem[]): number {
-  const tree = new WalkTree(replica);
+export function bulkSize<V>(
+  replica: SyncReplica<V>,
+  bulk: readonly BulkItem[],
+  tree: WalkTree<V> = new WalkTree(replica),
+): number {
   let size = 0;
   for (const item of bulk) size += 'key' in item ? 1 : tree.node(item.path).count;
   return size;
@@ -374,7 +417,20 @@ class ReplyBuilder<V> {
     private readonly tree: WalkTree<V>,
     private readonly width: HashWidth,
     private readonly budget: number,
+    /** Items this answer may still visit. */
+    private work: number,
   ) {}
+
+  /** Takes `items` of the work budget; false (and the answer truncated) when it is spent. */
+  spend(items: number): boolean {
+    if (this.work < items) {
+      this.work = 0;
+      this.truncated = true;
+      return false;
+    }
+    this.work -= items;
+    return true;
+  }
 
   mark(mark: number): void {
     this.marks.push(mark);
@@ -383,7 +439,7 @@ class ReplyBuilder<V> {
 
   /** Adds the child hashes of `path` if they fit; otherwise the node is left for a later walk. */
   probe(path: readonly number[], children: number): boolean {
-    if (!this.fits(children * this.width)) return false;
+    if (!this.fits(children * this.width) || !this.spend(children)) return false;
     this.probed.push(path);
     this.hashChunks.push(this.tree.childHashes(path, this.width));
     return true;
@@ -391,7 +447,7 @@ class ReplyBuilder<V> {
 
   /** Adds the digest of `path` (holding `count` items) if it fits. */
   digest(path: readonly number[], count: number): boolean {
-    if (!this.fits(count * DIGEST_ENTRY_BYTES)) return false;
+    if (!this.fits(count * DIGEST_ENTRY_BYTES) || !this.spend(count)) return false;
     let size = 0;
     for (const key of this.tree.keysUnder(path)) {
       const record = this.replica.getRecord(key);
@@ -423,8 +479,15 @@ class ReplyBuilder<V> {
     if (record !== undefined) this.addEntry([key, record]);
   }
 
-  /** Adds a record to the message, or to the bulk transfer when the message is full. */
+  /**
+   * Adds a record to the message, or to the bulk transfer when the message is full (or its
+   * size is not worth measuring: the work budget is spent).
+   */
   addEntry(entry: readonly [string, LWWRecord<V>]): void {
+    if (!this.spend(1)) {
+      this.bulkItems.push({ key: entry[0] });
+      return;
+    }
     const size =
       utf8Bytes(entry[0]) +
       entry[1].timestamp.nodeId.length +
@@ -502,6 +565,11 @@ function compareDigests<V>(
       const key = digestKeys[entry]!;
       if (typeof key !== 'string')
         throw new ValidationError(`digestKeys[${entry}]`, 'expected a string');
+      // Past the work budget every entry still gets its bit, all unset: a later walk asks.
+      if (!reply.spend(1)) {
+        reply.want(false);
+        continue;
+      }
       listed.add(key);
       const own = replica.getRecord(key);
       const theirs = stamps[entry]!;
@@ -521,6 +589,7 @@ function compareDigests<V>(
     }
     // Our items below the node that the peer's digest does not list: few unless the node is
     // crowded here, in which case they are read lazily as the bulk transfer is sent.
+    if (!reply.spend(1)) return;
     if (tree.node(path).count <= LEAF_DIGEST_MAX * 2) {
       for (const key of tree.keysUnder(path)) if (!listed.has(key)) reply.addRecord(key);
     } else {

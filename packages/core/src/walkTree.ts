@@ -27,12 +27,17 @@ export const SUBLEAF_DEPTH = 16;
 /** Longest path a walk may name: partition, 4 tree digits, then up to 16 sub-leaf digits. */
 export const MAX_WALK_PATH_LENGTH = LEAF_PATH_LENGTH + SUBLEAF_DEPTH;
 
-interface LeafItem {
-  readonly key: string;
-  /** Lane 2 of the key's hash: its sub-leaf digits. */
-  readonly deep: number;
-  readonly hash1: number;
-  readonly hash2: number;
+/**
+ * The items of one leaf, sorted by their sub-leaf digits (lane 2 of the key hash), with
+ * prefix sums of their hash lanes: any sub-leaf is a contiguous range, summed in O(log n).
+ */
+interface LeafItems {
+  readonly keys: readonly string[];
+  /** Lane 2 of each key's hash, unsigned, ascending. */
+  readonly deep: Float64Array;
+  /** `sum1[i]` is the lane-1 sum (mod 2^32) of the first `i` items; likewise `sum2`. */
+  readonly sum1: Int32Array;
+  readonly sum2: Int32Array;
 }
 
 const EMPTY: MerkleNode = Object.freeze({ hash1: 0, hash2: 0, count: 0 });
@@ -44,7 +49,7 @@ const EMPTY: MerkleNode = Object.freeze({ hash1: 0, hash2: 0, count: 0 });
  * names many sub-leaves of a crowded leaf costs one pass over it.
  */
 export class WalkTree<V> {
-  private readonly leaves = new Map<string, readonly LeafItem[]>();
+  private readonly leaves = new Map<string, LeafItems>();
   private readonly partitions = new Map<number, ReadonlyArray<readonly string[]>>();
 
   constructor(private readonly replica: SyncReplica<V>) {}
@@ -116,22 +121,20 @@ export class WalkTree<V> {
       for (let leaf = first; leaf < first + span; leaf++) yield* byLeaf[leaf]!;
       return;
     }
-    for (const item of this.itemsOf(path)) {
-      if (isUnder(item.deep, path)) yield item.key;
-    }
+    const items = this.itemsOf(path);
+    const [first, end] = rangeOf(items, path);
+    for (let index = first; index < end; index++) yield items.keys[index]!;
   }
 
   private subleafNode(path: readonly number[]): MerkleNode {
-    let hash1 = 0;
-    let hash2 = 0;
-    let count = 0;
-    for (const item of this.itemsOf(path)) {
-      if (!isUnder(item.deep, path)) continue;
-      hash1 = (hash1 + item.hash1) | 0;
-      hash2 = (hash2 + item.hash2) | 0;
-      count++;
-    }
-    return count === 0 ? EMPTY : { hash1: hash1 >>> 0, hash2: hash2 >>> 0, count };
+    const items = this.itemsOf(path);
+    const [first, end] = rangeOf(items, path);
+    if (first === end) return EMPTY;
+    return {
+      hash1: (items.sum1[end]! - items.sum1[first]!) >>> 0,
+      hash2: (items.sum2[end]! - items.sum2[first]!) >>> 0,
+      count: end - first,
+    };
   }
 
   /** The keys of a partition grouped by leaf, gathered once per message. */
@@ -151,33 +154,57 @@ export class WalkTree<V> {
     return byLeaf;
   }
 
-  private itemsOf(path: readonly number[]): readonly LeafItem[] {
+  private itemsOf(path: readonly number[]): LeafItems {
     const leafPath = path.slice(0, LEAF_PATH_LENGTH);
     const id = leafPath.join('.');
     let items = this.leaves.get(id);
     if (items === undefined) {
       const tree = this.replica.merkleTree;
-      const gathered: LeafItem[] = [];
+      const gathered: Array<{ key: string; deep: number; hash1: number; hash2: number }> = [];
       for (const key of this.keysUnder(leafPath)) {
         const record = this.replica.getRecord(key);
         if (record === undefined) continue;
         const [hash1, hash2] = tree.itemHash(key, record);
         gathered.push({ key, deep: hashString(key)[1], hash1, hash2 });
       }
-      items = gathered;
+      gathered.sort((a, b) => a.deep - b.deep);
+      const deep = new Float64Array(gathered.length);
+      const sum1 = new Int32Array(gathered.length + 1);
+      const sum2 = new Int32Array(gathered.length + 1);
+      gathered.forEach((item, index) => {
+        deep[index] = item.deep;
+        sum1[index + 1] = (sum1[index]! + item.hash1) | 0;
+        sum2[index + 1] = (sum2[index]! + item.hash2) | 0;
+      });
+      items = { keys: gathered.map((item) => item.key), deep, sum1, sum2 };
       this.leaves.set(id, items);
     }
     return items;
   }
 }
 
-/** Whether a key whose sub-leaf digits are `deep` lies below the sub-leaf node at `path`. */
-function isUnder(deep: number, path: readonly number[]): boolean {
+/** The items of `items` below the sub-leaf at `path`: `[first, end)` by their digits. */
+function rangeOf(items: LeafItems, path: readonly number[]): [number, number] {
+  // The sub-leaf's digits are the top bits of lane 2: its items have lane 2 in [low, high).
+  let low = 0;
+  let width = 2 ** 32;
   for (let level = LEAF_PATH_LENGTH; level < path.length; level++) {
-    const digit = (deep >>> (30 - 2 * (level - LEAF_PATH_LENGTH))) & 3;
-    if (digit !== path[level]) return false;
+    width /= 4;
+    low += path[level]! * width;
   }
-  return true;
+  return [lowerBound(items.deep, low), lowerBound(items.deep, low + width)];
+}
+
+/** The first index of sorted `values` at or above `value`. */
+function lowerBound(values: Float64Array, value: number): number {
+  let low = 0;
+  let high = values.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (values[middle]! < value) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 /**

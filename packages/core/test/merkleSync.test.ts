@@ -217,3 +217,25 @@ describe('Merkle walk within a message budget', () => {
     expect(right.get('key-3')).toEqual({ n: 2 });
   });
 });
+
+describe('Merkle walk within a work budget', () => {
+  it('visits a bounded number of items per answer however much differs, and converges over several walks', () => {
+    const { left, right } = diverged(
+      2_000,
+      Array.from({ length: 1_000 }, (_, i) => i),
+      Array.from({ length: 1_000 }, (_, i) => 1_000 + i),
+      [],
+    );
+    const work = 300;
+    const reports = walkUntilConverged(left, right, 1024 * 1024, 80, work);
+    expect(reports.length).toBeGreaterThan(3);
+    for (const report of reports) {
+      for (const message of report.messages) {
+        // Every item an answer names cost at least one unit of its budget (bulk records
+        // appended by `walk` aside, which are streamed, not built by the answer).
+        expect(message.digestKeys.length + message.hashes.length / 8).toBeLessThanOrEqual(work + 8);
+      }
+    }
+    expect(visibleState(left)).toEqual(visibleState(right));
+  });
+});

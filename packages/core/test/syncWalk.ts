@@ -1,5 +1,4 @@
 import {
-  bulkRecords,
   type HashWidth,
   type LWWMap,
   type LWWRecord,
@@ -30,11 +29,15 @@ export function walk<V>(
   responder: LWWMap<V>,
   width: HashWidth = 4,
   maxMessageBytes?: number,
+  maxMessageWork?: number,
 ): WalkReport<V> {
   const messages: Array<SyncMessage<V>> = [];
   const sent = [new Set<string>(), new Set<string>()] as const;
   const replicas = [initiator, responder] as const;
-  const budget = maxMessageBytes === undefined ? {} : { maxMessageBytes };
+  const budget = {
+    ...(maxMessageBytes === undefined ? {} : { maxMessageBytes }),
+    ...(maxMessageWork === undefined ? {} : { maxMessageWork }),
+  };
   const sessions = [
     new SyncSession(initiator, { width, ...budget }),
     new SyncSession(responder, budget),
@@ -50,7 +53,7 @@ export function walk<V>(
     const answer: SyncAnswer<V> = sessions[receiver]!.receive(message);
     message = answer.message && {
       ...answer.message,
-      records: [...answer.message.records, ...bulkRecords(replicas[receiver]!, answer.bulk)],
+      records: [...answer.message.records, ...sessions[receiver]!.bulkRecords(answer.bulk)],
     };
     sender = receiver;
     if (messages.length > 50) throw new Error('walk did not terminate');
@@ -74,10 +77,11 @@ export function walkUntilConverged<V>(
   responder: LWWMap<V>,
   maxMessageBytes: number,
   maxWalks = 50,
+  maxMessageWork?: number,
 ): Array<WalkReport<V>> {
   const reports: Array<WalkReport<V>> = [];
   for (let walks = 0; walks < maxWalks; walks++) {
-    const report = walk(initiator, responder, 8, maxMessageBytes);
+    const report = walk(initiator, responder, 8, maxMessageBytes, maxMessageWork);
     reports.push(report);
     if (report.converged) return reports;
   }

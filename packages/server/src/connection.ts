@@ -45,9 +45,13 @@ export interface ConnectionServices {
   readonly isShuttingDown: () => boolean;
   /** Claims the node id a client says hello with for its user (`storage.claimNodeId`). */
   readonly claimNodeId: (nodeId: string, userId: string | null) => Promise<boolean>;
+  /** How many connections of this authenticated user are open (past their handshake). */
+  readonly connectionsOf: (userId: string) => number;
 }
 
 const VIOLATION_WINDOW_MS = 10_000;
+/** Largest frame before the handshake ends: a hello, its token at most 16 KiB. */
+const HANDSHAKE_FRAME_BYTES = 32 * 1024;
 /**
  * Ops messages of one connection in the write pipeline at once. A batch does not wait for the
  * previous one to commit (a stalled commit would otherwise delay every later batch of the
@@ -135,6 +139,11 @@ export class ClientConnection implements Peer {
     return this.clientNodeId;
   }
 
+  /** Whether the handshake is done (the connection counts for its user). */
+  get ready(): boolean {
+    return this.state === 'ready';
+  }
+
   get user(): Identity {
     return this.identity ?? { id: null, claims: {}, expiresAt: undefined };
   }
@@ -164,7 +173,8 @@ export class ClientConnection implements Peer {
 
   async drained(): Promise<void> {
     const lowWater = this.services.limits.sendHighWaterMark / 4;
-    while (this.isOpen() && this.socket.bufferedAmount > lowWater) {
+    // Not while shutting down: a client that stops reading must not hold the server up.
+    while (this.wanted() && this.socket.bufferedAmount > lowWater) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
@@ -222,6 +232,12 @@ export class ClientConnection implements Peer {
       this.violation('rate_limit', 'too many bytes per second');
       return;
     }
+    // Before hello, only a hello is expected: nothing larger is decoded.
+    if (this.state === 'handshake' && frame.length > HANDSHAKE_FRAME_BYTES) {
+      this.violation('protocol', `a frame before hello is at most ${HANDSHAKE_FRAME_BYTES} bytes`);
+      this.closeWith(CLOSE.protocolError, 'hello expected');
+      return;
+    }
     let message: Message;
     try {
       const start = performance.now();
@@ -250,8 +266,26 @@ export class ClientConnection implements Peer {
       message.type === 'sync_records' ||
       message.type === 'sync_done'
     ) {
-      // A walk's bulk transfer may take a while: other messages do not wait for it.
+      // A walk's bulk transfer may take a while: other messages do not wait for it. Each
+      // walk has a chain; a client may not make more of them than it may have walks.
       const key = `${message.map}\u0000${message.session}`;
+      if (
+        !this.walkChains.has(key) &&
+        this.walkChains.size > this.services.limits.maxWalksPerConnection * 2
+      ) {
+        handled();
+        this.services.metrics.budgetExceeded.inc({ budget: 'walks' });
+        if (message.type === 'sync')
+          this.send({
+            type: 'sync_error',
+            map: message.map,
+            session: message.session,
+            code: 'limit',
+            message: `at most ${this.services.limits.maxWalksPerConnection} walks at once per connection`,
+          });
+        else this.violation('walks', 'a walk message for a walk too many');
+        return;
+      }
       const previous = this.walkChains.get(key) ?? this.queue.then(() => this.opsAnswered());
       const next = previous
         .then(() => {
@@ -322,21 +356,26 @@ export class ClientConnection implements Peer {
       case 'ops':
         await this.onOps(message, received);
         return;
-      case 'sync':
+      case 'sync': {
+        const walk = this.mayWriteRecords(message.records.length)
+          ? message
+          : { ...message, records: [] };
         await this.sliced(
-          (slicer) => this.services.sync.onSync(this, message, slicer, this.submitOptions),
+          (slicer) => this.services.sync.onSync(this, walk, slicer, this.submitOptions),
           () =>
             this.send({
               type: 'sync_error',
-              map: message.map,
-              session: message.session,
+              map: walk.map,
+              session: walk.session,
               code: 'limit',
               message: `the walk needed more than ${this.services.limits.maxMessageCpuMs} ms of server time`,
             }),
         );
         return;
+      }
       case 'sync_records':
-        await this.services.sync.onClientRecords(this, message, this.submitOptions);
+        if (this.mayWriteRecords(message.records.length))
+          await this.services.sync.onClientRecords(this, message, this.submitOptions);
         return;
       case 'sync_done':
         this.services.sync.onSyncDone(this, message);
@@ -392,7 +431,14 @@ export class ClientConnection implements Peer {
     try {
       await this.sliced(
         (slicer) =>
-          this.services.liveQueries.subscribe(this, message.id, message.map, message.query, slicer),
+          this.services.liveQueries.subscribe(
+            this,
+            message.id,
+            message.map,
+            message.query,
+            slicer,
+            this.submitOptions.mayLoadMap,
+          ),
         () =>
           refuse(
             `the query needed more than ${this.services.limits.maxMessageCpuMs} ms of server time`,
@@ -429,6 +475,21 @@ export class ClientConnection implements Peer {
     if (!result.ok) {
       this.send({ type: 'auth_error', code: result.code, message: result.message });
       this.closeWith(CLOSE.unauthorized, result.code);
+      return;
+    }
+    const userId = result.identity.id;
+    if (
+      userId !== null &&
+      this.services.connectionsOf(userId) >= this.services.limits.maxConnectionsPerUser
+    ) {
+      this.services.metrics.budgetExceeded.inc({ budget: 'user_connections' });
+      this.send({
+        type: 'error',
+        code: 'POLICY_VIOLATION',
+        message: `at most ${this.services.limits.maxConnectionsPerUser} connections per user`,
+        retryable: true,
+      });
+      this.closeWith(CLOSE.policyViolation, 'too many connections for this user');
       return;
     }
     let claimed: boolean;
@@ -525,6 +586,25 @@ export class ClientConnection implements Peer {
     if (outcome.rejected.length > 0) this.send({ type: 'reject', rejections: outcome.rejected });
     for (const [map, keys] of outcome.revoked) sendRevoke(this, map, keys);
     this.services.metrics.ackLatency.observe((performance.now() - received) / 1000);
+  }
+
+  /**
+   * Whether a walk message may bring `count` records, which are writes: at most a chunk's
+   * worth per message, and within the connection's ops rate. Otherwise they are ignored
+   * (the walk does not converge, and the client walks again later).
+   */
+  private mayWriteRecords(count: number): boolean {
+    if (count === 0) return true;
+    const { chunkRecords } = this.services.limits;
+    if (count > chunkRecords) {
+      this.violation('batch_size', `more than ${chunkRecords} records in one walk message`, false);
+      return false;
+    }
+    if (!this.opsBucket.take(count)) {
+      this.violation('rate_limit', 'too many records per second', false);
+      return false;
+    }
+    return true;
   }
 
   /** Counts a violation; answers it; closes the connection once they pile up. */

@@ -123,6 +123,9 @@ export class CpuBudget {
           return await waiting;
         } finally {
           sliceStart = performance.now();
+          // Thrown from finally on purpose: whatever came back, nobody wants it any more.
+          // biome-ignore lint/correctness/noUnsafeFinally: abandoning is the point
+          if (!wanted()) throw new WorkAbandonedError();
         }
       },
       finish: end,

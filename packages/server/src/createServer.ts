@@ -204,6 +204,11 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
         now,
         isShuttingDown: () => shuttingDown,
         claimNodeId: (clientNodeId, userId) => storage.claimNodeId(clientNodeId, userId, now()),
+        connectionsOf: (userId) => {
+          let count = 0;
+          for (const other of connections) if (other.ready && other.user.id === userId) count++;
+          return count;
+        },
       });
       connections.add(connection);
       metrics.connections.inc();

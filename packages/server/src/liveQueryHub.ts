@@ -70,6 +70,7 @@ export class LiveQueryHub {
     mapName: string,
     query: Query<Value>,
     slicer: WorkSlicer,
+    mayLoadMap: () => boolean = () => true,
   ): Promise<void> {
     if (this.byPeer.get(peer)?.has(id)) this.unsubscribe(peer, id);
     const subscriptions = this.byPeer.get(peer) ?? new Map<number, Subscription>();
@@ -86,7 +87,13 @@ export class LiveQueryHub {
       this.refuse(peer, id, 'permission', `reading ${mapName} is not allowed`);
       return;
     }
+    if (!this.grid.isLoaded(mapName) && !mayLoadMap()) {
+      this.refuse(peer, id, 'limit', 'too many maps opened by this connection: retry later');
+      return;
+    }
     const map = await slicer.io(this.grid.get(mapName));
+    // Closed while the map loaded: nothing would ever end a subscription registered now.
+    if (!peer.isOpen()) return;
     const subscription: Subscription = {
       peer,
       id,
@@ -124,22 +131,27 @@ export class LiveQueryHub {
       return;
     }
 
-    const entries = live.rows.map((row) => toWireEntry(row.key, map.getRecord(row.key)!));
+    // Streamed a chunk at a time (encoded once each), each sent once the client has read most
+    // of the previous: a large result is never held whole, as frames, in memory.
+    const rows = live.rows;
+    const { chunkRecords, maxFrameBytes } = this.limits;
     const encode = (chunk: readonly WireEntry[], last: boolean) =>
       encodeMessage({ type: 'query_snapshot', id, entries: [...chunk], last });
-    const chunks = [
-      ...fittedChunks(
-        entries,
-        (chunk) => encode(chunk, false),
-        this.limits.maxFrameBytes,
-        this.limits.chunkRecords,
-      ),
-    ];
-    if (chunks.length === 0) peer.sendEncoded(encode([], true));
-    for (let index = 0; index < chunks.length; index++) {
-      const { chunk, frame } = chunks[index]!;
-      peer.sendEncoded(index === chunks.length - 1 ? encode(chunk, true) : frame);
-      await slicer.io(peer.drained());
+    for (let start = 0; start === 0 || start < rows.length; start += chunkRecords) {
+      const entries = rows
+        .slice(start, start + chunkRecords)
+        .map((row) => toWireEntry(row.key, map.getRecord(row.key)!));
+      const lastChunk = start + chunkRecords >= rows.length;
+      const frames = [
+        ...fittedChunks(entries, (chunk) => encode(chunk, false), maxFrameBytes, chunkRecords),
+      ];
+      if (frames.length === 0) frames.push({ chunk: [], frame: encode([], false) });
+      for (let index = 0; index < frames.length; index++) {
+        const { chunk, frame } = frames[index]!;
+        peer.sendEncoded(lastChunk && index === frames.length - 1 ? encode(chunk, true) : frame);
+        await slicer.io(peer.drained());
+      }
+      if (slicer.due()) await slicer.pause();
     }
   }
 

@@ -40,6 +40,7 @@ export class MapGrid {
       loading.catch(() => {
         if (this.maps.get(map) === loading) this.maps.delete(map);
       });
+      this.metrics.loadedMaps.set(this.maps.size);
     }
     return loading;
   }

@@ -34,6 +34,12 @@ export interface ServerLimits {
   readonly maxGroupOps: number;
   /** Open connections per server process; further upgrades get HTTP 503. Default: 10 000. */
   readonly maxConnections: number;
+  /**
+   * Connections one authenticated user may have open on a process (anonymous sessions are
+   * not counted per user); a further hello gets `error` `POLICY_VIOLATION`, close 1008.
+   * Default: 100.
+   */
+  readonly maxConnectionsPerUser: number;
   /** Time a new connection has to say `hello` before it is closed (4400). Default: 10 000 ms. */
   readonly handshakeTimeoutMs: number;
   /**
@@ -61,6 +67,8 @@ export interface ServerLimits {
   readonly maxWalksPerConnection: number;
   /** Walks over maps with record-level read rules (each holds a view) in progress per process. Default: 64. */
   readonly maxWalkViews: number;
+  /** Records those views may hold together, per process. Default: 5 000 000. */
+  readonly maxWalkViewRecords: number;
   /** Byte budget of one walk message the server sends. Default: 256 KiB. */
   readonly walkMessageBytes: number;
   /** A walk without a message for this long is ended, in ms. Default: 60 000. */
@@ -87,6 +95,7 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   chunkRecords: 1000,
   maxGroupOps: 150,
   maxConnections: 10_000,
+  maxConnectionsPerUser: 100,
   handshakeTimeoutMs: 10_000,
   cpuMsPerSecond: 250,
   cpuBurstMs: 1000,
@@ -99,6 +108,7 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   maxLiveQueryRows: 2_000_000,
   maxWalksPerConnection: 4,
   maxWalkViews: 64,
+  maxWalkViewRecords: 5_000_000,
   walkMessageBytes: 256 * 1024,
   walkIdleMs: 60_000,
   mapLoadsPerSecond: 20,
@@ -109,7 +119,10 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
 export interface ServerOptions {
   /** Port to listen on; 0 picks a free one. Default: 8080. */
   readonly port?: number;
-  /** Interface to listen on. Default: `0.0.0.0`. */
+  /**
+   * Interface to listen on. Default: `0.0.0.0`, or `127.0.0.1` when anonymous clients are
+   * admitted (anyone on the network could otherwise read and write everything).
+   */
   readonly host?: string;
   /**
    * Where data lives: a storage config (the server opens and closes it), or an opened storage

@@ -134,6 +134,8 @@ export class Permissions {
     let rule = this.cache.get(map);
     if (rule === undefined) {
       rule = this.rules.find((candidate) => candidate.pattern.test(map)) ?? null;
+      // Map names come from clients: the cache must not grow with every name they make up.
+      if (this.cache.size >= 10_000) this.cache.clear();
       this.cache.set(map, rule);
     }
     return rule ?? undefined;

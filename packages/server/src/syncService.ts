@@ -1,7 +1,5 @@
 import {
   type BulkItem,
-  bulkRecords,
-  bulkSize,
   compareRecords,
   encodeMessage,
   fittedChunks,
@@ -39,6 +37,8 @@ interface ActiveWalk {
   readonly replica: SyncReplica<Value>;
   /** Whether the replica is a view built for this walk (counted against the view budget). */
   readonly isView: boolean;
+  /** Records of the map when the view was built (counted against the view budget). */
+  readonly viewRecords: number;
   /** Server time when the walk started: what the client may store as its last sync. */
   readonly startedAt: number;
   /** Server time of the walk's last message, to end walks a client abandoned. */
@@ -55,9 +55,12 @@ type SyncErrorCode = MessageOf<'sync_error'>['code'];
  */
 export class SyncService {
   private readonly walks = new Map<Peer, Map<string, ActiveWalk>>();
+  /** Per client, walks that ended lately (id → server time): their bulk chunks are taken. */
+  private readonly ended = new Map<Peer, Map<string, number>>();
   /** Walks of each client being opened (loading their map or view): they count as open. */
   private readonly opening = new Map<Peer, number>();
   private views = 0;
+  private viewRecords = 0;
 
   constructor(
     private readonly deps: {
@@ -74,6 +77,7 @@ export class SyncService {
         | 'maxFrameBytes'
         | 'maxWalksPerConnection'
         | 'maxWalkViews'
+        | 'maxWalkViewRecords'
         | 'walkMessageBytes'
         | 'walkIdleMs'
       >;
@@ -117,7 +121,7 @@ export class SyncService {
       this.opening.set(peer, opening + 1);
       let started: ActiveWalk | undefined;
       try {
-        started = await this.open(peer, message, slicer);
+        started = await this.open(peer, message, slicer, options);
       } finally {
         const left = (this.opening.get(peer) ?? 1) - 1;
         if (left > 0) this.opening.set(peer, left);
@@ -126,7 +130,10 @@ export class SyncService {
       if (started === undefined) return;
       if (!peer.isOpen()) {
         // Gone while its walk was being opened: nothing will end the walk, so release it now.
-        if (started.isView) this.views--;
+        if (started.isView) {
+          this.views--;
+          this.viewRecords -= started.viewRecords;
+        }
         return;
       }
       walk = started;
@@ -155,7 +162,7 @@ export class SyncService {
     if (answer.message !== undefined)
       peer.send(toSyncWire(message.map, message.session, answer.message));
     if (answer.bulk.length > 0)
-      await this.sendBulk(peer, message.map, message.session, walk.replica, answer.bulk, slicer);
+      await this.sendBulk(peer, id, walk, message.session, answer.bulk, slicer);
     if (answer.message === undefined) this.finish(peer, message.map, message.session, walk);
   }
 
@@ -170,6 +177,9 @@ export class SyncService {
     options: SubmitOptions,
   ): Promise<void> {
     if (message.records.length === 0) return;
+    // Only as part of a walk of this client's, open or just ended (its chunks may follow it).
+    const id = `${message.map}\u0000${message.session}`;
+    if (!this.walks.get(peer)?.has(id) && !this.ended.get(peer)?.has(id)) return;
     const records = message.records.map((entry) => fromWireEntry<Value>(entry));
     await this.acceptClientRecords(peer, message.map, records, options);
   }
@@ -188,12 +198,17 @@ export class SyncService {
     for (const [peer, walks] of this.walks) {
       for (const [id, walk] of walks) if (walk.lastActive < cutoff) this.end(peer, id);
     }
+    for (const [peer, ended] of this.ended) {
+      for (const [id, at] of ended) if (at < cutoff) ended.delete(id);
+      if (ended.size === 0) this.ended.delete(peer);
+    }
   }
 
   /** Forgets every walk of a client. */
   removePeer(peer: Peer): void {
     for (const id of [...(this.walks.get(peer)?.keys() ?? [])]) this.end(peer, id);
     this.walks.delete(peer);
+    this.ended.delete(peer);
   }
 
   private fail(
@@ -216,10 +231,18 @@ export class SyncService {
     peer: Peer,
     message: MessageOf<'sync'>,
     slicer: WorkSlicer,
+    options: SubmitOptions,
   ): Promise<ActiveWalk | undefined> {
     const { permissions, storage, grid, limits } = this.deps;
     if (!permissions.canReadMap(peer.user, message.map))
       return this.fail(peer, message, 'permission', `reading ${message.map} is not allowed`);
+    if (!grid.isLoaded(message.map) && !(options.mayLoadMap?.() ?? true))
+      return this.fail(
+        peer,
+        message,
+        'limit',
+        'too many maps opened by this connection: retry later',
+      );
     let map: LWWMap<Value>;
     try {
       if (message.lastSync !== undefined) {
@@ -244,8 +267,12 @@ export class SyncService {
     peer.syncedMaps.add(message.map);
     const isView = permissions.hasRecordLevelReads(message.map);
     let replica: SyncReplica<Value> = map;
+    const viewRecords = isView ? map.recordCount : 0;
     if (isView) {
-      if (this.views >= limits.maxWalkViews) {
+      if (
+        this.views >= limits.maxWalkViews ||
+        this.viewRecords + viewRecords > limits.maxWalkViewRecords
+      ) {
         this.deps.metrics.budgetExceeded.inc({ budget: 'walk_views' });
         return this.fail(
           peer,
@@ -255,16 +282,26 @@ export class SyncService {
         );
       }
       this.views++;
+      this.viewRecords += viewRecords;
       try {
         replica = await this.visibleView(peer, message.map, map, slicer);
       } catch (error) {
         this.views--;
+        this.viewRecords -= viewRecords;
         throw error;
       }
     }
     const session = new SyncSession(replica, { maxMessageBytes: limits.walkMessageBytes });
     const now = this.deps.now();
-    return { map: message.map, session, replica, isView, startedAt: now, lastActive: now };
+    return {
+      map: message.map,
+      session,
+      replica,
+      isView,
+      viewRecords,
+      startedAt: now,
+      lastActive: now,
+    };
   }
 
   /**
@@ -287,10 +324,8 @@ export class SyncService {
         visible.push([key, record]);
       if (++since >= 256) {
         since = 0;
-        if (slicer.due()) {
-          view.loadRecords(visible.splice(0));
-          await slicer.pause();
-        }
+        view.loadRecords(visible.splice(0));
+        if (slicer.due()) await slicer.pause();
       }
     }
     view.loadRecords(visible);
@@ -311,53 +346,59 @@ export class SyncService {
     records: ReadonlyArray<readonly [string, LWWRecord<Value>]>,
     options: SubmitOptions,
   ): Promise<void> {
-    const ops: MessageOf<'ops'>['ops'] = [];
-    const dropped: string[] = [];
-    const map = this.deps.grid.isLoaded(mapName) ? await this.deps.grid.get(mapName) : undefined;
-    // Records older than the write floor may be ones this server pruned since the client got
-    // them: those the client must drop too, or its walks would never converge.
-    const floor = this.deps.now() - this.deps.maxWriteAgeMs;
-    let horizon: number | undefined | null = null;
-    for (const [index, [key, record]] of records.entries()) {
-      if (
-        record.timestamp.millis < floor &&
-        (record.value === null || record.ttlMs !== undefined)
-      ) {
-        horizon ??= (await this.deps.storage.pruneMark(mapName).catch(() => undefined))
-          ?.horizonMillis;
-        if (horizon !== undefined && isPruned(record, horizon)) {
-          dropped.push(key);
-          continue;
-        }
-      }
-      if (ownsNodeId(peer.nodeId, record.timestamp.nodeId)) {
-        ops.push({ id: index, map: mapName, entry: toWireEntry(key, record) });
-        continue;
-      }
-      const stored = map?.getRecord(key) as GridRecord | undefined;
-      if (
+    const { permissions, grid, pipeline } = this.deps;
+    if (!permissions.canReadMap(peer.user, mapName)) return;
+    const map = await grid.get(mapName).catch(() => undefined);
+    if (map === undefined) return;
+    // The client must end up holding exactly what it may see. A record it holds that it did
+    // not write (or wrote too long ago to be written again, or may not write) it drops,
+    // unless this server holds one it may see that is at least as new, which the walk sends
+    // it: deleted, pruned, hidden and absent keys all get the same answer, so the answer
+    // reveals nothing the client may not see.
+    const dropped = new Set<string>();
+    const judge = (key: string, record: LWWRecord<Value>) => {
+      const stored = map.getRecord(key) as GridRecord | undefined;
+      const kept =
         stored !== undefined &&
-        compareRecords(stored, record) >= 0 &&
-        !this.deps.permissions.canSee(peer.user, mapName, key, stored)
-      ) {
-        dropped.push(key);
+        permissions.canSee(peer.user, mapName, key, stored) &&
+        compareRecords(stored, record) >= 0;
+      if (!kept) dropped.add(key);
+    };
+    const floor = this.deps.now() - this.deps.maxWriteAgeMs;
+    const own: Array<readonly [string, LWWRecord<Value>]> = [];
+    const ops: MessageOf<'ops'>['ops'] = [];
+    for (const [key, record] of records) {
+      if (ownsNodeId(peer.nodeId, record.timestamp.nodeId) && record.timestamp.millis >= floor) {
+        ops.push({ id: own.length, map: mapName, entry: toWireEntry(key, record) });
+        own.push([key, record]);
+      } else {
+        judge(key, record);
       }
     }
-    if (dropped.length > 0) sendRevoke(peer, mapName, dropped);
-    if (ops.length === 0) return;
-    const outcome = await this.deps.pipeline.submit(peer, ops, options);
-    for (const [name, keys] of outcome.revoked) sendRevoke(peer, name, keys);
+    if (ops.length > 0) {
+      const outcome = await pipeline.submit(peer, ops, options);
+      for (const keys of outcome.revoked.values()) for (const key of keys) dropped.add(key);
+      for (const rejection of outcome.rejected) {
+        if (!rejection.retryable) judge(...own[rejection.id]!);
+      }
+    }
+    if (dropped.size > 0) sendRevoke(peer, mapName, dropped);
   }
 
+  /**
+   * Streams a walk's bulk transfer in bounded chunks, each sent once the client has read
+   * most of the previous; it stops if the walk ends meanwhile (abandoned, or its client gone).
+   */
   private async sendBulk(
     peer: Peer,
-    map: string,
+    id: string,
+    walk: ActiveWalk,
     session: number,
-    replica: SyncReplica<Value>,
     bulk: readonly BulkItem[],
     slicer: WorkSlicer,
   ): Promise<void> {
-    const total = bulkSize(replica, bulk);
+    const { map } = walk;
+    const total = walk.session.bulkSize(bulk);
     const { chunkRecords, maxFrameBytes } = this.deps.limits;
     let first = true;
     const encode = (records: readonly WireEntry[], last: boolean) =>
@@ -380,13 +421,14 @@ export class SyncService {
         first = false;
         // Back-pressure: never queue more than the client has read.
         await slicer.io(peer.drained());
+        walk.lastActive = this.deps.now();
       }
     };
     let pending: WireEntry[] = [];
-    for (const [key, record] of bulkRecords(replica, bulk)) {
+    for (const [key, record] of walk.session.bulkRecords(bulk)) {
       pending.push(toWireEntry(key, record));
       if (pending.length >= chunkRecords) {
-        if (!peer.isOpen()) return;
+        if (!peer.isOpen() || this.walks.get(peer)?.get(id) !== walk) return;
         await sendChunk(pending);
         pending = [];
       }
@@ -418,13 +460,20 @@ export class SyncService {
     const walk = this.walks.get(peer)?.get(id);
     if (walk === undefined) return;
     this.walks.get(peer)!.delete(id);
-    if (walk.isView) this.views--;
+    if (walk.isView) {
+      this.views--;
+      this.viewRecords -= walk.viewRecords;
+    }
     this.deps.metrics.activeSyncSessions.dec();
+    if (peer.isOpen()) {
+      let ended = this.ended.get(peer);
+      if (ended === undefined) {
+        ended = new Map();
+        this.ended.set(peer, ended);
+      }
+      // A few are enough: chunks follow their walk's last message closely.
+      if (ended.size >= 16) ended.delete(ended.keys().next().value!);
+      ended.set(id, this.deps.now());
+    }
   }
-}
-
-/** Whether pruning at `horizonMillis` deletes a record: an older tombstone, or an expired one. */
-function isPruned(record: LWWRecord<Value>, horizonMillis: number): boolean {
-  if (record.value === null) return record.timestamp.millis < horizonMillis;
-  return record.ttlMs !== undefined && record.timestamp.millis + record.ttlMs < horizonMillis;
 }

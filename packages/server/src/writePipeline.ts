@@ -56,8 +56,6 @@ interface Batch extends BatchOutcome {
 interface Candidate extends RecordWrite {
   readonly batch: Batch;
   readonly op: Op;
-  /** The grid's record of the key when the op was admitted (who could see it before). */
-  readonly previous: GridRecord | undefined;
 }
 
 /** Rounds of conditional writes that lost their condition to a concurrent write. */
@@ -305,7 +303,11 @@ export class WritePipeline {
         key: candidate.key,
         record,
         entry: op.entry,
-        previous: candidate.previous,
+        // Who could see the record it replaced matters only under record-level read rules:
+        // read now, not at admission (another group may have committed in between).
+        previous: this.deps.permissions.hasRecordLevelReads(op.map)
+          ? maps.get(op.map)!.getRecord(candidate.key)
+          : undefined,
         origin: batch.peer,
       });
       let list = storedByMap.get(op.map);
@@ -440,7 +442,7 @@ export class WritePipeline {
       const readsMap = permissions.canReadMap(user, op.map);
       const visible =
         stored !== undefined && readsMap && permissions.canSee(user, op.map, key, stored);
-      if (stored !== undefined && readsMap && !visible) {
+      if (stored !== undefined && !visible) {
         // As the writer sees it, the key is absent. Where it could have created it, the
         // truthful answer that tells nothing of the hidden record is that of a write that
         // lost to someone else's: acknowledged as superseded, and the key revoked.
@@ -486,7 +488,6 @@ export class WritePipeline {
       key,
       record,
       serializedTimestamp: op.entry[1],
-      previous: stored,
       ...(conditional
         ? { expected: stored === undefined ? null : formatTimestamp(stored.timestamp) }
         : {}),

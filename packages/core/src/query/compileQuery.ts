@@ -68,10 +68,11 @@ export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
       );
     }
   }
-  const budget = { conditions: 0, operands: 0 };
+  const budget: Budget = { conditions: 0, operands: 0, canonical: new CanonicalTexts() };
   const where = (query as { where?: unknown }).where;
   const predicate: Predicate =
     where === undefined ? () => true : compileWhere(where, 'where', 0, budget);
+  const { canonical } = budget;
   const sortKeys = compileSort((query as { sort?: unknown }).sort);
   const limit = readCount((query as { limit?: unknown }).limit, 'limit', Number.POSITIVE_INFINITY);
   const offset = readCount((query as { offset?: unknown }).offset, 'offset', 0);
@@ -83,7 +84,10 @@ export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
     return values;
   };
   return {
-    matches: predicate as (value: V) => boolean,
+    matches: ((value: V) => {
+      canonical.forRecord(value);
+      return predicate(value);
+    }) as (value: V) => boolean,
     toSortable: (key, value) => ({ key, value, sortValues: sortValuesOf(value) }),
     sortValuesOf,
     compare: (a, b) => {
@@ -152,6 +156,32 @@ function compileCombinator(
 interface Budget {
   conditions: number;
   operands: number;
+  readonly canonical: CanonicalTexts;
+}
+
+/**
+ * Canonical texts of the arrays and objects of the record being matched, each computed once
+ * however many `in` lists look at it: one record costs its size, not size times conditions.
+ */
+class CanonicalTexts {
+  private record: unknown;
+  private readonly texts = new Map<object, string>();
+
+  /** Starts matching `record` (forgets the texts of the previous one). */
+  forRecord(record: unknown): void {
+    if (record === this.record) return;
+    this.record = record;
+    this.texts.clear();
+  }
+
+  textOf(field: object): string {
+    let text = this.texts.get(field);
+    if (text === undefined) {
+      text = stableStringify(field);
+      this.texts.set(field, text);
+    }
+    return text;
+  }
 }
 
 function compileCondition(
@@ -233,7 +263,7 @@ function compileOperator(
         (structured.size > 0 &&
           typeof field === 'object' &&
           field !== null &&
-          structured.has(stableStringify(field)));
+          structured.has(budget.canonical.textOf(field)));
       return operator === 'in' ? isIn : (field) => !isIn(field);
     }
     case 'contains': {

@@ -89,7 +89,8 @@ export class LiveQuery<V> {
         matching.push(entry);
         live.entries.set(key, entry);
       }
-      if (++since >= 256) {
+      // One record may cost a whole query's conditions: the clock is read often.
+      if (++since >= 16) {
         since = 0;
         if (slicer.due()) await slicer.pause();
       }

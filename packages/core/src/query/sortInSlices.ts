@@ -7,9 +7,9 @@ export interface Slicer {
 }
 
 /** Items sorted per run before runs are merged. */
-const RUN = 2048;
+const RUN = 512;
 /** Items handled between two checks of the slicer. */
-const CHECK_EVERY = 1024;
+const CHECK_EVERY = 256;
 
 /**
  * Sorts `items` (in place, and returns them) like `Array.prototype.sort`, but in slices: a

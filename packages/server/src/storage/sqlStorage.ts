@@ -181,6 +181,8 @@ export class SqlStorage implements Storage {
       }
     } catch (error) {
       if (!isDataError(error)) throw error;
+      // What the failed attempt's statements said no longer holds: it was rolled back.
+      for (const row of rows) outcomes.delete(row);
       if (rows.length === 1) {
         outcomes.set(rows[0]!, {
           stored: false,

@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
   bulkRecords,
@@ -17,7 +20,7 @@ import {
   type WireEntry,
 } from '@topgun/core';
 import { SignJWT } from 'jose';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, onTestFinished } from 'vitest';
 import type { ServerOptions, TopGunServer } from '../../src/index.js';
 import type { ReadContext, WriteContext } from '../../src/permissions.js';
 import { createStorage } from '../../src/storage/createStorage.js';
@@ -238,6 +241,43 @@ export function answersSubscription(id?: number): (message: Message) => boolean 
     (id === undefined || message.id === id);
 }
 
+/**
+ * Runs the built `topgun-server` (dist/cli.js) in a process of its own on `databaseUrl`, with
+ * anonymous clients off and JWTs signed with {@link TOKEN_SECRET}: for attacks whose client
+ * side is heavy itself, so that what a bystander waits for is the server's work alone.
+ * Resolves with its base URL once it listens; stopped when the calling test finishes.
+ */
+export async function spawnServer(databaseUrl: string): Promise<{ url: string }> {
+  const cli = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli.js');
+  const child = spawn(process.execPath, [cli], {
+    env: {
+      ...process.env,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      DATABASE_URL: databaseUrl,
+      JWT_SECRET: TOKEN_SECRET,
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  onTestFinished(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no listening line in: ${output}`)), 30_000);
+    child.stdout.on('data', (chunk) => {
+      output += String(chunk);
+      const match = /TopGun server listening on (http:\/\/[^ ]+) /.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ url: match[1]! });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`the server exited with ${code}: ${output}`)));
+  });
+}
+
 /** A bystander pinging the server from a thread of its own; see {@link startPinger}. */
 export interface Pinger {
   /** Resolves once the bystander is admitted and pinging. */
@@ -286,11 +326,11 @@ parentPort.on('message', () => {
 `;
 
 /**
- * Starts a bystander that says hello (anonymously) and then pings every `intervalMs`
+ * Starts a bystander that says hello (anonymously, or with `token`) and then pings every `intervalMs`
  * (default 20), one ping at a time, measuring each round trip: how long another client waits
  * while an attack runs.
  */
-export function startPinger(url: string, intervalMs = 20): Pinger {
+export function startPinger(url: string, intervalMs = 20, token?: string): Pinger {
   const worker = new Worker(PINGER_SOURCE, {
     eval: true,
     workerData: {
@@ -301,6 +341,7 @@ export function startPinger(url: string, intervalMs = 20): Pinger {
         type: 'hello',
         protocol: PROTOCOL_VERSION,
         nodeId: `pinger${Math.random().toString(36).slice(2, 10)}`,
+        ...(token === undefined ? {} : { token }),
       }),
       ping: encodeMessage({ type: 'ping', time: 0 }),
     },

@@ -102,6 +102,29 @@ describe.runIf(available)('session edges', () => {
     await server.close();
   });
 
+  it('caps the connections of one user, and reads nothing larger than a hello before hello', async () => {
+    const { server, url } = await database.startServer({
+      auth: { secret: TOKEN_SECRET },
+      limits: { maxConnectionsPerUser: 2 },
+    });
+    const first = await TestClient.connect(url, await tokenFor('dave'));
+    const second = await TestClient.connect(url, await tokenFor('dave'));
+    const third = await TestClient.open(url);
+    expect(await third.hello(await tokenFor('dave'))).toMatchObject({
+      type: 'error',
+      code: 'POLICY_VIOLATION',
+    });
+    expect(await third.closed()).toBe(CLOSE_CODES.policyViolation);
+    // Another user is not counted against Dave.
+    const erin = await TestClient.connect(url, await tokenFor('erin'));
+
+    const stranger = await TestClient.open(url);
+    stranger.sendRaw(new Uint8Array(64 * 1024));
+    expect(await stranger.closed()).toBe(CLOSE_CODES.protocolError);
+    for (const client of [first, second, erin]) client.close();
+    await server.close();
+  });
+
   it("refuses another user the node id a user claimed, its tabs' ids and its prefixes", async () => {
     const { server, url } = await database.startServer({
       auth: { secret: TOKEN_SECRET },

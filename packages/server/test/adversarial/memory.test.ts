@@ -95,6 +95,19 @@ describe.runIf(available)('an attacker cannot make the server hold memory withou
     },
   });
 
+  it('keeps nothing of a subscription whose client left while its map was loading', async () => {
+    const before = await metricValue(target.server, 'topgun_live_queries');
+    for (let round = 0; round < 20; round++) {
+      const quitter = await TestClient.connect(target.url);
+      // A map nobody loaded yet: the subscription waits on the database while its client goes.
+      quitter.send({ type: 'subscribe', id: 1, map: `big-never-${round}`, query: {} });
+      quitter.socket.terminate();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await metricValue(target.server, 'topgun_live_queries')).toBe(before);
+    expect(await metricValue(target.server, 'topgun_live_query_rows')).toBe(0);
+  });
+
   it('refuses live queries past the rows one connection may hold, `limit: 1` or not', async () => {
     const attacker = await TestClient.connect(target.url);
     for (let id = 1; id <= 100; id++)
