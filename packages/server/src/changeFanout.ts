@@ -22,6 +22,8 @@ export interface CommittedChange {
  */
 export class ChangeFanout {
   private readonly peers = new Set<Peer>();
+  /** Per map, the clients that walked it: those its changes go to. */
+  private readonly followers = new Map<string, Set<Peer>>();
   /** Per peer, per map, the changes to send: shared arrays when no record is filtered out. */
   private readonly pending = new Map<Peer, Map<string, WireEntry[][]>>();
   /** Per peer, per map, keys to revoke. */
@@ -44,14 +46,33 @@ export class ChangeFanout {
     this.peers.delete(peer);
     this.pending.delete(peer);
     this.revokes.delete(peer);
+    for (const map of peer.syncedMaps) {
+      const followers = this.followers.get(map);
+      followers?.delete(peer);
+      if (followers?.size === 0) this.followers.delete(map);
+    }
+  }
+
+  /** From now on `peer` receives the changes of `map` (it walked it). */
+  follow(peer: Peer, map: string): void {
+    if (!this.peers.has(peer) || peer.syncedMaps.has(map)) return;
+    peer.syncedMaps.add(map);
+    let followers = this.followers.get(map);
+    if (followers === undefined) {
+      followers = new Set();
+      this.followers.set(map, followers);
+    }
+    followers.add(peer);
   }
 
   /** Queues changes of `map` for every syncing client except `origin`. */
   publish(map: string, changes: readonly CommittedChange[], origin: Peer | undefined): void {
+    const followers = this.followers.get(map);
+    if (followers === undefined) return;
     const recordLevel = this.permissions.hasRecordLevelReads(map);
     const shared = changes.map((change) => change.entry);
-    for (const peer of this.peers) {
-      if (peer === origin || !peer.syncedMaps.has(map) || !peer.isOpen()) continue;
+    for (const peer of followers) {
+      if (peer === origin || !peer.isOpen()) continue;
       let entries = shared;
       if (recordLevel) {
         entries = [];

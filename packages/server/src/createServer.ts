@@ -119,6 +119,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     storage,
     permissions,
     pipeline,
+    fanout,
     metrics,
     logger: app.log,
     nodeId,

@@ -9,7 +9,7 @@ export interface Peer {
   readonly nodeId: string;
   /** Who the client is. */
   readonly user: Identity;
-  /** Maps this client syncs: it receives their changes. */
+  /** Maps this client syncs (it receives their changes); `ChangeFanout.follow` adds to it. */
   readonly syncedMaps: Set<string>;
   /** Whether messages can still be sent. */
   isOpen(): boolean;

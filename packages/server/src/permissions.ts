@@ -52,6 +52,8 @@ export const ALLOW_ALL: readonly PermissionRule[] = [{ map: '*', read: true, wri
 /** Evaluates permission rules; the first rule whose pattern matches a map applies. */
 export class Permissions {
   private readonly rules: ReadonlyArray<PermissionRule & { readonly pattern: RegExp }>;
+  private lastMap: string | undefined;
+  private lastRule: (PermissionRule & { readonly pattern: RegExp }) | undefined;
   private readonly cache = new Map<
     string,
     (PermissionRule & { readonly pattern: RegExp }) | null
@@ -131,6 +133,8 @@ export class Permissions {
   }
 
   private ruleFor(map: string) {
+    // Every op asks several times about its map, and a batch's ops mostly share one.
+    if (map === this.lastMap) return this.lastRule;
     let rule = this.cache.get(map);
     if (rule === undefined) {
       rule = this.rules.find((candidate) => candidate.pattern.test(map)) ?? null;
@@ -138,6 +142,8 @@ export class Permissions {
       if (this.cache.size >= 10_000) this.cache.clear();
       this.cache.set(map, rule);
     }
+    this.lastMap = map;
+    this.lastRule = rule ?? undefined;
     return rule ?? undefined;
   }
 }

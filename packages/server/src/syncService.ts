@@ -20,7 +20,7 @@ import {
   type WireEntry,
 } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
-import { sendRevoke } from './changeFanout.js';
+import { type ChangeFanout, sendRevoke } from './changeFanout.js';
 import type { WorkSlicer } from './cpuBudget.js';
 import type { GridRecord, MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
@@ -68,6 +68,8 @@ export class SyncService {
       readonly storage: Storage;
       readonly permissions: Permissions;
       readonly pipeline: WritePipeline;
+      /** Where clients that walked a map are registered to receive its changes. */
+      readonly fanout: Pick<ChangeFanout, 'follow'>;
       readonly metrics: ServerMetrics;
       readonly logger: FastifyBaseLogger;
       readonly nodeId: string;
@@ -264,7 +266,7 @@ export class SyncService {
       this.deps.logger.warn({ err: error, map: message.map }, 'sync refused: storage unavailable');
       return this.fail(peer, message, 'unavailable', 'storage is unavailable, retry later');
     }
-    peer.syncedMaps.add(message.map);
+    this.deps.fanout.follow(peer, message.map);
     const isView = permissions.hasRecordLevelReads(message.map);
     let replica: SyncReplica<Value> = map;
     const viewRecords = isView ? map.recordCount : 0;

@@ -32,7 +32,7 @@ export interface BatchOutcome {
   readonly superseded: number[];
   readonly rejected: Rejection[];
   /** Per map, keys the writer must drop from its replica: it may not see their records. */
-  readonly revoked: Map<string, Set<string>>;
+  readonly revoked: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 /** Options of {@link WritePipeline.submit}. */
@@ -44,8 +44,12 @@ export interface SubmitOptions {
   readonly mayLoadMap?: () => boolean;
 }
 
+/** No keys to revoke: shared by every batch until one has some. */
+const NO_REVOKES: ReadonlyMap<string, ReadonlySet<string>> = new Map();
+
 /** A queued batch, collecting its outcome as its group commits. */
-interface Batch extends BatchOutcome {
+interface Batch extends Omit<BatchOutcome, 'revoked'> {
+  revoked: Map<string, Set<string>>;
   readonly peer: Peer;
   readonly ops: readonly Op[];
   readonly options: SubmitOptions;
@@ -108,7 +112,7 @@ export class WritePipeline {
         acked: [],
         superseded: [],
         rejected: [],
-        revoked: new Map(),
+        revoked: NO_REVOKES as Map<string, Set<string>>,
       });
       this.pump();
     });
@@ -488,10 +492,13 @@ export class WritePipeline {
       key,
       record,
       serializedTimestamp: op.entry[1],
-      ...(conditional
-        ? { expected: stored === undefined ? null : formatTimestamp(stored.timestamp) }
-        : {}),
-      ...(keepPrior ? { keepPrior } : {}),
+      // Always both fields, so every candidate has one shape (no spread of throwaway objects).
+      expected: conditional
+        ? stored === undefined
+          ? null
+          : formatTimestamp(stored.timestamp)
+        : undefined,
+      keepPrior,
     };
   }
 }
@@ -503,6 +510,7 @@ function timestampOf(entry: WireEntry): { millis: number; nodeId: string } {
 }
 
 function revoke(batch: Batch, map: string, key: string): void {
+  if (batch.revoked === NO_REVOKES) batch.revoked = new Map();
   let keys = batch.revoked.get(map);
   if (keys === undefined) {
     keys = new Set();
@@ -526,6 +534,6 @@ export function rejectAll(
     acked: [],
     superseded: [],
     rejected: ops.map((op) => ({ id: op.id, reason, message, retryable })),
-    revoked: new Map(),
+    revoked: NO_REVOKES,
   };
 }

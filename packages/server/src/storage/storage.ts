@@ -12,12 +12,12 @@ export interface RecordWrite {
    * has no record): the condition under which a write rule allowed the write, checked by
    * the database as it writes. Absent: Last-Write-Wins alone decides.
    */
-  readonly expected?: string | null;
+  readonly expected?: string | null | undefined;
   /**
    * For a tombstone: keep the value it replaces (`prior`), so that who may see the deletion
    * can be decided later, by whether they could read what was deleted.
    */
-  readonly keepPrior?: boolean;
+  readonly keepPrior?: boolean | undefined;
 }
 
 /** What became of one {@link RecordWrite}. */
