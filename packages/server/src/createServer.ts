@@ -134,7 +134,14 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   let nextConnectionId = 1;
 
   await app.register(websocket, {
-    options: { maxPayload: limits.maxFrameBytes, perMessageDeflate: false },
+    options: {
+      maxPayload: limits.maxFrameBytes,
+      perMessageDeflate: false,
+      // One message per turn of the event loop per socket: frames that arrive together are
+      // decoded one at a time, with I/O between them, so a burst of the largest frames holds
+      // the loop for one frame's decoding at most.
+      allowSynchronousEvents: false,
+    },
   });
 
   if (options.staticDir !== undefined) {

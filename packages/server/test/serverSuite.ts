@@ -1,4 +1,4 @@
-import { formatTimestamp, toWireEntry, type Value } from '@topgun/core';
+import { decodeMessage, formatTimestamp, toWireEntry, type Value } from '@topgun/core';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SqlDriver } from '../src/storage/sqlDriver.js';
@@ -335,11 +335,12 @@ export function runServerSuite(
         const replica = replicaOf();
         const chunks: number[] = [];
         let total: number | undefined;
-        reader.socket.on('message', () => {
-          const last = reader.received.at(-1);
-          if (last?.type === 'sync_records') {
-            chunks.push(last.records.length);
-            total ??= last.total;
+        // Decoded here: the reader hands a message to a waiting `next` and forgets it at once.
+        reader.socket.on('message', (data) => {
+          const message = decodeMessage(new Uint8Array(data as Buffer));
+          if (message.type === 'sync_records') {
+            chunks.push(message.records.length);
+            total ??= message.total;
           }
         });
         const result = await reader.sync('bulk', replica);

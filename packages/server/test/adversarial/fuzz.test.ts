@@ -11,8 +11,10 @@ import {
 } from '@topgun/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { postgresAvailable } from '../postgres.js';
+import { eventually } from '../serverHarness.js';
 import { replicaOf, TestClient } from '../testClient.js';
 import {
+  metricValue,
   readByOwnerOrShared,
   TOKEN_SECRET,
   tokenFor,
@@ -308,6 +310,19 @@ describe.runIf(available)(`protocol fuzzing (seed ${SEED}, ${SECONDS} s)`, () =>
         `fuzz: ${rounds} honest rounds, ${acked.length} acked writes, ${sent.join('+')} hostile frames`,
       );
       expect(rounds).toBeGreaterThan(0);
+
+      // What the hostile clients sent is all handled before anything is checked: their
+      // sockets are closed on the server's side, and writes have stopped landing.
+      await eventually(
+        async () => (await metricValue(target.server, 'topgun_connections')) === honest.length,
+        15_000,
+      );
+      for (let applied = -1; ; ) {
+        const now = await metricValue(target.server, 'topgun_ops_applied_total');
+        if (now === applied) break;
+        applied = now;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
 
       // Healthy: ready, and answering at once.
       const ready = await target.server.app.inject({ method: 'GET', url: '/ready' });
