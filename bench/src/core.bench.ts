@@ -9,7 +9,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as Automerge from '@automerge/automerge';
 import {
-  bulkRecords,
   encodeMessage,
   HLC,
   LWWMap,
@@ -194,7 +193,7 @@ function record(
       const answer = sessions[receiver]!.receive(message);
       message = answer.message && {
         ...answer.message,
-        records: [...answer.message.records, ...bulkRecords(replicas[receiver]!, answer.bulk)],
+        records: [...answer.message.records, ...sessions[receiver]!.bulkRecords(answer.bulk)],
       };
       sender = receiver;
     }

@@ -6,6 +6,7 @@ import {
   HASH_SEED_1,
   HASH_SEED_2,
 } from './hash.js';
+import { utf8Bytes } from './utf8Bytes.js';
 
 /*
  * The canonical encoding of a record value (`specifications/data-model.md`) is the MessagePack
@@ -31,21 +32,6 @@ function headerSize(length: number, fixLimit: number, hasEightBit: boolean): num
   if (length < fixLimit) return 1;
   if (hasEightBit && length < 0x100) return 2;
   return length < 0x10000 ? 3 : 5;
-}
-
-/** The UTF-8 length of a well-formed string. */
-function utf8Length(text: string): number {
-  let length = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0x80) continue;
-    if (unit < 0x800) length += 1;
-    else if ((unit & 0xfc00) === 0xd800 && i + 1 < text.length) {
-      length += 2;
-      i++;
-    } else length += 2;
-  }
-  return length;
 }
 
 // The hash state while a value is hashed: module-level, which V8 keeps faster than fields.
@@ -158,7 +144,7 @@ function mixString(text: string): void {
 
 function mixUtf8String(text: string): void {
   const length = text.length;
-  mixHeader(utf8Length(text), 0xa0, 32, 0xda);
+  mixHeader(utf8Bytes(text), 0xa0, 32, 0xda);
   let h1 = state1;
   let h2 = state2;
   const out = UTF8_SCRATCH;
@@ -227,7 +213,7 @@ export function canonicalSize(value: unknown): number {
     case 'number':
       return isEncodedAsInteger(value) ? integerSize(value) : 9;
     case 'string': {
-      const length = utf8Length(value);
+      const length = utf8Bytes(value);
       return headerSize(length, 32, true) + length;
     }
     case 'object': {

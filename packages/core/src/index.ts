@@ -1,4 +1,4 @@
-export { canonicalSize, ValueHasher, valueFingerprint } from './canonicalValue.js';
+export { canonicalSize, valueFingerprint } from './canonicalValue.js';
 export { ClockDriftError } from './clockDriftError.js';
 export { compareValues } from './compareValues.js';
 export { describeValue } from './describeValue.js';
@@ -17,8 +17,6 @@ export {
 export { isValidMapName, MAX_MAP_NAME_LENGTH, validateMapName } from './mapName.js';
 export {
   type BulkItem,
-  bulkRecords,
-  bulkSize,
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MAX_MESSAGE_WORK,
   DIGEST_STAMP_BYTES,
@@ -28,7 +26,6 @@ export {
   MARK_PROBE,
   MARK_SAME,
   MARK_SEND_ALL,
-  recordsUnder,
   rootBytes,
   type SyncAnswer,
   type SyncMessage,
@@ -58,6 +55,7 @@ export {
   changesSchema,
   errorSchema,
   helloSchema,
+  MAX_TOKEN_LENGTH,
   MESSAGE_TYPES,
   type Message,
   type MessageOf,
@@ -114,7 +112,7 @@ export type {
   Where,
 } from './query/queryTypes.js';
 export { type Slicer, sortInSlices } from './query/sortInSlices.js';
-export { isValidKey, MAX_KEY_BYTES, utf8Bytes, validateKey } from './recordKey.js';
+export { isValidKey, MAX_KEY_BYTES, validateKey } from './recordKey.js';
 export { stableStringify } from './stableStringify.js';
 export {
   compareTimestamps,
@@ -132,6 +130,5 @@ export {
   MAX_WALK_PATH_LENGTH,
   SUBLEAF_DEPTH,
   type SyncReplica,
-  validateWalkPath,
   WalkTree,
 } from './walkTree.js';

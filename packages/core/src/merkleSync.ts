@@ -2,11 +2,9 @@ import { canonicalSize } from './canonicalValue.js';
 import { ValidationError } from './errors.js';
 import type { LWWRecord } from './lwwRecord.js';
 import { type HashWidth, LEAF_PATH_LENGTH, type MerkleTree } from './merkleTree.js';
-import { utf8Bytes } from './recordKey.js';
 import { compareTimestamps, isValidNodeId, type Timestamp } from './timestamp.js';
+import { utf8Bytes } from './utf8Bytes.js';
 import { MAX_WALK_PATH_LENGTH, type SyncReplica, WalkTree } from './walkTree.js';
-
-export type { SyncReplica } from './walkTree.js';
 
 /** A child the peer probed and this side found equal (or is sending in bulk, or left for a later walk). */
 export const MARK_SAME = 0;
@@ -19,9 +17,10 @@ export const MARK_SEND_ALL = 3;
 
 /**
  * Bytes per digest entry in `digestStamps`: millis (6), counter (2), node id index (2), and
- * lane 1 of the item's hash (4), which tells records with equal timestamps apart.
+ * both lanes of the item's hash (8), which tell records with equal timestamps apart: one lane
+ * alone could be matched by a writer trying 2^32 values.
  */
-export const DIGEST_STAMP_BYTES = 14;
+export const DIGEST_STAMP_BYTES = 18;
 
 /**
  * The most items a node may hold to be answered with a digest rather than its children's
@@ -156,7 +155,7 @@ export class SyncSession<V> {
 
   /** How many records a bulk transfer of the last answer holds at most (for progress). */
   bulkSize(bulk: readonly BulkItem[]): number {
-    return bulkSize(this.replica, bulk, this.tree);
+    return bulkSize(bulk, this.tree);
   }
 
   /** The opening message: this side's hashes of the 271 partitions (none when it is empty). */
@@ -316,8 +315,8 @@ export class SyncSession<V> {
 
 /** Whether a differing node is answered with its digest rather than probed further. */
 function isDigestible(path: readonly number[], count: number): boolean {
-  if (count <= DIGEST_THRESHOLD || path.length === MAX_WALK_PATH_LENGTH) return true;
-  return path.length >= LEAF_PATH_LENGTH && count <= LEAF_DIGEST_MAX;
+  // At the deepest level only counts within LEAF_DIGEST_MAX get here (larger go SEND_ALL).
+  return count <= DIGEST_THRESHOLD || (path.length >= LEAF_PATH_LENGTH && count <= LEAF_DIGEST_MAX);
 }
 
 /** The 8-byte root hash of a tree (lane 1 then lane 2, big-endian). */
@@ -331,10 +330,10 @@ export function rootBytes(tree: MerkleTree): Uint8Array {
 }
 
 /** Every stored record below the walk node at `path` (tombstones included). */
-export function* recordsUnder<V>(
+function* recordsUnder<V>(
   replica: SyncReplica<V>,
   path: readonly number[],
-  tree: WalkTree<V> = new WalkTree(replica),
+  tree: WalkTree<V>,
 ): Generator<readonly [string, LWWRecord<V>]> {
   for (const key of tree.keysUnder(path)) {
     const record = replica.getRecord(key);
@@ -343,10 +342,10 @@ export function* recordsUnder<V>(
 }
 
 /** The records of a bulk transfer ({@link SyncAnswer.bulk}), read from the replica as they are sent. */
-export function* bulkRecords<V>(
+function* bulkRecords<V>(
   replica: SyncReplica<V>,
   bulk: readonly BulkItem[],
-  tree: WalkTree<V> = new WalkTree(replica),
+  tree: WalkTree<V>,
 ): Generator<readonly [string, LWWRecord<V>]> {
   for (const item of bulk) {
     if ('key' in item) {
@@ -361,11 +360,7 @@ export function* bulkRecords<V>(
 }
 
 /** How many records a bulk transfer holds at most (for progress reports). */
-export function bulkSize<V>(
-  replica: SyncReplica<V>,
-  bulk: readonly BulkItem[],
-  tree: WalkTree<V> = new WalkTree(replica),
-): number {
+function bulkSize<V>(bulk: readonly BulkItem[], tree: WalkTree<V>): number {
   let size = 0;
   for (const item of bulk) size += 'key' in item ? 1 : tree.node(item.path).count;
   return size;
@@ -386,10 +381,10 @@ function emptyMessage<V>(width: HashWidth, root: Uint8Array): SyncMessage<V> {
   };
 }
 
-/** A digest entry: the item's timestamp and lane 1 of its hash. */
+/** A digest entry: the item's timestamp and its hash. */
 interface DigestStamp {
   readonly timestamp: Timestamp;
-  readonly itemHash: number;
+  readonly itemHash: readonly [number, number];
 }
 
 /** Encoded bytes, beyond the record itself, of one record in `records` (key, array, timestamp). */
@@ -447,21 +442,24 @@ class ReplyBuilder<V> {
 
   /** Adds the digest of `path` (holding `count` items) if it fits. */
   digest(path: readonly number[], count: number): boolean {
-    if (!this.fits(count * DIGEST_ENTRY_BYTES) || !this.spend(count)) return false;
-    let size = 0;
+    if (!this.spend(count)) return false;
+    const entries: Array<[string, LWWRecord<V>]> = [];
+    let bytes = 0;
     for (const key of this.tree.keysUnder(path)) {
       const record = this.replica.getRecord(key);
       if (record === undefined) continue;
-      this.bytes += utf8Bytes(key);
+      entries.push([key, record]);
+      bytes += utf8Bytes(key) + DIGEST_ENTRY_BYTES;
+    }
+    if (!this.fits(bytes)) return false;
+    for (const [key, record] of entries) {
       this.digestKeys.push(key);
       this.stamps.push({
         timestamp: record.timestamp,
-        itemHash: this.replica.merkleTree.itemHash(key, record)[0],
+        itemHash: this.replica.merkleTree.itemHash(key, record),
       });
-      size++;
     }
-    this.bytes += size * DIGEST_ENTRY_BYTES;
-    this.digestSizes.push(size);
+    this.digestSizes.push(entries.length);
     return true;
   }
 
@@ -574,10 +572,7 @@ function compareDigests<V>(
       const own = replica.getRecord(key);
       const theirs = stamps[entry]!;
       const order = own === undefined ? 1 : compareTimestamps(theirs.timestamp, own.timestamp);
-      if (
-        order === 0 &&
-        replica.merkleTree.itemHash(key, own!)[0] >>> 0 !== theirs.itemHash >>> 0
-      ) {
+      if (order === 0 && !sameItemHash(replica.merkleTree.itemHash(key, own!), theirs.itemHash)) {
         // Equal timestamps, different records: each side sends its own and both keep the
         // winner of the tie rule.
         reply.want(true);
@@ -615,7 +610,8 @@ function encodeStamps(entries: readonly DigestStamp[]): { stamps: Uint8Array; no
     view.setUint32(offset + 2, timestamp.millis >>> 0);
     view.setUint16(offset + 6, timestamp.counter);
     view.setUint16(offset + 8, index);
-    view.setUint32(offset + 10, itemHash >>> 0);
+    view.setUint32(offset + 10, itemHash[0] >>> 0);
+    view.setUint32(offset + 14, itemHash[1] >>> 0);
   });
   return { stamps, nodeIds };
 }
@@ -641,10 +637,14 @@ function decodeStamps(stamps: unknown, nodeIds: unknown, count: number): DigestS
         counter: view.getUint16(offset + 6),
         nodeId,
       },
-      itemHash: view.getUint32(offset + 10),
+      itemHash: [view.getUint32(offset + 10), view.getUint32(offset + 14)],
     });
   }
   return result;
+}
+
+function sameItemHash(a: readonly [number, number], b: readonly [number, number]): boolean {
+  return a[0] >>> 0 === b[0] >>> 0 && a[1] >>> 0 === b[1] >>> 0;
 }
 
 function packMarks(marks: readonly number[]): Uint8Array {

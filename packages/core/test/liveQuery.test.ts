@@ -93,9 +93,23 @@ describe('LiveQuery', () => {
         pauses++;
       },
     });
-    expect(built.rows).toEqual(new LiveQuery(query, records).rows);
-    expect(built.matchingCount).toBe(new LiveQuery(query, records).matchingCount);
+    expect(built!.rows).toEqual(new LiveQuery(query, records).rows);
+    expect(built!.matchingCount).toBe(new LiveQuery(query, records).matchingCount);
     expect(pauses).toBeGreaterThan(10);
+
+    // With a row cap it stops as soon as more records match, reading no further.
+    const matching = built!.matchingCount;
+    let read = 0;
+    const counted = (function* () {
+      for (const record of records) {
+        read++;
+        yield record;
+      }
+    })();
+    const slicer = { due: () => false, pause: async () => {} };
+    expect(await LiveQuery.build(query, counted, slicer, matching / 2)).toBeUndefined();
+    expect(read).toBeLessThan(records.length * 0.75);
+    expect(await LiveQuery.build(query, records, slicer, matching)).toBeDefined();
   });
 
   it('sorts in slices exactly like Array.prototype.sort, stably', async () => {

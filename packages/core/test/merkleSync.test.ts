@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   compareRecords,
+  DIGEST_STAMP_BYTES,
   encodeMessage,
   type HashWidth,
   keyHash,
@@ -161,6 +162,24 @@ describe('Merkle walk within a message budget', () => {
     expect(visibleState(left)).toEqual(visibleState(right));
   });
 
+  it('counts digest keys in the budget: long keys do not carry a message past it', () => {
+    const clock = new FakeClock();
+    const [left, right] = createReplicas<Doc>(2, clock) as [LWWMap<Doc>, LWWMap<Doc>];
+    const keyOf = (i: number) => `${String(i).padStart(6, '0')}-${'k'.repeat(1_000)}`;
+    for (let i = 0; i < 2_000; i++) right.merge(keyOf(i), left.set(keyOf(i), { n: i }));
+    clock.time += 10;
+    for (let i = 0; i < 2_000; i += 2) left.set(keyOf(i), { n: -i });
+    const budget = 16 * 1024;
+    const reports = walkUntilConverged(left, right, budget);
+    for (const report of reports) {
+      for (const message of report.messages) {
+        // Records beyond the budget go in bulk (appended by `walk`): digests and hashes only.
+        expect(sizeOf({ ...message, records: [] })).toBeLessThan(budget + 512);
+      }
+    }
+    expect(visibleState(left)).toEqual(visibleState(right));
+  });
+
   it('splits a leaf crowded by chosen keys into sub-leaves: no digest or message grows with it', () => {
     // 100 keys brute-forced into the leaf of `target`, as an attacker steering keys would.
     // Same partition and leaf = same keyHash modulo 271 * 256.
@@ -215,6 +234,40 @@ describe('Merkle walk within a message budget', () => {
     expect(report.converged).toBe(true);
     expect(left.get('key-3')).toEqual({ n: 2 });
     expect(right.get('key-3')).toEqual({ n: 2 });
+  });
+
+  it('tells equal-timestamp records apart in digests by both lanes of their hash', () => {
+    const clock = new FakeClock();
+    const [left, right] = createReplicas<Doc>(2, clock) as [LWWMap<Doc>, LWWMap<Doc>];
+    for (let i = 0; i < 500; i++) {
+      const record = left.set(`key-${i}`, { n: i });
+      right.merge(`key-${i}`, record);
+    }
+    const timestamp = { millis: clock.time + 5, counter: 0, nodeId: 'x' };
+    left.merge('key-3', { value: { n: 1 }, timestamp });
+    right.merge('key-3', { value: { n: 2 }, timestamp });
+    // Walk until a digest lists key-3; its stamp is then made to match the receiver's lane 1
+    // (what a writer trying 2^32 values could arrange): lane 2 must still tell them apart.
+    const replicas = [left, right] as const;
+    const sessions = [new SyncSession(left, { width: 4 }), new SyncSession(right)] as const;
+    let message = sessions[0].open();
+    for (let turn = 0; turn < 20; turn++) {
+      const receiver = (turn + 1) % 2;
+      const entry = message.digestKeys.indexOf('key-3');
+      if (entry >= 0) {
+        const own = replicas[receiver]!;
+        const [ownLane1] = own.merkleTree.itemHash('key-3', own.getRecord('key-3')!);
+        const stamps = message.digestStamps.slice();
+        new DataView(stamps.buffer).setUint32(entry * DIGEST_STAMP_BYTES + 10, ownLane1 >>> 0);
+        const answer = sessions[receiver]!.receive({ ...message, digestStamps: stamps }).message!;
+        expect(answer.records.map(([key]) => key)).toContain('key-3');
+        return;
+      }
+      const next = sessions[receiver]!.receive(message).message;
+      if (next === undefined) break;
+      message = next;
+    }
+    throw new Error('no digest listed key-3');
   });
 });
 

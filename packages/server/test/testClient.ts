@@ -1,5 +1,4 @@
 import {
-  bulkRecords,
   decodeMessage,
   encodeMessage,
   fromSyncWire,
@@ -189,9 +188,9 @@ export class TestClient {
   async sync(
     map: string,
     replica: LWWMap<Value>,
-    options: { lastSync?: number; width?: 4 | 8 } = {},
+    options: { lastSync?: number; width?: 4 | 8; session?: number } = {},
   ) {
-    const session = this.nextSession++;
+    const session = options.session ?? this.nextSession++;
     const walk = new SyncSession(replica, { width: options.width ?? 4 });
     let received = 0;
     let messages = 0;
@@ -211,7 +210,7 @@ export class TestClient {
         continue;
       }
       if (message.type === 'sync_done') {
-        return { done: message, received, messages, converged: sameBytes(message.root, replica) };
+        return { done: message, received, messages, converged: hasRoot(replica, message.root) };
       }
       if (message.type === 'sync_reset' || message.type === 'sync_error')
         return { done: message, received, messages, converged: false };
@@ -221,7 +220,7 @@ export class TestClient {
       received += incoming.records.length;
       const answer = walk.receive(incoming);
       if (answer.message !== undefined) {
-        const bulk = [...bulkRecords(replica, answer.bulk)];
+        const bulk = [...walk.bulkRecords(answer.bulk)];
         this.send(
           toSyncWire(map, session, {
             ...answer.message,
@@ -243,9 +242,10 @@ function rootOf(replica: LWWMap<Value>): Uint8Array {
   return rootBytes(replica.merkleTree);
 }
 
-function sameBytes(root: Uint8Array, replica: LWWMap<Value>): boolean {
+/** Whether `root`, a peer's root bytes, is `replica`'s root. */
+export function hasRoot(replica: LWWMap<Value>, root: Uint8Array): boolean {
   const own = rootOf(replica);
-  return own.every((byte, index) => byte === root[index]);
+  return own.length === root.length && own.every((byte, index) => byte === root[index]);
 }
 
 /** A replica for tests. */

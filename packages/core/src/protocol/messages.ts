@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { isValidMapName } from '../mapName.js';
 import { compileQuery } from '../query/compileQuery.js';
 import type { Query } from '../query/queryTypes.js';
-import { isValidKey } from '../recordKey.js';
+import { isValidKey, MAX_KEY_BYTES } from '../recordKey.js';
 import { isSerializedTimestamp, isValidNodeId } from '../timestamp.js';
 import { type Value, validateValue } from '../value.js';
 
@@ -17,9 +17,10 @@ const bytes = z.custom<Uint8Array>(
   (candidate) => candidate instanceof Uint8Array,
   'expected binary data',
 );
-const key = z
-  .string()
-  .refine(isValidKey, 'expected a record key: 1-1024 bytes of UTF-8, no U+0000 or lone surrogates');
+/** Longest token a `hello` may carry, in characters. */
+export const MAX_TOKEN_LENGTH = 16 * 1024;
+const KEY_ISSUE = `expected a record key: 1-${MAX_KEY_BYTES} bytes of UTF-8, no U+0000 or lone surrogates`;
+const key = z.string().refine(isValidKey, KEY_ISSUE);
 const mapName = z
   .string()
   .refine(isValidMapName, 'expected a map name: 1-128 characters from A-Z a-z 0-9 _ . : @ / -');
@@ -65,10 +66,7 @@ function wireEntryIssue(entry: unknown): Issue | undefined {
   }
   const [key, timestamp, value, ttlMs] = entry as unknown[];
   if (typeof key !== 'string' || !isValidKey(key)) {
-    return {
-      path: [0],
-      message: 'expected a record key: 1-1024 bytes of UTF-8, no U+0000 or lone surrogates',
-    };
+    return { path: [0], message: KEY_ISSUE };
   }
   if (!isSerializedTimestamp(timestamp)) {
     return { path: [1], message: 'expected a serialized timestamp' };
@@ -110,10 +108,7 @@ export const helloSchema = z.strictObject({
   type: z.literal('hello'),
   protocol: uint,
   nodeId,
-  token: z
-    .string()
-    .max(16 * 1024)
-    .optional(),
+  token: z.string().max(MAX_TOKEN_LENGTH).optional(),
 });
 
 /** Server → client: the handshake succeeded. */

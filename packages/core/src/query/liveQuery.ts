@@ -57,47 +57,38 @@ export class LiveQuery<V> {
     this.compiled = compileQuery(query);
     this.sorted = new SortedList<Entry<V>>(this.compiled.compare);
     const matching: Entry<V>[] = [];
-    for (const [key, value] of initial) {
-      if (this.compiled.matches(value)) {
-        const entry = this.createEntry(key, value);
-        matching.push(entry);
-        this.entries.set(key, entry);
-      }
-    }
+    for (const [key, value] of initial) this.collect(key, value, matching);
     matching.sort(this.compiled.compare);
-    this.sorted.assignSorted(matching);
-    this.window = this.sliceWindow();
+    this.settle(matching);
   }
 
   /**
    * Builds a live query like the constructor, but in slices: `slicer.due()` is checked every
-   * few hundred records and `slicer.pause()` awaited when it says so, so that a large map
-   * never holds the caller's thread (a server's event loop) for long.
+   * 16 records (one record may cost a whole query's conditions) and `slicer.pause()` awaited
+   * when it says so, so that a large map never holds the caller's thread (a server's event
+   * loop) for long.
+   * @param maxRows Stop, resolving `undefined`, as soon as more records than this match.
    * @throws {QueryError} when the query is invalid.
    */
   static async build<V>(
     query: Query<V>,
     initial: Iterable<readonly [string, V]>,
     slicer: Slicer,
-  ): Promise<LiveQuery<V>> {
+    maxRows = Number.POSITIVE_INFINITY,
+  ): Promise<LiveQuery<V> | undefined> {
     const live = new LiveQuery<V>(query);
     const matching: Entry<V>[] = [];
     let since = 0;
     for (const [key, value] of initial) {
-      if (live.compiled.matches(value)) {
-        const entry = live.createEntry(key, value);
-        matching.push(entry);
-        live.entries.set(key, entry);
-      }
-      // One record may cost a whole query's conditions: the clock is read often.
+      live.collect(key, value, matching);
+      if (matching.length > maxRows) return undefined;
       if (++since >= 16) {
         since = 0;
         if (slicer.due()) await slicer.pause();
       }
     }
     await sortInSlices(matching, live.compiled.compare, slicer);
-    live.sorted.assignSorted(matching);
-    live.window = live.sliceWindow();
+    live.settle(matching);
     return live;
   }
 
@@ -186,6 +177,18 @@ export class LiveQuery<V> {
   private sliceWindow(): readonly QueryRow<V>[] {
     const { offset, limit } = this.compiled;
     return this.sorted.slice(offset, offset + limit).map((entry) => entry.row);
+  }
+
+  private collect(key: string, value: V, matching: Entry<V>[]): void {
+    if (!this.compiled.matches(value)) return;
+    const entry = this.createEntry(key, value);
+    matching.push(entry);
+    this.entries.set(key, entry);
+  }
+
+  private settle(matching: Entry<V>[]): void {
+    this.sorted.assignSorted(matching);
+    this.window = this.sliceWindow();
   }
 
   private createEntry(key: string, value: V): Entry<V> {

@@ -4,7 +4,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
-  bulkRecords,
   encodeMessage,
   formatTimestamp,
   fromSyncWire,
@@ -20,14 +19,14 @@ import {
   type WireEntry,
 } from '@topgun/core';
 import { SignJWT } from 'jose';
-import { afterAll, beforeAll, onTestFinished } from 'vitest';
+import { afterAll, beforeAll, expect, onTestFinished } from 'vitest';
 import type { ServerOptions, TopGunServer } from '../../src/index.js';
 import type { ReadContext, WriteContext } from '../../src/permissions.js';
 import { createStorage } from '../../src/storage/createStorage.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { createTestDatabase } from '../postgres.js';
 import { startServer } from '../serverHarness.js';
-import { replicaOf, type TestClient } from '../testClient.js';
+import { hasRoot, replicaOf, type TestClient } from '../testClient.js';
 
 /** The HS256 secret the servers of the adversarial suites verify tokens with. */
 export const TOKEN_SECRET = 'an-adversarial-test-secret-of-32-bytes!';
@@ -278,6 +277,12 @@ export async function spawnServer(databaseUrl: string): Promise<{ url: string }>
   });
 }
 
+/** The longest of a bystander's round trips; there must have been some. */
+export function longestRoundTrip(roundTrips: readonly number[]): number {
+  expect(roundTrips.length, 'the bystander pinged').toBeGreaterThan(0);
+  return Math.max(...roundTrips);
+}
+
 /** A bystander pinging the server from a thread of its own; see {@link startPinger}. */
 export interface Pinger {
   /** Resolves once the bystander is admitted and pinging. */
@@ -449,7 +454,7 @@ export async function walkLikeAClient(
         received += message.records.length;
         continue;
       case 'sync_done': {
-        const converged = sameBytes(message.root, rootBytes(replica.merkleTree));
+        const converged = hasRoot(replica, message.root);
         return { done: message, received, revoked, converged, replica };
       }
       case 'sync': {
@@ -457,7 +462,7 @@ export async function walkLikeAClient(
         for (const [key, record] of incoming.records) replica.merge(key, record);
         received += incoming.records.length;
         const answer = walk.receive(incoming);
-        const bulk = [...bulkRecords(replica, answer.bulk)];
+        const bulk = [...walk.bulkRecords(answer.bulk)];
         // The client sends its bulk records before its answer (protocol.md), so the server
         // has taken them, and revoked what it must, before it answers.
         if (bulk.length > 0 && !(inline && answer.message !== undefined)) {
@@ -476,8 +481,4 @@ export async function walkLikeAClient(
         return { done: message, received, revoked, converged: false, replica };
     }
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, index) => byte === b[index]);
 }
