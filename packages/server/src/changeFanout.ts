@@ -21,7 +21,8 @@ export interface CommittedChange {
  * (`revoke`).
  */
 export class ChangeFanout {
-  private readonly peers = new Set<Peer>();
+  /** Per connected client, the maps it walked. */
+  private readonly followed = new Map<Peer, Set<string>>();
   /** Per map, the clients that walked it: those its changes go to. */
   private readonly followers = new Map<string, Set<Peer>>();
   /** Per peer, per map, the changes to send: shared arrays when no record is filtered out. */
@@ -39,14 +40,15 @@ export class ChangeFanout {
   ) {}
 
   add(peer: Peer): void {
-    this.peers.add(peer);
+    if (!this.followed.has(peer)) this.followed.set(peer, new Set());
   }
 
   remove(peer: Peer): void {
-    this.peers.delete(peer);
+    const maps = this.followed.get(peer) ?? [];
+    this.followed.delete(peer);
     this.pending.delete(peer);
     this.revokes.delete(peer);
-    for (const map of peer.syncedMaps) {
+    for (const map of maps) {
       const followers = this.followers.get(map);
       followers?.delete(peer);
       if (followers?.size === 0) this.followers.delete(map);
@@ -55,8 +57,9 @@ export class ChangeFanout {
 
   /** From now on `peer` receives the changes of `map` (it walked it). */
   follow(peer: Peer, map: string): void {
-    if (!this.peers.has(peer) || peer.syncedMaps.has(map)) return;
-    peer.syncedMaps.add(map);
+    const maps = this.followed.get(peer);
+    if (maps === undefined || maps.has(map)) return;
+    maps.add(map);
     let followers = this.followers.get(map);
     if (followers === undefined) {
       followers = new Set();

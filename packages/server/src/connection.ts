@@ -3,6 +3,7 @@ import {
   type DecodeLimits,
   decodeMessage,
   encodeMessage,
+  MAX_TOKEN_LENGTH,
   type Message,
   type MessageOf,
   PROTOCOL_VERSION,
@@ -50,8 +51,8 @@ export interface ConnectionServices {
 }
 
 const VIOLATION_WINDOW_MS = 10_000;
-/** Largest frame before the handshake ends: a hello, its token at most 16 KiB. */
-const HANDSHAKE_FRAME_BYTES = 32 * 1024;
+/** Largest frame before the handshake ends: a hello, with the longest token (3 bytes a char). */
+const HANDSHAKE_FRAME_BYTES = MAX_TOKEN_LENGTH * 3 + 1024;
 /**
  * Ops messages of one connection in the write pipeline at once. A batch does not wait for the
  * previous one to commit (a stalled commit would otherwise delay every later batch of the
@@ -61,7 +62,6 @@ const MAX_PIPELINED_BATCHES = 8;
 
 /** One client: handshake, then every message dispatched to the services. */
 export class ClientConnection implements Peer {
-  readonly syncedMaps = new Set<string>();
   private identity: Identity | undefined;
   private clientNodeId = '';
   private state: 'handshake' | 'ready' | 'closed' = 'handshake';
@@ -240,12 +240,7 @@ export class ClientConnection implements Peer {
     }
     let message: Message;
     try {
-      const start = performance.now();
-      try {
-        message = decodeMessage(frame, this.services.decodeLimits);
-      } finally {
-        this.cpu.charge(performance.now() - start);
-      }
+      message = this.cpu.measure(() => decodeMessage(frame, this.services.decodeLimits));
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
       this.violation('malformed', error.message);
@@ -310,7 +305,8 @@ export class ClientConnection implements Peer {
           const answered = this.handle(message, received).catch((error) => this.crash(error));
           this.pendingOps.add(answered);
           void answered.finally(() => this.pendingOps.delete(answered));
-        });
+        })
+        .catch((error) => this.crash(error));
       return;
     }
     this.queue = this.queue
@@ -477,21 +473,9 @@ export class ClientConnection implements Peer {
       this.closeWith(CLOSE.unauthorized, result.code);
       return;
     }
-    const userId = result.identity.id;
-    if (
-      userId !== null &&
-      this.services.connectionsOf(userId) >= this.services.limits.maxConnectionsPerUser
-    ) {
-      this.services.metrics.budgetExceeded.inc({ budget: 'user_connections' });
-      this.send({
-        type: 'error',
-        code: 'POLICY_VIOLATION',
-        message: `at most ${this.services.limits.maxConnectionsPerUser} connections per user`,
-        retryable: true,
-      });
-      this.closeWith(CLOSE.policyViolation, 'too many connections for this user');
-      return;
-    }
+    // Checked before the claim (which writes to storage) and again after it, with no await
+    // before the connection counts as ready: hellos in a burst cannot all pass the check.
+    if (this.refusedAsOneTooMany(result.identity.id)) return;
     let claimed: boolean;
     try {
       claimed = await this.services.claimNodeId(message.nodeId, result.identity.id);
@@ -515,7 +499,7 @@ export class ClientConnection implements Peer {
       this.closeWith(CLOSE.forbidden, 'node id taken');
       return;
     }
-    if (this.state !== 'handshake') return;
+    if (this.state !== 'handshake' || this.refusedAsOneTooMany(result.identity.id)) return;
     clearTimeout(this.handshakeTimer);
     this.identity = result.identity;
     this.clientNodeId = message.nodeId;
@@ -532,6 +516,22 @@ export class ClientConnection implements Peer {
       maxBatchOps: this.services.limits.maxBatchOps,
       maxFrameBytes: this.services.limits.maxFrameBytes,
     });
+  }
+
+  /** Refuses the connection, and says so, if its user has as many as it may have. */
+  private refusedAsOneTooMany(userId: string | null): boolean {
+    const { maxConnectionsPerUser } = this.services.limits;
+    if (userId === null || this.services.connectionsOf(userId) < maxConnectionsPerUser)
+      return false;
+    this.services.metrics.budgetExceeded.inc({ budget: 'user_connections' });
+    this.send({
+      type: 'error',
+      code: 'POLICY_VIOLATION',
+      message: `at most ${maxConnectionsPerUser} connections per user`,
+      retryable: true,
+    });
+    this.closeWith(CLOSE.policyViolation, 'too many connections for this user');
+    return true;
   }
 
   /** Ends the session when its token expires, whether or not the client is sending. */

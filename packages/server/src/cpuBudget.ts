@@ -1,3 +1,5 @@
+import type { Slicer } from '@topgun/core';
+
 /** Lets timers, sockets and every other connection run before going on. */
 export function yieldToIO(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -19,15 +21,12 @@ export class WorkLimitError extends Error {
   }
 }
 
-/** Where a long piece of work checks in: it yields when its slice of the event loop is used up. */
-export interface WorkSlicer {
-  /** Whether the current slice is used up (cheap: call it every few hundred items). */
-  due(): boolean;
-  /**
-   * Ends the slice: charges its time, yields to I/O, and waits while the connection's budget
-   * is spent. Rejects with {@link WorkLimitError} past the per-message limit.
-   */
-  pause(): Promise<void>;
+/**
+ * Where a long piece of work checks in: it yields when its slice of the event loop is used
+ * up. Its `pause` charges the slice's time, yields to I/O, and waits while the connection's
+ * budget is spent; it rejects with {@link WorkLimitError} past the per-message limit.
+ */
+export interface WorkSlicer extends Slicer {
   /**
    * Waits for I/O (the database, a slow reader) without charging the wait: the slice ends
    * before it and a new one starts after.
@@ -141,10 +140,3 @@ export class CpuBudget {
     this.updatedAt = now;
   }
 }
-
-/** A slicer that never pauses: for work outside any connection's budget (tests, tools). */
-export const UNSLICED: WorkSlicer = Object.freeze({
-  due: () => false,
-  pause: () => Promise.resolve(),
-  io: <T>(waiting: Promise<T>) => waiting,
-});

@@ -1,6 +1,5 @@
 import {
   encodeMessage,
-  fittedChunks,
   isRecordAbsent,
   LiveQuery,
   type LWWMap,
@@ -12,11 +11,12 @@ import {
 import type { CommittedChange } from './changeFanout.js';
 import { sendRevoke } from './changeFanout.js';
 import type { WorkSlicer } from './cpuBudget.js';
-import type { GridRecord, MapGrid } from './mapGrid.js';
+import { type GridRecord, MAP_LOADS_SPENT, type MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerLimits } from './options.js';
 import type { Peer } from './peer.js';
 import type { Permissions } from './permissions.js';
+import { streamChunks } from './streamChunks.js';
 
 interface Subscription {
   readonly peer: Peer;
@@ -87,11 +87,12 @@ export class LiveQueryHub {
       this.refuse(peer, id, 'permission', `reading ${mapName} is not allowed`);
       return;
     }
-    if (!this.grid.isLoaded(mapName) && !mayLoadMap()) {
-      this.refuse(peer, id, 'limit', 'too many maps opened by this connection: retry later');
+    const loading = this.grid.getWithin(mapName, mayLoadMap);
+    if (loading === undefined) {
+      this.refuse(peer, id, 'limit', MAP_LOADS_SPENT);
       return;
     }
-    const map = await slicer.io(this.grid.get(mapName));
+    const map = await slicer.io(loading);
     // Closed while the map loaded: nothing would ever end a subscription registered now.
     if (!peer.isOpen()) return;
     const subscription: Subscription = {
@@ -112,17 +113,28 @@ export class LiveQueryHub {
     forMap.add(subscription);
     this.metrics.liveQueries.inc();
 
-    let live: LiveQuery<Value>;
+    // The build stops as soon as more rows match than the budgets have room for: a query
+    // over a large map is refused before it holds them all.
+    const connectionRoom =
+      this.limits.maxLiveQueryRowsPerConnection - (this.rowsByPeer.get(peer) ?? 0);
+    const serverRoom = this.limits.maxLiveQueryRows - this.totalRows;
+    const room = Math.min(connectionRoom, serverRoom);
+    let live: LiveQuery<Value> | undefined;
     try {
-      live = await LiveQuery.build(query, this.visibleEntries(peer, mapName, map), slicer);
+      live = await LiveQuery.build(query, this.visibleEntries(peer, mapName, map), slicer, room);
     } catch (error) {
       this.unsubscribe(peer, id);
       throw error;
     }
     if (subscriptions.get(id) !== subscription) return; // unsubscribed meanwhile
+    if (live === undefined) {
+      this.unsubscribe(peer, id);
+      this.refuse(peer, id, 'limit', this.overBudget(connectionRoom <= serverRoom));
+      return;
+    }
     subscription.live = live;
     for (const change of subscription.missed.splice(0)) {
-      live.apply({ key: change.key, value: this.visibleValue(peer, mapName, change, this.now()) });
+      live.apply({ key: change.key, value: this.see(peer, mapName, change, this.now()).value });
     }
     const refusal = this.account(subscription);
     if (refusal !== undefined) {
@@ -131,28 +143,18 @@ export class LiveQueryHub {
       return;
     }
 
-    // Streamed a chunk at a time (encoded once each), each sent once the client has read most
-    // of the previous: a large result is never held whole, as frames, in memory.
     const rows = live.rows;
-    const { chunkRecords, maxFrameBytes } = this.limits;
-    const encode = (chunk: readonly WireEntry[], last: boolean) =>
-      encodeMessage({ type: 'query_snapshot', id, entries: [...chunk], last });
-    for (let start = 0; start === 0 || start < rows.length; start += chunkRecords) {
-      const entries = rows
-        .slice(start, start + chunkRecords)
-        .map((row) => toWireEntry(row.key, map.getRecord(row.key)!));
-      const lastChunk = start + chunkRecords >= rows.length;
-      const frames = [
-        ...fittedChunks(entries, (chunk) => encode(chunk, false), maxFrameBytes, chunkRecords),
-      ];
-      if (frames.length === 0) frames.push({ chunk: [], frame: encode([], false) });
-      for (let index = 0; index < frames.length; index++) {
-        const { chunk, frame } = frames[index]!;
-        peer.sendEncoded(lastChunk && index === frames.length - 1 ? encode(chunk, true) : frame);
-        await slicer.io(peer.drained());
-      }
-      if (slicer.due()) await slicer.pause();
-    }
+    const entries = (function* () {
+      for (const row of rows) yield toWireEntry(row.key, map.getRecord(row.key)!);
+    })();
+    await streamChunks(
+      peer,
+      entries,
+      (chunk, { last }) => encodeMessage({ type: 'query_snapshot', id, entries: [...chunk], last }),
+      this.limits,
+      slicer,
+      () => subscriptions.get(id) === subscription,
+    );
   }
 
   /** Ends a subscription. */
@@ -182,6 +184,8 @@ export class LiveQueryHub {
     if (subscriptions === undefined || subscriptions.size === 0) return;
     const map = await this.grid.get(mapName);
     const now = this.now();
+    // A peer with several queries on the map is told to forget a key once.
+    const revokes = new Map<Peer, Set<string>>();
     for (const subscription of [...subscriptions]) {
       const { live, peer } = subscription;
       if (live === undefined) {
@@ -191,22 +195,14 @@ export class LiveQueryHub {
       const enter: WireEntry[] = [];
       const update: WireEntry[] = [];
       const leave: string[] = [];
-      const revoked: string[] = [];
       for (const change of changes) {
-        const value = this.visibleValue(peer, mapName, change, now);
-        const delta = live.apply({ key: change.key, value });
-        if (
-          value === undefined &&
-          this.permissions.seeChange(
-            peer.user,
-            mapName,
-            change.key,
-            change.record,
-            change.previous,
-          ) === 'revoke'
-        ) {
-          revoked.push(change.key);
+        const { value, revoke } = this.see(peer, mapName, change, now);
+        if (revoke && peer !== origin) {
+          const keys = revokes.get(peer) ?? new Set<string>();
+          keys.add(change.key);
+          revokes.set(peer, keys);
         }
+        const delta = live.apply({ key: change.key, value });
         if (!delta.changed) continue;
         for (const row of delta.entered) enter.push(entryOf(map, row.key));
         for (const row of delta.updated) update.push(entryOf(map, row.key));
@@ -221,8 +217,8 @@ export class LiveQueryHub {
       if (peer === origin) continue;
       if (enter.length + update.length + leave.length > 0)
         peer.send({ type: 'query_update', id: subscription.id, enter, update, leave });
-      if (revoked.length > 0) sendRevoke(peer, mapName, revoked);
     }
+    for (const [peer, keys] of revokes) sendRevoke(peer, mapName, keys);
   }
 
   /**
@@ -231,18 +227,24 @@ export class LiveQueryHub {
    */
   private account(subscription: Subscription): string | undefined {
     const rows = subscription.live?.matchingCount ?? 0;
-    const { maxLiveQueryRowsPerConnection: perConnection, maxLiveQueryRows: total } = this.limits;
-    const peerRows = (this.rowsByPeer.get(subscription.peer) ?? 0) - subscription.rows + rows;
-    if (rows > subscription.rows && peerRows > perConnection) {
-      this.metrics.budgetExceeded.inc({ budget: 'live_query_rows' });
-      return `live queries of one connection may hold at most ${perConnection} rows (this one matches ${rows})`;
-    }
-    if (rows > subscription.rows && this.totalRows - subscription.rows + rows > total) {
-      this.metrics.budgetExceeded.inc({ budget: 'live_query_rows_total' });
-      return 'the server holds as many live-query rows as it may: retry later';
+    if (rows > subscription.rows) {
+      const { maxLiveQueryRowsPerConnection: perConnection, maxLiveQueryRows: total } = this.limits;
+      const peerRows = (this.rowsByPeer.get(subscription.peer) ?? 0) - subscription.rows + rows;
+      if (peerRows > perConnection || this.totalRows - subscription.rows + rows > total)
+        return this.overBudget(peerRows > perConnection);
     }
     this.setRows(subscription, rows);
     return undefined;
+  }
+
+  /** Counts a refusal for rows over a budget, and says which. */
+  private overBudget(perConnection: boolean): string {
+    if (perConnection) {
+      this.metrics.budgetExceeded.inc({ budget: 'live_query_rows' });
+      return `live queries of one connection may hold at most ${this.limits.maxLiveQueryRowsPerConnection} rows`;
+    }
+    this.metrics.budgetExceeded.inc({ budget: 'live_query_rows_total' });
+    return 'the server holds as many live-query rows as it may: retry later';
   }
 
   private setRows(subscription: Subscription, rows: number): void {
@@ -258,16 +260,20 @@ export class LiveQueryHub {
     peer.send({ type: 'query_error', id, code, message });
   }
 
-  private visibleValue(
+  /**
+   * What a subscriber sees of a change: the value if it may see the record (and it is live),
+   * and whether it must forget the key (it could see the previous record and no longer can).
+   */
+  private see(
     peer: Peer,
     map: string,
     change: CommittedChange,
     now: number,
-  ): Value | undefined {
-    const { key, record } = change;
-    if (isRecordAbsent(record, now)) return undefined;
-    if (!this.permissions.canSee(peer.user, map, key, record)) return undefined;
-    return record.value as Value;
+  ): { value: Value | undefined; revoke: boolean } {
+    const { key, record, previous } = change;
+    const seen = this.permissions.seeChange(peer.user, map, key, record, previous);
+    const visible = seen === 'record' && !isRecordAbsent(record, now);
+    return { value: visible ? (record.value as Value) : undefined, revoke: seen === 'revoke' };
   }
 
   private *visibleEntries(
@@ -275,10 +281,8 @@ export class LiveQueryHub {
     mapName: string,
     map: LWWMap<Value>,
   ): Generator<[string, Value]> {
-    const recordLevel = this.permissions.hasRecordLevelReads(mapName);
     for (const [key, value] of map.entries()) {
-      if (!recordLevel || this.permissions.canReadRecord(peer.user, mapName, key, value))
-        yield [key, value];
+      if (this.permissions.canSee(peer.user, mapName, key, { value })) yield [key, value];
     }
   }
 }

@@ -51,6 +51,14 @@ export class MapGrid {
   }
 
   /**
+   * The map, as {@link get}, if it is in memory or `mayLoad()` lets a connection load it (its
+   * map-load budget); `undefined`, at once, otherwise.
+   */
+  getWithin(map: string, mayLoad: () => boolean): Promise<LWWMap<Value>> | undefined {
+    return this.maps.has(map) || mayLoad() ? this.get(map) : undefined;
+  }
+
+  /**
    * Drops maps unused for `idleMs` that nothing holds on to (`isPinned`): storage keeps
    * them, and the next use loads them again. Returns how many were dropped.
    */
@@ -93,3 +101,6 @@ export class MapGrid {
     return data;
   }
 }
+
+/** The answer to a connection that may load no more maps for now. */
+export const MAP_LOADS_SPENT = 'too many maps opened by this connection: retry later';

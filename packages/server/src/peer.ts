@@ -9,8 +9,6 @@ export interface Peer {
   readonly nodeId: string;
   /** Who the client is. */
   readonly user: Identity;
-  /** Maps this client syncs (it receives their changes); `ChangeFanout.follow` adds to it. */
-  readonly syncedMaps: Set<string>;
   /** Whether messages can still be sent. */
   isOpen(): boolean;
   /** Sends a message; a client too slow to read is disconnected instead of buffered forever. */

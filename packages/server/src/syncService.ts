@@ -2,7 +2,6 @@ import {
   type BulkItem,
   compareRecords,
   encodeMessage,
-  fittedChunks,
   fromSyncWire,
   fromWireEntry,
   HLC,
@@ -10,25 +9,24 @@ import {
   type LWWRecord,
   type MessageOf,
   rootBytes,
-  type SyncAnswer,
   type SyncReplica,
   SyncSession,
   toSyncWire,
   toWireEntry,
   ValidationError,
   type Value,
-  type WireEntry,
 } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
 import { type ChangeFanout, sendRevoke } from './changeFanout.js';
 import type { WorkSlicer } from './cpuBudget.js';
-import type { GridRecord, MapGrid } from './mapGrid.js';
+import { type GridRecord, MAP_LOADS_SPENT, type MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import { ownsNodeId } from './nodeOwnership.js';
 import type { ServerLimits } from './options.js';
 import type { Peer } from './peer.js';
 import type { Permissions } from './permissions.js';
 import type { Storage } from './storage/storage.js';
+import { streamChunks } from './streamChunks.js';
 import type { SubmitOptions, WritePipeline } from './writePipeline.js';
 
 interface ActiveWalk {
@@ -132,10 +130,7 @@ export class SyncService {
       if (started === undefined) return;
       if (!peer.isOpen()) {
         // Gone while its walk was being opened: nothing will end the walk, so release it now.
-        if (started.isView) {
-          this.views--;
-          this.viewRecords -= started.viewRecords;
-        }
+        if (started.isView) this.releaseView(started.viewRecords);
         return;
       }
       walk = started;
@@ -144,19 +139,28 @@ export class SyncService {
       this.deps.metrics.activeSyncSessions.inc();
     }
     walk.lastActive = this.deps.now();
-
-    const incoming = fromSyncWire<Value>(message);
-    if (incoming.records.length > 0)
-      await slicer.io(this.acceptClientRecords(peer, message.map, incoming.records, options));
-    let answer: SyncAnswer<Value>;
     try {
-      answer = walk.session.receive(incoming);
+      await this.answer(peer, id, walk, message, slicer, options);
     } catch (error) {
+      // A walk that failed (bad message, over its CPU limit, abandoned) holds nothing more.
       this.end(peer, id);
       if (!(error instanceof ValidationError)) throw error;
       this.fail(peer, message, 'invalid', error.message);
-      return;
     }
+  }
+
+  private async answer(
+    peer: Peer,
+    id: string,
+    walk: ActiveWalk,
+    message: MessageOf<'sync'>,
+    slicer: WorkSlicer,
+    options: SubmitOptions,
+  ): Promise<void> {
+    const incoming = fromSyncWire<Value>(message);
+    if (incoming.records.length > 0)
+      await slicer.io(this.acceptClientRecords(peer, message.map, incoming.records, options));
+    const answer = walk.session.receive(incoming);
     if (answer.message === undefined && answer.bulk.length === 0) {
       this.finish(peer, message.map, message.session, walk);
       return;
@@ -238,13 +242,8 @@ export class SyncService {
     const { permissions, storage, grid, limits } = this.deps;
     if (!permissions.canReadMap(peer.user, message.map))
       return this.fail(peer, message, 'permission', `reading ${message.map} is not allowed`);
-    if (!grid.isLoaded(message.map) && !(options.mayLoadMap?.() ?? true))
-      return this.fail(
-        peer,
-        message,
-        'limit',
-        'too many maps opened by this connection: retry later',
-      );
+    const loading = grid.getWithin(message.map, options.mayLoadMap ?? (() => true));
+    if (loading === undefined) return this.fail(peer, message, 'limit', MAP_LOADS_SPENT);
     let map: LWWMap<Value>;
     try {
       if (message.lastSync !== undefined) {
@@ -261,7 +260,7 @@ export class SyncService {
           return undefined;
         }
       }
-      map = await slicer.io(grid.get(message.map));
+      map = await slicer.io(loading);
     } catch (error) {
       this.deps.logger.warn({ err: error, map: message.map }, 'sync refused: storage unavailable');
       return this.fail(peer, message, 'unavailable', 'storage is unavailable, retry later');
@@ -288,8 +287,7 @@ export class SyncService {
       try {
         replica = await this.visibleView(peer, message.map, map, slicer);
       } catch (error) {
-        this.views--;
-        this.viewRecords -= viewRecords;
+        this.releaseView(viewRecords);
         throw error;
       }
     }
@@ -401,50 +399,28 @@ export class SyncService {
   ): Promise<void> {
     const { map } = walk;
     const total = walk.session.bulkSize(bulk);
-    const { chunkRecords, maxFrameBytes } = this.deps.limits;
-    let first = true;
-    const encode = (records: readonly WireEntry[], last: boolean) =>
-      encodeMessage({
-        type: 'sync_records',
-        map,
-        session,
-        records: [...records],
-        ...(first ? { total } : {}),
-        last,
-      });
-    const sendChunk = async (records: WireEntry[]) => {
-      for (const { frame } of fittedChunks(
-        records,
-        (chunk) => encode(chunk, false),
-        maxFrameBytes,
-        chunkRecords,
-      )) {
-        peer.sendEncoded(frame);
-        first = false;
-        // Back-pressure: never queue more than the client has read.
-        await slicer.io(peer.drained());
+    const entries = (function* () {
+      for (const [key, record] of walk.session.bulkRecords(bulk)) yield toWireEntry(key, record);
+    })();
+    await streamChunks(
+      peer,
+      entries,
+      (records, { first, last }) =>
+        encodeMessage({
+          type: 'sync_records',
+          map,
+          session,
+          records: [...records],
+          ...(first ? { total } : {}),
+          last,
+        }),
+      this.deps.limits,
+      slicer,
+      () => {
         walk.lastActive = this.deps.now();
-      }
-    };
-    let pending: WireEntry[] = [];
-    for (const [key, record] of walk.session.bulkRecords(bulk)) {
-      pending.push(toWireEntry(key, record));
-      if (pending.length >= chunkRecords) {
-        if (!peer.isOpen() || this.walks.get(peer)?.get(id) !== walk) return;
-        await sendChunk(pending);
-        pending = [];
-      }
-      if (pending.length % 256 === 0 && slicer.due()) await slicer.pause();
-    }
-    // The last chunk carries `last: true` (an empty one when the records ended on a boundary).
-    const tail = [
-      ...fittedChunks(pending, (chunk) => encode(chunk, false), maxFrameBytes, chunkRecords),
-    ];
-    for (let index = 0; index < tail.length - 1; index++) {
-      peer.sendEncoded(tail[index]!.frame);
-      first = false;
-    }
-    peer.sendEncoded(encode(tail.at(-1)?.chunk ?? [], true));
+        return this.walks.get(peer)?.get(id) === walk;
+      },
+    );
   }
 
   private finish(peer: Peer, map: string, session: number, walk: ActiveWalk): void {
@@ -462,10 +438,7 @@ export class SyncService {
     const walk = this.walks.get(peer)?.get(id);
     if (walk === undefined) return;
     this.walks.get(peer)!.delete(id);
-    if (walk.isView) {
-      this.views--;
-      this.viewRecords -= walk.viewRecords;
-    }
+    if (walk.isView) this.releaseView(walk.viewRecords);
     this.deps.metrics.activeSyncSessions.dec();
     if (peer.isOpen()) {
       let ended = this.ended.get(peer);
@@ -477,5 +450,11 @@ export class SyncService {
       if (ended.size >= 16) ended.delete(ended.keys().next().value!);
       ended.set(id, this.deps.now());
     }
+  }
+
+  /** Gives back a walk view's share of the view budgets. */
+  private releaseView(records: number): void {
+    this.views--;
+    this.viewRecords -= records;
   }
 }

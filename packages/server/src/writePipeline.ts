@@ -7,6 +7,7 @@ import {
   type LWWMap,
   type LWWRecord,
   type MessageOf,
+  type Timestamp,
   toWireEntry,
   type Value,
   type WireEntry,
@@ -14,7 +15,7 @@ import {
 import type { FastifyBaseLogger } from 'fastify';
 import type { ChangeFanout, CommittedChange } from './changeFanout.js';
 import type { LiveQueryHub } from './liveQueryHub.js';
-import type { GridRecord, MapGrid } from './mapGrid.js';
+import { type GridRecord, MAP_LOADS_SPENT, type MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import { ownsNodeId } from './nodeOwnership.js';
 import type { Peer } from './peer.js';
@@ -166,31 +167,33 @@ export class WritePipeline {
   private async commitGroup(group: readonly Batch[]): Promise<void> {
     const { grid, metrics } = this.deps;
     // 1. What can be refused without the map; the maps the rest need, loaded once each.
-    const waiting: Array<{ batch: Batch; op: Op }> = [];
+    const waiting: Array<{ batch: Batch; op: Op; key: string; record: LWWRecord<Value> }> = [];
     const maps = new Map<string, LWWMap<Value>>();
     const unloaded = new Set<string>();
     for (const batch of group) {
       for (const op of batch.ops) {
-        const refusal = this.precheck(batch.peer, op);
+        const [key, record] = fromWireEntry<Value>(op.entry);
+        const refusal = this.precheck(batch.peer, op, record.timestamp);
         if (refusal !== undefined) {
           batch.rejected.push(refusal);
           continue;
         }
         if (!maps.has(op.map) && !unloaded.has(op.map)) {
-          if (!grid.isLoaded(op.map) && !(batch.options.mayLoadMap?.() ?? true)) {
+          const loading = grid.getWithin(op.map, batch.options.mayLoadMap ?? (() => true));
+          if (loading === undefined) {
             batch.rejected.push({
               id: op.id,
               reason: 'rate_limit',
-              message: 'too many maps opened by this connection: retry later',
+              message: MAP_LOADS_SPENT,
               retryable: true,
             });
             continue;
           }
-          const map = await grid.get(op.map).catch(() => undefined);
+          const map = await loading.catch(() => undefined);
           if (map === undefined) unloaded.add(op.map);
           else maps.set(op.map, map);
         }
-        waiting.push({ batch, op });
+        waiting.push({ batch, op, key, record });
       }
     }
 
@@ -198,14 +201,14 @@ export class WritePipeline {
     //    another record than the one its rule saw is admitted again against that one.
     const changes = new Map<string, Array<CommittedChange & { readonly origin?: Peer }>>();
     let candidates: Candidate[] = [];
-    for (const { batch, op } of waiting) {
-      const candidate = this.admit(batch, op, maps.get(op.map));
+    for (const { batch, op, key, record } of waiting) {
+      const candidate = this.admit(batch, op, key, record, maps.get(op.map));
       if (candidate !== undefined) candidates.push(candidate);
     }
     for (let round = 1; candidates.length > 0; round++) {
       const retry = await this.writeRound(candidates, maps, changes);
       candidates = [];
-      for (const { batch, op } of retry) {
+      for (const { batch, op, key, record } of retry) {
         if (round === MAX_WRITE_ROUNDS) {
           batch.rejected.push({
             id: op.id,
@@ -215,7 +218,7 @@ export class WritePipeline {
           });
           continue;
         }
-        const candidate = this.admit(batch, op, maps.get(op.map));
+        const candidate = this.admit(batch, op, key, record, maps.get(op.map));
         if (candidate !== undefined) candidates.push(candidate);
       }
     }
@@ -225,7 +228,7 @@ export class WritePipeline {
       for (const rejection of batch.rejected) metrics.opsRejected.inc({ reason: rejection.reason });
       batch.resolve(batch);
     }
-    for (const [map, list] of changes) {
+    for (const [name, list] of changes) {
       // Each client's own writes are not echoed back to it.
       const byOrigin = new Map<Peer | undefined, CommittedChange[]>();
       for (const change of list) {
@@ -233,9 +236,14 @@ export class WritePipeline {
         forOrigin.push(change);
         byOrigin.set(change.origin, forOrigin);
       }
+      const map = maps.get(name)!;
       for (const [origin, forOrigin] of byOrigin) {
-        this.deps.fanout.publish(map, forOrigin, origin);
-        await this.deps.liveQueries.onChanges(map, forOrigin, origin);
+        // Groups commit side by side: another may have stored, and sent, a newer record of a
+        // key since (or this very one, read back). Only what the grid holds still goes out.
+        const current = forOrigin.filter((change) => map.getRecord(change.key) === change.record);
+        if (current.length === 0) continue;
+        this.deps.fanout.publish(name, current, origin);
+        await this.deps.liveQueries.onChanges(name, current, origin);
       }
     }
   }
@@ -326,30 +334,29 @@ export class WritePipeline {
     // Not stored: the stored record won, or the condition met another record. What the grid
     // does not know yet (written by another process, or by an earlier attempt of this very
     // write whose answer was lost) is read back, merged, and broadcast like any change.
-    const stale = new Map<string, string[]>();
-    for (const { op, key, record } of unstored) {
+    const stale = new Map<string, Map<string, Candidate[]>>();
+    for (const candidate of unstored) {
+      const { op, key, record } = candidate;
       const current = maps.get(op.map)!.getRecord(key);
       if (current === undefined || compareRecords(current, record) < 0) {
-        const keys = stale.get(op.map) ?? [];
-        keys.push(key);
-        stale.set(op.map, keys);
+        const byKey = stale.get(op.map) ?? new Map<string, Candidate[]>();
+        byKey.set(key, [...(byKey.get(key) ?? []), candidate]);
+        stale.set(op.map, byKey);
       }
     }
-    for (const [name, keys] of stale) {
+    for (const [name, byKey] of stale) {
       const map = maps.get(name)!;
-      const fresh = await storage.getRecords(name, keys).catch(() => []);
+      const fresh = await storage.getRecords(name, [...byKey.keys()]).catch(() => []);
+      const learned: Array<readonly [string, GridRecord]> = [];
       for (const { key, record, prior } of fresh) {
         const stored: GridRecord = prior === undefined ? record : { ...record, prior };
         const previous = map.getRecord(key);
         if (previous !== undefined && compareRecords(stored, previous) <= 0) continue;
-        map.loadRecords([[key, stored]]);
+        learned.push([key, stored]);
         // A client whose own write this is already holds it: it is not echoed back to it.
-        const writer = unstored.find(
-          (candidate) =>
-            candidate.op.map === name &&
-            candidate.key === key &&
-            compareRecords(candidate.record, stored) === 0,
-        );
+        const writer = byKey
+          .get(key)!
+          .find((candidate) => compareRecords(candidate.record, stored) === 0);
         addChange(name, {
           key,
           record: stored,
@@ -358,6 +365,7 @@ export class WritePipeline {
           ...(writer === undefined ? {} : { origin: writer.batch.peer }),
         });
       }
+      map.loadRecords(learned);
     }
 
     const retry: Candidate[] = [];
@@ -391,9 +399,9 @@ export class WritePipeline {
   }
 
   /** Refusals that need no map: node id, the time window, a map the user may not touch. */
-  private precheck(peer: Peer, op: Op): Rejection | undefined {
+  private precheck(peer: Peer, op: Op, timestamp: Timestamp): Rejection | undefined {
     const { clock, permissions, maxWriteAgeMs, now } = this.deps;
-    const { millis, nodeId } = timestampOf(op.entry);
+    const { millis, nodeId } = timestamp;
     if (!ownsNodeId(peer.nodeId, nodeId)) {
       return reject(
         op,
@@ -426,7 +434,13 @@ export class WritePipeline {
    * it could have created the key, the answer of a write that lost to another: acknowledged,
    * not applied).
    */
-  private admit(batch: Batch, op: Op, map: LWWMap<Value> | undefined): Candidate | undefined {
+  private admit(
+    batch: Batch,
+    op: Op,
+    key: string,
+    parsed: LWWRecord<Value>,
+    map: LWWMap<Value> | undefined,
+  ): Candidate | undefined {
     const { permissions } = this.deps;
     const { peer } = batch;
     if (map === undefined) {
@@ -438,7 +452,6 @@ export class WritePipeline {
       });
       return undefined;
     }
-    const [key, parsed] = fromWireEntry<Value>(op.entry);
     const stored = map.getRecord(key) as GridRecord | undefined;
     const previous = stored === undefined || stored.value === null ? undefined : stored.value;
     const user = peer.user;
@@ -450,13 +463,15 @@ export class WritePipeline {
         // As the writer sees it, the key is absent. Where it could have created it, the
         // truthful answer that tells nothing of the hidden record is that of a write that
         // lost to someone else's: acknowledged as superseded, and the key revoked.
-        const creatable = permissions.canWrite({
-          user,
-          map: op.map,
-          key,
-          value: parsed.value,
-          previous: undefined,
-        });
+        const creatable =
+          previous !== undefined &&
+          permissions.canWrite({
+            user,
+            map: op.map,
+            key,
+            value: parsed.value,
+            previous: undefined,
+          });
         if (creatable) {
           batch.acked.push(op.id);
           batch.superseded.push(op.id);
@@ -501,12 +516,6 @@ export class WritePipeline {
       keepPrior,
     };
   }
-}
-
-/** The millis and node id of a wire entry's timestamp, without parsing the whole record. */
-function timestampOf(entry: WireEntry): { millis: number; nodeId: string } {
-  const text = entry[1];
-  return { millis: Number.parseInt(text.slice(0, 12), 16), nodeId: text.slice(16) };
 }
 
 function revoke(batch: Batch, map: string, key: string): void {

@@ -117,6 +117,12 @@ describe.runIf(available)('session edges', () => {
     expect(await third.closed()).toBe(CLOSE_CODES.policyViolation);
     // Another user is not counted against Dave.
     const erin = await TestClient.connect(url, await tokenFor('erin'));
+    // Hellos in a burst, all sent before any is answered, do not all pass the check.
+    const token = await tokenFor('frank');
+    const burst = await Promise.all(Array.from({ length: 8 }, () => TestClient.open(url)));
+    const answers = await Promise.all(burst.map((client) => client.hello(token)));
+    expect(answers.filter((answer) => answer.type === 'welcome')).toHaveLength(2);
+    for (const client of burst) client.close();
 
     const stranger = await TestClient.open(url);
     stranger.sendRaw(new Uint8Array(64 * 1024));

@@ -6,6 +6,7 @@ import { replicaOf, TestClient } from '../testClient.js';
 import {
   answersSubscription,
   budgetExceeded,
+  longestRoundTrip,
   metricValue,
   seedMap,
   startPinger,
@@ -94,7 +95,7 @@ describe.runIf(available)('per-connection and per-process budgets', () => {
         await metricValue(served.server, 'topgun_connection_cpu_seconds_total'),
       ).toBeGreaterThan(0.02);
       const roundTrips = await pinger.stop();
-      expect(Math.max(...roundTrips)).toBeLessThan(500);
+      expect(longestRoundTrip(roundTrips)).toBeLessThan(500);
       // Shutting down does not wait for the work a spent budget holds back.
       const closing = performance.now();
       await served.server.close();
@@ -146,6 +147,24 @@ describe.runIf(available)('per-connection and per-process budgets', () => {
       expect(fresh.get('k')).toBe('kept');
       client.close();
     });
+  });
+});
+
+describe.runIf(available)('one message over its CPU limit', () => {
+  const served = usePostgresServer({
+    auth: { allowAnonymous: true },
+    limits: { maxMessageCpuMs: 1, workSliceMs: 1 },
+    seed: (storage) => seedMap(storage, 'large', 30_000, (index) => ({ rank: index })),
+  });
+
+  it('ends a walk refused for its CPU limit at once, keeping nothing of it', async () => {
+    const client = await TestClient.connect(served.url);
+    const walk = await client.sync('large', replicaOf());
+    expect(walk.done).toMatchObject({ type: 'sync_error', code: 'limit' });
+    expect(await budgetExceeded(served.server, 'message_cpu')).toBeGreaterThan(0);
+    // Not left for the idle sweep (60 s): the walk and its slot are gone now.
+    expect(await metricValue(served.server, 'topgun_sync_sessions_active')).toBe(0);
+    client.close();
   });
 });
 

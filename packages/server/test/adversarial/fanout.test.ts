@@ -104,6 +104,53 @@ describe.runIf(available)('changes acknowledged through the read-back path', () 
     await server.close();
   });
 
+  it('never pushes a change once a newer one of the same key went out', async () => {
+    // The first write of `race` commits, then its answer waits: another group commits a newer
+    // record of the same key and publishes it first.
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held = false;
+    const holding: Storage = Object.create(storage, {
+      writeRecords: {
+        value: async (writes: readonly RecordWrite[]) => {
+          const outcomes = await storage.writeRecords(writes);
+          if (!held && writes.some((write) => write.map === 'race')) {
+            held = true;
+            await gate;
+          }
+          return outcomes;
+        },
+      },
+    });
+    const { server, url } = await startServer({ storage: holding, auth: { allowAnonymous: true } });
+    const watcher = await TestClient.connect(url);
+    watcher.send({ type: 'subscribe', id: 1, map: 'race', query: { where: { v: 'new' } } });
+    await watcher.next('query_snapshot');
+    const slow = await TestClient.connect(url);
+    const fast = await TestClient.connect(url);
+    const older = slow.write('race', [['k', { v: 'old' }]]);
+    await eventually(() => held);
+    const later = () => ({ millis: Date.now() + 1_000, counter: 0, nodeId: fast.nodeId });
+    expect((await fast.write('race', [['k', { v: 'new' }]], later)).ack?.superseded).toEqual([]);
+    const entered = await watcher.next('query_update');
+    expect(entered.type === 'query_update' && entered.enter.map(([key]) => key)).toEqual(['k']);
+    release();
+    expect((await older).ack?.superseded).toEqual([]);
+    // A later change of another key: once it is in, the older one of `k` would have been too.
+    await fast.write('race', [['z', { v: 'new' }]], later);
+    const updates = [];
+    for (;;) {
+      const update = await watcher.next('query_update');
+      updates.push(update);
+      if (update.type === 'query_update' && update.enter.some(([key]) => key === 'z')) break;
+    }
+    for (const update of updates) expect(update).toMatchObject({ leave: [] });
+    for (const client of [watcher, slow, fast]) client.close();
+    await server.close();
+  });
+
   it('pushes a record another process committed, learned from a write it superseded', async () => {
     const first = await database.startServer({ auth: { allowAnonymous: true } });
     const second = await database.startServer({ auth: { allowAnonymous: true } });

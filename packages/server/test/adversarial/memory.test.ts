@@ -28,13 +28,26 @@ const MAX_ROWS_PER_CONNECTION = 100_000;
 const SEND_HIGH_WATER_MARK = 64 * 1024;
 const MAX_WALKS_PER_CONNECTION = 4;
 
-/** `storage`, noting in `loadedMaps` every map it loads. */
-function countingLoads(storage: Storage, loadedMaps: string[]): Storage {
+/**
+ * `storage`, noting every map it starts loading in `loadedMaps` and in `loaded` once done;
+ * a load waits while `held()` gives a promise.
+ */
+function countingLoads(
+  storage: Storage,
+  loadedMaps: string[],
+  loaded: string[],
+  held: () => Promise<void> | undefined,
+): Storage {
   return Object.create(storage, {
     loadMap: {
-      value: (map: string, onPage: Parameters<Storage['loadMap']>[1]) => {
+      value: async (map: string, onPage: Parameters<Storage['loadMap']>[1]) => {
         loadedMaps.push(map);
-        return storage.loadMap(map, onPage);
+        try {
+          await held();
+          return await storage.loadMap(map, onPage);
+        } finally {
+          loaded.push(map);
+        }
       },
     },
   });
@@ -68,6 +81,8 @@ class Walker {
 
 describe.runIf(available)('an attacker cannot make the server hold memory without bound', () => {
   const loadedMaps: string[] = [];
+  const loaded: string[] = [];
+  let holdLoads: Promise<void> | undefined;
   const target = usePostgresServer({
     seed: async (storage) => {
       // Values large enough that a walk of the map overflows the kernel's socket buffers.
@@ -77,7 +92,7 @@ describe.runIf(available)('an attacker cannot make the server hold memory withou
       }));
       await seedMap(storage, 'walked', 40, (index) => ({ hidden: index % 4 === 0, index }));
     },
-    wrapStorage: (storage) => countingLoads(storage, loadedMaps),
+    wrapStorage: (storage) => countingLoads(storage, loadedMaps, loaded, () => holdLoads),
     auth: { allowAnonymous: true },
     permissions: [
       { map: 'big', read: true, write: true },
@@ -87,6 +102,7 @@ describe.runIf(available)('an attacker cannot make the server hold memory withou
         write: true,
       },
       { map: 'scratch', read: true, write: true },
+      { map: 'big-never-*', read: true, write: true },
     ],
     limits: {
       maxLiveQueryRowsPerConnection: MAX_ROWS_PER_CONNECTION,
@@ -97,13 +113,33 @@ describe.runIf(available)('an attacker cannot make the server hold memory withou
 
   it('keeps nothing of a subscription whose client left while its map was loading', async () => {
     const before = await metricValue(target.server, 'topgun_live_queries');
-    for (let round = 0; round < 20; round++) {
-      const quitter = await TestClient.connect(target.url);
-      // A map nobody loaded yet: the subscription waits on the database while its client goes.
-      quitter.send({ type: 'subscribe', id: 1, map: `big-never-${round}`, query: {} });
-      quitter.socket.terminate();
+    const connections = await metricValue(target.server, 'topgun_connections');
+    let release = () => {};
+    holdLoads = new Promise((resolve) => {
+      release = resolve;
+    });
+    const maps = Array.from({ length: 20 }, (_, round) => `big-never-${round}`);
+    try {
+      const quitters = await Promise.all(maps.map(() => TestClient.connect(target.url)));
+      // Maps nobody loaded yet: each subscription waits on the database while its client goes.
+      quitters.forEach((quitter, index) => {
+        quitter.send({ type: 'subscribe', id: 1, map: maps[index]!, query: {} });
+      });
+      await eventually(() => maps.every((map) => loadedMaps.includes(map)));
+      for (const quitter of quitters) quitter.socket.terminate();
+      await eventually(
+        async () => (await metricValue(target.server, 'topgun_connections')) === connections,
+      );
+    } finally {
+      holdLoads = undefined;
+      release();
     }
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Every load done, and a round trip after it: a subscription kept would be counted now.
+    await eventually(() => maps.every((map) => loaded.includes(map)));
+    const bystander = await TestClient.connect(target.url);
+    bystander.send({ type: 'ping', time: 1 });
+    await bystander.next('pong');
+    bystander.close();
     expect(await metricValue(target.server, 'topgun_live_queries')).toBe(before);
     expect(await metricValue(target.server, 'topgun_live_query_rows')).toBe(0);
   });

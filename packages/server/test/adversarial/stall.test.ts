@@ -5,6 +5,7 @@ import { eventually } from '../serverHarness.js';
 import { TestClient } from '../testClient.js';
 import {
   answersSubscription,
+  longestRoundTrip,
   openStorage,
   seedMap,
   spawnServer,
@@ -88,16 +89,13 @@ describe.runIf(available)('an attacker cannot stall other connections', () => {
     const answer = await attacker.next(answersSubscription(2), 25_000);
     const answeredMs = performance.now() - started;
     const roundTrips = await pinger.stop();
-    const longestPing = Math.max(...roundTrips);
+    const longestPing = longestRoundTrip(roundTrips);
 
     expect(refusal).toMatchObject({ code: 'MALFORMED' });
     expect(refusal.type === 'error' && refusal.message).toMatch(/10000 values/);
-    expect(answer.type === 'query_snapshot' || answer.type === 'query_error').toBe(true);
-    if (answer.type === 'query_snapshot') {
-      expect(answer.entries.map(([key]) => key)).toEqual(['r0']);
-    } else {
-      expect(answer).toMatchObject({ code: 'limit' });
-    }
+    // The first answer to the largest allowed query is its result (the second may be refused
+    // as over the attacker's budget).
+    expect(answer.type === 'query_snapshot' && answer.entries.map(([key]) => key)).toEqual(['r0']);
     expect(
       longestPing,
       `longest bystander ping ${longestPing.toFixed(0)} ms (${roundTrips.length} pings; attacker answered in ${answeredMs.toFixed(0)} ms)`,
@@ -127,7 +125,7 @@ describe.runIf(available)('an attacker cannot stall other connections', () => {
     await eventually(() => answers().length >= answersAwaited, 25_000);
     const elapsedMs = performance.now() - started;
     const roundTrips = await pinger.stop();
-    const longestPing = Math.max(...roundTrips);
+    const longestPing = longestRoundTrip(roundTrips);
     const answered = answers();
     attacker.close();
 

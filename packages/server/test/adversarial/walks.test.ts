@@ -5,6 +5,7 @@ import { postgresAvailable } from '../postgres.js';
 import { eventually } from '../serverHarness.js';
 import { replicaOf, TestClient } from '../testClient.js';
 import {
+  longestRoundTrip,
   metricValue,
   readByOwnerOrShared,
   seedMap,
@@ -25,7 +26,7 @@ const NOTES: readonly PermissionRule[] = [
 ];
 
 /** Records of the map the walk attack differs from everywhere. */
-const BIG = 30_000;
+const BIG = 100_000;
 
 // Attacks through the Merkle walk itself: a walk that costs the server a long block of work,
 // records pushed in walks to learn what exists, or to write past every write limit.
@@ -59,8 +60,9 @@ describe.runIf(available)('walks a client drives', () => {
     expect(walk.done.type).toBe('sync_done');
     // The server's newer records reached the attacker, at most as many as a walk may move.
     expect(walk.received).toBeGreaterThan(0);
-    // One unbudgeted answer (the old code) held the bystander 160 ms here; budgeted ones, 25-45.
-    expect(Math.max(...roundTrips)).toBeLessThan(120);
+    // Unbudgeted, one answer compares the whole map (the old code held the bystander 160 ms at
+    // 30 000 records; it grows with the map). Budgeted answers held it 25-45 ms.
+    expect(longestRoundTrip(roundTrips)).toBeLessThan(250);
     attacker.close();
   }, 60_000);
 
@@ -89,7 +91,8 @@ describe.runIf(available)('walks a client drives', () => {
       ]),
       last: true,
     });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // A walk of the same session is handled after the push (one chain per session).
+    expect((await bob.sync('notes', replicaOf('bob-empty'), { session: 41 })).converged).toBe(true);
     expect(takeReceived(bob, (message) => message.type === 'revoke')).toEqual([]);
 
     // Inside a walk, the three get the same answer: drop them.
@@ -104,7 +107,7 @@ describe.runIf(available)('walks a client drives', () => {
     bob.close();
   });
 
-  it('takes no more records from one walk message than a chunk, nor faster than the ops rate', async () => {
+  it('takes no more records from one walk message than a chunk', async () => {
     const client = await TestClient.connect(served.url, await tokenFor('carol'), 'carol-node');
     const before = await metricValue(served.server, 'topgun_violations_total', {
       kind: 'batch_size',
@@ -128,7 +131,8 @@ describe.runIf(available)('walks a client drives', () => {
         (await metricValue(served.server, 'topgun_violations_total', { kind: 'batch_size' })) >
         before,
     );
-    expect(await served.server.storage.getRecords('big', ['carol-0'])).toEqual([]);
+    const keys = entries.map(([key]) => key);
+    expect(await served.server.storage.getRecords('big', keys)).toEqual([]);
     client.close();
   });
 });
