@@ -39,8 +39,11 @@ export interface SyncHost {
   /** Maps opened by the app: each is reconciled on every (re)connect. */
   openMaps(): string[];
   replica(map: string): LWWMap<Value>;
-  /** Merges records from the server into the replica, persists and shares them. */
-  mergeRemote(map: string, entries: ReadonlyArray<readonly [string, LWWRecord<Value>]>): void;
+  /**
+   * Merges records from the server into the replica, persists and shares them.
+   * @returns how many of them changed the replica.
+   */
+  mergeRemote(map: string, entries: ReadonlyArray<readonly [string, LWWRecord<Value>]>): number;
   /** Drops the replica of a map (keeping unacknowledged writes), for a server reset. */
   resetMap(map: string): void;
   /**
@@ -48,7 +51,10 @@ export interface SyncHost {
    * any key with an unacknowledged write.
    */
   revoke(map: string, keys: readonly string[]): void;
-  /** Gives an unsent write a fresh timestamp (the server refused it as too old). */
+  /**
+   * Gives an unsent write a fresh timestamp (the server refused it as too old), or settles
+   * it if a newer write of its key replaced it in the replica.
+   */
   restampWrite(entry: OutboxEntry): void;
   /** Every unacknowledged write, oldest first. */
   outbox(): readonly OutboxEntry[];
@@ -88,7 +94,11 @@ export interface SyncEngineOptions {
   /** Reconnect delay bounds (full jitter between 0 and the exponential bound). Default: 500 ms to 30 s. */
   readonly minRetryMs?: number;
   readonly maxRetryMs?: number;
-  /** Delay before a walk the server refused or lost starts again. Default: 5000 ms. */
+  /**
+   * Delay before a walk the server refused or lost, or one that ended apart without
+   * progress, starts again; it doubles with each such walk of the map in a row, up to 64
+   * times. Default: 5000 ms.
+   */
   readonly walkRetryMs?: number;
   /** The wall clock. */
   readonly now: () => number;
@@ -101,22 +111,22 @@ interface Walk {
   expected: number;
   received: number;
   /**
-   * Records received from the server: a walk that got some made progress (records this side
-   * sends are no proof: the server may refuse them, walk after walk).
+   * Records from the server that changed the replica: a walk that got some made progress
+   * (records this side sends are no proof: the server may refuse them, walk after walk).
    */
-  moved: number;
+  changed: number;
   /** When the walk last heard from the server (for the watchdog). */
   lastHeard: number;
 }
 
 /** Batches of ops in flight at once. */
 const MAX_IN_FLIGHT_BATCHES = 4;
-/** Walks in a row that made progress without converging (budgeted messages) before backing off. */
-const MAX_PROGRESS_WALKS = 64;
 /** A walk that hears nothing for this long is abandoned and started again. */
 const WALK_TIMEOUT_MS = 30_000;
 /** Delay before a walk the server refused or lost is tried again. */
 const WALK_RETRY_MS = 5_000;
+/** Doublings of that delay at most (5 s becomes 320 s). */
+const MAX_WALK_RETRY_DOUBLINGS = 6;
 
 /**
  * The connection to the sync server and the protocol behind it: handshake, Merkle walks of
@@ -138,8 +148,8 @@ export class SyncEngine {
   private nextSession = 1;
   private nextOpId = 1;
   private readonly walks = new Map<number, Walk>();
-  private readonly walkRetries = new Map<string, number>();
-  private readonly progressWalks = new Map<string, number>();
+  /** Per map, walks in a row that failed or ended apart without progress: the backoff. */
+  private readonly walkAttempts = new Map<string, number>();
   /** Op id → outbox entry and batch, for the ops in flight. */
   private readonly inFlight = new Map<
     number,
@@ -213,7 +223,6 @@ export class SyncEngine {
     this.unsubscribeOnline();
     clearTimeout(this.retryTimer);
     clearTimeout(this.retryOutboxTimer);
-    for (const timer of this.walkRetryTimers) clearTimeout(timer);
     this.disconnect(undefined);
   }
 
@@ -255,7 +264,7 @@ export class SyncEngine {
     socket.binaryType = 'arraybuffer';
     this.socket = socket;
     socket.onopen = () => {
-      this.lastMessageAt = Date.now();
+      this.lastMessageAt = this.options.now();
       this.send({
         type: 'hello',
         protocol: PROTOCOL_VERSION,
@@ -266,10 +275,10 @@ export class SyncEngine {
     socket.onmessage = (event) => this.onFrame(socket, event.data as ArrayBuffer | string);
     socket.onclose = (event) => {
       if (this.socket !== socket) return;
+      const tokenExpired = this.tokenExpired;
       this.dropConnection(event.reason || `connection closed (${event.code})`);
-      if (this.tokenExpired) {
+      if (tokenExpired) {
         // The session outlived its token: a fresh one (from the token provider) is due now.
-        this.tokenExpired = false;
         this.attempt = 0;
       } else if (
         event.code === CLOSE_CODES.unauthorized ||
@@ -288,7 +297,7 @@ export class SyncEngine {
 
   private onFrame(socket: WebSocket, data: ArrayBuffer | string): void {
     if (this.socket !== socket) return;
-    this.lastMessageAt = Date.now();
+    this.lastMessageAt = this.options.now();
     if (typeof data === 'string') return;
     let message: Message;
     try {
@@ -396,7 +405,10 @@ export class SyncEngine {
     for (const map of maps) this.startWalk(map, 4);
     for (const { id, map, query } of this.host.serverQueries())
       this.send({ type: 'subscribe', id, map, query });
-    if (maps.length === 0) this.walksSettled();
+    if (maps.length === 0) {
+      this.flushOutbox();
+      this.settleIfIdle();
+    }
   }
 
   private startWalk(map: string, width: HashWidth): void {
@@ -413,52 +425,54 @@ export class SyncEngine {
       width,
       expected: 0,
       received: 0,
-      moved: 0,
-      lastHeard: Date.now(),
+      changed: 0,
+      lastHeard: this.options.now(),
     });
     this.host.status.setState({ connection: 'syncing' });
     this.send(toSyncWire(map, sessionId, session.open(), this.host.lastSync(map)));
   }
 
   /**
-   * Abandons the walks in progress and starts them again shortly: a message of theirs was
-   * lost (malformed, refused, or never came).
+   * Abandons the walks whose messages were lost (malformed, refused, or never came) and
+   * starts them again later.
    */
-  private restartWalks(): void {
-    const maps = [...new Set([...this.walks.values()].map((walk) => walk.map))];
-    if (maps.length === 0) return;
-    // Ended on the server too, so that it does not keep them (and count them) until they idle out.
-    for (const [session, walk] of this.walks) {
+  private restartWalks(lost: (walk: Walk) => boolean = () => true): void {
+    for (const [session, walk] of [...this.walks]) {
+      if (!lost(walk)) continue;
+      this.walks.delete(session);
+      // Ended on the server too, so that it does not keep it (and count it) until it idles out.
       this.send({
         type: 'sync_done',
         map: walk.map,
         session,
         root: rootBytes(this.host.replica(walk.map).merkleTree),
       });
+      this.retryWalkLater(walk.map);
+      this.walkEnded();
     }
-    this.walks.clear();
-    for (let index = 0; index < maps.length; index++) this.walkEnded();
-    for (const map of maps) this.retryWalkLater(map);
   }
 
-  private retryWalkLater(map: string, delays = 1): void {
-    const timer = setTimeout(
-      () => {
-        this.walkRetryTimers.delete(timer);
-        if (this.ready) this.startWalk(map, 4);
-      },
-      (this.options.walkRetryMs ?? WALK_RETRY_MS) * delays,
-    );
+  /** Walks `map` again after a delay that doubles with each attempt in a row. */
+  private retryWalkLater(map: string): void {
+    const attempt = (this.walkAttempts.get(map) ?? 0) + 1;
+    this.walkAttempts.set(map, attempt);
+    const delay =
+      (this.options.walkRetryMs ?? WALK_RETRY_MS) *
+      2 ** Math.min(attempt - 1, MAX_WALK_RETRY_DOUBLINGS);
+    const timer = setTimeout(() => {
+      this.walkRetryTimers.delete(timer);
+      if (this.ready) this.startWalk(map, 4);
+    }, delay);
     this.walkRetryTimers.add(timer);
   }
 
   private onSync(message: MessageOf<'sync'>): void {
     const walk = this.walks.get(message.session);
     if (walk === undefined) return;
-    walk.lastHeard = Date.now();
+    walk.lastHeard = this.options.now();
     const incoming = fromSyncWire<Value>(message);
-    if (incoming.records.length > 0) this.host.mergeRemote(walk.map, incoming.records);
-    walk.moved += incoming.records.length;
+    if (incoming.records.length > 0)
+      walk.changed += this.host.mergeRemote(walk.map, incoming.records);
     const answer = walk.session.receive(incoming);
     const replica = this.host.replica(walk.map);
     if (answer.bulk.length > 0) {
@@ -502,9 +516,8 @@ export class SyncEngine {
   private onSyncRecords(message: MessageOf<'sync_records'>): void {
     const walk = this.walks.get(message.session);
     if (walk === undefined) return;
-    walk.lastHeard = Date.now();
-    walk.moved += message.records.length;
-    this.host.mergeRemote(
+    walk.lastHeard = this.options.now();
+    walk.changed += this.host.mergeRemote(
       walk.map,
       message.records.map((entry) => fromWireEntry<Value>(entry)),
     );
@@ -519,32 +532,23 @@ export class SyncEngine {
     this.walks.delete(message.session);
     const replica = this.host.replica(walk.map);
     const own = rootBytes(replica.merkleTree);
-    const converged = own.every((byte, index) => byte === message.root[index]);
-    // Unacknowledged local writes make the roots differ until they are sent: not a failure.
-    const pendingHere = this.host.outbox().some((entry) => entry.map === walk.map);
-    if (converged) {
-      this.walkRetries.delete(walk.map);
-      this.progressWalks.delete(walk.map);
+    if (own.every((byte, index) => byte === message.root[index])) {
+      this.walkAttempts.delete(walk.map);
       if (message.syncedAt !== undefined) this.host.setLastSync(walk.map, message.syncedAt);
-    } else if (walk.moved > 0 || walk.session.truncated) {
-      // Progress, within message budgets: walk on from where this one stopped.
-      const walks = (this.progressWalks.get(walk.map) ?? 0) + 1;
-      this.progressWalks.set(walk.map, walks);
-      if (walks <= MAX_PROGRESS_WALKS) this.startWalk(walk.map, walk.width);
-      else {
-        // Walks that keep moving without converging: something keeps differing (records
-        // the server refuses); try again much later rather than walk in a loop.
-        this.progressWalks.delete(walk.map);
-        this.retryWalkLater(walk.map, 12);
-      }
-    } else if (pendingHere) {
+    } else if (walk.changed > 0) {
+      // Progress within the server's message budgets: walk on from where this one stopped.
+      this.startWalk(walk.map, walk.width);
+    } else if (walk.session.truncated) {
+      // This side's messages left differences out, and nothing came: the records it sent
+      // may be refused walk after walk, so walk again later, each time later.
+      this.retryWalkLater(walk.map);
+    } else if (this.host.outbox().some((entry) => entry.map === walk.map)) {
       // Unacknowledged local writes make the roots differ until they are sent: not a failure.
-      this.walkRetries.delete(walk.map);
-      this.progressWalks.delete(walk.map);
+    } else if (walk.width === 4) {
+      // Nothing differed, yet the roots do: subtrees whose 4-byte hashes are equal by chance.
+      this.startWalk(walk.map, 8);
     } else {
-      const retries = (this.walkRetries.get(walk.map) ?? 0) + 1;
-      this.walkRetries.set(walk.map, retries);
-      if (retries <= 3) this.startWalk(walk.map, 8);
+      this.retryWalkLater(walk.map);
     }
     this.reportProgress();
     this.walkEnded();
@@ -570,17 +574,17 @@ export class SyncEngine {
 
   private walkEnded(): void {
     if (this.initialWalksPending > 0) {
-      this.initialWalksPending = Math.max(0, this.initialWalksPending - 1);
-      if (this.initialWalksPending === 0) this.walksSettled();
-    } else if (this.walks.size === 0 && this.ready) {
-      this.host.status.setState({ connection: 'online' });
+      this.initialWalksPending--;
+      // Every map reconciled once after (re)connecting: now the outbox.
+      if (this.initialWalksPending === 0) this.flushOutbox();
     }
+    this.settleIfIdle();
   }
 
-  /** Every map reconciled after (re)connecting: now the outbox. */
-  private walksSettled(): void {
+  /** Online once no walk runs and none waits to start again. */
+  private settleIfIdle(): void {
+    if (!this.ready || this.walks.size > 0 || this.walkRetryTimers.size > 0) return;
     this.host.status.setState({ connection: 'online', initialSync: null });
-    this.flushOutbox();
   }
 
   private reportProgress(): void {
@@ -646,12 +650,13 @@ export class SyncEngine {
     const interval = Math.max(1_000, Math.floor(this.heartbeatMs / 2));
     this.heartbeatTimer = setInterval(() => {
       // A walk that hears nothing (a reply lost or refused on the way) starts again.
-      const now = Date.now();
-      if ([...this.walks.values()].some((walk) => now - walk.lastHeard > WALK_TIMEOUT_MS)) {
+      const now = this.options.now();
+      const silent = (walk: Walk) => now - walk.lastHeard > WALK_TIMEOUT_MS;
+      if ([...this.walks.values()].some(silent)) {
         this.host.serverError('a sync walk got no answer: starting it again');
-        this.restartWalks();
+        this.restartWalks(silent);
       }
-      if (Date.now() - this.lastMessageAt > this.heartbeatMs * 2.5) {
+      if (now - this.lastMessageAt > this.heartbeatMs * 2.5) {
         // Nothing heard for too long: the connection is dead even if the socket says otherwise.
         this.socket?.close();
         const socket = this.socket;
@@ -660,7 +665,7 @@ export class SyncEngine {
         this.scheduleReconnect();
         return;
       }
-      this.send({ type: 'ping', time: Date.now() });
+      this.send({ type: 'ping', time: now });
     }, interval);
   }
 
@@ -690,6 +695,11 @@ export class SyncEngine {
     this.ready = false;
     clearInterval(this.heartbeatTimer);
     this.walks.clear();
+    // Retries and their backoff belong to this connection: the next walks every map anew.
+    for (const timer of this.walkRetryTimers) clearTimeout(timer);
+    this.walkRetryTimers.clear();
+    this.walkAttempts.clear();
+    this.tokenExpired = false;
     this.inFlight.clear();
     this.inFlightIds.clear();
     this.batchesInFlight.clear();

@@ -69,7 +69,10 @@ export interface ClientOptions {
   /** Reconnect delay bounds in ms (exponential backoff with full jitter). Default: 500 and 30 000. */
   readonly minRetryMs?: number;
   readonly maxRetryMs?: number;
-  /** Delay before a walk the server refused, or whose messages were lost, starts again. Default: 5000 ms. */
+  /**
+   * Delay before a walk the server refused, or whose messages were lost, starts again; it
+   * doubles with each such walk of a map in a row, up to 64 times. Default: 5000 ms.
+   */
   readonly walkRetryMs?: number;
   /** This machine's wall clock. Default: `Date.now`. */
   readonly now?: () => number;
@@ -287,6 +290,13 @@ export class TopGunClient {
     this.status.setState({ pendingOps: this.outboxEntries.size });
   }
 
+  /** Takes settled writes out of the outbox, here and in the other tabs. */
+  private removeFromOutbox(ids: readonly string[]): void {
+    for (const id of ids) this.persist.removeOutbox(id);
+    this.settle(ids);
+    this.tabs.post({ type: 'settled', ids });
+  }
+
   private settle(ids: readonly string[]): void {
     for (const id of ids) this.outboxEntries.delete(id);
     this.status.setState({ pendingOps: this.outboxEntries.size });
@@ -323,12 +333,15 @@ export class TopGunClient {
     return entry;
   }
 
-  /** Merges records (from the server or the leader) and persists what changed. */
+  /**
+   * Merges records (from the server or the leader) and persists what changed.
+   * @returns how many records changed the replica.
+   */
   private mergeRecords(
     map: string,
     entries: ReadonlyArray<readonly [string, LWWRecord<Value>]>,
     persist: boolean,
-  ): void {
+  ): number {
     const { replica } = this.entry(map);
     const merged: Array<readonly [string, LWWRecord<Value>]> = [];
     for (const [key, record] of entries) {
@@ -340,9 +353,10 @@ export class TopGunClient {
       }
       if (replica.getRecord(key) !== before) merged.push([key, record]);
     }
-    if (!persist || merged.length === 0) return;
+    if (!persist || merged.length === 0) return merged.length;
     for (const [key, record] of merged) this.persist.record({ map, key, record });
     this.tabs.post({ type: 'records', map, entries: merged });
+    return merged.length;
   }
 
   private restoreRecord(
@@ -455,11 +469,7 @@ export class TopGunClient {
         if (current !== undefined) this.restamp([current]);
       },
       outbox: () => [...this.outboxEntries.values()].sort(byTimestamp),
-      acknowledged: (ids) => {
-        for (const id of ids) this.persist.removeOutbox(id);
-        this.settle(ids);
-        this.tabs.post({ type: 'settled', ids });
-      },
+      acknowledged: (ids) => this.removeFromOutbox(ids),
       rejected: (entry, reason, message, current) =>
         this.onRejectedWrite(entry, reason, message, current),
       setClockOffset: (offset) => {
@@ -512,9 +522,7 @@ export class TopGunClient {
         true,
       );
     }
-    this.persist.removeOutbox(entry.id);
-    this.settle([entry.id]);
-    this.tabs.post({ type: 'settled', ids: [entry.id] });
+    this.removeFromOutbox([entry.id]);
     this.tabs.post({
       type: 'rejected',
       id: entry.id,
@@ -582,16 +590,25 @@ export class TopGunClient {
     if (foreign.length > 0) this.restamp(foreign);
   }
 
-  /** Gives unsent writes fresh timestamps, in their original order. */
+  /**
+   * Gives unsent writes fresh timestamps, in their original order. A write the replica no
+   * longer holds (a newer one of its key replaced it, this user's or another's) is settled
+   * instead: stamped now, it would beat the newer write.
+   */
   private restamp(entries: readonly OutboxEntry[]): void {
+    const superseded: string[] = [];
     for (const entry of [...entries].sort(byTimestamp)) {
+      if (!holdsWrite(this.entry(entry.map).replica, entry)) {
+        superseded.push(entry.id);
+        continue;
+      }
       const restamped: LWWRecord<Value> = { ...entry.record, timestamp: this.hlc.now() };
-      const { replica } = this.entry(entry.map);
-      if (holdsWrite(replica, entry)) this.restoreRecord(entry.map, entry.key, restamped, true);
+      this.restoreRecord(entry.map, entry.key, restamped, true);
       const replaced: OutboxEntry = { ...entry, record: restamped };
       this.outboxEntries.set(entry.id, replaced);
       this.persist.addOutbox(replaced);
     }
+    if (superseded.length > 0) this.removeFromOutbox(superseded);
   }
 
   // ---- other tabs ----

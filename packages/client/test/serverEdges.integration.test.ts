@@ -1,7 +1,7 @@
-import { decodeMessage, type Message } from '@topgun/core';
-import type { ServerOptions } from '@topgun/server';
+import { DEFAULT_DECODE_LIMITS, decodeMessage, type Message } from '@topgun/core';
+import type { ServerOptions, TopGunServer } from '@topgun/server';
 import { SignJWT } from 'jose';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { TopGunClient } from '../src/index.js';
 import { startServer, testClient, waitFor } from './harness.js';
@@ -58,17 +58,16 @@ async function relay(
 function typeOf(frame: Buffer): Message['type'] | undefined {
   try {
     return decodeMessage(new Uint8Array(frame), {
+      ...DEFAULT_DECODE_LIMITS,
       maxFrameBytes: 64 * 1024 * 1024,
-      maxDepth: 64,
-      maxArrayLength: 10_000_000,
-      maxMapSize: 10_000,
-      maxElements: Number.MAX_SAFE_INTEGER,
-      maxStringBytes: 16 * 1024 * 1024,
-      maxBinaryBytes: 16 * 1024 * 1024,
     }).type;
   } catch {
     return undefined;
   }
+}
+
+async function metric(server: TopGunServer, name: string): Promise<number | undefined> {
+  return (await server.metrics.registry.getSingleMetric(name)?.get())?.values[0]?.value;
 }
 
 describe('a client facing a hostile network or a demanding server', () => {
@@ -116,7 +115,11 @@ describe('a client facing a hostile network or a demanding server', () => {
     expect(errors.some((error) => /malformed|frames must|MessagePack|0xc1/i.test(error))).toBe(
       true,
     );
-    expect(server.metrics).toBeDefined();
+    // The abandoned walk was ended by the client, not left to idle out on the server (60 s).
+    await vi.waitFor(
+      async () => expect(await metric(server, 'topgun_sync_sessions_active')).toBe(0),
+      { timeout: 5_000, interval: 20 },
+    );
   });
 
   it('walks again while walks make progress, so a replica differing everywhere converges within small messages', async () => {
@@ -132,20 +135,25 @@ describe('a client facing a hostile network or a demanding server', () => {
     const local = offline.getMap<{ n: number }>('wide');
     await offline.ready;
     for (let n = 0; n < 600; n++) local.set(`offline-${n}`, { n });
-    // The replica also holds the server's records under other values, as after a restore.
+    // The replica also holds some of the server's keys, under other (newer) values.
+    for (let n = 0; n < 300; n++) local.set(`server-${n}`, { n: -n });
     online.set(true);
     await waitFor(() => local.size === 2_600, 30_000, 'every record on the client');
     await waitFor(() => shared.size === 2_600, 30_000, 'every record on the server side');
-    const walks = (
-      await server.metrics.registry.getSingleMetric('topgun_sync_sessions_total')?.get()
-    )?.values[0]?.value;
+    const walks = await metric(server, 'topgun_sync_sessions_total');
     expect(walks).toBeGreaterThan(3);
+    await waitFor(() => shared.get('server-299')?.n === -299, 10_000, 'the newer values');
+    expect(local.get('server-300')?.n).toBe(300);
   });
 
   it('stamps a write again when the server refuses it as too old, and delivers it', async () => {
     // The server's clock is 8 days ahead: writes made offline "now" are past its write floor.
     const { url } = await serve({ now: () => Date.now() + 8 * DAY_MS });
-    const { client: writer, online } = testClient(url, { walkRetryMs: 100 });
+    let clockShiftMs = 0;
+    const { client: writer, online } = testClient(url, {
+      walkRetryMs: 100,
+      now: () => Date.now() + clockShiftMs,
+    });
     cleanups.push(() => writer.close());
     online.set(false);
     const rejected: unknown[] = [];
@@ -153,13 +161,25 @@ describe('a client facing a hostile network or a demanding server', () => {
     const notes = writer.getMap<{ title: string }>('floor');
     await writer.ready;
     notes.set('old', { title: 'written long ago' });
+    // A key written twice offline: first past the write floor, then 6 days later within it.
+    // Only the first is refused; stamped again, it would replace the second.
+    notes.set('twice', { title: 'first' });
+    clockShiftMs = 6 * DAY_MS;
+    notes.set('twice', { title: 'second' });
     online.set(true);
     await writer.flush();
     const reader = client(url);
     const seen = reader.getMap<{ title: string }>('floor');
     await waitFor(() => seen.get('old')?.title === 'written long ago', 10_000, 'the write');
+    await waitFor(() => seen.has('twice'), 10_000, 'the key written twice');
+    expect(seen.get('twice')?.title).toBe('second');
     expect(rejected).toEqual([]);
     expect(notes.get('old')?.title).toBe('written long ago');
+    // The writer's next walk brings back what the server holds: still the newer write.
+    online.set(false);
+    online.set(true);
+    await waitFor(() => writer.status.getState().connection === 'online', 10_000, 'a new walk');
+    expect(notes.get('twice')?.title).toBe('second');
   });
 
   it('drops records it may no longer see, from changes and from walks', async () => {
@@ -177,9 +197,11 @@ describe('a client facing a hostile network or a demanding server', () => {
       ],
     });
     const alice = client(url, { token: await token('alice') });
+    let bobClockShiftMs = 0;
     const { client: bob, online: bobOnline } = testClient(url, {
       token: await token('bob'),
       walkRetryMs: 100,
+      now: () => Date.now() + bobClockShiftMs,
     });
     cleanups.push(() => bob.close());
     const aliceNotes = alice.getMap<{ owner: string; public: boolean }>('shared');
@@ -195,12 +217,27 @@ describe('a client facing a hostile network or a demanding server', () => {
 
     // Offline: n2 becomes private while Bob is away; his next walk removes it.
     bobOnline.set(false);
+    // Bob writes n3 meanwhile (his clock a minute slow, so that it is older than Alice's),
+    // and Alice makes n3 a private note: his write loses to one he may not see. His walk
+    // sends it and is told to forget n3, but an unacknowledged write stays until answered.
+    bobClockShiftMs = -60_000;
+    bobNotes.set('n3', { owner: 'bob', public: false });
+    bobClockShiftMs = 0;
     aliceNotes.set('n2', { owner: 'alice', public: false });
+    aliceNotes.set('n3', { owner: 'alice', public: false });
     await alice.flush();
+    let droppedWhilePending = false;
+    const unsubscribe = bobNotes.subscribe(() => {
+      if (!bobNotes.has('n3') && bob.status.getState().pendingOps > 0) droppedWhilePending = true;
+    });
+    cleanups.push(unsubscribe);
     bobOnline.set(true);
     await waitFor(() => !bobNotes.has('n2'), 10_000, 'the walk to revoke n2');
     await waitFor(() => bob.status.getState().connection === 'online', 10_000, 'bob synced');
     expect(bob.status.getState().lastSyncedAt).not.toBeNull();
+    await bob.flush();
+    await waitFor(() => !bobNotes.has('n3'), 10_000, 'n3 dropped once its write was answered');
+    expect(droppedWhilePending).toBe(false);
   });
 
   it('is refused, and says why, with a node id that belongs to another user', async () => {
