@@ -47,6 +47,20 @@ function diverged(shared: number, onlyLeft: number[], onlyRight: number[], delet
   return { left, right };
 }
 
+/** Two replicas equal but for key-3: one timestamp, two values. */
+function tiedOnKey3() {
+  const clock = new FakeClock();
+  const [left, right] = createReplicas<Doc>(2, clock) as [LWWMap<Doc>, LWWMap<Doc>];
+  for (let i = 0; i < 500; i++) {
+    const record = left.set(`key-${i}`, { n: i });
+    right.merge(`key-${i}`, record);
+  }
+  const timestamp = { millis: clock.time + 5, counter: 0, nodeId: 'x' };
+  left.merge('key-3', { value: { n: 1 }, timestamp });
+  right.merge('key-3', { value: { n: 2 }, timestamp });
+  return { left, right };
+}
+
 describe('Merkle walk', () => {
   it('ends at once when the replicas are equal', () => {
     const { left, right } = diverged(300, [], [], []);
@@ -220,15 +234,7 @@ describe('Merkle walk within a message budget', () => {
   }, 30_000);
 
   it('exchanges records with equal timestamps and different values, converging on the tie winner', () => {
-    const clock = new FakeClock();
-    const [left, right] = createReplicas<Doc>(2, clock) as [LWWMap<Doc>, LWWMap<Doc>];
-    for (let i = 0; i < 500; i++) {
-      const record = left.set(`key-${i}`, { n: i });
-      right.merge(`key-${i}`, record);
-    }
-    const timestamp = { millis: clock.time + 5, counter: 0, nodeId: 'x' };
-    left.merge('key-3', { value: { n: 1 }, timestamp });
-    right.merge('key-3', { value: { n: 2 }, timestamp });
+    const { left, right } = tiedOnKey3();
     expect(left.merkleTree.rootHashHex()).not.toBe(right.merkleTree.rootHashHex());
     const report = walk(left, right);
     expect(report.converged).toBe(true);
@@ -237,15 +243,7 @@ describe('Merkle walk within a message budget', () => {
   });
 
   it('tells equal-timestamp records apart in digests by both lanes of their hash', () => {
-    const clock = new FakeClock();
-    const [left, right] = createReplicas<Doc>(2, clock) as [LWWMap<Doc>, LWWMap<Doc>];
-    for (let i = 0; i < 500; i++) {
-      const record = left.set(`key-${i}`, { n: i });
-      right.merge(`key-${i}`, record);
-    }
-    const timestamp = { millis: clock.time + 5, counter: 0, nodeId: 'x' };
-    left.merge('key-3', { value: { n: 1 }, timestamp });
-    right.merge('key-3', { value: { n: 2 }, timestamp });
+    const { left, right } = tiedOnKey3();
     // Walk until a digest lists key-3; its stamp is then made to match the receiver's lane 1
     // (what a writer trying 2^32 values could arrange): lane 2 must still tell them apart.
     const replicas = [left, right] as const;
