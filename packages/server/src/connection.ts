@@ -203,6 +203,15 @@ export class ClientConnection implements Peer {
     this.socket.close(CLOSE.goingAway, 'server shutting down');
   }
 
+  /**
+   * Closes the connection because this process lost track of other processes' writes: the
+   * client reconnects (here once the process caught up, or to another) and walks again.
+   */
+  closeForResync(): void {
+    if (!this.isOpen()) return;
+    this.closeWith(CLOSE.tryAgainLater, 'catching up with other server processes: reconnect');
+  }
+
   /** Resolves when every message received so far has been handled. */
   async settled(): Promise<void> {
     await this.queue;

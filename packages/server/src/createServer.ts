@@ -5,6 +5,7 @@ import fastifyStatic from '@fastify/static';
 import websocket from '@fastify/websocket';
 import { DEFAULT_DECODE_LIMITS, HLC } from '@topgun/core';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import { AnnouncementFollower, NOT_FOLLOWING } from './announcementFollower.js';
 import { Authenticator } from './auth.js';
 import { ChangeFanout } from './changeFanout.js';
 import { ClientConnection } from './connection.js';
@@ -99,7 +100,10 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     limits.maxFrameBytes,
     options.fanoutWindowMs ?? 5,
   );
-  const liveQueries = new LiveQueryHub(grid, permissions, metrics, limits, now);
+  // Reads (walks, snapshots) wait until the grid holds every commit acknowledged before them.
+  let follower: AnnouncementFollower | undefined;
+  const fresh = (map: string) => (follower === undefined ? Promise.resolve() : follower.fresh(map));
+  const liveQueries = new LiveQueryHub(grid, permissions, metrics, limits, now, fresh);
   const pipeline = new WritePipeline({
     storage,
     grid,
@@ -114,6 +118,28 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     maxWriteAgeMs,
     now,
   });
+  const connections = new Set<ClientConnection>();
+  const channel = storage.announcements;
+  follower =
+    channel === undefined
+      ? undefined
+      : new AnnouncementFollower({
+          channel,
+          storage,
+          grid,
+          fanout,
+          liveQueries,
+          metrics,
+          logger: app.log,
+          now,
+          heartbeatMs: options.announcementHeartbeatMs ?? 1_000,
+          maxLagMs: options.announcementMaxLagMs ?? 5_000,
+          onLost: () => {
+            for (const connection of connections) connection.closeForResync();
+            grid.clear();
+          },
+          onRestored: () => grid.clear(),
+        });
   const sync = new SyncService({
     grid,
     storage,
@@ -126,9 +152,10 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     limits,
     maxWriteAgeMs,
     now,
+    fresh,
   });
+  await follower?.start();
 
-  const connections = new Set<ClientConnection>();
   const upgradeBuckets = new Map<string, TokenBucket>();
   let shuttingDown = false;
   let nextConnectionId = 1;
@@ -159,6 +186,8 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   app.get('/ready', async (_request, reply) => {
     if (!ready || shuttingDown)
       return reply.code(503).send({ status: shuttingDown ? 'shutting down' : 'migrating' });
+    if (follower !== undefined && !follower.isHealthy)
+      return reply.code(503).send({ status: 'catching up with other server processes' });
     try {
       await Promise.race([
         storage.ping(),
@@ -180,6 +209,8 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
       websocket: true,
       preValidation: async (request, reply) => {
         if (shuttingDown) return reply.code(503).send({ error: 'shutting down' });
+        if (follower !== undefined && !follower.isHealthy)
+          return reply.code(503).send({ error: NOT_FOLLOWING });
         if (connections.size >= limits.maxConnections) {
           metrics.budgetExceeded.inc({ budget: 'connections' });
           return reply.code(503).send({ error: 'the server has as many connections as it may' });
@@ -283,6 +314,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
         await Promise.all([...connections].map((connection) => connection.settled()));
         await pipeline.idle();
         for (const connection of connections) connection.closeForShutdown();
+        follower?.close();
         await app.close();
         if (ownsStorage) await storage.close();
       })();

@@ -29,7 +29,7 @@ interface Subscription {
   rows: number;
 }
 
-type QueryErrorCode = 'permission' | 'limit';
+type QueryErrorCode = 'permission' | 'limit' | 'unavailable';
 
 /**
  * Server-side live queries: each subscription keeps a `LiveQuery` over the records its
@@ -56,6 +56,11 @@ export class LiveQueryHub {
       | 'maxLiveQueryRows'
     >,
     private readonly now: () => number,
+    /**
+     * Resolves once the grid holds every commit acknowledged before the call (other
+     * processes' included); rejects when it cannot tell. Default: at once (one process).
+     */
+    private readonly fresh: (map: string) => Promise<void> = () => Promise.resolve(),
   ) {}
 
   /** Whether `map` has subscriptions (the grid keeps such maps loaded). */
@@ -85,6 +90,12 @@ export class LiveQueryHub {
     }
     if (!this.permissions.canReadMap(peer.user, mapName)) {
       this.refuse(peer, id, 'permission', `reading ${mapName} is not allowed`);
+      return;
+    }
+    try {
+      await slicer.io(this.fresh(mapName));
+    } catch (error) {
+      this.refuse(peer, id, 'unavailable', (error as Error).message);
       return;
     }
     const loading = this.grid.getWithin(mapName, mayLoadMap);

@@ -75,6 +75,13 @@ export class MapGrid {
     return evicted;
   }
 
+  /** Drops every map: each loads again, from storage, on its next use. */
+  clear(): void {
+    this.maps.clear();
+    this.lastUsed.clear();
+    this.metrics.loadedMaps.set(0);
+  }
+
   /** The map if it is already loaded. */
   async ifLoaded(map: string): Promise<LWWMap<Value> | undefined> {
     const loading = this.maps.get(map);

@@ -85,6 +85,22 @@ export class ServerMetrics {
     help: 'Longest event-loop delay over the last heartbeat interval',
     registers: [this.registry],
   });
+  readonly announcementsReceived = new Counter({
+    name: 'topgun_announcements_received_total',
+    help: 'Notifications of other processes’ commits received (one commit may take several)',
+    registers: [this.registry],
+  });
+  readonly announcementLag = new Histogram({
+    name: 'topgun_announcement_lag_seconds',
+    help: 'From a commit (or this process’s marker) being sent to its announcement arriving here',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly announcementLosses = new Counter({
+    name: 'topgun_announcement_losses_total',
+    help: 'Times this process lost its announcement channel and dropped what it held',
+    registers: [this.registry],
+  });
 
   /** Times a storage operation. */
   async timeStorage<T>(operation: string, work: () => Promise<T>): Promise<T> {

@@ -157,6 +157,19 @@ export interface ServerOptions {
   readonly pruneIntervalMs?: number;
   /** Changes committed within this window reach each client as one message. Default: 5 ms. */
   readonly fanoutWindowMs?: number;
+  /**
+   * With PostgreSQL (several processes may share the database): how often this process
+   * sends a marker through the announcement channel to check that it still receives other
+   * processes' commits. Default: 1 000 ms.
+   */
+  readonly announcementHeartbeatMs?: number;
+  /**
+   * With PostgreSQL: the longest a marker may take to come back. Past it the process counts
+   * other processes' commits as possibly missed: it drops its loaded maps, closes its client
+   * connections (they reconnect and walk again) and serves again once it listens again.
+   * This bounds how stale a read can be. Default: 5 000 ms.
+   */
+  readonly announcementMaxLagMs?: number;
   /** Largest accepted clock drift of client timestamps. Default: 60 000 ms. */
   readonly maxDriftMs?: number;
   /**

@@ -84,6 +84,11 @@ export class SyncService {
       /** Writes older than this are refused, so a client synced this long after a pruning horizon has every deletion before it. */
       readonly maxWriteAgeMs: number;
       readonly now: () => number;
+      /**
+       * Resolves once the grid holds every commit acknowledged before the call (other
+       * processes' included); rejects when it cannot tell.
+       */
+      readonly fresh: (map: string) => Promise<void>;
     },
   ) {}
 
@@ -242,6 +247,11 @@ export class SyncService {
     const { permissions, storage, grid, limits } = this.deps;
     if (!permissions.canReadMap(peer.user, message.map))
       return this.fail(peer, message, 'permission', `reading ${message.map} is not allowed`);
+    try {
+      await slicer.io(this.deps.fresh(message.map));
+    } catch (error) {
+      return this.fail(peer, message, 'unavailable', (error as Error).message);
+    }
     const loading = grid.getWithin(message.map, options.mayLoadMap ?? (() => true));
     if (loading === undefined) return this.fail(peer, message, 'limit', MAP_LOADS_SPENT);
     let map: LWWMap<Value>;

@@ -16,6 +16,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ChangeFanout, CommittedChange } from './changeFanout.js';
 import type { LiveQueryHub } from './liveQueryHub.js';
 import { type GridRecord, MAP_LOADS_SPENT, type MapGrid } from './mapGrid.js';
+import { mergeStored } from './mergeStored.js';
 import type { ServerMetrics } from './metrics.js';
 import { ownsNodeId } from './nodeOwnership.js';
 import type { Peer } from './peer.js';
@@ -347,25 +348,13 @@ export class WritePipeline {
     for (const [name, byKey] of stale) {
       const map = maps.get(name)!;
       const fresh = await storage.getRecords(name, [...byKey.keys()]).catch(() => []);
-      const learned: Array<readonly [string, GridRecord]> = [];
-      for (const { key, record, prior } of fresh) {
-        const stored: GridRecord = prior === undefined ? record : { ...record, prior };
-        const previous = map.getRecord(key);
-        if (previous !== undefined && compareRecords(stored, previous) <= 0) continue;
-        learned.push([key, stored]);
+      for (const change of mergeStored(map, fresh)) {
         // A client whose own write this is already holds it: it is not echoed back to it.
         const writer = byKey
-          .get(key)!
-          .find((candidate) => compareRecords(candidate.record, stored) === 0);
-        addChange(name, {
-          key,
-          record: stored,
-          entry: toWireEntry(key, stored),
-          previous,
-          ...(writer === undefined ? {} : { origin: writer.batch.peer }),
-        });
+          .get(change.key)!
+          .find((candidate) => compareRecords(candidate.record, change.record) === 0);
+        addChange(name, writer === undefined ? change : { ...change, origin: writer.batch.peer });
       }
-      map.loadRecords(learned);
     }
 
     const retry: Candidate[] = [];

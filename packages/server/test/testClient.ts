@@ -26,6 +26,7 @@ export class TestClient {
   private waiters: Array<{
     match: (message: Message) => boolean;
     resolve: (message: Message) => void;
+    reject: (error: Error) => void;
   }> = [];
   private closeWaiters: Array<(code: number) => void> = [];
   private nextOpId = 1;
@@ -49,6 +50,10 @@ export class TestClient {
       this.closeCode = code;
       for (const waiter of this.closeWaiters) waiter(code);
       this.closeWaiters = [];
+      // Nothing more can arrive: whoever waits for a message learns it now.
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const waiter of waiters) waiter.reject(new Error(`the connection closed (${code})`));
     });
     socket.on('error', () => {});
   }
@@ -102,6 +107,8 @@ export class TestClient {
       typeof match === 'string' ? (message: Message) => message.type === match : match;
     const earlier = this.received.findIndex(predicate);
     if (earlier >= 0) return Promise.resolve(this.received.splice(earlier, 1)[0]!);
+    if (this.closeCode !== undefined)
+      return Promise.reject(new Error(`the connection closed (${this.closeCode})`));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((waiter) => waiter.resolve !== done);
@@ -116,7 +123,14 @@ export class TestClient {
         this.received.splice(this.received.indexOf(message), 1);
         resolve(message);
       };
-      this.waiters.push({ match: predicate, resolve: done });
+      this.waiters.push({
+        match: predicate,
+        resolve: done,
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
     });
   }
 

@@ -340,7 +340,7 @@ export const unsubscribeSchema = z.strictObject({
 export const queryErrorSchema = z.strictObject({
   type: z.literal('query_error'),
   id: uint,
-  code: z.enum(['invalid_query', 'permission', 'limit']),
+  code: z.enum(['invalid_query', 'permission', 'limit', 'unavailable']),
   message: text,
 });
 

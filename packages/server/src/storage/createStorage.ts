@@ -1,3 +1,4 @@
+import { createPgAnnouncementChannel } from './pgAnnouncementChannel.js';
 import { createPgDriver } from './pgDriver.js';
 import { createPgliteDriver } from './pgliteDriver.js';
 import { SqlStorage } from './sqlStorage.js';
@@ -5,13 +6,13 @@ import type { Storage } from './storage.js';
 
 /** Where to store data. */
 export type StorageConfig =
-  /** A real PostgreSQL server. */
+  /** A real PostgreSQL server; any number of server processes may share its database. */
   | {
       readonly kind: 'postgres';
       readonly connectionString: string;
       readonly maxConnections?: number;
     }
-  /** Embedded PGlite, persisted in `dataDir`, or in memory when it is omitted. */
+  /** Embedded PGlite, persisted in `dataDir`, or in memory when it is omitted: one process. */
   | { readonly kind: 'pglite'; readonly dataDir?: string };
 
 /** Opens the configured storage (not yet migrated). */
@@ -26,6 +27,7 @@ export async function createStorage(
         ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
         ...(onError === undefined ? {} : { onError }),
       }),
+      { announcements: createPgAnnouncementChannel(config.connectionString) },
     );
   }
   return new SqlStorage(await createPgliteDriver(config.dataDir));

@@ -10,9 +10,11 @@ import {
   type Timestamp,
   type Value,
 } from '@topgun/core';
+import { ANNOUNCEMENT_CHANNEL } from './announcementPayload.js';
 import { MIGRATIONS } from './migrations.js';
 import { SqlArray, type SqlDriver, type SqlExecutor } from './sqlDriver.js';
 import {
+  type AnnouncementChannel,
   isDataError,
   type PruneMark,
   type RecordWrite,
@@ -50,17 +52,56 @@ const INPUT = `input AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[], $6::smallint[])
     WITH ORDINALITY AS input (map, key, ts, value, ttl_ms, partition, ordinal))`;
 
-/** One group of writes, Last-Write-Wins only: answers with the rows it did not store. */
-const PLAIN_WRITE = `WITH ${INPUT}, written AS (
+/** Bytes of one announced record at most: a larger one is announced by key, and read back. */
+const ANNOUNCED_RECORD_BYTES = 3_800;
+
+/**
+ * Announces the rows of CTE `written` on the channel, in notifications under PostgreSQL's
+ * 8,000-byte limit: records are packed in order into chunks of about
+ * {@link ANNOUNCED_RECORD_BYTES} (a chunk ends past that, so it holds at most twice as much).
+ * `NOTIFY` inside the statement is delivered only after COMMIT, in commit order.
+ */
+function announcing(origin: number, sentAt: number): string {
+  return `, announced_items AS (
+    SELECT row_number() OVER () AS n,
+      CASE WHEN octet_length(full_item) <= ${ANNOUNCED_RECORD_BYTES} THEN full_item
+        ELSE json_build_array(map, key, ts)::text END AS item
+    FROM (SELECT map, key, ts, json_build_array(map, key, ts,
+        translate(encode(value, 'base64'), E'\\n', ''), ttl_ms,
+        translate(encode(prior, 'base64'), E'\\n', ''))::text AS full_item FROM written) w
+  ), announced_chunks AS (
+    SELECT item, n,
+      sum(octet_length(item) + 1) OVER (ORDER BY n) / ${ANNOUNCED_RECORD_BYTES} AS chunk
+    FROM announced_items
+  ), announced AS (
+    SELECT pg_notify('${ANNOUNCEMENT_CHANNEL}',
+      '{"o":"' || $${origin}::text || '","t":' || $${sentAt}::bigint || ',"r":['
+        || string_agg(item, ',' ORDER BY n) || ']}')
+    FROM announced_chunks GROUP BY chunk
+  )`;
+}
+
+/** Makes sure the (otherwise unreferenced) `announced` CTE runs; adds no row. */
+const RUN_ANNOUNCED = `UNION ALL
+  SELECT 0 AS ordinal FROM (SELECT count(*) AS sent FROM announced) a WHERE a.sent < 0`;
+
+/**
+ * One group of writes, Last-Write-Wins only: answers with the rows it did not store, and
+ * announces the ones it stored when `announce`.
+ */
+function plainWrite(announce: boolean): string {
+  return `WITH ${INPUT}, written AS (
     INSERT INTO topgun_records AS r (map, key, ts, value, ttl_ms, partition)
     SELECT map, key, ts, value, ttl_ms, partition FROM input ORDER BY ordinal
     ON CONFLICT (map, partition, key) DO UPDATE
       SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms, prior = NULL
       WHERE ${INCOMING_WINS}
-    RETURNING r.map, r.key
-  )
+    RETURNING r.map, r.key${announce ? ', r.ts, r.value, r.ttl_ms, r.prior' : ''}
+  )${announce ? announcing(7, 8) : ''}
   SELECT input.ordinal::integer AS ordinal FROM input
-  WHERE NOT EXISTS (SELECT 1 FROM written WHERE written.map = input.map AND written.key = input.key)`;
+  WHERE NOT EXISTS (SELECT 1 FROM written WHERE written.map = input.map AND written.key = input.key)
+  ${announce ? RUN_ANNOUNCED : ''}`;
+}
 
 /**
  * One group of writes with per-row conditions: a row with an expected timestamp replaces
@@ -69,10 +110,11 @@ const PLAIN_WRITE = `WITH ${INPUT}, written AS (
  * committed meanwhile. A tombstone row may keep the value it replaces. Answers with the rows
  * not stored and the stored rows that kept a prior value.
  */
-const CONDITIONAL_WRITE = `WITH ${INPUT.replace(
-  '$6::smallint[])',
-  '$6::smallint[], $7::text[], $8::smallint[])',
-).replace('partition, ordinal)', 'partition, expected, flags, ordinal)')}, written AS (
+function conditionalWrite(announce: boolean): string {
+  return `WITH ${INPUT.replace(
+    '$6::smallint[])',
+    '$6::smallint[], $7::text[], $8::smallint[])',
+  ).replace('partition, ordinal)', 'partition, expected, flags, ordinal)')}, written AS (
     INSERT INTO topgun_records AS r (map, key, ts, value, ttl_ms, partition)
     SELECT map, key, ts, value, ttl_ms, partition FROM input ORDER BY ordinal
     ON CONFLICT (map, partition, key) DO UPDATE
@@ -83,11 +125,15 @@ const CONDITIONAL_WRITE = `WITH ${INPUT.replace(
       WHERE ${INCOMING_WINS}
         AND (SELECT i.flags & ${FLAG_EXPECTED} = 0 OR i.expected IS NOT DISTINCT FROM r.ts
           FROM input i WHERE i.map = EXCLUDED.map AND i.key = EXCLUDED.key)
-    RETURNING r.map, r.key, r.prior
-  )
-  SELECT input.ordinal::integer AS ordinal, written.key IS NOT NULL AS stored, written.prior
-  FROM input LEFT JOIN written ON written.map = input.map AND written.key = input.key
-  WHERE written.key IS NULL OR written.prior IS NOT NULL`;
+    RETURNING r.map, r.key, r.prior${announce ? ', r.ts, r.value, r.ttl_ms' : ''}
+  )${announce ? announcing(9, 10) : ''}
+  SELECT ordinal, stored, prior FROM (
+    SELECT input.ordinal::integer AS ordinal, written.key IS NOT NULL AS stored, written.prior
+    FROM input LEFT JOIN written ON written.map = input.map AND written.key = input.key
+    WHERE written.key IS NULL OR written.prior IS NOT NULL
+    ${announce ? RUN_ANNOUNCED.replace('0 AS ordinal', '0, NULL, NULL') : ''}
+  ) answer`;
+}
 
 interface RecordRow {
   key: string;
@@ -102,9 +148,28 @@ export class SqlStorage implements Storage {
   readonly description: string;
   readonly writeConcurrency: number;
 
-  constructor(private readonly driver: SqlDriver) {
+  /** Set when writes announce what they store to other processes (PostgreSQL). */
+  readonly announcements: AnnouncementChannel | undefined;
+  private readonly plainWrite: string;
+  private readonly conditionalWrite: string;
+  private readonly now: () => number;
+
+  /**
+   * @param options.announcements The channel writes announce on (omit for a database only
+   *   this process uses, such as embedded PGlite).
+   * @param options.now The clock announcements are stamped with. Default: `Date.now`.
+   */
+  constructor(
+    private readonly driver: SqlDriver,
+    options: { readonly announcements?: AnnouncementChannel; readonly now?: () => number } = {},
+  ) {
     this.description = driver.description;
     this.writeConcurrency = driver.concurrency;
+    this.announcements = options.announcements;
+    this.now = options.now ?? Date.now;
+    const announce = this.announcements !== undefined;
+    this.plainWrite = plainWrite(announce);
+    this.conditionalWrite = conditionalWrite(announce);
   }
 
   async migrate(): Promise<void> {
@@ -244,13 +309,14 @@ export class SqlStorage implements Storage {
         ),
       );
     }
+    if (this.announcements !== undefined) params.push(this.announcements.origin, this.now());
     // The statements answer with the rows not stored (usually none) and, for conditional
     // writes, the stored tombstones that kept a prior value: never with every row.
     const { rows } = await sql.query<{
       ordinal: number;
       stored?: boolean;
       prior?: Uint8Array | null;
-    }>(conditional ? CONDITIONAL_WRITE : PLAIN_WRITE, params);
+    }>(conditional ? this.conditionalWrite : this.plainWrite, params);
     for (const { ordinal, stored, prior } of rows) {
       outcomes.set(
         chunk[ordinal - 1]!,
@@ -351,8 +417,9 @@ export class SqlStorage implements Storage {
     });
   }
 
-  close(): Promise<void> {
-    return this.driver.close();
+  async close(): Promise<void> {
+    await this.announcements?.close();
+    await this.driver.close();
   }
 }
 

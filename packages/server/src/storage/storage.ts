@@ -54,6 +54,11 @@ export interface PruneMark {
 export interface Storage {
   /** What the storage is, for logs: e.g. `PostgreSQL at db.example:5432/app`. */
   readonly description: string;
+  /**
+   * Where other processes' commits are announced, when other processes may write the same
+   * database (PostgreSQL); undefined when this process is the only one (embedded PGlite).
+   */
+  readonly announcements?: AnnouncementChannel | undefined;
   /** How many write transactions are worth running at once (1 for an embedded database). */
   readonly writeConcurrency: number;
   /** Creates or migrates the schema. Safe to run concurrently from several processes. */
@@ -92,4 +97,48 @@ export interface Storage {
 export function isDataError(error: unknown): error is { code: string; message: string } {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^(22|23|54)/.test(code);
+}
+
+/**
+ * One record an announcement names: stored in full, or (when its encoding would not fit a
+ * notification) only by key and timestamp, to be read back from storage.
+ */
+export type AnnouncedRecord =
+  | { readonly map: string; readonly key: string; readonly stored: StoredRecord }
+  | { readonly map: string; readonly key: string; readonly timestamp: string };
+
+/** What one notification on the channel says. */
+export type Announcement =
+  /** Records one committed group stored (one group may take several notifications). */
+  | { readonly origin: string; readonly sentAt: number; readonly records: AnnouncedRecord[] }
+  /** A marker: every commit announced before it has been delivered once it arrives. */
+  | { readonly origin: string; readonly sentAt: number; readonly mark: number };
+
+/** What a listener is told. */
+export interface AnnouncementHandlers {
+  /** An announcement of another storage instance (process), in commit order. */
+  onRecords(announcement: Extract<Announcement, { records: unknown }>): void;
+  /** One of this instance's own marks came back. */
+  onMark(mark: number, sentAt: number): void;
+  /**
+   * The channel failed (connection lost, or a notification that could not be read): some
+   * announcements may be lost. Nothing more is delivered until `listen` is called again.
+   */
+  onLost(error: Error): void;
+}
+
+/**
+ * Announcements of committed writes between processes sharing one database. Every write of
+ * the storage that owns the channel announces what it stored inside its own transaction, so
+ * an announcement is delivered after COMMIT, in commit order, to every listener.
+ */
+export interface AnnouncementChannel {
+  /** This instance's id: its own announcements carry it, and are not delivered back. */
+  readonly origin: string;
+  /** Starts listening (again); resolves once every later commit will be delivered. */
+  listen(handlers: AnnouncementHandlers): Promise<void>;
+  /** Sends marker `mark`: `onMark` is called when it comes back through the channel. */
+  mark(mark: number, sentAt: number): Promise<void>;
+  /** Stops listening and releases its connection. */
+  close(): Promise<void>;
 }

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -210,6 +210,16 @@ export async function seedMap(
   }
 }
 
+/**
+ * The value of an unlabelled metric of a server in another process, read from its
+ * `/metrics` (0 when absent).
+ */
+export async function metricValueAt(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${name} `));
+  return line === undefined ? 0 : Number(line.slice(name.length + 1));
+}
+
 /** The value of one Prometheus sample of the server (0 when it was never set). */
 export async function metricValue(
   server: TopGunServer,
@@ -240,13 +250,24 @@ export function answersSubscription(id?: number): (message: Message) => boolean 
     (id === undefined || message.id === id);
 }
 
+/** A `topgun-server` running in a process of its own. */
+export interface ServerProcess {
+  /** Its base URL, e.g. `http://127.0.0.1:41234`. */
+  readonly url: string;
+  readonly child: ChildProcess;
+  /** Kills it (SIGKILL) unless it exited; resolves once it is gone. */
+  kill(): Promise<void>;
+}
+
 /**
  * Runs the built `topgun-server` (dist/cli.js) in a process of its own on `databaseUrl`, with
- * anonymous clients off and JWTs signed with {@link TOKEN_SECRET}: for attacks whose client
- * side is heavy itself, so that what a bystander waits for is the server's work alone.
- * Resolves with its base URL once it listens; stopped when the calling test finishes.
+ * anonymous clients off and JWTs signed with {@link TOKEN_SECRET}; `environment` adds or
+ * overrides variables. Resolves once it listens. The caller kills it.
  */
-export async function spawnServer(databaseUrl: string): Promise<{ url: string }> {
+export async function startServerProcess(
+  databaseUrl: string,
+  environment: Record<string, string> = {},
+): Promise<ServerProcess> {
   const cli = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli.js');
   const child = spawn(process.execPath, [cli], {
     env: {
@@ -256,25 +277,48 @@ export async function spawnServer(databaseUrl: string): Promise<{ url: string }>
       DATABASE_URL: databaseUrl,
       JWT_SECRET: TOKEN_SECRET,
       LOG_LEVEL: 'info',
+      ...environment,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  onTestFinished(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const kill = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  };
   let output = '';
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line in: ${output}`)), 30_000);
+    const timer = setTimeout(() => {
+      void kill();
+      reject(new Error(`no listening line in: ${output}`));
+    }, 30_000);
     child.stdout.on('data', (chunk) => {
-      output += String(chunk);
+      // Kept only until the listening line: a long run must not hold every log line.
+      if (output.length < 100_000) output += String(chunk);
       const match = /TopGun server listening on (http:\/\/[^ ]+) /.exec(output);
       if (match) {
         clearTimeout(timer);
-        resolve({ url: match[1]! });
+        output = '';
+        child.stdout.removeAllListeners('data');
+        child.stdout.resume();
+        resolve({ url: match[1]!, child, kill });
       }
     });
     child.once('exit', (code) => reject(new Error(`the server exited with ${code}: ${output}`)));
   });
+}
+
+/**
+ * {@link startServerProcess}, killed when the calling test finishes: for attacks whose client
+ * side is heavy itself, so that what a bystander waits for is the server's work alone.
+ */
+export async function spawnServer(
+  databaseUrl: string,
+  environment: Record<string, string> = {},
+): Promise<ServerProcess> {
+  const server = await startServerProcess(databaseUrl, environment);
+  onTestFinished(() => server.kill());
+  return server;
 }
 
 /** The longest of a bystander's round trips; there must have been some. */
