@@ -87,7 +87,12 @@ export interface SyncHost {
 
 /** Options of the engine. */
 export interface SyncEngineOptions {
-  readonly url: string;
+  /**
+   * The servers' URLs. Each connection attempt takes the next one, so a failed or dropped
+   * connection is followed by an attempt on the next server; the first is picked at random,
+   * so that clients given the same list spread over its servers.
+   */
+  readonly urls: readonly [string, ...string[]];
   readonly token?: string | (() => string | undefined | Promise<string | undefined>);
   readonly WebSocket?: WebSocketConstructor;
   readonly online: OnlineManager;
@@ -102,6 +107,8 @@ export interface SyncEngineOptions {
   readonly walkRetryMs?: number;
   /** The wall clock. */
   readonly now: () => number;
+  /** Uniform random numbers in [0, 1): the first URL and the reconnect jitter. */
+  readonly random: () => number;
 }
 
 interface Walk {
@@ -131,12 +138,15 @@ const MAX_WALK_RETRY_DOUBLINGS = 6;
 /**
  * The connection to the sync server and the protocol behind it: handshake, Merkle walks of
  * every open map on each (re)connect, then the outbox; server changes and live-query
- * results merged as they come; reconnection with exponential backoff and jitter.
+ * results merged as they come; reconnection with exponential backoff and jitter, each
+ * attempt to the next of the servers' URLs.
  */
 export class SyncEngine {
   private socket: WebSocket | undefined;
   private ready = false;
   private attempt = 0;
+  /** Index in `urls` of the server the next connection attempt goes to. */
+  private nextUrl: number;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   private lastMessageAt = 0;
@@ -169,6 +179,12 @@ export class SyncEngine {
     private readonly host: SyncHost,
     private readonly options: SyncEngineOptions,
   ) {
+    // A single URL draws no number for the pick, so that a scripted `random` feeds the
+    // jitter exactly as it did before lists.
+    this.nextUrl =
+      options.urls.length === 1
+        ? 0
+        : Math.min(options.urls.length - 1, Math.floor(options.random() * options.urls.length));
     this.unsubscribeOnline = options.online.subscribe((online) => {
       if (online) {
         this.attempt = 0;
@@ -253,16 +269,19 @@ export class SyncEngine {
     }
     const Socket = this.options.WebSocket ?? (await webSocketConstructor());
     if (this.stopped || this.socket !== undefined) return;
+    const url = this.options.urls[this.nextUrl] ?? this.options.urls[0];
+    this.nextUrl = (this.nextUrl + 1) % this.options.urls.length;
     let socket: WebSocket;
     try {
-      socket = new Socket(this.options.url);
+      socket = new Socket(url);
     } catch (error) {
-      this.host.serverError(`cannot connect: ${(error as Error).message}`);
+      this.host.serverError(`cannot connect to ${url}: ${(error as Error).message}`);
       this.scheduleReconnect();
       return;
     }
     socket.binaryType = 'arraybuffer';
     this.socket = socket;
+    this.host.status.setState({ url });
     socket.onopen = () => {
       this.lastMessageAt = this.options.now();
       this.send({
@@ -706,6 +725,7 @@ export class SyncEngine {
     this.initialWalksPending = 0;
     this.host.status.setState({
       connection: 'offline',
+      url: null,
       initialSync: null,
       ...(reason === undefined ? {} : { lastError: reason }),
     });
@@ -717,7 +737,7 @@ export class SyncEngine {
     const max = this.options.maxRetryMs ?? 30_000;
     const bound = Math.min(max, min * 2 ** this.attempt);
     this.attempt++;
-    this.connectSoon(Math.random() * bound);
+    this.connectSoon(this.options.random() * bound);
   }
 }
 

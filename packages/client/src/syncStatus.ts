@@ -14,6 +14,11 @@ export type ConnectionState =
 /** What `client.status` holds. Subscribe to it or read it with `useSyncStatus`. */
 export interface SyncStatus {
   readonly connection: ConnectionState;
+  /**
+   * The URL of the server connected to, or being connected to while `connection` is
+   * `'connecting'`; null while `'offline'`. With several URLs, shows which one serves.
+   */
+  readonly url: string | null;
   /** Local writes not yet acknowledged by the server. */
   readonly pendingOps: number;
   /** When (server time, ms) every open map was last reconciled; null before the first time. */
@@ -35,6 +40,7 @@ export type SyncStatusStore = StoreApi<SyncStatus>;
 export function createSyncStatusStore(): SyncStatusStore {
   return createStore<SyncStatus>(() => ({
     connection: 'offline',
+    url: null,
     pendingOps: 0,
     lastSyncedAt: null,
     initialSync: null,

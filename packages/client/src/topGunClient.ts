@@ -33,10 +33,16 @@ import { openTabChannel, type TabChannel, type TabMessage } from './tabChannel.j
 /** Options of `createClient`. */
 export interface ClientOptions {
   /**
-   * The sync server's WebSocket URL (`ws(s)://host/sync`). Omitted: local-only (writes are
-   * kept in the replica, and no outbox is kept since no server will acknowledge them).
+   * The sync server's WebSocket URL (`ws(s)://host/sync`), or the URLs of several processes
+   * of one server (over one database, any of which serves any client). With several, the
+   * client starts from one picked at random (`random`) and each reconnect goes to the next
+   * in the list, wrapping around, under the same backoff: a failed or dropped connection is
+   * followed by an attempt on the next server, and unacknowledged writes, live queries and
+   * walks carry over to it. A single URL or a list of one behave alike; an empty list is
+   * refused. Omitted: local-only (writes are kept in the replica, and no outbox is kept since
+   * no server will acknowledge them).
    */
-  readonly url?: string;
+  readonly url?: string | readonly string[];
   /**
    * Where the replica lives: `'indexeddb'`, `'memory'`, or any `ClientStorage`.
    * Default: IndexedDB where available (browsers), memory otherwise (Node).
@@ -76,6 +82,11 @@ export interface ClientOptions {
   readonly walkRetryMs?: number;
   /** This machine's wall clock. Default: `Date.now`. */
   readonly now?: () => number;
+  /**
+   * Uniform random numbers in [0, 1), for the server to start from (when `url` lists several)
+   * and the reconnect jitter. Default: `Math.random`.
+   */
+  readonly random?: () => number;
 }
 
 /** A write the server refused; the optimistic value has been rolled back. */
@@ -123,6 +134,8 @@ export class TopGunClient {
   private readonly pendingResults = new Map<string, readonly QueryRow<unknown>[]>();
   private resultTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly election: LeaderElection;
+  /** The servers to sync with; undefined for a local-only client. */
+  private readonly urls: readonly [string, ...string[]] | undefined;
   private engine: SyncEngine | undefined;
   private loaded = false;
   private closed = false;
@@ -137,6 +150,7 @@ export class TopGunClient {
     if (options.nodeId !== undefined && !NODE_ID.test(options.nodeId)) {
       throw new TypeError('nodeId must be 1-40 characters from A-Z a-z 0-9 _');
     }
+    this.urls = serverUrls(options.url);
     this.clientId = options.nodeId ?? persistentClientId(dbName);
     const wallClock = options.now ?? Date.now;
     this.replicaId = `${this.clientId}-${randomId(6)}`;
@@ -277,7 +291,7 @@ export class TopGunClient {
     this.persist.record({ map, key, record });
     this.tabs.post({ type: 'records', map, entries: [[key, record]] });
     // A local-only client has no server to acknowledge writes: it keeps no outbox.
-    if (this.options.url === undefined) return;
+    if (this.urls === undefined) return;
     const entry: OutboxEntry = { id: `${this.replicaId}/${this.nextOutboxId++}`, map, key, record };
     this.addToOutbox(entry);
     this.persist.addOutbox(entry);
@@ -426,9 +440,9 @@ export class TopGunClient {
     if (this.closed) return;
     this.status.setState({ isLeader: true });
     this.tabs.post({ type: 'leader' });
-    if (this.options.url === undefined) return;
+    if (this.urls === undefined) return;
     this.engine = new SyncEngine(this.syncHost(), {
-      url: this.options.url,
+      urls: this.urls,
       ...(this.options.token === undefined ? {} : { token: this.options.token }),
       ...(this.options.WebSocket === undefined ? {} : { WebSocket: this.options.WebSocket }),
       online: this.options.online ?? browserOnlineManager(),
@@ -436,6 +450,7 @@ export class TopGunClient {
       ...(this.options.maxRetryMs === undefined ? {} : { maxRetryMs: this.options.maxRetryMs }),
       ...(this.options.walkRetryMs === undefined ? {} : { walkRetryMs: this.options.walkRetryMs }),
       now: this.options.now ?? Date.now,
+      random: this.options.random ?? Math.random,
     });
     this.status.subscribe(() => this.shareStatus());
     this.shareStatus();
@@ -448,6 +463,7 @@ export class TopGunClient {
       type: 'status',
       status: {
         connection: status.connection,
+        url: status.url,
         lastSyncedAt: status.lastSyncedAt,
         initialSync: status.initialSync,
         lastError: status.lastError,
@@ -674,6 +690,15 @@ function holdsWrite(replica: LWWMap<Value>, entry: OutboxEntry): boolean {
 
 function byTimestamp(a: OutboxEntry, b: OutboxEntry): number {
   return compareTimestamps(a.record.timestamp, b.record.timestamp);
+}
+
+/** The `url` option as a list (copied: the caller may change theirs), or undefined for none. */
+function serverUrls(url: ClientOptions['url']): readonly [string, ...string[]] | undefined {
+  if (url === undefined) return undefined;
+  if (typeof url === 'string') return [url];
+  const [first, ...rest] = url;
+  if (first === undefined) throw new TypeError('url must list at least one server');
+  return [first, ...rest];
 }
 
 function hasIndexedDb(): boolean {

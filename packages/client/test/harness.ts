@@ -23,7 +23,7 @@ export async function startServer(
 }
 
 /** A client for tests: memory storage, fast retries, a network switch. */
-export function testClient(url: string, options: Partial<ClientOptions> = {}) {
+export function testClient(url: string | readonly string[], options: Partial<ClientOptions> = {}) {
   const online = manualOnlineManager(true);
   const client: TopGunClient = createClient({
     url,

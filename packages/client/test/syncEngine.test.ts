@@ -12,8 +12,13 @@ import {
   type Value,
 } from '@topgun/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { manualOnlineManager } from '../src/index.js';
-import { SyncEngine, type SyncHost, type WebSocketConstructor } from '../src/syncEngine.js';
+import { createClient, manualOnlineManager, type OutboxEntry } from '../src/index.js';
+import {
+  SyncEngine,
+  type SyncEngineOptions,
+  type SyncHost,
+  type WebSocketConstructor,
+} from '../src/syncEngine.js';
 import { createSyncStatusStore } from '../src/syncStatus.js';
 
 /** A WebSocket the test plays the server of, one frame at a time. */
@@ -77,8 +82,22 @@ function lastSocket(): FakeSocket {
   return socket;
 }
 
-/** An engine over replicas of `maps`, connected and welcomed. */
-function connectedEngine(maps: readonly string[]) {
+/** Answers `values` in turn, then the last of them again; counts the draws. */
+function scriptedRandom(...values: number[]) {
+  let draws = 0;
+  const random = () => values[Math.min(draws++, values.length - 1)] ?? 0;
+  return { random, draws: () => draws };
+}
+
+/**
+ * An engine over replicas of `maps`; `welcome` plays the server of its latest socket up to
+ * the welcome. Options and host members given replace the defaults.
+ */
+function connectedEngine(
+  maps: readonly string[],
+  options: Partial<SyncEngineOptions> = {},
+  hostOverrides: Partial<SyncHost> = {},
+) {
   const hlc = new HLC({ nodeId: 'client-tab', now: () => Date.now() });
   const replicas = new Map(maps.map((map) => [map, new LWWMap<Value>(hlc)]));
   const replica = (map: string): LWWMap<Value> => {
@@ -113,16 +132,19 @@ function connectedEngine(maps: readonly string[]) {
     serverQueries: () => [],
     queryConfirmed: () => {},
     serverError: (message) => errors.push(message),
+    ...hostOverrides,
   };
   const online = manualOnlineManager(true);
   const engine = new SyncEngine(host, {
-    url: 'ws://server.test/sync',
+    urls: ['ws://server.test/sync'],
     WebSocket: FakeSocket as unknown as WebSocketConstructor,
     online,
     minRetryMs: 100,
     maxRetryMs: 100_000,
     walkRetryMs: 100,
     now: () => Date.now(),
+    random: () => 0.5,
+    ...options,
   });
   const welcome = () => {
     vi.advanceTimersByTime(0);
@@ -249,9 +271,10 @@ describe('the sync engine against a scripted server', () => {
   });
 
   it('forgets the walk retries and their backoff of a connection that dropped', () => {
-    const { engine, host, welcome, converged, refused } = connectedEngine(['a']);
+    const { engine, host, welcome, converged, refused } = connectedEngine(['a'], {
+      random: () => 0,
+    });
     stop = () => engine.stop();
-    vi.spyOn(Math, 'random').mockReturnValue(0);
     const first = welcome();
     first.receive(refused('a', first.walksOf('a')[0] ?? -1));
     vi.advanceTimersByTime(100);
@@ -276,7 +299,6 @@ describe('the sync engine against a scripted server', () => {
   it('forgets an expired token once the connection is dropped by going offline', () => {
     const { engine, online, welcome } = connectedEngine([]);
     stop = () => engine.stop();
-    vi.spyOn(Math, 'random').mockReturnValue(0.5);
     const first = welcome();
     first.receive({
       type: 'error',
@@ -294,5 +316,148 @@ describe('the sync engine against a scripted server', () => {
     expect(FakeSocket.opened).toHaveLength(2);
     vi.advanceTimersByTime(1);
     expect(FakeSocket.opened).toHaveLength(3);
+  });
+
+  it('starts from a random URL and tries the next after each failed or dropped connection, backing off across the list until one welcomes it', () => {
+    const urls = ['ws://a.test/sync', 'ws://b.test/sync', 'ws://c.test/sync'] as const;
+    const { engine, host, welcome } = connectedEngine([], { urls: [...urls] });
+    stop = () => engine.stop();
+    const opened = () => FakeSocket.opened.map((socket) => socket.url);
+    // The first draw (0.5) picks b; every delay is then half its bound of 100 ms × 2^attempt.
+    vi.advanceTimersByTime(0);
+    expect(opened()).toEqual([urls[1]]);
+    expect(host.status.getState()).toMatchObject({ connection: 'connecting', url: urls[1] });
+    for (const [delay, next] of [
+      [50, urls[2]],
+      [100, urls[0]],
+      [200, urls[1]],
+    ] as const) {
+      lastSocket().closeFromServer(1006);
+      expect(host.status.getState()).toMatchObject({ connection: 'offline', url: null });
+      const before = FakeSocket.opened.length;
+      vi.advanceTimersByTime(delay - 1);
+      expect(FakeSocket.opened).toHaveLength(before);
+      vi.advanceTimersByTime(1);
+      expect(FakeSocket.opened.at(-1)?.url).toBe(next);
+    }
+    expect(opened()).toEqual([urls[1], urls[2], urls[0], urls[1]]);
+    welcome();
+    expect(host.status.getState()).toMatchObject({ connection: 'online', url: urls[1] });
+    // Connected once: the backoff starts over, and the drop moves on to the next server.
+    lastSocket().closeFromServer(1006);
+    vi.advanceTimersByTime(49);
+    expect(FakeSocket.opened).toHaveLength(4);
+    vi.advanceTimersByTime(1);
+    expect(opened()).toEqual([urls[1], urls[2], urls[0], urls[1], urls[2]]);
+  });
+
+  it('with a list of one URL, reconnects to it under the same backoff and draws no number to pick it', () => {
+    const { random, draws } = scriptedRandom(0.5);
+    const { engine, welcome } = connectedEngine([], { urls: ['ws://only.test/sync'], random });
+    stop = () => engine.stop();
+    vi.advanceTimersByTime(0);
+    expect(draws()).toBe(0);
+    for (const delay of [50, 100, 200]) {
+      lastSocket().closeFromServer(1006);
+      vi.advanceTimersByTime(delay - 1);
+      const before = FakeSocket.opened.length;
+      vi.advanceTimersByTime(1);
+      expect(FakeSocket.opened).toHaveLength(before + 1);
+    }
+    // One draw per reconnect, for its jitter only.
+    expect(draws()).toBe(3);
+    welcome().closeFromServer(1006);
+    vi.advanceTimersByTime(50);
+    expect(FakeSocket.opened.map((socket) => socket.url)).toEqual(
+      Array(5).fill('ws://only.test/sync'),
+    );
+  });
+
+  it('sends the writes in flight on a dropped connection again, with the live queries, to the next server', () => {
+    const hlc = new HLC({ nodeId: 'client-tab', now: () => Date.now() });
+    const writes = new LWWMap<Value>(hlc);
+    const outbox: OutboxEntry[] = ['k1', 'k2'].map((key, index) => ({
+      id: `client-tab/${index + 1}`,
+      map: 'notes',
+      key,
+      record: writes.set(key, { n: index }),
+    }));
+    const acknowledged: string[] = [];
+    const { engine, welcome } = connectedEngine(
+      [],
+      { urls: ['ws://a.test/sync', 'ws://b.test/sync'], random: () => 0 },
+      {
+        outbox: () => outbox.filter((entry) => !acknowledged.includes(entry.id)),
+        acknowledged: (ids) => acknowledged.push(...ids),
+        serverQueries: () => [{ id: 7, map: 'notes', query: { where: { n: 1 } } }],
+      },
+    );
+    stop = () => engine.stop();
+    const sentOps = (socket: FakeSocket) =>
+      socket.sent
+        .filter((message): message is MessageOf<'ops'> => message.type === 'ops')
+        .flatMap((message) => message.ops);
+    const first = welcome();
+    expect(first.url).toBe('ws://a.test/sync');
+    expect(sentOps(first).map((op) => op.entry[0])).toEqual(['k1', 'k2']);
+    // The server dies with both writes unanswered.
+    first.closeFromServer(1006);
+    const second = welcome();
+    expect(second.url).toBe('ws://b.test/sync');
+    expect(second.sent.filter((message) => message.type === 'subscribe')).toEqual([
+      { type: 'subscribe', id: 7, map: 'notes', query: { where: { n: 1 } } },
+    ]);
+    const resent = sentOps(second);
+    expect(resent.map((op) => op.entry)).toEqual(
+      outbox.map((entry) => toWireEntry(entry.key, entry.record)),
+    );
+    second.receive({ type: 'ack', ids: resent.map((op) => op.id), superseded: [] });
+    expect(acknowledged).toEqual(['client-tab/1', 'client-tab/2']);
+  });
+});
+
+describe('the url option', () => {
+  beforeEach(() => {
+    FakeSocket.opened.length = 0;
+  });
+
+  const connect = async (url: string | readonly string[], random = () => 0) => {
+    const client = createClient({
+      url,
+      storage: 'memory',
+      multiTab: false,
+      WebSocket: FakeSocket as unknown as WebSocketConstructor,
+      online: manualOnlineManager(true),
+      random,
+    });
+    await vi.waitFor(() => expect(FakeSocket.opened).toHaveLength(1));
+    return client;
+  };
+
+  it('takes one URL as a string or as a list of one', async () => {
+    for (const url of ['ws://one.test/sync', ['ws://one.test/sync']]) {
+      FakeSocket.opened.length = 0;
+      const client = await connect(url);
+      expect(lastSocket().url).toBe('ws://one.test/sync');
+      expect(client.status.getState().url).toBe('ws://one.test/sync');
+      await client.close();
+    }
+  });
+
+  it('starts from the URL the random draw picks, from a copy of the list', async () => {
+    const urls = ['ws://a.test/sync', 'ws://b.test/sync', 'ws://c.test/sync'];
+    // 0.99 picks the third; 0 makes the reconnect immediate.
+    const client = await connect(urls, scriptedRandom(0.99, 0).random);
+    urls.length = 0;
+    expect(lastSocket().url).toBe('ws://c.test/sync');
+    expect(client.status.getState().url).toBe('ws://c.test/sync');
+    lastSocket().closeFromServer(1006);
+    await vi.waitFor(() => expect(FakeSocket.opened).toHaveLength(2));
+    expect(lastSocket().url).toBe('ws://a.test/sync');
+    await client.close();
+  });
+
+  it('refuses an empty list', () => {
+    expect(() => createClient({ url: [], storage: 'memory' })).toThrow(TypeError);
   });
 });

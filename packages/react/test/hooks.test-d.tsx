@@ -1,7 +1,13 @@
-import type { ClientMap, SyncStatus } from '@topgun/client';
+import { type ClientMap, createClient, type SyncStatus } from '@topgun/client';
 import type { QueryRow } from '@topgun/core';
 import { describe, expectTypeOf, it } from 'vitest';
-import { useMap, useQuery, useRecord, useSyncStatus } from '../src/index.js';
+import {
+  type TopGunProviderProps,
+  useMap,
+  useQuery,
+  useRecord,
+  useSyncStatus,
+} from '../src/index.js';
 
 interface Todo {
   title: string;
@@ -39,5 +45,14 @@ describe('hook types', () => {
     expectTypeOf<ReturnType<typeof pending>>().toEqualTypeOf<number>();
     const whole = () => useSyncStatus();
     expectTypeOf<ReturnType<typeof whole>>().toEqualTypeOf<SyncStatus>();
+  });
+
+  it('takes a client of several servers as it takes any, and types the connected URL', () => {
+    // A readonly list: the option does not ask for a mutable one.
+    const servers = ['wss://a.example.com/sync', 'wss://b.example.com/sync'] as const;
+    const client = () => createClient({ url: servers });
+    expectTypeOf<ReturnType<typeof client>>().toEqualTypeOf<TopGunProviderProps['client']>();
+    const url = () => useSyncStatus((status) => status.url);
+    expectTypeOf<ReturnType<typeof url>>().toEqualTypeOf<string | null>();
   });
 });
