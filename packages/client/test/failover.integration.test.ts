@@ -4,6 +4,8 @@ import { dirname, join } from 'node:path';
 import type { Value } from '@topgun/core';
 import { createPgDriver, createStorage } from '@topgun/server';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+// The balancer the server's scale-out tests use: one round-robin TCP balancer for both suites.
+import { RoundRobinBalancer } from '../../server/test/roundRobinBalancer.js';
 import type { RejectedWrite, TopGunClient } from '../src/index.js';
 import { contents, testClient, waitFor } from './harness.js';
 
@@ -242,5 +244,78 @@ describe.runIf(available)(
       expect(notes.get('from-second')).toEqual({ n: -1 });
       expect(await metric(second, 'topgun_live_queries')).toBe(1);
     }, 30_000);
+
+    it('six clients behind a balancer lose nothing when one of three processes is killed, and converge', async () => {
+      const servers = await Promise.all([1, 2, 3].map(() => spawnServer(databaseUrl)));
+      cleanups.push(...servers.map((server) => () => kill(server)));
+      const balancer = RoundRobinBalancer.of(servers.map((server) => server.httpUrl));
+      const balancerUrl = `${(await balancer.start()).replace('http', 'ws')}/sync`;
+      cleanups.push(() => balancer.stop());
+
+      const writers = Array.from({ length: 6 }, () => client(balancerUrl));
+      const rejected: RejectedWrite[] = [];
+      for (const writer of writers) writer.onRejected((write) => rejected.push(write));
+      for (const writer of writers) writer.getMap<Note>('board');
+      await waitFor(
+        () => writers.every((writer) => writer.status.getState().connection === 'online'),
+        10_000,
+        'six clients online',
+      );
+      // Round robin: two clients on each process.
+      expect(balancer.connections).toEqual([2, 2, 2]);
+
+      // Each writes keys of its own and keys every client writes (concurrent conflicts).
+      let writing = true;
+      cleanups.push(() => {
+        writing = false;
+      });
+      let round = 0;
+      const writeRound = () => {
+        if (!writing) return;
+        writers.forEach((writer, index) => {
+          const board = writer.getMap<Note>('board');
+          board.set(`own-${index}-${round}`, { n: round });
+          board.set(`shared-${round % 20}`, { n: round * 10 + index });
+        });
+        round++;
+        setTimeout(writeRound, 2);
+      };
+      writeRound();
+      await waitFor(() => round >= 100, 10_000, 'writes streaming');
+      await kill(servers[0]!);
+      const afterKill = round;
+      await waitFor(() => round >= afterKill + 100, 10_000, 'writes after the kill');
+      writing = false;
+      for (const writer of writers)
+        await within(writer.flush(), 15_000, 'every write acknowledged by a surviving process');
+      expect(rejected).toEqual([]);
+      for (const writer of writers) expect(writer.status.getState().pendingOps).toBe(0);
+
+      // Every acknowledged write is stored...
+      const stored = await storedValues(databaseUrl, 'board');
+      expect(stored.size).toBe(6 * round + 20);
+      for (let index = 0; index < 6; index++)
+        for (let r = 0; r < round; r++)
+          expect(stored.get(`own-${index}-${r}`), `own-${index}-${r}`).toEqual({ n: r });
+      // ...and every replica converges on it, through live changes across processes.
+      const expected = [...stored].sort(([a], [b]) => (a < b ? -1 : 1));
+      await waitFor(
+        () =>
+          writers.every(
+            (writer) => JSON.stringify(contents(writer, 'board')) === JSON.stringify(expected),
+          ),
+        15_000,
+        'all six replicas to hold what PostgreSQL holds',
+      );
+      // A fresh client on each surviving process reads the same.
+      for (const server of servers.slice(1)) {
+        const reader = client(server.url);
+        await waitFor(
+          () => JSON.stringify(contents(reader, 'board')) === JSON.stringify(expected),
+          10_000,
+          'a fresh reader to walk',
+        );
+      }
+    }, 60_000);
   },
 );
