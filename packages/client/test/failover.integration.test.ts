@@ -3,9 +3,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Value } from '@topgun/core';
 import { createPgDriver, createStorage } from '@topgun/server';
+import { RoundRobinBalancer } from '@topgun/server/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-// The balancer the server's scale-out tests use: one round-robin TCP balancer for both suites.
-import { RoundRobinBalancer } from '../../server/test/roundRobinBalancer.js';
 import type { RejectedWrite, TopGunClient } from '../src/index.js';
 import { contents, testClient, waitFor } from './harness.js';
 

@@ -1,6 +1,7 @@
 import type { MessageOf } from '@topgun/core';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RoundRobinBalancer } from '../src/testing/roundRobinBalancer.js';
 import {
   metricValueAt,
   type ServerProcess,
@@ -9,7 +10,6 @@ import {
   usePostgresDatabase,
 } from './adversarial/adversarialKit.js';
 import { postgresAvailable } from './postgres.js';
-import { RoundRobinBalancer } from './roundRobinBalancer.js';
 import { replicaOf, TestClient } from './testClient.js';
 
 const available = await postgresAvailable();
