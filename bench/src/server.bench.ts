@@ -5,8 +5,7 @@
  * and the fan-out rate to the other clients syncing the same maps. Writes
  * `results/server.json`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -20,9 +19,17 @@ import {
   toWireEntry,
 } from '@topgun/core';
 import { unpack } from 'msgpackr';
-import pg from 'pg';
 import WebSocket from 'ws';
 import { formatRate, machineInfo } from './measure.js';
+import {
+  cpuSeconds,
+  createDatabase,
+  dropDatabase,
+  percentile,
+  residentMiB,
+  startServer,
+  stopServer,
+} from './serverProcesses.js';
 
 const CLIENTS = Number(process.env['BENCH_CLIENTS'] ?? 200);
 const BATCH = 10;
@@ -32,53 +39,7 @@ const WARMUP_S = 3;
 // Long enough that full garbage collections of the growing grid fall inside the measurement.
 const MEASURE_S = Number(process.env['BENCH_SECONDS'] ?? 30);
 const RATES = (process.env['BENCH_RATES'] ?? '10000,20000,30000').split(',').map(Number);
-const DATABASE = process.env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const here = dirname(fileURLToPath(import.meta.url));
-
-async function createDatabase(): Promise<string> {
-  const name = `topgun_bench_${process.pid}`;
-  const admin = new pg.Client({ connectionString: DATABASE });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(DATABASE);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-async function startServer(databaseUrl: string, port: number): Promise<ChildProcess> {
-  const nodeArgs = (process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
-  const child = spawn(
-    process.execPath,
-    [...nodeArgs, join(here, '../../packages/server/dist/cli.js')],
-    {
-      env: {
-        ...process.env,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        DATABASE_URL: databaseUrl,
-        TOPGUN_ALLOW_ANONYMOUS: '1',
-        LOG_LEVEL: 'warn',
-        TOPGUN_LIMITS: JSON.stringify({
-          upgradesPerSecond: 10_000,
-          upgradesBurst: 10_000,
-          ...JSON.parse(process.env['BENCH_SERVER_LIMITS'] ?? '{}'),
-        }),
-      },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    },
-  );
-  for (let attempt = 0; attempt < 100; attempt++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/ready`)).ok) return child;
-    } catch {
-      // not up yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error('the server did not start');
-}
 
 const rejectionReasons = new Map<string, number>();
 
@@ -211,54 +172,10 @@ function printTimeline(clients: readonly LoadClient[], measureStart: number): vo
   console.log(line.join(' '));
 }
 
-/**
- * CPU seconds (user + system) used so far by the server process (all its threads), by every
- * PostgreSQL process, and by this load generator; zeros where /proc is not available.
- */
-function cpuSeconds(serverPid: number) {
-  const ticks = 100; // USER_HZ on Linux
-  const of = (pid: number | string) => {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / ticks;
-    } catch {
-      return 0;
-    }
-  };
-  let postgres = 0;
-  try {
-    for (const pid of readdirSync('/proc')) {
-      if (!/^\d+$/.test(pid)) continue;
-      try {
-        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') postgres += of(pid);
-      } catch {
-        // gone meanwhile
-      }
-    }
-  } catch {
-    // no /proc
-  }
-  return { server: of(serverPid), postgres, loadGenerator: of(process.pid) };
-}
-
-/** Resident memory of a process in MiB (VmRSS), or NaN where /proc is not available. */
-function residentMiB(pid: number): number {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
-
 async function run(rate: number) {
   const databaseUrl = await createDatabase();
   const port = 18_000 + Math.floor(Math.random() * 1000);
-  const server = await startServer(databaseUrl, port);
+  const server = await startServer(databaseUrl, port, process.env['BENCH_SERVER_CLI']);
   const clients = Array.from(
     { length: CLIENTS },
     (_, index) => new LoadClient(`ws://127.0.0.1:${port}/sync`, index),
@@ -284,11 +201,11 @@ async function run(rate: number) {
   });
   await new Promise((resolve) => setTimeout(resolve, WARMUP_S * 1000));
   for (const client of clients) client.resetCounters();
-  const cpuBefore = cpuSeconds(server.pid!);
+  const cpuBefore = cpuSeconds([server.pid!]);
   const measureStart = performance.now();
   await new Promise((resolve) => setTimeout(resolve, MEASURE_S * 1000));
   const seconds = (performance.now() - measureStart) / 1000;
-  const cpuAfter = cpuSeconds(server.pid!);
+  const cpuAfter = cpuSeconds([server.pid!]);
   const serverRssMiB = residentMiB(server.pid!);
   const cpuShare = (key: keyof typeof cpuAfter) => (cpuAfter[key] - cpuBefore[key]) / seconds;
   const acked = clients.reduce((sum, client) => sum + client.acked, 0);
@@ -316,14 +233,8 @@ async function run(rate: number) {
   const serverAck = histogram('topgun_ack_latency_seconds');
   const storageWrites = histogram('topgun_storage_latency_seconds', 'operation="write_records"');
   for (const client of clients) client.socket.close();
-  server.kill('SIGTERM');
-  await new Promise((resolve) => server.once('exit', resolve));
-  const admin = new pg.Client({ connectionString: DATABASE });
-  await admin.connect();
-  await admin.query(
-    `DROP DATABASE IF EXISTS ${new URL(databaseUrl).pathname.slice(1)} WITH (FORCE)`,
-  );
-  await admin.end();
+  await stopServer(server);
+  await dropDatabase(databaseUrl);
   return {
     offeredOpsPerSecond: rate,
     ackedOpsPerSecond: acked / seconds,

@@ -15,6 +15,7 @@ const environmentSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   HOST: z.string().min(1).optional(),
   DATABASE_URL: z.string().url().optional(),
+  TOPGUN_LISTEN_DATABASE_URL: z.string().url().optional(),
   TOPGUN_DATA_DIR: z.string().default('./.topgun-data'),
   JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters').optional(),
   JWT_PUBLIC_KEY: z.string().optional(),
@@ -46,6 +47,7 @@ const environmentSchema = z.object({
 /**
  * Server options from environment variables (see the package README): `PORT`, `HOST`,
  * `DATABASE_URL` (else embedded PGlite in `TOPGUN_DATA_DIR`, default `./.topgun-data`),
+ * `TOPGUN_LISTEN_DATABASE_URL` (where to listen for other processes' commits, if not there),
  * `JWT_SECRET` | `JWT_PUBLIC_KEY` | `JWKS_URL` with `JWT_ALGORITHMS`, `JWT_ISSUER`,
  * `JWT_AUDIENCE`, `TOPGUN_ALLOW_ANONYMOUS`, `LOG_LEVEL`, `TOPGUN_NODE_ID`, `TOPGUN_STATIC_DIR`
  * (a built app to serve at `/`), and `TOPGUN_LIMITS`
@@ -70,7 +72,13 @@ export function optionsFromEnvironment(environment: NodeJS.ProcessEnv): ServerOp
     storage:
       env.DATABASE_URL === undefined
         ? { kind: 'pglite', dataDir: env.TOPGUN_DATA_DIR }
-        : { kind: 'postgres', connectionString: env.DATABASE_URL },
+        : {
+            kind: 'postgres',
+            connectionString: env.DATABASE_URL,
+            ...(env.TOPGUN_LISTEN_DATABASE_URL === undefined
+              ? {}
+              : { listenConnectionString: env.TOPGUN_LISTEN_DATABASE_URL }),
+          },
     auth: {
       allowAnonymous: env.TOPGUN_ALLOW_ANONYMOUS,
       ...(env.JWT_SECRET === undefined ? {} : { secret: env.JWT_SECRET }),

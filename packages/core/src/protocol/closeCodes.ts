@@ -11,7 +11,10 @@ export const CLOSE_CODES = Object.freeze({
   policyViolation: 1008,
   /** A frame over the size limit. */
   messageTooBig: 1009,
-  /** The server cannot serve the connection now (its storage is unavailable): retry later. */
+  /**
+   * The server cannot serve the connection now (its storage is unavailable, or it lost track
+   * of other processes' commits): retry later, and walk again.
+   */
   tryAgainLater: 1013,
   /** No `hello` within the handshake timeout. */
   handshakeTimeout: 4400,

@@ -11,6 +11,12 @@ export type StorageConfig =
       readonly kind: 'postgres';
       readonly connectionString: string;
       readonly maxConnections?: number;
+      /**
+       * Where the process listens for other processes' commits, if not `connectionString`:
+       * `LISTEN` needs a session of its own, so behind PgBouncer in transaction mode this
+       * must reach PostgreSQL directly (or a session-mode pool).
+       */
+      readonly listenConnectionString?: string;
     }
   /** Embedded PGlite, persisted in `dataDir`, or in memory when it is omitted: one process. */
   | { readonly kind: 'pglite'; readonly dataDir?: string };
@@ -27,7 +33,11 @@ export async function createStorage(
         ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
         ...(onError === undefined ? {} : { onError }),
       }),
-      { announcements: createPgAnnouncementChannel(config.connectionString) },
+      {
+        announcements: createPgAnnouncementChannel(
+          config.listenConnectionString ?? config.connectionString,
+        ),
+      },
     );
   }
   return new SqlStorage(await createPgliteDriver(config.dataDir));

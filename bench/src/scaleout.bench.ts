@@ -1,0 +1,368 @@
+/**
+ * Scale-out: 1, 2 and 3 server processes on one PostgreSQL behind a round-robin TCP balancer
+ * (`@topgun/server/testing`), side by side in one run. 200 WebSocket clients, 10 per map,
+ * each writing batches of 10 ops at a fixed total rate (open loop) and following its map, so
+ * every write reaches the 9 other clients of its map, on its own process or another. Measures
+ * the ack latency and the write → other client latency, local and cross-process.
+ *
+ * Then the cost of announcing: one process at 30k ops/s without fan-out, this tree against
+ * the build in `BENCH_BEFORE_CLI` (the server before announcements), interleaved.
+ *
+ * Writes `results/scaleout.json`.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  encodeMessage,
+  HLC,
+  LWWMap,
+  type Message,
+  PROTOCOL_VERSION,
+  SyncSession,
+  toSyncWire,
+  toWireEntry,
+} from '@topgun/core';
+import { RoundRobinBalancer } from '@topgun/server/testing';
+import { unpack } from 'msgpackr';
+import WebSocket from 'ws';
+import { formatRate, machineInfo } from './measure.js';
+import {
+  cpuSeconds,
+  createDatabase,
+  dropDatabase,
+  percentile,
+  residentMiB,
+  SERVER_CLI,
+  startServer,
+  stopServer,
+} from './serverProcesses.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CLIENTS = 200;
+const BATCH = 10;
+const WARMUP_S = 3;
+const MEASURE_S = Number(process.env['BENCH_SECONDS'] ?? 20);
+const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
+const FANOUT_RATE = Number(process.env['BENCH_RATE'] ?? 10_000);
+const PROCESS_COUNTS = (process.env['BENCH_PROCESSES'] ?? '1,2,3').split(',').map(Number);
+const COST_RATE = 30_000;
+const BEFORE_CLI = process.env['BENCH_BEFORE_CLI'];
+
+interface Written {
+  readonly sentAt: number;
+  readonly writer: number;
+}
+
+class LoadClient {
+  readonly socket: WebSocket;
+  readonly hlc: HLC;
+  /** The process (balancer backend) this client reached. */
+  backend = -1;
+  ackLatencies: number[] = [];
+  localDeliveries: number[] = [];
+  remoteDeliveries: number[] = [];
+  acked = 0;
+  rejected = 0;
+  private readonly sentAt = new Map<number, number>();
+  private nextId = 1;
+  private waiting = new Map<string, (message: Message) => void>();
+
+  constructor(
+    url: string,
+    readonly index: number,
+    readonly clientsPerMap: number,
+    private readonly backendOf: (writer: number) => number,
+  ) {
+    this.hlc = new HLC({ nodeId: `load-${index}` });
+    this.socket = new WebSocket(url);
+    this.socket.binaryType = 'nodebuffer';
+    // The server's frames are trusted here: plain MessagePack decoding keeps the load
+    // generator's share of the two cores small.
+    this.socket.on('message', (data) => this.onMessage(unpack(data as Buffer) as Message));
+  }
+
+  get map(): string {
+    return `load-${Math.floor(this.index / this.clientsPerMap)}`;
+  }
+
+  async start(): Promise<void> {
+    await new Promise((resolve, reject) => {
+      this.socket.once('open', resolve);
+      this.socket.once('error', reject);
+    });
+    this.send({ type: 'hello', protocol: PROTOCOL_VERSION, nodeId: this.hlc.nodeId });
+    await this.wait('welcome');
+    // Walks the (empty) map, so that it receives the others' changes to it.
+    this.send(toSyncWire(this.map, 1, new SyncSession(new LWWMap(this.hlc)).open()));
+    await this.wait('sync');
+    this.send({ type: 'sync_done', map: this.map, session: 1, root: new Uint8Array(8) });
+    await this.wait('sync_done');
+  }
+
+  sendBatch(): void {
+    const now = performance.now();
+    const ops = Array.from({ length: BATCH }, () => {
+      const id = this.nextId++;
+      this.sentAt.set(id, now);
+      const n = Math.floor(Math.random() * 10_000);
+      const value: { title: string; n: number } & Written = {
+        title: `Task ${n}`,
+        n,
+        sentAt: now,
+        writer: this.index,
+      };
+      return {
+        id,
+        map: this.map,
+        entry: toWireEntry(`todo-${n}`, { value, timestamp: this.hlc.now() }),
+      };
+    });
+    this.send({ type: 'ops', ops });
+  }
+
+  private onMessage(message: Message): void {
+    const now = performance.now();
+    if (message.type === 'ack') {
+      for (const id of message.ids) {
+        const sent = this.sentAt.get(id);
+        if (sent === undefined) continue;
+        this.sentAt.delete(id);
+        this.acked++;
+        if ((id - 1) % BATCH === 0) this.ackLatencies.push(now - sent);
+      }
+    } else if (message.type === 'reject') {
+      this.rejected += message.rejections.length;
+    } else if (message.type === 'changes') {
+      for (const change of message.changes) {
+        for (const entry of change.entries) {
+          const value = entry[2] as Written | null;
+          if (value === null || typeof value.sentAt !== 'number') continue;
+          const remote = this.backendOf(value.writer) !== this.backend;
+          (remote ? this.remoteDeliveries : this.localDeliveries).push(now - value.sentAt);
+        }
+      }
+    }
+    const waiter = this.waiting.get(message.type);
+    if (waiter !== undefined) {
+      this.waiting.delete(message.type);
+      waiter(message);
+    }
+  }
+
+  private wait(type: string): Promise<Message> {
+    return new Promise((resolve) => this.waiting.set(type, resolve));
+  }
+
+  private send(message: Message): void {
+    this.socket.send(encodeMessage(message));
+  }
+
+  resetCounters(): void {
+    this.ackLatencies = [];
+    this.localDeliveries = [];
+    this.remoteDeliveries = [];
+    this.acked = 0;
+    this.rejected = 0;
+  }
+}
+
+function summary(latencies: number[]) {
+  const sorted = latencies.sort((a, b) => a - b);
+  return {
+    count: sorted.length,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted.at(-1) ?? Number.NaN,
+  };
+}
+
+/** One measured run: `processes` servers (of `cli`), at `rate` ops/s. */
+async function run(options: {
+  processes: number;
+  rate: number;
+  clientsPerMap: number;
+  cli: string;
+}) {
+  const databaseUrl = await createDatabase();
+  const basePort = 18_000 + Math.floor(Math.random() * 1000) * 4;
+  const servers: ChildProcess[] = [];
+  for (let index = 0; index < options.processes; index++)
+    servers.push(await startServer(databaseUrl, basePort + index, options.cli));
+  const balancer = RoundRobinBalancer.of(
+    servers.map((_, index) => `http://127.0.0.1:${basePort + index}`),
+  );
+  const url = `${(await balancer.start()).replace('http', 'ws')}/sync`;
+  const clients: LoadClient[] = [];
+  const backendOf = (writer: number) => clients[writer]!.backend;
+  for (let index = 0; index < CLIENTS; index++) {
+    const client = new LoadClient(url, index, options.clientsPerMap, backendOf);
+    // One at a time, so the balancer's choice is known.
+    await client.start();
+    client.backend = balancer.lastBackend;
+    clients.push(client);
+  }
+
+  const intervalMs = (1000 * CLIENTS) / (options.rate / BATCH);
+  const timers = clients.map((client, index) => {
+    let timer: NodeJS.Timeout | undefined;
+    const start = setTimeout(
+      () => {
+        client.sendBatch();
+        timer = setInterval(() => client.sendBatch(), intervalMs);
+      },
+      (index / CLIENTS) * intervalMs,
+    );
+    return () => {
+      clearTimeout(start);
+      clearInterval(timer);
+    };
+  });
+  await new Promise((resolve) => setTimeout(resolve, WARMUP_S * 1000));
+  for (const client of clients) client.resetCounters();
+  const pids = servers.map((server) => server.pid!);
+  const cpuBefore = cpuSeconds(pids);
+  const measureStart = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, MEASURE_S * 1000));
+  const seconds = (performance.now() - measureStart) / 1000;
+  const cpuAfter = cpuSeconds(pids);
+  for (const stop of timers) stop();
+  const rssMiB = pids.map(residentMiB);
+  const cpuShare = (key: keyof typeof cpuAfter) => (cpuAfter[key] - cpuBefore[key]) / seconds;
+  const result = {
+    processes: options.processes,
+    offeredOpsPerSecond: options.rate,
+    ackedOpsPerSecond: clients.reduce((sum, client) => sum + client.acked, 0) / seconds,
+    rejected: clients.reduce((sum, client) => sum + client.rejected, 0),
+    ack: summary(clients.flatMap((client) => client.ackLatencies)),
+    /** Write → another client of the same process. */
+    local: summary(clients.flatMap((client) => client.localDeliveries)),
+    /** Write → a client of another process. */
+    remote: summary(clients.flatMap((client) => client.remoteDeliveries)),
+    serverRssMiB: rssMiB,
+    cpuCores: {
+      servers: cpuShare('server'),
+      postgres: cpuShare('postgres'),
+      loadGenerator: cpuShare('loadGenerator'),
+    },
+  };
+  for (const client of clients) client.socket.close();
+  await balancer.stop();
+  await Promise.all(servers.map(stopServer));
+  await dropDatabase(databaseUrl);
+  return result;
+}
+
+const format = (label: string, figures: ReturnType<typeof summary>) =>
+  `${label} p50 ${figures.p50Ms.toFixed(1)} p99 ${figures.p99Ms.toFixed(1)} ms (${figures.count})`;
+
+/** The run whose `key` is the median of the runs. */
+function medianBy<T>(runs: readonly T[], key: (run: T) => number): T {
+  return [...runs].sort((a, b) => key(a) - key(b))[Math.floor(runs.length / 2)]!;
+}
+
+// Part 1: fan-out across processes, the process counts interleaved in each repeat.
+const fanoutRuns = new Map<number, Awaited<ReturnType<typeof run>>[]>();
+for (let attempt = 0; attempt < REPEAT; attempt++) {
+  for (const processes of PROCESS_COUNTS) {
+    const result = await run({ processes, rate: FANOUT_RATE, clientsPerMap: 10, cli: SERVER_CLI });
+    fanoutRuns.set(processes, [...(fanoutRuns.get(processes) ?? []), result]);
+    console.log(
+      `${processes} process(es) offered ${formatRate(FANOUT_RATE)} acked ${formatRate(result.ackedOpsPerSecond)}  ${format('ack', result.ack)}  ${format('local', result.local)}  ${format('remote', result.remote)}  cpu: servers ${result.cpuCores.servers.toFixed(2)}, postgres ${result.cpuCores.postgres.toFixed(2)}, generator ${result.cpuCores.loadGenerator.toFixed(2)}  rejected ${result.rejected}`,
+    );
+  }
+}
+const fanout = [...fanoutRuns].map(([processes, runs]) => {
+  // Cross-process latency stands for a multi-process run, same-process for one process.
+  const median = medianBy(runs, (result) =>
+    processes > 1 ? result.remote.p99Ms : result.local.p99Ms,
+  );
+  return {
+    ...median,
+    runs: runs.map((result) => ({
+      ackedOpsPerSecond: result.ackedOpsPerSecond,
+      ackP99Ms: result.ack.p99Ms,
+      localP99Ms: result.local.p99Ms,
+      remoteP99Ms: result.remote.p99Ms,
+    })),
+  };
+});
+
+// Part 2: the cost of announcing, one process at 30k ops/s without fan-out.
+const cost: Record<string, Array<Awaited<ReturnType<typeof run>>>> = { announcing: [] };
+if (BEFORE_CLI !== undefined) cost['before'] = [];
+for (let attempt = 0; attempt < REPEAT; attempt++) {
+  for (const [label, cli] of [
+    ['before', BEFORE_CLI],
+    ['announcing', SERVER_CLI],
+  ] as const) {
+    if (cli === undefined) continue;
+    const result = await run({ processes: 1, rate: COST_RATE, clientsPerMap: 1, cli });
+    cost[label]!.push(result);
+    console.log(
+      `cost (${label}) offered ${formatRate(COST_RATE)} acked ${formatRate(result.ackedOpsPerSecond)}  ${format('ack', result.ack)}  cpu: server ${result.cpuCores.servers.toFixed(2)}, postgres ${result.cpuCores.postgres.toFixed(2)}`,
+    );
+  }
+}
+const costMedians = Object.fromEntries(
+  Object.entries(cost).map(([label, runs]) => {
+    const median = medianBy(runs, (result) => result.ack.p99Ms);
+    return [
+      label,
+      {
+        ackedOpsPerSecond: median.ackedOpsPerSecond,
+        ack: median.ack,
+        cpuCores: median.cpuCores,
+        runs: runs.map((result) => ({
+          ackedOpsPerSecond: result.ackedOpsPerSecond,
+          ackP99Ms: result.ack.p99Ms,
+        })),
+      },
+    ];
+  }),
+);
+
+const multi = fanout.filter((result) => result.processes > 1);
+const before = costMedians['before']?.ack.p99Ms;
+const announcing = costMedians['announcing']!.ack.p99Ms;
+const targets = [
+  {
+    target: `cross-process write → client p99 < 100 ms at ${formatRate(FANOUT_RATE)} (median run)`,
+    met: multi.length > 0 && multi.every((result) => result.remote.p99Ms < 100),
+    value: multi
+      .map((result) => `${result.processes} processes: ${result.remote.p99Ms.toFixed(1)} ms`)
+      .join(', '),
+  },
+  {
+    target: 'one process at 30k ops/s: ack p99 within 10% of the server before announcements',
+    met: before !== undefined && announcing <= before * 1.1,
+    value:
+      before === undefined
+        ? `announcing ${announcing.toFixed(1)} ms (no BENCH_BEFORE_CLI to compare with)`
+        : `announcing ${announcing.toFixed(1)} ms vs before ${before.toFixed(1)} ms`,
+  },
+];
+console.log('\nTargets:');
+for (const { target, met, value } of targets)
+  console.log(`  ${met ? 'MET    ' : 'NOT MET'} ${target.padEnd(80)} ${value}`);
+const out = join(here, '..', 'results', 'scaleout.json');
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(
+  out,
+  `${JSON.stringify(
+    {
+      machine: machineInfo(),
+      clients: CLIENTS,
+      batch: BATCH,
+      measureSeconds: MEASURE_S,
+      repeat: REPEAT,
+      fanout,
+      announcingCost: costMedians,
+      targets,
+    },
+    null,
+    2,
+  )}\n`,
+);
+console.log(`\nwrote ${out}`);
