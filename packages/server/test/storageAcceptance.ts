@@ -8,13 +8,20 @@ import {
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { SqlDriver } from '../src/storage/sqlDriver.js';
 import { SqlStorage } from '../src/storage/sqlStorage.js';
-import type { RecordWrite, Storage, StoredRecord } from '../src/storage/storage.js';
+import type {
+  AnnouncementChannel,
+  RecordWrite,
+  Storage,
+  StoredRecord,
+} from '../src/storage/storage.js';
 
 /** A storage under test, with the driver under it for inspection and cleanup. */
 export interface StorageUnderTest {
   readonly driver: SqlDriver;
   /** Opens a second driver on the same database (another process, a restart). */
   readonly openAnother: () => Promise<SqlDriver>;
+  /** The channel the storage announces its writes on, for a storage shared by processes. */
+  readonly announcements?: AnnouncementChannel;
   readonly dispose: () => Promise<void>;
 }
 
@@ -56,7 +63,10 @@ export function runStorageAcceptanceTests(
 
     beforeAll(async () => {
       underTest = await setup();
-      storage = new SqlStorage(underTest.driver);
+      storage = new SqlStorage(
+        underTest.driver,
+        underTest.announcements === undefined ? {} : { announcements: underTest.announcements },
+      );
       await storage.migrate();
     });
     afterAll(async () => {

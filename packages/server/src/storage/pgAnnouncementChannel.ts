@@ -14,8 +14,9 @@ export function createPgAnnouncementChannel(connectionString: string): Announcem
 
   const drop = (target: pg.Client) => {
     if (client === target) client = undefined;
-    target.removeAllListeners('notification');
-    // Errors after the loss was reported (the socket closing) must not crash the process.
+    // Closed on purpose, or already reported lost: nothing it does now is news. Errors while
+    // the socket closes must not crash the process.
+    for (const event of ['notification', 'end', 'error']) target.removeAllListeners(event);
     target.on('error', () => {});
     target.end().catch(() => {});
   };
