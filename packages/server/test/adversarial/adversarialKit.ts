@@ -243,10 +243,15 @@ export function answersSubscription(id?: number): (message: Message) => boolean 
 /**
  * Runs the built `topgun-server` (dist/cli.js) in a process of its own on `databaseUrl`, with
  * anonymous clients off and JWTs signed with {@link TOKEN_SECRET}: for attacks whose client
- * side is heavy itself, so that what a bystander waits for is the server's work alone.
- * Resolves with its base URL once it listens; stopped when the calling test finishes.
+ * side is heavy itself, so that what a bystander waits for is the server's work alone, and
+ * for measuring the server's own memory. `environment` adds to (or overrides) its variables.
+ * Resolves with its base URL and process id once it listens; stopped when the calling test
+ * finishes.
  */
-export async function spawnServer(databaseUrl: string): Promise<{ url: string }> {
+export async function spawnServer(
+  databaseUrl: string,
+  environment: Readonly<Record<string, string>> = {},
+): Promise<{ url: string; pid: number }> {
   const cli = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli.js');
   const child = spawn(process.execPath, [cli], {
     env: {
@@ -256,6 +261,7 @@ export async function spawnServer(databaseUrl: string): Promise<{ url: string }>
       DATABASE_URL: databaseUrl,
       JWT_SECRET: TOKEN_SECRET,
       LOG_LEVEL: 'info',
+      ...environment,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -270,7 +276,7 @@ export async function spawnServer(databaseUrl: string): Promise<{ url: string }>
       const match = /TopGun server listening on (http:\/\/[^ ]+) /.exec(output);
       if (match) {
         clearTimeout(timer);
-        resolve({ url: match[1]! });
+        resolve({ url: match[1]!, pid: child.pid! });
       }
     });
     child.once('exit', (code) => reject(new Error(`the server exited with ${code}: ${output}`)));
