@@ -47,7 +47,7 @@ class GridEntry {
  * Per map, besides what its `LWWMap.byteSize` counts: the entry, its load promise, the
  * closure that reports the map's size, the grid's table slot and the name's string header.
  */
-const ENTRY_BYTES = 520;
+const ENTRY_BYTES = 420;
 
 /**
  * The in-memory grid: every map in use, loaded from storage on first use and kept in memory
