@@ -50,7 +50,12 @@ try {
 
   gc();
   const heapBefore = process.memoryUsage().heapUsed;
-  const grid = new MapGrid(storage, new ServerMetrics(), 'bench-server', Date.now);
+  const grid = new MapGrid({
+    storage,
+    metrics: new ServerMetrics(),
+    nodeId: 'bench-server',
+    now: Date.now,
+  });
   const loadStart = performance.now();
   const map = await grid.get('todos');
   const loadMs = performance.now() - loadStart;

@@ -323,6 +323,50 @@ const costMedians = Object.fromEntries(
   }),
 );
 
+// Part 3: memory per connected client (one process, idle clients that walked their map).
+async function connectionMemory(count: number) {
+  const databaseUrl = await createDatabase();
+  const port = 18_000 + Math.floor(Math.random() * 1000) * 4;
+  const server = await startServer(databaseUrl, port, SERVER_CLI, {
+    TOPGUN_LIMITS: JSON.stringify({
+      upgradesPerSecond: 100_000,
+      upgradesBurst: 100_000,
+      maxConnections: count * 2,
+      maxConnectionsPerUser: count * 2,
+    }),
+  });
+  // Settled: a first client, then the baseline.
+  const url = `ws://127.0.0.1:${port}/sync`;
+  const warm = new LoadClient(url, 0, 100, () => 0);
+  await warm.start();
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const before = residentMiB(server.pid!);
+  const clients: LoadClient[] = [];
+  for (let start = 0; start < count; start += 100) {
+    const batch = Array.from(
+      { length: Math.min(100, count - start) },
+      (_, offset) => new LoadClient(url, start + offset + 1, 100, () => 0),
+    );
+    await Promise.all(batch.map((client) => client.start()));
+    clients.push(...batch);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const after = residentMiB(server.pid!);
+  for (const client of [warm, ...clients]) client.socket.close();
+  await stopServer(server);
+  await dropDatabase(databaseUrl);
+  return {
+    clients: count,
+    rssBeforeMiB: before,
+    rssAfterMiB: after,
+    kibPerClient: ((after - before) * 1024) / count,
+  };
+}
+const memory = await connectionMemory(Number(process.env['BENCH_IDLE_CLIENTS'] ?? 2_000));
+console.log(
+  `memory: ${memory.clients} idle clients took ${memory.kibPerClient.toFixed(1)} KiB each (RSS ${memory.rssBeforeMiB.toFixed(0)} → ${memory.rssAfterMiB.toFixed(0)} MiB)`,
+);
+
 const multi = fanout.filter((result) => result.processes > 1);
 const before = costMedians['before']?.ack.p99Ms;
 const announcing = costMedians['announcing']!.ack.p99Ms;
@@ -359,6 +403,7 @@ writeFileSync(
       repeat: REPEAT,
       fanout,
       announcingCost: costMedians,
+      connectionMemory: memory,
       targets,
     },
     null,

@@ -37,12 +37,15 @@ function headerSize(length: number, fixLimit: number, hasEightBit: boolean): num
 // The hash state while a value is hashed: module-level, which V8 keeps faster than fields.
 let state1 = 0;
 let state2 = 0;
+/** Bytes of the encoding mixed so far: the value's canonical size, known for free once hashed. */
+let mixedBytes = 0;
 const floatBytes = new DataView(new ArrayBuffer(8));
 const UTF8_SCRATCH = new Uint8Array(4);
 
 function mixByte(unit: number): void {
   state1 = Math.imul(state1 ^ unit, HASH_MUL_1);
   state2 = Math.imul(state2 ^ unit, HASH_MUL_2);
+  mixedBytes++;
 }
 
 /** Mixes `value` as `count` big-endian bytes. */
@@ -124,6 +127,7 @@ function mixString(text: string): void {
   // again from the start as UTF-8 when a wider character shows up.
   const start1 = state1;
   const start2 = state2;
+  const startBytes = mixedBytes;
   mixHeader(length, 0xa0, 32, 0xda);
   let h1 = state1;
   let h2 = state2;
@@ -132,6 +136,7 @@ function mixString(text: string): void {
     if (unit >= 0x80) {
       state1 = start1;
       state2 = start2;
+      mixedBytes = startBytes;
       mixUtf8String(text);
       return;
     }
@@ -140,11 +145,14 @@ function mixString(text: string): void {
   }
   state1 = h1;
   state2 = h2;
+  mixedBytes += length;
 }
 
 function mixUtf8String(text: string): void {
   const length = text.length;
-  mixHeader(utf8Bytes(text), 0xa0, 32, 0xda);
+  const bytes = utf8Bytes(text);
+  mixHeader(bytes, 0xa0, 32, 0xda);
+  mixedBytes += bytes;
   let h1 = state1;
   let h2 = state2;
   const out = UTF8_SCRATCH;
@@ -190,12 +198,19 @@ export class ValueHasher {
   lane1 = 0;
   /** Lane 2 of the last value hashed, as a signed 32-bit integer. */
   lane2 = 0;
+  /** Bytes of the canonical encoding of the last value hashed: its {@link canonicalSize}. */
+  size = 0;
 
-  /** Hashes `value` (`null` for a tombstone) into {@link lane1} and {@link lane2}. */
+  /**
+   * Hashes `value` (`null` for a tombstone) into {@link lane1} and {@link lane2}, and sets
+   * {@link size}.
+   */
   hash(value: unknown): void {
     state1 = HASH_SEED_1;
     state2 = HASH_SEED_2;
+    mixedBytes = 0;
     mixValue(value);
+    this.size = mixedBytes;
     const h1 = state1;
     const h2 = state2;
     const lane1 = Math.imul(h1 ^ (h1 >>> 16), HASH_FIN_1) ^ Math.imul(h2 ^ (h2 >>> 13), HASH_FIN_2);

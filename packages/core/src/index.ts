@@ -5,7 +5,13 @@ export { describeValue } from './describeValue.js';
 export { TopGunError, type TopGunErrorCode, ValidationError } from './errors.js';
 export { hashString, keyHash } from './hash.js';
 export { DEFAULT_MAX_DRIFT_MS, HLC, type HLCOptions } from './hlc.js';
-export { LWWMap, type MapChange, type MapChangeListener, type SetOptions } from './lwwMap.js';
+export {
+  LWWMap,
+  type LWWMapOptions,
+  type MapChange,
+  type MapChangeListener,
+  type SetOptions,
+} from './lwwMap.js';
 export {
   compareBytes,
   compareRecords,

@@ -27,6 +27,26 @@ export interface MapChange<V> {
 /** Receives {@link MapChange}s. */
 export type MapChangeListener<V> = (change: MapChange<V>) => void;
 
+/** Options of {@link LWWMap}. */
+export interface LWWMapOptions {
+  /**
+   * Called with the change of {@link LWWMap.byteSize} whenever a change of records (any of
+   * them: set, delete, merge, bulk load, prune, restore) changes it, before the change's
+   * listeners. For an owner that keeps many maps within a memory budget. Default: none.
+   */
+  readonly onByteSizeChange?: (delta: number) => void;
+}
+
+// Heap estimates for a 64-bit V8 without pointer compression (Node's default build).
+/** The map object and its empty record table (the tree counts itself). */
+const MAP_BYTES = 240;
+/**
+ * Per record, besides its key's characters and its value's encoded bytes (about what a value
+ * takes beyond its object headers): the table entry, the key's string header, the record and
+ * timestamp objects, the millis as a heap number, the node id's string, a value's headers.
+ */
+const RECORD_BYTES = 245;
+
 /** Options of {@link LWWMap.set}. */
 export interface SetOptions {
   /** Time to live in milliseconds; the record reads as absent afterwards. Default: no expiry. */
@@ -46,13 +66,39 @@ export class LWWMap<V> {
   /** The Merkle tree of this map's records, tombstones included. */
   readonly merkleTree = new MerkleTree();
   private readonly records = new Map<string, LWWRecord<V>>();
-  private readonly listeners = new Set<MapChangeListener<V>>();
-  private readonly bulkListeners = new Set<() => void>();
+  // Created on first subscription: most maps of a server's grid never have listeners.
+  private listeners: Set<MapChangeListener<V>> | undefined;
+  private bulkListeners: Set<() => void> | undefined;
+  private readonly onByteSizeChange: ((delta: number) => void) | undefined;
   private liveCount = 0;
   private expiringCount = 0;
+  private keyChars = 0;
 
-  /** @param hlc The clock that stamps local writes and absorbs merged timestamps. */
-  constructor(readonly hlc: HLC) {}
+  /**
+   * @param hlc The clock that stamps local writes and absorbs merged timestamps.
+   * @param options See {@link LWWMapOptions}; default: none.
+   */
+  constructor(
+    readonly hlc: HLC,
+    options: LWWMapOptions = {},
+  ) {
+    this.onByteSizeChange = options.onByteSizeChange;
+  }
+
+  /**
+   * An estimate of the bytes of memory the map holds: its records, their keys and values,
+   * and its Merkle tree (for a 64-bit V8; a value counts as its encoded size plus a fixed
+   * overhead per record). O(1): kept up to date by every change of a record.
+   */
+  get byteSize(): number {
+    return (
+      MAP_BYTES +
+      this.records.size * RECORD_BYTES +
+      this.keyChars +
+      this.merkleTree.valueBytes +
+      this.merkleTree.byteSize
+    );
+  }
 
   /**
    * Writes `value` under `key` with a fresh timestamp and returns the stored record.
@@ -164,7 +210,7 @@ export class LWWMap<V> {
     }
     if (newest === undefined) return;
     this.hlc.update(newest);
-    for (const listener of this.bulkListeners) {
+    for (const listener of this.bulkListeners ?? []) {
       try {
         listener();
       } catch (error) {
@@ -175,9 +221,11 @@ export class LWWMap<V> {
 
   /** Listens to bulk loads ({@link loadRecords}); returns the unsubscribe function. */
   subscribeBulk(listener: () => void): () => void {
-    this.bulkListeners.add(listener);
+    this.bulkListeners ??= new Set();
+    const listeners = this.bulkListeners;
+    listeners.add(listener);
     return () => {
-      this.bulkListeners.delete(listener);
+      listeners.delete(listener);
     };
   }
 
@@ -187,9 +235,11 @@ export class LWWMap<V> {
    * asynchronously.
    */
   subscribe(listener: MapChangeListener<V>): () => void {
-    this.listeners.add(listener);
+    this.listeners ??= new Set();
+    const listeners = this.listeners;
+    listeners.add(listener);
     return () => {
-      this.listeners.delete(listener);
+      listeners.delete(listener);
     };
   }
 
@@ -229,7 +279,7 @@ export class LWWMap<V> {
       this.replace(key, undefined, previous);
       const now = previous.ttlMs === undefined ? 0 : this.hlc.physicalTime();
       if (isRecordAbsent(previous, now)) return false;
-      if (this.listeners.size > 0) {
+      if (this.listeners !== undefined && this.listeners.size > 0) {
         this.emit({
           key,
           value: undefined,
@@ -256,31 +306,43 @@ export class LWWMap<V> {
       previous === undefined || isRecordAbsent(previous, now) ? undefined : (previous.value as V);
     const after = isRecordAbsent(record, now) ? undefined : (record.value as V);
     if (before === undefined && after === undefined) return false;
-    if (this.listeners.size > 0) this.emit({ key, value: after, previous: before, record });
+    if (this.listeners !== undefined && this.listeners.size > 0)
+      this.emit({ key, value: after, previous: before, record });
     return true;
   }
 
-  /** Stores (or removes) the record of `key`, keeping the tree and the counts right. */
+  /**
+   * Stores (or removes) the record of `key`, keeping the tree, the counts and the size
+   * right: every change of a record goes through here.
+   */
   private replace(
     key: string,
     record: LWWRecord<V> | undefined,
     previous: LWWRecord<V> | undefined,
   ): void {
+    const onByteSizeChange = this.onByteSizeChange;
+    const bytesBefore = onByteSizeChange === undefined ? 0 : this.byteSize;
     if (record === undefined) this.records.delete(key);
     else this.records.set(key, record);
     this.merkleTree.update(key, previous, record);
     if (previous !== undefined) {
       if (previous.value !== null) this.liveCount--;
       if (previous.ttlMs !== undefined) this.expiringCount--;
+      if (record === undefined) this.keyChars -= key.length;
     }
     if (record !== undefined) {
       if (record.value !== null) this.liveCount++;
       if (record.ttlMs !== undefined) this.expiringCount++;
+      if (previous === undefined) this.keyChars += key.length;
+    }
+    if (onByteSizeChange !== undefined) {
+      const delta = this.byteSize - bytesBefore;
+      if (delta !== 0) onByteSizeChange(delta);
     }
   }
 
   private emit(change: MapChange<V>): void {
-    for (const listener of this.listeners) {
+    for (const listener of this.listeners ?? []) {
       try {
         listener(change);
       } catch (error) {

@@ -3,41 +3,37 @@ import { describeValue } from './describeValue.js';
 import { ValidationError } from './errors.js';
 import { ItemHasher, keyHash } from './hash.js';
 import type { LWWRecord } from './lwwRecord.js';
+import {
+  EMPTY_NODE,
+  LEAVES_PER_PARTITION,
+  MERKLE_DEPTH,
+  MERKLE_FANOUT,
+  type MerkleNode,
+  MerklePartition,
+} from './merklePartition.js';
 import { PARTITION_COUNT } from './partition.js';
 
-/** Children per node below the partition level. */
-export const MERKLE_FANOUT = 4;
-/** Levels below the partition level; a leaf's path is `[partition, d1, d2, d3, d4]`. */
-export const MERKLE_DEPTH = 4;
-/** Leaves under one partition: 4^4 = 256, about 14 keys per leaf at 1 000 000 keys. */
-export const LEAVES_PER_PARTITION = MERKLE_FANOUT ** MERKLE_DEPTH;
+export { LEAVES_PER_PARTITION, MERKLE_DEPTH, MERKLE_FANOUT, type MerkleNode };
+
 /** Length of the path of a leaf. */
 export const LEAF_PATH_LENGTH = MERKLE_DEPTH + 1;
 
 /** Bytes per hash in an encoded hash list: lane 1 only (4) or both lanes (8). */
 export type HashWidth = 4 | 8;
 
-// Per partition, nodes in heap order (children of i are 4i+1..4i+4), 3 words each.
-const NODES_PER_PARTITION = (LEAVES_PER_PARTITION * MERKLE_FANOUT - 1) / (MERKLE_FANOUT - 1);
-const FIRST_LEAF_NODE = NODES_PER_PARTITION - LEAVES_PER_PARTITION;
-const WORDS_PER_NODE = 3;
+/**
+ * Partitions a tree keeps in a list, found by scanning it; with more, it keeps a table of
+ * all 271 (2 KiB, more than a map of a few records costs in all).
+ */
+const LISTED_PARTITIONS = 32;
+/** The tree object and its empty list (heap estimate, 64-bit V8, 8-byte slots). */
+const TREE_BYTES = 96;
+/** The table of partitions, once a tree has one. */
+const TABLE_BYTES = PARTITION_COUNT * 8 + 16;
 
-/** The summary of one Merkle node: its 64-bit hash as two 32-bit lanes, and its item count. */
-export interface MerkleNode {
-  /** Lane 1 of the hash: the sum modulo 2^32 of lane 1 of every item below the node. */
-  readonly hash1: number;
-  /** Lane 2 of the hash, likewise. */
-  readonly hash2: number;
-  /** Number of items (keys) below the node. */
-  readonly count: number;
-}
-
-interface Partition {
-  readonly words: Int32Array;
-  /** The partition's keys, and parallel to them their leaves: flat arrays, no per-leaf objects. */
-  readonly keys: string[];
-  readonly leaves: number[];
-}
+// Shared by every tree: an update hashes synchronously and keeps no state across calls.
+const itemHasher = new ItemHasher();
+const valueHasher = new ValueHasher();
 
 /**
  * The Merkle tree of one map: a root over {@link PARTITION_COUNT} partitions, each the root
@@ -45,16 +41,20 @@ interface Partition {
  * lives in the leaf given by its key hash. A node's hash is the lane-wise sum modulo 2^32 of
  * its items' 64-bit hashes, so a write updates the 6 nodes on one path without reading any
  * sibling, and an empty node hashes to 0. Specified in `specifications/merkle-sync.md`.
+ *
+ * Only partitions with items take memory, and a partition with items in few leaves keeps
+ * only those (see {@link MerklePartition}): a small map costs a few hundred bytes of tree.
  */
 export class MerkleTree {
-  private readonly partitions: Array<Partition | undefined> = new Array(PARTITION_COUNT).fill(
-    undefined,
-  );
-  private readonly hasher = new ItemHasher();
-  private readonly values = new ValueHasher();
+  /** Partitions with items while there are at most {@link LISTED_PARTITIONS}. */
+  private listed: MerklePartition[] = [];
+  /** Partitions with items by index, once there were more. */
+  private table: Array<MerklePartition | undefined> | undefined;
   private rootHash1 = 0;
   private rootHash2 = 0;
   private rootCount = 0;
+  private partitionBytes = 0;
+  private encodedBytes = 0;
 
   /**
    * Moves `key` from its item for record `previous` to its item for record `next`. Pass
@@ -67,60 +67,69 @@ export class MerkleTree {
     next: LWWRecord<unknown> | undefined,
   ): void {
     if (previous === undefined && next === undefined) return;
-    const hasher = this.hasher;
-    const hashOfKey = hasher.beginKey(key);
+    const hashOfKey = itemHasher.beginKey(key);
     const partitionIndex = hashOfKey % PARTITION_COUNT;
     const leaf = leafOfKeyHash(hashOfKey);
     let delta1 = 0;
     let delta2 = 0;
     let deltaCount = 0;
     if (previous !== undefined) {
-      this.hashItem(previous);
-      delta1 = (delta1 - hasher.lane1) | 0;
-      delta2 = (delta2 - hasher.lane2) | 0;
+      hashItem(previous);
+      delta1 = (delta1 - itemHasher.lane1) | 0;
+      delta2 = (delta2 - itemHasher.lane2) | 0;
       deltaCount--;
+      this.encodedBytes -= valueHasher.size;
     }
     if (next !== undefined) {
-      this.hashItem(next);
-      delta1 = (delta1 + hasher.lane1) | 0;
-      delta2 = (delta2 + hasher.lane2) | 0;
+      hashItem(next);
+      delta1 = (delta1 + itemHasher.lane1) | 0;
+      delta2 = (delta2 + itemHasher.lane2) | 0;
       deltaCount++;
+      this.encodedBytes += valueHasher.size;
     }
-    const partition = this.partitions[partitionIndex] ?? this.createPartition(partitionIndex);
-    const words = partition.words;
-    let node = FIRST_LEAF_NODE + leaf;
-    for (;;) {
-      const offset = node * WORDS_PER_NODE;
-      // Int32 arithmetic wraps modulo 2^32: exactly the sums the hashes are defined as.
-      words[offset] = (words[offset]! + delta1) | 0;
-      words[offset + 1] = (words[offset + 1]! + delta2) | 0;
-      words[offset + 2] = words[offset + 2]! + deltaCount;
-      if (node === 0) break;
-      node = (node - 1) >> 2;
-    }
+    const existing = this.partitionAt(partitionIndex);
+    const bytesBefore = existing?.byteSize ?? 0;
+    const partition = existing ?? this.addPartition(partitionIndex);
+    partition.apply(key, leaf, delta1, delta2, deltaCount);
     this.rootHash1 = (this.rootHash1 + delta1) | 0;
     this.rootHash2 = (this.rootHash2 + delta2) | 0;
     this.rootCount += deltaCount;
-    if (deltaCount > 0) {
-      partition.keys.push(key);
-      partition.leaves.push(leaf);
-    } else if (deltaCount < 0) {
-      // Removal only happens when pruning, so a scan is cheaper overall than an index.
-      const { keys, leaves } = partition;
-      const index = keys.indexOf(key);
-      const last = keys.length - 1;
-      keys[index] = keys[last]!;
-      leaves[index] = leaves[last]!;
-      keys.pop();
-      leaves.pop();
+    if (partition.keys.length === 0) {
+      this.removePartition(partition);
+      this.partitionBytes -= bytesBefore;
+      // An empty tree gives its table back: it costs more than a small map in all.
+      if (this.rootCount === 0) this.table = undefined;
+    } else {
+      this.partitionBytes += partition.byteSize - bytesBefore;
     }
+  }
+
+  /**
+   * An estimate of the bytes of memory the tree holds, its keys' strings not included (they
+   * are the map's). Kept up to date by every update.
+   */
+  get byteSize(): number {
+    return (
+      TREE_BYTES +
+      (this.table === undefined ? this.listed.length * 8 : TABLE_BYTES) +
+      this.partitionBytes
+    );
+  }
+
+  /**
+   * The sum of the sizes of the canonical encodings of the items' values (a tombstone's
+   * counts 1 byte). The values are walked to fingerprint them anyway: a replica estimating
+   * its memory takes their size from here instead of walking them again.
+   */
+  get valueBytes(): number {
+    return this.encodedBytes;
   }
 
   /** The hash of the item of `key` for `record`, as `[lane1, lane2]` (signed 32-bit). */
   itemHash(key: string, record: LWWRecord<unknown>): [number, number] {
-    this.hasher.beginKey(key);
-    this.hashItem(record);
-    return [this.hasher.lane1, this.hasher.lane2];
+    itemHasher.beginKey(key);
+    hashItem(record);
+    return [itemHasher.lane1, itemHasher.lane2];
   }
 
   /**
@@ -130,21 +139,7 @@ export class MerkleTree {
   partitionKeys(
     partition: number,
   ): { readonly keys: readonly string[]; readonly leaves: readonly number[] } | undefined {
-    return this.partitions[partition];
-  }
-
-  /** Hashes the current key's item for `record` into the item hasher's lanes. */
-  private hashItem(record: LWWRecord<unknown>): void {
-    const { millis, counter, nodeId } = record.timestamp;
-    this.values.hash(record.value);
-    this.hasher.hashItem(
-      millis,
-      counter,
-      nodeId,
-      this.values.lane1,
-      this.values.lane2,
-      record.ttlMs ?? 0,
-    );
+    return this.partitionAt(partition);
   }
 
   /** The root summary. Two trees with equal roots hold the same items with probability 1 - 2^-64. */
@@ -168,10 +163,9 @@ export class MerkleTree {
   node(path: readonly number[]): MerkleNode {
     validateMerklePath(path);
     if (path.length === 0) return this.root;
-    const words = this.partitions[path[0]!]?.words;
-    if (words === undefined) return { hash1: 0, hash2: 0, count: 0 };
-    const offset = nodeIndex(path) * WORDS_PER_NODE;
-    return summaryAt(words, offset);
+    const partition = this.partitionAt(path[0]!);
+    if (partition === undefined) return EMPTY_NODE;
+    return partition.summary(path.length - 1, positionOf(path));
   }
 
   /**
@@ -224,7 +218,7 @@ export class MerkleTree {
       for (let p = 0; p < PARTITION_COUNT; p++) yield* this.keysUnder([p]);
       return;
     }
-    const partition = this.partitions[path[0]!];
+    const partition = this.partitionAt(path[0]!);
     if (partition === undefined) return;
     let first = 0;
     let span = LEAVES_PER_PARTITION;
@@ -241,36 +235,67 @@ export class MerkleTree {
   }
 
   private childNode(path: readonly number[], child: number): MerkleNode {
-    if (path.length === 0) {
-      const words = this.partitions[child]?.words;
-      return words === undefined ? EMPTY_NODE : summaryAt(words, 0);
-    }
-    const words = this.partitions[path[0]!]?.words;
-    if (words === undefined) return EMPTY_NODE;
-    const offset = (nodeIndex(path) * MERKLE_FANOUT + 1 + child) * WORDS_PER_NODE;
-    return summaryAt(words, offset);
+    if (path.length === 0) return this.partitionAt(child)?.summary(0, 0) ?? EMPTY_NODE;
+    const partition = this.partitionAt(path[0]!);
+    if (partition === undefined) return EMPTY_NODE;
+    return partition.summary(path.length, positionOf(path) * MERKLE_FANOUT + child);
   }
 
-  private createPartition(index: number): Partition {
-    const partition: Partition = {
-      words: new Int32Array(NODES_PER_PARTITION * WORDS_PER_NODE),
-      keys: [],
-      leaves: [],
-    };
-    this.partitions[index] = partition;
+  private partitionAt(index: number): MerklePartition | undefined {
+    const table = this.table;
+    if (table !== undefined) return table[index];
+    const listed = this.listed;
+    for (let position = 0; position < listed.length; position++) {
+      if (listed[position]!.index === index) return listed[position];
+    }
+    return undefined;
+  }
+
+  private addPartition(index: number): MerklePartition {
+    const partition = new MerklePartition(index);
+    const listed = this.listed;
+    if (this.table !== undefined) {
+      this.table[index] = partition;
+    } else if (listed.length === 0) {
+      // A literal has room for exactly one; a push onto an empty array would reserve 17.
+      this.listed = [partition];
+    } else if (listed.length < LISTED_PARTITIONS) {
+      listed.push(partition);
+    } else {
+      const table = new Array<MerklePartition | undefined>(PARTITION_COUNT).fill(undefined);
+      for (const other of listed) table[other.index] = other;
+      table[index] = partition;
+      this.table = table;
+      this.listed = [];
+    }
     return partition;
   }
+
+  private removePartition(partition: MerklePartition): void {
+    if (this.table !== undefined) {
+      this.table[partition.index] = undefined;
+      return;
+    }
+    const listed = this.listed;
+    const position = listed.indexOf(partition);
+    listed[position] = listed[listed.length - 1]!;
+    listed.pop();
+  }
 }
 
-function summaryAt(words: Int32Array, offset: number): MerkleNode {
-  return {
-    hash1: words[offset]! >>> 0,
-    hash2: words[offset + 1]! >>> 0,
-    count: words[offset + 2]!,
-  };
+/** Hashes the current key's item for `record` into the item hasher's lanes. */
+function hashItem(record: LWWRecord<unknown>): void {
+  const { millis, counter, nodeId } = record.timestamp;
+  valueHasher.hash(record.value);
+  itemHasher.hashItem(
+    millis,
+    counter,
+    nodeId,
+    valueHasher.lane1,
+    valueHasher.lane2,
+    record.ttlMs ?? 0,
+  );
 }
-
-const EMPTY_NODE: MerkleNode = Object.freeze({ hash1: 0, hash2: 0, count: 0 });
 
 /** The leaf path `[partition, d1, d2, d3, d4]` holding `key`. */
 export function leafPathOf(key: string): number[] {
@@ -315,9 +340,10 @@ function leafOfKeyHash(hashOfKey: number): number {
   return Math.floor(hashOfKey / PARTITION_COUNT) % LEAVES_PER_PARTITION;
 }
 
-function nodeIndex(path: readonly number[]): number {
-  let index = 0;
+/** The position of the node at `path` among the nodes of its level, left to right. */
+function positionOf(path: readonly number[]): number {
+  let position = 0;
   for (let level = 1; level < path.length; level++)
-    index = index * MERKLE_FANOUT + 1 + path[level]!;
-  return index;
+    position = position * MERKLE_FANOUT + path[level]!;
+  return position;
 }

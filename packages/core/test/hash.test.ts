@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ValueHasher } from '../src/canonicalValue.js';
 import { ItemHasher } from '../src/hash.js';
 import {
   canonicalSize,
@@ -12,6 +13,13 @@ import {
   valueFingerprint,
 } from '../src/index.js';
 import { fc } from './property.js';
+
+/** The size the value hasher reports for `value`: the bytes it fed to the hash. */
+function hashedSize(value: unknown): number {
+  const hasher = new ValueHasher();
+  hasher.hash(value);
+  return hasher.size;
+}
 
 // The test vectors of specifications/merkle-sync.md: a compatible implementation must match.
 describe('hash test vectors', () => {
@@ -73,6 +81,7 @@ describe('hash test vectors', () => {
         const bytes = encodeValue(value);
         expect(valueFingerprint(value)).toEqual(hashString(String.fromCharCode(...bytes)));
         expect(canonicalSize(value)).toBe(bytes.length);
+        expect(hashedSize(value)).toBe(bytes.length);
       }),
       { numRuns: 500 },
     );
@@ -110,7 +119,13 @@ describe('hash test vectors', () => {
       const bytes = encodeValue(value);
       expect(valueFingerprint(value)).toEqual(hashString(String.fromCharCode(...bytes)));
       expect(canonicalSize(value)).toBe(bytes.length);
+      expect(hashedSize(value)).toBe(bytes.length);
     }
+    // A string that turns out not to be ASCII is hashed again as UTF-8: counted once.
+    expect(hashedSize({ a: 'abc', b: 'abcé', c: '🚀x' })).toBe(
+      encodeValue({ a: 'abc', b: 'abcé', c: '🚀x' }).length,
+    );
+    expect(hashedSize(null)).toBe(1);
   });
 
   it('an item hash is the string hash of key, U+0000, millis, counter, node id, fingerprint, TTL', () => {

@@ -2,16 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { ItemHasher } from '../src/hash.js';
 import {
   childCountOf,
+  encodeValue,
   hashString,
   keyHash,
+  LEAF_PATH_LENGTH,
+  LEAVES_PER_PARTITION,
   type LWWRecord,
   leafPathOf,
+  type MerkleNode,
   MerkleTree,
   PARTITION_COUNT,
   ValidationError,
   valueFingerprint,
   WalkTree,
 } from '../src/index.js';
+import { MerklePartition, SPARSE_LEAF_LIMIT } from '../src/merklePartition.js';
 import { fc } from './property.js';
 
 const at = (millis: number, nodeId = 'n', value: unknown = 'v'): LWWRecord<unknown> => ({
@@ -249,5 +254,225 @@ describe('WalkTree (sub-leaves of crowded leaves)', () => {
     );
     expect(walkTree.childCount(Array(21).fill(0))).toBe(0);
     expect(() => walkTree.node(Array(22).fill(0))).toThrow(ValidationError);
+  });
+});
+
+/** Every node summary of a partition, level by level: 1 + 4 + 16 + 64 + 256 nodes. */
+function everySummary(partition: MerklePartition): MerkleNode[] {
+  const nodes: MerkleNode[] = [];
+  for (let level = 0; level <= 4; level++) {
+    for (let position = 0; position < 4 ** level; position++)
+      nodes.push(partition.summary(level, position));
+  }
+  return nodes;
+}
+
+interface PartitionItem {
+  readonly leaf: number;
+  readonly hash1: number;
+  readonly hash2: number;
+}
+
+/** The same summaries computed from scratch from the items a partition should hold. */
+function summariesOf(items: ReadonlyMap<string, PartitionItem>): MerkleNode[] {
+  const nodes: MerkleNode[] = [];
+  for (let level = 0; level <= 4; level++) {
+    for (let position = 0; position < 4 ** level; position++) {
+      let hash1 = 0;
+      let hash2 = 0;
+      let count = 0;
+      for (const item of items.values()) {
+        if (Math.floor(item.leaf / 4 ** (4 - level)) !== position) continue;
+        hash1 = (hash1 + item.hash1) | 0;
+        hash2 = (hash2 + item.hash2) | 0;
+        count++;
+      }
+      nodes.push({ hash1: hash1 >>> 0, hash2: hash2 >>> 0, count });
+    }
+  }
+  return nodes;
+}
+
+/** A partition already in the dense form: items on more leaves than the limit, since removed. */
+function densePartition(): MerklePartition {
+  const partition = new MerklePartition(0);
+  for (let leaf = 0; leaf <= SPARSE_LEAF_LIMIT; leaf++)
+    partition.apply(`filler-${leaf}`, leaf, leaf * 7919, leaf * 104_729, 1);
+  for (let leaf = 0; leaf <= SPARSE_LEAF_LIMIT; leaf++)
+    partition.apply(`filler-${leaf}`, leaf, -leaf * 7919, -leaf * 104_729, -1);
+  return partition;
+}
+
+/** Keys whose partition is `partition`, `count` of them. */
+function keysOfPartition(partition: number, count: number, prefix: string): string[] {
+  const keys: string[] = [];
+  for (let index = 0; keys.length < count; index++) {
+    if (keyHash(`${prefix}${index}`) % PARTITION_COUNT === partition)
+      keys.push(`${prefix}${index}`);
+  }
+  return keys;
+}
+
+describe('MerkleTree: sparse and dense partitions', () => {
+  it('gives the same summaries sparse, dense and from scratch, over inserts, updates and removes', () => {
+    const int32 = fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 });
+    const forms = { sparse: 0, dense: 0 };
+    fc.assert(
+      fc.property(
+        // Leaves in [0, spread): a small spread keeps a partition sparse, a large one does not.
+        fc.integer({ min: 1, max: LEAVES_PER_PARTITION }),
+        fc.array(fc.nat({ max: 255 }), { minLength: 80, maxLength: 80 }),
+        fc.array(
+          fc.record({
+            key: fc.nat({ max: 79 }),
+            // One operation in four removes: partitions fill up, and empty again at times.
+            remove: fc.nat({ max: 3 }).map((draw) => draw === 0),
+            hash1: int32,
+            hash2: int32,
+          }),
+          { maxLength: 300, size: 'max' },
+        ),
+        (spread, leafSeeds, operations) => {
+          const natural = new MerklePartition(0);
+          const dense = densePartition();
+          const items = new Map<string, PartitionItem>();
+          const apply = (key: string, leaf: number, d1: number, d2: number, dc: number) => {
+            natural.apply(key, leaf, d1, d2, dc);
+            dense.apply(key, leaf, d1, d2, dc);
+          };
+          operations.forEach(({ key: index, remove, hash1, hash2 }, step) => {
+            const key = `key-${index}`;
+            const leaf = leafSeeds[index]! % spread;
+            const previous = items.get(key);
+            if (remove) {
+              if (previous === undefined) return;
+              apply(key, leaf, -previous.hash1 | 0, -previous.hash2 | 0, -1);
+              items.delete(key);
+            } else if (previous === undefined) {
+              apply(key, leaf, hash1, hash2, 1);
+              items.set(key, { leaf, hash1, hash2 });
+            } else {
+              apply(key, leaf, (hash1 - previous.hash1) | 0, (hash2 - previous.hash2) | 0, 0);
+              items.set(key, { leaf, hash1, hash2 });
+            }
+            if (step % 50 === 49) expect(everySummary(natural)).toEqual(everySummary(dense));
+          });
+          const expected = summariesOf(items);
+          expect(everySummary(natural)).toEqual(expected);
+          expect(everySummary(dense)).toEqual(expected);
+          expect(new Set(natural.keys)).toEqual(new Set(items.keys()));
+          expect(natural.keys.map((key) => items.get(key)!.leaf)).toEqual([...natural.leaves]);
+          expect(dense.isDense).toBe(true);
+          forms[natural.isDense ? 'dense' : 'sparse']++;
+        },
+      ),
+    );
+    // Both forms were exercised, or the comparison above proved nothing about one of them.
+    expect(forms.sparse).toBeGreaterThan(0);
+    expect(forms.dense).toBeGreaterThan(0);
+  });
+
+  it('keeps every node the sum of its items whatever the history (crowded partitions, many partitions)', () => {
+    const crowded = keysOfPartition(7, 120, 'crowded-');
+    const spread = Array.from({ length: 60 }, (_, index) => `spread-${index}`);
+    const pool = [...crowded, ...spread];
+    const crowdedForms = { sparse: 0, dense: 0 };
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            key: fc.nat({ max: pool.length - 1 }),
+            remove: fc.nat({ max: 3 }).map((draw) => draw === 0),
+            millis: fc.nat({ max: 1_000 }),
+            value: fc.integer(),
+          }),
+          { maxLength: 400, size: 'max' },
+        ),
+        (operations) => {
+          const tree = new MerkleTree();
+          const items = new Map<string, LWWRecord<unknown>>();
+          for (const { key: index, remove, millis, value } of operations) {
+            const key = pool[index]!;
+            const previous = items.get(key);
+            if (remove) {
+              if (previous === undefined) continue;
+              tree.update(key, previous, undefined);
+              items.delete(key);
+            } else {
+              const record = at(millis, 'n', value);
+              tree.update(key, previous, record);
+              items.set(key, record);
+            }
+          }
+          const rebuilt = treeOf(new Map([...items].reverse()));
+          expect(tree.root).toEqual(rebuilt.root);
+          expect(tree.childHashes([], 8)).toEqual(rebuilt.childHashes([], 8));
+          const expected = (path: readonly number[]) => {
+            let hash1 = 0;
+            let hash2 = 0;
+            let count = 0;
+            for (const [key, record] of items) {
+              const leaf = leafPathOf(key);
+              if (!path.every((digit, level) => leaf[level] === digit)) continue;
+              const [lane1, lane2] = tree.itemHash(key, record);
+              hash1 = (hash1 + lane1) | 0;
+              hash2 = (hash2 + lane2) | 0;
+              count++;
+            }
+            return { hash1: hash1 >>> 0, hash2: hash2 >>> 0, count };
+          };
+          // Every node of the crowded partition, and the path of every other key.
+          const paths: number[][] = [[7]];
+          for (let at = 0; at < paths.length; at++) {
+            const path = paths[at]!;
+            if (path.length < LEAF_PATH_LENGTH)
+              for (let digit = 0; digit < 4; digit++) paths.push([...path, digit]);
+          }
+          for (const key of spread) paths.push(leafPathOf(key));
+          for (const path of paths) {
+            expect(tree.node(path)).toEqual(expected(path));
+            expect(rebuilt.node(path)).toEqual(expected(path));
+            if (path.length < LEAF_PATH_LENGTH)
+              expect(tree.childHashes(path, 8)).toEqual(rebuilt.childHashes(path, 8));
+          }
+          expect(new Set(tree.keysUnder([]))).toEqual(new Set(items.keys()));
+          const partition = tree.partitionKeys(7) as MerklePartition | undefined;
+          if (partition !== undefined) crowdedForms[partition.isDense ? 'dense' : 'sparse']++;
+        },
+      ),
+      { numRuns: 40 },
+    );
+    expect(crowdedForms.sparse).toBeGreaterThan(0);
+    expect(crowdedForms.dense).toBeGreaterThan(0);
+  });
+
+  it('costs a few hundred bytes for one item, and its estimate returns when items leave', () => {
+    const empty = new MerkleTree().byteSize;
+    const tree = new MerkleTree();
+    tree.update('only', undefined, at(1));
+    expect(tree.byteSize - empty).toBeLessThan(400);
+    const records = Array.from({ length: 20_000 }, (_, index) => at(index, 'n', { index }));
+    for (let index = 0; index < records.length; index++)
+      tree.update(`k${index}`, undefined, records[index]);
+    // Every partition dense: about 4 KiB each, plus the keys' slots.
+    const dense = PARTITION_COUNT * 4_000;
+    expect(tree.byteSize).toBeGreaterThan(dense);
+    expect(tree.byteSize).toBeLessThan(dense * 1.5 + 20_000 * 40);
+    for (let index = 0; index < records.length; index++)
+      tree.update(`k${index}`, records[index], undefined);
+    expect(tree.update('only', at(1), undefined)).toBeUndefined();
+    expect(tree.root.count).toBe(0);
+    expect(tree.byteSize).toBe(empty);
+  });
+
+  it('counts the encoded bytes of its items’ values', () => {
+    const tree = new MerkleTree();
+    tree.update('a', undefined, at(1, 'n', 'x'.repeat(40)));
+    tree.update('b', undefined, at(1, 'n', null));
+    expect(tree.valueBytes).toBe(42 + 1);
+    tree.update('a', at(1, 'n', 'x'.repeat(40)), at(2, 'n', { n: 1 }));
+    expect(tree.valueBytes).toBe(encodeValue({ n: 1 }).length + 1);
+    tree.update('b', at(1, 'n', null), undefined);
+    expect(tree.valueBytes).toBe(encodeValue({ n: 1 }).length);
   });
 });

@@ -230,6 +230,20 @@ export class AnnouncementFollower {
     records: readonly AnnouncedRecord[],
     generation: number,
   ): Promise<void> {
+    // Held while merging: evicted meanwhile, the merge would go into a copy no one uses.
+    const release = this.deps.grid.hold(name);
+    try {
+      await this.mergeHeld(name, records, generation);
+    } finally {
+      release();
+    }
+  }
+
+  private async mergeHeld(
+    name: string,
+    records: readonly AnnouncedRecord[],
+    generation: number,
+  ): Promise<void> {
     // Loading (or loaded): merged once it is in, since the load may predate the commit.
     const map = await this.deps.grid.ifLoaded(name);
     if (map === undefined || generation !== this.generation) return;

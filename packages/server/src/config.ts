@@ -27,6 +27,7 @@ const environmentSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TOPGUN_NODE_ID: z.string().optional(),
   TOPGUN_STATIC_DIR: z.string().optional(),
+  TOPGUN_GRID_MAX_MB: z.coerce.number().positive().optional(),
   TOPGUN_LIMITS: z
     .string()
     .optional()
@@ -50,7 +51,8 @@ const environmentSchema = z.object({
  * `TOPGUN_LISTEN_DATABASE_URL` (where to listen for other processes' commits, if not there),
  * `JWT_SECRET` | `JWT_PUBLIC_KEY` | `JWKS_URL` with `JWT_ALGORITHMS`, `JWT_ISSUER`,
  * `JWT_AUDIENCE`, `TOPGUN_ALLOW_ANONYMOUS`, `LOG_LEVEL`, `TOPGUN_NODE_ID`, `TOPGUN_STATIC_DIR`
- * (a built app to serve at `/`), and `TOPGUN_LIMITS`
+ * (a built app to serve at `/`), `TOPGUN_GRID_MAX_MB` (the grid's memory budget in MiB,
+ * `gridMaxBytes`; default a quarter of the V8 heap limit), and `TOPGUN_LIMITS`
  * (a JSON object overriding any of `DEFAULT_LIMITS`).
  * @throws {Error} listing every invalid variable.
  */
@@ -94,5 +96,8 @@ export function optionsFromEnvironment(environment: NodeJS.ProcessEnv): ServerOp
     ...(env.TOPGUN_NODE_ID === undefined ? {} : { nodeId: env.TOPGUN_NODE_ID }),
     ...(env.TOPGUN_LIMITS === undefined ? {} : { limits: env.TOPGUN_LIMITS }),
     ...(env.TOPGUN_STATIC_DIR === undefined ? {} : { staticDir: env.TOPGUN_STATIC_DIR }),
+    ...(env.TOPGUN_GRID_MAX_MB === undefined
+      ? {}
+      : { gridMaxBytes: Math.round(env.TOPGUN_GRID_MAX_MB * 1024 * 1024) }),
   };
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 import fastifyStatic from '@fastify/static';
 import websocket from '@fastify/websocket';
 import { DEFAULT_DECODE_LIMITS, HLC } from '@topgun/core';
@@ -91,7 +92,9 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   await authenticator.ready();
   const permissions = new Permissions(options.permissions);
   const clock = new HLC({ nodeId, now, maxDriftMs: options.maxDriftMs ?? 60_000 });
-  const grid = new MapGrid(storage, metrics, nodeId, now);
+  const gridMaxBytes = options.gridMaxBytes ?? Math.floor(getHeapStatistics().heap_size_limit / 4);
+  if (!(gridMaxBytes > 0)) throw new Error('gridMaxBytes must be a positive number of bytes');
+  const grid = new MapGrid({ storage, metrics, nodeId, now, maxBytes: gridMaxBytes });
   const idleMapMs = options.idleMapMs ?? 10 * 60 * 1000;
   const fanout = new ChangeFanout(
     permissions,
@@ -271,7 +274,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   const sweep = setInterval(
     () => {
       sync.sweep();
-      grid.evictIdle(idleMapMs, (map) => sync.isWalked(map) || liveQueries.isWatched(map));
+      grid.evictIdle(idleMapMs);
     },
     Math.min(limits.walkIdleMs, 60_000),
   );

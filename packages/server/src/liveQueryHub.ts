@@ -27,6 +27,8 @@ interface Subscription {
   readonly missed: CommittedChange[];
   /** Rows counted against the budgets. */
   rows: number;
+  /** Lets the grid evict the map again (the subscription held it from its start). */
+  readonly release: () => void;
 }
 
 type QueryErrorCode = 'permission' | 'limit' | 'unavailable';
@@ -63,11 +65,6 @@ export class LiveQueryHub {
     private readonly fresh: (map: string) => Promise<void> = () => Promise.resolve(),
   ) {}
 
-  /** Whether `map` has subscriptions (the grid keeps such maps loaded). */
-  isWatched(map: string): boolean {
-    return (this.byMap.get(map)?.size ?? 0) > 0;
-  }
-
   /** Starts a subscription and sends its snapshot, or a `query_error`. */
   async subscribe(
     peer: Peer,
@@ -98,14 +95,27 @@ export class LiveQueryHub {
       this.refuse(peer, id, 'unavailable', (error as Error).message);
       return;
     }
+    // Held from before it is loaded: evicted meanwhile, the query would be built from a copy
+    // that no longer learns the map's changes.
+    const release = this.grid.hold(mapName);
     const loading = this.grid.getWithin(mapName, mayLoadMap);
     if (loading === undefined) {
+      release();
       this.refuse(peer, id, 'limit', MAP_LOADS_SPENT);
       return;
     }
-    const map = await slicer.io(loading);
+    let map: LWWMap<Value>;
+    try {
+      map = await slicer.io(loading);
+    } catch (error) {
+      release();
+      throw error;
+    }
     // Closed while the map loaded: nothing would ever end a subscription registered now.
-    if (!peer.isOpen()) return;
+    if (!peer.isOpen()) {
+      release();
+      return;
+    }
     const subscription: Subscription = {
       peer,
       id,
@@ -113,6 +123,7 @@ export class LiveQueryHub {
       live: undefined,
       missed: [],
       rows: 0,
+      release,
     };
     subscriptions.set(id, subscription);
     this.byPeer.set(peer, subscriptions);
@@ -174,6 +185,7 @@ export class LiveQueryHub {
     if (subscription === undefined) return;
     this.byPeer.get(peer)!.delete(id);
     this.byMap.get(subscription.map)?.delete(subscription);
+    subscription.release();
     this.setRows(subscription, 0);
     this.metrics.liveQueries.dec();
   }

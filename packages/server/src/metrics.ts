@@ -70,9 +70,20 @@ export class ServerMetrics {
     help: 'Rows held by live queries (counted against the live-query budgets)',
     registers: [this.registry],
   });
-  readonly loadedMaps = new Gauge({
-    name: 'topgun_loaded_maps',
-    help: 'Maps held in memory',
+  readonly gridMaps = new Gauge({
+    name: 'topgun_grid_maps',
+    help: 'Maps held in memory by the grid (loading ones included)',
+    registers: [this.registry],
+  });
+  readonly gridBytes = new Gauge({
+    name: 'topgun_grid_bytes',
+    help: 'Estimated bytes of memory the grid holds (records, keys, values, Merkle trees)',
+    registers: [this.registry],
+  });
+  readonly gridEvictions = new Counter({
+    name: 'topgun_grid_evictions_total',
+    help: 'Maps evicted from the grid, by reason: its memory budget, or unused for idleMapMs',
+    labelNames: ['reason'] as const,
     registers: [this.registry],
   });
   readonly connectionCpu = new Counter({

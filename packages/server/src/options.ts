@@ -151,8 +151,22 @@ export interface ServerOptions {
    * Must be less than `pruneHorizonMs`. Default: 7 days.
    */
   readonly maxWriteAgeMs?: number;
-  /** A map unused for this long, with no walk or live query, leaves memory. Default: 10 minutes. */
+  /**
+   * A map unused for this long that nothing holds (no walk, live query or write in progress)
+   * leaves memory. Default: 10 minutes.
+   */
   readonly idleMapMs?: number;
+  /**
+   * Memory budget of the grid (the maps held in memory), in estimated bytes: over it, maps
+   * nothing uses (no walk, live query or write in progress) are evicted, least recently used
+   * first, and loaded again on their next use. A map larger than the whole budget is still
+   * served; it stays in memory only while something uses it. An estimate that follows the
+   * live heap the grid takes (resident memory grows more: the collector lets garbage
+   * accumulate between collections). Default: a quarter of the V8 heap limit
+   * (`v8.getHeapStatistics().heap_size_limit`, set by `--max-old-space-size`), leaving the
+   * rest to connections, live queries, walk views and the collector's headroom.
+   */
+  readonly gridMaxBytes?: number;
   /** How often pruning runs. Default: every hour. */
   readonly pruneIntervalMs?: number;
   /** Changes committed within this window reach each client as one message. Default: 5 ms. */

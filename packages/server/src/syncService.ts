@@ -41,6 +41,8 @@ interface ActiveWalk {
   readonly startedAt: number;
   /** Server time of the walk's last message, to end walks a client abandoned. */
   lastActive: number;
+  /** Lets the grid evict the map again (the walk held it from its opening). */
+  readonly release: () => void;
 }
 
 type SyncErrorCode = MessageOf<'sync_error'>['code'];
@@ -92,13 +94,6 @@ export class SyncService {
     },
   ) {}
 
-  /** Whether a walk of `map` is in progress (the grid keeps such maps loaded). */
-  isWalked(map: string): boolean {
-    for (const walks of this.walks.values())
-      for (const walk of walks.values()) if (walk.map === map) return true;
-    return false;
-  }
-
   /** Handles a `sync` message. */
   async onSync(
     peer: Peer,
@@ -124,18 +119,23 @@ export class SyncService {
       }
       // The slot is taken before the first await: openings sent in a burst run side by side.
       this.opening.set(peer, opening + 1);
+      // The walk holds its map from before it is loaded: evicted while it opens, the walk
+      // would go on over a copy that no longer learns the map's changes.
+      const release = this.deps.grid.hold(message.map);
       let started: ActiveWalk | undefined;
       try {
-        started = await this.open(peer, message, slicer, options);
+        started = await this.open(peer, message, slicer, options, release);
       } finally {
         const left = (this.opening.get(peer) ?? 1) - 1;
         if (left > 0) this.opening.set(peer, left);
         else this.opening.delete(peer);
+        if (started === undefined) release();
       }
       if (started === undefined) return;
       if (!peer.isOpen()) {
         // Gone while its walk was being opened: nothing will end the walk, so release it now.
         if (started.isView) this.releaseView(started.viewRecords);
+        release();
         return;
       }
       walk = started;
@@ -243,6 +243,7 @@ export class SyncService {
     message: MessageOf<'sync'>,
     slicer: WorkSlicer,
     options: SubmitOptions,
+    release: () => void,
   ): Promise<ActiveWalk | undefined> {
     const { permissions, storage, grid, limits } = this.deps;
     if (!permissions.canReadMap(peer.user, message.map))
@@ -311,6 +312,7 @@ export class SyncService {
       viewRecords,
       startedAt: now,
       lastActive: now,
+      release,
     };
   }
 
@@ -358,41 +360,47 @@ export class SyncService {
   ): Promise<void> {
     const { permissions, grid, pipeline } = this.deps;
     if (!permissions.canReadMap(peer.user, mapName)) return;
-    const map = await grid.get(mapName).catch(() => undefined);
-    if (map === undefined) return;
-    // The client must end up holding exactly what it may see. A record it holds that it did
-    // not write (or wrote too long ago to be written again, or may not write) it drops,
-    // unless this server holds one it may see that is at least as new, which the walk sends
-    // it: deleted, pruned, hidden and absent keys all get the same answer, so the answer
-    // reveals nothing the client may not see.
-    const dropped = new Set<string>();
-    const judge = (key: string, record: LWWRecord<Value>) => {
-      const stored = map.getRecord(key) as GridRecord | undefined;
-      const kept =
-        stored !== undefined &&
-        permissions.canSee(peer.user, mapName, key, stored) &&
-        compareRecords(stored, record) >= 0;
-      if (!kept) dropped.add(key);
-    };
-    const floor = this.deps.now() - this.deps.maxWriteAgeMs;
-    const own: Array<readonly [string, LWWRecord<Value>]> = [];
-    const ops: MessageOf<'ops'>['ops'] = [];
-    for (const [key, record] of records) {
-      if (ownsNodeId(peer.nodeId, record.timestamp.nodeId) && record.timestamp.millis >= floor) {
-        ops.push({ id: own.length, map: mapName, entry: toWireEntry(key, record) });
-        own.push([key, record]);
-      } else {
-        judge(key, record);
+    // Held throughout: records are judged after the writes against the map they went into.
+    const release = grid.hold(mapName);
+    try {
+      const map = await grid.get(mapName).catch(() => undefined);
+      if (map === undefined) return;
+      // The client must end up holding exactly what it may see. A record it holds that it did
+      // not write (or wrote too long ago to be written again, or may not write) it drops,
+      // unless this server holds one it may see that is at least as new, which the walk sends
+      // it: deleted, pruned, hidden and absent keys all get the same answer, so the answer
+      // reveals nothing the client may not see.
+      const dropped = new Set<string>();
+      const judge = (key: string, record: LWWRecord<Value>) => {
+        const stored = map.getRecord(key) as GridRecord | undefined;
+        const kept =
+          stored !== undefined &&
+          permissions.canSee(peer.user, mapName, key, stored) &&
+          compareRecords(stored, record) >= 0;
+        if (!kept) dropped.add(key);
+      };
+      const floor = this.deps.now() - this.deps.maxWriteAgeMs;
+      const own: Array<readonly [string, LWWRecord<Value>]> = [];
+      const ops: MessageOf<'ops'>['ops'] = [];
+      for (const [key, record] of records) {
+        if (ownsNodeId(peer.nodeId, record.timestamp.nodeId) && record.timestamp.millis >= floor) {
+          ops.push({ id: own.length, map: mapName, entry: toWireEntry(key, record) });
+          own.push([key, record]);
+        } else {
+          judge(key, record);
+        }
       }
-    }
-    if (ops.length > 0) {
-      const outcome = await pipeline.submit(peer, ops, options);
-      for (const keys of outcome.revoked.values()) for (const key of keys) dropped.add(key);
-      for (const rejection of outcome.rejected) {
-        if (!rejection.retryable) judge(...own[rejection.id]!);
+      if (ops.length > 0) {
+        const outcome = await pipeline.submit(peer, ops, options);
+        for (const keys of outcome.revoked.values()) for (const key of keys) dropped.add(key);
+        for (const rejection of outcome.rejected) {
+          if (!rejection.retryable) judge(...own[rejection.id]!);
+        }
       }
+      if (dropped.size > 0) sendRevoke(peer, mapName, dropped);
+    } finally {
+      release();
     }
-    if (dropped.size > 0) sendRevoke(peer, mapName, dropped);
   }
 
   /**
@@ -448,6 +456,7 @@ export class SyncService {
     const walk = this.walks.get(peer)?.get(id);
     if (walk === undefined) return;
     this.walks.get(peer)!.delete(id);
+    walk.release();
     if (walk.isView) this.releaseView(walk.viewRecords);
     this.deps.metrics.activeSyncSessions.dec();
     if (peer.isOpen()) {

@@ -144,7 +144,8 @@ export class WritePipeline {
         size += batch.ops.length;
       }
       this.active++;
-      this.commitGroup(group)
+      const releases: Array<() => void> = [];
+      this.commitGroup(group, releases)
         .catch((error) => {
           // Never leave a batch unanswered, whatever went wrong.
           this.deps.logger.error({ err: error }, 'write group failed');
@@ -154,6 +155,7 @@ export class WritePipeline {
             );
         })
         .finally(() => {
+          for (const release of releases) release();
           this.active--;
           this.pump();
           if (this.active === 0 && this.queue.length === 0) {
@@ -165,7 +167,11 @@ export class WritePipeline {
     }
   }
 
-  private async commitGroup(group: readonly Batch[]): Promise<void> {
+  /**
+   * Commits a group. The grid keeps each map the group loads until the group is done (the
+   * caller calls `releases`): records are merged into the map the group admitted them against.
+   */
+  private async commitGroup(group: readonly Batch[], releases: Array<() => void>): Promise<void> {
     const { grid, metrics } = this.deps;
     // 1. What can be refused without the map; the maps the rest need, loaded once each.
     const waiting: Array<{ batch: Batch; op: Op; key: string; record: LWWRecord<Value> }> = [];
@@ -180,6 +186,7 @@ export class WritePipeline {
           continue;
         }
         if (!maps.has(op.map) && !unloaded.has(op.map)) {
+          releases.push(grid.hold(op.map));
           const loading = grid.getWithin(op.map, batch.options.mayLoadMap ?? (() => true));
           if (loading === undefined) {
             batch.rejected.push({

@@ -83,6 +83,7 @@ describe('following other processes’ commits', () => {
     const grid = {
       isLoaded: (map: string) => maps.has(map) || loading.has(map),
       ifLoaded: async (map: string) => maps.get(map) ?? loading.get(map),
+      hold: () => () => {},
     } as unknown as MapGrid;
     const keysOf = (changes: readonly CommittedChange[]) => changes.map((change) => change.key);
     follower = new AnnouncementFollower({

@@ -20,7 +20,7 @@ describe('configuration from the environment', () => {
     });
   });
 
-  it('reads PostgreSQL, JWT, anonymous access, limits and the static directory', () => {
+  it('reads PostgreSQL, JWT, anonymous access, limits, the grid budget and the static directory', () => {
     const options = optionsFromEnvironment({
       PORT: '9000',
       DATABASE_URL: 'postgres://u@db:5432/app',
@@ -30,6 +30,7 @@ describe('configuration from the environment', () => {
       TOPGUN_ALLOW_ANONYMOUS: 'true',
       TOPGUN_LIMITS: '{"maxBatchOps": 50}',
       TOPGUN_STATIC_DIR: 'dist',
+      TOPGUN_GRID_MAX_MB: '64',
       LOG_LEVEL: 'warn',
     });
     expect(options).toMatchObject({
@@ -43,8 +44,11 @@ describe('configuration from the environment', () => {
       },
       limits: { maxBatchOps: 50 },
       staticDir: 'dist',
+      gridMaxBytes: 64 * 1024 * 1024,
       logger: { level: 'warn' },
     });
+    expect(optionsFromEnvironment({ TOPGUN_GRID_MAX_MB: '0.5' }).gridMaxBytes).toBe(512 * 1024);
+    expect(optionsFromEnvironment({}).gridMaxBytes).toBeUndefined();
   });
 
   it('listens on this machine only when anonymous clients are admitted, unless HOST says otherwise', () => {
@@ -66,6 +70,8 @@ describe('configuration from the environment', () => {
     [{ TOPGUN_LIMITS: '{"maxBatchOps": -1}' }, /TOPGUN_LIMITS/],
     [{ TOPGUN_LIMITS: '{"nope": 1}' }, /TOPGUN_LIMITS/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ TOPGUN_GRID_MAX_MB: '0' }, /TOPGUN_GRID_MAX_MB/],
+    [{ TOPGUN_GRID_MAX_MB: 'lots' }, /TOPGUN_GRID_MAX_MB/],
   ])('rejects %j with a message naming the variable', (environment, message) => {
     expect(() => optionsFromEnvironment(environment)).toThrow(message);
   });

@@ -139,7 +139,7 @@ describe.runIf(available)('per-connection and per-process budgets', () => {
         5_000,
       );
       await eventually(
-        async () => (await metricValue(served.server, 'topgun_loaded_maps')) === 0,
+        async () => (await metricValue(served.server, 'topgun_grid_maps')) === 0,
         5_000,
       );
       const fresh = replicaOf('fresh');
