@@ -11,7 +11,7 @@
  * Writes `results/scaleout.json`.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -45,10 +45,19 @@ const BATCH = 10;
 const WARMUP_S = 3;
 const MEASURE_S = Number(process.env['BENCH_SECONDS'] ?? 20);
 const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
-const FANOUT_RATE = Number(process.env['BENCH_RATE'] ?? 10_000);
+const FANOUT_RATES = (process.env['BENCH_RATES'] ?? '10000,5000').split(',').map(Number);
 const PROCESS_COUNTS = (process.env['BENCH_PROCESSES'] ?? '1,2,3').split(',').map(Number);
-const COST_RATE = 30_000;
+const COST_RATE = Number(process.env['BENCH_COST_RATE'] ?? 30_000);
+/**
+ * `BENCH_BALANCER=1`: clients connect through a round-robin TCP balancer run in this process.
+ * By default each connects straight to the next process in turn (the same spread), since the
+ * balancer's copying would take the load generator's share of the two cores.
+ */
+const THROUGH_BALANCER = process.env['BENCH_BALANCER'] === '1';
 const BEFORE_CLI = process.env['BENCH_BEFORE_CLI'];
+/** Which parts run (`fanout,cost,memory`), and where the results go. */
+const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'fanout,cost,memory').split(','));
+const OUT = process.env['BENCH_OUT'] ?? 'scaleout.json';
 
 interface Written {
   readonly sentAt: number;
@@ -190,17 +199,18 @@ async function run(options: {
   const servers: ChildProcess[] = [];
   for (let index = 0; index < options.processes; index++)
     servers.push(await startServer(databaseUrl, basePort + index, options.cli));
-  const balancer = RoundRobinBalancer.of(
-    servers.map((_, index) => `http://127.0.0.1:${basePort + index}`),
-  );
-  const url = `${(await balancer.start()).replace('http', 'ws')}/sync`;
+  const urls = servers.map((_, index) => `http://127.0.0.1:${basePort + index}`);
+  const balancer = THROUGH_BALANCER ? RoundRobinBalancer.of(urls) : undefined;
+  const balancerUrl = balancer === undefined ? undefined : await balancer.start();
   const clients: LoadClient[] = [];
   const backendOf = (writer: number) => clients[writer]!.backend;
   for (let index = 0; index < CLIENTS; index++) {
+    const direct = index % servers.length;
+    const url = `${(balancerUrl ?? urls[direct]!).replace('http', 'ws')}/sync`;
     const client = new LoadClient(url, index, options.clientsPerMap, backendOf);
     // One at a time, so the balancer's choice is known.
     await client.start();
-    client.backend = balancer.lastBackend;
+    client.backend = balancer === undefined ? direct : balancer.lastBackend;
     clients.push(client);
   }
 
@@ -248,7 +258,7 @@ async function run(options: {
     },
   };
   for (const client of clients) client.socket.close();
-  await balancer.stop();
+  await balancer?.stop();
   await Promise.all(servers.map(stopServer));
   await dropDatabase(databaseUrl);
   return result;
@@ -262,23 +272,38 @@ function medianBy<T>(runs: readonly T[], key: (run: T) => number): T {
   return [...runs].sort((a, b) => key(a) - key(b))[Math.floor(runs.length / 2)]!;
 }
 
-// Part 1: fan-out across processes, the process counts interleaved in each repeat.
-const fanoutRuns = new Map<number, Awaited<ReturnType<typeof run>>[]>();
-for (let attempt = 0; attempt < REPEAT; attempt++) {
-  for (const processes of PROCESS_COUNTS) {
-    const result = await run({ processes, rate: FANOUT_RATE, clientsPerMap: 10, cli: SERVER_CLI });
-    fanoutRuns.set(processes, [...(fanoutRuns.get(processes) ?? []), result]);
-    console.log(
-      `${processes} process(es) offered ${formatRate(FANOUT_RATE)} acked ${formatRate(result.ackedOpsPerSecond)}  ${format('ack', result.ack)}  ${format('local', result.local)}  ${format('remote', result.remote)}  cpu: servers ${result.cpuCores.servers.toFixed(2)}, postgres ${result.cpuCores.postgres.toFixed(2)}, generator ${result.cpuCores.loadGenerator.toFixed(2)}  rejected ${result.rejected}`,
-    );
+// Part 1: fan-out across processes, the configurations interleaved in each repeat: one
+// process of the build before announcements (if given), then 1, 2 and 3 processes of this one.
+const configurations = [
+  ...(BEFORE_CLI === undefined
+    ? []
+    : [{ label: 'before: 1 process', processes: 1, cli: BEFORE_CLI }]),
+  ...PROCESS_COUNTS.map((processes) => ({
+    label: `${processes} process${processes > 1 ? 'es' : ''}`,
+    processes,
+    cli: SERVER_CLI,
+  })),
+];
+const fanoutRuns = new Map<string, Awaited<ReturnType<typeof run>>[]>();
+for (let attempt = 0; attempt < (PARTS.has('fanout') ? REPEAT : 0); attempt++) {
+  for (const rate of FANOUT_RATES) {
+    for (const { label: name, processes, cli } of configurations) {
+      const label = `${name} at ${formatRate(rate)}`;
+      const result = await run({ processes, rate, clientsPerMap: 10, cli });
+      fanoutRuns.set(label, [...(fanoutRuns.get(label) ?? []), result]);
+      console.log(
+        `${label}: offered ${formatRate(rate)} acked ${formatRate(result.ackedOpsPerSecond)}  ${format('ack', result.ack)}  ${format('local', result.local)}  ${format('remote', result.remote)}  cpu: servers ${result.cpuCores.servers.toFixed(2)}, postgres ${result.cpuCores.postgres.toFixed(2)}, generator ${result.cpuCores.loadGenerator.toFixed(2)}  rejected ${result.rejected}`,
+      );
+    }
   }
 }
-const fanout = [...fanoutRuns].map(([processes, runs]) => {
+const fanout = [...fanoutRuns].map(([label, runs]) => {
   // Cross-process latency stands for a multi-process run, same-process for one process.
   const median = medianBy(runs, (result) =>
-    processes > 1 ? result.remote.p99Ms : result.local.p99Ms,
+    result.processes > 1 ? result.remote.p99Ms : result.local.p99Ms,
   );
   return {
+    label,
     ...median,
     runs: runs.map((result) => ({
       ackedOpsPerSecond: result.ackedOpsPerSecond,
@@ -290,9 +315,10 @@ const fanout = [...fanoutRuns].map(([processes, runs]) => {
 });
 
 // Part 2: the cost of announcing, one process at 30k ops/s without fan-out.
-const cost: Record<string, Array<Awaited<ReturnType<typeof run>>>> = { announcing: [] };
-if (BEFORE_CLI !== undefined) cost['before'] = [];
-for (let attempt = 0; attempt < REPEAT; attempt++) {
+const cost: Record<string, Array<Awaited<ReturnType<typeof run>>>> = {};
+if (PARTS.has('cost')) cost['announcing'] = [];
+if (PARTS.has('cost') && BEFORE_CLI !== undefined) cost['before'] = [];
+for (let attempt = 0; attempt < (PARTS.has('cost') ? REPEAT : 0); attempt++) {
   for (const [label, cli] of [
     ['before', BEFORE_CLI],
     ['announcing', SERVER_CLI],
@@ -362,24 +388,47 @@ async function connectionMemory(count: number) {
     kibPerClient: ((after - before) * 1024) / count,
   };
 }
-const memory = await connectionMemory(Number(process.env['BENCH_IDLE_CLIENTS'] ?? 2_000));
-console.log(
-  `memory: ${memory.clients} idle clients took ${memory.kibPerClient.toFixed(1)} KiB each (RSS ${memory.rssBeforeMiB.toFixed(0)} → ${memory.rssAfterMiB.toFixed(0)} MiB)`,
-);
+const memory = PARTS.has('memory')
+  ? await connectionMemory(Number(process.env['BENCH_IDLE_CLIENTS'] ?? 2_000))
+  : undefined;
+if (memory !== undefined)
+  console.log(
+    `memory: ${memory.clients} idle clients took ${memory.kibPerClient.toFixed(1)} KiB each (RSS ${memory.rssBeforeMiB.toFixed(0)} → ${memory.rssAfterMiB.toFixed(0)} MiB)`,
+  );
 
-const multi = fanout.filter((result) => result.processes > 1);
+/** Grid memory per record and per map, before and after, as `gridMemory.ts` measured it. */
+function gridMemory() {
+  const path = join(here, '..', 'results', 'grid-memory.json');
+  if (!existsSync(path)) return 'run src/gridMemory.ts for the grid memory figures';
+  const measured = JSON.parse(readFileSync(path, 'utf8')) as Record<
+    'before' | 'after',
+    { perRecord: { bytes: number }; perMap: { bytes: number } }
+  >;
+  return {
+    source: 'results/grid-memory.json',
+    perRecordBytes: {
+      before: measured.before.perRecord.bytes,
+      after: measured.after.perRecord.bytes,
+    },
+    perMapBytes: { before: measured.before.perMap.bytes, after: measured.after.perMap.bytes },
+  };
+}
+
+const multi = fanout.filter(
+  (result) => result.processes > 1 && result.offeredOpsPerSecond === FANOUT_RATES[0],
+);
 const before = costMedians['before']?.ack.p99Ms;
-const announcing = costMedians['announcing']!.ack.p99Ms;
+const announcing = costMedians['announcing']?.ack.p99Ms ?? Number.NaN;
 const targets = [
   {
-    target: `cross-process write → client p99 < 100 ms at ${formatRate(FANOUT_RATE)} (median run)`,
+    target: `cross-process write → client p99 < 100 ms at ${formatRate(FANOUT_RATES[0]!)} (median run)`,
     met: multi.length > 0 && multi.every((result) => result.remote.p99Ms < 100),
     value: multi
       .map((result) => `${result.processes} processes: ${result.remote.p99Ms.toFixed(1)} ms`)
       .join(', '),
   },
   {
-    target: 'one process at 30k ops/s: ack p99 within 10% of the server before announcements',
+    target: `one process at ${formatRate(COST_RATE)}: ack p99 within 10% of the server before announcements`,
     met: before !== undefined && announcing <= before * 1.1,
     value:
       before === undefined
@@ -390,7 +439,7 @@ const targets = [
 console.log('\nTargets:');
 for (const { target, met, value } of targets)
   console.log(`  ${met ? 'MET    ' : 'NOT MET'} ${target.padEnd(80)} ${value}`);
-const out = join(here, '..', 'results', 'scaleout.json');
+const out = join(here, '..', 'results', OUT);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(
   out,
@@ -400,10 +449,12 @@ writeFileSync(
       clients: CLIENTS,
       batch: BATCH,
       measureSeconds: MEASURE_S,
+      throughBalancer: THROUGH_BALANCER,
       repeat: REPEAT,
       fanout,
       announcingCost: costMedians,
       connectionMemory: memory,
+      gridMemory: gridMemory(),
       targets,
     },
     null,
