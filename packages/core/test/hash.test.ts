@@ -191,7 +191,8 @@ describe('partitionOf', () => {
         return Number.isInteger(partition) && partition >= 0 && partition < PARTITION_COUNT;
       }),
     );
-  });
+    // About 1 s alone; several times that while the other packages' suites run beside it.
+  }, 30_000);
 });
 
 // The vectors of specifications/merkle-sync.md.
