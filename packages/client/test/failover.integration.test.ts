@@ -1,9 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import type { Value } from '@topgun/core';
 import { createPgDriver, createStorage } from '@topgun/server';
-import { RoundRobinBalancer } from '@topgun/server/testing';
+import { RoundRobinBalancer, startServerProcess } from '@topgun/server/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RejectedWrite, TopGunClient } from '../src/index.js';
 import { contents, testClient, waitFor } from './harness.js';
@@ -42,56 +39,25 @@ interface ServerProcess {
   readonly url: string;
   /** The HTTP base URL (`/metrics`, `/health`). */
   readonly httpUrl: string;
-  readonly child: ChildProcess;
+  readonly kill: () => Promise<void>;
 }
 
-const cli = join(
-  dirname(createRequire(import.meta.url).resolve('@topgun/server/package.json')),
-  'dist/cli.js',
-);
-
 /** Runs the `topgun-server` command on `databaseUrl`, anonymous clients allowed, on a free port. */
-function spawnServer(databaseUrl: string): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [cli], {
-    env: {
-      ...process.env,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATABASE_URL: databaseUrl,
-      TOPGUN_ALLOW_ANONYMOUS: '1',
-      LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+async function spawnServer(databaseUrl: string): Promise<ServerProcess> {
+  const server = await startServerProcess({
+    DATABASE_URL: databaseUrl,
+    TOPGUN_ALLOW_ANONYMOUS: '1',
   });
-  let output = '';
-  // Read to the end even once listening: a full pipe would block the server's logging.
-  const collect = (chunk: Buffer) => {
-    output = (output + String(chunk)).slice(-8_000);
+  return {
+    httpUrl: server.url,
+    url: `${server.url.replace('http', 'ws')}/sync`,
+    kill: server.kill,
   };
-  child.stderr?.on('data', collect);
-  return new Promise((resolve, reject) => {
-    const onOutput = (chunk: Buffer) => {
-      collect(chunk);
-      const match = /TopGun server listening on (http:\/\/[^ ]+) /.exec(output);
-      if (match?.[1] === undefined) return;
-      child.stdout?.off('data', onOutput);
-      child.stdout?.on('data', collect);
-      child.off('exit', onExit);
-      resolve({ httpUrl: match[1], url: `${match[1].replace('http', 'ws')}/sync`, child });
-    };
-    const onExit = (code: number | null) =>
-      reject(new Error(`the server exited (${code}) before listening: ${output}`));
-    child.stdout?.on('data', onOutput);
-    child.once('exit', onExit);
-  });
 }
 
 /** Kills a server process at once (no shutdown: its sockets simply die) and waits for it. */
-async function kill(server: ServerProcess): Promise<void> {
-  if (server.child.exitCode !== null || server.child.signalCode !== null) return;
-  const exited = new Promise((resolve) => server.child.once('exit', resolve));
-  server.child.kill('SIGKILL');
-  await exited;
+function kill(server: ServerProcess): Promise<void> {
+  return server.kill();
 }
 
 /** A gauge or counter of a server process, read from its `/metrics`. */

@@ -3,3 +3,4 @@
  * not needed to run a server.
  */
 export { RoundRobinBalancer } from './roundRobinBalancer.js';
+export { type ServerProcess, startServerProcess } from './serverProcess.js';

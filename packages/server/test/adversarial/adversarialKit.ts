@@ -1,7 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
   encodeMessage,
@@ -24,6 +21,10 @@ import type { ServerOptions, TopGunServer } from '../../src/index.js';
 import type { ReadContext, WriteContext } from '../../src/permissions.js';
 import { createStorage } from '../../src/storage/createStorage.js';
 import type { Storage } from '../../src/storage/storage.js';
+import {
+  type ServerProcess,
+  startServerProcess as startProcess,
+} from '../../src/testing/serverProcess.js';
 import { createTestDatabase } from '../postgres.js';
 import { startServer } from '../serverHarness.js';
 import { hasRoot, replicaOf, type TestClient } from '../testClient.js';
@@ -250,62 +251,17 @@ export function answersSubscription(id?: number): (message: Message) => boolean 
     (id === undefined || message.id === id);
 }
 
-/** A `topgun-server` running in a process of its own. */
-export interface ServerProcess {
-  /** Its base URL, e.g. `http://127.0.0.1:41234`. */
-  readonly url: string;
-  readonly child: ChildProcess;
-  /** Kills it (SIGKILL) unless it exited; resolves once it is gone. */
-  kill(): Promise<void>;
-}
+export type { ServerProcess };
 
 /**
- * Runs the built `topgun-server` (dist/cli.js) in a process of its own on `databaseUrl`, with
- * anonymous clients off and JWTs signed with {@link TOKEN_SECRET}; `environment` adds or
- * overrides variables. Resolves once it listens. The caller kills it.
+ * `startServerProcess` of `@topgun/server/testing` on `databaseUrl`, with anonymous clients
+ * off and JWTs signed with {@link TOKEN_SECRET}; `environment` adds or overrides variables.
  */
-export async function startServerProcess(
+export function startServerProcess(
   databaseUrl: string,
   environment: Record<string, string> = {},
 ): Promise<ServerProcess> {
-  const cli = join(dirname(fileURLToPath(import.meta.url)), '../../dist/cli.js');
-  const child = spawn(process.execPath, [cli], {
-    env: {
-      ...process.env,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATABASE_URL: databaseUrl,
-      JWT_SECRET: TOKEN_SECRET,
-      LOG_LEVEL: 'info',
-      ...environment,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const kill = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  };
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      void kill();
-      reject(new Error(`no listening line in: ${output}`));
-    }, 30_000);
-    child.stdout.on('data', (chunk) => {
-      // Kept only until the listening line: a long run must not hold every log line.
-      if (output.length < 100_000) output += String(chunk);
-      const match = /TopGun server listening on (http:\/\/[^ ]+) /.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        output = '';
-        child.stdout.removeAllListeners('data');
-        child.stdout.resume();
-        resolve({ url: match[1]!, child, kill });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`the server exited with ${code}: ${output}`)));
-  });
+  return startProcess({ DATABASE_URL: databaseUrl, JWT_SECRET: TOKEN_SECRET, ...environment });
 }
 
 /**
