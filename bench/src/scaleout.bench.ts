@@ -14,19 +14,9 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  encodeMessage,
-  HLC,
-  LWWMap,
-  type Message,
-  PROTOCOL_VERSION,
-  SyncSession,
-  toSyncWire,
-  toWireEntry,
-} from '@topgun/core';
+import { type Message, toWireEntry } from '@topgun/core';
 import { RoundRobinBalancer } from '@topgun/server/testing';
-import { unpack } from 'msgpackr';
-import WebSocket from 'ws';
+import { LoadClientBase } from './loadClient.js';
 import { formatRate, machineInfo } from './measure.js';
 import {
   cpuSeconds,
@@ -64,9 +54,7 @@ interface Written {
   readonly writer: number;
 }
 
-class LoadClient {
-  readonly socket: WebSocket;
-  readonly hlc: HLC;
+class LoadClient extends LoadClientBase {
   /** The process (balancer backend) this client reached. */
   backend = -1;
   ackLatencies: number[] = [];
@@ -76,38 +64,14 @@ class LoadClient {
   rejected = 0;
   private readonly sentAt = new Map<number, number>();
   private nextId = 1;
-  private waiting = new Map<string, (message: Message) => void>();
 
   constructor(
     url: string,
-    readonly index: number,
-    readonly clientsPerMap: number,
+    index: number,
+    clientsPerMap: number,
     private readonly backendOf: (writer: number) => number,
   ) {
-    this.hlc = new HLC({ nodeId: `load-${index}` });
-    this.socket = new WebSocket(url);
-    this.socket.binaryType = 'nodebuffer';
-    // The server's frames are trusted here: plain MessagePack decoding keeps the load
-    // generator's share of the two cores small.
-    this.socket.on('message', (data) => this.onMessage(unpack(data as Buffer) as Message));
-  }
-
-  get map(): string {
-    return `load-${Math.floor(this.index / this.clientsPerMap)}`;
-  }
-
-  async start(): Promise<void> {
-    await new Promise((resolve, reject) => {
-      this.socket.once('open', resolve);
-      this.socket.once('error', reject);
-    });
-    this.send({ type: 'hello', protocol: PROTOCOL_VERSION, nodeId: this.hlc.nodeId });
-    await this.wait('welcome');
-    // Walks the (empty) map, so that it receives the others' changes to it.
-    this.send(toSyncWire(this.map, 1, new SyncSession(new LWWMap(this.hlc)).open()));
-    await this.wait('sync');
-    this.send({ type: 'sync_done', map: this.map, session: 1, root: new Uint8Array(8) });
-    await this.wait('sync_done');
+    super(url, index, `load-${Math.floor(index / clientsPerMap)}`);
   }
 
   sendBatch(): void {
@@ -131,7 +95,7 @@ class LoadClient {
     this.send({ type: 'ops', ops });
   }
 
-  private onMessage(message: Message): void {
+  protected receive(message: Message): void {
     const now = performance.now();
     if (message.type === 'ack') {
       for (const id of message.ids) {
@@ -153,19 +117,6 @@ class LoadClient {
         }
       }
     }
-    const waiter = this.waiting.get(message.type);
-    if (waiter !== undefined) {
-      this.waiting.delete(message.type);
-      waiter(message);
-    }
-  }
-
-  private wait(type: string): Promise<Message> {
-    return new Promise((resolve) => this.waiting.set(type, resolve));
-  }
-
-  private send(message: Message): void {
-    this.socket.send(encodeMessage(message));
   }
 
   resetCounters(): void {

@@ -8,18 +8,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  encodeMessage,
-  HLC,
-  LWWMap,
-  type Message,
-  PROTOCOL_VERSION,
-  SyncSession,
-  toSyncWire,
-  toWireEntry,
-} from '@topgun/core';
-import { unpack } from 'msgpackr';
-import WebSocket from 'ws';
+import { type Message, toWireEntry } from '@topgun/core';
+import { LoadClientBase } from './loadClient.js';
 import { formatRate, machineInfo } from './measure.js';
 import {
   cpuSeconds,
@@ -43,9 +33,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 const rejectionReasons = new Map<string, number>();
 
-class LoadClient {
-  readonly socket: WebSocket;
-  readonly hlc: HLC;
+class LoadClient extends LoadClientBase {
   readonly sentAt = new Map<number, number>();
   latencies: number[] = [];
   sentTimes: number[] = [];
@@ -53,37 +41,9 @@ class LoadClient {
   rejected = 0;
   fannedOut = 0;
   private nextId = 1;
-  private waiting = new Map<string, (message: Message) => void>();
 
-  constructor(
-    url: string,
-    readonly index: number,
-  ) {
-    this.hlc = new HLC({ nodeId: `load-${index}` });
-    this.socket = new WebSocket(url);
-    this.socket.binaryType = 'nodebuffer';
-    // The server's frames are trusted here: plain MessagePack decoding without the schema
-    // check keeps the load generator's share of the two cores small.
-    this.socket.on('message', (data) => this.onMessage(unpack(data as Buffer) as Message));
-  }
-
-  get map(): string {
-    return `load-${Math.floor(this.index / CLIENTS_PER_MAP)}`;
-  }
-
-  async start(): Promise<void> {
-    await new Promise((resolve, reject) => {
-      this.socket.once('open', resolve);
-      this.socket.once('error', reject);
-    });
-    this.send({ type: 'hello', protocol: PROTOCOL_VERSION, nodeId: this.hlc.nodeId });
-    await this.wait('welcome');
-    // Sync the map (empty at first) so that this client receives others' changes to it.
-    this.send(toSyncWire(this.map, 1, new SyncSession(new LWWMap(this.hlc)).open()));
-    // The server answers with its (empty) side of the walk; this client has nothing to add.
-    await this.wait('sync');
-    this.send({ type: 'sync_done', map: this.map, session: 1, root: new Uint8Array(8) });
-    await this.wait('sync_done');
+  constructor(url: string, index: number) {
+    super(url, index, `load-${Math.floor(index / CLIENTS_PER_MAP)}`);
   }
 
   sendBatch(): void {
@@ -104,7 +64,7 @@ class LoadClient {
     this.send({ type: 'ops', ops });
   }
 
-  private onMessage(message: Message): void {
+  protected receive(message: Message): void {
     if (message.type === 'ack') {
       const now = performance.now();
       for (const id of message.ids) {
@@ -125,19 +85,6 @@ class LoadClient {
     } else if (message.type === 'changes') {
       for (const change of message.changes) this.fannedOut += change.entries.length;
     }
-    const waiter = this.waiting.get(message.type);
-    if (waiter !== undefined) {
-      this.waiting.delete(message.type);
-      waiter(message);
-    }
-  }
-
-  private wait(type: string): Promise<Message> {
-    return new Promise((resolve) => this.waiting.set(type, resolve));
-  }
-
-  private send(message: Message): void {
-    this.socket.send(encodeMessage(message));
   }
 
   resetCounters(): void {
