@@ -68,3 +68,31 @@ export abstract class LoadClientBase {
     return new Promise((resolve) => this.waiting.set(type, resolve));
   }
 }
+
+/**
+ * Open-loop load: each client sends a batch at a fixed interval, the clients spread evenly
+ * over it, so that `batchesPerSecond` arrive in all. Returns the function that stops it.
+ */
+export function sendAtRate(
+  clients: ReadonlyArray<{ sendBatch(): void }>,
+  batchesPerSecond: number,
+): () => void {
+  const intervalMs = (1000 * clients.length) / batchesPerSecond;
+  const stops = clients.map((client, index) => {
+    let timer: NodeJS.Timeout | undefined;
+    const start = setTimeout(
+      () => {
+        client.sendBatch();
+        timer = setInterval(() => client.sendBatch(), intervalMs);
+      },
+      (index / clients.length) * intervalMs,
+    );
+    return () => {
+      clearTimeout(start);
+      clearInterval(timer);
+    };
+  });
+  return () => {
+    for (const stop of stops) stop();
+  };
+}

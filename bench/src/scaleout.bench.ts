@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Message, toWireEntry } from '@topgun/core';
 import { RoundRobinBalancer } from '@topgun/server/testing';
-import { LoadClientBase } from './loadClient.js';
+import { LoadClientBase, sendAtRate } from './loadClient.js';
 import { formatRate, machineInfo } from './measure.js';
 import {
   cpuSeconds,
@@ -165,21 +165,7 @@ async function run(options: {
     clients.push(client);
   }
 
-  const intervalMs = (1000 * CLIENTS) / (options.rate / BATCH);
-  const timers = clients.map((client, index) => {
-    let timer: NodeJS.Timeout | undefined;
-    const start = setTimeout(
-      () => {
-        client.sendBatch();
-        timer = setInterval(() => client.sendBatch(), intervalMs);
-      },
-      (index / CLIENTS) * intervalMs,
-    );
-    return () => {
-      clearTimeout(start);
-      clearInterval(timer);
-    };
-  });
+  const stopSending = sendAtRate(clients, options.rate / BATCH);
   await new Promise((resolve) => setTimeout(resolve, WARMUP_S * 1000));
   for (const client of clients) client.resetCounters();
   const pids = servers.map((server) => server.pid!);
@@ -188,7 +174,7 @@ async function run(options: {
   await new Promise((resolve) => setTimeout(resolve, MEASURE_S * 1000));
   const seconds = (performance.now() - measureStart) / 1000;
   const cpuAfter = cpuSeconds(pids);
-  for (const stop of timers) stop();
+  stopSending();
   const rssMiB = pids.map(residentMiB);
   const cpuShare = (key: keyof typeof cpuAfter) => (cpuAfter[key] - cpuBefore[key]) / seconds;
   const result = {

@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Message, toWireEntry } from '@topgun/core';
-import { LoadClientBase } from './loadClient.js';
+import { LoadClientBase, sendAtRate } from './loadClient.js';
 import { formatRate, machineInfo } from './measure.js';
 import {
   cpuSeconds,
@@ -129,23 +129,7 @@ async function run(rate: number) {
   );
   await Promise.all(clients.map((client) => client.start()));
 
-  const batchesPerSecond = rate / BATCH;
-  const intervalMs = (1000 * CLIENTS) / batchesPerSecond;
-  const timers = clients.map((client, index) => {
-    // Spread the clients over the interval so batches arrive evenly.
-    let timer: NodeJS.Timeout | undefined;
-    const start = setTimeout(
-      () => {
-        client.sendBatch();
-        timer = setInterval(() => client.sendBatch(), intervalMs);
-      },
-      (index / CLIENTS) * intervalMs,
-    );
-    return () => {
-      clearTimeout(start);
-      clearInterval(timer);
-    };
-  });
+  const stopSending = sendAtRate(clients, rate / BATCH);
   await new Promise((resolve) => setTimeout(resolve, WARMUP_S * 1000));
   for (const client of clients) client.resetCounters();
   const cpuBefore = cpuSeconds([server.pid!]);
@@ -160,7 +144,7 @@ async function run(rate: number) {
   const fannedOut = clients.reduce((sum, client) => sum + client.fannedOut, 0);
   const latencies = clients.flatMap((client) => client.latencies).sort((a, b) => a - b);
   if (process.env['BENCH_TIMELINE']) printTimeline(clients, measureStart);
-  for (const stop of timers) stop();
+  stopSending();
   // The server's own view: ack latency from receiving an ops frame to sending its ack
   // (excludes the load generator's event loop and the network).
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
