@@ -322,6 +322,36 @@ export function runStorageAcceptanceTests(
       expect(loaded.get('key-12344')).toBe(12_344);
     });
 
+    it('loads a small map with one query, and a map just past that size whole', async () => {
+      let queries = 0;
+      const counted = new SqlStorage({
+        ...underTest.driver,
+        query: (text, params) => {
+          queries++;
+          return underTest.driver.query(text, params);
+        },
+      });
+      const load = async (map: string) => {
+        queries = 0;
+        const keys = new Set<string>();
+        await counted.loadMap(map, (page) => {
+          for (const entry of page) keys.add(entry.key);
+        });
+        return { keys: keys.size, queries };
+      };
+      await storage.writeRecords(
+        Array.from({ length: 1_000 }, (_, index) => put('small', `k${index}`, index, at(1))),
+      );
+      await storage.writeRecords(
+        Array.from({ length: 1_001 }, (_, index) => put('over', `k${index}`, index, at(1))),
+      );
+      expect(await load('never-written')).toEqual({ keys: 0, queries: 1 });
+      expect(await load('small')).toEqual({ keys: 1_000, queries: 1 });
+      const over = await load('over');
+      expect(over.keys).toBe(1_001);
+      expect(over.queries).toBeGreaterThan(1);
+    });
+
     it('reads records by key', async () => {
       await storage.writeRecords([
         put('m', 'a', 1, at(1)),
