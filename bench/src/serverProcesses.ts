@@ -13,7 +13,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const DATABASE =
   process.env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 /** This tree's server command. */
-export const SERVER_CLI = join(here, '../../packages/server/dist/cli.js');
+export const SERVER_CLI =
+  process.env['BENCH_CLI'] ?? join(here, '../../packages/server/dist/cli.js');
 
 /** Creates an empty database for one run (`suffix` tells concurrent ones apart). */
 export async function createDatabase(suffix = ''): Promise<string> {
