@@ -55,7 +55,7 @@ export function createIndexedDbStorage(dbName = 'topgun'): ClientStorage {
   return {
     async load(): Promise<PersistedState> {
       const transaction = (await database()).transaction(STORES, 'readonly');
-      const records = await loadRecords(transaction.objectStore(RECORDS_STORE));
+      const records = await readRecordsByMap(transaction.objectStore(RECORDS_STORE));
       const outboxStore = transaction.objectStore(OUTBOX_STORE);
       const metaStore = transaction.objectStore(META_STORE);
       const [stored, metaNames, metaValues] = await Promise.all([
@@ -109,7 +109,7 @@ export function createIndexedDbStorage(dbName = 'topgun'): ClientStorage {
  * Every record, map by map: keys sort by map name first, so each map is one key range read
  * with one `getAll`, and the first key after that range names the next map.
  */
-async function loadRecords(store: IDBObjectStore): Promise<PersistedRecord[]> {
+async function readRecordsByMap(store: IDBObjectStore): Promise<PersistedRecord[]> {
   const records: PersistedRecord[] = [];
   let next = await requestResult(store.getKey(IDBKeyRange.lowerBound([])));
   while (Array.isArray(next)) {
