@@ -37,36 +37,28 @@ const persistedRecord: fc.Arbitrary<PersistedRecord> = fc.record({
 });
 const recordId = ({ map, key }: { map: string; key: string }) => `${map}\u0000${key}`;
 
-/** Batches as the persist queue builds them: a key is either written or removed, not both. */
-const batch: fc.Arbitrary<StorageBatch> = fc
-  .record({
-    records: fc.uniqueArray(persistedRecord, { maxLength: 8, selector: recordId }),
-    removeRecords: fc.array(fc.record({ map: mapName, key: recordKey }), { maxLength: 3 }),
-    outboxAdd: fc.array(
-      fc
-        .tuple(fc.integer({ min: 1, max: 20 }), persistedRecord)
-        .map(([counter, stored]): OutboxEntry => ({ id: `n-tab/${counter}`, ...stored })),
-      { maxLength: 3 },
-    ),
-    outboxRemove: fc.array(
-      fc.integer({ min: 1, max: 20 }).map((n) => `n-tab/${n}`),
-      {
-        maxLength: 3,
-      },
-    ),
-    meta: fc
-      .array(fc.tuple(fc.constantFrom('lastSync:a', 'lastSync:b', 'x'), fc.option(fc.nat())), {
-        maxLength: 2,
-      })
-      .map((entries) => new Map<string, unknown>(entries)),
-  })
-  .map((generated) => {
-    const written = new Set(generated.records.map(recordId));
-    return {
-      ...generated,
-      removeRecords: generated.removeRecords.filter((removal) => !written.has(recordId(removal))),
-    };
-  });
+/** Batches; a key may be both removed and written in one (the write wins). */
+const batch: fc.Arbitrary<StorageBatch> = fc.record({
+  records: fc.uniqueArray(persistedRecord, { maxLength: 8, selector: recordId }),
+  removeRecords: fc.array(fc.record({ map: mapName, key: recordKey }), { maxLength: 3 }),
+  outboxAdd: fc.array(
+    fc
+      .tuple(fc.integer({ min: 1, max: 20 }), persistedRecord)
+      .map(([counter, stored]): OutboxEntry => ({ id: `n-tab/${counter}`, ...stored })),
+    { maxLength: 3 },
+  ),
+  outboxRemove: fc.array(
+    fc.integer({ min: 1, max: 20 }).map((n) => `n-tab/${n}`),
+    {
+      maxLength: 3,
+    },
+  ),
+  meta: fc
+    .array(fc.tuple(fc.constantFrom('lastSync:a', 'lastSync:b', 'x'), fc.option(fc.nat())), {
+      maxLength: 2,
+    })
+    .map((entries) => new Map<string, unknown>(entries)),
+});
 
 /** What loading after `batches` must give: the model every storage agrees with. */
 function expectedState(batches: readonly StorageBatch[]) {
