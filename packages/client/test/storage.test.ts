@@ -1,6 +1,5 @@
 import 'fake-indexeddb/auto';
 import { createIndexedDbStorage, createMemoryStorage } from '../src/index.js';
-import { createLegacyBucketStorage } from './legacyBucketStorage.js';
 import { runClientStorageTests } from './storageAcceptance.js';
 
 let database = 0;
@@ -12,17 +11,6 @@ runClientStorageTests('memory', async () => {
 
 runClientStorageTests('IndexedDB (fake-indexeddb)', async () => {
   const name = `acceptance-${database++}`;
-  return {
-    storage: createIndexedDbStorage(name),
-    reopen: async () => createIndexedDbStorage(name),
-  };
-});
-
-runClientStorageTests('IndexedDB upgraded from the bucket layout', async () => {
-  const name = `acceptance-${database++}`;
-  const legacy = createLegacyBucketStorage(name);
-  await legacy.commit({});
-  await legacy.close();
   return {
     storage: createIndexedDbStorage(name),
     reopen: async () => createIndexedDbStorage(name),
