@@ -1,21 +1,23 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RoundRobinBalancer } from '../src/testing/roundRobinBalancer.js';
 import { createTestDatabase, postgresAvailable } from './postgres.js';
 import { eventually, startServer } from './serverHarness.js';
-import { TcpProxy } from './tcpProxy.js';
 import { TestClient } from './testClient.js';
 
 const available = await postgresAvailable();
 
 describe.runIf(available)('PostgreSQL outage', () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
-  let proxy: TcpProxy;
+  // A proxy to the database that the test cuts and restores: one backend, same port again.
+  let proxy: RoundRobinBalancer;
   let started: Awaited<ReturnType<typeof startServer>>;
 
   beforeAll(async () => {
     database = await createTestDatabase();
     const target = new URL(database.url);
-    proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-    const port = await proxy.start();
+    proxy = new RoundRobinBalancer([{ host: target.hostname, port: Number(target.port || 5432) }]);
+    await proxy.start();
+    const port = proxy.port;
     const viaProxy = new URL(database.url);
     viaProxy.port = String(port);
     started = await startServer({

@@ -13,6 +13,8 @@ export class RoundRobinBalancer {
   readonly connections: number[];
   /** The backend the latest connection went to. */
   lastBackend = -1;
+  /** The port it listens on (0 until started): a restart after `stop` listens on it again. */
+  port = 0;
 
   constructor(private readonly backends: readonly { host: string; port: number }[]) {
     this.connections = backends.map(() => 0);
@@ -28,12 +30,16 @@ export class RoundRobinBalancer {
     );
   }
 
-  /** Starts listening; resolves with the balancer's base URL. */
+  /**
+   * Starts listening (again, on the same port, after {@link stop}); resolves with the
+   * balancer's base URL.
+   */
   async start(): Promise<string> {
     const server = net.createServer((client) => this.route(client, 0));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
     this.server = server;
-    return `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    this.port = (server.address() as net.AddressInfo).port;
+    return `http://127.0.0.1:${this.port}`;
   }
 
   private route(client: net.Socket, tried: number): void {
@@ -67,11 +73,13 @@ export class RoundRobinBalancer {
     });
   }
 
+  /** Drops every connection and stops accepting new ones. */
   async stop(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
     this.sockets.clear();
     await new Promise<void>((resolve) =>
       this.server ? this.server.close(() => resolve()) : resolve(),
     );
+    this.server = undefined;
   }
 }
