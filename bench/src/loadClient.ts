@@ -11,6 +11,8 @@ import {
   PROTOCOL_VERSION,
   SyncSession,
   toSyncWire,
+  toWireEntry,
+  type Value,
 } from '@topgun/core';
 import { unpack } from 'msgpackr';
 import WebSocket from 'ws';
@@ -18,6 +20,15 @@ import WebSocket from 'ws';
 export abstract class LoadClientBase {
   readonly socket: WebSocket;
   readonly hlc: HLC;
+  /** Ops acknowledged since the counters were reset. */
+  acked = 0;
+  /** Ops rejected since the counters were reset. */
+  rejected = 0;
+  /** Per batch, the latency of its first op's ack (ms), and when the batch was sent. */
+  ackLatencies: number[] = [];
+  ackSentTimes: number[] = [];
+  private readonly sentAt = new Map<number, number>();
+  private nextId = 1;
   private waiting = new Map<string, (message: Message) => void>();
 
   constructor(
@@ -25,6 +36,8 @@ export abstract class LoadClientBase {
     readonly index: number,
     /** The map this client writes and follows. */
     readonly map: string,
+    /** Ops per batch. */
+    readonly batch: number,
   ) {
     this.hlc = new HLC({ nodeId: `load-${index}` });
     this.socket = new WebSocket(url);
@@ -33,6 +46,8 @@ export abstract class LoadClientBase {
     // check keeps the load generator's share of the two cores small.
     this.socket.on('message', (data) => {
       const message = unpack(data as Buffer) as Message;
+      if (message.type === 'ack') this.countAcks(message.ids);
+      else if (message.type === 'reject') this.rejected += message.rejections.length;
       this.receive(message);
       const waiter = this.waiting.get(message.type);
       if (waiter !== undefined) {
@@ -57,11 +72,53 @@ export abstract class LoadClientBase {
     await this.wait('sync_done');
   }
 
-  /** Every message from the server, as it arrives. */
+  /** Sends one batch of ops on random keys of the map, with values from `valueOf`. */
+  sendBatch(): void {
+    const now = performance.now();
+    const ops = Array.from({ length: this.batch }, () => {
+      const id = this.nextId++;
+      this.sentAt.set(id, now);
+      const n = Math.floor(Math.random() * 10_000);
+      return {
+        id,
+        map: this.map,
+        entry: toWireEntry(`todo-${n}`, { value: this.valueOf(n, now), timestamp: this.hlc.now() }),
+      };
+    });
+    this.send({ type: 'ops', ops });
+  }
+
+  /** Forgets what was counted (after the warm-up). */
+  resetCounters(): void {
+    this.acked = 0;
+    this.rejected = 0;
+    this.ackLatencies = [];
+    this.ackSentTimes = [];
+  }
+
+  /** The value written to key `n` by a batch sent at `now`. */
+  protected abstract valueOf(n: number, now: number): Value;
+
+  /** Every message from the server, as it arrives (acks and rejections already counted). */
   protected abstract receive(message: Message): void;
 
   protected send(message: Message): void {
     this.socket.send(encodeMessage(message));
+  }
+
+  private countAcks(ids: readonly number[]): void {
+    const now = performance.now();
+    for (const id of ids) {
+      const sent = this.sentAt.get(id);
+      if (sent === undefined) continue;
+      this.sentAt.delete(id);
+      this.acked++;
+      // One latency per batch: the ack of its first op.
+      if ((id - 1) % this.batch === 0) {
+        this.ackLatencies.push(now - sent);
+        this.ackSentTimes.push(sent);
+      }
+    }
   }
 
   private wait(type: string): Promise<Message> {

@@ -14,7 +14,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Message, toWireEntry } from '@topgun/core';
+import type { Message, Value } from '@topgun/core';
 import { RoundRobinBalancer } from '@topgun/server/testing';
 import { LoadClientBase, sendAtRate } from './loadClient.js';
 import { formatRate, machineInfo } from './measure.js';
@@ -57,13 +57,8 @@ interface Written {
 class LoadClient extends LoadClientBase {
   /** The process (balancer backend) this client reached. */
   backend = -1;
-  ackLatencies: number[] = [];
   localDeliveries: number[] = [];
   remoteDeliveries: number[] = [];
-  acked = 0;
-  rejected = 0;
-  private readonly sentAt = new Map<number, number>();
-  private nextId = 1;
 
   constructor(
     url: string,
@@ -71,60 +66,31 @@ class LoadClient extends LoadClientBase {
     clientsPerMap: number,
     private readonly backendOf: (writer: number) => number,
   ) {
-    super(url, index, `load-${Math.floor(index / clientsPerMap)}`);
+    super(url, index, `load-${Math.floor(index / clientsPerMap)}`, BATCH);
   }
 
-  sendBatch(): void {
-    const now = performance.now();
-    const ops = Array.from({ length: BATCH }, () => {
-      const id = this.nextId++;
-      this.sentAt.set(id, now);
-      const n = Math.floor(Math.random() * 10_000);
-      const value: { title: string; n: number } & Written = {
-        title: `Task ${n}`,
-        n,
-        sentAt: now,
-        writer: this.index,
-      };
-      return {
-        id,
-        map: this.map,
-        entry: toWireEntry(`todo-${n}`, { value, timestamp: this.hlc.now() }),
-      };
-    });
-    this.send({ type: 'ops', ops });
+  /** A `Written` value: when, and by which client, so receivers can time its delivery. */
+  protected valueOf(n: number, now: number): Value {
+    return { title: `Task ${n}`, n, sentAt: now, writer: this.index };
   }
 
   protected receive(message: Message): void {
+    if (message.type !== 'changes') return;
     const now = performance.now();
-    if (message.type === 'ack') {
-      for (const id of message.ids) {
-        const sent = this.sentAt.get(id);
-        if (sent === undefined) continue;
-        this.sentAt.delete(id);
-        this.acked++;
-        if ((id - 1) % BATCH === 0) this.ackLatencies.push(now - sent);
-      }
-    } else if (message.type === 'reject') {
-      this.rejected += message.rejections.length;
-    } else if (message.type === 'changes') {
-      for (const change of message.changes) {
-        for (const entry of change.entries) {
-          const value = entry[2] as Written | null;
-          if (value === null || typeof value.sentAt !== 'number') continue;
-          const remote = this.backendOf(value.writer) !== this.backend;
-          (remote ? this.remoteDeliveries : this.localDeliveries).push(now - value.sentAt);
-        }
+    for (const change of message.changes) {
+      for (const entry of change.entries) {
+        const value = entry[2] as Written | null;
+        if (value === null || typeof value.sentAt !== 'number') continue;
+        const remote = this.backendOf(value.writer) !== this.backend;
+        (remote ? this.remoteDeliveries : this.localDeliveries).push(now - value.sentAt);
       }
     }
   }
 
-  resetCounters(): void {
-    this.ackLatencies = [];
+  override resetCounters(): void {
+    super.resetCounters();
     this.localDeliveries = [];
     this.remoteDeliveries = [];
-    this.acked = 0;
-    this.rejected = 0;
   }
 }
 

@@ -8,7 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Message, toWireEntry } from '@topgun/core';
+import type { Message, Value } from '@topgun/core';
 import { LoadClientBase, sendAtRate } from './loadClient.js';
 import { formatRate, machineInfo } from './measure.js';
 import {
@@ -34,52 +34,18 @@ const here = dirname(fileURLToPath(import.meta.url));
 const rejectionReasons = new Map<string, number>();
 
 class LoadClient extends LoadClientBase {
-  readonly sentAt = new Map<number, number>();
-  latencies: number[] = [];
-  sentTimes: number[] = [];
-  acked = 0;
-  rejected = 0;
   fannedOut = 0;
-  private nextId = 1;
 
   constructor(url: string, index: number) {
-    super(url, index, `load-${Math.floor(index / CLIENTS_PER_MAP)}`);
+    super(url, index, `load-${Math.floor(index / CLIENTS_PER_MAP)}`, BATCH);
   }
 
-  sendBatch(): void {
-    const now = performance.now();
-    const ops = Array.from({ length: BATCH }, () => {
-      const id = this.nextId++;
-      this.sentAt.set(id, now);
-      const n = Math.floor(Math.random() * 10_000);
-      return {
-        id,
-        map: this.map,
-        entry: toWireEntry(`todo-${n}`, {
-          value: { title: `Task ${n}`, done: n % 2 === 0, n },
-          timestamp: this.hlc.now(),
-        }),
-      };
-    });
-    this.send({ type: 'ops', ops });
+  protected valueOf(n: number): Value {
+    return { title: `Task ${n}`, done: n % 2 === 0, n };
   }
 
   protected receive(message: Message): void {
-    if (message.type === 'ack') {
-      const now = performance.now();
-      for (const id of message.ids) {
-        const sent = this.sentAt.get(id);
-        if (sent === undefined) continue;
-        this.sentAt.delete(id);
-        this.acked++;
-        // One latency per batch: the ack of its first op.
-        if ((id - 1) % BATCH === 0) {
-          this.latencies.push(now - sent);
-          this.sentTimes.push(sent);
-        }
-      }
-    } else if (message.type === 'reject') {
-      this.rejected += message.rejections.length;
+    if (message.type === 'reject') {
       for (const rejection of message.rejections)
         rejectionReasons.set(rejection.reason, (rejectionReasons.get(rejection.reason) ?? 0) + 1);
     } else if (message.type === 'changes') {
@@ -87,11 +53,8 @@ class LoadClient extends LoadClientBase {
     }
   }
 
-  resetCounters(): void {
-    this.latencies = [];
-    this.sentTimes = [];
-    this.acked = 0;
-    this.rejected = 0;
+  override resetCounters(): void {
+    super.resetCounters();
     this.fannedOut = 0;
   }
 }
@@ -103,8 +66,8 @@ class LoadClient extends LoadClientBase {
 function printTimeline(clients: readonly LoadClient[], measureStart: number): void {
   const windows = new Map<number, number[]>();
   for (const client of clients) {
-    client.latencies.forEach((latency, index) => {
-      const window = Math.floor((client.sentTimes[index]! - measureStart) / 250);
+    client.ackLatencies.forEach((latency, index) => {
+      const window = Math.floor((client.ackSentTimes[index]! - measureStart) / 250);
       const list = windows.get(window) ?? [];
       list.push(latency);
       windows.set(window, list);
@@ -142,7 +105,7 @@ async function run(rate: number) {
   const acked = clients.reduce((sum, client) => sum + client.acked, 0);
   const rejected = clients.reduce((sum, client) => sum + client.rejected, 0);
   const fannedOut = clients.reduce((sum, client) => sum + client.fannedOut, 0);
-  const latencies = clients.flatMap((client) => client.latencies).sort((a, b) => a - b);
+  const latencies = clients.flatMap((client) => client.ackLatencies).sort((a, b) => a - b);
   if (process.env['BENCH_TIMELINE']) printTimeline(clients, measureStart);
   stopSending();
   // The server's own view: ack latency from receiving an ops frame to sending its ack
