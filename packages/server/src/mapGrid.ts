@@ -1,6 +1,6 @@
 import { HLC, LWWMap, type LWWRecord, type Value } from '@topgun/core';
 import type { ServerMetrics } from './metrics.js';
-import type { Storage } from './storage/storage.js';
+import type { Storage, StoredRecord } from './storage/storage.js';
 
 /**
  * A record as the grid keeps it: a tombstone of a map with record-level read rules keeps the
@@ -11,6 +11,11 @@ export interface GridRecord extends LWWRecord<Value> {
 }
 
 /** What a {@link MapGrid} needs. */
+/** A stored record as the grid keeps it (with the value a tombstone deleted, if kept). */
+export function gridRecordOf({ record, prior }: StoredRecord): GridRecord {
+  return prior === undefined ? record : { ...record, prior };
+}
+
 export interface MapGridOptions {
   /** Where maps are loaded from. */
   readonly storage: Pick<Storage, 'loadMap'>;
@@ -222,11 +227,7 @@ export class MapGrid {
     await this.metrics.timeStorage('load_map', () =>
       // Stored records were validated when written and again when decoded: loaded in bulk.
       this.storage.loadMap(map, (page) =>
-        data.loadRecords(
-          page.map(({ key, record, prior }) =>
-            prior === undefined ? ([key, record] as const) : ([key, { ...record, prior }] as const),
-          ),
-        ),
+        data.loadRecords(page.map((stored) => [stored.key, gridRecordOf(stored)] as const)),
       ),
     );
   }

@@ -1,6 +1,6 @@
 import { compareRecords, type LWWMap, toWireEntry, type Value } from '@topgun/core';
 import type { CommittedChange } from './changeFanout.js';
-import type { GridRecord } from './mapGrid.js';
+import { type GridRecord, gridRecordOf } from './mapGrid.js';
 import type { StoredRecord } from './storage/storage.js';
 
 /**
@@ -15,8 +15,9 @@ export function mergeStored(
 ): CommittedChange[] {
   const changes: CommittedChange[] = [];
   const learned: Array<readonly [string, GridRecord]> = [];
-  for (const { key, record, prior } of records) {
-    const stored: GridRecord = prior === undefined ? record : { ...record, prior };
+  for (const record of records) {
+    const { key } = record;
+    const stored = gridRecordOf(record);
     const previous = map.getRecord(key) as GridRecord | undefined;
     if (previous !== undefined && compareRecords(stored, previous) <= 0) continue;
     learned.push([key, stored]);
