@@ -12,7 +12,12 @@ export type {
   PersistedState,
   StorageBatch,
 } from './storage/clientStorage.js';
-export { createIndexedDbStorage } from './storage/indexedDbStorage.js';
+export {
+  createIndexedDbStorage,
+  type IndexedDbStorage,
+  type IndexedDbStorageOptions,
+} from './storage/indexedDbStorage.js';
+export type { CompactionPolicy, CompactionReport } from './storage/logCompactor.js';
 export { createMemoryStorage } from './storage/memoryStorage.js';
 export type { RejectionReason, WebSocketConstructor } from './syncEngine.js';
 export type { ConnectionState, SyncStatus, SyncStatusStore } from './syncStatus.js';

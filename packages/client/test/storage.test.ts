@@ -1,5 +1,6 @@
 import 'fake-indexeddb/auto';
 import { createIndexedDbStorage, createMemoryStorage } from '../src/index.js';
+import { createLegacyBucketStorage } from './legacyBucketStorage.js';
 import { runClientStorageTests } from './storageAcceptance.js';
 
 let database = 0;
@@ -11,6 +12,32 @@ runClientStorageTests('memory', async () => {
 
 runClientStorageTests('IndexedDB (fake-indexeddb)', async () => {
   const name = `acceptance-${database++}`;
+  return {
+    storage: createIndexedDbStorage(name),
+    reopen: async () => createIndexedDbStorage(name),
+  };
+});
+
+runClientStorageTests('IndexedDB compacting its record log after every commit', async () => {
+  const name = `acceptance-${database++}`;
+  // Thresholds so low that most commits lead to a merge, of the whole log or of its end.
+  const options = {
+    compactAfterIdleMs: Number.POSITIVE_INFINITY,
+    compaction: { garbageSlack: 0, maxSegments: 2, largeSegment: 4, minSmallRun: 2 },
+  };
+  const storage = createIndexedDbStorage(name, options);
+  return {
+    storage,
+    reopen: async () => createIndexedDbStorage(name, options),
+    compact: () => storage.compact(),
+  };
+});
+
+runClientStorageTests('IndexedDB upgraded from the bucket layout', async () => {
+  const name = `acceptance-${database++}`;
+  const legacy = createLegacyBucketStorage(name);
+  await legacy.commit({});
+  await legacy.close();
   return {
     storage: createIndexedDbStorage(name),
     reopen: async () => createIndexedDbStorage(name),

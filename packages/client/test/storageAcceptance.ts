@@ -1,6 +1,13 @@
 import type { LWWRecord, Value } from '@topgun/core';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { ClientStorage, OutboxEntry } from '../src/index.js';
+import type {
+  ClientStorage,
+  OutboxEntry,
+  PersistedRecord,
+  PersistedState,
+  StorageBatch,
+} from '../src/index.js';
 
 const record = (value: Value | null, millis: number, ttlMs?: number): LWWRecord<Value> => ({
   value,
@@ -8,10 +15,90 @@ const record = (value: Value | null, millis: number, ttlMs?: number): LWWRecord<
   ...(ttlMs === undefined ? {} : { ttlMs }),
 });
 
-/** The acceptance suite every client storage passes. `open` returns a fresh storage, `reopen` the same data again. */
+// Map names that sort next to each other, prefix one another or are empty: where a layout
+// keyed by map could mix up two maps.
+const mapName = fc.constantFrom('todos', 'a', 'ab', 'a\u0000b', '', 'ü');
+const recordKey = fc.oneof(fc.constantFrom('k', 'k2', ''), fc.string({ maxLength: 4 }));
+const persistedRecord: fc.Arbitrary<PersistedRecord> = fc.record({
+  map: mapName,
+  key: recordKey,
+  record: fc
+    .record({
+      value: fc.oneof(
+        fc.constant(null),
+        fc.string(),
+        fc.integer(),
+        fc.record({ title: fc.string(), tags: fc.array(fc.string(), { maxLength: 2 }) }),
+      ),
+      ttlMs: fc.option(fc.integer({ min: 1, max: 1e6 }), { nil: undefined }),
+      millis: fc.nat(),
+    })
+    .map(({ value, ttlMs, millis }) => record(value, millis, ttlMs)),
+});
+const recordId = ({ map, key }: { map: string; key: string }) => `${map}\u0000${key}`;
+
+/** Batches; a key may be both removed and written in one (the write wins). */
+const batch: fc.Arbitrary<StorageBatch> = fc.record({
+  records: fc.uniqueArray(persistedRecord, { maxLength: 8, selector: recordId }),
+  removeRecords: fc.array(fc.record({ map: mapName, key: recordKey }), { maxLength: 3 }),
+  outboxAdd: fc.array(
+    fc
+      .tuple(fc.integer({ min: 1, max: 20 }), persistedRecord)
+      .map(([counter, stored]): OutboxEntry => ({ id: `n-tab/${counter}`, ...stored })),
+    { maxLength: 3 },
+  ),
+  outboxRemove: fc.array(
+    fc.integer({ min: 1, max: 20 }).map((n) => `n-tab/${n}`),
+    {
+      maxLength: 3,
+    },
+  ),
+  meta: fc
+    .array(fc.tuple(fc.constantFrom('lastSync:a', 'lastSync:b', 'x'), fc.option(fc.nat())), {
+      maxLength: 2,
+    })
+    .map((entries) => new Map<string, unknown>(entries)),
+});
+
+/** What loading after `batches` must give: the model every storage agrees with. */
+function expectedState(batches: readonly StorageBatch[]) {
+  const records = new Map<string, PersistedRecord>();
+  const outbox = new Map<string, OutboxEntry>();
+  const meta = new Map<string, unknown>();
+  for (const { records: written, removeRecords, outboxAdd, outboxRemove, meta: named } of batches) {
+    for (const removal of removeRecords ?? []) records.delete(recordId(removal));
+    for (const stored of written ?? []) records.set(recordId(stored), stored);
+    for (const entry of outboxAdd ?? []) outbox.set(entry.id, entry);
+    for (const id of outboxRemove ?? []) outbox.delete(id);
+    for (const [name, value] of named ?? []) meta.set(name, value);
+  }
+  return { records: [...records.values()], outbox: [...outbox.values()], meta };
+}
+
+const byRecordId = (records: readonly PersistedRecord[]) =>
+  new Map(records.map((stored) => [recordId(stored), stored.record]));
+const byOutboxId = (outbox: readonly OutboxEntry[]) =>
+  new Map(outbox.map((entry) => [entry.id, entry]));
+
+function expectState(actual: PersistedState, expected: ReturnType<typeof expectedState>) {
+  expect(actual.records).toHaveLength(expected.records.length);
+  expect(byRecordId(actual.records)).toEqual(byRecordId(expected.records));
+  expect(byOutboxId(actual.outbox)).toEqual(byOutboxId(expected.outbox));
+  expect(new Map(actual.meta)).toEqual(expected.meta);
+}
+
+/**
+ * The acceptance suite every client storage passes. `open` returns a fresh storage, `reopen`
+ * the same data again, and `compact`, for a storage that reorganizes what it stored, does so
+ * now (the random test calls it after every commit).
+ */
 export function runClientStorageTests(
   name: string,
-  open: () => Promise<{ storage: ClientStorage; reopen: () => Promise<ClientStorage> }>,
+  open: () => Promise<{
+    storage: ClientStorage;
+    reopen: () => Promise<ClientStorage>;
+    compact?: () => Promise<unknown>;
+  }>,
 ): void {
   describe(`client storage acceptance: ${name}`, () => {
     it('starts empty', async () => {
@@ -71,6 +158,26 @@ export function runClientStorageTests(
       expect((await storage.load()).records).toEqual([
         { map: 'm', key: 'k', record: record(2, 2) },
       ]);
+    });
+
+    it('loads what a model of the batches holds, across maps that sort together (random batches)', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(batch, { minLength: 1, maxLength: 8 }), async (batches) => {
+          const { storage, reopen, compact } = await open();
+          await storage.load();
+          for (const each of batches) {
+            await storage.commit(each);
+            await compact?.();
+          }
+          const expected = expectedState(batches);
+          expectState(await storage.load(), expected);
+          await storage.close();
+          const reopened = await reopen();
+          expectState(await reopened.load(), expected);
+          await reopened.close();
+        }),
+        { numRuns: 40 },
+      );
     });
   });
 }

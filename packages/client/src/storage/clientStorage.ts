@@ -26,7 +26,10 @@ export interface PersistedState {
 /** Changes to persist together, atomically. */
 export interface StorageBatch {
   readonly records?: readonly PersistedRecord[];
-  /** Records to remove outright (rolled back writes, maps reset by the server). */
+  /**
+   * Records to remove outright (rolled back writes, maps reset by the server). Applied before
+   * `records`, so a key in both ends up written.
+   */
   readonly removeRecords?: ReadonlyArray<{ readonly map: string; readonly key: string }>;
   readonly outboxAdd?: readonly OutboxEntry[];
   readonly outboxRemove?: readonly string[];

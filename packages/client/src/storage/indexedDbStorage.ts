@@ -1,13 +1,5 @@
-import {
-  decodeEntries,
-  encodeEntries,
-  fromWireEntry,
-  keyHash,
-  toWireEntry,
-  type Value,
-  type WireEntry,
-} from '@topgun/core';
-import { createStore, entries, promisifyRequest, type UseStore } from 'idb-keyval';
+import { fromWireEntry, toWireEntry, type Value, type WireEntry } from '@topgun/core';
+import { META_STORE, OUTBOX_STORE, openClientDatabase, SEGMENTS_STORE } from './clientDatabase.js';
 import type {
   ClientStorage,
   OutboxEntry,
@@ -15,97 +7,172 @@ import type {
   PersistedState,
   StorageBatch,
 } from './clientStorage.js';
+import { requestResult, transactionDone } from './idbRequests.js';
+import {
+  type CompactionPolicy,
+  type CompactionReport,
+  LogCompactor,
+  type SegmentInfo,
+} from './logCompactor.js';
+import { checkedSegment, encodeSegment, type MapChanges, SegmentReplay } from './storedSegment.js';
+
+/** An outbox entry as stored: the record in its wire form. */
+interface StoredOutboxEntry {
+  readonly id: string;
+  readonly map: string;
+  readonly entry: WireEntry;
+}
+
+const STORES = [SEGMENTS_STORE, OUTBOX_STORE, META_STORE];
+
+/** Options of {@link createIndexedDbStorage}. */
+export interface IndexedDbStorageOptions {
+  /**
+   * How long after the last commit the record log is compacted, if it needs to be; `Infinity`
+   * compacts only when `compact()` is called. Default: 2000 ms.
+   */
+  readonly compactAfterIdleMs?: number;
+  /** When compaction merges, and how much (defaults in {@link CompactionPolicy}). */
+  readonly compaction?: Partial<CompactionPolicy>;
+}
+
+/** Client storage in IndexedDB; `compact` merges the record log now. */
+export interface IndexedDbStorage extends ClientStorage {
+  /** Compacts the record log now if it needs it; resolves with what was merged, if anything. */
+  compact(): Promise<CompactionReport | undefined>;
+}
 
 /**
- * Records are stored in buckets: all records of one map whose key hash falls in one of
- * 1024 buckets share one IndexedDB value, MessagePack bytes of their wire entries. Loading
- * 100 000 records reads about a thousand binary values (a copy each, no structured-clone
- * walk of every object) and a write rewrites one bucket of about a hundred records.
- */
-const BUCKETS = 128;
-
-/**
- * Storage in IndexedDB through idb-keyval. One object store holds record buckets
- * (`['b', map, bucket]`), outbox entries (`['o', id]`) and metadata (`['m', name]`), so a
- * batch is one transaction. The default in browsers.
+ * Storage in IndexedDB (layout in `specifications/client-storage.md`). Records live in an
+ * append-only log: each commit adds one segment holding exactly its batch (MessagePack, in
+ * parts), so its cost does not grow with the replica, and loading reads a few large values.
+ * The log is compacted in the background once the page is idle. Outbox entries and metadata
+ * are entries of their own; a batch is one transaction over all three stores. Opening a
+ * database written by the bucket layout (version 1) upgrades it in place. The default in
+ * browsers.
  * @param dbName Database name; tabs of one origin using the same name share the replica.
+ *   Default: `'topgun'`.
  */
-export function createIndexedDbStorage(dbName = 'topgun'): ClientStorage {
-  const store: UseStore = createStore(dbName, 'topgun');
+export function createIndexedDbStorage(
+  dbName = 'topgun',
+  options: IndexedDbStorageOptions = {},
+): IndexedDbStorage {
+  let connection: Promise<IDBDatabase> | undefined;
+
+  const database = (): Promise<IDBDatabase> => {
+    if (connection !== undefined) return connection;
+    const opening = openClientDatabase(dbName);
+    connection = opening;
+    opening.then(
+      (opened) => {
+        // Let a newer layout's upgrade in another tab proceed instead of blocking it; this
+        // tab's next commit then fails with a VersionError that reaches `storageError`.
+        const forget = () => {
+          opened.close();
+          if (connection === opening) connection = undefined;
+        };
+        opened.onversionchange = forget;
+        opened.onclose = forget;
+      },
+      () => {
+        if (connection === opening) connection = undefined;
+      },
+    );
+    return opening;
+  };
+  const compactor = new LogCompactor(
+    database,
+    options.compactAfterIdleMs ?? 2_000,
+    options.compaction,
+  );
+
   return {
     async load(): Promise<PersistedState> {
+      const transaction = (await database()).transaction(STORES, 'readonly');
+      const segments = transaction.objectStore(SEGMENTS_STORE);
+      const outboxStore = transaction.objectStore(OUTBOX_STORE);
+      const metaStore = transaction.objectStore(META_STORE);
+      const [segmentKeys, segmentValues, stored, metaNames, metaValues] = await Promise.all([
+        requestResult(segments.getAllKeys()),
+        requestResult(segments.getAll()),
+        requestResult(outboxStore.getAll() as IDBRequest<StoredOutboxEntry[]>),
+        requestResult(metaStore.getAllKeys()),
+        requestResult(metaStore.getAll() as IDBRequest<unknown[]>),
+      ]);
+      const replay = new SegmentReplay();
+      const known: SegmentInfo[] = [];
+      segmentValues.forEach((value, index) => {
+        replay.apply(value);
+        known.push({ key: segmentKeys[index] as number, count: checkedSegment(value).count });
+      });
       const records: PersistedRecord[] = [];
-      const outbox: OutboxEntry[] = [];
-      const meta = new Map<string, unknown>();
-      for (const [key, stored] of await entries<IDBValidKey, unknown>(store)) {
-        if (!Array.isArray(key)) continue;
-        if (key[0] === 'b') {
-          const map = String(key[1]);
-          for (const entry of decodeEntries(stored as Uint8Array)) {
-            const [recordKey, record] = fromWireEntry<Value>(entry);
-            records.push({ map, key: recordKey, record });
-          }
-        } else if (key[0] === 'o') {
-          const { id, map, entry } = stored as { id: string; map: string; entry: WireEntry };
-          const [recordKey, record] = fromWireEntry<Value>(entry);
-          outbox.push({ id, map, key: recordKey, record });
-        } else if (key[0] === 'm') {
-          meta.set(String(key[1]), stored);
+      for (const [map, state] of replay.maps) {
+        for (const entry of state.values()) {
+          if (entry === null) continue;
+          const [key, record] = fromWireEntry<Value>(entry);
+          records.push({ map, key, record });
         }
       }
+      compactor.loaded(known, records.length);
+      const outbox = stored.map(({ id, map, entry }): OutboxEntry => {
+        const [key, record] = fromWireEntry<Value>(entry);
+        return { id, map, key, record };
+      });
+      const meta = new Map(metaNames.map((name, index) => [String(name), metaValues[index]]));
       return { records, outbox, meta };
     },
-    commit(batch: StorageBatch): Promise<void> {
-      // Changes per bucket: a record's wire entry, or null to remove the key.
-      const buckets = new Map<
-        string,
-        { key: IDBValidKey; changes: Map<string, WireEntry | null> }
-      >();
-      const change = (map: string, key: string, record: WireEntry | null) => {
-        const bucket = keyHash(key) % BUCKETS;
-        const id = `${map}\u0000${bucket}`;
-        let entry = buckets.get(id);
-        if (entry === undefined) {
-          entry = { key: ['b', map, bucket], changes: new Map() };
-          buckets.set(id, entry);
+
+    async commit(batch: StorageBatch): Promise<void> {
+      const segment = encodeSegment(changesByMap(batch));
+      const transaction = (await database()).transaction(STORES, 'readwrite');
+      const done = transactionDone(transaction);
+      let appended: IDBRequest<IDBValidKey> | undefined;
+      try {
+        if (segment !== undefined) appended = transaction.objectStore(SEGMENTS_STORE).add(segment);
+        const outbox = transaction.objectStore(OUTBOX_STORE);
+        const meta = transaction.objectStore(META_STORE);
+        for (const { id, map, key, record } of batch.outboxAdd ?? []) {
+          const entry: StoredOutboxEntry = { id, map, entry: toWireEntry(key, record) };
+          outbox.put(entry, id);
         }
-        entry.changes.set(key, record);
-      };
-      for (const { map, key } of batch.removeRecords ?? []) change(map, key, null);
-      for (const { map, key, record } of batch.records ?? [])
-        change(map, key, toWireEntry(key, record));
-      return store('readwrite', async (objects) => {
-        for (const entry of batch.outboxAdd ?? []) {
-          objects.put(
-            { id: entry.id, map: entry.map, entry: toWireEntry(entry.key, entry.record) },
-            ['o', entry.id],
-          );
-        }
-        for (const id of batch.outboxRemove ?? []) objects.delete(['o', id]);
-        for (const [name, value] of batch.meta ?? []) objects.put(value, ['m', name]);
-        // Read every touched bucket, then write them back: all within this one transaction.
-        const current = await Promise.all(
-          [...buckets.values()].map((bucket) =>
-            promisifyRequest(objects.get(bucket.key) as IDBRequest<Uint8Array | undefined>),
-          ),
-        );
-        [...buckets.values()].forEach((bucket, index) => {
-          const stored = current[index];
-          const contents = new Map<string, WireEntry>(
-            stored === undefined
-              ? []
-              : decodeEntries(stored).map((entry) => [entry[0], entry] as const),
-          );
-          for (const [key, entry] of bucket.changes) {
-            if (entry === null) contents.delete(key);
-            else contents.set(key, entry);
-          }
-          if (contents.size === 0) objects.delete(bucket.key);
-          else objects.put(encodeEntries([...contents.values()]), bucket.key);
-        });
-        return promisifyRequest(objects.transaction);
-      });
+        for (const id of batch.outboxRemove ?? []) outbox.delete(id);
+        for (const [name, value] of batch.meta ?? []) meta.put(value, name);
+      } catch (error) {
+        // A put that throws (a value that cannot be cloned) would otherwise let the
+        // transaction commit the writes queued before it: half a batch.
+        transaction.abort();
+        done.catch(() => {});
+        throw error;
+      }
+      await done;
+      if (segment !== undefined && appended !== undefined)
+        compactor.appended({ key: appended.result as number, count: segment.count });
     },
-    async close() {},
+
+    compact: () => compactor.compact(),
+
+    async close() {
+      await compactor.close();
+      const closing = connection;
+      connection = undefined;
+      if (closing !== undefined) (await closing.catch(() => undefined))?.close();
+    },
   };
+}
+
+/** A batch's records and removals, map by map, as a segment holds them. */
+function changesByMap(batch: StorageBatch): Map<string, MapChanges> {
+  const changes = new Map<string, MapChanges>();
+  const of = (map: string) => {
+    let mapChanges = changes.get(map);
+    if (mapChanges === undefined) {
+      mapChanges = { entries: [], removed: [] };
+      changes.set(map, mapChanges);
+    }
+    return mapChanges;
+  };
+  for (const { map, key } of batch.removeRecords ?? []) of(map).removed.push(key);
+  for (const { map, key, record } of batch.records ?? [])
+    of(map).entries.push(toWireEntry(key, record));
+  return changes;
 }

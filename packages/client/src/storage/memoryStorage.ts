@@ -19,9 +19,9 @@ export function createMemoryStorage(): ClientStorage {
       return { records: [...records.values()], outbox: [...outbox.values()], meta: new Map(meta) };
     },
     async commit(batch: StorageBatch) {
+      for (const { map, key } of batch.removeRecords ?? []) records.delete(`${map}\u0000${key}`);
       for (const record of batch.records ?? [])
         records.set(`${record.map}\u0000${record.key}`, record);
-      for (const { map, key } of batch.removeRecords ?? []) records.delete(`${map}\u0000${key}`);
       for (const entry of batch.outboxAdd ?? []) outbox.set(entry.id, entry);
       for (const id of batch.outboxRemove ?? []) outbox.delete(id);
       for (const [name, value] of batch.meta ?? []) meta.set(name, value);
