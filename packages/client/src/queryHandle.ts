@@ -29,6 +29,8 @@ export class QueryHandle<V> {
   private unsubscribeBulk: (() => void) | undefined;
   private readonly listeners = new Set<() => void>();
   private snapshot: QuerySnapshot<V> | undefined;
+  /** Whether the live query's rows changed since `snapshot` was taken (read when next asked). */
+  private rowsChanged = false;
   private confirmed: boolean;
   private notifyScheduled = false;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
@@ -44,8 +46,8 @@ export class QueryHandle<V> {
       readonly onIdle: (handle: QueryHandle<V>) => void;
       /** Whether the stored replica is loaded (before that, `cachedRows` stand in for the result). */
       readonly isLoaded?: () => boolean;
-      /** The result changed (to remember it for the next start). */
-      readonly onResult?: (rows: readonly QueryRow<V>[]) => void;
+      /** The result changed (to remember it for the next start); `rows` reads it. */
+      readonly onResult?: (rows: () => readonly QueryRow<V>[]) => void;
     },
     /** The window remembered from the last session, shown until the replica is loaded. */
     private readonly cachedRows?: readonly QueryRow<V>[],
@@ -58,8 +60,17 @@ export class QueryHandle<V> {
   getSnapshot = (): QuerySnapshot<V> => {
     this.activate();
     if (this.listeners.size === 0) this.scheduleIdle();
-    return this.snapshot!;
+    return this.currentSnapshot();
   };
+
+  /** The snapshot, with the live query's rows if they changed since it was taken. */
+  private currentSnapshot(): QuerySnapshot<V> {
+    if (this.rowsChanged && this.live !== undefined) {
+      this.rowsChanged = false;
+      this.snapshot = { ...this.snapshot!, data: this.live.rows };
+    }
+    return this.snapshot!;
+  }
 
   /** Listens to result changes; returns the unsubscribe function. */
   subscribe = (listener: () => void): (() => void) => {
@@ -100,14 +111,17 @@ export class QueryHandle<V> {
       data: useCache ? this.cachedRows! : live.rows,
       status: this.confirmed ? 'synced' : 'local',
     };
-    if (!useCache && this.hooks.isLoaded?.() === true) this.hooks.onResult?.(live.rows);
+    this.rowsChanged = false;
+    if (!useCache && this.hooks.isLoaded?.() === true) this.hooks.onResult?.(this.readRows);
+    // Changes are applied as they come, but the rows are only copied out when read (once per
+    // render): a stream of changes never copies a large result per change.
     this.unsubscribeReplica = this.replica.subscribe((change) => {
-      if (this.live?.apply(change).changed) this.update({ data: this.live.rows });
+      if (this.live?.apply(change).changed) this.rowsDidChange();
     });
     // A bulk load (start-up) is cheaper to evaluate once than change by change.
     this.unsubscribeBulk = this.replica.subscribeBulk(() => {
       this.live = new LiveQuery(this.query, this.replica.entries());
-      this.update({ data: this.live.rows });
+      this.rowsDidChange();
     });
     this.hooks.onActive(this);
   }
@@ -129,10 +143,20 @@ export class QueryHandle<V> {
     }, IDLE_GRACE_MS);
   }
 
+  private readonly readRows = (): readonly QueryRow<V>[] => this.currentSnapshot().data;
+
+  private rowsDidChange(): void {
+    this.rowsChanged = true;
+    if (this.hooks.isLoaded?.() !== false) this.hooks.onResult?.(this.readRows);
+    this.notify();
+  }
+
   private update(change: Partial<QuerySnapshot<V>>): void {
-    this.snapshot = { ...this.snapshot!, ...change };
-    if (change.data !== undefined && this.hooks.isLoaded?.() !== false)
-      this.hooks.onResult?.(change.data);
+    this.snapshot = { ...this.currentSnapshot(), ...change };
+    this.notify();
+  }
+
+  private notify(): void {
     if (this.notifyScheduled) return;
     this.notifyScheduled = true;
     queueMicrotask(() => {

@@ -131,7 +131,7 @@ export class TopGunClient {
   >();
   private readonly tabs: TabChannel;
   private readonly resultCache: QueryResultCache | undefined;
-  private readonly pendingResults = new Map<string, readonly QueryRow<unknown>[]>();
+  private readonly pendingResults = new Map<string, () => readonly QueryRow<unknown>[]>();
   private resultTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly election: LeaderElection;
   /** The servers to sync with; undefined for a local-only client. */
@@ -208,7 +208,8 @@ export class TopGunClient {
       this.confirmedMaps.has(map),
       {
         isLoaded: () => this.loaded,
-        onResult: (rows) => this.rememberResult(cacheKey, rows),
+        onResult: (rows) =>
+          this.rememberResult(cacheKey, rows as () => readonly QueryRow<unknown>[]),
         // A handle follows the replica (and the server) only while it is used.
         onActive: (active) => {
           this.queries.set(cacheKey, { id, handle: active as QueryHandle<unknown> });
@@ -226,8 +227,8 @@ export class TopGunClient {
     return handle;
   }
 
-  /** Remembers a query's result for the next start, at most once a second. */
-  private rememberResult(cacheKey: string, rows: readonly QueryRow<unknown>[]): void {
+  /** Remembers a query's result for the next start, at most once a second (read then). */
+  private rememberResult(cacheKey: string, rows: () => readonly QueryRow<unknown>[]): void {
     if (this.resultCache === undefined) return;
     this.pendingResults.set(cacheKey, rows);
     this.resultTimer ??= setTimeout(() => this.writeResults(), 1_000);
@@ -235,7 +236,7 @@ export class TopGunClient {
 
   private writeResults(): void {
     this.resultTimer = undefined;
-    for (const [cacheKey, rows] of this.pendingResults) this.resultCache?.write(cacheKey, rows);
+    for (const [cacheKey, rows] of this.pendingResults) this.resultCache?.write(cacheKey, rows());
     this.pendingResults.clear();
   }
 
@@ -405,30 +406,36 @@ export class TopGunClient {
       }
       // Our own stored records: loaded in bulk, without per-record validation or events.
       for (const [map, entries] of byMap) this.entry(map).replica.loadRecords(entries);
-      for (const entry of state.outbox) this.addToOutbox(entry);
+      for (const entry of state.outbox) this.outboxEntries.set(entry.id, entry);
+      this.status.setState({ pendingOps: this.outboxEntries.size });
     } catch (error) {
       this.status.setState({
         storageError: `loading the local replica failed: ${(error as Error).message}`,
       });
     }
     // Writes made before the load finished must not lose to older persisted data.
-    for (const { map, key, record } of this.preloadWrites.values()) {
-      const replica = this.entry(map).replica;
-      if (replica.getRecord(key) === record) continue;
-      const restamped: LWWRecord<Value> = { ...record, timestamp: this.hlc.now() };
-      this.restoreRecord(map, key, restamped, true);
+    const lost = [...this.preloadWrites.values()].filter(
+      ({ map, key, record }) => this.entry(map).replica.getRecord(key) !== record,
+    );
+    const restamped = new Map<LWWRecord<Value>, LWWRecord<Value>>();
+    for (const { map, key, record } of lost) {
+      const again: LWWRecord<Value> = { ...record, timestamp: this.hlc.now() };
+      restamped.set(record, again);
+      this.restoreRecord(map, key, again, true);
+    }
+    if (restamped.size > 0) {
       for (const entry of this.outboxEntries.values()) {
-        if (entry.map === map && entry.key === key && entry.record === record) {
-          const replaced = { ...entry, record: restamped };
-          this.outboxEntries.set(entry.id, replaced);
-          this.persist.addOutbox(replaced);
-        }
+        const again = restamped.get(entry.record);
+        if (again === undefined) continue;
+        const replaced = { ...entry, record: again };
+        this.outboxEntries.set(entry.id, replaced);
+        this.persist.addOutbox(replaced);
       }
     }
     this.preloadWrites.clear();
     this.loaded = true;
     for (const [cacheKey, { handle }] of this.queries) {
-      if (handle.active) this.rememberResult(cacheKey, handle.getSnapshot().data);
+      if (handle.active) this.rememberResult(cacheKey, () => handle.getSnapshot().data);
     }
     if (this.closed) return;
     this.election.run(() => this.becomeLeader());

@@ -1,6 +1,7 @@
 import type { ClientMap, Patch } from '@topgun/client';
 import type { SetOptions } from '@topgun/core';
 import { useMemo, useSyncExternalStore } from 'react';
+import { frameBatched } from './frameBatched.js';
 import { useClient } from './useClient.js';
 
 /** What {@link useMap} returns. */
@@ -17,12 +18,15 @@ export interface UseMapResult<V> {
   readonly map: ClientMap<V>;
 }
 
-/** A map of the local replica; re-renders when it changes (locally, in another tab, or from the server). */
+/**
+ * A map of the local replica; re-renders when it changes (locally, in another tab, or from the
+ * server), at most once per animation frame.
+ */
 export function useMap<V>(name: string): UseMapResult<V> {
   const client = useClient();
   const map = client.getMap<V>(name);
   const entries = useSyncExternalStore(
-    map.subscribe,
+    frameBatched(map.subscribe),
     () => map.entries(),
     () => map.entries(),
   );

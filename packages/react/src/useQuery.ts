@@ -1,6 +1,7 @@
 import { type QueryHandle, type QuerySnapshot, stableStringify } from '@topgun/client';
 import type { Query, QueryRow } from '@topgun/core';
 import { useMemo, useSyncExternalStore } from 'react';
+import { frameBatched } from './frameBatched.js';
 import { useClient } from './useClient.js';
 
 /** The state of a {@link useQuery}. */
@@ -45,7 +46,8 @@ function resultOf<V>(snapshot: QuerySnapshot<V>): UseQueryResult<V> {
 
 /**
  * A live query on a map of the local replica: `{ data, status, error }`. Re-renders only
- * when the result changes (a write outside the result does not re-render). The query may be
+ * when the result changes (a write outside the result does not re-render), at most once per
+ * animation frame. The query may be
  * written inline: equal queries share one subscription. A falsy query disables it.
  */
 export function useQuery<V>(
@@ -66,7 +68,7 @@ export function useQuery<V>(
   }, [client, map, key]);
   const handle = source !== null && 'handle' in source ? source.handle : undefined;
   const snapshot = useSyncExternalStore(
-    handle?.subscribe ?? noSubscription,
+    handle === undefined ? noSubscription : frameBatched(handle.subscribe),
     () => handle?.getSnapshot(),
     () => handle?.getSnapshot(),
   );

@@ -204,6 +204,79 @@ describe('useRecord and useSyncStatus', () => {
     render(<Pending />, { wrapper: wrapper(client) });
     expect(screen.getByText('offline:0')).toBeTruthy();
     act(() => client.getMap<Todo>('todos').set('a', { title: 'A', done: false }));
-    expect(screen.getByText('offline:1')).toBeTruthy();
+    expect(await screen.findByText('offline:1')).toBeTruthy();
+  });
+});
+
+describe('renders per animation frame', () => {
+  /** Animation frames that run only when the test says so. */
+  function manualFrames() {
+    const callbacks = new Map<number, FrameRequestCallback>();
+    let next = 1;
+    vi.stubGlobal('requestAnimationFrame', (callback: FrameRequestCallback) => {
+      callbacks.set(next, callback);
+      return next++;
+    });
+    vi.stubGlobal('cancelAnimationFrame', (id: number) => callbacks.delete(id));
+    return {
+      pending: () => callbacks.size,
+      run: () =>
+        act(() => {
+          const due = [...callbacks.values()];
+          callbacks.clear();
+          for (const callback of due) callback(performance.now());
+        }),
+    };
+  }
+  afterEach(() => vi.unstubAllGlobals());
+
+  it('renders a stream of changes once per frame, with everything the frame saw', async () => {
+    const frames = manualFrames();
+    const client = newClient();
+    const todos = client.getMap<Todo>('todos');
+    const renders = { query: 0, map: 0, status: 0 };
+    function Open() {
+      const { data } = useQuery<Todo>('todos', { where: { done: false } });
+      renders.query++;
+      return <p>{`open:${data.length}`}</p>;
+    }
+    function Count() {
+      const { entries } = useMap<Todo>('todos');
+      renders.map++;
+      return <p>{`all:${entries.length}`}</p>;
+    }
+    function Status() {
+      const pending = useSyncStatus((status) => status.pendingOps);
+      renders.status++;
+      return <p>{`status:${pending}`}</p>;
+    }
+    render(
+      <>
+        <Open />
+        <Count />
+        <Status />
+      </>,
+      { wrapper: wrapper(client) },
+    );
+    await flush();
+    const before = { ...renders };
+    // A hundred chunks of changes, each in a task of its own, as sync messages arrive.
+    for (let chunk = 0; chunk < 100; chunk++) {
+      await act(async () => {
+        for (let index = 0; index < 10; index++)
+          todos.set(`t${chunk}-${index}`, { title: 'T', done: index % 2 === 0 });
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      });
+    }
+    expect(renders).toEqual(before);
+    expect(frames.pending()).toBeGreaterThan(0);
+    frames.run();
+    expect(renders).toEqual({
+      query: before.query + 1,
+      map: before.map + 1,
+      status: before.status,
+    });
+    expect(screen.getByText('open:500')).toBeTruthy();
+    expect(screen.getByText('all:1000')).toBeTruthy();
   });
 });

@@ -47,6 +47,8 @@ export class LiveQuery<V> {
   private readonly sorted: SortedList<Entry<V>>;
   private readonly entries = new Map<string, Entry<V>>();
   private window: readonly QueryRow<V>[] = [];
+  /** Whether `window` lags the index (a whole result is copied when read, not per change). */
+  private windowStale = false;
 
   /**
    * @param query The query; validated here.
@@ -94,6 +96,10 @@ export class LiveQuery<V> {
 
   /** The current result rows, in order. The same array until the result changes. */
   get rows(): readonly QueryRow<V>[] {
+    if (this.windowStale) {
+      this.windowStale = false;
+      this.window = this.sliceWindow();
+    }
     return this.window;
   }
 
@@ -133,17 +139,18 @@ export class LiveQuery<V> {
     return this.diffWindow(key, oldIndex, newIndex);
   }
 
-  /** With no offset and no limit the window is the index, so only `key` can change. */
+  /**
+   * With no offset and no limit the window is the index, so only `key` can change. The rows
+   * are copied from the index when next read: a stream of changes (a first sync) costs one
+   * copy per read, not one per change.
+   */
   private applyToWholeResult(
     previous: Entry<V> | undefined,
     entry: Entry<V> | undefined,
     oldIndex: number,
     newIndex: number,
   ): LiveQueryDelta<V> {
-    const rows = this.window.slice();
-    if (oldIndex >= 0) rows.splice(oldIndex, 1);
-    if (entry !== undefined) rows.splice(newIndex, 0, entry.row);
-    this.window = rows;
+    this.windowStale = true;
     if (previous === undefined) return { ...UNCHANGED, changed: true, entered: [entry!.row] };
     if (entry === undefined) return { ...UNCHANGED, changed: true, left: [previous.key] };
     return {
@@ -155,7 +162,7 @@ export class LiveQuery<V> {
   }
 
   private diffWindow(key: string, oldIndex: number, newIndex: number): LiveQueryDelta<V> {
-    const before = this.window;
+    const before = this.rows;
     const after = this.sliceWindow();
     const beforeByKey = new Map(before.map((row) => [row.key, row]));
     const afterKeys = new Set(after.map((row) => row.key));
@@ -189,6 +196,7 @@ export class LiveQuery<V> {
   private settle(matching: Entry<V>[]): void {
     this.sorted.assignSorted(matching);
     this.window = this.sliceWindow();
+    this.windowStale = false;
   }
 
   private createEntry(key: string, value: V): Entry<V> {
