@@ -14,6 +14,9 @@ const SORTS: Record<Sort, SortKey<Todo>> = {
   title: 'title',
 };
 
+/** Most todos listed: a page, not the whole replica (which may hold a hundred thousand). */
+const LIST_LIMIT = 200;
+
 function newId(): string {
   return `todo-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
@@ -27,6 +30,7 @@ export function TodoView() {
   const { data } = useQuery<Todo>(TODOS, {
     ...(filter === 'all' ? {} : { where: { done: filter === 'done' } }),
     sort: SORTS[sort],
+    limit: LIST_LIMIT,
   });
   useOnRejected((rejected) =>
     setNotice(`The server refused a change to ${rejected.key}: ${rejected.message}`),
@@ -115,6 +119,11 @@ export function TodoView() {
           ))}
         </ul>
       )}
+      {data.length === LIST_LIMIT ? (
+        <p className="more" data-testid="list-limit">
+          Showing the first {LIST_LIMIT} todos.
+        </p>
+      ) : null}
     </section>
   );
 }
