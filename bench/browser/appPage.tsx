@@ -6,7 +6,7 @@
  * - `ready`: `client.ready` resolved (the stored replica is loaded);
  * - `synced`: the first walk with the server ended (`status.lastSyncedAt` set);
  * - `allReceived`: map `todos` holds `records` records; then `done`: `client.persisted()`
- *   resolved after that, with the heap and render counts;
+ *   resolved after that, with the render counts; and `heap` a second later, if asked;
  * - `progress`, every second until `done`: how far it got, for a run that times out.
  * `window.benchWrites(count, spacingMs)` then times single writes to their local commit.
  */
@@ -16,6 +16,9 @@ import { useLayoutEffect } from 'react';
 import { createRoot } from 'react-dom/client';
 import { paddedKeyOf, type Todo, todoOf } from '../src/workload.js';
 import { report, usedHeapAfterGc } from './benchReport.js';
+
+/** How long after `done` the heap is taken. */
+const HEAP_SETTLE_MS = 1_000;
 
 /** Options of the app page (from its URL). */
 export interface AppPageOptions {
@@ -69,7 +72,6 @@ export function startAppPage({ server, records, measureHeap }: AppPageOptions): 
     void client.persisted().then(() => {
       const persistedAt = performance.now();
       clearInterval(progressTimer);
-      const heapAtEnd = measureHeap ? usedHeapAfterGc() : undefined;
       report('done', {
         scriptAt,
         firstRowsAt: probe.firstRowsAt,
@@ -79,9 +81,14 @@ export function startAppPage({ server, records, measureHeap }: AppPageOptions): 
         size: todos.size,
         queryRenders: probe.queryRenders,
         progressRenders: probe.progressRenders,
-        heapAtStart,
-        heapAtEnd,
+        storageError: client.status.getState().storageError,
       });
+      if (!measureHeap) return;
+      // A moment later, when what the sync and the last commits held has become garbage.
+      setTimeout(() => {
+        usedHeapAfterGc();
+        report('heap', { atStart: heapAtStart, atEnd: usedHeapAfterGc() });
+      }, HEAP_SETTLE_MS);
     });
   }
 

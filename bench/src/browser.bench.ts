@@ -67,8 +67,14 @@ interface DoneReport {
   readonly size: number;
   readonly queryRenders: number;
   readonly progressRenders: number;
-  readonly heapAtStart: number | undefined;
-  readonly heapAtEnd: number | undefined;
+  readonly storageError: string | null;
+}
+interface HeapReport {
+  readonly atStart: number | undefined;
+  readonly atEnd: number | undefined;
+}
+interface ReadyReport extends At {
+  readonly size: number;
 }
 interface RawReport {
   readonly records: number;
@@ -304,10 +310,13 @@ async function measureClientVisits(
     const done = await coldPage.reports.waitFor<DoneReport>('done', deadline);
     // The walk ends after the last records came: until then the next visit would walk again.
     const walkEnded = await coldPage.reports.waitFor<At>('synced', deadline);
-    if (done === undefined || walkEnded === undefined) throw failed('cold start', coldPage.reports);
+    const heap = await coldPage.reports.waitFor<HeapReport>('heap', deadline);
+    if (done === undefined || walkEnded === undefined || heap === undefined)
+      throw failed('cold start', coldPage.reports);
     if (done.firstRowsAt === undefined) throw new Error('cold start: no rows were rendered');
+    if (done.storageError !== null) throw new Error(`cold start: ${done.storageError}`);
     const syncMs = done.persistedAt;
-    const heapBytes = done.heapAtEnd ?? null;
+    const heapBytes = heap.atEnd ?? null;
     const cold: ColdStart = {
       firstRowsMs: done.firstRowsAt,
       allReceivedMs: done.allReceivedAt,
@@ -315,9 +324,9 @@ async function measureClientVisits(
       walkEndedMs: walkEnded.at,
       heapBytes,
       heapPerRecordBytes:
-        heapBytes === null || done.heapAtStart === undefined
+        heapBytes === null || heap.atStart === undefined
           ? null
-          : (heapBytes - done.heapAtStart) / records,
+          : (heapBytes - heap.atStart) / records,
       queryRenders: done.queryRenders,
       queryRendersPerSecond: done.queryRenders / (syncMs / 1000),
       progressRenders: done.progressRenders,
@@ -329,7 +338,7 @@ async function measureClientVisits(
     try {
       deadline = performance.now() + TIMEOUT_MS;
       const warmPage = await openPage(context, app);
-      warm = await warmStartOf(warmPage.reports, deadline, 'warm start');
+      warm = await warmStartOf(records, warmPage.reports, deadline, 'warm start');
       if ((await warmPage.reports.waitFor('synced', deadline)) === undefined)
         throw failed('warm start (sync)', warmPage.reports);
       writesMs = await withDeadline(
@@ -350,6 +359,7 @@ async function measureClientVisits(
       deadline = performance.now() + TIMEOUT_MS;
       const barePage = await openPage(context, app, () => localStorage.clear());
       const warmNoRememberedWindow = await warmStartOf(
+        records,
         barePage.reports,
         deadline,
         'warm start without a remembered window',
@@ -371,13 +381,17 @@ async function measureClientVisits(
 }
 
 async function warmStartOf(
+  records: number,
   reports: PageReports,
   deadline: number,
   phase: string,
 ): Promise<WarmStart> {
   const firstRows = await reports.waitFor<FirstRowsReport>('firstRows', deadline);
-  const ready = await reports.waitFor<At>('ready', deadline);
+  const ready = await reports.waitFor<ReadyReport>('ready', deadline);
   if (firstRows === undefined || ready === undefined) throw failed(phase, reports);
+  // Every record synced before must be back from IndexedDB.
+  if (ready.size !== records)
+    throw new Error(`${phase}: ${ready.size} of ${records} records loaded`);
   return {
     firstRowsMs: firstRows.at,
     readyMs: ready.at,
