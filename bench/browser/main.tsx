@@ -1,83 +1,22 @@
 /**
- * Start-up bench page. `?seed=N` fills the IndexedDB replica with N todos; without it the
- * page does what an app does on start: create the client, render a live query (limit 50),
- * and record when the first rows are on screen.
+ * The browser bench's page (see `src/browser.bench.ts`), one of:
+ * - `?mode=app&server=<ws url>&records=<N>[&heap]`: the app (see `appPage.tsx`);
+ * - `?mode=raw&format=plain|packed&records=<N>`: the raw IndexedDB floor (see `rawFloorPage.ts`).
  */
-import { createClient, createIndexedDbStorage } from '@topgun/client';
-import { TopGunProvider, useQuery } from '@topgun/react';
-import { useLayoutEffect } from 'react';
-import { createRoot } from 'react-dom/client';
+import { startAppPage } from './appPage.js';
+import { report } from './benchReport.js';
+import { runRawFloor } from './rawFloorPage.js';
 
-interface Todo {
-  title: string;
-  done: boolean;
-  n: number;
-}
+addEventListener('error', (event) => report('error', String(event.error ?? event.message)));
+addEventListener('unhandledrejection', (event) => report('error', String(event.reason)));
 
-const results = window as unknown as Record<string, unknown>;
-const seed = Number(new URLSearchParams(location.search).get('seed') ?? 0);
-const client = createClient({ dbName: 'bench', multiTab: false });
+const params = new URLSearchParams(location.search);
+const records = Number(params.get('records') ?? 0);
+const mode = params.get('mode');
 
-if (new URLSearchParams(location.search).has('profile')) {
-  void (async () => {
-    const { createStore, entries, get } = await import('idb-keyval');
-    const openStart = performance.now();
-    await get('missing', createStore('bench', 'topgun'));
-    results['openMs'] = performance.now() - openStart;
-    const rawStart = performance.now();
-    const raw = await entries(createStore('bench', 'topgun'));
-    results['rawMs'] = performance.now() - rawStart;
-    results['rawCount'] = raw.length;
-    const start = performance.now();
-    const state = await createIndexedDbStorage('bench').load();
-    results['storageLoadMs'] = performance.now() - start;
-    results['records'] = state.records.length;
-  })();
-} else if (seed > 0) {
-  const todos = client.getMap<Todo>('todos');
-  void (async () => {
-    await client.ready;
-    for (let i = 0; i < seed; i++) {
-      todos.set(`todo-${String(i).padStart(6, '0')}`, {
-        title: `Task number ${i}`,
-        done: i % 3 === 0,
-        n: i,
-      });
-      if (i % 10_000 === 9_999) await client.persisted();
-    }
-    await client.persisted();
-    results['seeded'] = todos.size;
-  })();
-} else {
-  const createdAt = performance.now();
-  client.ready.then(() => {
-    results['readyAt'] = performance.now();
-  });
-  function Open() {
-    const { data } = useQuery<Todo>('todos', {
-      where: { done: false },
-      sort: { field: 'n', direction: 'desc' },
-      limit: 50,
-    });
-    useLayoutEffect(() => {
-      if (data.length > 0 && results['firstRowsAt'] === undefined) {
-        results['firstRowsAt'] = performance.now();
-        results['clientCreatedAt'] = createdAt;
-        results['rows'] = data.length;
-        results['replicaSize'] = client.getMap('todos').size;
-      }
-    }, [data]);
-    return (
-      <ul>
-        {data.map((row) => (
-          <li key={row.key}>{row.value.title}</li>
-        ))}
-      </ul>
-    );
-  }
-  createRoot(document.getElementById('root')!).render(
-    <TopGunProvider client={client}>
-      <Open />
-    </TopGunProvider>,
-  );
+if (mode === 'app') {
+  startAppPage({ server: params.get('server') ?? '', records, measureHeap: params.has('heap') });
+} else if (mode === 'raw') {
+  const format = params.get('format') === 'packed' ? 'packed' : 'plain';
+  runRawFloor(format, records).catch((error: unknown) => report('error', String(error)));
 }
