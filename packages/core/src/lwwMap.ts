@@ -63,8 +63,13 @@ export interface SetOptions {
  * Values are treated as immutable: do not mutate an object after passing it to `set`.
  */
 export class LWWMap<V> {
-  /** The Merkle tree of this map's records, tombstones included. */
-  readonly merkleTree = new MerkleTree();
+  private readonly tree = new MerkleTree();
+  /**
+   * Keys loaded in bulk whose items the tree does not have yet: fingerprinting every value is
+   * most of a load's cost, and a replica that just started needs its records (to show them)
+   * before its tree (to sync).
+   */
+  private unhashed: string[] | undefined;
   private readonly records = new Map<string, LWWRecord<V>>();
   // Created on first subscription: most maps of a server's grid never have listeners.
   private listeners: Set<MapChangeListener<V>> | undefined;
@@ -83,6 +88,17 @@ export class LWWMap<V> {
     options: LWWMapOptions = {},
   ) {
     this.onByteSizeChange = options.onByteSizeChange;
+  }
+
+  /** The Merkle tree of this map's records, tombstones included. */
+  get merkleTree(): MerkleTree {
+    const unhashed = this.unhashed;
+    if (unhashed !== undefined) {
+      this.unhashed = undefined;
+      // Until now nothing replaced these keys' records: every change reads the tree first.
+      for (const key of unhashed) this.tree.update(key, undefined, this.records.get(key));
+    }
+    return this.tree;
   }
 
   /**
@@ -201,10 +217,18 @@ export class LWWMap<V> {
    */
   loadRecords(entries: Iterable<readonly [string, LWWRecord<V>]>): void {
     let newest: Timestamp | undefined;
+    // A map that tracks its size needs the tree's figures at once; others hash on first use.
+    const deferHashing = this.onByteSizeChange === undefined;
     for (const [key, record] of entries) {
       const previous = this.records.get(key);
       if (previous !== undefined && compareRecords(record, previous) <= 0) continue;
-      this.replace(key, record, previous);
+      if (deferHashing && previous === undefined) {
+        this.records.set(key, record);
+        this.count(key, record, undefined);
+        (this.unhashed ??= []).push(key);
+      } else {
+        this.replace(key, record, previous);
+      }
       if (newest === undefined || compareTimestamps(record.timestamp, newest) > 0)
         newest = record.timestamp;
     }
@@ -322,9 +346,24 @@ export class LWWMap<V> {
   ): void {
     const onByteSizeChange = this.onByteSizeChange;
     const bytesBefore = onByteSizeChange === undefined ? 0 : this.byteSize;
+    // The tree first: it may still have to hash records loaded in bulk, `previous` among them.
+    const tree = this.merkleTree;
     if (record === undefined) this.records.delete(key);
     else this.records.set(key, record);
-    this.merkleTree.update(key, previous, record);
+    tree.update(key, previous, record);
+    this.count(key, record, previous);
+    if (onByteSizeChange !== undefined) {
+      const delta = this.byteSize - bytesBefore;
+      if (delta !== 0) onByteSizeChange(delta);
+    }
+  }
+
+  /** Keeps the counts of live, expiring and key characters across a change of `key`. */
+  private count(
+    key: string,
+    record: LWWRecord<V> | undefined,
+    previous: LWWRecord<V> | undefined,
+  ): void {
     if (previous !== undefined) {
       if (previous.value !== null) this.liveCount--;
       if (previous.ttlMs !== undefined) this.expiringCount--;
@@ -334,10 +373,6 @@ export class LWWMap<V> {
       if (record.value !== null) this.liveCount++;
       if (record.ttlMs !== undefined) this.expiringCount++;
       if (previous === undefined) this.keyChars += key.length;
-    }
-    if (onByteSizeChange !== undefined) {
-      const delta = this.byteSize - bytesBefore;
-      if (delta !== 0) onByteSizeChange(delta);
     }
   }
 

@@ -362,6 +362,36 @@ describe('LWWMap.loadRecords', () => {
     expect(single).toBe(0);
     expect(loaded.hlc.last.millis).toBe(1_049);
   });
+
+  it('hashes loaded records into the tree when it is first read, whatever changed them before', () => {
+    const records = Array.from(
+      { length: 30 },
+      (_, i) =>
+        [
+          `k${i}`,
+          { value: { n: i }, timestamp: { millis: 1_000 + i, counter: 0, nodeId: 'r' } },
+        ] as const,
+    );
+    const later = (map: LWWMap<Value>) => {
+      // Changes of loaded keys, made before anything read the tree.
+      map.merge('k1', { value: { n: -1 }, timestamp: { millis: 5_000, counter: 0, nodeId: 'r' } });
+      map.merge('k2', { value: null, timestamp: { millis: 5_001, counter: 0, nodeId: 'r' } });
+      map.restore('k3', undefined);
+      map.loadRecords([
+        ['k4', { value: { n: -4 }, timestamp: { millis: 5_002, counter: 0, nodeId: 'r' } }],
+        ['k99', { value: { n: 99 }, timestamp: { millis: 5_003, counter: 0, nodeId: 'r' } }],
+      ]);
+    };
+    const merged = createMap('a', 500).map;
+    for (const [key, record] of records) merged.merge(key, record);
+    later(merged);
+    const loaded = createMap('b', 500).map;
+    loaded.loadRecords(records);
+    later(loaded);
+    expect([...loaded.entries()]).toEqual([...merged.entries()]);
+    expect(loaded.merkleTree.rootHashHex()).toBe(merged.merkleTree.rootHashHex());
+    expect(loaded.merkleTree.valueBytes).toBe(merged.merkleTree.valueBytes);
+  });
 });
 
 describe('LWWMap.byteSize', () => {
