@@ -21,9 +21,14 @@ export class PersistQueue {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private retryDelayMs = 200;
 
+  /**
+   * @param replicaRecords How many records the replica holds, told to the storage with each
+   *   batch (see `StorageBatch.replicaRecords`).
+   */
   constructor(
     private readonly storage: ClientStorage,
     private readonly onResult: (error: Error | undefined) => void,
+    private readonly replicaRecords?: () => number,
   ) {}
 
   record(entry: PersistedRecord): void {
@@ -91,6 +96,7 @@ export class PersistQueue {
       outboxAdd: [...this.outboxAdd.values()],
       outboxRemove: [...this.outboxRemove],
       meta: new Map(this.meta),
+      ...(this.replicaRecords === undefined ? {} : { replicaRecords: this.replicaRecords() }),
     };
     this.records = new Map();
     this.removals = new Map();

@@ -164,10 +164,17 @@ export class TopGunClient {
     this.storage = resolveStorage(options.storage, dbName);
     const indexedDb =
       options.storage === 'indexeddb' || (options.storage === undefined && hasIndexedDb());
-    this.persist = new PersistQueue(this.storage, (error) =>
-      this.status.setState({
-        storageError: error === undefined ? null : `saving locally failed: ${error.message}`,
-      }),
+    this.persist = new PersistQueue(
+      this.storage,
+      (error) =>
+        this.status.setState({
+          storageError: error === undefined ? null : `saving locally failed: ${error.message}`,
+        }),
+      () => {
+        let records = 0;
+        for (const { replica } of this.replicas.values()) records += replica.recordCount;
+        return records;
+      },
     );
     this.tabs =
       (options.multiTab ?? indexedDb)

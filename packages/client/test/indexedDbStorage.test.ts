@@ -298,8 +298,8 @@ describe('IndexedDB storage: compaction of the record log', () => {
     const name = freshName();
     const storage = createIndexedDbStorage(name, { compactAfterIdleMs: Infinity });
     await storage.load();
-    for (let start = 0; start < 3000; start += 100)
-      await storage.commit({ records: chunkOf(start, start + 100) });
+    for (let start = 0; start < 3000; start += 300)
+      await storage.commit({ records: chunkOf(start, start + 300) });
     // Nothing to reclaim yet: a log of live records only is left alone.
     expect(await storage.compact()).toBeUndefined();
     for (let round = 1; round <= 3; round++) {
@@ -313,9 +313,9 @@ describe('IndexedDB storage: compaction of the record log', () => {
       })),
     });
     const before = await storage.load();
-    expect(await segmentCount(name)).toBe(30 + 18 + 1);
+    expect(await segmentCount(name)).toBe(10 + 18 + 1);
     const report = await storage.compact();
-    expect(report).toEqual({ segments: 49, countBefore: 12_500, countAfter: 2_500, full: true });
+    expect(report).toEqual({ segments: 29, countBefore: 12_500, countAfter: 2_500, full: true });
     expect(await segmentCount(name)).toBe(1);
     const after = await storage.load();
     expect(sortRecords(after.records)).toEqual(sortRecords(before.records));
@@ -323,7 +323,7 @@ describe('IndexedDB storage: compaction of the record log', () => {
     await storage.close();
   });
 
-  it('merges the small segments at the end of a long log, keeping removals that hide older records', async () => {
+  it('merges a run of small segments, keeping removals that hide older records', async () => {
     const name = freshName();
     const storage = createIndexedDbStorage(name, { compactAfterIdleMs: Infinity });
     await storage.commit({ records: chunkOf(0, 10_000) });
@@ -341,6 +341,31 @@ describe('IndexedDB storage: compaction of the record log', () => {
     expect(await segmentCount(name)).toBe(2);
     const after = await storage.load();
     expect(sortRecords(after.records)).toEqual(sortRecords(before.records));
+    await storage.close();
+  });
+
+  it('leaves a first sync of large segments as written, and merges once the replica says most of it is garbage', async () => {
+    const name = freshName();
+    const storage = createIndexedDbStorage(name, { compactAfterIdleMs: Infinity });
+    await storage.load();
+    for (let start = 0; start < 20_000; start += 1000)
+      await storage.commit({ records: chunkOf(start, start + 1000), replicaRecords: start + 1000 });
+    expect(await storage.compact()).toBeUndefined();
+    // The same records again, twice: the replica still holds 20,000.
+    for (let round = 1; round <= 2; round++) {
+      for (let start = 0; start < 20_000; start += 1000) {
+        await storage.commit({
+          records: chunkOf(start, start + 1000, round),
+          replicaRecords: 20_000,
+        });
+      }
+    }
+    expect(await storage.compact()).toEqual({
+      segments: 60,
+      countBefore: 60_000,
+      countAfter: 20_000,
+      full: true,
+    });
     await storage.close();
   });
 

@@ -23,7 +23,7 @@ runClientStorageTests('IndexedDB compacting its record log after every commit', 
   // Thresholds so low that most commits lead to a merge, of the whole log or of its end.
   const options = {
     compactAfterIdleMs: Number.POSITIVE_INFINITY,
-    compaction: { garbageSlack: 0, maxSegments: 2, largeSegment: 4, minSmallRun: 2 },
+    compaction: { garbageSlack: 0, smallSegment: 4, minSmallRun: 2 },
   };
   const storage = createIndexedDbStorage(name, options);
   return {

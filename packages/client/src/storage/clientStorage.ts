@@ -34,6 +34,12 @@ export interface StorageBatch {
   readonly outboxAdd?: readonly OutboxEntry[];
   readonly outboxRemove?: readonly string[];
   readonly meta?: ReadonlyMap<string, unknown>;
+  /**
+   * How many records (tombstones included) the replica holds across its maps once this batch
+   * is applied: lets a storage that keeps superseded versions judge how much of what it
+   * stored is garbage. Optional, advisory.
+   */
+  readonly replicaRecords?: number;
 }
 
 /**

@@ -145,8 +145,12 @@ export function createIndexedDbStorage(
         throw error;
       }
       await done;
-      if (segment !== undefined && appended !== undefined)
-        compactor.appended({ key: appended.result as number, count: segment.count });
+      compactor.appended(
+        segment === undefined || appended === undefined
+          ? undefined
+          : { key: appended.result as number, count: segment.count },
+        batch.replicaRecords,
+      );
     },
 
     compact: () => compactor.compact(),

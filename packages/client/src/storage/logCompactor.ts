@@ -29,25 +29,23 @@ export interface CompactionReport {
 /** When the record log is compacted, and how much of it. */
 export interface CompactionPolicy {
   /**
-   * A log holding more entries than twice the live ones plus this is merged whole (it may be
-   * half garbage). Default: 4096.
+   * A log holding more entries than twice the live records plus this is merged whole (it may
+   * be half garbage). Default: 4096.
    */
   readonly garbageSlack: number;
-  /** Past this many segments, the small ones at the end of the log are merged. Default: 128. */
-  readonly maxSegments: number;
-  /** A segment of at least this many entries does not count as small. Default: 8192. */
-  readonly largeSegment: number;
   /**
-   * Fewer small segments than this at the end of a log that is too long: the whole log is
-   * merged instead. Default: 16.
+   * A segment of fewer entries than this is small: reading it costs more per entry than its
+   * entries do (a browser spends as long reading one value as decoding a few dozen records).
+   * Default: 256.
    */
+  readonly smallSegment: number;
+  /** This many small segments in a row are merged into one. Default: 16. */
   readonly minSmallRun: number;
 }
 
 const DEFAULT_POLICY: CompactionPolicy = {
   garbageSlack: 4096,
-  maxSegments: 128,
-  largeSegment: 8192,
+  smallSegment: 256,
   minSmallRun: 16,
 };
 
@@ -87,11 +85,17 @@ export class LogCompactor {
     this.schedule();
   }
 
-  /** A commit appended a segment. */
-  appended(segment: SegmentInfo): void {
+  /**
+   * A commit appended a segment. `live`, when known, is how many records the replica holds
+   * now: what a whole merge would keep.
+   */
+  appended(segment: SegmentInfo | undefined, live: number | undefined): void {
     if (!this.known) return;
-    this.segments.push(segment);
-    this.total += segment.count;
+    if (live !== undefined) this.live = live;
+    if (segment !== undefined) {
+      this.segments.push(segment);
+      this.total += segment.count;
+    }
     this.schedule();
   }
 
@@ -125,21 +129,28 @@ export class LogCompactor {
     }, this.idleMs);
   }
 
-  /** The keys of the run to merge, first and last, or undefined for none. */
+  /**
+   * The keys of the run to merge, first and last, or undefined for none: the whole log when it
+   * may be half garbage, else the newest run of enough small segments in a row. Large segments
+   * without garbage are never rewritten: a first sync of a million records stays as written.
+   */
   private plan(): { from: number; to: number } | undefined {
     const { segments } = this;
     const first = segments[0];
     const last = segments.at(-1);
     if (!this.known || first === undefined || last === undefined || segments.length < 2)
       return undefined;
-    const whole = { from: first.key, to: last.key };
-    const { garbageSlack, maxSegments, largeSegment, minSmallRun } = this.policy;
-    if (this.total > 2 * this.live + garbageSlack) return whole;
-    if (segments.length <= maxSegments) return undefined;
-    let start = segments.length;
-    while (start > 0 && segments[start - 1]!.count < largeSegment) start--;
-    if (segments.length - start < minSmallRun) return whole;
-    return { from: segments[start]!.key, to: last.key };
+    const { garbageSlack, smallSegment, minSmallRun } = this.policy;
+    if (this.total > 2 * this.live + garbageSlack) return { from: first.key, to: last.key };
+    let end = segments.length;
+    while (end > 0) {
+      let start = end;
+      while (start > 0 && segments[start - 1]!.count < smallSegment) start--;
+      if (end - start >= Math.max(2, minSmallRun))
+        return { from: segments[start]!.key, to: segments[end - 1]!.key };
+      end = start - 1;
+    }
+    return undefined;
   }
 
   private async merge({
