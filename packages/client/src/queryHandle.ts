@@ -16,6 +16,12 @@ export interface QuerySnapshot<V> {
 
 /** How long an unobserved handle keeps following the replica (StrictMode, quick re-renders). */
 const IDLE_GRACE_MS = 1_000;
+/**
+ * A result of more rows than this is copied for a render at most once per its size in
+ * thousands of ms (200,000 rows: every 200 ms), up to once a second: while a first sync
+ * streams in, copying a large result every frame would cost more than the sync itself.
+ */
+const LARGE_RESULT = 20_000;
 
 /**
  * A live query over one map of the local replica. It follows the replica only while it is
@@ -33,6 +39,9 @@ export class QueryHandle<V> {
   private rowsChanged = false;
   private confirmed: boolean;
   private notifyScheduled = false;
+  private notifyTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When listeners were last told (`performance.now()`), for large results. */
+  private notifiedAt = Number.NEGATIVE_INFINITY;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** @throws {QueryError} when the query is invalid. */
@@ -98,6 +107,8 @@ export class QueryHandle<V> {
   /** Stops following the replica now. */
   dispose(): void {
     clearTimeout(this.idleTimer);
+    clearTimeout(this.notifyTimer);
+    this.notifyScheduled = false;
     this.deactivate();
     this.listeners.clear();
   }
@@ -159,9 +170,16 @@ export class QueryHandle<V> {
   private notify(): void {
     if (this.notifyScheduled) return;
     this.notifyScheduled = true;
-    queueMicrotask(() => {
+    const tell = () => {
       this.notifyScheduled = false;
+      this.notifyTimer = undefined;
+      this.notifiedAt = performance.now();
       for (const listener of this.listeners) listener();
-    });
+    };
+    const size = this.rowsChanged ? (this.live?.resultSize ?? 0) : 0;
+    const wait =
+      size > LARGE_RESULT ? this.notifiedAt + Math.min(1_000, size / 1_000) - performance.now() : 0;
+    if (wait > 0) this.notifyTimer = setTimeout(tell, wait);
+    else queueMicrotask(tell);
   }
 }

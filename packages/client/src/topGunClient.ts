@@ -367,13 +367,13 @@ export class TopGunClient {
     const { replica } = this.entry(map);
     const merged: Array<readonly [string, LWWRecord<Value>]> = [];
     for (const [key, record] of entries) {
-      const before = replica.getRecord(key);
       try {
         replica.merge(key, record);
       } catch {
         continue; // a malformed record is dropped, the rest still applies
       }
-      if (replica.getRecord(key) !== before) merged.push([key, record]);
+      // Stored as it is when it won (records from outside are fresh objects).
+      if (replica.getRecord(key) === record) merged.push([key, record]);
     }
     if (!persist || merged.length === 0) return merged.length;
     for (const [key, record] of merged) this.persist.record({ map, key, record });

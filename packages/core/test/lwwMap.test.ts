@@ -369,17 +369,35 @@ describe('LWWMap.loadRecords', () => {
       (_, i) =>
         [
           `k${i}`,
-          { value: { n: i }, timestamp: { millis: 1_000 + i, counter: 0, nodeId: 'r' } },
+          {
+            value: { title: `t${i}`, done: false },
+            timestamp: { millis: 1_000 + i, counter: 0, nodeId: 'r' },
+          },
         ] as const,
     );
-    const later = (map: LWWMap<Value>) => {
+    const later = (map: LWWMap<Todo>) => {
       // Changes of loaded keys, made before anything read the tree.
-      map.merge('k1', { value: { n: -1 }, timestamp: { millis: 5_000, counter: 0, nodeId: 'r' } });
+      map.merge('k1', {
+        value: { title: 'edited', done: true },
+        timestamp: { millis: 5_000, counter: 0, nodeId: 'r' },
+      });
       map.merge('k2', { value: null, timestamp: { millis: 5_001, counter: 0, nodeId: 'r' } });
       map.restore('k3', undefined);
       map.loadRecords([
-        ['k4', { value: { n: -4 }, timestamp: { millis: 5_002, counter: 0, nodeId: 'r' } }],
-        ['k99', { value: { n: 99 }, timestamp: { millis: 5_003, counter: 0, nodeId: 'r' } }],
+        [
+          'k4',
+          {
+            value: { title: 'reloaded', done: true },
+            timestamp: { millis: 5_002, counter: 0, nodeId: 'r' },
+          },
+        ],
+        [
+          'k99',
+          {
+            value: { title: 'new', done: false },
+            timestamp: { millis: 5_003, counter: 0, nodeId: 'r' },
+          },
+        ],
       ]);
     };
     const merged = createMap('a', 500).map;

@@ -36,6 +36,8 @@ interface Entry<V> extends SortableRow<V> {
   readonly row: QueryRow<V>;
 }
 
+const rowOf = <V>(entry: Entry<V>): QueryRow<V> => entry.row;
+
 /**
  * Maintains a query's result incrementally as records change: every matching record is
  * kept in a sorted index (binary search, then insertion), the result is a window of it, and
@@ -106,6 +108,12 @@ export class LiveQuery<V> {
   /** Number of matching records, before `offset` and `limit`. */
   get matchingCount(): number {
     return this.sorted.length;
+  }
+
+  /** Number of rows in the result (what reading `rows` after a change copies). */
+  get resultSize(): number {
+    const { offset, limit } = this.compiled;
+    return Math.max(0, Math.min(this.sorted.length - offset, limit));
   }
 
   /** Applies one record change and reports its effect on the result. */
@@ -183,7 +191,7 @@ export class LiveQuery<V> {
 
   private sliceWindow(): readonly QueryRow<V>[] {
     const { offset, limit } = this.compiled;
-    return this.sorted.slice(offset, offset + limit).map((entry) => entry.row);
+    return this.sorted.sliceMapped(offset, offset + limit, rowOf);
   }
 
   private collect(key: string, value: V, matching: Entry<V>[]): void {

@@ -64,7 +64,12 @@ export class SortedList<T> {
 
   /** The items at indexes `start` (inclusive) to `end` (exclusive). */
   slice(start: number, end: number): T[] {
-    const result: T[] = [];
+    return this.sliceMapped(start, end, (item) => item);
+  }
+
+  /** `slice(start, end).map(map)` in one pass, without the intermediate array. */
+  sliceMapped<R>(start: number, end: number, map: (item: T) => R): R[] {
+    const result: R[] = [];
     let offset = 0;
     for (const block of this.blocks) {
       if (offset >= end) break;
@@ -72,7 +77,7 @@ export class SortedList<T> {
       if (next > start) {
         const from = Math.max(0, start - offset);
         const to = Math.min(block.length, end - offset);
-        for (let index = from; index < to; index++) result.push(block[index]!);
+        for (let index = from; index < to; index++) result.push(map(block[index]!));
       }
       offset = next;
     }

@@ -1,0 +1,76 @@
+/**
+ * A CPU profile of the browser client's cold start, for finding where the time goes (not a
+ * bench: profiling slows the page). Syncs `BENCH_PROFILE_RECORDS` todos (default 300,000)
+ * into an empty Chromium profile and prints the functions with the most self time, and by
+ * file. Run after `pnpm bench:browser` has built the page:
+ * `node --import tsx src/browserProfile.ts`.
+ */
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launchFreshBrowser } from './freshBrowser.js';
+import { PageReports } from './pageReports.js';
+import { startSeededTodoServer } from './seededTodoServer.js';
+import { serveStaticPage } from './staticPageServer.js';
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+
+const RECORDS = Number(process.env['BENCH_PROFILE_RECORDS'] ?? 300_000);
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', 'results', '.browser-build');
+
+const server = await startSeededTodoServer(RECORDS, 600_000);
+const pages = await serveStaticPage(root);
+const browser = await launchFreshBrowser();
+try {
+  const page = await browser.context.newPage();
+  const reports = await PageReports.attach(page);
+  const cdp = await browser.context.newCDPSession(page);
+  await cdp.send('Profiler.enable');
+  await cdp.send('Profiler.setSamplingInterval', { interval: 500 });
+  await cdp.send('Profiler.start');
+  const start = performance.now();
+  await page.goto(
+    `${pages.url}?mode=app&server=${encodeURIComponent(server.url)}&records=${RECORDS}`,
+    {
+      waitUntil: 'commit',
+    },
+  );
+  const synced = await reports.waitFor('done', performance.now() + 600_000);
+  console.log(`done after ${((performance.now() - start) / 1000).toFixed(1)} s`, synced);
+  const { profile } = (await cdp.send('Profiler.stop')) as unknown as {
+    profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+  };
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const self = new Map<string, number>();
+  const byFile = new Map<string, number>();
+  profile.samples.forEach((id, index) => {
+    const node = byId.get(id)!;
+    const delta = profile.timeDeltas[index] ?? 0;
+    const { functionName, url, lineNumber } = node.callFrame;
+    const file = url.split('/').at(-1) || '(native)';
+    const name = `${functionName || '(anonymous)'} ${file}:${lineNumber + 1}`;
+    self.set(name, (self.get(name) ?? 0) + delta);
+    byFile.set(file, (byFile.get(file) ?? 0) + delta);
+  });
+  const total = [...self.values()].reduce((sum, value) => sum + value, 0);
+  const top = (table: Map<string, number>, count: number) =>
+    [...table]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, count)
+      .map(
+        ([name, us]) =>
+          `${(us / 1000).toFixed(0).padStart(7)} ms ${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`,
+      )
+      .join('\n');
+  console.log(
+    `sampled ${(total / 1000).toFixed(0)} ms\n-- self time by function --\n${top(self, 40)}`,
+  );
+  console.log(`-- by file --\n${top(byFile, 10)}`);
+} finally {
+  await browser.close();
+  await pages.close();
+  await server.stop();
+}
