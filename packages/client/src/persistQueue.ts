@@ -11,8 +11,8 @@ import type {
  * batch: nothing in memory is dropped.
  */
 export class PersistQueue {
-  private records = new Map<string, PersistedRecord>();
-  private removals = new Map<string, { map: string; key: string }>();
+  private records = new ByRecord<PersistedRecord>();
+  private removals = new ByRecord<{ map: string; key: string }>();
   private outboxAdd = new Map<string, OutboxEntry>();
   private outboxRemove = new Set<string>();
   private meta = new Map<string, unknown>();
@@ -32,16 +32,15 @@ export class PersistQueue {
   ) {}
 
   record(entry: PersistedRecord): void {
-    const id = `${entry.map}\u0000${entry.key}`;
-    this.removals.delete(id);
-    this.records.set(id, entry);
+    this.removals.delete(entry);
+    this.records.set(entry);
     this.schedule();
   }
 
   remove(map: string, key: string): void {
-    const id = `${map}\u0000${key}`;
-    this.records.delete(id);
-    this.removals.set(id, { map, key });
+    const removal = { map, key };
+    this.records.delete(removal);
+    this.removals.set(removal);
     this.schedule();
   }
 
@@ -91,15 +90,15 @@ export class PersistQueue {
 
   private async commit(): Promise<void> {
     const batch: StorageBatch = {
-      records: [...this.records.values()],
-      removeRecords: [...this.removals.values()],
+      records: this.records.values(),
+      removeRecords: this.removals.values(),
       outboxAdd: [...this.outboxAdd.values()],
       outboxRemove: [...this.outboxRemove],
       meta: new Map(this.meta),
       ...(this.replicaRecords === undefined ? {} : { replicaRecords: this.replicaRecords() }),
     };
-    this.records = new Map();
-    this.removals = new Map();
+    this.records = new ByRecord();
+    this.removals = new ByRecord();
     this.outboxAdd = new Map();
     this.outboxRemove = new Set();
     this.meta = new Map();
@@ -109,14 +108,10 @@ export class PersistQueue {
       this.onResult(undefined);
     } catch (error) {
       // Put the batch back under anything newer queued meanwhile, and retry later.
-      for (const record of batch.records ?? []) {
-        const id = `${record.map}\u0000${record.key}`;
-        if (!this.records.has(id) && !this.removals.has(id)) this.records.set(id, record);
-      }
-      for (const removal of batch.removeRecords ?? []) {
-        const id = `${removal.map}\u0000${removal.key}`;
-        if (!this.records.has(id) && !this.removals.has(id)) this.removals.set(id, removal);
-      }
+      for (const record of batch.records ?? [])
+        if (!this.records.has(record) && !this.removals.has(record)) this.records.set(record);
+      for (const removal of batch.removeRecords ?? [])
+        if (!this.records.has(removal) && !this.removals.has(removal)) this.removals.set(removal);
       for (const entry of batch.outboxAdd ?? [])
         if (!this.outboxRemove.has(entry.id)) this.outboxAdd.set(entry.id, entry);
       for (const id of batch.outboxRemove ?? [])
@@ -138,5 +133,39 @@ export class PersistQueue {
   /** Stops retrying. */
   dispose(): void {
     clearTimeout(this.retryTimer);
+  }
+}
+
+/**
+ * Items by map and key, the last set winning: two levels of maps rather than one keyed by a
+ * joined string, which a sync would build for every record it stores.
+ */
+class ByRecord<T extends { readonly map: string; readonly key: string }> {
+  private readonly maps = new Map<string, Map<string, T>>();
+  size = 0;
+
+  set(item: T): void {
+    let items = this.maps.get(item.map);
+    if (items === undefined) {
+      items = new Map();
+      this.maps.set(item.map, items);
+    }
+    const before = items.size;
+    items.set(item.key, item);
+    this.size += items.size - before;
+  }
+
+  delete(item: { readonly map: string; readonly key: string }): void {
+    if (this.maps.get(item.map)?.delete(item.key)) this.size--;
+  }
+
+  has(item: { readonly map: string; readonly key: string }): boolean {
+    return this.maps.get(item.map)?.has(item.key) ?? false;
+  }
+
+  values(): T[] {
+    const all: T[] = [];
+    for (const items of this.maps.values()) for (const item of items.values()) all.push(item);
+    return all;
   }
 }
