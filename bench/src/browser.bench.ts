@@ -22,7 +22,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from '@playwright/test';
 import { type FreshBrowser, launchFreshBrowser } from './freshBrowser.js';
-import { machineInfo } from './measure.js';
+import { machineInfo, median } from './measure.js';
 import { PageReports } from './pageReports.js';
 import { type SeededTodoServer, startSeededTodoServer } from './seededTodoServer.js';
 import { serveStaticPage } from './staticPageServer.js';
@@ -547,12 +547,6 @@ function targetsOf(measured: readonly SizeSection[]): Target[] {
 }
 
 // ---- figures ----
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
 
 /** To 0.01: the figures are not more precise than that. */
 function round(value: number): number {

@@ -4,7 +4,7 @@
  */
 import { createServer as createNetServer } from 'node:net';
 import { createClient } from '@topgun/client';
-import { HLC } from '@topgun/core';
+import { HLC, type Value } from '@topgun/core';
 import { createPgDriver, type RecordWrite, SqlStorage } from '@topgun/server';
 import {
   createDatabase,
@@ -34,11 +34,16 @@ export interface SeededTodoServer {
  * fastest honest way in: the same rows the server would have stored), starts this tree's
  * server process on it, and syncs the map once from a Node client so the server holds the map
  * in memory, as a server that has been running would. Throws (after cleaning up) when the
- * warm-up client does not see every record within `timeoutMs`.
+ * warm-up client does not see every record within `timeoutMs`. `environment` is added to the
+ * server process's (e.g. `TOPGUN_STATIC_DIR` to serve an app); `todoValue` gives todo `i`
+ * (default: the bench's `todoOf`); `cli` is the server to start (default: this tree's).
  */
 export async function startSeededTodoServer(
   records: number,
   timeoutMs: number,
+  environment: Record<string, string> = {},
+  todoValue: (i: number) => Record<string, Value> = (i) => ({ ...todoOf(i) }),
+  cli = SERVER_CLI,
 ): Promise<SeededTodoServer> {
   const databaseUrl = await createDatabase('_browser');
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
@@ -58,8 +63,7 @@ export async function startSeededTodoServer(
           writes.push({
             map: 'todos',
             key: paddedKeyOf(i),
-            // Spread: the `Todo` interface has no index signature, a copy's object type does.
-            record: { value: { ...todoOf(i) }, timestamp: hlc.now() },
+            record: { value: todoValue(i), timestamp: hlc.now() },
           });
         }
         await storage.writeRecords(writes);
@@ -70,7 +74,7 @@ export async function startSeededTodoServer(
     const seedMs = performance.now() - seedStart;
 
     const port = await freePort();
-    server = await startServer(databaseUrl, port, SERVER_CLI);
+    server = await startServer(databaseUrl, port, cli, environment);
     const url = `ws://127.0.0.1:${port}/sync`;
     const warmUpStart = performance.now();
     await syncAllOnce(url, records, timeoutMs);
