@@ -15,6 +15,9 @@ import {
 } from './serverProcesses.js';
 import { paddedKeyOf, todoOf } from './workload.js';
 
+/** Servers started by this process, naming their databases. */
+let servers = 0;
+
 /** Records per storage transaction while seeding. */
 const SEED_BATCH = 10_000;
 
@@ -45,7 +48,8 @@ export async function startSeededTodoServer(
   todoValue: (i: number) => Record<string, Value> = (i) => ({ ...todoOf(i) }),
   cli = SERVER_CLI,
 ): Promise<SeededTodoServer> {
-  const databaseUrl = await createDatabase('_browser');
+  // A database of its own: a bench may run several servers side by side.
+  const databaseUrl = await createDatabase(`_browser${++servers}`);
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
   const stop = async () => {
     if (server !== undefined) await stopServer(server);
