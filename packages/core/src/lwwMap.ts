@@ -225,7 +225,9 @@ export class LWWMap<V> {
       if (deferHashing && previous === undefined) {
         this.records.set(key, record);
         this.count(key, record, undefined);
-        (this.unhashed ??= []).push(key);
+        // A fresh list after any flush (a `replace` below reads the tree, emptying it).
+        if (this.unhashed === undefined) this.unhashed = [];
+        this.unhashed.push(key);
       } else {
         this.replace(key, record, previous);
       }
