@@ -5,7 +5,8 @@
  * `BENCH_PROFILE_PHASE=warm`, profiles the next visit instead (no remembered query window),
  * until the replica is loaded and the first rows are shown. Run after `pnpm bench:browser`
  * has built the page (build it with `--minify false` for readable names):
- * `node --import tsx src/browserProfile.ts`.
+ * `node --import tsx src/browserProfile.ts` (`BENCH_PROFILE_WRITES=1`: the first visit also makes
+ * the bench page's twenty local writes).
  */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +40,13 @@ try {
     const reports = await PageReports.attach(first);
     await first.goto(`${pages.url}?${query}`, { waitUntil: 'commit' });
     await reports.waitFor('done', performance.now() + 600_000);
+    if (process.env['BENCH_PROFILE_WRITES'] !== undefined) {
+      await first.evaluate(() =>
+        (
+          window as unknown as { benchWrites: (n: number, ms: number) => Promise<number[]> }
+        ).benchWrites(20, 50),
+      );
+    }
     // Idle long enough for background work (compaction) before the visit ends.
     await first.waitForTimeout(3_000);
     await first.evaluate(() => localStorage.clear());
