@@ -102,11 +102,13 @@ export class LogCompactor {
   /** Merges now what the policy asks to merge, if anything; waits for a merge under way. */
   async compact(): Promise<CompactionReport | undefined> {
     clearTimeout(this.timer);
-    while (this.running !== undefined) await this.running;
+    while (this.running !== undefined) await this.running.catch(() => undefined);
     const range = this.plan();
     if (range === undefined || this.closed) return undefined;
     const running = this.merge(range).finally(() => {
       this.running = undefined;
+      // One merge at a time: the next run (if the policy asks for one) after the next pause.
+      this.schedule();
     });
     this.running = running;
     return running;
@@ -169,7 +171,11 @@ export class LogCompactor {
       requestResult(store.count(IDBKeyRange.upperBound(from, true))),
     ]);
     const segments = values.map(checkedSegment);
-    if (segments.length < 2) return undefined;
+    if (segments.length < 2) {
+      // Fewer segments than this tab knew of: another tab compacted them.
+      this.known = false;
+      return undefined;
+    }
     const replay = new SegmentReplay();
     let countBefore = 0;
     for (const segment of segments) {
