@@ -204,7 +204,8 @@ describe('useRecord and useSyncStatus', () => {
     render(<Pending />, { wrapper: wrapper(client) });
     expect(screen.getByText('offline:0')).toBeTruthy();
     act(() => client.getMap<Todo>('todos').set('a', { title: 'A', done: false }));
-    expect(await screen.findByText('offline:1')).toBeTruthy();
+    await flush();
+    expect(screen.getByText('offline:1')).toBeTruthy();
   });
 });
 
@@ -230,7 +231,7 @@ describe('renders per animation frame', () => {
   }
   afterEach(() => vi.unstubAllGlobals());
 
-  it('renders a stream of changes once per frame, with everything the frame saw', async () => {
+  it('renders the first change at once, then a stream of changes once per frame, with everything the frame saw', async () => {
     const frames = manualFrames();
     const client = newClient();
     const todos = client.getMap<Todo>('todos');
@@ -268,15 +269,28 @@ describe('renders per animation frame', () => {
         await new Promise((resolve) => setTimeout(resolve, 0));
       });
     }
-    expect(renders).toEqual(before);
-    expect(frames.pending()).toBeGreaterThan(0);
-    frames.run();
+    // The first change renders at once; the 99 chunks after it wait for the frame.
     expect(renders).toEqual({
       query: before.query + 1,
       map: before.map + 1,
       status: before.status,
     });
+    expect(screen.getByText('open:5')).toBeTruthy();
+    expect(frames.pending()).toBeGreaterThan(0);
+    frames.run();
+    expect(renders).toEqual({
+      query: before.query + 2,
+      map: before.map + 2,
+      status: before.status,
+    });
     expect(screen.getByText('open:500')).toBeTruthy();
     expect(screen.getByText('all:1000')).toBeTruthy();
+    // A frame without changes renders nothing and ends the wait: the next change is immediate.
+    frames.run();
+    expect(frames.pending()).toBe(0);
+    act(() => todos.set('late', { title: 'Late', done: false }));
+    await flush();
+    expect(screen.getByText('open:501')).toBeTruthy();
+    expect(renders.query).toBe(before.query + 3);
   });
 });
