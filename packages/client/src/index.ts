@@ -19,6 +19,8 @@ export {
 } from './storage/indexedDbStorage.js';
 export type { CompactionPolicy, CompactionReport } from './storage/logCompactor.js';
 export { createMemoryStorage } from './storage/memoryStorage.js';
-export type { RejectionReason, WebSocketConstructor } from './syncEngine.js';
+export type { RejectionReason } from './syncEngine.js';
 export type { ConnectionState, SyncStatus, SyncStatusStore } from './syncStatus.js';
 export { type ClientOptions, type RejectedWrite, TopGunClient } from './topGunClient.js';
+export type { Connection, ConnectionEvents, Transport } from './transport.js';
+export { type WebSocketConstructor, webSocketTransport } from './webSocketTransport.js';

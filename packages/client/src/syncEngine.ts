@@ -24,9 +24,7 @@ import {
 import type { OnlineManager } from './onlineManager.js';
 import type { OutboxEntry } from './storage/clientStorage.js';
 import type { SyncStatusStore } from './syncStatus.js';
-
-/** A WebSocket constructor (the browser's, or `ws` in Node). */
-export type WebSocketConstructor = new (url: string) => WebSocket;
+import type { Connection, Transport } from './transport.js';
 
 /** Why the server refused a write, as reported to `onRejected` listeners. */
 export type RejectionReason = MessageOf<'reject'>['rejections'][number]['reason'];
@@ -94,7 +92,8 @@ export interface SyncEngineOptions {
    */
   readonly urls: readonly [string, ...string[]];
   readonly token?: string | (() => string | undefined | Promise<string | undefined>);
-  readonly WebSocket?: WebSocketConstructor;
+  /** How connections are made. */
+  readonly transport: Transport;
   readonly online: OnlineManager;
   /** Reconnect delay bounds (full jitter between 0 and the exponential bound). Default: 500 ms to 30 s. */
   readonly minRetryMs?: number;
@@ -142,7 +141,7 @@ const MAX_WALK_RETRY_DOUBLINGS = 6;
  * attempt to the next of the servers' URLs.
  */
 export class SyncEngine {
-  private socket: WebSocket | undefined;
+  private socket: Connection | undefined;
   private ready = false;
   private attempt = 0;
   /** Index in `urls` of the server the next connection attempt goes to. */
@@ -267,60 +266,62 @@ export class SyncEngine {
       this.scheduleReconnect();
       return;
     }
-    const Socket = this.options.WebSocket ?? (await webSocketConstructor());
     if (this.stopped || this.socket !== undefined) return;
     const url = this.options.urls[this.nextUrl] ?? this.options.urls[0];
     this.nextUrl = (this.nextUrl + 1) % this.options.urls.length;
-    let socket: WebSocket;
+    // Events of a connection this engine has since dropped are ignored.
+    let connection: Connection | undefined;
+    const current = () => connection !== undefined && this.socket === connection;
     try {
-      socket = new Socket(url);
+      connection = this.options.transport.connect(url, {
+        open: () => {
+          if (!current()) return;
+          this.lastMessageAt = this.options.now();
+          this.send({
+            type: 'hello',
+            protocol: PROTOCOL_VERSION,
+            nodeId: this.host.nodeId,
+            ...(token === undefined ? {} : { token }),
+          });
+        },
+        frame: (data) => {
+          if (current()) this.onFrame(data);
+        },
+        close: (code, reason) => {
+          if (current()) this.onClose(code, reason);
+        },
+      });
     } catch (error) {
       this.host.serverError(`cannot connect to ${url}: ${(error as Error).message}`);
       this.scheduleReconnect();
       return;
     }
-    socket.binaryType = 'arraybuffer';
-    this.socket = socket;
+    this.socket = connection;
     this.host.status.setState({ url });
-    socket.onopen = () => {
-      this.lastMessageAt = this.options.now();
-      this.send({
-        type: 'hello',
-        protocol: PROTOCOL_VERSION,
-        nodeId: this.host.nodeId,
-        ...(token === undefined ? {} : { token }),
-      });
-    };
-    socket.onmessage = (event) => this.onFrame(socket, event.data as ArrayBuffer | string);
-    socket.onclose = (event) => {
-      if (this.socket !== socket) return;
-      const tokenExpired = this.tokenExpired;
-      this.dropConnection(event.reason || `connection closed (${event.code})`);
-      if (tokenExpired) {
-        // The session outlived its token: a fresh one (from the token provider) is due now.
-        this.attempt = 0;
-      } else if (
-        event.code === CLOSE_CODES.unauthorized ||
-        event.code === CLOSE_CODES.protocolError ||
-        event.code === CLOSE_CODES.forbidden
-      ) {
-        // Retrying at once would fail the same way: back off.
-        this.attempt = Math.max(this.attempt, 4);
-      }
-      this.scheduleReconnect();
-    };
-    socket.onerror = () => {
-      // onclose follows with the details
-    };
   }
 
-  private onFrame(socket: WebSocket, data: ArrayBuffer | string): void {
-    if (this.socket !== socket) return;
+  private onClose(code: number, reason: string): void {
+    const tokenExpired = this.tokenExpired;
+    this.dropConnection(reason || `connection closed (${code})`);
+    if (tokenExpired) {
+      // The session outlived its token: a fresh one (from the token provider) is due now.
+      this.attempt = 0;
+    } else if (
+      code === CLOSE_CODES.unauthorized ||
+      code === CLOSE_CODES.protocolError ||
+      code === CLOSE_CODES.forbidden
+    ) {
+      // Retrying at once would fail the same way: back off.
+      this.attempt = Math.max(this.attempt, 4);
+    }
+    this.scheduleReconnect();
+  }
+
+  private onFrame(data: Uint8Array): void {
     this.lastMessageAt = this.options.now();
-    if (typeof data === 'string') return;
     let message: Message;
     try {
-      message = decodeMessage(new Uint8Array(data), CLIENT_DECODE_LIMITS);
+      message = decodeMessage(data, CLIENT_DECODE_LIMITS);
     } catch (error) {
       this.host.serverError(`the server sent a malformed message: ${(error as Error).message}`);
       // It may have belonged to a walk, which would then wait for it forever.
@@ -677,9 +678,9 @@ export class SyncEngine {
       }
       if (now - this.lastMessageAt > this.heartbeatMs * 2.5) {
         // Nothing heard for too long: the connection is dead even if the socket says otherwise.
-        this.socket?.close();
         const socket = this.socket;
         this.socket = undefined;
+        socket?.close();
         if (socket !== undefined) this.dropConnection('no heartbeat from the server');
         this.scheduleReconnect();
         return;
@@ -693,19 +694,13 @@ export class SyncEngine {
   }
 
   private sendFrame(frame: Uint8Array): void {
-    const socket = this.socket;
-    if (socket === undefined || socket.readyState !== 1) return;
-    socket.send(frame as Uint8Array<ArrayBuffer>);
+    this.socket?.send(frame);
   }
 
   private disconnect(reason: string | undefined): void {
     const socket = this.socket;
     this.socket = undefined;
-    if (socket !== undefined) {
-      socket.onclose = null;
-      socket.onmessage = null;
-      socket.close();
-    }
+    socket?.close();
     this.dropConnection(reason);
   }
 
@@ -742,11 +737,3 @@ export class SyncEngine {
 }
 
 const CLIENT_DECODE_LIMITS = { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: 16 * 1024 * 1024 };
-
-async function webSocketConstructor(): Promise<WebSocketConstructor> {
-  const native = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-  if (native !== undefined) return native;
-  // Node before 22 has no WebSocket: use the `ws` package (excluded from browser bundles).
-  const module = await import('ws');
-  return module.default as unknown as WebSocketConstructor;
-}

@@ -21,14 +21,11 @@ import { localStorageQueryCache, type QueryResultCache } from './queryResultCach
 import type { ClientStorage, OutboxEntry } from './storage/clientStorage.js';
 import { createIndexedDbStorage } from './storage/indexedDbStorage.js';
 import { createMemoryStorage } from './storage/memoryStorage.js';
-import {
-  type RejectionReason,
-  SyncEngine,
-  type SyncHost,
-  type WebSocketConstructor,
-} from './syncEngine.js';
+import { type RejectionReason, SyncEngine, type SyncHost } from './syncEngine.js';
 import { createSyncStatusStore, type SyncStatusStore } from './syncStatus.js';
 import { openTabChannel, type TabChannel, type TabMessage } from './tabChannel.js';
+import type { Transport } from './transport.js';
+import { type WebSocketConstructor, webSocketTransport } from './webSocketTransport.js';
 
 /** Options of `createClient`. */
 export interface ClientOptions {
@@ -72,6 +69,11 @@ export interface ClientOptions {
   readonly leaderElection?: LeaderElection;
   /** WebSocket implementation. Default: the global one, else the `ws` package. */
   readonly WebSocket?: WebSocketConstructor;
+  /**
+   * How to reach the server, for another carrier than WebSocket or a test's fake server.
+   * Default: WebSocket (`WebSocket` above).
+   */
+  readonly transport?: Transport;
   /** Reconnect delay bounds in ms (exponential backoff with full jitter). Default: 500 and 30 000. */
   readonly minRetryMs?: number;
   readonly maxRetryMs?: number;
@@ -458,7 +460,7 @@ export class TopGunClient {
     this.engine = new SyncEngine(this.syncHost(), {
       urls: this.urls,
       ...(this.options.token === undefined ? {} : { token: this.options.token }),
-      ...(this.options.WebSocket === undefined ? {} : { WebSocket: this.options.WebSocket }),
+      transport: this.options.transport ?? webSocketTransport(this.options.WebSocket),
       online: this.options.online ?? browserOnlineManager(),
       ...(this.options.minRetryMs === undefined ? {} : { minRetryMs: this.options.minRetryMs }),
       ...(this.options.maxRetryMs === undefined ? {} : { maxRetryMs: this.options.maxRetryMs }),

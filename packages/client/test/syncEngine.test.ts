@@ -12,13 +12,14 @@ import {
   type Value,
 } from '@topgun/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createClient, manualOnlineManager, type OutboxEntry } from '../src/index.js';
 import {
-  SyncEngine,
-  type SyncEngineOptions,
-  type SyncHost,
+  createClient,
+  manualOnlineManager,
+  type OutboxEntry,
   type WebSocketConstructor,
-} from '../src/syncEngine.js';
+  webSocketTransport,
+} from '../src/index.js';
+import { SyncEngine, type SyncEngineOptions, type SyncHost } from '../src/syncEngine.js';
 import { createSyncStatusStore } from '../src/syncStatus.js';
 
 /** A WebSocket the test plays the server of, one frame at a time. */
@@ -137,7 +138,7 @@ function connectedEngine(
   const online = manualOnlineManager(true);
   const engine = new SyncEngine(host, {
     urls: ['ws://server.test/sync'],
-    WebSocket: FakeSocket as unknown as WebSocketConstructor,
+    transport: webSocketTransport(FakeSocket as unknown as WebSocketConstructor),
     online,
     minRetryMs: 100,
     maxRetryMs: 100_000,
