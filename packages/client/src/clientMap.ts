@@ -66,11 +66,6 @@ export class ClientMap<V> {
     return this.cachedEntries.entries;
   }
 
-  /** A number that changes whenever the visible contents change. */
-  getVersion(): number {
-    return this.version;
-  }
-
   /**
    * Writes `value` under `key`.
    * @throws {ValidationError} when the key or value is not storable (nothing is written).

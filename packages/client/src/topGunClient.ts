@@ -1,5 +1,6 @@
 import {
   compareTimestamps,
+  DEFAULT_MAX_DRIFT_MS,
   fromWireEntry,
   HLC,
   type LWWMap,
@@ -507,7 +508,8 @@ export class TopGunClient {
       setClockOffset: (offset) => {
         this.clockOffset = offset;
       },
-      clockAheadOf: (serverTime) => this.hlc.last.millis > serverTime + 30_000,
+      // Half the drift a server refuses: writes are re-stamped well before they would be.
+      clockAheadOf: (serverTime) => this.hlc.last.millis > serverTime + DEFAULT_MAX_DRIFT_MS / 2,
       repairClock: () => this.repairClock(),
       adoptForeignWrites: () => this.adoptForeignWrites(),
       lastSync: (map) => this.lastSyncs.get(map),
