@@ -1,58 +1,67 @@
 import { encodeValue, formatTimestamp, partitionOf, type Timestamp } from '@topgun/core';
+import * as vitest from 'vitest';
 import { describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../src/storage/migrations.js';
 import { createPgAnnouncementChannel } from '../src/storage/pgAnnouncementChannel.js';
 import { createPgDriver } from '../src/storage/pgDriver.js';
 import { SqlStorage } from '../src/storage/sqlStorage.js';
+import { runStorageAcceptanceTests } from '../src/testing/index.js';
 import { createTestDatabase, postgresAvailable } from './postgres.js';
-import { runStorageAcceptanceTests } from './storageAcceptance.js';
 
 const available = await postgresAvailable();
 
 describe.runIf(available)('PostgreSQL', () => {
-  runStorageAcceptanceTests('PostgreSQL', async () => {
-    const database = await createTestDatabase();
-    const driver = createPgDriver({ connectionString: database.url });
-    const others: Array<ReturnType<typeof createPgDriver>> = [];
-    return {
-      driver,
-      openAnother: async () => {
-        const other = createPgDriver({ connectionString: database.url });
-        others.push(other);
-        return other;
-      },
-      dispose: async () => {
-        await driver.close();
-        for (const other of others) await other.close().catch(() => {});
-        await database.drop();
-      },
-    };
-  });
+  runStorageAcceptanceTests(
+    'PostgreSQL',
+    async () => {
+      const database = await createTestDatabase();
+      const driver = createPgDriver({ connectionString: database.url });
+      const others: Array<ReturnType<typeof createPgDriver>> = [];
+      return {
+        driver,
+        openAnother: async () => {
+          const other = createPgDriver({ connectionString: database.url });
+          others.push(other);
+          return other;
+        },
+        dispose: async () => {
+          await driver.close();
+          for (const other of others) await other.close().catch(() => {});
+          await database.drop();
+        },
+      };
+    },
+    vitest,
+  );
 });
 
 describe.runIf(available)('PostgreSQL, announcing its writes', () => {
   // The same suite over the statements that also announce what they store.
-  runStorageAcceptanceTests('PostgreSQL, announcing', async () => {
-    const database = await createTestDatabase();
-    const driver = createPgDriver({ connectionString: database.url });
-    const announcements = createPgAnnouncementChannel(database.url);
-    const others: Array<ReturnType<typeof createPgDriver>> = [];
-    return {
-      driver,
-      announcements,
-      openAnother: async () => {
-        const other = createPgDriver({ connectionString: database.url });
-        others.push(other);
-        return other;
-      },
-      dispose: async () => {
-        await announcements.close();
-        await driver.close();
-        for (const other of others) await other.close().catch(() => {});
-        await database.drop();
-      },
-    };
-  });
+  runStorageAcceptanceTests(
+    'PostgreSQL, announcing',
+    async () => {
+      const database = await createTestDatabase();
+      const driver = createPgDriver({ connectionString: database.url });
+      const announcements = createPgAnnouncementChannel(database.url);
+      const others: Array<ReturnType<typeof createPgDriver>> = [];
+      return {
+        driver,
+        announcements,
+        openAnother: async () => {
+          const other = createPgDriver({ connectionString: database.url });
+          others.push(other);
+          return other;
+        },
+        dispose: async () => {
+          await announcements.close();
+          await driver.close();
+          for (const other of others) await other.close().catch(() => {});
+          await database.drop();
+        },
+      };
+    },
+    vitest,
+  );
 });
 
 describe.runIf(available)('PostgreSQL schema upgrade', () => {

@@ -1,13 +1,26 @@
 import type { LWWRecord, Value } from '@topgun/core';
-import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import type fastCheck from 'fast-check';
+import type { Arbitrary } from 'fast-check';
+import type { ExpectStatic, SuiteAPI, TestAPI } from 'vitest';
 import type {
   ClientStorage,
   OutboxEntry,
   PersistedRecord,
   PersistedState,
   StorageBatch,
-} from '../src/index.js';
+} from '../storage/clientStorage.js';
+
+/**
+ * The test framework functions the suite runs with: vitest's (`import * as vitest from
+ * 'vitest'`) or any with the same shape, and fast-check (`fc`) for its random test. Types
+ * only: this package loads neither.
+ */
+export interface ClientStorageTestApi {
+  readonly describe: SuiteAPI;
+  readonly it: TestAPI;
+  readonly expect: ExpectStatic;
+  readonly fc: typeof fastCheck;
+}
 
 const record = (value: Value | null, millis: number, ttlMs?: number): LWWRecord<Value> => ({
   value,
@@ -15,50 +28,55 @@ const record = (value: Value | null, millis: number, ttlMs?: number): LWWRecord<
   ...(ttlMs === undefined ? {} : { ttlMs }),
 });
 
-// Map names that sort next to each other, prefix one another or are empty: where a layout
-// keyed by map could mix up two maps.
-const mapName = fc.constantFrom('todos', 'a', 'ab', 'a\u0000b', '', 'ü');
-const recordKey = fc.oneof(fc.constantFrom('k', 'k2', ''), fc.string({ maxLength: 4 }));
-const persistedRecord: fc.Arbitrary<PersistedRecord> = fc.record({
-  map: mapName,
-  key: recordKey,
-  record: fc
-    .record({
-      value: fc.oneof(
-        fc.constant(null),
-        fc.string(),
-        fc.integer(),
-        fc.record({ title: fc.string(), tags: fc.array(fc.string(), { maxLength: 2 }) }),
-      ),
-      ttlMs: fc.option(fc.integer({ min: 1, max: 1e6 }), { nil: undefined }),
-      millis: fc.nat(),
-    })
-    .map(({ value, ttlMs, millis }) => record(value, millis, ttlMs)),
-});
 const recordId = ({ map, key }: { map: string; key: string }) => `${map}\u0000${key}`;
 
-/** Batches; a key may be both removed and written in one (the write wins). */
-const batch: fc.Arbitrary<StorageBatch> = fc.record({
-  records: fc.uniqueArray(persistedRecord, { maxLength: 8, selector: recordId }),
-  removeRecords: fc.array(fc.record({ map: mapName, key: recordKey }), { maxLength: 3 }),
-  outboxAdd: fc.array(
-    fc
-      .tuple(fc.integer({ min: 1, max: 20 }), persistedRecord)
-      .map(([counter, stored]): OutboxEntry => ({ id: `n-tab/${counter}`, ...stored })),
-    { maxLength: 3 },
-  ),
-  outboxRemove: fc.array(
-    fc.integer({ min: 1, max: 20 }).map((n) => `n-tab/${n}`),
-    {
-      maxLength: 3,
-    },
-  ),
-  meta: fc
-    .array(fc.tuple(fc.constantFrom('lastSync:a', 'lastSync:b', 'x'), fc.option(fc.nat())), {
-      maxLength: 2,
-    })
-    .map((entries) => new Map<string, unknown>(entries)),
-});
+/** Random batches for the model test. */
+function randomBatches(fc: typeof fastCheck) {
+  // Map names that sort next to each other, prefix one another or are empty: where a layout
+  // keyed by map could mix up two maps.
+  const mapName = fc.constantFrom('todos', 'a', 'ab', 'a\u0000b', '', 'ü');
+  const recordKey = fc.oneof(fc.constantFrom('k', 'k2', ''), fc.string({ maxLength: 4 }));
+  const persistedRecord: Arbitrary<PersistedRecord> = fc.record({
+    map: mapName,
+    key: recordKey,
+    record: fc
+      .record({
+        value: fc.oneof(
+          fc.constant(null),
+          fc.string(),
+          fc.integer(),
+          fc.record({ title: fc.string(), tags: fc.array(fc.string(), { maxLength: 2 }) }),
+        ),
+        ttlMs: fc.option(fc.integer({ min: 1, max: 1e6 }), { nil: undefined }),
+        millis: fc.nat(),
+      })
+      .map(({ value, ttlMs, millis }) => record(value, millis, ttlMs)),
+  });
+
+  /** Batches; a key may be both removed and written in one (the write wins). */
+  const batch: Arbitrary<StorageBatch> = fc.record({
+    records: fc.uniqueArray(persistedRecord, { maxLength: 8, selector: recordId }),
+    removeRecords: fc.array(fc.record({ map: mapName, key: recordKey }), { maxLength: 3 }),
+    outboxAdd: fc.array(
+      fc
+        .tuple(fc.integer({ min: 1, max: 20 }), persistedRecord)
+        .map(([counter, stored]): OutboxEntry => ({ id: `n-tab/${counter}`, ...stored })),
+      { maxLength: 3 },
+    ),
+    outboxRemove: fc.array(
+      fc.integer({ min: 1, max: 20 }).map((n) => `n-tab/${n}`),
+      {
+        maxLength: 3,
+      },
+    ),
+    meta: fc
+      .array(fc.tuple(fc.constantFrom('lastSync:a', 'lastSync:b', 'x'), fc.option(fc.nat())), {
+        maxLength: 2,
+      })
+      .map((entries) => new Map<string, unknown>(entries)),
+  });
+  return batch;
+}
 
 /** What loading after `batches` must give: the model every storage agrees with. */
 function expectedState(batches: readonly StorageBatch[]) {
@@ -80,7 +98,11 @@ const byRecordId = (records: readonly PersistedRecord[]) =>
 const byOutboxId = (outbox: readonly OutboxEntry[]) =>
   new Map(outbox.map((entry) => [entry.id, entry]));
 
-function expectState(actual: PersistedState, expected: ReturnType<typeof expectedState>) {
+function expectState(
+  expect: ExpectStatic,
+  actual: PersistedState,
+  expected: ReturnType<typeof expectedState>,
+) {
   expect(actual.records).toHaveLength(expected.records.length);
   expect(byRecordId(actual.records)).toEqual(byRecordId(expected.records));
   expect(byOutboxId(actual.outbox)).toEqual(byOutboxId(expected.outbox));
@@ -88,9 +110,13 @@ function expectState(actual: PersistedState, expected: ReturnType<typeof expecte
 }
 
 /**
- * The acceptance suite every client storage passes. `open` returns a fresh storage, `reopen`
- * the same data again, and `compact`, for a storage that reorganizes what it stored, does so
- * now (the random test calls it after every commit).
+ * The acceptance suite every client storage passes (`@topgun/client/testing`). `open` returns
+ * a fresh storage, `reopen` the same data again, and `compact`, for a storage that reorganizes
+ * what it stored, does so now (the random test calls it after every commit).
+ * @example
+ * import * as vitest from 'vitest';
+ * import fc from 'fast-check';
+ * runClientStorageTests('mine', async () => ({ storage, reopen }), { ...vitest, fc });
  */
 export function runClientStorageTests(
   name: string,
@@ -99,7 +125,10 @@ export function runClientStorageTests(
     reopen: () => Promise<ClientStorage>;
     compact?: () => Promise<unknown>;
   }>,
+  test: ClientStorageTestApi,
 ): void {
+  const { describe, it, expect, fc } = test;
+  const batch = randomBatches(fc);
   describe(`client storage acceptance: ${name}`, () => {
     it('starts empty', async () => {
       const { storage } = await open();
@@ -170,10 +199,10 @@ export function runClientStorageTests(
             await compact?.();
           }
           const expected = expectedState(batches);
-          expectState(await storage.load(), expected);
+          expectState(expect, await storage.load(), expected);
           await storage.close();
           const reopened = await reopen();
-          expectState(await reopened.load(), expected);
+          expectState(expect, await reopened.load(), expected);
           await reopened.close();
         }),
         { numRuns: 40 },

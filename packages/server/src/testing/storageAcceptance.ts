@@ -5,15 +5,15 @@ import {
   type Timestamp,
   type Value,
 } from '@topgun/core';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { SqlDriver } from '../src/storage/sqlDriver.js';
-import { SqlStorage } from '../src/storage/sqlStorage.js';
+import type { SqlDriver } from '../storage/sqlDriver.js';
+import { SqlStorage } from '../storage/sqlStorage.js';
 import type {
   AnnouncementChannel,
   RecordWrite,
   Storage,
   StoredRecord,
-} from '../src/storage/storage.js';
+} from '../storage/storage.js';
+import type { TestApi } from './testApi.js';
 
 /** A storage under test, with the driver under it for inspection and cleanup. */
 export interface StorageUnderTest {
@@ -51,12 +51,19 @@ async function loadAll(storage: Storage, map: string): Promise<StoredRecord[]> {
 
 /**
  * The acceptance suite every storage passes (automerge-repo style): run it with a setup that
- * opens the implementation under test.
+ * opens the implementation under test, on a driver of your own (`SqlDriver`) for instance.
+ * `test` is the test framework's API (vitest's or jest's `describe`, `it`, `expect`, hooks),
+ * so that this package does not depend on one.
+ * @example
+ * import * as vitest from 'vitest';
+ * runStorageAcceptanceTests('my driver', async () => ({ driver, openAnother, dispose }), vitest);
  */
 export function runStorageAcceptanceTests(
   name: string,
   setup: () => Promise<StorageUnderTest>,
+  test: TestApi,
 ): void {
+  const { describe, it, expect, beforeAll, afterAll, beforeEach } = test;
   describe(`storage acceptance: ${name}`, () => {
     let underTest: StorageUnderTest;
     let storage: Storage;
