@@ -55,12 +55,16 @@ describe.runIf(available)('announcements of committed writes over PostgreSQL', (
     await database.drop();
   });
 
-  /** Waits until the other process has heard its own marker: everything before it arrived. */
+  /**
+   * Waits until the other process has heard its own marker, and the raw listener too (it
+   * reads on a connection of its own): everything before the marker arrived at both.
+   */
   async function settle(): Promise<void> {
     const mark = marks.length + 1000;
     await other.mark(mark, Date.now());
     const deadline = Date.now() + 5_000;
-    while (!marks.includes(mark)) {
+    const rawHeard = () => payloads.some((payload) => payload.includes(`"m":${mark}`));
+    while (!marks.includes(mark) || !rawHeard()) {
       if (Date.now() > deadline) throw new Error('the marker did not come back');
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
