@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every check and suite of the workspace, keeps going past failures, and ends with one
-// line `N passed, N failed` summed over all of them. Lint, typecheck and build count as one
-// test each; a suite that produced no report counts as one failure.
+// line `N passed, N failed` summed over all of them. Lint, typecheck, build and the bundle's
+// size count as one test each; a suite that produced no report counts as one failure.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -22,6 +22,7 @@ function step(name, args) {
 const rows = [];
 for (const [name, args] of [
   ['build', ['run', 'build']],
+  ['bundle size', ['--filter', '@topgun/bench', 'run', 'bundle:size']],
   ['lint', ['run', 'lint']],
   ['typecheck', ['run', 'typecheck']],
 ]) {
