@@ -12,7 +12,7 @@ import { build, type Rolldown } from 'vite';
  * The most gzipped bytes allowed, lowered as the bundle shrinks; the goal is 30 KiB (issue
  * 13), which needs the protocol checked without zod on the client.
  */
-const CEILING_BYTES = 76 * 1024;
+const CEILING_BYTES = 56 * 1024;
 
 const here = dirname(fileURLToPath(import.meta.url));
 const result = await build({

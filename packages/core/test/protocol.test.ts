@@ -366,3 +366,31 @@ describe('hostile frames', () => {
     expect(decoded.root.buffer.byteLength).toBe(8);
   });
 });
+
+describe('errors of invalid messages', () => {
+  const messageOf = (candidate: Record<string, unknown>) => {
+    try {
+      decodeMessage(raw.pack(candidate));
+      return 'accepted';
+    } catch (error) {
+      return (error as ProtocolError).message;
+    }
+  };
+
+  it('say which field is wrong and how, in words', () => {
+    expect(messageOf({ type: 'hello', protocol: 'x', nodeId: 'n1' })).toBe(
+      'hello: protocol: expected number, got "x"',
+    );
+    expect(messageOf({ type: 'hello', protocol: 1, nodeId: 'n1', admin: true })).toBe(
+      'hello: (message): unknown key "admin"',
+    );
+    expect(messageOf({ type: 'ops', ops: [] })).toBe('ops: ops: expected at least 1 item');
+    expect(messageOf({ type: 'ping' })).toBe('ping: time: required (number)');
+    expect(messageOf({ type: 'hello', protocol: -1, nodeId: 'n1' })).toBe(
+      'hello: protocol: expected at least 0',
+    );
+    expect(messageOf({ type: 'hello', protocol: 1, nodeId: 'no spaces' })).toBe(
+      'hello: nodeId: expected a node id: 1-64 characters from A-Z a-z 0-9 _ -',
+    );
+  });
+});

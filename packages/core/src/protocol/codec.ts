@@ -1,4 +1,5 @@
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './decodeLimits.js';
+import { issueMessage } from './issueMessage.js';
 import { MESSAGE_TYPES, type Message, messageSchema } from './messages.js';
 import { packr } from './packr.js';
 import { ProtocolError } from './protocolError.js';
@@ -54,7 +55,7 @@ export function decodeMessage(
       `unknown message type ${typeof type === 'string' ? JSON.stringify(type.slice(0, 40)) : String(typeof type)}`,
     );
   }
-  const result = messageSchema.safeParse(decoded);
+  const result = messageSchema.safeParse(decoded, { error: issueMessage });
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const path = issue.path.length > 0 ? issue.path.join('.') : '(message)';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from 'zod/mini';
 import { isValidMapName } from '../mapName.js';
 import { compileQuery } from '../query/compileQuery.js';
 import type { Query } from '../query/queryTypes.js';
@@ -12,7 +12,7 @@ import { type Value, validateValue } from '../value.js';
  * these zod schemas are what `decodeMessage` checks every incoming frame against.
  */
 
-const uint = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const uint = z.int().check(z.minimum(0), z.maximum(Number.MAX_SAFE_INTEGER));
 const bytes = z.custom<Uint8Array>(
   (candidate) => candidate instanceof Uint8Array,
   'expected binary data',
@@ -20,14 +20,16 @@ const bytes = z.custom<Uint8Array>(
 /** Longest token a `hello` may carry, in characters. */
 export const MAX_TOKEN_LENGTH = 16 * 1024;
 const KEY_ISSUE = `expected a record key: 1-${MAX_KEY_BYTES} bytes of UTF-8, no U+0000 or lone surrogates`;
-const key = z.string().refine(isValidKey, KEY_ISSUE);
+const key = z.string().check(z.refine(isValidKey, KEY_ISSUE));
 const mapName = z
   .string()
-  .refine(isValidMapName, 'expected a map name: 1-128 characters from A-Z a-z 0-9 _ . : @ / -');
+  .check(
+    z.refine(isValidMapName, 'expected a map name: 1-128 characters from A-Z a-z 0-9 _ . : @ / -'),
+  );
 const nodeId = z
   .string()
-  .refine(isValidNodeId, 'expected a node id: 1-64 characters from A-Z a-z 0-9 _ -');
-const text = z.string().max(1024);
+  .check(z.refine(isValidNodeId, 'expected a node id: 1-64 characters from A-Z a-z 0-9 _ -'));
+const text = z.string().check(z.maxLength(1024));
 
 /** One record on the wire: `[key, timestamp, value, ttlMs?]`. */
 export type WireEntry =
@@ -46,17 +48,19 @@ interface Issue {
  * reported at the element's path like any zod issue.
  */
 function checkedBy<T>(issueOf: (candidate: unknown) => Issue | undefined) {
-  return z.custom<T>().check((context) => {
-    const issue = issueOf(context.value);
-    if (issue !== undefined) {
-      context.issues.push({
-        code: 'custom',
-        input: context.value,
-        path: issue.path,
-        message: issue.message,
-      });
-    }
-  });
+  return z.custom<T>().check(
+    z.superRefine((value, context) => {
+      const issue = issueOf(value);
+      if (issue !== undefined) {
+        context.addIssue({
+          code: 'custom',
+          input: value,
+          path: issue.path,
+          message: issue.message,
+        });
+      }
+    }),
+  );
 }
 
 /** What is wrong with a candidate wire entry (and where inside it), if anything. */
@@ -95,20 +99,22 @@ function wireEntryIssue(entry: unknown): Issue | undefined {
  */
 export const wireEntrySchema = checkedBy<WireEntry>(wireEntryIssue);
 
-const query = z.unknown().superRefine((candidate, context) => {
-  try {
-    compileQuery(candidate as Query);
-  } catch (error) {
-    context.addIssue({ code: 'custom', message: (error as Error).message });
-  }
-}) as unknown as z.ZodType<Query>;
+const query = z.unknown().check(
+  z.superRefine((candidate, context) => {
+    try {
+      compileQuery(candidate as Query);
+    } catch (error) {
+      context.addIssue({ code: 'custom', input: candidate, message: (error as Error).message });
+    }
+  }),
+) as unknown as z.ZodMiniType<Query>;
 
 /** Client → server, first message: protocol version, node id, optional JWT. */
 export const helloSchema = z.strictObject({
   type: z.literal('hello'),
   protocol: uint,
   nodeId,
-  token: z.string().max(MAX_TOKEN_LENGTH).optional(),
+  token: z.optional(z.string().check(z.maxLength(MAX_TOKEN_LENGTH))),
 });
 
 /** Server → client: the handshake succeeded. */
@@ -118,7 +124,7 @@ export const welcomeSchema = z.strictObject({
   /** The server's node id. */
   nodeId,
   /** The authenticated user, or null for an anonymous session. */
-  userId: z.string().max(256).nullable(),
+  userId: z.nullable(z.string().check(z.maxLength(256))),
   /** Server wall-clock time (ms), for the client to correct its clock. */
   serverTime: uint,
   /** Interval at which the server pings, in ms. */
@@ -185,7 +191,7 @@ export const opSchema = checkedBy<Op>(opIssue);
 /** Client → server: a batch of writes. */
 export const opsSchema = z.strictObject({
   type: z.literal('ops'),
-  ops: z.array(opSchema).min(1),
+  ops: z.array(opSchema).check(z.minLength(1)),
 });
 
 /** Server → client: ops durably committed (after COMMIT). */
@@ -219,7 +225,7 @@ export const rejectSchema = z.strictObject({
       /** True when sending the op again later may succeed (e.g. storage unavailable). */
       retryable: z.boolean(),
       /** The server's current record for the key (null when absent), to roll back to. */
-      current: wireEntrySchema.nullable().optional(),
+      current: z.optional(z.nullable(wireEntrySchema)),
     }),
   ),
 });
@@ -231,7 +237,7 @@ export const syncSchema = z.strictObject({
   /** Walk id chosen by the initiator, unique per connection. */
   session: uint,
   /** Opening only: server time (ms) of the client's last completed sync of this map. */
-  lastSync: uint.optional(),
+  lastSync: z.optional(uint),
   width: z.union([z.literal(4), z.literal(8)]),
   root: bytes,
   marks: bytes,
@@ -251,7 +257,7 @@ export const syncRecordsSchema = z.strictObject({
   session: uint,
   records: z.array(wireEntrySchema),
   /** First chunk only: how many records the whole transfer holds, for progress. */
-  total: uint.optional(),
+  total: z.optional(uint),
   /** Whether this is the last chunk. */
   last: z.boolean(),
 });
@@ -264,7 +270,7 @@ export const syncDoneSchema = z.strictObject({
   /** The sender's root hash (8 bytes), to check convergence. */
   root: bytes,
   /** Server → client only: the server time (ms) to store as this map's last sync. */
-  syncedAt: uint.optional(),
+  syncedAt: z.optional(uint),
 });
 
 /** Server → client: discard the local replica of the map and sync it from scratch. */
@@ -398,4 +404,6 @@ export type Message = z.infer<typeof messageSchema>;
 /** The message of a given `type`. */
 export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;
 /** Every message type. */
-export const MESSAGE_TYPES = messageSchema.options.map((option) => option.shape.type.value);
+export const MESSAGE_TYPES = messageSchema.def.options.map(
+  (option) => option.def.shape.type.def.values[0]!,
+);
