@@ -25,6 +25,7 @@ const environmentSchema = z.object({
   JWT_AUDIENCE: z.string().optional(),
   TOPGUN_ALLOW_ANONYMOUS: flag.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(['pretty', 'json']).optional(),
   TOPGUN_NODE_ID: z.string().optional(),
   TOPGUN_STATIC_DIR: z.string().optional(),
   TOPGUN_GRID_MAX_MB: z.coerce.number().positive().optional(),
@@ -50,13 +51,18 @@ const environmentSchema = z.object({
  * `DATABASE_URL` (else embedded PGlite in `TOPGUN_DATA_DIR`, default `./.topgun-data`),
  * `TOPGUN_LISTEN_DATABASE_URL` (where to listen for other processes' commits, if not there),
  * `JWT_SECRET` | `JWT_PUBLIC_KEY` | `JWKS_URL` with `JWT_ALGORITHMS`, `JWT_ISSUER`,
- * `JWT_AUDIENCE`, `TOPGUN_ALLOW_ANONYMOUS`, `LOG_LEVEL`, `TOPGUN_NODE_ID`, `TOPGUN_STATIC_DIR`
+ * `JWT_AUDIENCE`, `TOPGUN_ALLOW_ANONYMOUS`, `LOG_LEVEL`, `LOG_FORMAT` (`pretty` or `json`; default
+ * pretty when `terminal`, i.e. standard output is one, JSON otherwise), `TOPGUN_NODE_ID`,
+ * `TOPGUN_STATIC_DIR`
  * (a built app to serve at `/`), `TOPGUN_GRID_MAX_MB` (the grid's memory budget in MiB,
  * `gridMaxBytes`; default a quarter of the V8 heap limit), and `TOPGUN_LIMITS`
  * (a JSON object overriding any of `DEFAULT_LIMITS`).
  * @throws {Error} listing every invalid variable.
  */
-export function optionsFromEnvironment(environment: NodeJS.ProcessEnv): ServerOptions {
+export function optionsFromEnvironment(
+  environment: NodeJS.ProcessEnv,
+  { terminal = false }: { readonly terminal?: boolean } = {},
+): ServerOptions {
   const parsed = environmentSchema.safeParse(environment);
   if (!parsed.success) {
     const problems = parsed.error.issues.map(
@@ -92,7 +98,17 @@ export function optionsFromEnvironment(environment: NodeJS.ProcessEnv): ServerOp
       ...(env.JWT_ISSUER === undefined ? {} : { issuer: env.JWT_ISSUER }),
       ...(env.JWT_AUDIENCE === undefined ? {} : { audience: env.JWT_AUDIENCE }),
     },
-    logger: { level: env.LOG_LEVEL },
+    logger:
+      (env.LOG_FORMAT ?? (terminal ? 'pretty' : 'json')) === 'pretty'
+        ? {
+            level: env.LOG_LEVEL,
+            // Lines a person reads: time, level, message, then the fields.
+            transport: {
+              target: 'pino-pretty',
+              options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' },
+            },
+          }
+        : { level: env.LOG_LEVEL },
     ...(env.TOPGUN_NODE_ID === undefined ? {} : { nodeId: env.TOPGUN_NODE_ID }),
     ...(env.TOPGUN_LIMITS === undefined ? {} : { limits: env.TOPGUN_LIMITS }),
     ...(env.TOPGUN_STATIC_DIR === undefined ? {} : { staticDir: env.TOPGUN_STATIC_DIR }),

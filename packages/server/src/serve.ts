@@ -6,7 +6,7 @@ import type { ServerOptions } from './options.js';
 export async function serve(): Promise<void> {
   let options: ServerOptions;
   try {
-    options = optionsFromEnvironment(process.env);
+    options = optionsFromEnvironment(process.env, { terminal: process.stdout.isTTY === true });
   } catch (error) {
     console.error(`topgun-server: ${(error as Error).message}`);
     process.exit(1);

@@ -11,6 +11,21 @@ import { TestClient } from './testClient.js';
 const cli = join(dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
 
 describe('configuration from the environment', () => {
+  it('logs lines a person reads on a terminal, JSON otherwise, unless LOG_FORMAT says', () => {
+    const pretty = { target: 'pino-pretty' };
+    expect(optionsFromEnvironment({}, { terminal: true }).logger).toMatchObject({
+      transport: pretty,
+    });
+    expect(optionsFromEnvironment({}).logger).toEqual({ level: 'info' });
+    expect(optionsFromEnvironment({ LOG_FORMAT: 'json' }, { terminal: true }).logger).toEqual({
+      level: 'info',
+    });
+    expect(optionsFromEnvironment({ LOG_FORMAT: 'pretty' }).logger).toMatchObject({
+      transport: pretty,
+    });
+    expect(() => optionsFromEnvironment({ LOG_FORMAT: 'xml' })).toThrow(/LOG_FORMAT/);
+  });
+
   it('defaults to PGlite in ./.topgun-data on port 8080, JWT required', () => {
     const options = optionsFromEnvironment({});
     expect(options).toMatchObject({
