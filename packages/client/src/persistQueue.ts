@@ -17,7 +17,7 @@ export class PersistQueue {
   private outboxRemove = new Set<string>();
   private meta = new Map<string, unknown>();
   private scheduled = false;
-  private flushing: Promise<void> | undefined;
+  private committing: Promise<void> | undefined;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private retryDelayMs = 200;
 
@@ -60,10 +60,10 @@ export class PersistQueue {
   }
 
   /** Resolves when everything queued so far is committed (or failed and is waiting to retry). */
-  async flush(): Promise<void> {
-    while (this.flushing !== undefined || this.hasWork()) {
-      if (this.flushing === undefined) this.flushing = this.commit();
-      await this.flushing;
+  async committed(): Promise<void> {
+    while (this.committing !== undefined || this.hasWork()) {
+      if (this.committing === undefined) this.committing = this.commit();
+      await this.committing;
       if (this.retryTimer !== undefined) return;
     }
   }
@@ -84,7 +84,7 @@ export class PersistQueue {
     this.scheduled = true;
     queueMicrotask(() => {
       this.scheduled = false;
-      if (this.flushing === undefined) this.flushing = this.commit();
+      if (this.committing === undefined) this.committing = this.commit();
     });
   }
 
@@ -125,7 +125,7 @@ export class PersistQueue {
       }, this.retryDelayMs);
       this.retryDelayMs = Math.min(this.retryDelayMs * 2, 30_000);
     } finally {
-      this.flushing = undefined;
+      this.committing = undefined;
       if (this.hasWork() && this.retryTimer === undefined) this.schedule();
     }
   }

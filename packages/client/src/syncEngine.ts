@@ -196,12 +196,12 @@ export class SyncEngine {
   }
 
   /** Reconciles a map opened after the connection was made. */
-  syncMap(map: string): void {
+  walkMap(map: string): void {
     if (this.ready) this.startWalk(map, 4);
   }
 
   /** Sends whatever the outbox holds that is not already on its way. */
-  flushOutbox(): void {
+  sendOutbox(): void {
     if (!this.ready || this.initialWalksPending > 0) return;
     const socket = this.socket;
     if (socket === undefined) return;
@@ -426,7 +426,7 @@ export class SyncEngine {
     for (const { id, map, query } of this.host.serverQueries())
       this.send({ type: 'subscribe', id, map, query });
     if (maps.length === 0) {
-      this.flushOutbox();
+      this.sendOutbox();
       this.settleIfIdle();
     }
   }
@@ -596,7 +596,7 @@ export class SyncEngine {
     if (this.initialWalksPending > 0) {
       this.initialWalksPending--;
       // Every map reconciled once after (re)connecting: now the outbox.
-      if (this.initialWalksPending === 0) this.flushOutbox();
+      if (this.initialWalksPending === 0) this.sendOutbox();
     }
     this.settleIfIdle();
   }
@@ -626,7 +626,7 @@ export class SyncEngine {
       if (entry !== undefined) ids.push(entry.id);
     }
     if (ids.length > 0) this.host.acknowledged(ids);
-    this.flushOutbox();
+    this.sendOutbox();
   }
 
   private onReject(message: MessageOf<'reject'>): void {
@@ -647,9 +647,9 @@ export class SyncEngine {
     }
     if (retry) {
       clearTimeout(this.retryOutboxTimer);
-      this.retryOutboxTimer = setTimeout(() => this.flushOutbox(), 1_000);
+      this.retryOutboxTimer = setTimeout(() => this.sendOutbox(), 1_000);
     } else {
-      this.flushOutbox();
+      this.sendOutbox();
     }
   }
 

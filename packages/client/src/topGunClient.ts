@@ -145,8 +145,8 @@ export class TopGunClient {
   private clockOffset = 0;
   private nextOutboxId = 1;
   private nextQueryId = 1;
-  private flushScheduled = false;
-  private readonly flushWaiters = new Set<() => void>();
+  private sendScheduled = false;
+  private readonly ackWaiters = new Set<() => void>();
 
   constructor(private readonly options: ClientOptions = {}) {
     const dbName = options.dbName ?? 'topgun';
@@ -262,12 +262,12 @@ export class TopGunClient {
   async flush(): Promise<void> {
     await this.ready;
     if (this.outboxEntries.size === 0) return;
-    await new Promise<void>((resolve) => this.flushWaiters.add(resolve));
+    await new Promise<void>((resolve) => this.ackWaiters.add(resolve));
   }
 
   /** Waits until everything is saved locally. */
   async persisted(): Promise<void> {
-    await this.persist.flush();
+    await this.persist.committed();
   }
 
   /** Disconnects, stops syncing and releases storage (after saving what is pending). */
@@ -280,7 +280,7 @@ export class TopGunClient {
     this.election.close();
     this.tabs.close();
     await this.ready.catch(() => {});
-    await this.persist.flush();
+    await this.persist.committed();
     this.persist.dispose();
     for (const { handle } of this.queries.values()) handle.dispose();
     await this.storage.close();
@@ -326,18 +326,18 @@ export class TopGunClient {
     for (const id of ids) this.outboxEntries.delete(id);
     this.status.setState({ pendingOps: this.outboxEntries.size });
     if (this.outboxEntries.size === 0) {
-      for (const waiter of this.flushWaiters) waiter();
-      this.flushWaiters.clear();
+      for (const waiter of this.ackWaiters) waiter();
+      this.ackWaiters.clear();
     }
   }
 
   /** Writes made in one tick go to the server together. */
   private scheduleSend(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
+    if (this.sendScheduled) return;
+    this.sendScheduled = true;
     queueMicrotask(() => {
-      this.flushScheduled = false;
-      if (this.loaded) this.engine?.flushOutbox();
+      this.sendScheduled = false;
+      if (this.loaded) this.engine?.sendOutbox();
     });
   }
 
@@ -353,7 +353,7 @@ export class TopGunClient {
       });
       entry = { replica, handle };
       this.replicas.set(name, entry);
-      if (this.loaded) this.engine?.syncMap(name);
+      if (this.loaded) this.engine?.walkMap(name);
     }
     return entry;
   }

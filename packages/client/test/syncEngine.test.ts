@@ -214,7 +214,7 @@ describe('the sync engine against a scripted server', () => {
     }
     expect(host.status.getState().connection).toBe('online');
     // Converged: the next refusal starts the backoff over.
-    engine.syncMap('b');
+    engine.walkMap('b');
     socket.receive(refused('b', socket.walksOf('b').at(-1) ?? -1));
     vi.advanceTimersByTime(100);
     expect(socket.walksOf('b')).toHaveLength(3);
