@@ -69,6 +69,7 @@ export class ClientMap<V> {
   /**
    * Writes `value` under `key`.
    * @throws {ValidationError} when the key or value is not storable (nothing is written).
+   * @throws {ClientClosedError} after the client was closed.
    */
   set(key: string, value: V, options?: SetOptions): void {
     this.writer.set(this.name, key, value, options);

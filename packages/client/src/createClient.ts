@@ -3,7 +3,7 @@ import { type ClientOptions, TopGunClient } from './topGunClient.js';
 /**
  * Creates a TopGun client. Without `url` it is local-only; with it, it syncs whenever it can.
  * `url` may list several processes of one server: the client fails over between them.
- * @throws {TypeError} when `nodeId` is malformed or `url` is an empty list.
+ * @throws {ConfigurationError} when `nodeId` is malformed or `url` is an empty list.
  * @example
  * const client = createClient({ url: 'ws://localhost:8080/sync' });
  * client.getMap<Todo>('todos').set('t1', { title: 'Milk', done: false });

@@ -1,5 +1,6 @@
 /** Re-exported from `@topgun/core` (keys of equal queries). */
 export { stableStringify } from '@topgun/core';
+export { ClientClosedError, ConfigurationError, StorageCorruptError } from './clientErrors.js';
 export { ClientMap, type MapWriter, type Patch } from './clientMap.js';
 export { createClient } from './createClient.js';
 export { type LeaderElection, webLocksElection } from './leaderElection.js';

@@ -13,6 +13,7 @@ import {
   type Value,
   type WireEntry,
 } from '@topgun/core';
+import { ClientClosedError, ConfigurationError } from './clientErrors.js';
 import { ClientMap } from './clientMap.js';
 import { type LeaderElection, webLocksElection } from './leaderElection.js';
 import { browserOnlineManager, type OnlineManager } from './onlineManager.js';
@@ -151,7 +152,7 @@ export class TopGunClient {
   constructor(private readonly options: ClientOptions = {}) {
     const dbName = options.dbName ?? 'topgun';
     if (options.nodeId !== undefined && !NODE_ID.test(options.nodeId)) {
-      throw new TypeError('nodeId must be 1-40 characters from A-Z a-z 0-9 _');
+      throw new ConfigurationError('nodeId', 'expected 1-40 characters from A-Z a-z 0-9 _');
     }
     this.urls = serverUrls(options.url);
     this.clientId = options.nodeId ?? persistentClientId(dbName);
@@ -295,7 +296,7 @@ export class TopGunClient {
     options: SetOptions | undefined,
     remove: boolean,
   ): void {
-    if (this.closed) throw new Error('the client is closed');
+    if (this.closed) throw new ClientClosedError();
     const { replica } = this.entry(map);
     const record = remove ? replica.delete(key) : replica.set(key, value as Value, options);
     if (!this.loaded) this.preloadWrites.set(`${map}\u0000${key}`, { map, key, record });
@@ -715,7 +716,7 @@ function serverUrls(url: ClientOptions['url']): readonly [string, ...string[]] |
   if (url === undefined) return undefined;
   if (typeof url === 'string') return [url];
   const [first, ...rest] = url;
-  if (first === undefined) throw new TypeError('url must list at least one server');
+  if (first === undefined) throw new ConfigurationError('url', 'expected at least one server');
   return [first, ...rest];
 }
 

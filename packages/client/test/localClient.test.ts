@@ -1,8 +1,11 @@
 import 'fake-indexeddb/auto';
+import { TopGunError } from '@topgun/core';
 import { describe, expect, it } from 'vitest';
 import {
+  ClientClosedError,
   type ClientOptions,
   type ClientStorage,
+  ConfigurationError,
   createClient,
   createMemoryStorage,
   manualOnlineManager,
@@ -205,5 +208,39 @@ describe('remembered query results', () => {
     } finally {
       Reflect.deleteProperty(globalThis, 'localStorage');
     }
+  });
+});
+
+describe('errors a client throws', () => {
+  it('are TopGun errors with stable codes', async () => {
+    const bad = (options: Parameters<typeof createClient>[0]) => {
+      try {
+        createClient(options);
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    };
+    expect(bad({ nodeId: 'no spaces', storage: 'memory' })).toMatchObject({
+      name: 'ConfigurationError',
+      code: 'CONFIGURATION',
+      option: 'nodeId',
+    });
+    expect(bad({ url: [], storage: 'memory' })).toBeInstanceOf(ConfigurationError);
+    const client = createClient({ storage: 'memory' });
+    await client.close();
+    expect(() => client.getMap<Todo>('todos').set('t', { title: 'late', done: false })).toThrow(
+      ClientClosedError,
+    );
+    const error = (() => {
+      try {
+        client.getMap<Todo>('todos').delete('t');
+      } catch (caught) {
+        return caught;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(TopGunError);
+    expect(error).toMatchObject({ code: 'CLIENT_CLOSED' });
   });
 });

@@ -13,6 +13,7 @@ import {
 } from '@topgun/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
+  ConfigurationError,
   createClient,
   manualOnlineManager,
   type OutboxEntry,
@@ -459,6 +460,6 @@ describe('the url option', () => {
   });
 
   it('refuses an empty list', () => {
-    expect(() => createClient({ url: [], storage: 'memory' })).toThrow(TypeError);
+    expect(() => createClient({ url: [], storage: 'memory' })).toThrow(ConfigurationError);
   });
 });

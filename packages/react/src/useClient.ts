@@ -1,14 +1,18 @@
 import type { TopGunClient } from '@topgun/client';
+import { TopGunError } from '@topgun/core';
 import { useContext } from 'react';
 import { TopGunContext } from './TopGunProvider.js';
 
 /**
  * The client of the nearest `TopGunProvider`.
- * @throws {Error} outside a provider.
+ * @throws {TopGunError} with code `NO_PROVIDER` outside a provider.
  */
 export function useClient(): TopGunClient {
   const client = useContext(TopGunContext);
   if (client === null)
-    throw new Error('useClient: wrap the tree in <TopGunProvider client={client}>');
+    throw new TopGunError(
+      'NO_PROVIDER',
+      'useClient: wrap the tree in <TopGunProvider client={client}>',
+    );
   return client;
 }

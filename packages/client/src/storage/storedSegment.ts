@@ -1,4 +1,5 @@
 import { decodeEntries, encodeEntries, type WireEntry } from '@topgun/core';
+import { StorageCorruptError } from '../clientErrors.js';
 
 /**
  * Most entries in one part of a segment. Parts are encoded and decoded one at a time, so a
@@ -53,7 +54,7 @@ export function encodeSegment(changes: ReadonlyMap<string, MapChanges>): StoredS
 export class SegmentReplay {
   readonly maps = new Map<string, Map<string, WireEntry | null>>();
 
-  /** Applies a whole segment. @throws {TypeError} when it is not a stored segment. */
+  /** Applies a whole segment. @throws {StorageCorruptError} when it is not a stored segment. */
   apply(segment: unknown): void {
     for (const changes of checkedSegment(segment).maps) {
       this.remove(changes.map, changes.removed);
@@ -102,6 +103,6 @@ export function checkedSegment(value: unknown): StoredSegment {
         Array.isArray(changes.removed) &&
         changes.removed.every((key) => typeof key === 'string'),
     );
-  if (!valid) throw new TypeError('a stored segment of the record log is malformed');
+  if (!valid) throw new StorageCorruptError('a stored segment of the record log is malformed');
   return segment as StoredSegment;
 }
