@@ -2,17 +2,16 @@
 import { setFlagsFromString } from 'node:v8';
 
 // V8 settings for a server whose heap is mostly a large, long-lived grid, applied before
-// anything else is loaded, unless the same flag was given to node explicitly. Measured with
-// 200 clients writing 30 000 ops/s (bench/src/server.bench.ts):
+// anything else is loaded, unless the same flag was given to node explicitly (the runs that
+// chose them are in the commit that added them; latency under load: bench/results/server.json):
 // - Without allocation-site pretenuring: under load, a commit that waits a little keeps the
-//   objects of its batches alive across a young-generation collection, and V8 then allocated
-//   every later object of those sites (decoded messages, per-op records of a group) directly
-//   in old space, where they died soon after: twice as many full collections.
+//   objects of its batches alive across a young-generation collection, and V8 would then
+//   allocate every later object of those sites (decoded messages, per-op records of a group)
+//   directly in old space, where they die soon after, costing full collections.
 // - Old space may grow to 4x what the last full collection kept before the next one starts
 //   (V8 picks 1.1x to 4x on its own): full collections come less often, and concurrent
-//   marking has more room to finish before the main thread must help. p99 over 30-s runs fell
-//   from 23-87 ms (median 52) to 12-36 ms (median 20). Memory for latency: lower it, e.g.
-//   `node --heap-growing-percent=100 dist/cli.js`, where memory is tight.
+//   marking has more room to finish before the main thread must help. Memory for latency:
+//   lower it, e.g. `node --heap-growing-percent=100 dist/cli.js`, where memory is tight.
 const TUNING = ['--no-allocation-site-pretenuring', '--heap-growing-percent=300'];
 const flagName = (flag: string) => flag.replace(/^--(no-)?/, '').split('=')[0];
 const given = new Set(process.execArgv.map(flagName));
