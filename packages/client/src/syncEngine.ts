@@ -22,6 +22,7 @@ import {
   type WireEntry,
 } from '@topgun/core';
 import type { OnlineManager } from './onlineManager.js';
+import type { Outbox } from './outbox/outbox.js';
 import type { OutboxEntry } from './storage/clientStorage.js';
 import type { SyncStatusStore } from './syncStatus.js';
 import type { Connection, Transport } from './transport.js';
@@ -54,8 +55,6 @@ export interface SyncHost {
    * it if a newer write of its key replaced it in the replica.
    */
   restampWrite(entry: OutboxEntry): void;
-  /** Every unacknowledged write, oldest first. */
-  outbox(): readonly OutboxEntry[];
   acknowledged(ids: readonly string[]): void;
   rejected(
     entry: OutboxEntry,
@@ -94,6 +93,8 @@ export interface SyncEngineOptions {
   readonly token?: string | (() => string | undefined | Promise<string | undefined>);
   /** How connections are made. */
   readonly transport: Transport;
+  /** The unacknowledged writes: what to send, and which are on their way. */
+  readonly outbox: Outbox;
   readonly online: OnlineManager;
   /** Reconnect delay bounds (full jitter between 0 and the exponential bound). Default: 500 ms to 30 s. */
   readonly minRetryMs?: number;
@@ -155,19 +156,10 @@ export class SyncEngine {
   /** Set when the server ended the session because the token expired: reconnect at once. */
   private tokenExpired = false;
   private nextSession = 1;
-  private nextOpId = 1;
   private readonly walks = new Map<number, Walk>();
   /** Per map, walks in a row that failed or ended apart without progress: the backoff. */
   private readonly walkAttempts = new Map<string, number>();
   /** Op id → outbox entry and batch, for the ops in flight. */
-  private readonly inFlight = new Map<
-    number,
-    { readonly entry: OutboxEntry; readonly batch: number }
-  >();
-  private readonly inFlightIds = new Set<string>();
-  /** Batch → ops not answered yet. */
-  private readonly batchesInFlight = new Map<number, number>();
-  private nextBatch = 1;
   private initialWalksPending = 0;
   private retryOutboxTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly walkRetryTimers = new Set<ReturnType<typeof setTimeout>>();
@@ -205,22 +197,8 @@ export class SyncEngine {
     if (!this.ready || this.initialWalksPending > 0) return;
     const socket = this.socket;
     if (socket === undefined) return;
-    const waiting = this.host.outbox().filter((entry) => !this.inFlightIds.has(entry.id));
-    for (
-      let start = 0;
-      start < waiting.length && this.batchesInFlight.size < MAX_IN_FLIGHT_BATCHES;
-      start += this.maxBatchOps
-    ) {
-      const batch = this.nextBatch++;
-      const ops = waiting.slice(start, start + this.maxBatchOps).map((entry) => {
-        const id = this.nextOpId++;
-        this.inFlight.set(id, { entry, batch });
-        this.inFlightIds.add(entry.id);
-        return { id, map: entry.map, entry: toWireEntry(entry.key, entry.record) };
-      });
-      this.batchesInFlight.set(batch, ops.length);
+    for (const ops of this.options.outbox.takeBatches(this.maxBatchOps, MAX_IN_FLIGHT_BATCHES))
       this.send({ type: 'ops', ops });
-    }
   }
 
   /** Subscribes a live query on the server (when connected). */
@@ -562,7 +540,7 @@ export class SyncEngine {
       // This side's messages left differences out, and nothing came: the records it sent
       // may be refused walk after walk, so walk again later, each time later.
       this.retryWalkLater(walk.map);
-    } else if (this.host.outbox().some((entry) => entry.map === walk.map)) {
+    } else if (this.options.outbox.inOrder().some((entry) => entry.map === walk.map)) {
       // Unacknowledged local writes make the roots differ until they are sent: not a failure.
     } else if (walk.width === 4) {
       // Nothing differed, yet the roots do: subtrees whose 4-byte hashes are equal by chance.
@@ -622,7 +600,7 @@ export class SyncEngine {
   private onAck(message: MessageOf<'ack'>): void {
     const ids: string[] = [];
     for (const opId of message.ids) {
-      const entry = this.answered(opId);
+      const entry = this.options.outbox.answered(opId);
       if (entry !== undefined) ids.push(entry.id);
     }
     if (ids.length > 0) this.host.acknowledged(ids);
@@ -632,7 +610,7 @@ export class SyncEngine {
   private onReject(message: MessageOf<'reject'>): void {
     let retry = false;
     for (const rejection of message.rejections) {
-      const entry = this.answered(rejection.id);
+      const entry = this.options.outbox.answered(rejection.id);
       if (entry === undefined) continue;
       if (rejection.retryable) {
         retry = true;
@@ -651,18 +629,6 @@ export class SyncEngine {
     } else {
       this.sendOutbox();
     }
-  }
-
-  /** Marks one op answered; returns its outbox entry (undefined if it was not in flight). */
-  private answered(opId: number): OutboxEntry | undefined {
-    const flight = this.inFlight.get(opId);
-    if (flight === undefined) return undefined;
-    this.inFlight.delete(opId);
-    this.inFlightIds.delete(flight.entry.id);
-    const remaining = (this.batchesInFlight.get(flight.batch) ?? 1) - 1;
-    if (remaining <= 0) this.batchesInFlight.delete(flight.batch);
-    else this.batchesInFlight.set(flight.batch, remaining);
-    return flight.entry;
   }
 
   private startHeartbeat(): void {
@@ -714,9 +680,7 @@ export class SyncEngine {
     this.walkRetryTimers.clear();
     this.walkAttempts.clear();
     this.tokenExpired = false;
-    this.inFlight.clear();
-    this.inFlightIds.clear();
-    this.batchesInFlight.clear();
+    this.options.outbox.forgetSent();
     this.initialWalksPending = 0;
     this.host.status.setState({
       connection: 'offline',

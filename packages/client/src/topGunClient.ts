@@ -17,6 +17,7 @@ import { ClientClosedError, ConfigurationError } from './clientErrors.js';
 import { ClientMap } from './clientMap.js';
 import { type LeaderElection, webLocksElection } from './leaderElection.js';
 import { browserOnlineManager, type OnlineManager } from './onlineManager.js';
+import { Outbox } from './outbox/outbox.js';
 import { PersistQueue } from './persistQueue.js';
 import { QueryHandle } from './queryHandle.js';
 import { localStorageQueryCache, type QueryResultCache } from './queryResultCache.js';
@@ -120,11 +121,11 @@ export class TopGunClient {
   private readonly hlc: HLC;
   private readonly storage: ClientStorage;
   private readonly persist: PersistQueue;
+  private readonly outbox: Outbox;
   private readonly replicas = new Map<
     string,
     { replica: LWWMap<Value>; handle: ClientMap<unknown> }
   >();
-  private readonly outboxEntries = new Map<string, OutboxEntry>();
   private readonly lastSyncs = new Map<string, number>();
   private readonly confirmedMaps = new Set<string>();
   private readonly queries = new Map<string, { id: number; handle: QueryHandle<unknown> }>();
@@ -147,7 +148,6 @@ export class TopGunClient {
   private nextOutboxId = 1;
   private nextQueryId = 1;
   private sendScheduled = false;
-  private readonly ackWaiters = new Set<() => void>();
 
   constructor(private readonly options: ClientOptions = {}) {
     const dbName = options.dbName ?? 'topgun';
@@ -165,6 +165,7 @@ export class TopGunClient {
       maxDriftMs: Number.POSITIVE_INFINITY,
     });
     this.status = createSyncStatusStore();
+    this.outbox = new Outbox((size) => this.status.setState({ pendingOps: size }));
     this.storage = resolveStorage(options.storage, dbName);
     const indexedDb =
       options.storage === 'indexeddb' || (options.storage === undefined && hasIndexedDb());
@@ -262,8 +263,7 @@ export class TopGunClient {
   /** Resolves when every write made so far is acknowledged by the server (or refused). */
   async flush(): Promise<void> {
     await this.ready;
-    if (this.outboxEntries.size === 0) return;
-    await new Promise<void>((resolve) => this.ackWaiters.add(resolve));
+    await this.outbox.whenEmpty();
   }
 
   /** Waits until everything is saved locally. */
@@ -305,31 +305,17 @@ export class TopGunClient {
     // A local-only client has no server to acknowledge writes: it keeps no outbox.
     if (this.urls === undefined) return;
     const entry: OutboxEntry = { id: `${this.replicaId}/${this.nextOutboxId++}`, map, key, record };
-    this.addToOutbox(entry);
+    this.outbox.put([entry]);
     this.persist.addOutbox(entry);
     this.tabs.post({ type: 'outbox', entries: [entry] });
     this.scheduleSend();
   }
 
-  private addToOutbox(entry: OutboxEntry): void {
-    this.outboxEntries.set(entry.id, entry);
-    this.status.setState({ pendingOps: this.outboxEntries.size });
-  }
-
   /** Takes settled writes out of the outbox, here and in the other tabs. */
   private removeFromOutbox(ids: readonly string[]): void {
     for (const id of ids) this.persist.removeOutbox(id);
-    this.settle(ids);
+    this.outbox.settle(ids);
     this.tabs.post({ type: 'settled', ids });
-  }
-
-  private settle(ids: readonly string[]): void {
-    for (const id of ids) this.outboxEntries.delete(id);
-    this.status.setState({ pendingOps: this.outboxEntries.size });
-    if (this.outboxEntries.size === 0) {
-      for (const waiter of this.ackWaiters) waiter();
-      this.ackWaiters.clear();
-    }
   }
 
   /** Writes made in one tick go to the server together. */
@@ -417,8 +403,7 @@ export class TopGunClient {
       }
       // Our own stored records: loaded in bulk, without per-record validation or events.
       for (const [map, entries] of byMap) this.entry(map).replica.loadRecords(entries);
-      for (const entry of state.outbox) this.outboxEntries.set(entry.id, entry);
-      this.status.setState({ pendingOps: this.outboxEntries.size });
+      this.outbox.put(state.outbox);
     } catch (error) {
       this.status.setState({
         storageError: `loading the local replica failed: ${(error as Error).message}`,
@@ -435,11 +420,11 @@ export class TopGunClient {
       this.restoreRecord(map, key, again, true);
     }
     if (restamped.size > 0) {
-      for (const entry of this.outboxEntries.values()) {
+      for (const entry of this.outbox.entries()) {
         const again = restamped.get(entry.record);
         if (again === undefined) continue;
         const replaced = { ...entry, record: again };
-        this.outboxEntries.set(entry.id, replaced);
+        this.outbox.put([replaced]);
         this.persist.addOutbox(replaced);
       }
     }
@@ -463,6 +448,7 @@ export class TopGunClient {
       urls: this.urls,
       ...(this.options.token === undefined ? {} : { token: this.options.token }),
       transport: this.options.transport ?? webSocketTransport(this.options.WebSocket),
+      outbox: this.outbox,
       online: this.options.online ?? browserOnlineManager(),
       ...(this.options.minRetryMs === undefined ? {} : { minRetryMs: this.options.minRetryMs }),
       ...(this.options.maxRetryMs === undefined ? {} : { maxRetryMs: this.options.maxRetryMs }),
@@ -499,10 +485,9 @@ export class TopGunClient {
       resetMap: (map) => this.resetMap(map),
       revoke: (map, keys) => this.revoke(map, keys),
       restampWrite: (entry) => {
-        const current = this.outboxEntries.get(entry.id);
+        const current = this.outbox.get(entry.id);
         if (current !== undefined) this.restamp([current]);
       },
-      outbox: () => [...this.outboxEntries.values()].sort(byTimestamp),
       acknowledged: (ids) => this.removeFromOutbox(ids),
       rejected: (entry, reason, message, current) =>
         this.onRejectedWrite(entry, reason, message, current),
@@ -591,9 +576,7 @@ export class TopGunClient {
    */
   private revoke(map: string, keys: readonly string[]): void {
     const pending = new Set(
-      [...this.outboxEntries.values()]
-        .filter((entry) => entry.map === map)
-        .map((entry) => entry.key),
+      [...this.outbox.entries()].filter((entry) => entry.map === map).map((entry) => entry.key),
     );
     const removed: Array<readonly [string, null]> = [];
     const { replica } = this.entry(map);
@@ -608,7 +591,7 @@ export class TopGunClient {
   /** The clock ran ahead of the server's: rewind it and re-stamp writes not yet accepted. */
   private repairClock(): void {
     this.hlc.rewind();
-    this.restamp([...this.outboxEntries.values()]);
+    this.restamp([...this.outbox.entries()]);
   }
 
   /**
@@ -617,7 +600,7 @@ export class TopGunClient {
    */
   private adoptForeignWrites(): void {
     const prefix = `${this.clientId}-`;
-    const foreign = [...this.outboxEntries.values()].filter(
+    const foreign = [...this.outbox.entries()].filter(
       (entry) =>
         entry.record.timestamp.nodeId !== this.clientId &&
         !entry.record.timestamp.nodeId.startsWith(prefix),
@@ -640,7 +623,7 @@ export class TopGunClient {
       const restamped: LWWRecord<Value> = { ...entry.record, timestamp: this.hlc.now() };
       this.restoreRecord(entry.map, entry.key, restamped, true);
       const replaced: OutboxEntry = { ...entry, record: restamped };
-      this.outboxEntries.set(entry.id, replaced);
+      this.outbox.put([replaced]);
       this.persist.addOutbox(replaced);
     }
     if (superseded.length > 0) this.removeFromOutbox(superseded);
@@ -659,11 +642,11 @@ export class TopGunClient {
           this.entry(message.map).replica.restore(key, record ?? undefined);
         return;
       case 'outbox':
-        for (const entry of message.entries) this.addToOutbox(entry);
+        this.outbox.put(message.entries);
         if (this.engine !== undefined) this.scheduleSend();
         return;
       case 'settled':
-        this.settle(message.ids);
+        this.outbox.settle(message.ids);
         return;
       case 'rejected':
         this.reportRejected(message.id, {
@@ -679,7 +662,7 @@ export class TopGunClient {
       case 'leader':
         // A new leader: make sure it knows this tab's pending writes.
         if (this.engine === undefined) {
-          const own = [...this.outboxEntries.values()].filter((entry) =>
+          const own = [...this.outbox.entries()].filter((entry) =>
             entry.id.startsWith(`${this.replicaId}/`),
           );
           if (own.length > 0) this.tabs.post({ type: 'outbox', entries: own });

@@ -20,6 +20,7 @@ import {
   type WebSocketConstructor,
   webSocketTransport,
 } from '../src/index.js';
+import { Outbox } from '../src/outbox/outbox.js';
 import { SyncEngine, type SyncEngineOptions, type SyncHost } from '../src/syncEngine.js';
 import { createSyncStatusStore } from '../src/syncStatus.js';
 
@@ -122,7 +123,6 @@ function connectedEngine(
     resetMap: () => {},
     revoke: () => {},
     restampWrite: () => {},
-    outbox: () => [],
     acknowledged: () => {},
     rejected: () => {},
     setClockOffset: () => {},
@@ -140,6 +140,7 @@ function connectedEngine(
   const engine = new SyncEngine(host, {
     urls: ['ws://server.test/sync'],
     transport: webSocketTransport(FakeSocket as unknown as WebSocketConstructor),
+    outbox: new Outbox(),
     online,
     minRetryMs: 100,
     maxRetryMs: 100_000,
@@ -385,12 +386,16 @@ describe('the sync engine against a scripted server', () => {
       record: writes.set(key, { n: index }),
     }));
     const acknowledged: string[] = [];
+    const pending = new Outbox();
+    pending.put(outbox);
     const { engine, welcome } = connectedEngine(
       [],
-      { urls: ['ws://a.test/sync', 'ws://b.test/sync'], random: () => 0 },
+      { urls: ['ws://a.test/sync', 'ws://b.test/sync'], random: () => 0, outbox: pending },
       {
-        outbox: () => outbox.filter((entry) => !acknowledged.includes(entry.id)),
-        acknowledged: (ids) => acknowledged.push(...ids),
+        acknowledged: (ids) => {
+          acknowledged.push(...ids);
+          pending.settle(ids);
+        },
         serverQueries: () => [{ id: 7, map: 'notes', query: { where: { n: 1 } } }],
       },
     );
