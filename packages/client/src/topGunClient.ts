@@ -7,20 +7,20 @@ import {
   type LWWRecord,
   type Query,
   type QueryRow,
-  LWWMap as ReplicaMap,
   type SetOptions,
   stableStringify,
   type Value,
   type WireEntry,
 } from '@topgun/core';
 import { ClientClosedError, ConfigurationError } from './clientErrors.js';
-import { ClientMap } from './clientMap.js';
+import type { ClientMap } from './clientMap.js';
 import { type LeaderElection, webLocksElection } from './leaderElection.js';
 import { browserOnlineManager, type OnlineManager } from './onlineManager.js';
 import { Outbox } from './outbox/outbox.js';
 import { PersistQueue } from './persistQueue.js';
 import { QueryHandle } from './queryHandle.js';
 import { localStorageQueryCache, type QueryResultCache } from './queryResultCache.js';
+import { type ReplicaEntry, ReplicaStore } from './replica/replicaStore.js';
 import type { ClientStorage, OutboxEntry } from './storage/clientStorage.js';
 import { createIndexedDbStorage } from './storage/indexedDbStorage.js';
 import { createMemoryStorage } from './storage/memoryStorage.js';
@@ -122,10 +122,7 @@ export class TopGunClient {
   private readonly storage: ClientStorage;
   private readonly persist: PersistQueue;
   private readonly outbox: Outbox;
-  private readonly replicas = new Map<
-    string,
-    { replica: LWWMap<Value>; handle: ClientMap<unknown> }
-  >();
+  private readonly store: ReplicaStore;
   private readonly lastSyncs = new Map<string, number>();
   private readonly confirmedMaps = new Set<string>();
   private readonly queries = new Map<string, { id: number; handle: QueryHandle<unknown> }>();
@@ -175,16 +172,22 @@ export class TopGunClient {
         this.status.setState({
           storageError: error === undefined ? null : `saving locally failed: ${error.message}`,
         }),
-      () => {
-        let records = 0;
-        for (const { replica } of this.replicas.values()) records += replica.recordCount;
-        return records;
-      },
+      () => this.store.recordCount(),
     );
     this.tabs =
       (options.multiTab ?? indexedDb)
         ? openTabChannel(dbName, (message) => this.onTabMessage(message))
         : { post() {}, close() {} };
+    this.store = new ReplicaStore({
+      hlc: this.hlc,
+      persist: this.persist,
+      tabs: this.tabs,
+      write: (map, key, value, writeOptions, remove) =>
+        this.write(map, key, value, writeOptions, remove),
+      opened: (map) => {
+        if (this.loaded) this.engine?.walkMap(map);
+      },
+    });
     this.resultCache =
       (options.cacheQueryResults ?? indexedDb) ? localStorageQueryCache(dbName) : undefined;
     this.election =
@@ -297,11 +300,8 @@ export class TopGunClient {
     remove: boolean,
   ): void {
     if (this.closed) throw new ClientClosedError();
-    const { replica } = this.entry(map);
-    const record = remove ? replica.delete(key) : replica.set(key, value as Value, options);
+    const record = this.store.write(map, key, value, options, remove);
     if (!this.loaded) this.preloadWrites.set(`${map}\u0000${key}`, { map, key, record });
-    this.persist.record({ map, key, record });
-    this.tabs.post({ type: 'records', map, entries: [[key, record]] });
     // A local-only client has no server to acknowledge writes: it keeps no outbox.
     if (this.urls === undefined) return;
     const entry: OutboxEntry = { id: `${this.replicaId}/${this.nextOutboxId++}`, map, key, record };
@@ -330,57 +330,8 @@ export class TopGunClient {
 
   // ---- replicas ----
 
-  private entry(name: string): { replica: LWWMap<Value>; handle: ClientMap<unknown> } {
-    let entry = this.replicas.get(name);
-    if (entry === undefined) {
-      const replica = new ReplicaMap<Value>(this.hlc);
-      const handle = new ClientMap<unknown>(name, replica as LWWMap<unknown>, {
-        set: (map, key, value, options) => this.write(map, key, value, options, false),
-        delete: (map, key) => this.write(map, key, undefined, undefined, true),
-      });
-      entry = { replica, handle };
-      this.replicas.set(name, entry);
-      if (this.loaded) this.engine?.walkMap(name);
-    }
-    return entry;
-  }
-
-  /**
-   * Merges records (from the server or the leader) and persists what changed.
-   * @returns how many records changed the replica.
-   */
-  private mergeRecords(
-    map: string,
-    entries: ReadonlyArray<readonly [string, LWWRecord<Value>]>,
-    persist: boolean,
-  ): number {
-    const { replica } = this.entry(map);
-    const merged: Array<readonly [string, LWWRecord<Value>]> = [];
-    for (const [key, record] of entries) {
-      try {
-        replica.merge(key, record);
-      } catch {
-        continue; // a malformed record is dropped, the rest still applies
-      }
-      // Stored as it is when it won (records from outside are fresh objects).
-      if (replica.getRecord(key) === record) merged.push([key, record]);
-    }
-    if (!persist || merged.length === 0) return merged.length;
-    for (const [key, record] of merged) this.persist.record({ map, key, record });
-    this.tabs.post({ type: 'records', map, entries: merged });
-    return merged.length;
-  }
-
-  private restoreRecord(
-    map: string,
-    key: string,
-    record: LWWRecord<Value> | undefined,
-    share: boolean,
-  ): void {
-    this.entry(map).replica.restore(key, record);
-    if (record === undefined) this.persist.remove(map, key);
-    else this.persist.record({ map, key, record });
-    if (share) this.tabs.post({ type: 'restore', map, entries: [[key, record ?? null]] });
+  private entry(name: string): ReplicaEntry {
+    return this.store.entry(name);
   }
 
   // ---- start-up ----
@@ -417,7 +368,7 @@ export class TopGunClient {
     for (const { map, key, record } of lost) {
       const again: LWWRecord<Value> = { ...record, timestamp: this.hlc.now() };
       restamped.set(record, again);
-      this.restoreRecord(map, key, again, true);
+      this.store.restore(map, key, again, true);
     }
     if (restamped.size > 0) {
       for (const entry of this.outbox.entries()) {
@@ -479,9 +430,9 @@ export class TopGunClient {
     return {
       status: this.status,
       nodeId: this.clientId,
-      openMaps: () => [...this.replicas.keys()],
+      openMaps: () => this.store.names(),
       replica: (map) => this.entry(map).replica,
-      mergeRemote: (map, entries) => this.mergeRecords(map, entries, true),
+      mergeRemote: (map, entries) => this.store.merge(map, entries, true),
       resetMap: (map) => this.resetMap(map),
       revoke: (map, keys) => this.revoke(map, keys),
       restampWrite: (entry) => {
@@ -535,7 +486,7 @@ export class TopGunClient {
     const { replica } = this.entry(entry.map);
     // Roll back only if nothing newer replaced the refused write meanwhile.
     if (holdsWrite(replica, entry)) {
-      this.restoreRecord(
+      this.store.restore(
         entry.map,
         entry.key,
         current == null ? undefined : fromWireEntry<Value>(current)[1],
@@ -582,7 +533,7 @@ export class TopGunClient {
     const { replica } = this.entry(map);
     for (const key of keys) {
       if (pending.has(key) || replica.getRecord(key) === undefined) continue;
-      this.restoreRecord(map, key, undefined, false);
+      this.store.restore(map, key, undefined, false);
       removed.push([key, null]);
     }
     if (removed.length > 0) this.tabs.post({ type: 'restore', map, entries: removed });
@@ -621,7 +572,7 @@ export class TopGunClient {
         continue;
       }
       const restamped: LWWRecord<Value> = { ...entry.record, timestamp: this.hlc.now() };
-      this.restoreRecord(entry.map, entry.key, restamped, true);
+      this.store.restore(entry.map, entry.key, restamped, true);
       const replaced: OutboxEntry = { ...entry, record: restamped };
       this.outbox.put([replaced]);
       this.persist.addOutbox(replaced);
@@ -635,7 +586,7 @@ export class TopGunClient {
     if (this.closed) return;
     switch (message.type) {
       case 'records':
-        this.mergeRecords(message.map, message.entries, false);
+        this.store.merge(message.map, message.entries, false);
         return;
       case 'restore':
         for (const [key, record] of message.entries)

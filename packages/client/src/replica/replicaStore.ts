@@ -1,0 +1,127 @@
+import {
+  type HLC,
+  type LWWMap,
+  type LWWRecord,
+  LWWMap as ReplicaMap,
+  type SetOptions,
+  type Value,
+} from '@topgun/core';
+import { ClientMap } from '../clientMap.js';
+import type { PersistQueue } from '../persistQueue.js';
+import type { TabChannel } from '../tabChannel.js';
+
+/** One map of the replica: its records, and the handle apps hold. */
+export interface ReplicaEntry {
+  readonly replica: LWWMap<Value>;
+  readonly handle: ClientMap<unknown>;
+}
+
+/** What the store needs around it. */
+export interface ReplicaStoreOptions {
+  readonly hlc: HLC;
+  readonly persist: PersistQueue;
+  readonly tabs: TabChannel;
+  /** A write through a map handle (`ClientMap.set` / `delete`): the client decides its fate. */
+  readonly write: (
+    map: string,
+    key: string,
+    value: unknown,
+    options: SetOptions | undefined,
+    remove: boolean,
+  ) => void;
+  /** A map was opened (to walk it when connected). */
+  readonly opened: (map: string) => void;
+}
+
+/**
+ * The replica: every map this client opened. The one writer of its records: each change is
+ * applied, persisted and told to the other tabs here, in that order, so that the three never
+ * disagree about what a change was.
+ */
+export class ReplicaStore {
+  private readonly maps = new Map<string, ReplicaEntry>();
+
+  constructor(private readonly options: ReplicaStoreOptions) {}
+
+  /** The map `name` (created on first use). */
+  entry(name: string): ReplicaEntry {
+    let entry = this.maps.get(name);
+    if (entry === undefined) {
+      const replica = new ReplicaMap<Value>(this.options.hlc);
+      const handle = new ClientMap<unknown>(name, replica as LWWMap<unknown>, {
+        set: (map, key, value, options) => this.options.write(map, key, value, options, false),
+        delete: (map, key) => this.options.write(map, key, undefined, undefined, true),
+      });
+      entry = { replica, handle };
+      this.maps.set(name, entry);
+      this.options.opened(name);
+    }
+    return entry;
+  }
+
+  /** The names of the maps opened so far. */
+  names(): string[] {
+    return [...this.maps.keys()];
+  }
+
+  /** Records held across the maps, tombstones included. */
+  recordCount(): number {
+    let records = 0;
+    for (const { replica } of this.maps.values()) records += replica.recordCount;
+    return records;
+  }
+
+  /** A local write: applied, persisted and shared; returns the record it stored. */
+  write(
+    map: string,
+    key: string,
+    value: unknown,
+    options: SetOptions | undefined,
+    remove: boolean,
+  ): LWWRecord<Value> {
+    const { replica } = this.entry(map);
+    const record = remove ? replica.delete(key) : replica.set(key, value as Value, options);
+    this.options.persist.record({ map, key, record });
+    this.options.tabs.post({ type: 'records', map, entries: [[key, record]] });
+    return record;
+  }
+
+  /**
+   * Merges records (from the server, or another tab when `persist` is false: that tab
+   * persisted and shared them) and persists and shares what changed.
+   * @returns how many records changed the replica.
+   */
+  merge(
+    map: string,
+    entries: ReadonlyArray<readonly [string, LWWRecord<Value>]>,
+    persist: boolean,
+  ): number {
+    const { replica } = this.entry(map);
+    const merged: Array<readonly [string, LWWRecord<Value>]> = [];
+    for (const [key, record] of entries) {
+      try {
+        replica.merge(key, record);
+      } catch {
+        continue; // a malformed record is dropped, the rest still applies
+      }
+      // Stored as it is when it won (records from outside are fresh objects).
+      if (replica.getRecord(key) === record) merged.push([key, record]);
+    }
+    if (!persist || merged.length === 0) return merged.length;
+    for (const [key, record] of merged) this.options.persist.record({ map, key, record });
+    this.options.tabs.post({ type: 'records', map, entries: merged });
+    return merged.length;
+  }
+
+  /**
+   * Sets a key's record outright, whatever the timestamps (a refused write rolled back, a
+   * write re-stamped, a record revoked when `record` is undefined), persists it and, when
+   * `share`, tells the other tabs.
+   */
+  restore(map: string, key: string, record: LWWRecord<Value> | undefined, share: boolean): void {
+    this.entry(map).replica.restore(key, record);
+    if (record === undefined) this.options.persist.remove(map, key);
+    else this.options.persist.record({ map, key, record });
+    if (share) this.options.tabs.post({ type: 'restore', map, entries: [[key, record ?? null]] });
+  }
+}

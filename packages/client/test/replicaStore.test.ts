@@ -1,0 +1,108 @@
+import { HLC, type LWWRecord, type Value } from '@topgun/core';
+import { describe, expect, it } from 'vitest';
+import { createMemoryStorage } from '../src/index.js';
+import { PersistQueue } from '../src/persistQueue.js';
+import { ReplicaStore } from '../src/replica/replicaStore.js';
+import type { TabMessage } from '../src/tabChannel.js';
+
+/** A store over memory storage, recording what it tells the other tabs. */
+function store() {
+  const storage = createMemoryStorage();
+  const persist = new PersistQueue(storage, () => {});
+  const told: TabMessage[] = [];
+  const opened: string[] = [];
+  const replicas = new ReplicaStore({
+    hlc: new HLC({ nodeId: 'tab', now: () => 1_000 }),
+    persist,
+    tabs: { post: (message) => told.push(message), close() {} },
+    write: () => {},
+    opened: (map) => opened.push(map),
+  });
+  const stored = async () => {
+    await persist.committed();
+    return (await storage.load()).records.map(({ key, record }) => [key, record.value]);
+  };
+  return { replicas, told, opened, stored };
+}
+
+const at = (millis: number, value: Value | null): LWWRecord<Value> => ({
+  value,
+  timestamp: { millis, counter: 0, nodeId: 'server' },
+});
+
+describe('the replica store', () => {
+  it('persists and shares, once per chunk, only the merged records that changed the replica', async () => {
+    const { replicas, told, stored } = store();
+    expect(
+      replicas.merge(
+        'todos',
+        [
+          ['a', at(10, 'A')],
+          ['b', at(10, 'B')],
+        ],
+        true,
+      ),
+    ).toBe(2);
+    // An older version, a repeat and a malformed record change nothing.
+    const malformed = { value: 'x', timestamp: { millis: -1 } } as unknown as LWWRecord<Value>;
+    const changed = replicas.merge(
+      'todos',
+      [
+        ['a', at(5, 'old')],
+        ['b', at(10, 'B')],
+        ['c', malformed],
+        ['d', at(20, 'D')],
+      ],
+      true,
+    );
+    expect(changed).toBe(1);
+    expect(told.map((message) => message.type === 'records' && message.entries.length)).toEqual([
+      2, 1,
+    ]);
+    expect(await stored()).toEqual([
+      ['a', 'A'],
+      ['b', 'B'],
+      ['d', 'D'],
+    ]);
+  });
+
+  it('applies what another tab merged without persisting or sharing it again', async () => {
+    const { replicas, told, stored } = store();
+    expect(replicas.merge('todos', [['a', at(10, 'A')]], false)).toBe(1);
+    expect(replicas.entry('todos').handle.get('a')).toBe('A');
+    expect(told).toEqual([]);
+    expect(await stored()).toEqual([]);
+  });
+
+  it('restores a record whatever the timestamps, and removes one outright', async () => {
+    const { replicas, told, stored } = store();
+    replicas.merge(
+      'todos',
+      [
+        ['a', at(10, 'new')],
+        ['b', at(10, 'B')],
+      ],
+      true,
+    );
+    replicas.restore('todos', 'a', at(5, 'rolled back'), true);
+    replicas.restore('todos', 'b', undefined, false);
+    expect(replicas.entry('todos').replica.getRecord('a')?.value).toBe('rolled back');
+    expect(replicas.entry('todos').replica.getRecord('b')).toBeUndefined();
+    expect(told.at(-1)).toEqual({
+      type: 'restore',
+      map: 'todos',
+      entries: [['a', at(5, 'rolled back')]],
+    });
+    expect(await stored()).toEqual([['a', 'rolled back']]);
+  });
+
+  it('opens each map once, tells who asked, and counts records across maps', () => {
+    const { replicas, opened } = store();
+    replicas.entry('a');
+    replicas.entry('a');
+    replicas.merge('b', [['k', at(1, null)]], true);
+    expect(opened).toEqual(['a', 'b']);
+    expect(replicas.names()).toEqual(['a', 'b']);
+    expect(replicas.recordCount()).toBe(1);
+  });
+});
