@@ -6,9 +6,7 @@ import {
   type LWWMap,
   type LWWRecord,
   type Query,
-  type QueryRow,
   type SetOptions,
-  stableStringify,
   type Value,
   type WireEntry,
 } from '@topgun/core';
@@ -18,8 +16,9 @@ import { type LeaderElection, webLocksElection } from './leaderElection.js';
 import { browserOnlineManager, type OnlineManager } from './onlineManager.js';
 import { Outbox } from './outbox/outbox.js';
 import { PersistQueue } from './persistQueue.js';
-import { QueryHandle } from './queryHandle.js';
-import { localStorageQueryCache, type QueryResultCache } from './queryResultCache.js';
+import { QueryRegistry } from './queries/queryRegistry.js';
+import type { QueryHandle } from './queryHandle.js';
+import { localStorageQueryCache } from './queryResultCache.js';
 import { type ReplicaEntry, ReplicaStore } from './replica/replicaStore.js';
 import type { ClientStorage, OutboxEntry } from './storage/clientStorage.js';
 import { createIndexedDbStorage } from './storage/indexedDbStorage.js';
@@ -124,17 +123,13 @@ export class TopGunClient {
   private readonly outbox: Outbox;
   private readonly store: ReplicaStore;
   private readonly lastSyncs = new Map<string, number>();
-  private readonly confirmedMaps = new Set<string>();
-  private readonly queries = new Map<string, { id: number; handle: QueryHandle<unknown> }>();
+  private readonly queries: QueryRegistry;
   private readonly rejectedListeners = new Set<(rejected: RejectedWrite) => void>();
   private readonly preloadWrites = new Map<
     string,
     { map: string; key: string; record: LWWRecord<Value> }
   >();
   private readonly tabs: TabChannel;
-  private readonly resultCache: QueryResultCache | undefined;
-  private readonly pendingResults = new Map<string, () => readonly QueryRow<unknown>[]>();
-  private resultTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly election: LeaderElection;
   /** The servers to sync with; undefined for a local-only client. */
   private readonly urls: readonly [string, ...string[]] | undefined;
@@ -143,7 +138,6 @@ export class TopGunClient {
   private closed = false;
   private clockOffset = 0;
   private nextOutboxId = 1;
-  private nextQueryId = 1;
   private sendScheduled = false;
 
   constructor(private readonly options: ClientOptions = {}) {
@@ -188,15 +182,22 @@ export class TopGunClient {
         if (this.loaded) this.engine?.walkMap(map);
       },
     });
-    this.resultCache =
+    const resultCache =
       (options.cacheQueryResults ?? indexedDb) ? localStorageQueryCache(dbName) : undefined;
+    this.queries = new QueryRegistry({
+      replica: (map) => this.entry(map).replica,
+      isLoaded: () => this.loaded,
+      resultCache,
+      subscribed: (id, map, query) => this.engine?.subscribeQuery(id, map, query),
+      unsubscribed: (id) => this.engine?.unsubscribeQuery(id),
+    });
     this.election =
       options.leaderElection ??
       ((options.multiTab ?? indexedDb) ? webLocksElection(dbName) : immediateLeader());
     this.ready = this.load();
-    if (this.resultCache !== undefined && typeof addEventListener === 'function') {
+    if (resultCache !== undefined && typeof addEventListener === 'function') {
       // Leaving the page: remember the results now rather than after the debounce.
-      addEventListener('pagehide', () => this.writeResults());
+      addEventListener('pagehide', () => this.queries.writeResults());
     }
   }
 
@@ -211,48 +212,7 @@ export class TopGunClient {
    * @throws {QueryError} when the query is invalid.
    */
   query<V>(map: string, query: Query<V>): QueryHandle<V> {
-    const cacheKey = `${map}\u0000${stableStringify(query)}`;
-    const cached = this.queries.get(cacheKey);
-    if (cached !== undefined) return cached.handle as QueryHandle<V>;
-    const { replica } = this.entry(map);
-    const id = this.nextQueryId++;
-    const handle = new QueryHandle<V>(
-      map,
-      query,
-      replica as LWWMap<V>,
-      this.confirmedMaps.has(map),
-      {
-        isLoaded: () => this.loaded,
-        onResult: (rows) =>
-          this.rememberResult(cacheKey, rows as () => readonly QueryRow<unknown>[]),
-        // A handle follows the replica (and the server) only while it is used.
-        onActive: (active) => {
-          this.queries.set(cacheKey, { id, handle: active as QueryHandle<unknown> });
-          this.engine?.subscribeQuery(id, map, query as Query<Value>);
-        },
-        onIdle: (idle) => {
-          if (this.queries.get(cacheKey)?.handle === (idle as QueryHandle<unknown>))
-            this.queries.delete(cacheKey);
-          this.engine?.unsubscribeQuery(id);
-        },
-      },
-      this.loaded ? undefined : (this.resultCache?.read(cacheKey) as QueryRow<V>[] | undefined),
-    );
-    this.queries.set(cacheKey, { id, handle: handle as QueryHandle<unknown> });
-    return handle;
-  }
-
-  /** Remembers a query's result for the next start, at most once a second (read then). */
-  private rememberResult(cacheKey: string, rows: () => readonly QueryRow<unknown>[]): void {
-    if (this.resultCache === undefined) return;
-    this.pendingResults.set(cacheKey, rows);
-    this.resultTimer ??= setTimeout(() => this.writeResults(), 1_000);
-  }
-
-  private writeResults(): void {
-    this.resultTimer = undefined;
-    for (const [cacheKey, rows] of this.pendingResults) this.resultCache?.write(cacheKey, rows());
-    this.pendingResults.clear();
+    return this.queries.query(map, query);
   }
 
   /** Listens to writes the server refused (after they were rolled back); returns the unsubscribe function. */
@@ -279,14 +239,13 @@ export class TopGunClient {
     if (this.closed) return;
     this.closed = true;
     this.engine?.stop();
-    clearTimeout(this.resultTimer);
-    this.writeResults();
+    this.queries.writeResults();
     this.election.close();
     this.tabs.close();
     await this.ready.catch(() => {});
     await this.persist.committed();
     this.persist.dispose();
-    for (const { handle } of this.queries.values()) handle.dispose();
+    this.queries.dispose();
     await this.storage.close();
   }
 
@@ -381,9 +340,7 @@ export class TopGunClient {
     }
     this.preloadWrites.clear();
     this.loaded = true;
-    for (const [cacheKey, { handle }] of this.queries) {
-      if (handle.active) this.rememberResult(cacheKey, () => handle.getSnapshot().data);
-    }
+    this.queries.loaded();
     if (this.closed) return;
     this.election.run(() => this.becomeLeader());
     // Until it leads (maybe never), this tab shows the leader's connection status.
@@ -453,28 +410,14 @@ export class TopGunClient {
       setLastSync: (map, syncedAt) => {
         this.lastSyncs.set(map, syncedAt);
         this.persist.setMeta(`lastSync:${map}`, syncedAt);
-        this.confirmMap(map);
+        this.queries.confirmMap(map);
         this.status.setState({ lastSyncedAt: syncedAt });
         this.tabs.post({ type: 'synced', map, syncedAt });
       },
-      serverQueries: () =>
-        [...this.queries.values()]
-          .filter(({ handle }) => handle.active)
-          .map(({ id, handle }) => ({
-            id,
-            map: handle.map,
-            query: handle.query as Query<Value>,
-          })),
-      queryConfirmed: (id) => {
-        for (const query of this.queries.values()) if (query.id === id) query.handle.confirm();
-      },
+      serverQueries: () => this.queries.active(),
+      queryConfirmed: (id) => this.queries.confirmQuery(id),
       serverError: (message) => this.status.setState({ lastError: message }),
     };
-  }
-
-  private confirmMap(map: string): void {
-    this.confirmedMaps.add(map);
-    for (const { handle } of this.queries.values()) if (handle.map === map) handle.confirm();
   }
 
   private onRejectedWrite(
@@ -624,7 +567,7 @@ export class TopGunClient {
         return;
       case 'synced':
         this.lastSyncs.set(message.map, message.syncedAt);
-        this.confirmMap(message.map);
+        this.queries.confirmMap(message.map);
         return;
     }
   }
