@@ -1,6 +1,20 @@
 import { decodeMessage, encodeMessage, type Message, PROTOCOL_VERSION } from '@topgun/core';
 import type { Connection, ConnectionEvents, Transport } from '../src/index.js';
 
+/** The `welcome` a test server answers a `hello` with: anonymous, the default limits. */
+export function welcomeMessage(): Message {
+  return {
+    type: 'welcome',
+    protocol: PROTOCOL_VERSION,
+    nodeId: 'server',
+    userId: null,
+    serverTime: Date.now(),
+    heartbeatMs: 30_000,
+    maxBatchOps: 1000,
+    maxFrameBytes: 1024 * 1024,
+  };
+}
+
 /** One connection of a {@link FakeTransport}: the test plays the server's side of it. */
 export class FakeConnection implements Connection {
   readonly sent: Message[] = [];
@@ -26,16 +40,7 @@ export class FakeConnection implements Connection {
   async welcome(): Promise<void> {
     this.events.open();
     await this.next('hello');
-    this.receive({
-      type: 'welcome',
-      protocol: PROTOCOL_VERSION,
-      nodeId: 'server',
-      userId: null,
-      serverTime: Date.now(),
-      heartbeatMs: 30_000,
-      maxBatchOps: 1000,
-      maxFrameBytes: 1024 * 1024,
-    });
+    this.receive(welcomeMessage());
   }
 
   /** Delivers a message from the server. */

@@ -6,7 +6,6 @@ import {
   LWWMap,
   type Message,
   type MessageOf,
-  PROTOCOL_VERSION,
   rootBytes,
   toWireEntry,
   type Value,
@@ -23,6 +22,7 @@ import {
 import { Outbox } from '../src/outbox/outbox.js';
 import { SyncEngine, type SyncEngineOptions, type SyncHost } from '../src/syncEngine.js';
 import { createSyncStatusStore } from '../src/syncStatus.js';
+import { welcomeMessage } from './fakeTransport.js';
 
 /** A WebSocket the test plays the server of, one frame at a time. */
 class FakeSocket {
@@ -153,16 +153,7 @@ function connectedEngine(
     vi.advanceTimersByTime(0);
     const socket = lastSocket();
     socket.open();
-    socket.receive({
-      type: 'welcome',
-      protocol: PROTOCOL_VERSION,
-      nodeId: 'server',
-      userId: null,
-      serverTime: Date.now(),
-      heartbeatMs: 30_000,
-      maxBatchOps: 1000,
-      maxFrameBytes: 1024 * 1024,
-    });
+    socket.receive(welcomeMessage());
     return socket;
   };
   const converged = (map: string, session: number): Message => ({
