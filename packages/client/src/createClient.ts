@@ -1,4 +1,5 @@
-import { type ClientOptions, TopGunClient } from './topGunClient.js';
+import type { ClientOptions } from './options/clientOptions.js';
+import { TopGunClient } from './topGunClient.js';
 
 /**
  * Creates a TopGun client. Without `url` it is local-only; with it, it syncs whenever it can.
