@@ -142,7 +142,7 @@ const MAX_WALK_RETRY_DOUBLINGS = 6;
  * attempt to the next of the servers' URLs.
  */
 export class SyncEngine {
-  private socket: Connection | undefined;
+  private connection: Connection | undefined;
   private ready = false;
   private attempt = 0;
   /** Index in `urls` of the server the next connection attempt goes to. */
@@ -194,9 +194,7 @@ export class SyncEngine {
 
   /** Sends whatever the outbox holds that is not already on its way. */
   sendOutbox(): void {
-    if (!this.ready || this.initialWalksPending > 0) return;
-    const socket = this.socket;
-    if (socket === undefined) return;
+    if (!this.ready || this.initialWalksPending > 0 || this.connection === undefined) return;
     for (const ops of this.options.outbox.takeBatches(this.maxBatchOps, MAX_IN_FLIGHT_BATCHES))
       this.send({ type: 'ops', ops });
   }
@@ -220,7 +218,7 @@ export class SyncEngine {
   }
 
   private connectSoon(delayMs: number): void {
-    if (this.stopped || this.socket !== undefined) return;
+    if (this.stopped || this.connection !== undefined) return;
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
@@ -229,7 +227,7 @@ export class SyncEngine {
   }
 
   private async connect(): Promise<void> {
-    if (this.stopped || this.socket !== undefined) return;
+    if (this.stopped || this.connection !== undefined) return;
     if (!this.options.online.isOnline()) {
       this.host.status.setState({ connection: 'offline' });
       return;
@@ -244,12 +242,12 @@ export class SyncEngine {
       this.scheduleReconnect();
       return;
     }
-    if (this.stopped || this.socket !== undefined) return;
+    if (this.stopped || this.connection !== undefined) return;
     const url = this.options.urls[this.nextUrl] ?? this.options.urls[0];
     this.nextUrl = (this.nextUrl + 1) % this.options.urls.length;
     // Events of a connection this engine has since dropped are ignored.
     let connection: Connection | undefined;
-    const current = () => connection !== undefined && this.socket === connection;
+    const current = () => connection !== undefined && this.connection === connection;
     try {
       connection = this.options.transport.connect(url, {
         open: () => {
@@ -274,7 +272,7 @@ export class SyncEngine {
       this.scheduleReconnect();
       return;
     }
-    this.socket = connection;
+    this.connection = connection;
     this.host.status.setState({ url });
   }
 
@@ -540,7 +538,7 @@ export class SyncEngine {
       // This side's messages left differences out, and nothing came: the records it sent
       // may be refused walk after walk, so walk again later, each time later.
       this.retryWalkLater(walk.map);
-    } else if (this.options.outbox.inOrder().some((entry) => entry.map === walk.map)) {
+    } else if (this.options.outbox.holdsMap(walk.map)) {
       // Unacknowledged local writes make the roots differ until they are sent: not a failure.
     } else if (walk.width === 4) {
       // Nothing differed, yet the roots do: subtrees whose 4-byte hashes are equal by chance.
@@ -644,10 +642,10 @@ export class SyncEngine {
       }
       if (now - this.lastMessageAt > this.heartbeatMs * 2.5) {
         // Nothing heard for too long: the connection is dead even if the socket says otherwise.
-        const socket = this.socket;
-        this.socket = undefined;
-        socket?.close();
-        if (socket !== undefined) this.dropConnection('no heartbeat from the server');
+        const dead = this.connection;
+        this.connection = undefined;
+        dead?.close();
+        if (dead !== undefined) this.dropConnection('no heartbeat from the server');
         this.scheduleReconnect();
         return;
       }
@@ -660,18 +658,18 @@ export class SyncEngine {
   }
 
   private sendFrame(frame: Uint8Array): void {
-    this.socket?.send(frame);
+    this.connection?.send(frame);
   }
 
   private disconnect(reason: string | undefined): void {
-    const socket = this.socket;
-    this.socket = undefined;
-    socket?.close();
+    const closing = this.connection;
+    this.connection = undefined;
+    closing?.close();
     this.dropConnection(reason);
   }
 
   private dropConnection(reason: string | undefined): void {
-    this.socket = undefined;
+    this.connection = undefined;
     this.ready = false;
     clearInterval(this.heartbeatTimer);
     this.walks.clear();

@@ -20,7 +20,7 @@ import {
   randomId,
   resolveClientOptions,
 } from './options/clientOptions.js';
-import { Outbox } from './outbox/outbox.js';
+import { byTimestamp, Outbox } from './outbox/outbox.js';
 import { PersistQueue } from './persistQueue.js';
 import { QueryRegistry } from './queries/queryRegistry.js';
 import type { QueryHandle } from './queryHandle.js';
@@ -245,7 +245,7 @@ export class TopGunClient {
         list.push([key, record]);
       }
       // Our own stored records: loaded in bulk, without per-record validation or events.
-      for (const [map, entries] of byMap) this.entry(map).replica.loadRecords(entries);
+      for (const [map, entries] of byMap) this.store.load(map, entries);
       this.outbox.put(state.outbox);
     } catch (error) {
       this.status.setState({
@@ -465,8 +465,7 @@ export class TopGunClient {
         this.store.merge(message.map, message.entries, false);
         return;
       case 'restore':
-        for (const [key, record] of message.entries)
-          this.entry(message.map).replica.restore(key, record ?? undefined);
+        this.store.restoreFromTab(message.map, message.entries);
         return;
       case 'outbox':
         this.outbox.put(message.entries);
@@ -515,8 +514,4 @@ function holdsWrite(replica: LWWMap<Value>, entry: OutboxEntry): boolean {
   return (
     current !== undefined && compareTimestamps(current.timestamp, entry.record.timestamp) === 0
   );
-}
-
-function byTimestamp(a: OutboxEntry, b: OutboxEntry): number {
-  return compareTimestamps(a.record.timestamp, b.record.timestamp);
 }

@@ -74,6 +74,22 @@ describe('the replica store', () => {
     expect(await stored()).toEqual([]);
   });
 
+  it('applies what another tab restored, and what was stored, without persisting or sharing again', async () => {
+    const { replicas, told, stored } = store();
+    replicas.load('todos', [
+      ['a', at(10, 'A')],
+      ['b', at(10, 'B')],
+    ]);
+    replicas.restoreFromTab('todos', [
+      ['a', at(5, 'rolled back')],
+      ['b', null],
+    ]);
+    expect(replicas.entry('todos').replica.getRecord('a')?.value).toBe('rolled back');
+    expect(replicas.entry('todos').replica.getRecord('b')).toBeUndefined();
+    expect(told).toEqual([]);
+    expect(await stored()).toEqual([]);
+  });
+
   it('restores a record whatever the timestamps, and removes one outright', async () => {
     const { replicas, told, stored } = store();
     replicas.merge(

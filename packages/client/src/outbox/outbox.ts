@@ -42,6 +42,12 @@ export class Outbox {
     return this.pending.values();
   }
 
+  /** Whether a write of map `map` is pending. */
+  holdsMap(map: string): boolean {
+    for (const entry of this.pending.values()) if (entry.map === map) return true;
+    return false;
+  }
+
   /** The pending writes in timestamp order: the order they are sent in. */
   inOrder(): OutboxEntry[] {
     return [...this.pending.values()].sort(byTimestamp);
@@ -112,6 +118,7 @@ export class Outbox {
   }
 }
 
-function byTimestamp(a: OutboxEntry, b: OutboxEntry): number {
+/** Orders writes by timestamp, oldest first: the order they are sent and re-stamped in. */
+export function byTimestamp(a: OutboxEntry, b: OutboxEntry): number {
   return compareTimestamps(a.record.timestamp, b.record.timestamp);
 }

@@ -113,6 +113,20 @@ export class ReplicaStore {
     return merged.length;
   }
 
+  /** Records this replica stored itself, read back at start-up: already persisted and shared. */
+  load(map: string, entries: ReadonlyArray<readonly [string, LWWRecord<Value>]>): void {
+    this.entry(map).replica.loadRecords(entries);
+  }
+
+  /** Records another tab restored (it persisted and shared them): applied here only. */
+  restoreFromTab(
+    map: string,
+    entries: ReadonlyArray<readonly [string, LWWRecord<Value> | null]>,
+  ): void {
+    const { replica } = this.entry(map);
+    for (const [key, record] of entries) replica.restore(key, record ?? undefined);
+  }
+
   /**
    * Sets a key's record outright, whatever the timestamps (a refused write rolled back, a
    * write re-stamped, a record revoked when `record` is undefined), persists it and, when

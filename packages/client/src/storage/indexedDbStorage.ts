@@ -102,8 +102,9 @@ export function createIndexedDbStorage(
       const replay = new SegmentReplay();
       const known: SegmentInfo[] = [];
       segmentValues.forEach((value, index) => {
-        replay.apply(value);
-        known.push({ key: segmentKeys[index] as number, count: checkedSegment(value).count });
+        const segment = checkedSegment(value);
+        replay.apply(segment);
+        known.push({ key: segmentKeys[index] as number, count: segment.count });
       });
       const records: PersistedRecord[] = [];
       for (const [map, state] of replay.maps) {

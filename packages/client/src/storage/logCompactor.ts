@@ -1,11 +1,11 @@
+import type { WireEntry } from '@topgun/core';
 import { SEGMENTS_STORE } from './clientDatabase.js';
 import { requestResult, transactionDone } from './idbRequests.js';
 import {
   checkedSegment,
-  encodeSegment,
-  type MapChanges,
-  PART_ENTRIES,
+  encodedParts,
   SegmentReplay,
+  type StoredMapChanges,
   type StoredSegment,
 } from './storedSegment.js';
 
@@ -190,17 +190,26 @@ export class LogCompactor {
     }
     // Removals only hide older entries: with nothing older than the run, they go.
     const full = before === 0;
-    const merged = new Map<string, MapChanges>();
+    // Encoded part by part, letting the page run between parts, as the run was decoded.
+    const maps: StoredMapChanges[] = [];
+    let countAfter = 0;
     for (const [map, state] of replay.maps) {
-      const changes: MapChanges = { entries: [], removed: [] };
+      const entries: WireEntry[] = [];
+      const removed: string[] = [];
       for (const [key, entry] of state) {
-        if (entry !== null) changes.entries.push(entry);
-        else if (!full) changes.removed.push(key);
+        if (entry !== null) entries.push(entry);
+        else if (!full) removed.push(key);
       }
-      merged.set(map, changes);
-      if (changes.entries.length > PART_ENTRIES && (await this.pause())) return undefined;
+      if (entries.length === 0 && removed.length === 0) continue;
+      const parts: Uint8Array[] = [];
+      for (const part of encodedParts(entries)) {
+        parts.push(part);
+        if (await this.pause()) return undefined;
+      }
+      maps.push({ map, parts, removed });
+      countAfter += entries.length + removed.length;
     }
-    const output: StoredSegment = encodeSegment(merged) ?? { count: 0, maps: [] };
+    const output: StoredSegment = { count: countAfter, maps };
     if (this.closed) return undefined;
 
     const writing = (await this.database()).transaction(SEGMENTS_STORE, 'readwrite');

@@ -32,16 +32,19 @@ export interface MapChanges {
   readonly removed: string[];
 }
 
+/** The parts of a map's entries in a segment, encoded one at a time as they are asked for. */
+export function* encodedParts(entries: readonly WireEntry[]): Generator<Uint8Array> {
+  for (let start = 0; start < entries.length; start += PART_ENTRIES)
+    yield encodeEntries(entries.slice(start, start + PART_ENTRIES));
+}
+
 /** Encodes per-map changes as a segment; undefined when there is nothing to store. */
 export function encodeSegment(changes: ReadonlyMap<string, MapChanges>): StoredSegment | undefined {
   let count = 0;
   const maps: StoredMapChanges[] = [];
   for (const [map, { entries, removed }] of changes) {
     if (entries.length === 0 && removed.length === 0) continue;
-    const parts: Uint8Array[] = [];
-    for (let start = 0; start < entries.length; start += PART_ENTRIES)
-      parts.push(encodeEntries(entries.slice(start, start + PART_ENTRIES)));
-    maps.push({ map, parts, removed });
+    maps.push({ map, parts: [...encodedParts(entries)], removed });
     count += entries.length + removed.length;
   }
   return maps.length === 0 ? undefined : { count, maps };
@@ -54,9 +57,9 @@ export function encodeSegment(changes: ReadonlyMap<string, MapChanges>): StoredS
 export class SegmentReplay {
   readonly maps = new Map<string, Map<string, WireEntry | null>>();
 
-  /** Applies a whole segment. @throws {StorageCorruptError} when it is not a stored segment. */
-  apply(segment: unknown): void {
-    for (const changes of checkedSegment(segment).maps) {
+  /** Applies a whole segment (checked by {@link checkedSegment}). */
+  apply(segment: StoredSegment): void {
+    for (const changes of segment.maps) {
       this.remove(changes.map, changes.removed);
       for (const part of changes.parts) this.applyPart(changes.map, part);
     }
