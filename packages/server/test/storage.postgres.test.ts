@@ -5,63 +5,41 @@ import { MIGRATIONS } from '../src/storage/migrations.js';
 import { createPgAnnouncementChannel } from '../src/storage/pgAnnouncementChannel.js';
 import { createPgDriver } from '../src/storage/pgDriver.js';
 import { SqlStorage } from '../src/storage/sqlStorage.js';
-import { runStorageAcceptanceTests } from '../src/testing/index.js';
+import { runStorageAcceptanceTests, type StorageUnderTest } from '../src/testing/index.js';
 import { createTestDatabase, postgresAvailable } from './postgres.js';
 
 const available = await postgresAvailable();
 
-describe.runIf(available)('PostgreSQL', () => {
-  runStorageAcceptanceTests(
-    'PostgreSQL',
-    async () => {
-      const database = await createTestDatabase();
-      const driver = createPgDriver({ connectionString: database.url });
-      const others: Array<ReturnType<typeof createPgDriver>> = [];
-      return {
-        driver,
-        openAnother: async () => {
-          const other = createPgDriver({ connectionString: database.url });
-          others.push(other);
-          return other;
-        },
-        dispose: async () => {
-          await driver.close();
-          for (const other of others) await other.close().catch(() => {});
-          await database.drop();
-        },
-      };
+/** A fresh database under the suite; with `announcing`, its writes also announce what they store. */
+async function postgresUnderTest(announcing: boolean): Promise<StorageUnderTest> {
+  const database = await createTestDatabase();
+  const driver = createPgDriver({ connectionString: database.url });
+  const announcements = announcing ? createPgAnnouncementChannel(database.url) : undefined;
+  const others: Array<ReturnType<typeof createPgDriver>> = [];
+  return {
+    driver,
+    ...(announcements === undefined ? {} : { announcements }),
+    openAnother: async () => {
+      const other = createPgDriver({ connectionString: database.url });
+      others.push(other);
+      return other;
     },
-    vitest,
-  );
+    dispose: async () => {
+      await announcements?.close();
+      await driver.close();
+      for (const other of others) await other.close().catch(() => {});
+      await database.drop();
+    },
+  };
+}
+
+describe.runIf(available)('PostgreSQL', () => {
+  runStorageAcceptanceTests('PostgreSQL', () => postgresUnderTest(false), vitest);
 });
 
 describe.runIf(available)('PostgreSQL, announcing its writes', () => {
   // The same suite over the statements that also announce what they store.
-  runStorageAcceptanceTests(
-    'PostgreSQL, announcing',
-    async () => {
-      const database = await createTestDatabase();
-      const driver = createPgDriver({ connectionString: database.url });
-      const announcements = createPgAnnouncementChannel(database.url);
-      const others: Array<ReturnType<typeof createPgDriver>> = [];
-      return {
-        driver,
-        announcements,
-        openAnother: async () => {
-          const other = createPgDriver({ connectionString: database.url });
-          others.push(other);
-          return other;
-        },
-        dispose: async () => {
-          await announcements.close();
-          await driver.close();
-          for (const other of others) await other.close().catch(() => {});
-          await database.drop();
-        },
-      };
-    },
-    vitest,
-  );
+  runStorageAcceptanceTests('PostgreSQL, announcing', () => postgresUnderTest(true), vitest);
 });
 
 describe.runIf(available)('PostgreSQL schema upgrade', () => {
