@@ -82,7 +82,7 @@ export function startAppPage({ server, records, measureHeap }: AppPageOptions): 
         size: todos.size,
         queryRenders: probe.queryRenders,
         progressRenders: probe.progressRenders,
-        storageError: client.status.getState().storageError,
+        storageError: client.status.getState().storageError?.message ?? null,
       });
       if (!measureHeap) return;
       // A moment later, when what the sync and the last commits held has become garbage.

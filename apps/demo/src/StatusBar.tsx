@@ -13,7 +13,7 @@ export function StatusBar() {
   const connection = useSyncStatus((status) => status.connection);
   const pending = useSyncStatus((status) => status.pendingOps);
   const progress = useSyncStatus((status) => status.initialSync);
-  const storageError = useSyncStatus((status) => status.storageError);
+  const storageError = useSyncStatus((status) => status.storageError?.message ?? null);
   const isLeader = useSyncStatus((status) => status.isLeader);
   const [simulatedOffline, setSimulatedOffline] = useState(network.simulatedOffline());
   const toggle = () => {

@@ -1,12 +1,20 @@
 /** Re-exported from `@topgun/core` (keys of equal queries). */
 export { stableStringify } from '@topgun/core';
-export { ClientClosedError, ConfigurationError, StorageCorruptError } from './clientErrors.js';
-export { ClientMap, type MapWriter, type Patch } from './clientMap.js';
+export {
+  ClientClosedError,
+  ConfigurationError,
+  StorageCorruptError,
+  StorageError,
+  SyncError,
+  type SyncErrorCode,
+  WriteRejectedError,
+} from './clientErrors.js';
 export { createClient } from './createClient.js';
-export { type LeaderElection, webLocksElection } from './leaderElection.js';
-export { browserOnlineManager, manualOnlineManager, type OnlineManager } from './onlineManager.js';
 export type { ClientOptions } from './options/clientOptions.js';
-export { QueryHandle, type QuerySnapshot, type QueryStatus } from './queryHandle.js';
+export type { RejectedWrite, RejectionReason } from './outbox/localWrites.js';
+export { QueryHandle, type QuerySnapshot, type QueryStatus } from './queries/queryHandle.js';
+export { ClientMap, type MapWriter, type Patch } from './replica/clientMap.js';
+export type { ConnectionState, SyncStatus, SyncStatusStore } from './status/syncStatus.js';
 export type {
   ClientStorage,
   OutboxEntry,
@@ -21,8 +29,12 @@ export {
 } from './storage/indexedDbStorage.js';
 export type { CompactionPolicy, CompactionReport } from './storage/logCompactor.js';
 export { createMemoryStorage } from './storage/memoryStorage.js';
-export type { RejectionReason } from './syncEngine.js';
-export type { ConnectionState, SyncStatus, SyncStatusStore } from './syncStatus.js';
-export { type RejectedWrite, TopGunClient } from './topGunClient.js';
-export type { Connection, ConnectionEvents, Transport } from './transport.js';
-export { type WebSocketConstructor, webSocketTransport } from './webSocketTransport.js';
+export {
+  browserOnlineManager,
+  manualOnlineManager,
+  type OnlineManager,
+} from './sync/onlineManager.js';
+export type { Connection, ConnectionEvents, Transport } from './sync/transport.js';
+export { type WebSocketConstructor, webSocketTransport } from './sync/webSocketTransport.js';
+export { type LeaderElection, webLocksElection } from './tabs/leaderElection.js';
+export { TopGunClient } from './topGunClient.js';

@@ -157,7 +157,7 @@ describe('a local-only client', () => {
     const todos = client.getMap<Todo>('todos');
     todos.set('t1', { title: 'kept', done: false });
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(client.status.getState().storageError).toMatch(/QuotaExceededError/);
+    expect(client.status.getState().storageError?.message).toMatch(/QuotaExceededError/);
     expect(todos.get('t1')).toEqual({ title: 'kept', done: false });
     expect(client.status.getState().pendingOps).toBe(1);
 

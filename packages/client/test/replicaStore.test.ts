@@ -1,20 +1,19 @@
 import { HLC, type LWWRecord, type Value } from '@topgun/core';
 import { describe, expect, it } from 'vitest';
 import { createMemoryStorage } from '../src/index.js';
-import { PersistQueue } from '../src/persistQueue.js';
-import { ReplicaStore } from '../src/replica/replicaStore.js';
-import type { TabMessage } from '../src/tabChannel.js';
+import { type ReplicaChange, ReplicaStore } from '../src/replica/replicaStore.js';
+import { PersistQueue } from '../src/storage/persistQueue.js';
 
 /** A store over memory storage, recording what it tells the other tabs. */
 function store() {
   const storage = createMemoryStorage();
   const persist = new PersistQueue(storage, () => {});
-  const told: TabMessage[] = [];
+  const told: ReplicaChange[] = [];
   const opened: string[] = [];
   const replicas = new ReplicaStore({
     hlc: new HLC({ nodeId: 'tab', now: () => 1_000 }),
     persist,
-    tabs: { post: (message) => told.push(message), close() {} },
+    share: (change) => told.push(change),
     write: () => {},
     opened: (map) => opened.push(map),
   });

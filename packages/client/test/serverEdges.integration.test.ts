@@ -106,7 +106,7 @@ describe('a client facing a hostile network or a demanding server', () => {
     const victim = client(proxy.url);
     const errors: string[] = [];
     victim.status.subscribe((state) => {
-      if (state.lastError !== null) errors.push(state.lastError);
+      if (state.lastError !== null) errors.push(state.lastError.message);
     });
     const map = victim.getMap<{ n: number }>('walked');
     await waitFor(() => map.size === 50, 10_000, 'the walk to recover');
@@ -246,7 +246,7 @@ describe('a client facing a hostile network or a demanding server', () => {
     await waitFor(() => alice.status.getState().connection === 'online', 10_000, 'alice');
     const mallory = client(url, { token: await token('mallory'), nodeId: 'sharedNode' });
     await waitFor(
-      () => /belongs to another user/.test(mallory.status.getState().lastError ?? ''),
+      () => /belongs to another user/.test(mallory.status.getState().lastError?.message ?? ''),
       10_000,
       'the refusal',
     );

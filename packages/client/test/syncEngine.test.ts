@@ -2,8 +2,7 @@ import {
   CLOSE_CODES,
   decodeMessage,
   encodeMessage,
-  HLC,
-  LWWMap,
+  type LWWMap,
   type Message,
   type MessageOf,
   rootBytes,
@@ -15,14 +14,12 @@ import {
   ConfigurationError,
   createClient,
   manualOnlineManager,
-  type OutboxEntry,
   type WebSocketConstructor,
   webSocketTransport,
 } from '../src/index.js';
-import { Outbox } from '../src/outbox/outbox.js';
-import { SyncEngine, type SyncEngineOptions, type SyncHost } from '../src/syncEngine.js';
-import { createSyncStatusStore } from '../src/syncStatus.js';
+import { SyncEngine, type SyncEngineOptions } from '../src/sync/syncEngine.js';
 import { welcomeMessage } from './fakeTransport.js';
+import { clientRooms } from './rooms.js';
 
 /** A WebSocket the test plays the server of, one frame at a time. */
 class FakeSocket {
@@ -93,62 +90,35 @@ function scriptedRandom(...values: number[]) {
 }
 
 /**
- * An engine over replicas of `maps`; `welcome` plays the server of its latest socket up to
- * the welcome. Options and host members given replace the defaults.
+ * An engine over the client's real rooms (memory storage, no tabs) holding maps `maps`;
+ * `welcome` plays the server of its latest socket up to the welcome. Options given replace
+ * the defaults.
  */
-function connectedEngine(
-  maps: readonly string[],
-  options: Partial<SyncEngineOptions> = {},
-  hostOverrides: Partial<SyncHost> = {},
-) {
-  const hlc = new HLC({ nodeId: 'client-tab', now: () => Date.now() });
-  const replicas = new Map(maps.map((map) => [map, new LWWMap<Value>(hlc)]));
-  const replica = (map: string): LWWMap<Value> => {
-    const found = replicas.get(map);
-    if (found === undefined) throw new Error(`no replica of ${map}`);
-    return found;
-  };
+function connectedEngine(maps: readonly string[], options: Partial<SyncEngineOptions> = {}) {
+  const { status, outbox, clock, replicas, writes, queries, marks } = clientRooms();
+  for (const map of maps) replicas.entry(map);
+  const replica = (map: string): LWWMap<Value> => replicas.entry(map).replica;
   const errors: string[] = [];
-  const status = createSyncStatusStore();
-  const host: SyncHost = {
-    status,
-    nodeId: 'client',
-    openMaps: () => [...replicas.keys()],
-    replica,
-    mergeRemote: (map, entries) => {
-      let changed = 0;
-      for (const [key, record] of entries) if (replica(map).merge(key, record)) changed++;
-      return changed;
-    },
-    resetMap: () => {},
-    revoke: () => {},
-    restampWrite: () => {},
-    acknowledged: () => {},
-    rejected: () => {},
-    setClockOffset: () => {},
-    clockAheadOf: () => false,
-    repairClock: () => {},
-    adoptForeignWrites: () => {},
-    lastSync: () => undefined,
-    setLastSync: () => {},
-    serverQueries: () => [],
-    queryConfirmed: () => {},
-    serverError: (message) => errors.push(message),
-    ...hostOverrides,
-  };
-  const online = manualOnlineManager(true);
-  const engine = new SyncEngine(host, {
-    urls: ['ws://server.test/sync'],
-    transport: webSocketTransport(FakeSocket as unknown as WebSocketConstructor),
-    outbox: new Outbox(),
-    online,
-    minRetryMs: 100,
-    maxRetryMs: 100_000,
-    walkRetryMs: 100,
-    now: () => Date.now(),
-    random: () => 0.5,
-    ...options,
+  status.subscribe((state, previous) => {
+    if (state.lastError !== null && state.lastError !== previous.lastError)
+      errors.push(state.lastError.message);
   });
+  const online = manualOnlineManager(true);
+  const engine = new SyncEngine(
+    { replicas, writes, outbox, queries, marks, clock, status },
+    {
+      urls: ['ws://server.test/sync'],
+      nodeId: 'client',
+      transport: webSocketTransport(FakeSocket as unknown as WebSocketConstructor),
+      online,
+      minRetryMs: 100,
+      maxRetryMs: 100_000,
+      walkRetryMs: 100,
+      now: () => Date.now(),
+      random: () => 0.5,
+      ...options,
+    },
+  );
   const welcome = () => {
     vi.advanceTimersByTime(0);
     const socket = lastSocket();
@@ -170,7 +140,19 @@ function connectedEngine(
     code: 'limit',
     message: 'busy: retry later',
   });
-  return { engine, host, online, errors, replica, welcome, converged, refused };
+  return {
+    engine,
+    status,
+    online,
+    errors,
+    replica,
+    writes,
+    outbox,
+    queries,
+    welcome,
+    converged,
+    refused,
+  };
 }
 
 describe('the sync engine against a scripted server', () => {
@@ -187,7 +169,7 @@ describe('the sync engine against a scripted server', () => {
   });
 
   it('walks a refused map again later, each time later, and says online only when no walk waits', () => {
-    const { engine, host, welcome, converged, refused } = connectedEngine(['a', 'b']);
+    const { engine, status, welcome, converged, refused } = connectedEngine(['a', 'b']);
     stop = () => engine.stop();
     const socket = welcome();
     const [walkA] = socket.walksOf('a');
@@ -195,7 +177,7 @@ describe('the sync engine against a scripted server', () => {
     socket.receive(refused('a', walkA ?? -1));
     socket.receive(converged('b', walkB ?? -1));
     // The initial walks have ended, but one waits to start again.
-    expect(host.status.getState().connection).toBe('syncing');
+    expect(status.getState().connection).toBe('syncing');
     for (const [attempt, delay] of [100, 200, 400, 800].entries()) {
       vi.advanceTimersByTime(delay - 1);
       expect(socket.walksOf('a')).toHaveLength(attempt + 1);
@@ -205,7 +187,7 @@ describe('the sync engine against a scripted server', () => {
       if (attempt < 3) socket.receive(refused('a', session));
       else socket.receive(converged('a', session));
     }
-    expect(host.status.getState().connection).toBe('online');
+    expect(status.getState().connection).toBe('online');
     // Converged: the next refusal starts the backoff over.
     engine.walkMap('b');
     socket.receive(refused('b', socket.walksOf('b').at(-1) ?? -1));
@@ -265,7 +247,7 @@ describe('the sync engine against a scripted server', () => {
   });
 
   it('forgets the walk retries and their backoff of a connection that dropped', () => {
-    const { engine, host, welcome, converged, refused } = connectedEngine(['a'], {
+    const { engine, status, welcome, converged, refused } = connectedEngine(['a'], {
       random: () => 0,
     });
     stop = () => engine.stop();
@@ -284,10 +266,10 @@ describe('the sync engine against a scripted server', () => {
     vi.advanceTimersByTime(1);
     expect(second.walksOf('a')).toHaveLength(2);
     second.receive(converged('a', second.walksOf('a')[1] ?? -1));
-    expect(host.status.getState().connection).toBe('online');
+    expect(status.getState().connection).toBe('online');
     vi.advanceTimersByTime(1_000);
     expect(second.walksOf('a')).toHaveLength(2);
-    expect(host.status.getState().connection).toBe('online');
+    expect(status.getState().connection).toBe('online');
   });
 
   it('forgets an expired token once the connection is dropped by going offline', () => {
@@ -314,20 +296,20 @@ describe('the sync engine against a scripted server', () => {
 
   it('starts from a random URL and tries the next after each failed or dropped connection, backing off across the list until one welcomes it', () => {
     const urls = ['ws://a.test/sync', 'ws://b.test/sync', 'ws://c.test/sync'] as const;
-    const { engine, host, welcome } = connectedEngine([], { urls: [...urls] });
+    const { engine, status, welcome } = connectedEngine([], { urls: [...urls] });
     stop = () => engine.stop();
     const opened = () => FakeSocket.opened.map((socket) => socket.url);
     // The first draw (0.5) picks b; every delay is then half its bound of 100 ms × 2^attempt.
     vi.advanceTimersByTime(0);
     expect(opened()).toEqual([urls[1]]);
-    expect(host.status.getState()).toMatchObject({ connection: 'connecting', url: urls[1] });
+    expect(status.getState()).toMatchObject({ connection: 'connecting', url: urls[1] });
     for (const [delay, next] of [
       [50, urls[2]],
       [100, urls[0]],
       [200, urls[1]],
     ] as const) {
       lastSocket().closeFromServer(1006);
-      expect(host.status.getState()).toMatchObject({ connection: 'offline', url: null });
+      expect(status.getState()).toMatchObject({ connection: 'offline', url: null });
       const before = FakeSocket.opened.length;
       vi.advanceTimersByTime(delay - 1);
       expect(FakeSocket.opened).toHaveLength(before);
@@ -336,7 +318,7 @@ describe('the sync engine against a scripted server', () => {
     }
     expect(opened()).toEqual([urls[1], urls[2], urls[0], urls[1]]);
     welcome();
-    expect(host.status.getState()).toMatchObject({ connection: 'online', url: urls[1] });
+    expect(status.getState()).toMatchObject({ connection: 'online', url: urls[1] });
     // Connected once: the backoff starts over, and the drop moves on to the next server.
     lastSocket().closeFromServer(1006);
     vi.advanceTimersByTime(49);
@@ -368,49 +350,46 @@ describe('the sync engine against a scripted server', () => {
   });
 
   it('sends the writes in flight on a dropped connection again, with the live queries, to the next server', () => {
-    const hlc = new HLC({ nodeId: 'client-tab', now: () => Date.now() });
-    const writes = new LWWMap<Value>(hlc);
-    const outbox: OutboxEntry[] = ['k1', 'k2'].map((key, index) => ({
-      id: `client-tab/${index + 1}`,
-      map: 'notes',
-      key,
-      record: writes.set(key, { n: index }),
-    }));
-    const acknowledged: string[] = [];
-    const pending = new Outbox();
-    pending.put(outbox);
-    const { engine, welcome } = connectedEngine(
-      [],
-      { urls: ['ws://a.test/sync', 'ws://b.test/sync'], random: () => 0, outbox: pending },
-      {
-        acknowledged: (ids) => {
-          acknowledged.push(...ids);
-          pending.settle(ids);
-        },
-        serverQueries: () => [{ id: 7, map: 'notes', query: { where: { n: 1 } } }],
-      },
-    );
+    const { engine, welcome, converged, writes, outbox, queries } = connectedEngine([], {
+      urls: ['ws://a.test/sync', 'ws://b.test/sync'],
+      random: () => 0,
+    });
+    for (const [index, key] of ['k1', 'k2'].entries())
+      writes.write('notes', key, { n: index }, undefined, false);
+    const written = outbox.inOrder();
+    const settled: string[] = [];
+    writes.acknowledged = (ids) => {
+      settled.push(...ids);
+      outbox.settle(ids);
+    };
+    queries.query('notes', { where: { n: 1 } }).subscribe(() => {});
     stop = () => engine.stop();
     const sentOps = (socket: FakeSocket) =>
       socket.sent
         .filter((message): message is MessageOf<'ops'> => message.type === 'ops')
         .flatMap((message) => message.ops);
-    const first = welcome();
+    // Each connection walks the map first; its writes follow.
+    const walked = (socket: FakeSocket) => {
+      socket.receive(converged('notes', socket.walksOf('notes')[0] ?? -1));
+      return socket;
+    };
+    const first = walked(welcome());
     expect(first.url).toBe('ws://a.test/sync');
     expect(sentOps(first).map((op) => op.entry[0])).toEqual(['k1', 'k2']);
     // The server dies with both writes unanswered.
     first.closeFromServer(1006);
-    const second = welcome();
+    const second = walked(welcome());
     expect(second.url).toBe('ws://b.test/sync');
     expect(second.sent.filter((message) => message.type === 'subscribe')).toEqual([
-      { type: 'subscribe', id: 7, map: 'notes', query: { where: { n: 1 } } },
+      { type: 'subscribe', id: expect.any(Number), map: 'notes', query: { where: { n: 1 } } },
     ]);
     const resent = sentOps(second);
     expect(resent.map((op) => op.entry)).toEqual(
-      outbox.map((entry) => toWireEntry(entry.key, entry.record)),
+      written.map((entry) => toWireEntry(entry.key, entry.record)),
     );
     second.receive({ type: 'ack', ids: resent.map((op) => op.id), superseded: [] });
-    expect(acknowledged).toEqual(['client-tab/1', 'client-tab/2']);
+    expect(settled).toEqual(['client-tab/1', 'client-tab/2']);
+    expect(outbox.size).toBe(0);
   });
 });
 

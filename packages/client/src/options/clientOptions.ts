@@ -1,11 +1,11 @@
 import { ConfigurationError } from '../clientErrors.js';
-import type { LeaderElection } from '../leaderElection.js';
-import type { OnlineManager } from '../onlineManager.js';
 import type { ClientStorage } from '../storage/clientStorage.js';
 import { createIndexedDbStorage } from '../storage/indexedDbStorage.js';
 import { createMemoryStorage } from '../storage/memoryStorage.js';
-import type { Transport } from '../transport.js';
-import type { WebSocketConstructor } from '../webSocketTransport.js';
+import type { OnlineManager } from '../sync/onlineManager.js';
+import type { Transport } from '../sync/transport.js';
+import type { WebSocketConstructor } from '../sync/webSocketTransport.js';
+import type { LeaderElection } from '../tabs/leaderElection.js';
 
 /** Options of `createClient`. */
 export interface ClientOptions {
@@ -79,7 +79,7 @@ export interface ResolvedClientOptions {
   /** The servers to sync with; undefined for a local-only client. */
   readonly urls: readonly [string, ...string[]] | undefined;
   /** The node id the connection announces (shared by this profile's tabs). */
-  readonly clientId: string;
+  readonly nodeId: string;
   readonly storage: ClientStorage;
   /** Whether the storage is IndexedDB (the defaults of tabs and remembered windows follow). */
   readonly indexedDb: boolean;
@@ -97,7 +97,7 @@ export function resolveClientOptions(options: ClientOptions): ResolvedClientOpti
   return {
     dbName,
     urls: serverUrls(options.url),
-    clientId: options.nodeId ?? persistentClientId(dbName),
+    nodeId: options.nodeId ?? persistentNodeId(dbName),
     storage: resolveStorage(options.storage, dbName),
     indexedDb: options.storage === 'indexeddb' || (options.storage === undefined && hasIndexedDb()),
   };
@@ -145,8 +145,8 @@ export function randomId(length: number): string {
   return Array.from(bytes, (byte) => alphabet[byte % alphabet.length]).join('');
 }
 
-/** A client id kept per database in localStorage (synchronously, so writes can start at once). */
-function persistentClientId(dbName: string): string {
+/** A node id kept per database in localStorage (synchronously, so writes can start at once). */
+function persistentNodeId(dbName: string): string {
   const storageKey = `topgun:${dbName}:clientId`;
   try {
     const existing = globalThis.localStorage?.getItem(storageKey);

@@ -1,6 +1,6 @@
 import { type LWWMap, type Query, type QueryRow, stableStringify, type Value } from '@topgun/core';
-import { QueryHandle } from '../queryHandle.js';
-import type { QueryResultCache } from '../queryResultCache.js';
+import { QueryHandle } from './queryHandle.js';
+import type { QueryResultCache } from './queryResultCache.js';
 
 /** What the registry needs around it. */
 export interface QueryRegistryOptions {

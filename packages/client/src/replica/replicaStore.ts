@@ -6,9 +6,23 @@ import {
   type SetOptions,
   type Value,
 } from '@topgun/core';
-import { ClientMap } from '../clientMap.js';
-import type { PersistQueue } from '../persistQueue.js';
-import type { TabChannel } from '../tabChannel.js';
+import type { PersistQueue } from '../storage/persistQueue.js';
+import { ClientMap } from './clientMap.js';
+
+/** A change of the replica, for the other tabs to apply (structured-cloned). */
+export type ReplicaChange =
+  /** Records merged or written, for the other tabs to merge. */
+  | {
+      readonly type: 'records';
+      readonly map: string;
+      readonly entries: ReadonlyArray<readonly [string, LWWRecord<Value>]>;
+    }
+  /** Records replaced or removed outright (rollback, re-stamp, revoke, reset). */
+  | {
+      readonly type: 'restore';
+      readonly map: string;
+      readonly entries: ReadonlyArray<readonly [string, LWWRecord<Value> | null]>;
+    };
 
 /** One map of the replica: its records, and the handle apps hold. */
 export interface ReplicaEntry {
@@ -20,7 +34,8 @@ export interface ReplicaEntry {
 export interface ReplicaStoreOptions {
   readonly hlc: HLC;
   readonly persist: PersistQueue;
-  readonly tabs: TabChannel;
+  /** Tells the other tabs a change (they apply it without persisting it again). */
+  readonly share: (change: ReplicaChange) => void;
   /** A write through a map handle (`ClientMap.set` / `delete`): the client decides its fate. */
   readonly write: (
     map: string,
@@ -82,7 +97,7 @@ export class ReplicaStore {
     const { replica } = this.entry(map);
     const record = remove ? replica.delete(key) : replica.set(key, value as Value, options);
     this.options.persist.record({ map, key, record });
-    this.options.tabs.post({ type: 'records', map, entries: [[key, record]] });
+    this.options.share({ type: 'records', map, entries: [[key, record]] });
     return record;
   }
 
@@ -109,7 +124,7 @@ export class ReplicaStore {
     }
     if (!persist || merged.length === 0) return merged.length;
     for (const [key, record] of merged) this.options.persist.record({ map, key, record });
-    this.options.tabs.post({ type: 'records', map, entries: merged });
+    this.options.share({ type: 'records', map, entries: merged });
     return merged.length;
   }
 
@@ -136,6 +151,22 @@ export class ReplicaStore {
     this.entry(map).replica.restore(key, record);
     if (record === undefined) this.options.persist.remove(map, key);
     else this.options.persist.record({ map, key, record });
-    if (share) this.options.tabs.post({ type: 'restore', map, entries: [[key, record ?? null]] });
+    if (share) this.options.share({ type: 'restore', map, entries: [[key, record ?? null]] });
+  }
+
+  /**
+   * Drops records without tombstones (the user may no longer see them, or the server reset
+   * the map), except the keys `keep` holds; persists and shares the change.
+   */
+  revoke(map: string, keys: Iterable<string>, keep: ReadonlySet<string>): void {
+    const { replica } = this.entry(map);
+    const removed: Array<readonly [string, null]> = [];
+    for (const key of keys) {
+      if (keep.has(key) || replica.getRecord(key) === undefined) continue;
+      replica.restore(key, undefined);
+      this.options.persist.remove(map, key);
+      removed.push([key, null]);
+    }
+    if (removed.length > 0) this.options.share({ type: 'restore', map, entries: removed });
   }
 }

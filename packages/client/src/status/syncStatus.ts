@@ -1,4 +1,5 @@
 import { createStore, type StoreApi } from 'zustand/vanilla';
+import type { StorageError, SyncError } from '../clientErrors.js';
 
 /** The connection to the sync server. */
 export type ConnectionState =
@@ -25,10 +26,16 @@ export interface SyncStatus {
   readonly lastSyncedAt: number | null;
   /** Progress of a bulk download (a first sync): records received of expected. */
   readonly initialSync: { readonly received: number; readonly expected: number } | null;
-  /** The last storage (IndexedDB) failure, cleared after a successful write. */
-  readonly storageError: string | null;
-  /** The last connection or server error, for display. */
-  readonly lastError: string | null;
+  /**
+   * The last storage (IndexedDB) failure (code `STORAGE_FAILED`), cleared after a successful
+   * write; its `message` is for display.
+   */
+  readonly storageError: StorageError | null;
+  /**
+   * The last connection or server problem, cleared when a server welcomes the client; its
+   * `code` says what kind (see {@link SyncError}), its `message` is for display.
+   */
+  readonly lastError: SyncError | null;
   /** Whether this tab holds the connection (one tab per browser profile does). */
   readonly isLeader: boolean;
 }

@@ -1,9 +1,4 @@
-import type {
-  ClientStorage,
-  OutboxEntry,
-  PersistedRecord,
-  StorageBatch,
-} from './storage/clientStorage.js';
+import type { ClientStorage, OutboxEntry, PersistedRecord, StorageBatch } from './clientStorage.js';
 
 /**
  * Collects everything to persist during one tick and commits it as one transaction. A

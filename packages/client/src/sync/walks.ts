@@ -1,0 +1,322 @@
+import {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  fromSyncWire,
+  fromWireEntry,
+  type HashWidth,
+  type Message,
+  type MessageOf,
+  rootBytes,
+  SyncSession,
+  toSyncWire,
+  toWireEntry,
+  type Value,
+  type WireEntry,
+} from '@topgun/core';
+import { SyncError } from '../clientErrors.js';
+import type { LocalWrites } from '../outbox/localWrites.js';
+import type { Outbox } from '../outbox/outbox.js';
+import type { QueryRegistry } from '../queries/queryRegistry.js';
+import type { ReplicaStore } from '../replica/replicaStore.js';
+import type { SyncMarks } from '../replica/syncMarks.js';
+import type { SyncStatusStore } from '../status/syncStatus.js';
+import { recordFrames } from './recordFrames.js';
+
+/** The messages of a walk, from the server. */
+export type WalkMessage = MessageOf<
+  'sync' | 'sync_records' | 'sync_done' | 'sync_reset' | 'sync_error'
+>;
+
+/** What the walks work with. */
+export interface WalksOptions {
+  readonly replicas: ReplicaStore;
+  readonly writes: LocalWrites;
+  readonly outbox: Outbox;
+  readonly marks: SyncMarks;
+  readonly queries: QueryRegistry;
+  readonly status: SyncStatusStore;
+  readonly send: (message: Message) => void;
+  readonly sendFrame: (frame: Uint8Array) => void;
+  /** Every map open at the handshake was reconciled once (or gave up for now). */
+  readonly initialWalksDone: () => void;
+  /** Delay before a failed walk starts again; doubles with each in a row. Default: 5000 ms. */
+  readonly walkRetryMs?: number;
+  readonly now: () => number;
+}
+
+interface Walk {
+  readonly map: string;
+  readonly session: SyncSession<Value>;
+  readonly width: HashWidth;
+  expected: number;
+  received: number;
+  /**
+   * Records from the server that changed the replica: a walk that got some made progress
+   * (records this side sends are no proof: the server may refuse them, walk after walk).
+   */
+  changed: number;
+  /** When the walk last heard from the server (for the watchdog). */
+  lastHeard: number;
+}
+
+/** A walk that hears nothing for this long is abandoned and started again. */
+const WALK_TIMEOUT_MS = 30_000;
+/** Delay before a walk the server refused or lost is tried again. */
+const WALK_RETRY_MS = 5_000;
+/** Doublings of that delay at most (5 s becomes 320 s). */
+const MAX_WALK_RETRY_DOUBLINGS = 6;
+
+/**
+ * The Merkle walks of one session with the server: every open map is reconciled after the
+ * handshake (and each map opened later), records flowing both ways; a walk that ends apart
+ * walks on, or again later with a doubling delay; progress is reported in `status`.
+ */
+export class Walks {
+  private readonly walks = new Map<number, Walk>();
+  /** Per map, walks in a row that failed or ended apart without progress: the backoff. */
+  private readonly attempts = new Map<string, number>();
+  private readonly retryTimers = new Set<ReturnType<typeof setTimeout>>();
+  private nextSession = 1;
+  private initialPending = 0;
+  private maxFrameBytes = 1024 * 1024;
+  private active = false;
+
+  constructor(private readonly options: WalksOptions) {}
+
+  /** Whether the walks after the handshake are still running (writes wait for them). */
+  get initialRunning(): boolean {
+    return this.initialPending > 0;
+  }
+
+  /**
+   * The session is up: walks every open map (`initialWalksDone` is told when they end;
+   * with no map open, `initialRunning` is false at once).
+   */
+  begin(maxFrameBytes: number): void {
+    this.active = true;
+    this.maxFrameBytes = maxFrameBytes;
+    const maps = this.options.replicas.names();
+    this.initialPending = maps.length;
+    for (const map of maps) this.start(map, 4);
+  }
+
+  /** Reconciles a map opened during the session. */
+  walk(map: string): void {
+    if (this.active) this.start(map, 4);
+  }
+
+  receive(message: WalkMessage): void {
+    const walk = this.walks.get(message.session);
+    if (walk === undefined) return;
+    walk.lastHeard = this.options.now();
+    switch (message.type) {
+      case 'sync':
+        this.onSync(walk, message);
+        return;
+      case 'sync_records':
+        this.onRecords(walk, message);
+        return;
+      case 'sync_done':
+        this.onDone(walk, message);
+        return;
+      case 'sync_reset':
+        this.walks.delete(message.session);
+        this.options.writes.revoke(
+          walk.map,
+          [...this.options.replicas.entry(walk.map).replica.allRecords()].map(([key]) => key),
+        );
+        this.options.marks.forget(walk.map);
+        this.start(walk.map, 4);
+        return;
+      case 'sync_error':
+        this.walks.delete(message.session);
+        this.options.status.setState({
+          lastError: new SyncError(
+            'WALK_FAILED',
+            `syncing ${message.map} failed: ${message.message}`,
+            message.code,
+          ),
+        });
+        // A map the user may not read is not retried; anything else may pass later.
+        if (message.code !== 'permission') this.retryLater(walk.map);
+        this.ended();
+        return;
+    }
+  }
+
+  /**
+   * Abandons the walks whose messages were lost (malformed, refused, or never came) and
+   * starts them again later.
+   */
+  restart(lost: (walk: Walk) => boolean = () => true): void {
+    for (const [session, walk] of [...this.walks]) {
+      if (!lost(walk)) continue;
+      this.walks.delete(session);
+      // Ended on the server too, so that it does not keep it (and count it) until it idles out.
+      this.options.send({
+        type: 'sync_done',
+        map: walk.map,
+        session,
+        root: rootBytes(this.options.replicas.entry(walk.map).replica.merkleTree),
+      });
+      this.retryLater(walk.map);
+      this.ended();
+    }
+  }
+
+  /** The watchdog: a walk that hears nothing (a reply lost or refused) starts again. */
+  tick(now: number): void {
+    const silent = (walk: Walk) => now - walk.lastHeard > WALK_TIMEOUT_MS;
+    if (![...this.walks.values()].some(silent)) return;
+    this.options.status.setState({
+      lastError: new SyncError('WALK_FAILED', 'a sync walk got no answer: starting it again'),
+    });
+    this.restart(silent);
+  }
+
+  /** The session is gone: so are its walks and their retries (the next session walks anew). */
+  end(): void {
+    this.active = false;
+    this.walks.clear();
+    for (const timer of this.retryTimers) clearTimeout(timer);
+    this.retryTimers.clear();
+    this.attempts.clear();
+    this.initialPending = 0;
+  }
+
+  private start(map: string, width: HashWidth): void {
+    for (const walk of this.walks.values()) if (walk.map === map) return;
+    const sessionId = this.nextSession++;
+    const session = new SyncSession(this.options.replicas.entry(map).replica, {
+      width,
+      // Every message within what the server accepts, however much differs.
+      maxMessageBytes: Math.min(DEFAULT_MAX_MESSAGE_BYTES, Math.floor(this.maxFrameBytes / 4)),
+    });
+    this.walks.set(sessionId, {
+      map,
+      session,
+      width,
+      expected: 0,
+      received: 0,
+      changed: 0,
+      lastHeard: this.options.now(),
+    });
+    this.options.status.setState({ connection: 'syncing' });
+    this.options.send(toSyncWire(map, sessionId, session.open(), this.options.marks.get(map)));
+  }
+
+  /** Walks `map` again after a delay that doubles with each attempt in a row. */
+  private retryLater(map: string): void {
+    const attempt = (this.attempts.get(map) ?? 0) + 1;
+    this.attempts.set(map, attempt);
+    const delay =
+      (this.options.walkRetryMs ?? WALK_RETRY_MS) *
+      2 ** Math.min(attempt - 1, MAX_WALK_RETRY_DOUBLINGS);
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(timer);
+      if (this.active) this.start(map, 4);
+    }, delay);
+    this.retryTimers.add(timer);
+  }
+
+  private onSync(walk: Walk, message: MessageOf<'sync'>): void {
+    const incoming = fromSyncWire<Value>(message);
+    if (incoming.records.length > 0)
+      walk.changed += this.options.replicas.merge(walk.map, incoming.records, true);
+    const answer = walk.session.receive(incoming);
+    // Records the server lacks or needs go first, as bulk chunks within half the server's
+    // frame limit, so that the server has taken them (and told this client what to forget)
+    // before it answers.
+    if (answer.bulk.length > 0) this.sendRecords(walk, message.session, answer.bulk);
+    if (answer.message !== undefined) {
+      this.options.send(toSyncWire(walk.map, message.session, answer.message));
+      return;
+    }
+    this.options.send({
+      type: 'sync_done',
+      map: walk.map,
+      session: message.session,
+      root: rootBytes(this.options.replicas.entry(walk.map).replica.merkleTree),
+    });
+  }
+
+  private sendRecords(
+    walk: Walk,
+    session: number,
+    bulk: Parameters<SyncSession<Value>['bulkRecords']>[0],
+  ): void {
+    const entries: WireEntry[] = [];
+    for (const [key, record] of walk.session.bulkRecords(bulk))
+      entries.push(toWireEntry(key, record));
+    for (const frame of recordFrames(walk.map, session, entries, this.maxFrameBytes / 2))
+      this.options.sendFrame(frame);
+  }
+
+  private onRecords(walk: Walk, message: MessageOf<'sync_records'>): void {
+    walk.changed += this.options.replicas.merge(
+      walk.map,
+      message.records.map((entry) => fromWireEntry<Value>(entry)),
+      true,
+    );
+    if (message.total !== undefined) walk.expected += message.total;
+    walk.received += message.records.length;
+    this.reportProgress();
+  }
+
+  private onDone(walk: Walk, message: MessageOf<'sync_done'>): void {
+    this.walks.delete(message.session);
+    const own = rootBytes(this.options.replicas.entry(walk.map).replica.merkleTree);
+    if (own.every((byte, index) => byte === message.root[index])) {
+      this.attempts.delete(walk.map);
+      if (message.syncedAt !== undefined) this.synced(walk.map, message.syncedAt);
+    } else if (walk.changed > 0) {
+      // Progress within the server's message budgets: walk on from where this one stopped.
+      this.start(walk.map, walk.width);
+    } else if (walk.session.truncated) {
+      // This side's messages left differences out, and nothing came: the records it sent
+      // may be refused walk after walk, so walk again later, each time later.
+      this.retryLater(walk.map);
+    } else if (this.options.outbox.holdsMap(walk.map)) {
+      // Unacknowledged local writes make the roots differ until they are sent: not a failure.
+    } else if (walk.width === 4) {
+      // Nothing differed, yet the roots do: subtrees whose 4-byte hashes are equal by chance.
+      this.start(walk.map, 8);
+    } else {
+      this.retryLater(walk.map);
+    }
+    this.reportProgress();
+    this.ended();
+  }
+
+  private synced(map: string, syncedAt: number): void {
+    this.options.marks.set(map, syncedAt);
+    this.options.queries.confirmMap(map);
+    this.options.status.setState({ lastSyncedAt: syncedAt });
+  }
+
+  private ended(): void {
+    if (this.initialPending > 0) {
+      this.initialPending--;
+      // Every map reconciled once after the handshake: now the outbox.
+      if (this.initialPending === 0) this.options.initialWalksDone();
+    }
+    this.settleIfIdle();
+  }
+
+  /** Online once no walk runs and none waits to start again. */
+  settleIfIdle(): void {
+    if (!this.active || this.walks.size > 0 || this.retryTimers.size > 0) return;
+    this.options.status.setState({ connection: 'online', initialSync: null });
+  }
+
+  private reportProgress(): void {
+    let expected = 0;
+    let received = 0;
+    for (const walk of this.walks.values()) {
+      expected += walk.expected;
+      received += walk.received;
+    }
+    this.options.status.setState({
+      initialSync: expected > 0 ? { received: Math.min(received, expected), expected } : null,
+    });
+  }
+}

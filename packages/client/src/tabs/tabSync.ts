@@ -1,0 +1,143 @@
+import { SyncError } from '../clientErrors.js';
+import type { LocalWrites } from '../outbox/localWrites.js';
+import type { Outbox } from '../outbox/outbox.js';
+import type { QueryRegistry } from '../queries/queryRegistry.js';
+import type { ReplicaStore } from '../replica/replicaStore.js';
+import type { SyncMarks } from '../replica/syncMarks.js';
+import type { SyncStatusStore } from '../status/syncStatus.js';
+import type { LeaderElection } from './leaderElection.js';
+import type { SharedStatus, TabChannel, TabMessage } from './tabChannel.js';
+
+/** The rooms a tab keeps in step with the other tabs. */
+export interface TabRooms {
+  readonly replicas: ReplicaStore;
+  readonly writes: LocalWrites;
+  readonly outbox: Outbox;
+  readonly queries: QueryRegistry;
+  readonly marks: SyncMarks;
+  readonly status: SyncStatusStore;
+}
+
+/**
+ * This tab among the others sharing the replica: the follower's part (apply what other tabs
+ * changed, show the leader's status, hand its writes to a new leader) and, once elected, the
+ * leader's (send every tab's writes, share its status).
+ */
+export class TabSync {
+  private leading = false;
+  private closed = false;
+  private unsubscribeStatus: (() => void) | undefined;
+
+  constructor(
+    private readonly rooms: TabRooms,
+    private readonly channel: TabChannel,
+    private readonly election: LeaderElection,
+  ) {}
+
+  /** Whether this tab holds the connection. */
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  /**
+   * Joins the other tabs: asks the leader's status, and runs for leader; `lead` is called
+   * once this tab is elected (maybe never).
+   * @param lead Starts the leader's work; `sendSoon` then sends the writes other tabs hand over.
+   */
+  start(lead: () => void): void {
+    this.election.run(() => {
+      if (this.closed) return;
+      this.leading = true;
+      this.rooms.status.setState({ isLeader: true });
+      this.channel.post({ type: 'leader' });
+      lead();
+      this.unsubscribeStatus = this.rooms.status.subscribe(() => this.shareStatus());
+      this.shareStatus();
+    });
+    // Until it leads, this tab shows the leader's connection status.
+    this.channel.post({ type: 'status-request' });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.unsubscribeStatus?.();
+    this.election.close();
+    this.channel.close();
+  }
+
+  /**
+   * A message from another tab.
+   * @param sendSoon Sends the outbox soon (the leader's, when a follower hands writes over).
+   */
+  receive(message: TabMessage, sendSoon: () => void): void {
+    if (this.closed) return;
+    const { replicas, writes, outbox, queries, marks, status } = this.rooms;
+    switch (message.type) {
+      case 'records':
+        replicas.merge(message.map, message.entries, false);
+        return;
+      case 'restore':
+        replicas.restoreFromTab(message.map, message.entries);
+        return;
+      case 'outbox':
+        outbox.put(message.entries);
+        if (this.leading) sendSoon();
+        return;
+      case 'settled':
+        outbox.settle(message.ids);
+        return;
+      case 'rejected':
+        writes.rejectedInTab(message);
+        return;
+      case 'synced':
+        marks.learn(message);
+        queries.confirmMap(message.map);
+        return;
+      case 'status':
+        if (!this.leading) status.setState(fromShared(message.status));
+        return;
+      case 'leader': {
+        // A new leader: make sure it knows this tab's pending writes.
+        const own = this.leading ? [] : writes.own();
+        if (own.length > 0) this.channel.post({ type: 'outbox', entries: own });
+        return;
+      }
+      case 'status-request':
+        if (this.leading) this.shareStatus();
+        return;
+    }
+  }
+
+  /** Tells the other tabs the leader's connection status. */
+  private shareStatus(): void {
+    const { connection, url, lastSyncedAt, initialSync, lastError } = this.rooms.status.getState();
+    this.channel.post({
+      type: 'status',
+      status: {
+        connection,
+        url,
+        lastSyncedAt,
+        initialSync,
+        lastError:
+          lastError === null
+            ? null
+            : {
+                code: lastError.code,
+                message: lastError.message,
+                serverCode: lastError.serverCode,
+              },
+      },
+    });
+  }
+}
+
+function fromShared(status: SharedStatus) {
+  const { lastError } = status;
+  return {
+    ...status,
+    lastError:
+      lastError === null
+        ? null
+        : new SyncError(lastError.code, lastError.message, lastError.serverCode),
+  };
+}
