@@ -1,4 +1,5 @@
 import {
+  DEFAULT_DECODE_LIMITS,
   DEFAULT_MAX_MESSAGE_BYTES,
   fromSyncWire,
   fromWireEntry,
@@ -77,7 +78,7 @@ export class Walks {
   private readonly retryTimers = new Set<ReturnType<typeof setTimeout>>();
   private nextSession = 1;
   private initialPending = 0;
-  private maxFrameBytes = 1024 * 1024;
+  private maxFrameBytes = DEFAULT_DECODE_LIMITS.maxFrameBytes;
   private active = false;
 
   constructor(private readonly options: WalksOptions) {}
