@@ -2,7 +2,7 @@ import {
   CLOSE_CODES,
   DEFAULT_DECODE_LIMITS,
   DEFAULT_MAX_MESSAGE_BYTES,
-  decodeMessage,
+  decodeServerMessage,
   encodeMessage,
   fittedChunks,
   fromSyncWire,
@@ -297,7 +297,7 @@ export class SyncEngine {
     this.lastMessageAt = this.options.now();
     let message: Message;
     try {
-      message = decodeMessage(data, CLIENT_DECODE_LIMITS);
+      message = decodeServerMessage(data, CLIENT_DECODE_LIMITS);
     } catch (error) {
       this.host.serverError(`the server sent a malformed message: ${(error as Error).message}`);
       // It may have belonged to a walk, which would then wait for it forever.

@@ -1,0 +1,10 @@
+import type { Message } from './messages.js';
+import { writeMessagePack } from './messagePackWriter.js';
+
+/**
+ * Encodes one message as a MessagePack frame, in memory of its own (a frame waiting in a slow
+ * reader's send queue keeps nothing else alive).
+ */
+export function encodeMessage(message: Message): Uint8Array {
+  return writeMessagePack(message);
+}
