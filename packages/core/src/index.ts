@@ -52,8 +52,8 @@ export {
 } from './merkleTree.js';
 export { PARTITION_COUNT, partitionOf } from './partition.js';
 export { CLOSE_CODES } from './protocol/closeCodes.js';
-export { decodeMessage } from './protocol/decodeMessage.js';
 export { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './protocol/decodeLimits.js';
+export { decodeMessage } from './protocol/decodeMessage.js';
 export { decodeServerMessage } from './protocol/decodeServerMessage.js';
 export { encodeMessage } from './protocol/encodeMessage.js';
 export { fittedChunks } from './protocol/fittedChunks.js';

@@ -304,7 +304,7 @@ describe('decodeServerMessage', () => {
     expect(messageOf({ type: 'ping', time: -1 })).toBe(
       'ping: time: expected an integer from 0 to 2^53 - 1',
     );
-    expect(messageOf({ type: 'ping' })).toBe('ping: (message): required: time');
+    expect(messageOf({ type: 'ping' })).toBe('ping: time: required');
     expect(messageOf({ type: 'pong', time: 1, extra: true })).toBe(
       'pong: (message): unknown key "extra"',
     );

@@ -1,5 +1,5 @@
-import type { Message } from './messages.js';
 import { writeMessagePack } from './messagePackWriter.js';
+import type { Message } from './messages.js';
 
 /**
  * Encodes one message as a MessagePack frame, in memory of its own (a frame waiting in a slow

@@ -97,7 +97,7 @@ const object =
           if (issue) return issue;
         }
       } else if (value === undefined) {
-        return problem(`required: ${name}`);
+        return under(name, problem('required'));
       } else {
         const issue = under(name, field(value));
         if (issue) return issue;
