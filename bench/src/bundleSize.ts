@@ -1,20 +1,23 @@
 /**
  * The browser bundle of `@topgun/client` + `@topgun/react` (+ `@topgun/core`), React excluded,
- * minified and gzipped, as an app's bundler would ship it; fails above the ceiling. Run by
+ * minified and gzipped as an app's bundler ships it; fails above the ceiling. Run by
  * `npm run check` (after the packages are built).
  */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { decode } from '@jridgewell/sourcemap-codec';
 import { build, type Rolldown } from 'vite';
 
 /**
- * The most gzipped bytes allowed, lowered as the bundle shrinks; the goal is 30 KiB (issue
- * 13), which needs the protocol checked without zod on the client.
+ * The most gzipped bytes allowed, lowered as the bundle shrinks; issue 13 sets 30 KiB for the
+ * client, the React bindings and core together.
  */
-const CEILING_BYTES = 56 * 1024;
+const CEILING_BYTES = 30 * 1024;
 
 const here = dirname(fileURLToPath(import.meta.url));
+// An app build, not a library one: in library mode Vite leaves the whitespace of ES modules.
+// Every export is kept, as if an app used all of them.
 const result = await build({
   root: join(here, '..'),
   logLevel: 'silent',
@@ -22,34 +25,71 @@ const result = await build({
   build: {
     write: false,
     minify: true,
-    lib: { entry: join(here, 'bundleEntry.ts'), formats: ['es'], fileName: 'topgun' },
-    rolldownOptions: { external: ['react', 'react-dom', 'react/jsx-runtime', 'ws'] },
+    sourcemap: true,
+    modulePreload: false,
+    rolldownOptions: {
+      input: join(here, 'bundleEntry.ts'),
+      preserveEntrySignatures: 'strict',
+      external: ['react', 'react-dom', 'react/jsx-runtime', 'ws'],
+    },
   },
 });
-const outputs = (Array.isArray(result) ? result : [result]).flatMap(
-  (each) => (each as Rolldown.RolldownOutput).output,
-);
-let minified = 0;
-let gzipped = 0;
-const byPackage = new Map<string, number>();
-for (const output of outputs) {
-  if (output.type !== 'chunk') continue;
-  minified += output.code.length;
-  gzipped += gzipSync(output.code).length;
-  for (const [id, module] of Object.entries(output.modules)) {
-    const name =
-      /node_modules\/\.pnpm\/(@?[^@/]+)/.exec(id)?.[1] ??
-      /packages\/([^/]+)\//.exec(id)?.[1] ??
-      'other';
-    byPackage.set(name, (byPackage.get(name) ?? 0) + module.renderedLength);
+const chunks = (Array.isArray(result) ? result : [result])
+  .flatMap((each) => (each as Rolldown.RolldownOutput).output)
+  .filter((output): output is Rolldown.OutputChunk => output.type === 'chunk');
+if (chunks.length !== 1) throw new Error(`expected one chunk, got ${chunks.length}`);
+const { code, map } = chunks[0]!;
+if (map === null) throw new Error('the build made no source map');
+
+const minified = code.length;
+const gzipped = gzipSync(code).length;
+
+/** The package a source belongs to: its name under node_modules, or the workspace folder. */
+const packageOf = (source: string) =>
+  /node_modules\/\.pnpm\/(@?[^@/]+(?:\+[^@/]+)?)/.exec(source)?.[1]?.replace('+', '/') ??
+  /packages\/([^/]+)\//.exec(source)?.[1] ??
+  'other';
+
+/**
+ * Gzipped bytes by package: the code is cut into runs of one package (by the source map) and
+ * each run is charged what it adds to the gzipped size of everything before it. The parts add
+ * up to the whole; a run is cheaper the more of it gzip finds earlier in the bundle.
+ */
+function gzippedByPackage(code: string, map: Rolldown.SourceMap): Map<string, number> {
+  const owners: string[] = [];
+  const lines = code.split('\n');
+  decode(map.mappings).forEach((segments, line) => {
+    const lineStart = owners.length;
+    const lineEnd = lineStart + lines[line]!.length + (line < lines.length - 1 ? 1 : 0);
+    // Code carries on belonging to the package before it until a segment names another: the
+    // minifier's own glue has segments without a source.
+    let owner = owners.at(-1) ?? 'other';
+    for (const [column, source] of segments) {
+      while (owners.length < lineStart + column) owners.push(owner);
+      if (source !== undefined) owner = packageOf(map.sources[source]!);
+    }
+    while (owners.length < lineEnd) owners.push(owner);
+  });
+  const byPackage = new Map<string, number>();
+  let start = 0;
+  let before = gzipSync('').length;
+  for (let end = 1; end <= code.length; end++) {
+    if (end < code.length && owners[end] === owners[start]) continue;
+    const after = gzipSync(code.slice(0, end)).length;
+    const owner = owners[start] ?? 'other';
+    byPackage.set(owner, (byPackage.get(owner) ?? 0) + after - before);
+    before = after;
+    start = end;
   }
+  return byPackage;
 }
+
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 console.log(
   `client + react + core, React excluded: ${kib(minified)} minified, ${kib(gzipped)} gzipped (ceiling ${kib(CEILING_BYTES)})`,
 );
 console.log(
-  `before minifying, by package: ${[...byPackage]
+  `gzipped, by package: ${[...gzippedByPackage(code, map)]
     .sort((a, b) => b[1] - a[1])
     .map(([name, bytes]) => `${name} ${kib(bytes)}`)
     .join(', ')}`,

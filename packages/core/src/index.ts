@@ -52,16 +52,18 @@ export {
 } from './merkleTree.js';
 export { PARTITION_COUNT, partitionOf } from './partition.js';
 export { CLOSE_CODES } from './protocol/closeCodes.js';
-export { decodeMessage, encodeMessage } from './protocol/codec.js';
 export { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './protocol/decodeLimits.js';
+export { decodeMessage } from './protocol/decodeMessage.js';
+export { decodeServerMessage } from './protocol/decodeServerMessage.js';
+export { encodeMessage } from './protocol/encodeMessage.js';
 export { fittedChunks } from './protocol/fittedChunks.js';
+export { MAX_TOKEN_LENGTH } from './protocol/messageFields.js';
 export {
   ackSchema,
   authErrorSchema,
   changesSchema,
   errorSchema,
   helloSchema,
-  MAX_TOKEN_LENGTH,
   MESSAGE_TYPES,
   type Message,
   type MessageOf,
@@ -89,6 +91,7 @@ export {
 } from './protocol/messages.js';
 export { ProtocolError, type ProtocolErrorReason } from './protocol/protocolError.js';
 export { PROTOCOL_VERSION } from './protocol/protocolVersion.js';
+export type { ServerMessage, ServerMessageType } from './protocol/serverMessageChecks.js';
 export { fromSyncWire, toSyncWire } from './protocol/syncWire.js';
 export { decodeEntries, decodeValue, encodeEntries, encodeValue } from './protocol/valueCodec.js';
 export { fromWireEntry, toWireEntry } from './protocol/wireRecords.js';

@@ -1,7 +1,7 @@
 import {
   CLOSE_CODES,
   DEFAULT_DECODE_LIMITS,
-  decodeMessage,
+  decodeServerMessage,
   encodeMessage,
   type Message,
 } from '@topgun/core';
@@ -179,7 +179,7 @@ export class ReconnectingConnection {
     this.lastMessageAt = this.options.now();
     let message: Message;
     try {
-      message = decodeMessage(data, CLIENT_DECODE_LIMITS);
+      message = decodeServerMessage(data, CLIENT_DECODE_LIMITS);
     } catch (error) {
       this.options.status.setState({
         lastError: new SyncError(

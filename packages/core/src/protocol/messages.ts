@@ -2,14 +2,33 @@ import { z } from 'zod/mini';
 import { isValidMapName } from '../mapName.js';
 import { compileQuery } from '../query/compileQuery.js';
 import type { Query } from '../query/queryTypes.js';
-import { isValidKey, MAX_KEY_BYTES } from '../recordKey.js';
-import { isSerializedTimestamp, isValidNodeId } from '../timestamp.js';
-import { type Value, validateValue } from '../value.js';
+import { isValidKey } from '../recordKey.js';
+import { isValidNodeId } from '../timestamp.js';
+import type { Value } from '../value.js';
+import {
+  AUTH_ERROR_CODES,
+  ERROR_CODES,
+  HASH_WIDTHS,
+  KEY_ISSUE,
+  MAP_NAME_ISSUE,
+  MAX_TEXT_LENGTH,
+  MAX_TOKEN_LENGTH,
+  MAX_USER_ID_LENGTH,
+  NODE_ID_ISSUE,
+  QUERY_ERROR_CODES,
+  REJECTION_REASONS,
+  SYNC_ERROR_CODES,
+  SYNC_RESET_REASONS,
+  UINT_ISSUE,
+} from './messageFields.js';
+import { type Issue, wireEntryIssue } from './wireEntryIssue.js';
 
 /*
  * The wire protocol: every message is a map with a literal `type`, one message per binary
  * WebSocket frame, MessagePack-encoded. `specifications/protocol.md` is the normative text;
- * these zod schemas are what `decodeMessage` checks every incoming frame against.
+ * these zod schemas are what `decodeMessage` checks every incoming frame against. The client
+ * checks the messages it receives with the compact checks of `serverMessageChecks.ts` instead
+ * (zod is too large for its bundle); a property test holds the two to the same verdicts.
  */
 
 const uint = z.int().check(z.minimum(0), z.maximum(Number.MAX_SAFE_INTEGER));
@@ -17,30 +36,15 @@ const bytes = z.custom<Uint8Array>(
   (candidate) => candidate instanceof Uint8Array,
   'expected binary data',
 );
-/** Longest token a `hello` may carry, in characters. */
-export const MAX_TOKEN_LENGTH = 16 * 1024;
-const KEY_ISSUE = `expected a record key: 1-${MAX_KEY_BYTES} bytes of UTF-8, no U+0000 or lone surrogates`;
 const key = z.string().check(z.refine(isValidKey, KEY_ISSUE));
-const mapName = z
-  .string()
-  .check(
-    z.refine(isValidMapName, 'expected a map name: 1-128 characters from A-Z a-z 0-9 _ . : @ / -'),
-  );
-const nodeId = z
-  .string()
-  .check(z.refine(isValidNodeId, 'expected a node id: 1-64 characters from A-Z a-z 0-9 _ -'));
-const text = z.string().check(z.maxLength(1024));
+const mapName = z.string().check(z.refine(isValidMapName, MAP_NAME_ISSUE));
+const nodeId = z.string().check(z.refine(isValidNodeId, NODE_ID_ISSUE));
+const text = z.string().check(z.maxLength(MAX_TEXT_LENGTH));
 
 /** One record on the wire: `[key, timestamp, value, ttlMs?]`. */
 export type WireEntry =
   | [key: string, timestamp: string, value: Value | null]
   | [key: string, timestamp: string, value: Value | null, ttlMs: number];
-
-/** Where inside a value something is wrong, and what. */
-interface Issue {
-  readonly path: PropertyKey[];
-  readonly message: string;
-}
 
 /**
  * A schema for a hot protocol element checked by one function (`issueOf`) rather than by
@@ -61,34 +65,6 @@ function checkedBy<T>(issueOf: (candidate: unknown) => Issue | undefined) {
       }
     }),
   );
-}
-
-/** What is wrong with a candidate wire entry (and where inside it), if anything. */
-function wireEntryIssue(entry: unknown): Issue | undefined {
-  if (!Array.isArray(entry) || (entry.length !== 3 && entry.length !== 4)) {
-    return { path: [], message: 'expected [key, timestamp, value, ttlMs?]' };
-  }
-  const [key, timestamp, value, ttlMs] = entry as unknown[];
-  if (typeof key !== 'string' || !isValidKey(key)) {
-    return { path: [0], message: KEY_ISSUE };
-  }
-  if (!isSerializedTimestamp(timestamp)) {
-    return { path: [1], message: 'expected a serialized timestamp' };
-  }
-  if (value !== null) {
-    try {
-      validateValue(value);
-    } catch (error) {
-      return { path: [2], message: (error as Error).message };
-    }
-  }
-  if (
-    entry.length === 4 &&
-    !(typeof ttlMs === 'number' && Number.isSafeInteger(ttlMs) && ttlMs >= 1)
-  ) {
-    return { path: [3], message: 'expected a TTL: a whole number of milliseconds, at least 1' };
-  }
-  return undefined;
 }
 
 /**
@@ -124,7 +100,7 @@ export const welcomeSchema = z.strictObject({
   /** The server's node id. */
   nodeId,
   /** The authenticated user, or null for an anonymous session. */
-  userId: z.nullable(z.string().check(z.maxLength(256))),
+  userId: z.nullable(z.string().check(z.maxLength(MAX_USER_ID_LENGTH))),
   /** Server wall-clock time (ms), for the client to correct its clock. */
   serverTime: uint,
   /** Interval at which the server pings, in ms. */
@@ -138,13 +114,7 @@ export const welcomeSchema = z.strictObject({
 /** Server → client: authentication failed; the server closes the connection after it. */
 export const authErrorSchema = z.strictObject({
   type: z.literal('auth_error'),
-  code: z.enum([
-    'missing_token',
-    'invalid_token',
-    'expired_token',
-    'anonymous_not_allowed',
-    'node_id_taken',
-  ]),
+  code: z.enum(AUTH_ERROR_CODES),
   message: text,
 });
 
@@ -168,13 +138,10 @@ function opIssue(op: unknown): Issue | undefined {
     if (!OP_FIELDS.has(field)) return { path: [], message: `unrecognized key: "${field}"` };
   }
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
-    return { path: ['id'], message: 'expected an integer from 0 to 2^53 - 1' };
+    return { path: ['id'], message: UINT_ISSUE };
   }
   if (typeof map !== 'string' || !isValidMapName(map)) {
-    return {
-      path: ['map'],
-      message: 'expected a map name: 1-128 characters from A-Z a-z 0-9 _ . : @ / -',
-    };
+    return { path: ['map'], message: MAP_NAME_ISSUE };
   }
   const issue = wireEntryIssue(entry);
   return issue === undefined
@@ -204,15 +171,7 @@ export const ackSchema = z.strictObject({
 });
 
 /** Why an op was rejected. */
-export const rejectionReasonSchema = z.enum([
-  'permission',
-  'clock_drift',
-  'validation',
-  'node_id',
-  'rate_limit',
-  'unavailable',
-  'too_old',
-]);
+export const rejectionReasonSchema = z.enum(REJECTION_REASONS);
 
 /** Server → client: ops that were not applied, each with a reason. */
 export const rejectSchema = z.strictObject({
@@ -238,7 +197,7 @@ export const syncSchema = z.strictObject({
   session: uint,
   /** Opening only: server time (ms) of the client's last completed sync of this map. */
   lastSync: z.optional(uint),
-  width: z.union([z.literal(4), z.literal(8)]),
+  width: z.literal(HASH_WIDTHS),
   root: bytes,
   marks: bytes,
   hashes: bytes,
@@ -278,7 +237,7 @@ export const syncResetSchema = z.strictObject({
   type: z.literal('sync_reset'),
   map: mapName,
   session: uint,
-  reason: z.enum(['pruned', 'requested']),
+  reason: z.enum(SYNC_RESET_REASONS),
 });
 
 /** Server → client: a walk was refused or failed; the client may retry later. */
@@ -286,7 +245,7 @@ export const syncErrorSchema = z.strictObject({
   type: z.literal('sync_error'),
   map: mapName,
   session: uint,
-  code: z.enum(['permission', 'unavailable', 'invalid', 'limit']),
+  code: z.enum(SYNC_ERROR_CODES),
   message: text,
 });
 
@@ -346,7 +305,7 @@ export const unsubscribeSchema = z.strictObject({
 export const queryErrorSchema = z.strictObject({
   type: z.literal('query_error'),
   id: uint,
-  code: z.enum(['invalid_query', 'permission', 'limit', 'unavailable']),
+  code: z.enum(QUERY_ERROR_CODES),
   message: text,
 });
 
@@ -359,16 +318,7 @@ export const pongSchema = z.strictObject({ type: z.literal('pong'), time: uint }
 /** Both directions: an error not tied to one op, query or walk. */
 export const errorSchema = z.strictObject({
   type: z.literal('error'),
-  code: z.enum([
-    'PROTOCOL_VERSION',
-    'MALFORMED',
-    'UNAUTHENTICATED',
-    'TOKEN_EXPIRED',
-    'POLICY_VIOLATION',
-    'UNAVAILABLE',
-    'INTERNAL',
-    'SHUTTING_DOWN',
-  ]),
+  code: z.enum(ERROR_CODES),
   message: text,
   /** Whether retrying later (reconnecting) may succeed. */
   retryable: z.boolean(),

@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 
-// Plain MessagePack that any implementation reads: maps with string keys, no msgpackr
-// records, bundled strings or extension types; absent optional fields are left out.
+// Plain MessagePack as the protocol writes it (`messagePackWriter.ts`): maps with string
+// keys, no msgpackr records, bundled strings or extension types.
 const packrOptions = {
   useRecords: false,
   mapsAsObjects: true,
@@ -20,7 +20,9 @@ const packrOptions = {
   copyBuffers: true,
 };
 /**
- * The MessagePack encoder and decoder of the protocol and of stored values.
- * (`skipValues` and `'auto'` are supported at run time; msgpackr's typings lag behind.)
+ * The server's MessagePack decoder of messages and stored values: in Node, msgpackr's native
+ * string decoding makes it faster than core's own decoder (`messagePackReader.ts`), which
+ * clients use. It decodes the same values, which the tests check. (`skipValues` and `'auto'`
+ * are supported at run time; msgpackr's typings lag behind.)
  */
 export const packr = new Packr(packrOptions as ConstructorParameters<typeof Packr>[0]);

@@ -2,6 +2,8 @@ import { ValidationError } from '../errors.js';
 import type { Value } from '../value.js';
 import { validateValue } from '../value.js';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './decodeLimits.js';
+import { readMessagePack } from './messagePackReader.js';
+import { writeMessagePack } from './messagePackWriter.js';
 import type { WireEntry } from './messages.js';
 import { packr } from './packr.js';
 import { ProtocolError } from './protocolError.js';
@@ -9,12 +11,13 @@ import { scanMessagePack } from './scanMessagePack.js';
 
 /** Encodes a record value as MessagePack, the form servers store it in (bytea). */
 export function encodeValue(value: Value): Uint8Array {
-  return packr.pack(value);
+  return writeMessagePack(value);
 }
 
 /**
  * Decodes a stored value and checks it, so that corrupted storage surfaces as an error
- * instead of bad data.
+ * instead of bad data. Servers read values with it, so it decodes with msgpackr, faster in
+ * Node than core's own decoder.
  * @throws {ValidationError} when the bytes are not a storable value.
  */
 export function decodeValue(bytes: Uint8Array, limits: DecodeLimits = STORED_VALUE_LIMITS): Value {
@@ -50,19 +53,19 @@ const STORED_ENTRIES_LIMITS: DecodeLimits = {
  * array: how clients store a bucket of records as a single binary value.
  */
 export function encodeEntries(entries: readonly WireEntry[]): Uint8Array {
-  return packr.pack(entries);
+  return writeMessagePack(entries);
 }
 
 /**
  * Decodes what {@link encodeEntries} produced. The structure is checked; records are
- * validated when they are merged into a replica.
+ * validated when they are merged into a replica. Clients read their stored records with it,
+ * so it decodes with core's own decoder, which keeps msgpackr out of a browser bundle.
  * @throws {ValidationError} when the bytes are not a list of entries.
  */
 export function decodeEntries(bytes: Uint8Array): WireEntry[] {
   let decoded: unknown;
   try {
-    scanMessagePack(bytes, STORED_ENTRIES_LIMITS);
-    decoded = packr.unpack(bytes);
+    decoded = readMessagePack(bytes, STORED_ENTRIES_LIMITS);
   } catch (error) {
     throw new ValidationError('stored entries', `cannot be decoded: ${(error as Error).message}`);
   }

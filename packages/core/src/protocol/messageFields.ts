@@ -1,0 +1,58 @@
+import { MAX_KEY_BYTES } from '../recordKey.js';
+
+/*
+ * The leaves of the message shapes: closed sets of values, string bounds and the reasons given
+ * for invalid map names, keys and node ids. Both the zod schemas (`messages.ts`) and the
+ * client's compact checks (`serverMessageChecks.ts`) take them from here, so the two can
+ * differ at most in how fields are put together, which a property test compares.
+ */
+
+/** Longest token a `hello` may carry, in characters. */
+export const MAX_TOKEN_LENGTH = 16 * 1024;
+/** Longest human-readable `message` of an error, a rejection or a refusal, in characters. */
+export const MAX_TEXT_LENGTH = 1024;
+/** Longest user id a `welcome` may carry, in characters. */
+export const MAX_USER_ID_LENGTH = 256;
+
+export const MAP_NAME_ISSUE = 'expected a map name: 1-128 characters from A-Z a-z 0-9 _ . : @ / -';
+export const NODE_ID_ISSUE = 'expected a node id: 1-64 characters from A-Z a-z 0-9 _ -';
+export const KEY_ISSUE = `expected a record key: 1-${MAX_KEY_BYTES} bytes of UTF-8, no U+0000 or lone surrogates`;
+export const UINT_ISSUE = 'expected an integer from 0 to 2^53 - 1';
+
+/** Hash widths of a Merkle walk, in bytes. */
+export const HASH_WIDTHS = [4, 8] as const;
+
+export const AUTH_ERROR_CODES = [
+  'missing_token',
+  'invalid_token',
+  'expired_token',
+  'anonymous_not_allowed',
+  'node_id_taken',
+] as const;
+
+export const REJECTION_REASONS = [
+  'permission',
+  'clock_drift',
+  'validation',
+  'node_id',
+  'rate_limit',
+  'unavailable',
+  'too_old',
+] as const;
+
+export const SYNC_RESET_REASONS = ['pruned', 'requested'] as const;
+
+export const SYNC_ERROR_CODES = ['permission', 'unavailable', 'invalid', 'limit'] as const;
+
+export const QUERY_ERROR_CODES = ['invalid_query', 'permission', 'limit', 'unavailable'] as const;
+
+export const ERROR_CODES = [
+  'PROTOCOL_VERSION',
+  'MALFORMED',
+  'UNAUTHENTICATED',
+  'TOKEN_EXPIRED',
+  'POLICY_VIOLATION',
+  'UNAVAILABLE',
+  'INTERNAL',
+  'SHUTTING_DOWN',
+] as const;
