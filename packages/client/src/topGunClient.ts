@@ -40,18 +40,18 @@ export class TopGunClient {
   /** The node id the connection announces (shared by this profile's tabs). */
   readonly nodeId: string;
 
-  private readonly storage: ClientStorage;
-  private readonly persist: PersistQueue;
-  private readonly outbox: Outbox;
-  private readonly replicas: ReplicaStore;
-  private readonly marks: SyncMarks;
-  private readonly writes: LocalWrites;
-  private readonly queries: QueryRegistry;
-  private readonly tabs: TabSync;
-  private engine: SyncEngine | undefined;
-  private loaded = false;
-  private closed = false;
-  private sendScheduled = false;
+  readonly #storage: ClientStorage;
+  readonly #persist: PersistQueue;
+  readonly #outbox: Outbox;
+  readonly #replicas: ReplicaStore;
+  readonly #marks: SyncMarks;
+  readonly #writes: LocalWrites;
+  readonly #queries: QueryRegistry;
+  readonly #tabs: TabSync;
+  #engine: SyncEngine | undefined;
+  #loaded = false;
+  #closed = false;
+  #sendScheduled = false;
 
   constructor(options: ClientOptions = {}) {
     const resolved = resolveClientOptions(options);
@@ -61,10 +61,10 @@ export class TopGunClient {
     this.tabNodeId = `${this.nodeId}-${randomId(6)}`;
     const clock = new ClientClock(this.tabNodeId, options.now ?? Date.now);
     this.status = createSyncStatusStore();
-    this.outbox = new Outbox((size) => this.status.setState({ pendingOps: size }));
-    this.storage = resolved.storage;
-    this.persist = new PersistQueue(
-      this.storage,
+    this.#outbox = new Outbox((size) => this.status.setState({ pendingOps: size }));
+    this.#storage = resolved.storage;
+    this.#persist = new PersistQueue(
+      this.#storage,
       (error) =>
         this.status.setState({
           storageError:
@@ -72,59 +72,59 @@ export class TopGunClient {
               ? null
               : new StorageError(`saving locally failed: ${error.message}`),
         }),
-      () => this.replicas.recordCount(),
+      () => this.#replicas.recordCount(),
     );
     const channel = multiTab
-      ? openTabChannel(dbName, (message) => this.fromTab(message))
+      ? openTabChannel(dbName, (message) => this.#fromTab(message))
       : { post() {}, close() {} };
     const share = (message: TabMessage) => channel.post(message);
-    this.replicas = new ReplicaStore({
+    this.#replicas = new ReplicaStore({
       hlc: clock.hlc,
-      persist: this.persist,
+      persist: this.#persist,
       share,
       write: (map, key, value, writeOptions, remove) =>
-        this.writes.write(map, key, value, writeOptions, remove),
+        this.#writes.write(map, key, value, writeOptions, remove),
       opened: (map) => {
-        if (this.loaded) this.engine?.walkMap(map);
+        if (this.#loaded) this.#engine?.walkMap(map);
       },
     });
-    this.marks = new SyncMarks(this.persist, share);
-    this.writes = new LocalWrites({
-      outbox: this.outbox,
-      replicas: this.replicas,
-      persist: this.persist,
+    this.#marks = new SyncMarks(this.#persist, share);
+    this.#writes = new LocalWrites({
+      outbox: this.#outbox,
+      replicas: this.#replicas,
+      persist: this.#persist,
       hlc: clock.hlc,
       tabNodeId: this.tabNodeId,
       nodeId: this.nodeId,
       synced: urls !== undefined,
       share,
-      added: () => this.sendSoon(),
+      added: () => this.#sendSoon(),
     });
     const resultCache =
       (options.cacheQueryResults ?? indexedDb) ? localStorageQueryCache(dbName) : undefined;
-    this.queries = new QueryRegistry({
-      replica: (map) => this.replicas.entry(map).replica,
-      isLoaded: () => this.loaded,
+    this.#queries = new QueryRegistry({
+      replica: (map) => this.#replicas.entry(map).replica,
+      isLoaded: () => this.#loaded,
       resultCache,
-      subscribed: (id, map, query) => this.engine?.subscribeQuery(id, map, query),
-      unsubscribed: (id) => this.engine?.unsubscribeQuery(id),
+      subscribed: (id, map, query) => this.#engine?.subscribeQuery(id, map, query),
+      unsubscribed: (id) => this.#engine?.unsubscribeQuery(id),
     });
     const rooms = {
-      replicas: this.replicas,
-      writes: this.writes,
-      outbox: this.outbox,
-      queries: this.queries,
-      marks: this.marks,
+      replicas: this.#replicas,
+      writes: this.#writes,
+      outbox: this.#outbox,
+      queries: this.#queries,
+      marks: this.#marks,
       status: this.status,
     };
     const election =
       options.leaderElection ?? (multiTab ? webLocksElection(dbName) : immediateLeader());
-    this.tabs = new TabSync(rooms, channel, election);
-    this.ready = this.load().then(() => {
-      if (this.closed) return;
-      this.tabs.start(() => {
-        if (urls === undefined || this.closed) return;
-        this.engine = new SyncEngine(
+    this.#tabs = new TabSync(rooms, channel, election);
+    this.ready = this.#load().then(() => {
+      if (this.#closed) return;
+      this.#tabs.start(() => {
+        if (urls === undefined || this.#closed) return;
+        this.#engine = new SyncEngine(
           { ...rooms, clock },
           {
             urls,
@@ -143,13 +143,13 @@ export class TopGunClient {
     });
     if (resultCache !== undefined && typeof addEventListener === 'function') {
       // Leaving the page: remember the results now rather than after the debounce.
-      addEventListener('pagehide', () => this.queries.writeResults());
+      addEventListener('pagehide', () => this.#queries.writeResults());
     }
   }
 
   /** The map `name` of the replica (created on first use). */
   getMap<V>(name: string): ClientMap<V> {
-    return this.replicas.entry(name).handle as ClientMap<V>;
+    return this.#replicas.entry(name).handle as ClientMap<V>;
   }
 
   /**
@@ -158,47 +158,47 @@ export class TopGunClient {
    * @throws {QueryError} when the query is invalid.
    */
   query<V>(map: string, query: Query<V>): QueryHandle<V> {
-    return this.queries.query(map, query);
+    return this.#queries.query(map, query);
   }
 
   /** Listens to writes the server refused (after they were rolled back); returns the unsubscribe function. */
   onRejected(listener: (rejected: RejectedWrite) => void): () => void {
-    return this.writes.onRejected(listener);
+    return this.#writes.onRejected(listener);
   }
 
   /** Resolves when every write made so far is acknowledged by the server (or refused). */
   async flush(): Promise<void> {
     await this.ready;
-    await this.outbox.whenEmpty();
+    await this.#outbox.whenEmpty();
   }
 
   /** Waits until everything is saved locally. */
   async persisted(): Promise<void> {
-    await this.persist.committed();
+    await this.#persist.committed();
   }
 
   /** Disconnects, stops syncing and releases storage (after saving what is pending). */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.writes.close();
-    this.engine?.stop();
-    this.queries.writeResults();
-    this.tabs.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#writes.close();
+    this.#engine?.stop();
+    this.#queries.writeResults();
+    this.#tabs.close();
     await this.ready.catch(() => {});
-    await this.persist.committed();
-    this.persist.dispose();
-    this.queries.dispose();
-    await this.storage.close();
+    await this.#persist.committed();
+    this.#persist.dispose();
+    this.#queries.dispose();
+    await this.#storage.close();
   }
 
   // ---- start-up ----
 
   /** Reads the stored replica, marks and outbox back. */
-  private async load(): Promise<void> {
+  async #load(): Promise<void> {
     try {
-      const state = await this.storage.load();
-      this.marks.load(state.meta);
+      const state = await this.#storage.load();
+      this.#marks.load(state.meta);
       const byMap = new Map<string, Array<readonly [string, LWWRecord<Value>]>>();
       for (const { map, key, record } of state.records) {
         let list = byMap.get(map);
@@ -209,8 +209,8 @@ export class TopGunClient {
         list.push([key, record]);
       }
       // Our own stored records: loaded in bulk, without per-record validation or events.
-      for (const [map, entries] of byMap) this.replicas.load(map, entries);
-      this.outbox.put(state.outbox);
+      for (const [map, entries] of byMap) this.#replicas.load(map, entries);
+      this.#outbox.put(state.outbox);
     } catch (error) {
       this.status.setState({
         storageError: new StorageError(
@@ -218,22 +218,22 @@ export class TopGunClient {
         ),
       });
     }
-    this.writes.loadedFromStorage();
-    this.loaded = true;
-    this.queries.loaded();
+    this.#writes.loadedFromStorage();
+    this.#loaded = true;
+    this.#queries.loaded();
   }
 
   /** Writes made in one tick go to the server together. */
-  private sendSoon(): void {
-    if (this.sendScheduled) return;
-    this.sendScheduled = true;
+  #sendSoon(): void {
+    if (this.#sendScheduled) return;
+    this.#sendScheduled = true;
     queueMicrotask(() => {
-      this.sendScheduled = false;
-      if (this.loaded) this.engine?.sendOutbox();
+      this.#sendScheduled = false;
+      if (this.#loaded) this.#engine?.sendOutbox();
     });
   }
 
-  private fromTab(message: TabMessage): void {
-    this.tabs.receive(message, () => this.sendSoon());
+  #fromTab(message: TabMessage): void {
+    this.#tabs.receive(message, () => this.#sendSoon());
   }
 }

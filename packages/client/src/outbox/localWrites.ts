@@ -67,17 +67,18 @@ export interface LocalWritesOptions {
  * the outbox is persisted and told to the other tabs here.
  */
 export class LocalWrites {
-  private readonly rejectedListeners = new Set<(rejected: RejectedWrite) => void>();
+  readonly #rejectedListeners = new Set<(rejected: RejectedWrite) => void>();
   /** Writes made before the stored replica was loaded, which it must not overwrite. */
-  private readonly preload = new Map<
-    string,
-    { map: string; key: string; record: LWWRecord<Value> }
-  >();
-  private loaded = false;
-  private closed = false;
-  private nextId = 1;
+  readonly #preload = new Map<string, { map: string; key: string; record: LWWRecord<Value> }>();
+  #loaded = false;
+  #closed = false;
+  #nextId = 1;
 
-  constructor(private readonly options: LocalWritesOptions) {}
+  readonly #options: LocalWritesOptions;
+
+  constructor(options: LocalWritesOptions) {
+    this.#options = options;
+  }
 
   /** A write through a map handle (`ClientMap.set` / `delete`). */
   write(
@@ -87,25 +88,25 @@ export class LocalWrites {
     setOptions: SetOptions | undefined,
     remove: boolean,
   ): void {
-    if (this.closed) throw new ClientClosedError();
-    const record = this.options.replicas.write(map, key, value, setOptions, remove);
-    if (!this.loaded) this.preload.set(`${map}\u0000${key}`, { map, key, record });
-    if (!this.options.synced) return;
+    if (this.#closed) throw new ClientClosedError();
+    const record = this.#options.replicas.write(map, key, value, setOptions, remove);
+    if (!this.#loaded) this.#preload.set(`${map}\u0000${key}`, { map, key, record });
+    if (!this.#options.synced) return;
     const entry: OutboxEntry = {
-      id: `${this.options.tabNodeId}/${this.nextId++}`,
+      id: `${this.#options.tabNodeId}/${this.#nextId++}`,
       map,
       key,
       record,
     };
-    this.options.outbox.put([entry]);
-    this.options.persist.addOutbox(entry);
-    this.options.share({ type: 'outbox', entries: [entry] });
-    this.options.added();
+    this.#options.outbox.put([entry]);
+    this.#options.persist.addOutbox(entry);
+    this.#options.share({ type: 'outbox', entries: [entry] });
+    this.#options.added();
   }
 
   /** No more writes: the client is closing. */
   close(): void {
-    this.closed = true;
+    this.#closed = true;
   }
 
   /**
@@ -113,9 +114,9 @@ export class LocalWrites {
    * record replaced are applied again, stamped now, and their outbox entries follow.
    */
   loadedFromStorage(): void {
-    const { replicas, outbox, persist, hlc } = this.options;
+    const { replicas, outbox, persist, hlc } = this.#options;
     const restamped = new Map<LWWRecord<Value>, LWWRecord<Value>>();
-    for (const { map, key, record } of this.preload.values()) {
+    for (const { map, key, record } of this.#preload.values()) {
       if (replicas.entry(map).replica.getRecord(key) === record) continue;
       const again: LWWRecord<Value> = { ...record, timestamp: hlc.now() };
       restamped.set(record, again);
@@ -128,21 +129,21 @@ export class LocalWrites {
       outbox.put([replaced]);
       persist.addOutbox(replaced);
     }
-    this.preload.clear();
-    this.loaded = true;
+    this.#preload.clear();
+    this.#loaded = true;
   }
 
   /** Listens to writes the server refused; returns the unsubscribe function. */
   onRejected(listener: (rejected: RejectedWrite) => void): () => void {
-    this.rejectedListeners.add(listener);
+    this.#rejectedListeners.add(listener);
     return () => {
-      this.rejectedListeners.delete(listener);
+      this.#rejectedListeners.delete(listener);
     };
   }
 
   /** The server acknowledged these writes (after COMMIT). */
   acknowledged(ids: readonly string[]): void {
-    this.settle(ids);
+    this.#settle(ids);
   }
 
   /**
@@ -155,31 +156,31 @@ export class LocalWrites {
     message: string,
     current: WireEntry | null | undefined,
   ): void {
-    if (this.holds(entry)) {
+    if (this.#holds(entry)) {
       const record = current == null ? undefined : fromWireEntry<Value>(current)[1];
-      this.options.replicas.restore(entry.map, entry.key, record, true);
+      this.#options.replicas.restore(entry.map, entry.key, record, true);
     }
-    this.settle([entry.id]);
+    this.#settle([entry.id]);
     const { id, map, key } = entry;
-    this.options.share({ type: 'rejected', id, map, key, reason, message });
-    this.report(id, map, key, reason, message);
+    this.#options.share({ type: 'rejected', id, map, key, reason, message });
+    this.#report(id, map, key, reason, message);
   }
 
   /** Another tab's write was refused: reported if this tab made it. */
   rejectedInTab(change: Extract<OutboxChange, { type: 'rejected' }>): void {
-    this.report(change.id, change.map, change.key, change.reason, change.message);
+    this.#report(change.id, change.map, change.key, change.reason, change.message);
   }
 
   /** The server refused a write as too old (made long ago, offline): it applies now, stamped now. */
   tooOld(entry: OutboxEntry): void {
-    const current = this.options.outbox.get(entry.id);
-    if (current !== undefined) this.restamp([current]);
+    const current = this.#options.outbox.get(entry.id);
+    if (current !== undefined) this.#restamp([current]);
   }
 
   /** The clock ran ahead of the server's: rewinds it and re-stamps every unsent write. */
   repairClock(): void {
-    this.options.hlc.rewind();
-    this.restamp([...this.options.outbox.entries()]);
+    this.#options.hlc.rewind();
+    this.#restamp([...this.#options.outbox.entries()]);
   }
 
   /**
@@ -187,12 +188,12 @@ export class LocalWrites {
    * id) would be refused as not this connection's: they become this client's writes.
    */
   adoptForeignWrites(): void {
-    const { nodeId } = this.options;
-    const foreign = [...this.options.outbox.entries()].filter(
+    const { nodeId } = this.#options;
+    const foreign = [...this.#options.outbox.entries()].filter(
       ({ record }) =>
         record.timestamp.nodeId !== nodeId && !record.timestamp.nodeId.startsWith(`${nodeId}-`),
     );
-    if (foreign.length > 0) this.restamp(foreign);
+    if (foreign.length > 0) this.#restamp(foreign);
   }
 
   /**
@@ -201,15 +202,15 @@ export class LocalWrites {
    */
   revoke(map: string, keys: Iterable<string>): void {
     const pending = new Set<string>();
-    for (const entry of this.options.outbox.entries())
+    for (const entry of this.#options.outbox.entries())
       if (entry.map === map) pending.add(entry.key);
-    this.options.replicas.revoke(map, keys, pending);
+    this.#options.replicas.revoke(map, keys, pending);
   }
 
   /** This tab's unacknowledged writes (for a new leader to send). */
   own(): OutboxEntry[] {
-    const prefix = `${this.options.tabNodeId}/`;
-    return [...this.options.outbox.entries()].filter((entry) => entry.id.startsWith(prefix));
+    const prefix = `${this.#options.tabNodeId}/`;
+    return [...this.#options.outbox.entries()].filter((entry) => entry.id.startsWith(prefix));
   }
 
   /**
@@ -217,11 +218,11 @@ export class LocalWrites {
    * longer holds (a newer one of its key replaced it) is settled instead: stamped now, it
    * would beat the newer write.
    */
-  private restamp(entries: readonly OutboxEntry[]): void {
-    const { replicas, outbox, persist, hlc } = this.options;
+  #restamp(entries: readonly OutboxEntry[]): void {
+    const { replicas, outbox, persist, hlc } = this.#options;
     const superseded: string[] = [];
     for (const entry of [...entries].sort(byTimestamp)) {
-      if (!this.holds(entry)) {
+      if (!this.#holds(entry)) {
         superseded.push(entry.id);
         continue;
       }
@@ -231,37 +232,31 @@ export class LocalWrites {
       outbox.put([replaced]);
       persist.addOutbox(replaced);
     }
-    if (superseded.length > 0) this.settle(superseded);
+    if (superseded.length > 0) this.#settle(superseded);
   }
 
   /** Takes writes out of the outbox, here and in the other tabs. */
-  private settle(ids: readonly string[]): void {
-    for (const id of ids) this.options.persist.removeOutbox(id);
-    this.options.outbox.settle(ids);
-    this.options.share({ type: 'settled', ids });
+  #settle(ids: readonly string[]): void {
+    for (const id of ids) this.#options.persist.removeOutbox(id);
+    this.#options.outbox.settle(ids);
+    this.#options.share({ type: 'settled', ids });
   }
 
   /**
    * Whether the replica still holds the write. Compared by timestamp, not identity: entries
    * from other tabs arrive as structured clones.
    */
-  private holds(entry: OutboxEntry): boolean {
-    const current = this.options.replicas.entry(entry.map).replica.getRecord(entry.key);
+  #holds(entry: OutboxEntry): boolean {
+    const current = this.#options.replicas.entry(entry.map).replica.getRecord(entry.key);
     return (
       current !== undefined && compareTimestamps(current.timestamp, entry.record.timestamp) === 0
     );
   }
 
-  private report(
-    id: string,
-    map: string,
-    key: string,
-    reason: RejectionReason,
-    message: string,
-  ): void {
+  #report(id: string, map: string, key: string, reason: RejectionReason, message: string): void {
     // The tab that made the write reports it.
-    if (!id.startsWith(`${this.options.tabNodeId}/`)) return;
+    if (!id.startsWith(`${this.#options.tabNodeId}/`)) return;
     const error = new WriteRejectedError(reason, `${map}/${key}: ${message}`);
-    for (const listener of this.rejectedListeners) listener({ map, key, reason, message, error });
+    for (const listener of this.#rejectedListeners) listener({ map, key, reason, message, error });
   }
 }

@@ -15,63 +15,66 @@ export interface Op {
  * never sent twice at once and an answer settles exactly the write it names.
  */
 export class Outbox {
-  private readonly pending = new Map<string, OutboxEntry>();
+  readonly #pending = new Map<string, OutboxEntry>();
   /** Op id → the write and its batch, while the op is unanswered. */
-  private readonly inFlight = new Map<number, { entry: OutboxEntry; batch: number }>();
-  private readonly inFlightIds = new Set<string>();
+  readonly #inFlight = new Map<number, { entry: OutboxEntry; batch: number }>();
+  readonly #inFlightIds = new Set<string>();
   /** Batch → ops not answered yet. */
-  private readonly batches = new Map<number, number>();
-  private nextBatch = 1;
-  private nextOpId = 1;
-  private readonly emptyWaiters = new Set<() => void>();
+  readonly #batches = new Map<number, number>();
+  #nextBatch = 1;
+  #nextOpId = 1;
+  readonly #emptyWaiters = new Set<() => void>();
 
   /** @param onSize Told the number of pending writes whenever it changes. */
-  constructor(private readonly onSize: (size: number) => void = () => {}) {}
+  readonly #onSize: (size: number) => void;
+  constructor(onSize: (size: number) => void = () => {}) {
+    this.#onSize = onSize;
+  }
 
   /** Number of writes not yet acknowledged. */
   get size(): number {
-    return this.pending.size;
+    return this.#pending.size;
   }
 
   get(id: string): OutboxEntry | undefined {
-    return this.pending.get(id);
+    return this.#pending.get(id);
   }
 
   /** The pending writes, in no particular order. */
   entries(): IterableIterator<OutboxEntry> {
-    return this.pending.values();
+    return this.#pending.values();
   }
 
   /** Whether a write of map `map` is pending. */
   holdsMap(map: string): boolean {
-    for (const entry of this.pending.values()) if (entry.map === map) return true;
+    for (const entry of this.#pending.values()) if (entry.map === map) return true;
     return false;
   }
 
   /** The pending writes in timestamp order: the order they are sent in. */
   inOrder(): OutboxEntry[] {
-    return [...this.pending.values()].sort(byTimestamp);
+    return [...this.#pending.values()].sort(byTimestamp);
   }
 
   /** Adds writes, or replaces them by id (a re-stamped write keeps its id). */
   put(entries: Iterable<OutboxEntry>): void {
-    for (const entry of entries) this.pending.set(entry.id, entry);
-    this.onSize(this.pending.size);
+    for (const entry of entries) this.#pending.set(entry.id, entry);
+    this.#onSize(this.#pending.size);
   }
 
   /** Takes writes out (acknowledged, refused or superseded), by id. */
   settle(ids: Iterable<string>): void {
-    for (const id of ids) this.pending.delete(id);
-    this.onSize(this.pending.size);
-    if (this.pending.size > 0) return;
-    for (const waiter of this.emptyWaiters) waiter();
-    this.emptyWaiters.clear();
+    for (const id of ids) this.#pending.delete(id);
+    this.#onSize(this.#pending.size);
+    if (this.#pending.size > 0) return;
+    for (const waiter of this.#emptyWaiters) waiter();
+    this.#emptyWaiters.clear();
   }
 
   /** Resolves once no write is pending. */
   whenEmpty(): Promise<void> {
-    if (this.pending.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.emptyWaiters.add(resolve));
+    if (this.#pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#emptyWaiters.add(resolve));
   }
 
   /**
@@ -79,17 +82,21 @@ export class Outbox {
    * `maxOps` per batch, while fewer than `maxBatches` batches are unanswered. Marks them sent.
    */
   takeBatches(maxOps: number, maxBatches: number): Op[][] {
-    const waiting = this.inOrder().filter((entry) => !this.inFlightIds.has(entry.id));
+    const waiting = this.inOrder().filter((entry) => !this.#inFlightIds.has(entry.id));
     const taken: Op[][] = [];
-    for (let start = 0; start < waiting.length && this.batches.size < maxBatches; start += maxOps) {
-      const batch = this.nextBatch++;
+    for (
+      let start = 0;
+      start < waiting.length && this.#batches.size < maxBatches;
+      start += maxOps
+    ) {
+      const batch = this.#nextBatch++;
       const ops = waiting.slice(start, start + maxOps).map((entry): Op => {
-        const id = this.nextOpId++;
-        this.inFlight.set(id, { entry, batch });
-        this.inFlightIds.add(entry.id);
+        const id = this.#nextOpId++;
+        this.#inFlight.set(id, { entry, batch });
+        this.#inFlightIds.add(entry.id);
         return { id, map: entry.map, entry: toWireEntry(entry.key, entry.record) };
       });
-      this.batches.set(batch, ops.length);
+      this.#batches.set(batch, ops.length);
       taken.push(ops);
     }
     return taken;
@@ -100,21 +107,21 @@ export class Outbox {
    * it was not on its way (an answer repeated, or meant for a lost connection).
    */
   answered(opId: number): OutboxEntry | undefined {
-    const flight = this.inFlight.get(opId);
+    const flight = this.#inFlight.get(opId);
     if (flight === undefined) return undefined;
-    this.inFlight.delete(opId);
-    this.inFlightIds.delete(flight.entry.id);
-    const remaining = (this.batches.get(flight.batch) ?? 1) - 1;
-    if (remaining <= 0) this.batches.delete(flight.batch);
-    else this.batches.set(flight.batch, remaining);
+    this.#inFlight.delete(opId);
+    this.#inFlightIds.delete(flight.entry.id);
+    const remaining = (this.#batches.get(flight.batch) ?? 1) - 1;
+    if (remaining <= 0) this.#batches.delete(flight.batch);
+    else this.#batches.set(flight.batch, remaining);
     return flight.entry;
   }
 
   /** The connection is gone: nothing is on its way any more (the writes stay pending). */
   forgetSent(): void {
-    this.inFlight.clear();
-    this.inFlightIds.clear();
-    this.batches.clear();
+    this.#inFlight.clear();
+    this.#inFlightIds.clear();
+    this.#batches.clear();
   }
 }
 

@@ -30,13 +30,17 @@ export interface ServerQuery {
  * start.
  */
 export class QueryRegistry {
-  private readonly queries = new Map<string, { id: number; handle: QueryHandle<unknown> }>();
-  private readonly confirmedMaps = new Set<string>();
-  private readonly pendingResults = new Map<string, () => readonly QueryRow<unknown>[]>();
-  private resultTimer: ReturnType<typeof setTimeout> | undefined;
-  private nextId = 1;
+  readonly #queries = new Map<string, { id: number; handle: QueryHandle<unknown> }>();
+  readonly #confirmedMaps = new Set<string>();
+  readonly #pendingResults = new Map<string, () => readonly QueryRow<unknown>[]>();
+  #resultTimer: ReturnType<typeof setTimeout> | undefined;
+  #nextId = 1;
 
-  constructor(private readonly options: QueryRegistryOptions) {}
+  readonly #options: QueryRegistryOptions;
+
+  constructor(options: QueryRegistryOptions) {
+    this.#options = options;
+  }
 
   /**
    * The live query of `query` over `map` (one handle for equal queries).
@@ -44,26 +48,26 @@ export class QueryRegistry {
    */
   query<V>(map: string, query: Query<V>): QueryHandle<V> {
     const cacheKey = `${map}\u0000${stableStringify(query)}`;
-    const cached = this.queries.get(cacheKey);
+    const cached = this.#queries.get(cacheKey);
     if (cached !== undefined) return cached.handle as QueryHandle<V>;
-    const { options } = this;
-    const id = this.nextId++;
+    const options = this.#options;
+    const id = this.#nextId++;
     const handle = new QueryHandle<V>(
       map,
       query,
       options.replica(map) as LWWMap<unknown> as LWWMap<V>,
-      this.confirmedMaps.has(map),
+      this.#confirmedMaps.has(map),
       {
         isLoaded: options.isLoaded,
-        onResult: (rows) => this.remember(cacheKey, rows as () => readonly QueryRow<unknown>[]),
+        onResult: (rows) => this.#remember(cacheKey, rows as () => readonly QueryRow<unknown>[]),
         // A handle follows the replica (and the server) only while it is used.
         onActive: (active) => {
-          this.queries.set(cacheKey, { id, handle: active as QueryHandle<unknown> });
+          this.#queries.set(cacheKey, { id, handle: active as QueryHandle<unknown> });
           options.subscribed(id, map, query as Query<Value>);
         },
         onIdle: (idle) => {
-          if (this.queries.get(cacheKey)?.handle === (idle as QueryHandle<unknown>))
-            this.queries.delete(cacheKey);
+          if (this.#queries.get(cacheKey)?.handle === (idle as QueryHandle<unknown>))
+            this.#queries.delete(cacheKey);
           options.unsubscribed(id);
         },
       },
@@ -71,54 +75,54 @@ export class QueryRegistry {
         ? undefined
         : (options.resultCache?.read(cacheKey) as QueryRow<V>[] | undefined),
     );
-    this.queries.set(cacheKey, { id, handle: handle as QueryHandle<unknown> });
+    this.#queries.set(cacheKey, { id, handle: handle as QueryHandle<unknown> });
     return handle;
   }
 
   /** The queries that follow the replica, for the server to know of. */
   active(): ServerQuery[] {
-    return [...this.queries.values()]
+    return [...this.#queries.values()]
       .filter(({ handle }) => handle.active)
       .map(({ id, handle }) => ({ id, map: handle.map, query: handle.query as Query<Value> }));
   }
 
   /** The server confirmed query `id`. */
   confirmQuery(id: number): void {
-    for (const query of this.queries.values()) if (query.id === id) query.handle.confirm();
+    for (const query of this.#queries.values()) if (query.id === id) query.handle.confirm();
   }
 
   /** Map `map` is reconciled with the server: its queries, now and later, are synced. */
   confirmMap(map: string): void {
-    this.confirmedMaps.add(map);
-    for (const { handle } of this.queries.values()) if (handle.map === map) handle.confirm();
+    this.#confirmedMaps.add(map);
+    for (const { handle } of this.#queries.values()) if (handle.map === map) handle.confirm();
   }
 
   /** The stored replica is loaded: remember the windows of the queries that follow it. */
   loaded(): void {
-    for (const [cacheKey, { handle }] of this.queries) {
-      if (handle.active) this.remember(cacheKey, () => handle.getSnapshot().data);
+    for (const [cacheKey, { handle }] of this.#queries) {
+      if (handle.active) this.#remember(cacheKey, () => handle.getSnapshot().data);
     }
   }
 
   /** Writes the windows waiting to be remembered now (the page is going away). */
   writeResults(): void {
-    clearTimeout(this.resultTimer);
-    this.resultTimer = undefined;
-    for (const [cacheKey, rows] of this.pendingResults)
-      this.options.resultCache?.write(cacheKey, rows());
-    this.pendingResults.clear();
+    clearTimeout(this.#resultTimer);
+    this.#resultTimer = undefined;
+    for (const [cacheKey, rows] of this.#pendingResults)
+      this.#options.resultCache?.write(cacheKey, rows());
+    this.#pendingResults.clear();
   }
 
   /** Remembers what is pending and stops every query. */
   dispose(): void {
     this.writeResults();
-    for (const { handle } of this.queries.values()) handle.dispose();
+    for (const { handle } of this.#queries.values()) handle.dispose();
   }
 
   /** Remembers a query's result for the next start, at most once a second (read then). */
-  private remember(cacheKey: string, rows: () => readonly QueryRow<unknown>[]): void {
-    if (this.options.resultCache === undefined) return;
-    this.pendingResults.set(cacheKey, rows);
-    this.resultTimer ??= setTimeout(() => this.writeResults(), 1_000);
+  #remember(cacheKey: string, rows: () => readonly QueryRow<unknown>[]): void {
+    if (this.#options.resultCache === undefined) return;
+    this.#pendingResults.set(cacheKey, rows);
+    this.#resultTimer ??= setTimeout(() => this.writeResults(), 1_000);
   }
 }

@@ -7,7 +7,7 @@ import { DEFAULT_MAX_DRIFT_MS, HLC } from '@topgun/core';
  */
 export class ClientClock {
   readonly hlc: HLC;
-  private offsetMs = 0;
+  #offsetMs = 0;
 
   /**
    * @param nodeId The node id stamped on this tab's writes.
@@ -16,7 +16,7 @@ export class ClientClock {
   constructor(nodeId: string, now: () => number) {
     this.hlc = new HLC({
       nodeId,
-      now: () => now() + this.offsetMs,
+      now: () => now() + this.#offsetMs,
       // Records from the server are the authority: their time is never refused here.
       maxDriftMs: Number.POSITIVE_INFINITY,
     });
@@ -28,7 +28,7 @@ export class ClientClock {
    */
   learnServerTime(serverTime: number, localNow: number): void {
     const offset = serverTime - localNow;
-    this.offsetMs = Math.abs(offset) > 1000 ? offset : 0;
+    this.#offsetMs = Math.abs(offset) > 1000 ? offset : 0;
   }
 
   /**

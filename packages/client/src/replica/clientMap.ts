@@ -15,26 +15,30 @@ export interface MapWriter<V> {
  * however many records changed in it.
  */
 export class ClientMap<V> {
-  private readonly listeners = new Set<() => void>();
-  private version = 0;
-  private cachedEntries:
-    | { version: number; entries: ReadonlyArray<readonly [string, V]> }
-    | undefined;
-  private notifyScheduled = false;
+  readonly #listeners = new Set<() => void>();
+  #version = 0;
+  #cachedEntries: { version: number; entries: ReadonlyArray<readonly [string, V]> } | undefined;
+  #notifyScheduled = false;
 
+  readonly #replica: LWWMap<V>;
+
+  readonly #writer: MapWriter<V>;
   constructor(
     /** The map name. */
     readonly name: string,
-    private readonly replica: LWWMap<V>,
-    private readonly writer: MapWriter<V>,
+    replica: LWWMap<V>,
+    writer: MapWriter<V>,
   ) {
+    this.#replica = replica;
+
+    this.#writer = writer;
     const changed = () => {
-      this.version++;
-      if (this.notifyScheduled || this.listeners.size === 0) return;
-      this.notifyScheduled = true;
+      this.#version++;
+      if (this.#notifyScheduled || this.#listeners.size === 0) return;
+      this.#notifyScheduled = true;
       queueMicrotask(() => {
-        this.notifyScheduled = false;
-        for (const listener of this.listeners) listener();
+        this.#notifyScheduled = false;
+        for (const listener of this.#listeners) listener();
       });
     };
     replica.subscribe(changed);
@@ -43,16 +47,16 @@ export class ClientMap<V> {
 
   /** The value of `key`, or undefined. */
   get(key: string): V | undefined {
-    return this.replica.get(key);
+    return this.#replica.get(key);
   }
 
   has(key: string): boolean {
-    return this.replica.has(key);
+    return this.#replica.has(key);
   }
 
   /** Number of visible entries. */
   get size(): number {
-    return this.replica.size;
+    return this.#replica.size;
   }
 
   /**
@@ -60,10 +64,10 @@ export class ClientMap<V> {
    * returned until the map changes, so it can serve as a React snapshot.
    */
   entries(): ReadonlyArray<readonly [string, V]> {
-    if (this.cachedEntries?.version !== this.version) {
-      this.cachedEntries = { version: this.version, entries: [...this.replica.entries()] };
+    if (this.#cachedEntries?.version !== this.#version) {
+      this.#cachedEntries = { version: this.#version, entries: [...this.#replica.entries()] };
     }
-    return this.cachedEntries.entries;
+    return this.#cachedEntries.entries;
   }
 
   /**
@@ -72,12 +76,12 @@ export class ClientMap<V> {
    * @throws {ClientClosedError} after the client was closed.
    */
   set(key: string, value: V, options?: SetOptions): void {
-    this.writer.set(this.name, key, value, options);
+    this.#writer.set(this.name, key, value, options);
   }
 
   /** Deletes `key` (a tombstone that also wins over older writes arriving later). */
   delete(key: string): void {
-    this.writer.delete(this.name, key);
+    this.#writer.delete(this.name, key);
   }
 
   /**
@@ -85,7 +89,7 @@ export class ClientMap<V> {
    * a field set to `undefined` in the patch is removed.
    */
   update(key: string, patch: Patch<V>): void {
-    const current = this.replica.get(key);
+    const current = this.#replica.get(key);
     const next: Record<string, unknown> =
       typeof current === 'object' && current !== null && !Array.isArray(current)
         ? { ...current }
@@ -94,7 +98,7 @@ export class ClientMap<V> {
       if (value === undefined) delete next[field];
       else next[field] = value;
     }
-    this.writer.set(this.name, key, next as V);
+    this.#writer.set(this.name, key, next as V);
   }
 
   /**
@@ -102,9 +106,9 @@ export class ClientMap<V> {
    * A stable function, so it can be passed to `useSyncExternalStore` as is.
    */
   subscribe = (listener: () => void): (() => void) => {
-    this.listeners.add(listener);
+    this.#listeners.add(listener);
     return () => {
-      this.listeners.delete(listener);
+      this.#listeners.delete(listener);
     };
   };
 }

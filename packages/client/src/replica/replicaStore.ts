@@ -54,35 +54,39 @@ export interface ReplicaStoreOptions {
  * disagree about what a change was.
  */
 export class ReplicaStore {
-  private readonly maps = new Map<string, ReplicaEntry>();
+  readonly #maps = new Map<string, ReplicaEntry>();
 
-  constructor(private readonly options: ReplicaStoreOptions) {}
+  readonly #options: ReplicaStoreOptions;
+
+  constructor(options: ReplicaStoreOptions) {
+    this.#options = options;
+  }
 
   /** The map `name` (created on first use). */
   entry(name: string): ReplicaEntry {
-    let entry = this.maps.get(name);
+    let entry = this.#maps.get(name);
     if (entry === undefined) {
-      const replica = new ReplicaMap<Value>(this.options.hlc);
+      const replica = new ReplicaMap<Value>(this.#options.hlc);
       const handle = new ClientMap<unknown>(name, replica as LWWMap<unknown>, {
-        set: (map, key, value, options) => this.options.write(map, key, value, options, false),
-        delete: (map, key) => this.options.write(map, key, undefined, undefined, true),
+        set: (map, key, value, options) => this.#options.write(map, key, value, options, false),
+        delete: (map, key) => this.#options.write(map, key, undefined, undefined, true),
       });
       entry = { replica, handle };
-      this.maps.set(name, entry);
-      this.options.opened(name);
+      this.#maps.set(name, entry);
+      this.#options.opened(name);
     }
     return entry;
   }
 
   /** The names of the maps opened so far. */
   names(): string[] {
-    return [...this.maps.keys()];
+    return [...this.#maps.keys()];
   }
 
   /** Records held across the maps, tombstones included. */
   recordCount(): number {
     let records = 0;
-    for (const { replica } of this.maps.values()) records += replica.recordCount;
+    for (const { replica } of this.#maps.values()) records += replica.recordCount;
     return records;
   }
 
@@ -96,8 +100,8 @@ export class ReplicaStore {
   ): LWWRecord<Value> {
     const { replica } = this.entry(map);
     const record = remove ? replica.delete(key) : replica.set(key, value as Value, options);
-    this.options.persist.record({ map, key, record });
-    this.options.share({ type: 'records', map, entries: [[key, record]] });
+    this.#options.persist.record({ map, key, record });
+    this.#options.share({ type: 'records', map, entries: [[key, record]] });
     return record;
   }
 
@@ -123,8 +127,8 @@ export class ReplicaStore {
       if (replica.getRecord(key) === record) merged.push([key, record]);
     }
     if (!persist || merged.length === 0) return merged.length;
-    for (const [key, record] of merged) this.options.persist.record({ map, key, record });
-    this.options.share({ type: 'records', map, entries: merged });
+    for (const [key, record] of merged) this.#options.persist.record({ map, key, record });
+    this.#options.share({ type: 'records', map, entries: merged });
     return merged.length;
   }
 
@@ -149,9 +153,9 @@ export class ReplicaStore {
    */
   restore(map: string, key: string, record: LWWRecord<Value> | undefined, share: boolean): void {
     this.entry(map).replica.restore(key, record);
-    if (record === undefined) this.options.persist.remove(map, key);
-    else this.options.persist.record({ map, key, record });
-    if (share) this.options.share({ type: 'restore', map, entries: [[key, record ?? null]] });
+    if (record === undefined) this.#options.persist.remove(map, key);
+    else this.#options.persist.record({ map, key, record });
+    if (share) this.#options.share({ type: 'restore', map, entries: [[key, record ?? null]] });
   }
 
   /**
@@ -164,9 +168,9 @@ export class ReplicaStore {
     for (const key of keys) {
       if (keep.has(key) || replica.getRecord(key) === undefined) continue;
       replica.restore(key, undefined);
-      this.options.persist.remove(map, key);
+      this.#options.persist.remove(map, key);
       removed.push([key, null]);
     }
-    if (removed.length > 0) this.options.share({ type: 'restore', map, entries: removed });
+    if (removed.length > 0) this.#options.share({ type: 'restore', map, entries: removed });
   }
 }

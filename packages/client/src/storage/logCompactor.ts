@@ -58,31 +58,37 @@ const DEFAULT_POLICY: CompactionPolicy = {
  * nothing. A run merged into one keeps the key of its newest segment, so log order holds.
  */
 export class LogCompactor {
-  private segments: SegmentInfo[] = [];
-  private total = 0;
-  private live = 0;
-  private known = false;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private running: Promise<CompactionReport | undefined> | undefined;
-  private closed = false;
+  #segments: SegmentInfo[] = [];
+  #total = 0;
+  #live = 0;
+  #known = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #running: Promise<CompactionReport | undefined> | undefined;
+  #closed = false;
 
-  private readonly policy: CompactionPolicy;
+  readonly #policy: CompactionPolicy;
 
+  readonly #database: () => Promise<IDBDatabase>;
+
+  readonly #idleMs: number;
   constructor(
-    private readonly database: () => Promise<IDBDatabase>,
-    private readonly idleMs: number,
+    database: () => Promise<IDBDatabase>,
+    idleMs: number,
     policy: Partial<CompactionPolicy> = {},
   ) {
-    this.policy = { ...DEFAULT_POLICY, ...policy };
+    this.#database = database;
+
+    this.#idleMs = idleMs;
+    this.#policy = { ...DEFAULT_POLICY, ...policy };
   }
 
   /** What loading found: every segment, and how many live entries they hold together. */
   loaded(segments: readonly SegmentInfo[], live: number): void {
-    this.segments = [...segments];
-    this.total = segments.reduce((sum, segment) => sum + segment.count, 0);
-    this.live = live;
-    this.known = true;
-    this.schedule();
+    this.#segments = [...segments];
+    this.#total = segments.reduce((sum, segment) => sum + segment.count, 0);
+    this.#live = live;
+    this.#known = true;
+    this.#schedule();
   }
 
   /**
@@ -90,45 +96,45 @@ export class LogCompactor {
    * now: what a whole merge would keep.
    */
   appended(segment: SegmentInfo | undefined, live: number | undefined): void {
-    if (!this.known) return;
-    if (live !== undefined) this.live = live;
+    if (!this.#known) return;
+    if (live !== undefined) this.#live = live;
     if (segment !== undefined) {
-      this.segments.push(segment);
-      this.total += segment.count;
+      this.#segments.push(segment);
+      this.#total += segment.count;
     }
-    this.schedule();
+    this.#schedule();
   }
 
   /** Merges now what the policy asks to merge, if anything; waits for a merge under way. */
   async compact(): Promise<CompactionReport | undefined> {
-    clearTimeout(this.timer);
-    while (this.running !== undefined) await this.running.catch(() => undefined);
-    const range = this.plan();
-    if (range === undefined || this.closed) return undefined;
-    const running = this.merge(range).finally(() => {
-      this.running = undefined;
+    clearTimeout(this.#timer);
+    while (this.#running !== undefined) await this.#running.catch(() => undefined);
+    const range = this.#plan();
+    if (range === undefined || this.#closed) return undefined;
+    const running = this.#merge(range).finally(() => {
+      this.#running = undefined;
       // One merge at a time: the next run (if the policy asks for one) after the next pause.
-      this.schedule();
+      this.#schedule();
     });
-    this.running = running;
+    this.#running = running;
     return running;
   }
 
   /** Stops compacting; resolves once a merge under way has stopped. */
   async close(): Promise<void> {
-    this.closed = true;
-    clearTimeout(this.timer);
-    await this.running?.catch(() => undefined);
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    await this.#running?.catch(() => undefined);
   }
 
-  private schedule(): void {
-    clearTimeout(this.timer);
-    if (this.closed || !Number.isFinite(this.idleMs) || this.plan() === undefined) return;
-    this.timer = setTimeout(() => {
+  #schedule(): void {
+    clearTimeout(this.#timer);
+    if (this.#closed || !Number.isFinite(this.#idleMs) || this.#plan() === undefined) return;
+    this.#timer = setTimeout(() => {
       // A failed compaction (quota, a closed connection) leaves the log as it was; the next
       // commit schedules another.
       this.compact().catch(() => undefined);
-    }, this.idleMs);
+    }, this.#idleMs);
   }
 
   /**
@@ -136,14 +142,14 @@ export class LogCompactor {
    * may be half garbage, else the newest run of enough small segments in a row. Large segments
    * without garbage are never rewritten: a first sync of a million records stays as written.
    */
-  private plan(): { from: number; to: number } | undefined {
-    const { segments } = this;
+  #plan(): { from: number; to: number } | undefined {
+    const segments = this.#segments;
     const first = segments[0];
     const last = segments.at(-1);
-    if (!this.known || first === undefined || last === undefined || segments.length < 2)
+    if (!this.#known || first === undefined || last === undefined || segments.length < 2)
       return undefined;
-    const { garbageSlack, smallSegment, minSmallRun } = this.policy;
-    if (this.total > 2 * this.live + garbageSlack) return { from: first.key, to: last.key };
+    const { garbageSlack, smallSegment, minSmallRun } = this.#policy;
+    if (this.#total > 2 * this.#live + garbageSlack) return { from: first.key, to: last.key };
     let end = segments.length;
     while (end > 0) {
       let start = end;
@@ -155,15 +161,9 @@ export class LogCompactor {
     return undefined;
   }
 
-  private async merge({
-    from,
-    to,
-  }: {
-    from: number;
-    to: number;
-  }): Promise<CompactionReport | undefined> {
+  async #merge({ from, to }: { from: number; to: number }): Promise<CompactionReport | undefined> {
     const range = IDBKeyRange.bound(from, to);
-    const reading = (await this.database()).transaction(SEGMENTS_STORE, 'readonly');
+    const reading = (await this.#database()).transaction(SEGMENTS_STORE, 'readonly');
     const store = reading.objectStore(SEGMENTS_STORE);
     const [keys, values, before] = await Promise.all([
       requestResult(store.getAllKeys(range)),
@@ -173,7 +173,7 @@ export class LogCompactor {
     const segments = values.map(checkedSegment);
     if (segments.length < 2) {
       // Fewer segments than this tab knew of: another tab compacted them.
-      this.known = false;
+      this.#known = false;
       return undefined;
     }
     const replay = new SegmentReplay();
@@ -184,7 +184,7 @@ export class LogCompactor {
         replay.remove(changes.map, changes.removed);
         for (const part of changes.parts) {
           replay.applyPart(changes.map, part);
-          if (await this.pause()) return undefined;
+          if (await this.#pause()) return undefined;
         }
       }
     }
@@ -204,15 +204,15 @@ export class LogCompactor {
       const parts: Uint8Array[] = [];
       for (const part of encodedParts(entries)) {
         parts.push(part);
-        if (await this.pause()) return undefined;
+        if (await this.#pause()) return undefined;
       }
       maps.push({ map, parts, removed });
       countAfter += entries.length + removed.length;
     }
     const output: StoredSegment = { count: countAfter, maps };
-    if (this.closed) return undefined;
+    if (this.#closed) return undefined;
 
-    const writing = (await this.database()).transaction(SEGMENTS_STORE, 'readwrite');
+    const writing = (await this.#database()).transaction(SEGMENTS_STORE, 'readwrite');
     const done = transactionDone(writing);
     const target = writing.objectStore(SEGMENTS_STORE);
     const check = target.getAllKeys(range);
@@ -234,24 +234,24 @@ export class LogCompactor {
     } catch (error) {
       if (!changedMeanwhile) throw error;
       // Another tab compacted meanwhile: what this tab knows of the log is stale.
-      this.known = false;
-      this.segments = [];
+      this.#known = false;
+      this.#segments = [];
       return undefined;
     }
     const mergedKeys = new Set(keys);
-    this.segments = [
-      ...this.segments.filter((segment) => segment.key < from),
+    this.#segments = [
+      ...this.#segments.filter((segment) => segment.key < from),
       { key: to, count: output.count },
-      ...this.segments.filter((segment) => segment.key > to && !mergedKeys.has(segment.key)),
+      ...this.#segments.filter((segment) => segment.key > to && !mergedKeys.has(segment.key)),
     ];
-    this.total += output.count - countBefore;
-    if (full) this.live = output.count;
+    this.#total += output.count - countBefore;
+    if (full) this.#live = output.count;
     return { segments: segments.length, countBefore, countAfter: output.count, full };
   }
 
   /** Lets the page run between parts; true when the compactor was closed meanwhile. */
-  private async pause(): Promise<boolean> {
+  async #pause(): Promise<boolean> {
     await new Promise((resolve) => setTimeout(resolve, 0));
-    return this.closed;
+    return this.#closed;
   }
 }

@@ -6,128 +6,136 @@ import type { ClientStorage, OutboxEntry, PersistedRecord, StorageBatch } from '
  * batch: nothing in memory is dropped.
  */
 export class PersistQueue {
-  private records = new ByRecord<PersistedRecord>();
-  private removals = new ByRecord<{ map: string; key: string }>();
-  private outboxAdd = new Map<string, OutboxEntry>();
-  private outboxRemove = new Set<string>();
-  private meta = new Map<string, unknown>();
-  private scheduled = false;
-  private committing: Promise<void> | undefined;
-  private retryTimer: ReturnType<typeof setTimeout> | undefined;
-  private retryDelayMs = 200;
+  #records = new ByRecord<PersistedRecord>();
+  #removals = new ByRecord<{ map: string; key: string }>();
+  #outboxAdd = new Map<string, OutboxEntry>();
+  #outboxRemove = new Set<string>();
+  #meta = new Map<string, unknown>();
+  #scheduled = false;
+  #committing: Promise<void> | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #retryDelayMs = 200;
 
   /**
    * @param replicaRecords How many records the replica holds, told to the storage with each
    *   batch (see `StorageBatch.replicaRecords`).
    */
+  readonly #storage: ClientStorage;
+  readonly #onResult: (error: Error | undefined) => void;
+  readonly #replicaRecords: (() => number) | undefined;
   constructor(
-    private readonly storage: ClientStorage,
-    private readonly onResult: (error: Error | undefined) => void,
-    private readonly replicaRecords?: () => number,
-  ) {}
+    storage: ClientStorage,
+    onResult: (error: Error | undefined) => void,
+    replicaRecords?: () => number,
+  ) {
+    this.#storage = storage;
+    this.#onResult = onResult;
+    this.#replicaRecords = replicaRecords;
+  }
 
   record(entry: PersistedRecord): void {
-    this.removals.delete(entry);
-    this.records.set(entry);
-    this.schedule();
+    this.#removals.delete(entry);
+    this.#records.set(entry);
+    this.#schedule();
   }
 
   remove(map: string, key: string): void {
     const removal = { map, key };
-    this.records.delete(removal);
-    this.removals.set(removal);
-    this.schedule();
+    this.#records.delete(removal);
+    this.#removals.set(removal);
+    this.#schedule();
   }
 
   addOutbox(entry: OutboxEntry): void {
-    this.outboxAdd.set(entry.id, entry);
-    this.schedule();
+    this.#outboxAdd.set(entry.id, entry);
+    this.#schedule();
   }
 
   removeOutbox(id: string): void {
-    if (!this.outboxAdd.delete(id)) this.outboxRemove.add(id);
-    this.schedule();
+    if (!this.#outboxAdd.delete(id)) this.#outboxRemove.add(id);
+    this.#schedule();
   }
 
   setMeta(name: string, value: unknown): void {
-    this.meta.set(name, value);
-    this.schedule();
+    this.#meta.set(name, value);
+    this.#schedule();
   }
 
   /** Resolves when everything queued so far is committed (or failed and is waiting to retry). */
   async committed(): Promise<void> {
-    while (this.committing !== undefined || this.hasWork()) {
-      if (this.committing === undefined) this.committing = this.commit();
-      await this.committing;
-      if (this.retryTimer !== undefined) return;
+    while (this.#committing !== undefined || this.#hasWork()) {
+      if (this.#committing === undefined) this.#committing = this.#commit();
+      await this.#committing;
+      if (this.#retryTimer !== undefined) return;
     }
   }
 
-  private hasWork(): boolean {
+  #hasWork(): boolean {
     return (
-      this.records.size +
-        this.removals.size +
-        this.outboxAdd.size +
-        this.outboxRemove.size +
-        this.meta.size >
+      this.#records.size +
+        this.#removals.size +
+        this.#outboxAdd.size +
+        this.#outboxRemove.size +
+        this.#meta.size >
       0
     );
   }
 
-  private schedule(): void {
-    if (this.scheduled || this.retryTimer !== undefined) return;
-    this.scheduled = true;
+  #schedule(): void {
+    if (this.#scheduled || this.#retryTimer !== undefined) return;
+    this.#scheduled = true;
     queueMicrotask(() => {
-      this.scheduled = false;
-      if (this.committing === undefined) this.committing = this.commit();
+      this.#scheduled = false;
+      if (this.#committing === undefined) this.#committing = this.#commit();
     });
   }
 
-  private async commit(): Promise<void> {
+  async #commit(): Promise<void> {
     const batch: StorageBatch = {
-      records: this.records.values(),
-      removeRecords: this.removals.values(),
-      outboxAdd: [...this.outboxAdd.values()],
-      outboxRemove: [...this.outboxRemove],
-      meta: new Map(this.meta),
-      ...(this.replicaRecords === undefined ? {} : { replicaRecords: this.replicaRecords() }),
+      records: this.#records.values(),
+      removeRecords: this.#removals.values(),
+      outboxAdd: [...this.#outboxAdd.values()],
+      outboxRemove: [...this.#outboxRemove],
+      meta: new Map(this.#meta),
+      ...(this.#replicaRecords === undefined ? {} : { replicaRecords: this.#replicaRecords() }),
     };
-    this.records = new ByRecord();
-    this.removals = new ByRecord();
-    this.outboxAdd = new Map();
-    this.outboxRemove = new Set();
-    this.meta = new Map();
+    this.#records = new ByRecord();
+    this.#removals = new ByRecord();
+    this.#outboxAdd = new Map();
+    this.#outboxRemove = new Set();
+    this.#meta = new Map();
     try {
-      await this.storage.commit(batch);
-      this.retryDelayMs = 200;
-      this.onResult(undefined);
+      await this.#storage.commit(batch);
+      this.#retryDelayMs = 200;
+      this.#onResult(undefined);
     } catch (error) {
       // Put the batch back under anything newer queued meanwhile, and retry later.
       for (const record of batch.records ?? [])
-        if (!this.records.has(record) && !this.removals.has(record)) this.records.set(record);
+        if (!this.#records.has(record) && !this.#removals.has(record)) this.#records.set(record);
       for (const removal of batch.removeRecords ?? [])
-        if (!this.records.has(removal) && !this.removals.has(removal)) this.removals.set(removal);
+        if (!this.#records.has(removal) && !this.#removals.has(removal))
+          this.#removals.set(removal);
       for (const entry of batch.outboxAdd ?? [])
-        if (!this.outboxRemove.has(entry.id)) this.outboxAdd.set(entry.id, entry);
+        if (!this.#outboxRemove.has(entry.id)) this.#outboxAdd.set(entry.id, entry);
       for (const id of batch.outboxRemove ?? [])
-        if (!this.outboxAdd.delete(id)) this.outboxRemove.add(id);
+        if (!this.#outboxAdd.delete(id)) this.#outboxRemove.add(id);
       for (const [name, value] of batch.meta ?? [])
-        if (!this.meta.has(name)) this.meta.set(name, value);
-      this.onResult(error instanceof Error ? error : new Error(String(error)));
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
-        this.schedule();
-      }, this.retryDelayMs);
-      this.retryDelayMs = Math.min(this.retryDelayMs * 2, 30_000);
+        if (!this.#meta.has(name)) this.#meta.set(name, value);
+      this.#onResult(error instanceof Error ? error : new Error(String(error)));
+      this.#retryTimer = setTimeout(() => {
+        this.#retryTimer = undefined;
+        this.#schedule();
+      }, this.#retryDelayMs);
+      this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, 30_000);
     } finally {
-      this.committing = undefined;
-      if (this.hasWork() && this.retryTimer === undefined) this.schedule();
+      this.#committing = undefined;
+      if (this.#hasWork() && this.#retryTimer === undefined) this.#schedule();
     }
   }
 
   /** Stops retrying. */
   dispose(): void {
-    clearTimeout(this.retryTimer);
+    clearTimeout(this.#retryTimer);
   }
 }
 
@@ -136,14 +144,14 @@ export class PersistQueue {
  * joined string, which a sync would build for every record it stores.
  */
 class ByRecord<T extends { readonly map: string; readonly key: string }> {
-  private readonly maps = new Map<string, Map<string, T>>();
+  readonly #maps = new Map<string, Map<string, T>>();
   size = 0;
 
   set(item: T): void {
-    let items = this.maps.get(item.map);
+    let items = this.#maps.get(item.map);
     if (items === undefined) {
       items = new Map();
-      this.maps.set(item.map, items);
+      this.#maps.set(item.map, items);
     }
     const before = items.size;
     items.set(item.key, item);
@@ -151,16 +159,16 @@ class ByRecord<T extends { readonly map: string; readonly key: string }> {
   }
 
   delete(item: { readonly map: string; readonly key: string }): void {
-    if (this.maps.get(item.map)?.delete(item.key)) this.size--;
+    if (this.#maps.get(item.map)?.delete(item.key)) this.size--;
   }
 
   has(item: { readonly map: string; readonly key: string }): boolean {
-    return this.maps.get(item.map)?.has(item.key) ?? false;
+    return this.#maps.get(item.map)?.has(item.key) ?? false;
   }
 
   values(): T[] {
     const all: T[] = [];
-    for (const items of this.maps.values()) for (const item of items.values()) all.push(item);
+    for (const items of this.#maps.values()) for (const item of items.values()) all.push(item);
     return all;
   }
 }

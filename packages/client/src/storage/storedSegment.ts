@@ -67,7 +67,7 @@ export class SegmentReplay {
 
   /** Applies removed keys of one map. */
   remove(map: string, keys: readonly string[]): void {
-    const state = this.mapState(map);
+    const state = this.#mapState(map);
     for (const key of keys) state.set(key, null);
   }
 
@@ -76,11 +76,11 @@ export class SegmentReplay {
    * @throws {ValidationError} when the bytes are not a list of wire entries.
    */
   applyPart(map: string, part: Uint8Array): void {
-    const state = this.mapState(map);
+    const state = this.#mapState(map);
     for (const entry of decodeEntries(part)) state.set(entry[0], entry);
   }
 
-  private mapState(map: string): Map<string, WireEntry | null> {
+  #mapState(map: string): Map<string, WireEntry | null> {
     let state = this.maps.get(map);
     if (state === undefined) {
       state = new Map();

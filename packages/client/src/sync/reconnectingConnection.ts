@@ -54,37 +54,40 @@ const CLIENT_DECODE_LIMITS = { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: 16 * 102
  * and out are protocol messages; what they mean is the handler's business.
  */
 export class ReconnectingConnection {
-  private connection: Connection | undefined;
-  private attempt = 0;
+  #connection: Connection | undefined;
+  #attempt = 0;
   /** Index in `urls` of the server the next connection attempt goes to. */
-  private nextUrl: number;
-  private retryTimer: ReturnType<typeof setTimeout> | undefined;
-  private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
-  private lastMessageAt = 0;
+  #nextUrl: number;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  #lastMessageAt = 0;
   /** Set when the server ended the session because the token expired: reconnect at once. */
-  private tokenExpired = false;
-  private stopped = false;
-  private readonly unsubscribeOnline: () => void;
+  #tokenExpired = false;
+  #stopped = false;
+  readonly #unsubscribeOnline: () => void;
 
-  constructor(
-    private readonly options: ReconnectingConnectionOptions,
-    private readonly handler: ConnectionHandler,
-  ) {
+  readonly #options: ReconnectingConnectionOptions;
+
+  readonly #handler: ConnectionHandler;
+  constructor(options: ReconnectingConnectionOptions, handler: ConnectionHandler) {
+    this.#options = options;
+
+    this.#handler = handler;
     // A single URL draws no number for the pick, so that a scripted `random` feeds the
     // jitter exactly as it did before lists.
-    this.nextUrl =
+    this.#nextUrl =
       options.urls.length === 1
         ? 0
         : Math.min(options.urls.length - 1, Math.floor(options.random() * options.urls.length));
-    this.unsubscribeOnline = options.online.subscribe((online) => {
+    this.#unsubscribeOnline = options.online.subscribe((online) => {
       if (online) {
-        this.attempt = 0;
-        this.connectSoon(0);
+        this.#attempt = 0;
+        this.#connectSoon(0);
       } else {
-        this.disconnect(new SyncError('CONNECTION_LOST', 'the network is offline'));
+        this.#disconnect(new SyncError('CONNECTION_LOST', 'the network is offline'));
       }
     });
-    this.connectSoon(0);
+    this.#connectSoon(0);
   }
 
   send(message: Message): void {
@@ -92,44 +95,44 @@ export class ReconnectingConnection {
   }
 
   sendFrame(frame: Uint8Array): void {
-    this.connection?.send(frame);
+    this.#connection?.send(frame);
   }
 
   /** The server welcomed this client: the backoff starts over and the heartbeat runs. */
   established(heartbeatMs: number): void {
-    this.attempt = 0;
-    clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = setInterval(
-      () => this.beat(heartbeatMs),
+    this.#attempt = 0;
+    clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = setInterval(
+      () => this.#beat(heartbeatMs),
       Math.max(1_000, Math.floor(heartbeatMs / 2)),
     );
   }
 
   /** The server said the token expired: when it closes, reconnect at once with a fresh one. */
   expireToken(): void {
-    this.tokenExpired = true;
+    this.#tokenExpired = true;
   }
 
   /** Closes the connection for good. */
   stop(): void {
-    this.stopped = true;
-    this.unsubscribeOnline();
-    clearTimeout(this.retryTimer);
-    this.disconnect(undefined);
+    this.#stopped = true;
+    this.#unsubscribeOnline();
+    clearTimeout(this.#retryTimer);
+    this.#disconnect(undefined);
   }
 
-  private connectSoon(delayMs: number): void {
-    if (this.stopped || this.connection !== undefined) return;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      void this.connect();
+  #connectSoon(delayMs: number): void {
+    if (this.#stopped || this.#connection !== undefined) return;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      void this.#connect();
     }, delayMs);
   }
 
-  private async connect(): Promise<void> {
-    if (this.stopped || this.connection !== undefined) return;
-    const { status, urls, token: tokenOption, online } = this.options;
+  async #connect(): Promise<void> {
+    if (this.#stopped || this.#connection !== undefined) return;
+    const { status, urls, token: tokenOption, online } = this.#options;
     if (!online.isOnline()) {
       status.setState({ connection: 'offline' });
       return;
@@ -139,103 +142,103 @@ export class ReconnectingConnection {
     try {
       token = typeof tokenOption === 'function' ? await tokenOption() : tokenOption;
     } catch (error) {
-      this.fail('AUTH_FAILED', `the token provider failed: ${(error as Error).message}`);
+      this.#fail('AUTH_FAILED', `the token provider failed: ${(error as Error).message}`);
       return;
     }
-    if (this.stopped || this.connection !== undefined) return;
-    const url = urls[this.nextUrl] ?? urls[0];
-    this.nextUrl = (this.nextUrl + 1) % urls.length;
+    if (this.#stopped || this.#connection !== undefined) return;
+    const url = urls[this.#nextUrl] ?? urls[0];
+    this.#nextUrl = (this.#nextUrl + 1) % urls.length;
     // Events of a connection since dropped are ignored.
     let connection: Connection | undefined;
-    const current = () => connection !== undefined && this.connection === connection;
+    const current = () => connection !== undefined && this.#connection === connection;
     try {
-      connection = this.options.transport.connect(url, {
+      connection = this.#options.transport.connect(url, {
         open: () => {
           if (!current()) return;
-          this.lastMessageAt = this.options.now();
-          this.handler.opened(token);
+          this.#lastMessageAt = this.#options.now();
+          this.#handler.opened(token);
         },
         frame: (data) => {
-          if (current()) this.onFrame(data);
+          if (current()) this.#onFrame(data);
         },
         close: (code, reason) => {
-          if (current()) this.onClose(code, reason);
+          if (current()) this.#onClose(code, reason);
         },
       });
     } catch (error) {
-      this.fail('CONNECTION_LOST', `cannot connect to ${url}: ${(error as Error).message}`);
+      this.#fail('CONNECTION_LOST', `cannot connect to ${url}: ${(error as Error).message}`);
       return;
     }
-    this.connection = connection;
+    this.#connection = connection;
     status.setState({ url });
   }
 
-  private fail(code: 'AUTH_FAILED' | 'CONNECTION_LOST', message: string): void {
-    this.options.status.setState({ lastError: new SyncError(code, message) });
-    this.scheduleReconnect();
+  #fail(code: 'AUTH_FAILED' | 'CONNECTION_LOST', message: string): void {
+    this.#options.status.setState({ lastError: new SyncError(code, message) });
+    this.#scheduleReconnect();
   }
 
-  private onFrame(data: Uint8Array): void {
-    this.lastMessageAt = this.options.now();
+  #onFrame(data: Uint8Array): void {
+    this.#lastMessageAt = this.#options.now();
     let message: Message;
     try {
       message = decodeServerMessage(data, CLIENT_DECODE_LIMITS);
     } catch (error) {
-      this.options.status.setState({
+      this.#options.status.setState({
         lastError: new SyncError(
           'MALFORMED_MESSAGE',
           `the server sent a malformed message: ${(error as Error).message}`,
         ),
       });
-      this.handler.malformed();
+      this.#handler.malformed();
       return;
     }
-    this.handler.message(message);
+    this.#handler.message(message);
   }
 
-  private onClose(code: number, reason: string): void {
-    const tokenExpired = this.tokenExpired;
-    this.drop(new SyncError('CONNECTION_LOST', reason || `connection closed (${code})`));
+  #onClose(code: number, reason: string): void {
+    const tokenExpired = this.#tokenExpired;
+    this.#drop(new SyncError('CONNECTION_LOST', reason || `connection closed (${code})`));
     if (tokenExpired) {
       // The session outlived its token: a fresh one (from the token provider) is due now.
-      this.attempt = 0;
+      this.#attempt = 0;
     } else if (
       code === CLOSE_CODES.unauthorized ||
       code === CLOSE_CODES.protocolError ||
       code === CLOSE_CODES.forbidden
     ) {
       // Retrying at once would fail the same way: back off.
-      this.attempt = Math.max(this.attempt, 4);
+      this.#attempt = Math.max(this.#attempt, 4);
     }
-    this.scheduleReconnect();
+    this.#scheduleReconnect();
   }
 
-  private beat(heartbeatMs: number): void {
-    const now = this.options.now();
-    this.handler.tick(now);
-    if (now - this.lastMessageAt > heartbeatMs * 2.5) {
+  #beat(heartbeatMs: number): void {
+    const now = this.#options.now();
+    this.#handler.tick(now);
+    if (now - this.#lastMessageAt > heartbeatMs * 2.5) {
       // Nothing heard for too long: the connection is dead even if the socket says otherwise.
-      this.disconnect(new SyncError('CONNECTION_LOST', 'no heartbeat from the server'));
-      this.scheduleReconnect();
+      this.#disconnect(new SyncError('CONNECTION_LOST', 'no heartbeat from the server'));
+      this.#scheduleReconnect();
       return;
     }
     this.send({ type: 'ping', time: now });
   }
 
-  private disconnect(error: SyncError | undefined): void {
-    const closing = this.connection;
-    this.connection = undefined;
+  #disconnect(error: SyncError | undefined): void {
+    const closing = this.#connection;
+    this.#connection = undefined;
     closing?.close();
-    this.drop(error);
+    this.#drop(error);
   }
 
-  private drop(error: SyncError | undefined): void {
-    this.connection = undefined;
-    clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = undefined;
-    this.tokenExpired = false;
-    this.handler.dropped();
-    this.options.status.setState({
+  #drop(error: SyncError | undefined): void {
+    this.#connection = undefined;
+    clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = undefined;
+    this.#tokenExpired = false;
+    this.#handler.dropped();
+    this.#options.status.setState({
       connection: 'offline',
       url: null,
       initialSync: null,
@@ -243,12 +246,12 @@ export class ReconnectingConnection {
     });
   }
 
-  private scheduleReconnect(): void {
-    if (this.stopped || !this.options.online.isOnline()) return;
-    const min = this.options.minRetryMs ?? 500;
-    const max = this.options.maxRetryMs ?? 30_000;
-    const bound = Math.min(max, min * 2 ** this.attempt);
-    this.attempt++;
-    this.connectSoon(this.options.random() * bound);
+  #scheduleReconnect(): void {
+    if (this.#stopped || !this.#options.online.isOnline()) return;
+    const min = this.#options.minRetryMs ?? 500;
+    const max = this.#options.maxRetryMs ?? 30_000;
+    const bound = Math.min(max, min * 2 ** this.#attempt);
+    this.#attempt++;
+    this.#connectSoon(this.#options.random() * bound);
   }
 }

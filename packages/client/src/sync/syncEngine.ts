@@ -55,126 +55,129 @@ const RETRYABLE_RESEND_MS = 1_000;
  * live-query results merged as they come. The connection below it reconnects by itself.
  */
 export class SyncEngine implements ConnectionHandler {
-  private readonly connection: ReconnectingConnection;
-  private readonly walks: Walks;
-  private ready = false;
-  private maxBatchOps = 1000;
-  private resendTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #connection: ReconnectingConnection;
+  readonly #walks: Walks;
+  #ready = false;
+  #maxBatchOps = 1000;
+  #resendTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(
-    private readonly rooms: SyncedRooms,
-    private readonly options: SyncEngineOptions,
-  ) {
-    this.walks = new Walks({
+  readonly #rooms: SyncedRooms;
+
+  readonly #options: SyncEngineOptions;
+  constructor(rooms: SyncedRooms, options: SyncEngineOptions) {
+    this.#rooms = rooms;
+
+    this.#options = options;
+    this.#walks = new Walks({
       ...rooms,
-      send: (message) => this.connection.send(message),
-      sendFrame: (frame) => this.connection.sendFrame(frame),
+      send: (message) => this.#connection.send(message),
+      sendFrame: (frame) => this.#connection.sendFrame(frame),
       initialWalksDone: () => this.sendOutbox(),
       ...(options.walkRetryMs === undefined ? {} : { walkRetryMs: options.walkRetryMs }),
       now: options.now,
     });
-    this.connection = new ReconnectingConnection({ ...options, status: rooms.status }, this);
+    this.#connection = new ReconnectingConnection({ ...options, status: rooms.status }, this);
   }
 
   /** Reconciles a map opened after the connection was made. */
   walkMap(map: string): void {
-    if (this.ready) this.walks.walk(map);
+    if (this.#ready) this.#walks.walk(map);
   }
 
   /** Sends whatever the outbox holds that is not already on its way. */
   sendOutbox(): void {
-    if (!this.ready || this.walks.initialRunning) return;
-    for (const ops of this.rooms.outbox.takeBatches(this.maxBatchOps, MAX_IN_FLIGHT_BATCHES))
-      this.connection.send({ type: 'ops', ops });
+    if (!this.#ready || this.#walks.initialRunning) return;
+    for (const ops of this.#rooms.outbox.takeBatches(this.#maxBatchOps, MAX_IN_FLIGHT_BATCHES))
+      this.#connection.send({ type: 'ops', ops });
   }
 
   /** Subscribes a live query on the server (when connected). */
   subscribeQuery(id: number, map: string, query: Query<Value>): void {
-    if (this.ready) this.connection.send({ type: 'subscribe', id, map, query });
+    if (this.#ready) this.#connection.send({ type: 'subscribe', id, map, query });
   }
 
   unsubscribeQuery(id: number): void {
-    if (this.ready) this.connection.send({ type: 'unsubscribe', id });
+    if (this.#ready) this.#connection.send({ type: 'unsubscribe', id });
   }
 
   /** Closes the connection for good. */
   stop(): void {
-    clearTimeout(this.resendTimer);
-    this.connection.stop();
+    clearTimeout(this.#resendTimer);
+    this.#connection.stop();
   }
 
   /** @internal The connection is open. */
   opened(token: string | undefined): void {
-    this.connection.send({
+    this.#connection.send({
       type: 'hello',
       protocol: PROTOCOL_VERSION,
-      nodeId: this.options.nodeId,
+      nodeId: this.#options.nodeId,
       ...(token === undefined ? {} : { token }),
     });
   }
 
   /** @internal A frame did not decode: it may have belonged to a walk, which would stall. */
   malformed(): void {
-    this.walks.restart();
+    this.#walks.restart();
   }
 
   /** @internal The connection is gone, and whatever was on its way. */
   dropped(): void {
-    this.ready = false;
-    this.walks.end();
-    this.rooms.outbox.forgetSent();
+    this.#ready = false;
+    this.#walks.end();
+    this.#rooms.outbox.forgetSent();
   }
 
   /** @internal A heartbeat. */
   tick(now: number): void {
-    this.walks.tick(now);
+    this.#walks.tick(now);
   }
 
   /** @internal A message from the server. */
   message(message: Message): void {
     try {
-      this.handle(message);
+      this.#handle(message);
     } catch (error) {
-      this.report(
+      this.#report(
         'MALFORMED_MESSAGE',
         `could not apply a server message: ${(error as Error).message}`,
       );
     }
   }
 
-  private handle(message: Message): void {
+  #handle(message: Message): void {
     switch (message.type) {
       case 'welcome':
-        this.onWelcome(message);
+        this.#onWelcome(message);
         return;
       case 'auth_error':
-        this.report('AUTH_FAILED', `authentication failed: ${message.message}`, message.code);
+        this.#report('AUTH_FAILED', `authentication failed: ${message.message}`, message.code);
         return;
       case 'error':
-        this.report('SERVER_ERROR', message.message, message.code);
-        if (message.code === 'TOKEN_EXPIRED') this.connection.expireToken();
+        this.#report('SERVER_ERROR', message.message, message.code);
+        if (message.code === 'TOKEN_EXPIRED') this.#connection.expireToken();
         // A message of ours the server refused may have been a walk's, which would stall.
-        if (message.code === 'MALFORMED') this.walks.restart();
+        if (message.code === 'MALFORMED') this.#walks.restart();
         return;
       case 'revoke':
-        this.rooms.writes.revoke(message.map, message.keys);
+        this.#rooms.writes.revoke(message.map, message.keys);
         return;
       case 'ack':
-        this.onAck(message);
+        this.#onAck(message);
         return;
       case 'reject':
-        this.onReject(message);
+        this.#onReject(message);
         return;
       case 'sync':
       case 'sync_records':
       case 'sync_done':
       case 'sync_reset':
       case 'sync_error':
-        this.walks.receive(message);
+        this.#walks.receive(message);
         return;
       case 'changes':
         for (const { map, entries } of message.changes)
-          this.rooms.replicas.merge(
+          this.#rooms.replicas.merge(
             map,
             entries.map((entry) => fromWireEntry<Value>(entry)),
             true,
@@ -182,81 +185,81 @@ export class SyncEngine implements ConnectionHandler {
         return;
       case 'query_snapshot':
       case 'query_update':
-        this.onQueryResult(message);
+        this.#onQueryResult(message);
         return;
       case 'query_error':
-        this.report('QUERY_FAILED', `live query ${message.id}: ${message.message}`, message.code);
+        this.#report('QUERY_FAILED', `live query ${message.id}: ${message.message}`, message.code);
         return;
       case 'ping':
-        this.connection.send({ type: 'pong', time: message.time });
+        this.#connection.send({ type: 'pong', time: message.time });
         return;
       default:
         return;
     }
   }
 
-  private onWelcome(message: MessageOf<'welcome'>): void {
-    const { clock, writes, status, queries } = this.rooms;
-    this.ready = true;
-    this.maxBatchOps = message.maxBatchOps;
-    this.connection.established(message.heartbeatMs);
+  #onWelcome(message: MessageOf<'welcome'>): void {
+    const { clock, writes, status, queries } = this.#rooms;
+    this.#ready = true;
+    this.#maxBatchOps = message.maxBatchOps;
+    this.#connection.established(message.heartbeatMs);
     // A client whose wall clock is off learns the server's time and stamps writes with it.
-    clock.learnServerTime(message.serverTime, this.options.now());
+    clock.learnServerTime(message.serverTime, this.#options.now());
     if (clock.runsAheadOf(message.serverTime)) writes.repairClock();
     writes.adoptForeignWrites();
     status.setState({ connection: 'syncing', lastError: null });
-    this.walks.begin(message.maxFrameBytes);
+    this.#walks.begin(message.maxFrameBytes);
     for (const { id, map, query } of queries.active())
-      this.connection.send({ type: 'subscribe', id, map, query });
-    if (!this.walks.initialRunning) {
+      this.#connection.send({ type: 'subscribe', id, map, query });
+    if (!this.#walks.initialRunning) {
       this.sendOutbox();
-      this.walks.settleIfIdle();
+      this.#walks.settleIfIdle();
     }
   }
 
-  private onQueryResult(message: MessageOf<'query_snapshot' | 'query_update'>): void {
+  #onQueryResult(message: MessageOf<'query_snapshot' | 'query_update'>): void {
     const entries =
       message.type === 'query_snapshot' ? message.entries : [...message.enter, ...message.update];
-    const map = this.rooms.queries.active().find((query) => query.id === message.id)?.map;
+    const map = this.#rooms.queries.active().find((query) => query.id === message.id)?.map;
     if (map !== undefined)
-      this.rooms.replicas.merge(
+      this.#rooms.replicas.merge(
         map,
         entries.map((entry) => fromWireEntry<Value>(entry)),
         true,
       );
     if (message.type === 'query_snapshot' && message.last)
-      this.rooms.queries.confirmQuery(message.id);
+      this.#rooms.queries.confirmQuery(message.id);
   }
 
-  private onAck(message: MessageOf<'ack'>): void {
+  #onAck(message: MessageOf<'ack'>): void {
     const ids: string[] = [];
     for (const opId of message.ids) {
-      const entry = this.rooms.outbox.answered(opId);
+      const entry = this.#rooms.outbox.answered(opId);
       if (entry !== undefined) ids.push(entry.id);
     }
-    if (ids.length > 0) this.rooms.writes.acknowledged(ids);
+    if (ids.length > 0) this.#rooms.writes.acknowledged(ids);
     this.sendOutbox();
   }
 
-  private onReject(message: MessageOf<'reject'>): void {
+  #onReject(message: MessageOf<'reject'>): void {
     let retry = false;
     for (const rejection of message.rejections) {
-      const entry = this.rooms.outbox.answered(rejection.id);
+      const entry = this.#rooms.outbox.answered(rejection.id);
       if (entry === undefined) continue;
       if (rejection.retryable) retry = true;
-      else if (rejection.reason === 'too_old') this.rooms.writes.tooOld(entry);
+      else if (rejection.reason === 'too_old') this.#rooms.writes.tooOld(entry);
       else
-        this.rooms.writes.rejected(entry, rejection.reason, rejection.message, rejection.current);
+        this.#rooms.writes.rejected(entry, rejection.reason, rejection.message, rejection.current);
     }
     if (!retry) {
       this.sendOutbox();
       return;
     }
-    clearTimeout(this.resendTimer);
-    this.resendTimer = setTimeout(() => this.sendOutbox(), RETRYABLE_RESEND_MS);
+    clearTimeout(this.#resendTimer);
+    this.#resendTimer = setTimeout(() => this.sendOutbox(), RETRYABLE_RESEND_MS);
   }
 
-  private report(code: SyncError['code'], message: string, serverCode?: string): void {
-    this.rooms.status.setState({ lastError: new SyncError(code, message, serverCode) });
+  #report(code: SyncError['code'], message: string, serverCode?: string): void {
+    this.#rooms.status.setState({ lastError: new SyncError(code, message, serverCode) });
   }
 }

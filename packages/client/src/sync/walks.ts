@@ -72,20 +72,24 @@ const MAX_WALK_RETRY_DOUBLINGS = 6;
  * walks on, or again later with a doubling delay; progress is reported in `status`.
  */
 export class Walks {
-  private readonly walks = new Map<number, Walk>();
+  readonly #walks = new Map<number, Walk>();
   /** Per map, walks in a row that failed or ended apart without progress: the backoff. */
-  private readonly attempts = new Map<string, number>();
-  private readonly retryTimers = new Set<ReturnType<typeof setTimeout>>();
-  private nextSession = 1;
-  private initialPending = 0;
-  private maxFrameBytes = DEFAULT_DECODE_LIMITS.maxFrameBytes;
-  private active = false;
+  readonly #attempts = new Map<string, number>();
+  readonly #retryTimers = new Set<ReturnType<typeof setTimeout>>();
+  #nextSession = 1;
+  #initialPending = 0;
+  #maxFrameBytes = DEFAULT_DECODE_LIMITS.maxFrameBytes;
+  #active = false;
 
-  constructor(private readonly options: WalksOptions) {}
+  readonly #options: WalksOptions;
+
+  constructor(options: WalksOptions) {
+    this.#options = options;
+  }
 
   /** Whether the walks after the handshake are still running (writes wait for them). */
   get initialRunning(): boolean {
-    return this.initialPending > 0;
+    return this.#initialPending > 0;
   }
 
   /**
@@ -93,44 +97,44 @@ export class Walks {
    * with no map open, `initialRunning` is false at once).
    */
   begin(maxFrameBytes: number): void {
-    this.active = true;
-    this.maxFrameBytes = maxFrameBytes;
-    const maps = this.options.replicas.names();
-    this.initialPending = maps.length;
-    for (const map of maps) this.start(map, 4);
+    this.#active = true;
+    this.#maxFrameBytes = maxFrameBytes;
+    const maps = this.#options.replicas.names();
+    this.#initialPending = maps.length;
+    for (const map of maps) this.#start(map, 4);
   }
 
   /** Reconciles a map opened during the session. */
   walk(map: string): void {
-    if (this.active) this.start(map, 4);
+    if (this.#active) this.#start(map, 4);
   }
 
   receive(message: WalkMessage): void {
-    const walk = this.walks.get(message.session);
+    const walk = this.#walks.get(message.session);
     if (walk === undefined) return;
-    walk.lastHeard = this.options.now();
+    walk.lastHeard = this.#options.now();
     switch (message.type) {
       case 'sync':
-        this.onSync(walk, message);
+        this.#onSync(walk, message);
         return;
       case 'sync_records':
-        this.onRecords(walk, message);
+        this.#onRecords(walk, message);
         return;
       case 'sync_done':
-        this.onDone(walk, message);
+        this.#onDone(walk, message);
         return;
       case 'sync_reset':
-        this.walks.delete(message.session);
-        this.options.writes.revoke(
+        this.#walks.delete(message.session);
+        this.#options.writes.revoke(
           walk.map,
-          [...this.options.replicas.entry(walk.map).replica.allRecords()].map(([key]) => key),
+          [...this.#options.replicas.entry(walk.map).replica.allRecords()].map(([key]) => key),
         );
-        this.options.marks.forget(walk.map);
-        this.start(walk.map, 4);
+        this.#options.marks.forget(walk.map);
+        this.#start(walk.map, 4);
         return;
       case 'sync_error':
-        this.walks.delete(message.session);
-        this.options.status.setState({
+        this.#walks.delete(message.session);
+        this.#options.status.setState({
           lastError: new SyncError(
             'WALK_FAILED',
             `syncing ${message.map} failed: ${message.message}`,
@@ -138,8 +142,8 @@ export class Walks {
           ),
         });
         // A map the user may not read is not retried; anything else may pass later.
-        if (message.code !== 'permission') this.retryLater(walk.map);
-        this.ended();
+        if (message.code !== 'permission') this.#retryLater(walk.map);
+        this.#ended();
         return;
     }
   }
@@ -149,26 +153,26 @@ export class Walks {
    * starts them again later.
    */
   restart(lost: (walk: Walk) => boolean = () => true): void {
-    for (const [session, walk] of [...this.walks]) {
+    for (const [session, walk] of [...this.#walks]) {
       if (!lost(walk)) continue;
-      this.walks.delete(session);
+      this.#walks.delete(session);
       // Ended on the server too, so that it does not keep it (and count it) until it idles out.
-      this.options.send({
+      this.#options.send({
         type: 'sync_done',
         map: walk.map,
         session,
-        root: rootBytes(this.options.replicas.entry(walk.map).replica.merkleTree),
+        root: rootBytes(this.#options.replicas.entry(walk.map).replica.merkleTree),
       });
-      this.retryLater(walk.map);
-      this.ended();
+      this.#retryLater(walk.map);
+      this.#ended();
     }
   }
 
   /** The watchdog: a walk that hears nothing (a reply lost or refused) starts again. */
   tick(now: number): void {
     const silent = (walk: Walk) => now - walk.lastHeard > WALK_TIMEOUT_MS;
-    if (![...this.walks.values()].some(silent)) return;
-    this.options.status.setState({
+    if (![...this.#walks.values()].some(silent)) return;
+    this.#options.status.setState({
       lastError: new SyncError('WALK_FAILED', 'a sync walk got no answer: starting it again'),
     });
     this.restart(silent);
@@ -176,71 +180,71 @@ export class Walks {
 
   /** The session is gone: so are its walks and their retries (the next session walks anew). */
   end(): void {
-    this.active = false;
-    this.walks.clear();
-    for (const timer of this.retryTimers) clearTimeout(timer);
-    this.retryTimers.clear();
-    this.attempts.clear();
-    this.initialPending = 0;
+    this.#active = false;
+    this.#walks.clear();
+    for (const timer of this.#retryTimers) clearTimeout(timer);
+    this.#retryTimers.clear();
+    this.#attempts.clear();
+    this.#initialPending = 0;
   }
 
-  private start(map: string, width: HashWidth): void {
-    for (const walk of this.walks.values()) if (walk.map === map) return;
-    const sessionId = this.nextSession++;
-    const session = new SyncSession(this.options.replicas.entry(map).replica, {
+  #start(map: string, width: HashWidth): void {
+    for (const walk of this.#walks.values()) if (walk.map === map) return;
+    const sessionId = this.#nextSession++;
+    const session = new SyncSession(this.#options.replicas.entry(map).replica, {
       width,
       // Every message within what the server accepts, however much differs.
-      maxMessageBytes: Math.min(DEFAULT_MAX_MESSAGE_BYTES, Math.floor(this.maxFrameBytes / 4)),
+      maxMessageBytes: Math.min(DEFAULT_MAX_MESSAGE_BYTES, Math.floor(this.#maxFrameBytes / 4)),
     });
-    this.walks.set(sessionId, {
+    this.#walks.set(sessionId, {
       map,
       session,
       width,
       expected: 0,
       received: 0,
       changed: 0,
-      lastHeard: this.options.now(),
+      lastHeard: this.#options.now(),
     });
-    this.options.status.setState({ connection: 'syncing' });
-    this.options.send(toSyncWire(map, sessionId, session.open(), this.options.marks.get(map)));
+    this.#options.status.setState({ connection: 'syncing' });
+    this.#options.send(toSyncWire(map, sessionId, session.open(), this.#options.marks.get(map)));
   }
 
   /** Walks `map` again after a delay that doubles with each attempt in a row. */
-  private retryLater(map: string): void {
-    const attempt = (this.attempts.get(map) ?? 0) + 1;
-    this.attempts.set(map, attempt);
+  #retryLater(map: string): void {
+    const attempt = (this.#attempts.get(map) ?? 0) + 1;
+    this.#attempts.set(map, attempt);
     const delay =
-      (this.options.walkRetryMs ?? WALK_RETRY_MS) *
+      (this.#options.walkRetryMs ?? WALK_RETRY_MS) *
       2 ** Math.min(attempt - 1, MAX_WALK_RETRY_DOUBLINGS);
     const timer = setTimeout(() => {
-      this.retryTimers.delete(timer);
-      if (this.active) this.start(map, 4);
+      this.#retryTimers.delete(timer);
+      if (this.#active) this.#start(map, 4);
     }, delay);
-    this.retryTimers.add(timer);
+    this.#retryTimers.add(timer);
   }
 
-  private onSync(walk: Walk, message: MessageOf<'sync'>): void {
+  #onSync(walk: Walk, message: MessageOf<'sync'>): void {
     const incoming = fromSyncWire<Value>(message);
     if (incoming.records.length > 0)
-      walk.changed += this.options.replicas.merge(walk.map, incoming.records, true);
+      walk.changed += this.#options.replicas.merge(walk.map, incoming.records, true);
     const answer = walk.session.receive(incoming);
     // Records the server lacks or needs go first, as bulk chunks within half the server's
     // frame limit, so that the server has taken them (and told this client what to forget)
     // before it answers.
-    if (answer.bulk.length > 0) this.sendRecords(walk, message.session, answer.bulk);
+    if (answer.bulk.length > 0) this.#sendRecords(walk, message.session, answer.bulk);
     if (answer.message !== undefined) {
-      this.options.send(toSyncWire(walk.map, message.session, answer.message));
+      this.#options.send(toSyncWire(walk.map, message.session, answer.message));
       return;
     }
-    this.options.send({
+    this.#options.send({
       type: 'sync_done',
       map: walk.map,
       session: message.session,
-      root: rootBytes(this.options.replicas.entry(walk.map).replica.merkleTree),
+      root: rootBytes(this.#options.replicas.entry(walk.map).replica.merkleTree),
     });
   }
 
-  private sendRecords(
+  #sendRecords(
     walk: Walk,
     session: number,
     bulk: Parameters<SyncSession<Value>['bulkRecords']>[0],
@@ -248,75 +252,75 @@ export class Walks {
     const entries: WireEntry[] = [];
     for (const [key, record] of walk.session.bulkRecords(bulk))
       entries.push(toWireEntry(key, record));
-    for (const frame of recordFrames(walk.map, session, entries, this.maxFrameBytes / 2))
-      this.options.sendFrame(frame);
+    for (const frame of recordFrames(walk.map, session, entries, this.#maxFrameBytes / 2))
+      this.#options.sendFrame(frame);
   }
 
-  private onRecords(walk: Walk, message: MessageOf<'sync_records'>): void {
-    walk.changed += this.options.replicas.merge(
+  #onRecords(walk: Walk, message: MessageOf<'sync_records'>): void {
+    walk.changed += this.#options.replicas.merge(
       walk.map,
       message.records.map((entry) => fromWireEntry<Value>(entry)),
       true,
     );
     if (message.total !== undefined) walk.expected += message.total;
     walk.received += message.records.length;
-    this.reportProgress();
+    this.#reportProgress();
   }
 
-  private onDone(walk: Walk, message: MessageOf<'sync_done'>): void {
-    this.walks.delete(message.session);
-    const own = rootBytes(this.options.replicas.entry(walk.map).replica.merkleTree);
+  #onDone(walk: Walk, message: MessageOf<'sync_done'>): void {
+    this.#walks.delete(message.session);
+    const own = rootBytes(this.#options.replicas.entry(walk.map).replica.merkleTree);
     if (own.every((byte, index) => byte === message.root[index])) {
-      this.attempts.delete(walk.map);
-      if (message.syncedAt !== undefined) this.synced(walk.map, message.syncedAt);
+      this.#attempts.delete(walk.map);
+      if (message.syncedAt !== undefined) this.#synced(walk.map, message.syncedAt);
     } else if (walk.changed > 0) {
       // Progress within the server's message budgets: walk on from where this one stopped.
-      this.start(walk.map, walk.width);
+      this.#start(walk.map, walk.width);
     } else if (walk.session.truncated) {
       // This side's messages left differences out, and nothing came: the records it sent
       // may be refused walk after walk, so walk again later, each time later.
-      this.retryLater(walk.map);
-    } else if (this.options.outbox.holdsMap(walk.map)) {
+      this.#retryLater(walk.map);
+    } else if (this.#options.outbox.holdsMap(walk.map)) {
       // Unacknowledged local writes make the roots differ until they are sent: not a failure.
     } else if (walk.width === 4) {
       // Nothing differed, yet the roots do: subtrees whose 4-byte hashes are equal by chance.
-      this.start(walk.map, 8);
+      this.#start(walk.map, 8);
     } else {
-      this.retryLater(walk.map);
+      this.#retryLater(walk.map);
     }
-    this.reportProgress();
-    this.ended();
+    this.#reportProgress();
+    this.#ended();
   }
 
-  private synced(map: string, syncedAt: number): void {
-    this.options.marks.set(map, syncedAt);
-    this.options.queries.confirmMap(map);
-    this.options.status.setState({ lastSyncedAt: syncedAt });
+  #synced(map: string, syncedAt: number): void {
+    this.#options.marks.set(map, syncedAt);
+    this.#options.queries.confirmMap(map);
+    this.#options.status.setState({ lastSyncedAt: syncedAt });
   }
 
-  private ended(): void {
-    if (this.initialPending > 0) {
-      this.initialPending--;
+  #ended(): void {
+    if (this.#initialPending > 0) {
+      this.#initialPending--;
       // Every map reconciled once after the handshake: now the outbox.
-      if (this.initialPending === 0) this.options.initialWalksDone();
+      if (this.#initialPending === 0) this.#options.initialWalksDone();
     }
     this.settleIfIdle();
   }
 
   /** Online once no walk runs and none waits to start again. */
   settleIfIdle(): void {
-    if (!this.active || this.walks.size > 0 || this.retryTimers.size > 0) return;
-    this.options.status.setState({ connection: 'online', initialSync: null });
+    if (!this.#active || this.#walks.size > 0 || this.#retryTimers.size > 0) return;
+    this.#options.status.setState({ connection: 'online', initialSync: null });
   }
 
-  private reportProgress(): void {
+  #reportProgress(): void {
     let expected = 0;
     let received = 0;
-    for (const walk of this.walks.values()) {
+    for (const walk of this.#walks.values()) {
       expected += walk.expected;
       received += walk.received;
     }
-    this.options.status.setState({
+    this.#options.status.setState({
       initialSync: expected > 0 ? { received: Math.min(received, expected), expected } : null,
     });
   }

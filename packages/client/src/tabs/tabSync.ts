@@ -24,19 +24,26 @@ export interface TabRooms {
  * leader's (send every tab's writes, share its status).
  */
 export class TabSync {
-  private leading = false;
-  private closed = false;
-  private unsubscribeStatus: (() => void) | undefined;
+  #leading = false;
+  #closed = false;
+  #unsubscribeStatus: (() => void) | undefined;
 
-  constructor(
-    private readonly rooms: TabRooms,
-    private readonly channel: TabChannel,
-    private readonly election: LeaderElection,
-  ) {}
+  readonly #rooms: TabRooms;
+
+  readonly #channel: TabChannel;
+
+  readonly #election: LeaderElection;
+  constructor(rooms: TabRooms, channel: TabChannel, election: LeaderElection) {
+    this.#rooms = rooms;
+
+    this.#channel = channel;
+
+    this.#election = election;
+  }
 
   /** Whether this tab holds the connection. */
   get isLeader(): boolean {
-    return this.leading;
+    return this.#leading;
   }
 
   /**
@@ -45,24 +52,24 @@ export class TabSync {
    * @param lead Starts the leader's work; `sendSoon` then sends the writes other tabs hand over.
    */
   start(lead: () => void): void {
-    this.election.run(() => {
-      if (this.closed) return;
-      this.leading = true;
-      this.rooms.status.setState({ isLeader: true });
-      this.channel.post({ type: 'leader' });
+    this.#election.run(() => {
+      if (this.#closed) return;
+      this.#leading = true;
+      this.#rooms.status.setState({ isLeader: true });
+      this.#channel.post({ type: 'leader' });
       lead();
-      this.unsubscribeStatus = this.rooms.status.subscribe(() => this.shareStatus());
-      this.shareStatus();
+      this.#unsubscribeStatus = this.#rooms.status.subscribe(() => this.#shareStatus());
+      this.#shareStatus();
     });
     // Until it leads, this tab shows the leader's connection status.
-    this.channel.post({ type: 'status-request' });
+    this.#channel.post({ type: 'status-request' });
   }
 
   close(): void {
-    this.closed = true;
-    this.unsubscribeStatus?.();
-    this.election.close();
-    this.channel.close();
+    this.#closed = true;
+    this.#unsubscribeStatus?.();
+    this.#election.close();
+    this.#channel.close();
   }
 
   /**
@@ -70,8 +77,8 @@ export class TabSync {
    * @param sendSoon Sends the outbox soon (the leader's, when a follower hands writes over).
    */
   receive(message: TabMessage, sendSoon: () => void): void {
-    if (this.closed) return;
-    const { replicas, writes, outbox, queries, marks, status } = this.rooms;
+    if (this.#closed) return;
+    const { replicas, writes, outbox, queries, marks, status } = this.#rooms;
     switch (message.type) {
       case 'records':
         replicas.merge(message.map, message.entries, false);
@@ -81,7 +88,7 @@ export class TabSync {
         return;
       case 'outbox':
         outbox.put(message.entries);
-        if (this.leading) sendSoon();
+        if (this.#leading) sendSoon();
         return;
       case 'settled':
         outbox.settle(message.ids);
@@ -94,24 +101,24 @@ export class TabSync {
         queries.confirmMap(message.map);
         return;
       case 'status':
-        if (!this.leading) status.setState(fromShared(message.status));
+        if (!this.#leading) status.setState(fromShared(message.status));
         return;
       case 'leader': {
         // A new leader: make sure it knows this tab's pending writes.
-        const own = this.leading ? [] : writes.own();
-        if (own.length > 0) this.channel.post({ type: 'outbox', entries: own });
+        const own = this.#leading ? [] : writes.own();
+        if (own.length > 0) this.#channel.post({ type: 'outbox', entries: own });
         return;
       }
       case 'status-request':
-        if (this.leading) this.shareStatus();
+        if (this.#leading) this.#shareStatus();
         return;
     }
   }
 
   /** Tells the other tabs the leader's connection status. */
-  private shareStatus(): void {
-    const { connection, url, lastSyncedAt, initialSync, lastError } = this.rooms.status.getState();
-    this.channel.post({
+  #shareStatus(): void {
+    const { connection, url, lastSyncedAt, initialSync, lastError } = this.#rooms.status.getState();
+    this.#channel.post({
       type: 'status',
       status: {
         connection,
