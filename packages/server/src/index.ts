@@ -5,9 +5,11 @@ export { ServerMetrics } from './metrics.js';
 export { DEFAULT_LIMITS, type ServerLimits, type ServerOptions } from './options.js';
 export {
   ALLOW_ALL,
+  type FilteredRecord,
   type PermissionRule,
   Permissions,
   type ReadContext,
+  type ReadFilter,
   type Rule,
   type UserContext,
   type WriteContext,

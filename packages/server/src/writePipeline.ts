@@ -20,7 +20,7 @@ import { mergeStored } from './mergeStored.js';
 import type { ServerMetrics } from './metrics.js';
 import { ownsNodeId } from './nodeOwnership.js';
 import type { Peer } from './peer.js';
-import type { Permissions } from './permissions.js';
+import type { Permissions, ReadFilter } from './permissions.js';
 import type { RecordWrite, Storage, WriteOutcome } from './storage/storage.js';
 
 type Rejection = MessageOf<'reject'>['rejections'][number];
@@ -56,6 +56,8 @@ interface Batch extends Omit<BatchOutcome, 'revoked'> {
   readonly ops: readonly Op[];
   readonly options: SubmitOptions;
   readonly resolve: (outcome: BatchOutcome) => void;
+  /** What the writer may read, per map, asked once per batch and map. */
+  readonly filters: Map<string, ReadFilter | null>;
 }
 
 /** An admitted op: also the storage write of its record. */
@@ -115,6 +117,7 @@ export class WritePipeline {
         superseded: [],
         rejected: [],
         revoked: NO_REVOKES as Map<string, Set<string>>,
+        filters: new Map(),
       });
       this.pump();
     });
@@ -180,7 +183,7 @@ export class WritePipeline {
     for (const batch of group) {
       for (const op of batch.ops) {
         const [key, record] = fromWireEntry<Value>(op.entry);
-        const refusal = this.precheck(batch.peer, op, record.timestamp);
+        const refusal = this.precheck(batch, op, record.timestamp);
         if (refusal !== undefined) {
           batch.rejected.push(refusal);
           continue;
@@ -316,8 +319,7 @@ export class WritePipeline {
           ? candidate.record
           : { ...candidate.record, prior: outcome.prior };
       batch.acked.push(op.id);
-      if (!this.deps.permissions.canSee(batch.peer.user, op.map, candidate.key, record))
-        revoke(batch, op.map, candidate.key);
+      if (!this.mayRead(batch, op.map, candidate.key, record)) revoke(batch, op.map, candidate.key);
       // The op's wire entry is the record's wire form: it is not encoded again.
       addChange(op.map, {
         key: candidate.key,
@@ -388,15 +390,30 @@ export class WritePipeline {
       // and a writer that may not see the record it lost to is told to forget the key.
       batch.acked.push(op.id);
       if (order !== 0) batch.superseded.push(op.id);
-      if (!this.deps.permissions.canSee(batch.peer.user, op.map, key, current))
-        revoke(batch, op.map, key);
+      if (!this.mayRead(batch, op.map, key, current)) revoke(batch, op.map, key);
     }
     return retry;
   }
 
+  /** What the writer of `batch` may read of `map` (null: nothing). */
+  private readFilter(batch: Batch, map: string): ReadFilter | null {
+    let filter = batch.filters.get(map);
+    if (filter === undefined) {
+      filter = this.deps.permissions.readFilter(batch.peer.user, map);
+      batch.filters.set(map, filter);
+    }
+    return filter;
+  }
+
+  /** Whether the writer of `batch` may see this record (so need not be told to forget it). */
+  private mayRead(batch: Batch, map: string, key: string, record: GridRecord): boolean {
+    return this.readFilter(batch, map)?.sees(key, record) ?? false;
+  }
+
   /** Refusals that need no map: node id, the time window, a map the user may not touch. */
-  private precheck(peer: Peer, op: Op, timestamp: Timestamp): Rejection | undefined {
+  private precheck(batch: Batch, op: Op, timestamp: Timestamp): Rejection | undefined {
     const { clock, permissions, maxWriteAgeMs, now } = this.deps;
+    const { peer } = batch;
     const { millis, nodeId } = timestamp;
     if (!ownsNodeId(peer.nodeId, nodeId)) {
       return reject(
@@ -419,7 +436,7 @@ export class WritePipeline {
       if (error instanceof ClockDriftError) return reject(op, 'clock_drift', error.message);
       throw error;
     }
-    if (!permissions.mayWriteMap(peer.user, op.map) && !permissions.canReadMap(peer.user, op.map))
+    if (!permissions.mayWriteMap(peer.user, op.map) && this.readFilter(batch, op.map) === null)
       return reject(op, 'permission', `writing ${op.map} is not allowed`);
     return undefined;
   }
@@ -452,9 +469,9 @@ export class WritePipeline {
     const previous = stored === undefined || stored.value === null ? undefined : stored.value;
     const user = peer.user;
     if (!permissions.canWrite({ user, map: op.map, key, value: parsed.value, previous })) {
-      const readsMap = permissions.canReadMap(user, op.map);
-      const visible =
-        stored !== undefined && readsMap && permissions.canSee(user, op.map, key, stored);
+      const filter = this.readFilter(batch, op.map);
+      const readsMap = filter !== null;
+      const visible = stored !== undefined && readsMap && filter.sees(key, stored);
       if (stored !== undefined && !visible) {
         // As the writer sees it, the key is absent. Where it could have created it, the
         // truthful answer that tells nothing of the hidden record is that of a write that
