@@ -111,8 +111,6 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     storage,
     grid,
     permissions,
-    fanout,
-    liveQueries,
     metrics,
     clock,
     logger: app.log,
@@ -120,6 +118,11 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     concurrency: storage.writeConcurrency,
     maxWriteAgeMs,
     now,
+  });
+  // After the commit slot is free: pushing changes to clients never holds the next commit up.
+  pipeline.onCommitted(async ({ map, changes, origin }) => {
+    fanout.publish(map, changes, origin);
+    await liveQueries.onChanges(map, changes, origin);
   });
   const connections = new Set<ClientConnection>();
   const channel = storage.announcements;
