@@ -106,7 +106,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   // Reads (walks, snapshots) wait until the grid holds every commit acknowledged before them.
   let follower: AnnouncementFollower | undefined;
   const fresh = (map: string) => (follower === undefined ? Promise.resolve() : follower.fresh(map));
-  const liveQueries = new LiveQueryHub({ grid, permissions, metrics, limits, now, fresh });
+  const liveQueries = new LiveQueryHub({ grid, permissions, fanout, metrics, limits, now, fresh });
   const pipeline = new WritePipeline({
     storage,
     grid,

@@ -8,7 +8,7 @@ import {
   type Value,
   type WireEntry,
 } from '@topgun/core';
-import { type CommittedChange, sendRevoke } from './changeFanout.js';
+import { type ChangeFanout, type CommittedChange, sendRevoke } from './changeFanout.js';
 import type { WorkSlicer } from './cpuBudget.js';
 import { type GridRecord, MAP_LOADS_SPENT, type MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
@@ -50,6 +50,8 @@ export class LiveQueryHub {
     private readonly deps: {
       readonly grid: MapGrid;
       readonly permissions: Permissions;
+      /** Who follows which map: those clients get its changes as `changes`. */
+      readonly fanout: Pick<ChangeFanout, 'follows'>;
       readonly metrics: ServerMetrics;
       readonly limits: Pick<
         ServerLimits,
@@ -202,7 +204,12 @@ export class LiveQueryHub {
     this.rowsByPeer.delete(peer);
   }
 
-  /** Feeds committed changes to the map's subscriptions; `origin`'s own are updated silently. */
+  /**
+   * Feeds committed changes to the map's subscriptions. Their clients learn what entered, was
+   * updated in, or left each result, except `origin` (its own writes) and clients that follow
+   * the map: those get the same records as `changes` (and their revokes with them), and
+   * evaluate the query on their replica.
+   */
   async onChanges(
     mapName: string,
     changes: readonly CommittedChange[],
@@ -220,7 +227,7 @@ export class LiveQueryHub {
         subscription.missed.push(...changes);
         continue;
       }
-      const silent = peer === origin;
+      const silent = peer === origin || this.deps.fanout.follows(peer, mapName);
       const enter: WireEntry[] = [];
       const update: WireEntry[] = [];
       const leave: string[] = [];
