@@ -14,6 +14,7 @@ export {
   type UserContext,
   type WriteContext,
 } from './permissions.js';
+export { ServerConfigurationError } from './serverConfigurationError.js';
 export { createStorage, type StorageConfig } from './storage/createStorage.js';
 export { createPgDriver, type PgDriverOptions } from './storage/pgDriver.js';
 export { createPgliteDriver } from './storage/pgliteDriver.js';
