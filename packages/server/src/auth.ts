@@ -6,6 +6,7 @@ import {
   jwtVerify,
 } from 'jose';
 import type { UserContext } from './permissions.js';
+import { ServerConfigurationError } from './serverConfigurationError.js';
 
 /** How clients prove who they are. */
 export interface AuthOptions {
@@ -70,9 +71,13 @@ export class Authenticator {
           }
         }
         if (keys.length === 0)
-          throw new Error('JWT_PUBLIC_KEY is not a PEM public key for the configured algorithms');
+          throw new ServerConfigurationError(
+            ['auth.publicKey', 'auth.algorithms'],
+            `the public key (JWT_PUBLIC_KEY) is not a PEM public key for the configured algorithms (${algorithms.join(', ')})`,
+          );
         const getKey: JWTVerifyGetKey = (header) => {
           const match = keys.find((candidate) => candidate.alg === header.alg);
+          // A token's problem, not the server's: `authenticate` answers it as `invalid_token`.
           if (match === undefined) throw new Error(`algorithm ${header.alg} is not accepted`);
           return match.key;
         };
@@ -89,7 +94,10 @@ export class Authenticator {
     this.key.catch(() => {});
   }
 
-  /** Checks the configured key material; rejects when it is unusable. */
+  /**
+   * Checks the configured key material; rejects with a {@link ServerConfigurationError} when
+   * it is unusable.
+   */
   async ready(): Promise<void> {
     await this.key;
   }

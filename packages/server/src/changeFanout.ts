@@ -2,7 +2,7 @@ import { encodeMessage, fittedChunks, type WireEntry } from '@topgun/core';
 import type { GridRecord } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import type { Peer } from './peer.js';
-import type { Permissions } from './permissions.js';
+import type { Permissions, ReadFilter } from './permissions.js';
 
 /** A committed change of one record, with its wire form (computed once, shared by all). */
 export interface CommittedChange {
@@ -14,17 +14,17 @@ export interface CommittedChange {
 }
 
 /**
- * Pushes committed changes to every other client that syncs the map, batched: changes
- * committed within a short window reach a client as one `changes` message, and clients
- * receiving the same changes share one encoded frame. Records a client may not see never
- * leave the server; a client that could see a record and no longer can is told to forget it
- * (`revoke`).
+ * Pushes committed changes to every other client that follows the map (walked it); who
+ * follows what is kept here only. Batched: changes committed within a short window reach a
+ * client as one `changes` message, and clients receiving the same changes share one encoded
+ * frame. Records a client may not see never leave the server; a client that could see a
+ * record and no longer can is told to forget it (`revoke`).
  */
 export class ChangeFanout {
-  /** Per connected client, the maps it walked. */
+  /** Per connected client, the maps it follows. */
   private readonly followed = new Map<Peer, Set<string>>();
-  /** Per map, the clients that walked it: those its changes go to. */
-  private readonly followers = new Map<string, Set<Peer>>();
+  /** Per map, the clients that follow it (its changes go to them), with what each may see. */
+  private readonly followers = new Map<string, Map<Peer, ReadFilter>>();
   /** Per peer, per map, the changes to send: shared arrays when no record is filtered out. */
   private readonly pending = new Map<Peer, Map<string, WireEntry[][]>>();
   /** Per peer, per map, keys to revoke. */
@@ -39,11 +39,35 @@ export class ChangeFanout {
     private readonly windowMs: number,
   ) {}
 
-  add(peer: Peer): void {
-    if (!this.followed.has(peer)) this.followed.set(peer, new Set());
+  /**
+   * From now on `peer` receives the changes of `map` it may see (it walked the map). A peer
+   * that is closed, or may not read the map, is not registered: nothing would forget it.
+   */
+  follow(peer: Peer, map: string): void {
+    if (!peer.isOpen() || this.followers.get(map)?.has(peer)) return;
+    const filter = this.permissions.readFilter(peer.user, map);
+    if (filter === null) return;
+    let maps = this.followed.get(peer);
+    if (maps === undefined) {
+      maps = new Set();
+      this.followed.set(peer, maps);
+    }
+    maps.add(map);
+    let followers = this.followers.get(map);
+    if (followers === undefined) {
+      followers = new Map();
+      this.followers.set(map, followers);
+    }
+    followers.set(peer, filter);
   }
 
-  remove(peer: Peer): void {
+  /** Whether `peer` receives the changes of `map`. */
+  follows(peer: Peer, map: string): boolean {
+    return this.followers.get(map)?.has(peer) === true;
+  }
+
+  /** Forgets a client that disconnected: every map it followed, and what was pending for it. */
+  forget(peer: Peer): void {
     const maps = this.followed.get(peer) ?? [];
     this.followed.delete(peer);
     this.pending.delete(peer);
@@ -55,45 +79,32 @@ export class ChangeFanout {
     }
   }
 
-  /** From now on `peer` receives the changes of `map` (it walked it). */
-  follow(peer: Peer, map: string): void {
-    const maps = this.followed.get(peer);
-    if (maps === undefined || maps.has(map)) return;
-    maps.add(map);
-    let followers = this.followers.get(map);
-    if (followers === undefined) {
-      followers = new Set();
-      this.followers.set(map, followers);
-    }
-    followers.add(peer);
-  }
-
-  /** Queues changes of `map` for every syncing client except `origin`. */
+  /** Queues changes of `map` for every client that follows it except `origin`. */
   publish(map: string, changes: readonly CommittedChange[], origin: Peer | undefined): void {
     const followers = this.followers.get(map);
     if (followers === undefined) return;
-    const recordLevel = this.permissions.hasRecordLevelReads(map);
     const shared = changes.map((change) => change.entry);
-    for (const peer of followers) {
+    for (const [peer, filter] of followers) {
       if (peer === origin || !peer.isOpen()) continue;
       let entries = shared;
-      if (recordLevel) {
+      if (!filter.everything) {
         entries = [];
         for (const { key, record, entry, previous } of changes) {
-          const seen = this.permissions.seeChange(peer.user, map, key, record, previous);
+          const seen = filter.seesChange(key, record, previous);
           if (seen === 'record') entries.push(entry);
           else if (seen === 'revoke') this.revoke(peer, map, key);
         }
       }
-      if (entries.length === 0) continue;
-      let byMap = this.pending.get(peer);
-      if (byMap === undefined) {
-        byMap = new Map();
-        this.pending.set(peer, byMap);
+      if (entries.length > 0) {
+        let byMap = this.pending.get(peer);
+        if (byMap === undefined) {
+          byMap = new Map();
+          this.pending.set(peer, byMap);
+        }
+        const lists = byMap.get(map);
+        if (lists === undefined) byMap.set(map, [entries]);
+        else lists.push(entries);
       }
-      const lists = byMap.get(map);
-      if (lists === undefined) byMap.set(map, [entries]);
-      else lists.push(entries);
     }
     if (this.flushTimer === undefined && (this.pending.size > 0 || this.revokes.size > 0)) {
       this.flushTimer = setTimeout(() => this.flush(), this.windowMs);

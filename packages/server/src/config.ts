@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_LIMITS, type ServerLimits, type ServerOptions } from './options.js';
+import { ServerConfigurationError } from './serverConfigurationError.js';
 
 const flag = z
   .enum(['1', '0', 'true', 'false', 'yes', 'no', ''])
@@ -57,7 +58,7 @@ const environmentSchema = z.object({
  * (a built app to serve at `/`), `TOPGUN_GRID_MAX_MB` (the grid's memory budget in MiB,
  * `gridMaxBytes`; default a quarter of the V8 heap limit), and `TOPGUN_LIMITS`
  * (a JSON object overriding any of `DEFAULT_LIMITS`).
- * @throws {Error} listing every invalid variable.
+ * @throws {ServerConfigurationError} listing every invalid variable (its `settings` name them).
  */
 export function optionsFromEnvironment(
   environment: NodeJS.ProcessEnv,
@@ -68,7 +69,11 @@ export function optionsFromEnvironment(
     const problems = parsed.error.issues.map(
       (issue) => `${issue.path.join('.')}: ${issue.message}`,
     );
-    throw new Error(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    const variables = new Set(parsed.error.issues.map((issue) => issue.path.join('.')));
+    throw new ServerConfigurationError(
+      [...variables],
+      `invalid configuration:\n  ${problems.join('\n  ')}`,
+    );
   }
   const env = parsed.data;
   const algorithms = env.JWT_ALGORITHMS?.split(',')

@@ -35,7 +35,7 @@ export interface ConnectionServices {
   readonly pipeline: WritePipeline;
   readonly sync: SyncService;
   readonly liveQueries: LiveQueryHub;
-  readonly fanout: ChangeFanout;
+  readonly fanout: Pick<ChangeFanout, 'forget'>;
   readonly metrics: ServerMetrics;
   readonly limits: ServerLimits;
   readonly decodeLimits: DecodeLimits;
@@ -514,7 +514,6 @@ export class ClientConnection implements Peer {
     this.clientNodeId = message.nodeId;
     this.state = 'ready';
     this.armExpiry();
-    this.services.fanout.add(this);
     this.send({
       type: 'welcome',
       protocol: PROTOCOL_VERSION,
@@ -664,7 +663,7 @@ export class ClientConnection implements Peer {
     this.state = 'closed';
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.expiryTimer);
-    this.services.fanout.remove(this);
+    this.services.fanout.forget(this);
     this.services.liveQueries.removePeer(this);
     this.services.sync.removePeer(this);
   }

@@ -1,4 +1,4 @@
-import type { Slicer } from '@topgun/core';
+import { type Slicer, TopGunError } from '@topgun/core';
 
 /** Lets timers, sockets and every other connection run before going on. */
 export function yieldToIO(): Promise<void> {
@@ -6,18 +6,20 @@ export function yieldToIO(): Promise<void> {
 }
 
 /** Thrown when work is abandoned because nobody waits for it any more (connection closed). */
-export class WorkAbandonedError extends Error {
+export class WorkAbandonedError extends TopGunError {
   constructor() {
-    super('the work was abandoned: its connection is closing');
-    this.name = 'WorkAbandonedError';
+    super('WORK_ABANDONED', 'the work was abandoned: its connection is closing');
   }
 }
 
 /** Thrown when one message's work goes over its CPU limit; the work is abandoned. */
-export class WorkLimitError extends Error {
+export class WorkLimitError extends TopGunError {
+  /** The limit it went over, in milliseconds of event-loop time. */
+  readonly limitMs: number;
+
   constructor(limitMs: number) {
-    super(`the request needed more than ${limitMs} ms of server time`);
-    this.name = 'WorkLimitError';
+    super('WORK_LIMIT', `the request needed more than ${limitMs} ms of server time`);
+    this.limitMs = limitMs;
   }
 }
 

@@ -15,6 +15,7 @@ import { MapGrid } from './mapGrid.js';
 import { ServerMetrics } from './metrics.js';
 import { DEFAULT_LIMITS, type ServerLimits, type ServerOptions } from './options.js';
 import { Permissions } from './permissions.js';
+import { ServerConfigurationError } from './serverConfigurationError.js';
 import { createStorage } from './storage/createStorage.js';
 import type { Storage } from './storage/storage.js';
 import { SyncService } from './syncService.js';
@@ -45,6 +46,8 @@ export interface TopGunServer {
 /**
  * Creates a TopGun sync server: WebSocket `/sync`, `GET /health`, `GET /ready`,
  * `GET /metrics`. Storage is opened and migrated before this resolves.
+ * @throws {ServerConfigurationError} (rejects with it) when options cannot work together, or
+ *   the configured key cannot verify tokens of the configured algorithms.
  */
 export async function createServer(options: ServerOptions = {}): Promise<TopGunServer> {
   const now = options.now ?? Date.now;
@@ -54,10 +57,21 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   const pruneHorizonMs = options.pruneHorizonMs ?? 30 * DAY_MS;
   const maxWriteAgeMs = options.maxWriteAgeMs ?? Math.min(7 * DAY_MS, pruneHorizonMs / 2);
   if (!(maxWriteAgeMs < pruneHorizonMs)) {
-    throw new Error(
+    throw new ServerConfigurationError(
+      ['maxWriteAgeMs', 'pruneHorizonMs'],
       'maxWriteAgeMs must be less than pruneHorizonMs: a client could write what pruning deletes',
     );
   }
+  const gridMaxBytes = options.gridMaxBytes ?? Math.floor(getHeapStatistics().heap_size_limit / 4);
+  if (!(gridMaxBytes > 0)) {
+    throw new ServerConfigurationError(
+      ['gridMaxBytes'],
+      'gridMaxBytes must be a positive number of bytes',
+    );
+  }
+  // Checked before storage is opened: a server that cannot start leaves nothing open.
+  const authenticator = new Authenticator(options.auth);
+  await authenticator.ready();
   const app = Fastify({
     logger: options.logger ?? { level: 'info' },
     // The WebSocket plugin keeps sockets; Fastify must not wait forever for them on close.
@@ -88,12 +102,8 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   };
   await migrate();
 
-  const authenticator = new Authenticator(options.auth);
-  await authenticator.ready();
   const permissions = new Permissions(options.permissions);
   const clock = new HLC({ nodeId, now, maxDriftMs: options.maxDriftMs ?? 60_000 });
-  const gridMaxBytes = options.gridMaxBytes ?? Math.floor(getHeapStatistics().heap_size_limit / 4);
-  if (!(gridMaxBytes > 0)) throw new Error('gridMaxBytes must be a positive number of bytes');
   const grid = new MapGrid({ storage, metrics, nodeId, now, maxBytes: gridMaxBytes });
   const idleMapMs = options.idleMapMs ?? 10 * 60 * 1000;
   const fanout = new ChangeFanout(
@@ -106,13 +116,11 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   // Reads (walks, snapshots) wait until the grid holds every commit acknowledged before them.
   let follower: AnnouncementFollower | undefined;
   const fresh = (map: string) => (follower === undefined ? Promise.resolve() : follower.fresh(map));
-  const liveQueries = new LiveQueryHub(grid, permissions, metrics, limits, now, fresh);
+  const liveQueries = new LiveQueryHub({ grid, permissions, fanout, metrics, limits, now, fresh });
   const pipeline = new WritePipeline({
     storage,
     grid,
     permissions,
-    fanout,
-    liveQueries,
     metrics,
     clock,
     logger: app.log,
@@ -120,6 +128,11 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     concurrency: storage.writeConcurrency,
     maxWriteAgeMs,
     now,
+  });
+  // After the commit slot is free: pushing changes to clients never holds the next commit up.
+  pipeline.onCommitted(async ({ map, changes, origin }) => {
+    fanout.publish(map, changes, origin);
+    await liveQueries.onChanges(map, changes, origin);
   });
   const connections = new Set<ClientConnection>();
   const channel = storage.announcements;

@@ -5,13 +5,16 @@ export { ServerMetrics } from './metrics.js';
 export { DEFAULT_LIMITS, type ServerLimits, type ServerOptions } from './options.js';
 export {
   ALLOW_ALL,
+  type FilteredRecord,
   type PermissionRule,
   Permissions,
   type ReadContext,
+  type ReadFilter,
   type Rule,
   type UserContext,
   type WriteContext,
 } from './permissions.js';
+export { ServerConfigurationError } from './serverConfigurationError.js';
 export { createStorage, type StorageConfig } from './storage/createStorage.js';
 export { createPgDriver, type PgDriverOptions } from './storage/pgDriver.js';
 export { createPgliteDriver } from './storage/pgliteDriver.js';

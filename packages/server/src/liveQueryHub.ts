@@ -8,20 +8,21 @@ import {
   type Value,
   type WireEntry,
 } from '@topgun/core';
-import type { CommittedChange } from './changeFanout.js';
-import { sendRevoke } from './changeFanout.js';
+import { type ChangeFanout, type CommittedChange, sendRevoke } from './changeFanout.js';
 import type { WorkSlicer } from './cpuBudget.js';
 import { type GridRecord, MAP_LOADS_SPENT, type MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerLimits } from './options.js';
 import type { Peer } from './peer.js';
-import type { Permissions } from './permissions.js';
+import type { Permissions, ReadFilter } from './permissions.js';
 import { streamChunks } from './streamChunks.js';
 
 interface Subscription {
   readonly peer: Peer;
   readonly id: number;
   readonly map: string;
+  /** What its client may see of the map. */
+  readonly filter: ReadFilter;
   /** Undefined while it is being built; changes committed meanwhile wait in `missed`. */
   live: LiveQuery<Value> | undefined;
   readonly missed: CommittedChange[];
@@ -46,23 +47,27 @@ export class LiveQueryHub {
   private totalRows = 0;
 
   constructor(
-    private readonly grid: MapGrid,
-    private readonly permissions: Permissions,
-    private readonly metrics: ServerMetrics,
-    private readonly limits: Pick<
-      ServerLimits,
-      | 'maxLiveQueries'
-      | 'chunkRecords'
-      | 'maxFrameBytes'
-      | 'maxLiveQueryRowsPerConnection'
-      | 'maxLiveQueryRows'
-    >,
-    private readonly now: () => number,
-    /**
-     * Resolves once the grid holds every commit acknowledged before the call (other
-     * processes' included); rejects when it cannot tell. Default: at once (one process).
-     */
-    private readonly fresh: (map: string) => Promise<void> = () => Promise.resolve(),
+    private readonly deps: {
+      readonly grid: MapGrid;
+      readonly permissions: Permissions;
+      /** Who follows which map: those clients get its changes as `changes`. */
+      readonly fanout: Pick<ChangeFanout, 'follows'>;
+      readonly metrics: ServerMetrics;
+      readonly limits: Pick<
+        ServerLimits,
+        | 'maxLiveQueries'
+        | 'chunkRecords'
+        | 'maxFrameBytes'
+        | 'maxLiveQueryRowsPerConnection'
+        | 'maxLiveQueryRows'
+      >;
+      readonly now: () => number;
+      /**
+       * Resolves once the grid holds every commit acknowledged before the call (other
+       * processes' included); rejects when it cannot tell.
+       */
+      readonly fresh: (map: string) => Promise<void>;
+    },
   ) {}
 
   /** Starts a subscription and sends its snapshot, or a `query_error`. */
@@ -76,29 +81,30 @@ export class LiveQueryHub {
   ): Promise<void> {
     if (this.byPeer.get(peer)?.has(id)) this.unsubscribe(peer, id);
     const subscriptions = this.byPeer.get(peer) ?? new Map<number, Subscription>();
-    if (subscriptions.size >= this.limits.maxLiveQueries) {
+    if (subscriptions.size >= this.deps.limits.maxLiveQueries) {
       this.refuse(
         peer,
         id,
         'limit',
-        `at most ${this.limits.maxLiveQueries} live queries per connection`,
+        `at most ${this.deps.limits.maxLiveQueries} live queries per connection`,
       );
       return;
     }
-    if (!this.permissions.canReadMap(peer.user, mapName)) {
+    const filter = this.deps.permissions.readFilter(peer.user, mapName);
+    if (filter === null) {
       this.refuse(peer, id, 'permission', `reading ${mapName} is not allowed`);
       return;
     }
     try {
-      await slicer.io(this.fresh(mapName));
+      await slicer.io(this.deps.fresh(mapName));
     } catch (error) {
       this.refuse(peer, id, 'unavailable', (error as Error).message);
       return;
     }
     // Held from before it is loaded: evicted meanwhile, the query would be built from a copy
     // that no longer learns the map's changes.
-    const release = this.grid.hold(mapName);
-    const loading = this.grid.getWithin(mapName, mayLoadMap);
+    const release = this.deps.grid.hold(mapName);
+    const loading = this.deps.grid.getWithin(mapName, mayLoadMap);
     if (loading === undefined) {
       release();
       this.refuse(peer, id, 'limit', MAP_LOADS_SPENT);
@@ -120,6 +126,7 @@ export class LiveQueryHub {
       peer,
       id,
       map: mapName,
+      filter,
       live: undefined,
       missed: [],
       rows: 0,
@@ -133,17 +140,17 @@ export class LiveQueryHub {
       this.byMap.set(mapName, forMap);
     }
     forMap.add(subscription);
-    this.metrics.liveQueries.inc();
+    this.deps.metrics.liveQueries.inc();
 
     // The build stops as soon as more rows match than the budgets have room for: a query
     // over a large map is refused before it holds them all.
     const connectionRoom =
-      this.limits.maxLiveQueryRowsPerConnection - (this.rowsByPeer.get(peer) ?? 0);
-    const serverRoom = this.limits.maxLiveQueryRows - this.totalRows;
+      this.deps.limits.maxLiveQueryRowsPerConnection - (this.rowsByPeer.get(peer) ?? 0);
+    const serverRoom = this.deps.limits.maxLiveQueryRows - this.totalRows;
     const room = Math.min(connectionRoom, serverRoom);
     let live: LiveQuery<Value> | undefined;
     try {
-      live = await LiveQuery.build(query, this.visibleEntries(peer, mapName, map), slicer, room);
+      live = await LiveQuery.build(query, visibleEntries(filter, map), slicer, room);
     } catch (error) {
       this.unsubscribe(peer, id);
       throw error;
@@ -156,7 +163,7 @@ export class LiveQueryHub {
     }
     subscription.live = live;
     for (const change of subscription.missed.splice(0)) {
-      live.apply({ key: change.key, value: this.see(peer, mapName, change, this.now()).value });
+      live.apply({ key: change.key, value: see(filter, change, this.deps.now()).value });
     }
     const refusal = this.account(subscription);
     if (refusal !== undefined) {
@@ -173,7 +180,7 @@ export class LiveQueryHub {
       peer,
       entries,
       (chunk, { last }) => encodeMessage({ type: 'query_snapshot', id, entries: [...chunk], last }),
-      this.limits,
+      this.deps.limits,
       slicer,
       () => subscriptions.get(id) === subscription,
     );
@@ -187,7 +194,7 @@ export class LiveQueryHub {
     this.byMap.get(subscription.map)?.delete(subscription);
     subscription.release();
     this.setRows(subscription, 0);
-    this.metrics.liveQueries.dec();
+    this.deps.metrics.liveQueries.dec();
   }
 
   /** Ends every subscription of a client. */
@@ -197,7 +204,12 @@ export class LiveQueryHub {
     this.rowsByPeer.delete(peer);
   }
 
-  /** Feeds committed changes to the map's subscriptions; `origin`'s own are updated silently. */
+  /**
+   * Feeds committed changes to the map's subscriptions. Their clients learn what entered, was
+   * updated in, or left each result, except `origin` (its own writes) and clients that follow
+   * the map: those get the same records as `changes` (and their revokes with them), and
+   * evaluate the query on their replica.
+   */
   async onChanges(
     mapName: string,
     changes: readonly CommittedChange[],
@@ -205,28 +217,29 @@ export class LiveQueryHub {
   ): Promise<void> {
     const subscriptions = this.byMap.get(mapName);
     if (subscriptions === undefined || subscriptions.size === 0) return;
-    const map = await this.grid.get(mapName);
-    const now = this.now();
+    const map = await this.deps.grid.get(mapName);
+    const now = this.deps.now();
     // A peer with several queries on the map is told to forget a key once.
     const revokes = new Map<Peer, Set<string>>();
     for (const subscription of [...subscriptions]) {
-      const { live, peer } = subscription;
+      const { live, peer, filter } = subscription;
       if (live === undefined) {
         subscription.missed.push(...changes);
         continue;
       }
+      const silent = peer === origin || this.deps.fanout.follows(peer, mapName);
       const enter: WireEntry[] = [];
       const update: WireEntry[] = [];
       const leave: string[] = [];
       for (const change of changes) {
-        const { value, revoke } = this.see(peer, mapName, change, now);
-        if (revoke && peer !== origin) {
+        const { value, revoke } = see(filter, change, now);
+        if (revoke && !silent) {
           const keys = revokes.get(peer) ?? new Set<string>();
           keys.add(change.key);
           revokes.set(peer, keys);
         }
         const delta = live.apply({ key: change.key, value });
-        if (!delta.changed) continue;
+        if (!delta.changed || silent) continue;
         for (const row of delta.entered) enter.push(entryOf(map, row.key));
         for (const row of delta.updated) update.push(entryOf(map, row.key));
         leave.push(...delta.left);
@@ -237,7 +250,6 @@ export class LiveQueryHub {
         this.refuse(peer, subscription.id, 'limit', refusal);
         continue;
       }
-      if (peer === origin) continue;
       if (enter.length + update.length + leave.length > 0)
         peer.send({ type: 'query_update', id: subscription.id, enter, update, leave });
     }
@@ -251,7 +263,8 @@ export class LiveQueryHub {
   private account(subscription: Subscription): string | undefined {
     const rows = subscription.live?.matchingCount ?? 0;
     if (rows > subscription.rows) {
-      const { maxLiveQueryRowsPerConnection: perConnection, maxLiveQueryRows: total } = this.limits;
+      const { maxLiveQueryRowsPerConnection: perConnection, maxLiveQueryRows: total } =
+        this.deps.limits;
       const peerRows = (this.rowsByPeer.get(subscription.peer) ?? 0) - subscription.rows + rows;
       if (peerRows > perConnection || this.totalRows - subscription.rows + rows > total)
         return this.overBudget(peerRows > perConnection);
@@ -263,10 +276,10 @@ export class LiveQueryHub {
   /** Counts a refusal for rows over a budget, and says which. */
   private overBudget(perConnection: boolean): string {
     if (perConnection) {
-      this.metrics.budgetExceeded.inc({ budget: 'live_query_rows' });
-      return `live queries of one connection may hold at most ${this.limits.maxLiveQueryRowsPerConnection} rows`;
+      this.deps.metrics.budgetExceeded.inc({ budget: 'live_query_rows' });
+      return `live queries of one connection may hold at most ${this.deps.limits.maxLiveQueryRowsPerConnection} rows`;
     }
-    this.metrics.budgetExceeded.inc({ budget: 'live_query_rows_total' });
+    this.deps.metrics.budgetExceeded.inc({ budget: 'live_query_rows_total' });
     return 'the server holds as many live-query rows as it may: retry later';
   }
 
@@ -276,38 +289,31 @@ export class LiveQueryHub {
     this.totalRows += delta;
     const peerRows = (this.rowsByPeer.get(subscription.peer) ?? 0) + delta;
     this.rowsByPeer.set(subscription.peer, peerRows);
-    this.metrics.liveQueryRows.set(this.totalRows);
+    this.deps.metrics.liveQueryRows.set(this.totalRows);
   }
 
   private refuse(peer: Peer, id: number, code: QueryErrorCode, message: string): void {
     peer.send({ type: 'query_error', id, code, message });
   }
+}
 
-  /**
-   * What a subscriber sees of a change: the value if it may see the record (and it is live),
-   * and whether it must forget the key (it could see the previous record and no longer can).
-   */
-  private see(
-    peer: Peer,
-    map: string,
-    change: CommittedChange,
-    now: number,
-  ): { value: Value | undefined; revoke: boolean } {
-    const { key, record, previous } = change;
-    const seen = this.permissions.seeChange(peer.user, map, key, record, previous);
-    const visible = seen === 'record' && !isRecordAbsent(record, now);
-    return { value: visible ? (record.value as Value) : undefined, revoke: seen === 'revoke' };
-  }
+/**
+ * What a subscriber sees of a change: the value if it may see the record (and it is live),
+ * and whether it must forget the key (it could see the previous record and no longer can).
+ */
+function see(
+  filter: ReadFilter,
+  { key, record, previous }: CommittedChange,
+  now: number,
+): { value: Value | undefined; revoke: boolean } {
+  const seen = filter.seesChange(key, record, previous);
+  const visible = seen === 'record' && !isRecordAbsent(record, now);
+  return { value: visible ? (record.value as Value) : undefined, revoke: seen === 'revoke' };
+}
 
-  private *visibleEntries(
-    peer: Peer,
-    mapName: string,
-    map: LWWMap<Value>,
-  ): Generator<[string, Value]> {
-    for (const [key, value] of map.entries()) {
-      if (this.permissions.canSee(peer.user, mapName, key, { value })) yield [key, value];
-    }
-  }
+/** The live records of a map its subscriber may see. */
+function* visibleEntries(filter: ReadFilter, map: LWWMap<Value>): Generator<[string, Value]> {
+  for (const [key, value] of map.entries()) if (filter.sees(key, { value })) yield [key, value];
 }
 
 function entryOf(map: LWWMap<Value>, key: string): WireEntry {

@@ -46,6 +46,58 @@ export interface PermissionRule {
   readonly write?: Rule<WriteContext>;
 }
 
+/** A record as read filters judge it: a tombstone carries the value it deleted, if kept. */
+export interface FilteredRecord {
+  readonly value: Value | null;
+  readonly prior?: Value;
+}
+
+/**
+ * What one user may read of one map ({@link Permissions.readFilter}). A record is seen when
+ * the read rule admits its value; a tombstone when the rule admits the value it deleted
+ * (`prior`; a tombstone without one is seen by nobody), so that deleting a record never
+ * reveals its key, time or writer to those who could not read it.
+ */
+export interface ReadFilter {
+  /** Whether every record of the map is seen: then none needs to be looked at. */
+  readonly everything: boolean;
+  /** Whether the user may see this record of the map. */
+  sees(key: string, record: FilteredRecord): boolean;
+  /**
+   * What the user learns of a change of one record from `previous`: the record if it may see
+   * it, that it must forget the key if it could see the previous one and no longer can, and
+   * otherwise nothing.
+   */
+  seesChange(
+    key: string,
+    record: FilteredRecord,
+    previous: FilteredRecord | undefined,
+  ): 'record' | 'revoke' | 'nothing';
+}
+
+/** The filter of a map whose read rule does not look at records: all of it is seen. */
+const EVERYTHING: ReadFilter = {
+  everything: true,
+  sees: () => true,
+  seesChange: () => 'record',
+};
+
+/** The filter of a map whose read rule looks at each record's value. */
+function recordFilter(admits: (key: string, value: Value) => boolean): ReadFilter {
+  const sees = (key: string, record: FilteredRecord): boolean => {
+    const value = record.value ?? record.prior;
+    return value !== undefined && admits(key, value);
+  };
+  return {
+    everything: false,
+    sees,
+    seesChange(key, record, previous) {
+      if (sees(key, record)) return 'record';
+      return previous !== undefined && sees(key, previous) ? 'revoke' : 'nothing';
+    },
+  };
+}
+
 /** Everything readable and writable by every admitted user. */
 export const ALLOW_ALL: readonly PermissionRule[] = [{ map: '*', read: true, write: true }];
 
@@ -63,19 +115,24 @@ export class Permissions {
     this.rules = rules.map((rule) => ({ ...rule, pattern: patternOf(rule.map) }));
   }
 
-  /** Whether the user may read the map at all. */
-  canReadMap(user: UserContext, map: string): boolean {
-    return evaluate(this.ruleFor(map)?.read, user, { user, map });
+  /**
+   * What the user may read of the map: `null` when nothing (the map's read rule refuses the
+   * user), else a filter over its records. The one rule for what a client receives, called
+   * by walks, changes, live queries and write answers alike.
+   */
+  readFilter(user: UserContext, map: string): ReadFilter | null {
+    const read = this.ruleFor(map)?.read;
+    if (!evaluate(read, user, { user, map })) return null;
+    if (typeof read !== 'function') return EVERYTHING;
+    return recordFilter((key, value) => evaluate(read, user, { user, map, key, value }));
   }
 
-  /** Whether reads of the map depend on the record (so every record must be checked). */
+  /**
+   * Whether reads of the map depend on the record, for some user: then tombstones must keep
+   * the value they deleted (`prior`), since who may see a deletion depends on it.
+   */
   hasRecordLevelReads(map: string): boolean {
     return typeof this.ruleFor(map)?.read === 'function';
-  }
-
-  /** Whether the user may read one record. */
-  canReadRecord(user: UserContext, map: string, key: string, value: Value): boolean {
-    return evaluate(this.ruleFor(map)?.read, user, { user, map, key, value });
   }
 
   /** Whether the user may make this write. */
@@ -97,39 +154,6 @@ export class Permissions {
   /** Whether the map's write rule depends on the record (so its verdict must hold at commit). */
   hasRecordLevelWrites(map: string): boolean {
     return typeof this.ruleFor(map)?.write === 'function';
-  }
-
-  /**
-   * Whether the user, who may read the map, may see this record of it: its value must pass
-   * the read rule, and a tombstone is seen by those who could read the value it deleted
-   * (`prior`; a tombstone without one, by nobody). The one rule for what a client receives,
-   * in walks, changes, live queries and write answers.
-   */
-  canSee(
-    user: UserContext,
-    map: string,
-    key: string,
-    record: { readonly value: Value | null; readonly prior?: Value },
-  ): boolean {
-    if (!this.hasRecordLevelReads(map)) return true;
-    const value = record.value ?? record.prior;
-    return value !== undefined && this.canReadRecord(user, map, key, value);
-  }
-
-  /**
-   * What a client that may read the map learns of a change of one record from `previous`:
-   * the record if it may see it, that it must forget the key if it could see the previous
-   * one and no longer can, and otherwise nothing.
-   */
-  seeChange(
-    user: UserContext,
-    map: string,
-    key: string,
-    record: { readonly value: Value | null; readonly prior?: Value },
-    previous: { readonly value: Value | null; readonly prior?: Value } | undefined,
-  ): 'record' | 'revoke' | 'nothing' {
-    if (this.canSee(user, map, key, record)) return 'record';
-    return previous !== undefined && this.canSee(user, map, key, previous) ? 'revoke' : 'nothing';
   }
 
   private ruleFor(map: string) {

@@ -24,7 +24,7 @@ import type { ServerMetrics } from './metrics.js';
 import { ownsNodeId } from './nodeOwnership.js';
 import type { ServerLimits } from './options.js';
 import type { Peer } from './peer.js';
-import type { Permissions } from './permissions.js';
+import type { Permissions, ReadFilter } from './permissions.js';
 import type { Storage } from './storage/storage.js';
 import { streamChunks } from './streamChunks.js';
 import type { SubmitOptions, WritePipeline } from './writePipeline.js';
@@ -246,7 +246,8 @@ export class SyncService {
     release: () => void,
   ): Promise<ActiveWalk | undefined> {
     const { permissions, storage, grid, limits } = this.deps;
-    if (!permissions.canReadMap(peer.user, message.map))
+    const filter = permissions.readFilter(peer.user, message.map);
+    if (filter === null)
       return this.fail(peer, message, 'permission', `reading ${message.map} is not allowed`);
     try {
       await slicer.io(this.deps.fresh(message.map));
@@ -277,7 +278,7 @@ export class SyncService {
       return this.fail(peer, message, 'unavailable', 'storage is unavailable, retry later');
     }
     this.deps.fanout.follow(peer, message.map);
-    const isView = permissions.hasRecordLevelReads(message.map);
+    const isView = !filter.everything;
     let replica: SyncReplica<Value> = map;
     const viewRecords = isView ? map.recordCount : 0;
     if (isView) {
@@ -296,7 +297,7 @@ export class SyncService {
       this.views++;
       this.viewRecords += viewRecords;
       try {
-        replica = await this.visibleView(peer, message.map, map, slicer);
+        replica = await this.visibleView(filter, map, slicer);
       } catch (error) {
         this.releaseView(viewRecords);
         throw error;
@@ -321,8 +322,7 @@ export class SyncService {
    * may see: a tree built for this walk from those records, in slices.
    */
   private async visibleView(
-    peer: Peer,
-    mapName: string,
+    filter: ReadFilter,
     map: LWWMap<Value>,
     slicer: WorkSlicer,
   ): Promise<SyncReplica<Value>> {
@@ -332,8 +332,7 @@ export class SyncService {
     const visible: Array<readonly [string, LWWRecord<Value>]> = [];
     let since = 0;
     for (const [key, record] of map.allRecords()) {
-      if (this.deps.permissions.canSee(peer.user, mapName, key, record as GridRecord))
-        visible.push([key, record]);
+      if (filter.sees(key, record as GridRecord)) visible.push([key, record]);
       if (++since >= 256) {
         since = 0;
         view.loadRecords(visible.splice(0));
@@ -359,7 +358,8 @@ export class SyncService {
     options: SubmitOptions,
   ): Promise<void> {
     const { permissions, grid, pipeline } = this.deps;
-    if (!permissions.canReadMap(peer.user, mapName)) return;
+    const filter = permissions.readFilter(peer.user, mapName);
+    if (filter === null) return;
     // Held throughout: records are judged after the writes against the map they went into.
     const release = grid.hold(mapName);
     try {
@@ -374,9 +374,7 @@ export class SyncService {
       const judge = (key: string, record: LWWRecord<Value>) => {
         const stored = map.getRecord(key) as GridRecord | undefined;
         const kept =
-          stored !== undefined &&
-          permissions.canSee(peer.user, mapName, key, stored) &&
-          compareRecords(stored, record) >= 0;
+          stored !== undefined && filter.sees(key, stored) && compareRecords(stored, record) >= 0;
         if (!kept) dropped.add(key);
       };
       const floor = this.deps.now() - this.deps.maxWriteAgeMs;

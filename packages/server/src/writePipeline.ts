@@ -13,14 +13,13 @@ import {
   type WireEntry,
 } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
-import type { ChangeFanout, CommittedChange } from './changeFanout.js';
-import type { LiveQueryHub } from './liveQueryHub.js';
+import type { CommittedChange } from './changeFanout.js';
 import { type GridRecord, MAP_LOADS_SPENT, type MapGrid } from './mapGrid.js';
 import { mergeStored } from './mergeStored.js';
 import type { ServerMetrics } from './metrics.js';
 import { ownsNodeId } from './nodeOwnership.js';
 import type { Peer } from './peer.js';
-import type { Permissions } from './permissions.js';
+import type { Permissions, ReadFilter } from './permissions.js';
 import type { RecordWrite, Storage, WriteOutcome } from './storage/storage.js';
 
 type Rejection = MessageOf<'reject'>['rejections'][number];
@@ -46,6 +45,18 @@ export interface SubmitOptions {
   readonly mayLoadMap?: () => boolean;
 }
 
+/** Changes of one map that one group committed, written by one client (or by none). */
+export interface CommittedChanges {
+  readonly map: string;
+  /** In commit order; each is still the record the grid holds when listeners hear of it. */
+  readonly changes: readonly CommittedChange[];
+  /** The client whose writes these are (not to be echoed back to it); undefined for none. */
+  readonly origin: Peer | undefined;
+}
+
+/** Hears of committed changes; the next group's changes wait until its promise settles. */
+export type CommittedListener = (committed: CommittedChanges) => void | Promise<void>;
+
 /** No keys to revoke: shared by every batch until one has some. */
 const NO_REVOKES: ReadonlyMap<string, ReadonlySet<string>> = new Map();
 
@@ -56,7 +67,15 @@ interface Batch extends Omit<BatchOutcome, 'revoked'> {
   readonly ops: readonly Op[];
   readonly options: SubmitOptions;
   readonly resolve: (outcome: BatchOutcome) => void;
+  /** What the writer may read, per map, asked once per batch and map. */
+  readonly filters: Map<string, ReadFilter | null>;
 }
+
+/** What a group committed, per map: the changes and the map they were merged into. */
+type GroupChanges = Map<string, { readonly map: LWWMap<Value>; readonly changes: OriginChange[] }>;
+
+/** A committed change and the client that wrote it, if one did. */
+type OriginChange = CommittedChange & { readonly origin?: Peer };
 
 /** An admitted op: also the storage write of its record. */
 interface Candidate extends RecordWrite {
@@ -70,7 +89,9 @@ const MAX_WRITE_ROUNDS = 4;
 /**
  * Applies writes: validation, node-id ownership, the time window and permissions per op, then
  * every admitted op of every batch waiting is persisted in one statement (group commit),
- * merged into the grid after COMMIT, acknowledged, and fanned out. Nothing is acknowledged,
+ * merged into the grid after COMMIT and acknowledged; then the group's commit slot is free
+ * for the next group, and listeners hear of its changes (`onCommitted`: fan-out, live
+ * queries), one group after another in the order they committed. Nothing is acknowledged,
  * merged or broadcast before it is committed, and every change the grid learns from storage
  * is broadcast, whichever path it came by.
  *
@@ -81,7 +102,13 @@ const MAX_WRITE_ROUNDS = 4;
  */
 export class WritePipeline {
   private readonly queue: Batch[] = [];
+  /** Groups committing (holding a commit slot). */
   private active = 0;
+  /** Groups committed whose listeners have not all finished. */
+  private notifying = 0;
+  /** Where each committed group's notification waits for the previous one's. */
+  private notified: Promise<void> = Promise.resolve();
+  private readonly listeners = new Set<CommittedListener>();
   private idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -89,8 +116,6 @@ export class WritePipeline {
       readonly storage: Storage;
       readonly grid: MapGrid;
       readonly permissions: Permissions;
-      readonly fanout: ChangeFanout;
-      readonly liveQueries: LiveQueryHub;
       readonly metrics: ServerMetrics;
       readonly clock: HLC;
       readonly logger: FastifyBaseLogger;
@@ -115,15 +140,31 @@ export class WritePipeline {
         superseded: [],
         rejected: [],
         revoked: NO_REVOKES as Map<string, Set<string>>,
+        filters: new Map(),
       });
       this.pump();
     });
   }
 
-  /** Resolves when every queued batch has been answered. */
+  /**
+   * Calls `listener` with the changes of every group committed from now on, once the group's
+   * batches are answered and its commit slot is free: listeners' work never delays commits.
+   * Groups are heard of one after another in the order they committed, each only once the
+   * previous one's listeners are done. Returns a function that removes the listener.
+   */
+  onCommitted(listener: CommittedListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves when every queued batch has been answered and its listeners are done. */
   idle(): Promise<void> {
-    if (this.active === 0 && this.queue.length === 0) return Promise.resolve();
+    if (this.isIdle()) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private isIdle(): boolean {
+    return this.active === 0 && this.notifying === 0 && this.queue.length === 0;
   }
 
   /**
@@ -145,20 +186,32 @@ export class WritePipeline {
       }
       this.active++;
       const releases: Array<() => void> = [];
-      this.commitGroup(group, releases)
-        .catch((error) => {
+      void this.commitGroup(group, releases)
+        .catch((error): GroupChanges => {
           // Never leave a batch unanswered, whatever went wrong.
           this.deps.logger.error({ err: error }, 'write group failed');
           for (const batch of group)
             batch.resolve(
               rejectAll(batch.ops, 'unavailable', 'the write failed on the server', true),
             );
+          return new Map();
+        })
+        .then((changes) => {
+          this.active--;
+          this.notifying++;
+          // Taken in turn now, before the next group can commit: commit order is kept.
+          const notification = this.notified
+            .then(() => this.notify(changes))
+            .catch((error) => this.deps.logger.error({ err: error }, 'commit notification failed'));
+          this.notified = notification;
+          this.pump();
+          return notification;
         })
         .finally(() => {
+          // The group's maps stay in the grid until its listeners are done with them.
           for (const release of releases) release();
-          this.active--;
-          this.pump();
-          if (this.active === 0 && this.queue.length === 0) {
+          this.notifying--;
+          if (this.isIdle()) {
             const waiters = this.idleWaiters;
             this.idleWaiters = [];
             for (const waiter of waiters) waiter();
@@ -167,11 +220,39 @@ export class WritePipeline {
     }
   }
 
+  /** Tells the listeners of a group's changes, per map and per client that wrote them. */
+  private async notify(changes: GroupChanges): Promise<void> {
+    for (const [name, { map, changes: list }] of changes) {
+      // Each client's own writes are not echoed back to it.
+      const byOrigin = new Map<Peer | undefined, CommittedChange[]>();
+      for (const change of list) {
+        // Groups commit side by side: another may have stored, and sent, a newer record of a
+        // key since (or this very one, read back). Only what the grid holds still goes out.
+        if (map.getRecord(change.key) !== change.record) continue;
+        const forOrigin = byOrigin.get(change.origin);
+        if (forOrigin === undefined) byOrigin.set(change.origin, [change]);
+        else forOrigin.push(change);
+      }
+      for (const [origin, forOrigin] of byOrigin) {
+        for (const listener of this.listeners) {
+          try {
+            await listener({ map: name, changes: forOrigin, origin });
+          } catch (error) {
+            this.deps.logger.error({ err: error, map: name }, 'a commit listener failed');
+          }
+        }
+      }
+    }
+  }
+
   /**
    * Commits a group. The grid keeps each map the group loads until the group is done (the
    * caller calls `releases`): records are merged into the map the group admitted them against.
    */
-  private async commitGroup(group: readonly Batch[], releases: Array<() => void>): Promise<void> {
+  private async commitGroup(
+    group: readonly Batch[],
+    releases: Array<() => void>,
+  ): Promise<GroupChanges> {
     const { grid, metrics } = this.deps;
     // 1. What can be refused without the map; the maps the rest need, loaded once each.
     const waiting: Array<{ batch: Batch; op: Op; key: string; record: LWWRecord<Value> }> = [];
@@ -180,7 +261,7 @@ export class WritePipeline {
     for (const batch of group) {
       for (const op of batch.ops) {
         const [key, record] = fromWireEntry<Value>(op.entry);
-        const refusal = this.precheck(batch.peer, op, record.timestamp);
+        const refusal = this.precheck(batch, op, record.timestamp);
         if (refusal !== undefined) {
           batch.rejected.push(refusal);
           continue;
@@ -207,7 +288,7 @@ export class WritePipeline {
 
     // 2. Admission against the grid, then rounds of writes: a conditional write that found
     //    another record than the one its rule saw is admitted again against that one.
-    const changes = new Map<string, Array<CommittedChange & { readonly origin?: Peer }>>();
+    const changes = new Map<string, OriginChange[]>();
     let candidates: Candidate[] = [];
     for (const { batch, op, key, record } of waiting) {
       const candidate = this.admit(batch, op, key, record, maps.get(op.map));
@@ -236,24 +317,10 @@ export class WritePipeline {
       for (const rejection of batch.rejected) metrics.opsRejected.inc({ reason: rejection.reason });
       batch.resolve(batch);
     }
-    for (const [name, list] of changes) {
-      // Each client's own writes are not echoed back to it.
-      const byOrigin = new Map<Peer | undefined, CommittedChange[]>();
-      for (const change of list) {
-        const forOrigin = byOrigin.get(change.origin) ?? [];
-        forOrigin.push(change);
-        byOrigin.set(change.origin, forOrigin);
-      }
-      const map = maps.get(name)!;
-      for (const [origin, forOrigin] of byOrigin) {
-        // Groups commit side by side: another may have stored, and sent, a newer record of a
-        // key since (or this very one, read back). Only what the grid holds still goes out.
-        const current = forOrigin.filter((change) => map.getRecord(change.key) === change.record);
-        if (current.length === 0) continue;
-        this.deps.fanout.publish(name, current, origin);
-        await this.deps.liveQueries.onChanges(name, current, origin);
-      }
-    }
+    const committed: GroupChanges = new Map();
+    for (const [name, list] of changes)
+      committed.set(name, { map: maps.get(name)!, changes: list });
+    return committed;
   }
 
   /**
@@ -263,7 +330,7 @@ export class WritePipeline {
   private async writeRound(
     candidates: readonly Candidate[],
     maps: ReadonlyMap<string, LWWMap<Value>>,
-    changes: Map<string, Array<CommittedChange & { readonly origin?: Peer }>>,
+    changes: Map<string, OriginChange[]>,
   ): Promise<Candidate[]> {
     const { storage, metrics, logger } = this.deps;
     let outcomes: WriteOutcome[];
@@ -282,7 +349,7 @@ export class WritePipeline {
       return [];
     }
 
-    const addChange = (map: string, change: CommittedChange & { readonly origin?: Peer }) => {
+    const addChange = (map: string, change: OriginChange) => {
       let list = changes.get(map);
       if (list === undefined) {
         list = [];
@@ -316,8 +383,7 @@ export class WritePipeline {
           ? candidate.record
           : { ...candidate.record, prior: outcome.prior };
       batch.acked.push(op.id);
-      if (!this.deps.permissions.canSee(batch.peer.user, op.map, candidate.key, record))
-        revoke(batch, op.map, candidate.key);
+      if (!this.mayRead(batch, op.map, candidate.key, record)) revoke(batch, op.map, candidate.key);
       // The op's wire entry is the record's wire form: it is not encoded again.
       addChange(op.map, {
         key: candidate.key,
@@ -388,15 +454,30 @@ export class WritePipeline {
       // and a writer that may not see the record it lost to is told to forget the key.
       batch.acked.push(op.id);
       if (order !== 0) batch.superseded.push(op.id);
-      if (!this.deps.permissions.canSee(batch.peer.user, op.map, key, current))
-        revoke(batch, op.map, key);
+      if (!this.mayRead(batch, op.map, key, current)) revoke(batch, op.map, key);
     }
     return retry;
   }
 
+  /** What the writer of `batch` may read of `map` (null: nothing). */
+  private readFilter(batch: Batch, map: string): ReadFilter | null {
+    let filter = batch.filters.get(map);
+    if (filter === undefined) {
+      filter = this.deps.permissions.readFilter(batch.peer.user, map);
+      batch.filters.set(map, filter);
+    }
+    return filter;
+  }
+
+  /** Whether the writer of `batch` may see this record (so need not be told to forget it). */
+  private mayRead(batch: Batch, map: string, key: string, record: GridRecord): boolean {
+    return this.readFilter(batch, map)?.sees(key, record) ?? false;
+  }
+
   /** Refusals that need no map: node id, the time window, a map the user may not touch. */
-  private precheck(peer: Peer, op: Op, timestamp: Timestamp): Rejection | undefined {
+  private precheck(batch: Batch, op: Op, timestamp: Timestamp): Rejection | undefined {
     const { clock, permissions, maxWriteAgeMs, now } = this.deps;
+    const { peer } = batch;
     const { millis, nodeId } = timestamp;
     if (!ownsNodeId(peer.nodeId, nodeId)) {
       return reject(
@@ -419,7 +500,7 @@ export class WritePipeline {
       if (error instanceof ClockDriftError) return reject(op, 'clock_drift', error.message);
       throw error;
     }
-    if (!permissions.mayWriteMap(peer.user, op.map) && !permissions.canReadMap(peer.user, op.map))
+    if (!permissions.mayWriteMap(peer.user, op.map) && this.readFilter(batch, op.map) === null)
       return reject(op, 'permission', `writing ${op.map} is not allowed`);
     return undefined;
   }
@@ -452,9 +533,9 @@ export class WritePipeline {
     const previous = stored === undefined || stored.value === null ? undefined : stored.value;
     const user = peer.user;
     if (!permissions.canWrite({ user, map: op.map, key, value: parsed.value, previous })) {
-      const readsMap = permissions.canReadMap(user, op.map);
-      const visible =
-        stored !== undefined && readsMap && permissions.canSee(user, op.map, key, stored);
+      const filter = this.readFilter(batch, op.map);
+      const readsMap = filter !== null;
+      const visible = stored !== undefined && readsMap && filter.sees(key, stored);
       if (stored !== undefined && !visible) {
         // As the writer sees it, the key is absent. Where it could have created it, the
         // truthful answer that tells nothing of the hidden record is that of a write that

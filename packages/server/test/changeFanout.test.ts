@@ -1,0 +1,100 @@
+import { toWireEntry, type Value } from '@topgun/core';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { ChangeFanout, type CommittedChange } from '../src/changeFanout.js';
+import type { GridRecord } from '../src/mapGrid.js';
+import { ServerMetrics } from '../src/metrics.js';
+import { Permissions, type ReadContext } from '../src/permissions.js';
+import { FakePeer } from './fakePeer.js';
+
+let millis = 1_000;
+
+function change(key: string, value: Value | null, previous?: GridRecord): CommittedChange {
+  const record: GridRecord = { value, timestamp: { millis: millis++, counter: 0, nodeId: 'w' } };
+  return { key, record, entry: toWireEntry(key, record), previous };
+}
+
+/** `private` records are read by their owner only. */
+const ownerOnly = ({ user, value }: ReadContext) =>
+  value === undefined || (value as { owner?: string }).owner === user.id;
+
+describe('the fan-out’s registry of who follows which map', () => {
+  let fanout: ChangeFanout;
+
+  beforeEach(() => {
+    fanout = new ChangeFanout(
+      new Permissions([
+        { map: 'todos', read: true, write: true },
+        { map: 'private', read: ownerOnly, write: true },
+        { map: 'sealed', read: false, write: true },
+      ]),
+      new ServerMetrics(),
+      500,
+      1 << 20,
+      5,
+    );
+  });
+
+  it('sends a map’s changes to the peers that follow it, except their origin', () => {
+    const [writer, follower, bystander] = [new FakePeer(), new FakePeer(), new FakePeer()];
+    fanout.follow(writer, 'todos');
+    fanout.follow(follower, 'todos');
+    expect(fanout.follows(follower, 'todos')).toBe(true);
+    expect(fanout.follows(bystander, 'todos')).toBe(false);
+
+    fanout.publish('todos', [change('t1', { title: 'milk' })], writer);
+    fanout.flush();
+    expect(follower.changedKeys('todos')).toEqual(['t1']);
+    expect(writer.received).toEqual([]);
+    expect(bystander.received).toEqual([]);
+  });
+
+  it('follows a map once however often it is walked', () => {
+    const follower = new FakePeer();
+    fanout.follow(follower, 'todos');
+    fanout.follow(follower, 'todos');
+    fanout.publish('todos', [change('t1', 1)], undefined);
+    fanout.flush();
+    expect(follower.changedKeys('todos')).toEqual(['t1']);
+  });
+
+  it('forgets a peer on disconnect, with whatever was pending for it', () => {
+    const [leaving, staying] = [new FakePeer(), new FakePeer()];
+    for (const peer of [leaving, staying]) fanout.follow(peer, 'todos');
+    fanout.publish('todos', [change('t1', 1)], undefined);
+    fanout.forget(leaving);
+    expect(fanout.follows(leaving, 'todos')).toBe(false);
+    fanout.publish('todos', [change('t2', 2)], undefined);
+    fanout.flush();
+    expect(leaving.received).toEqual([]);
+    expect(staying.changedKeys('todos')).toEqual(['t1', 't2']);
+  });
+
+  it('does not register a peer already closed (a walk that opened after its client left)', () => {
+    const gone = new FakePeer();
+    gone.open = false;
+    fanout.follow(gone, 'todos');
+    expect(fanout.follows(gone, 'todos')).toBe(false);
+  });
+
+  it('does not register a peer for a map it may not read', () => {
+    const peer = new FakePeer('alice');
+    fanout.follow(peer, 'sealed');
+    expect(fanout.follows(peer, 'sealed')).toBe(false);
+  });
+
+  it('sends each follower only what its read filter lets it see, and revokes what it lost', () => {
+    const [alice, bob] = [new FakePeer('alice'), new FakePeer('bob')];
+    for (const peer of [alice, bob]) fanout.follow(peer, 'private');
+    const aliceNote = change('n1', { owner: 'alice' });
+    fanout.publish('private', [aliceNote, change('n2', { owner: 'bob' })], undefined);
+    fanout.flush();
+    expect(alice.changedKeys('private')).toEqual(['n1']);
+    expect(bob.changedKeys('private')).toEqual(['n2']);
+
+    // n1 handed to bob: alice could see it and no longer can.
+    fanout.publish('private', [change('n1', { owner: 'bob' }, aliceNote.record)], undefined);
+    fanout.flush();
+    expect(alice.messages('revoke')).toEqual([{ type: 'revoke', map: 'private', keys: ['n1'] }]);
+    expect(bob.changedKeys('private')).toEqual(['n2', 'n1']);
+  });
+});
