@@ -57,8 +57,8 @@ describe('the rules of local writes', () => {
       value: { n: 0 },
       timestamp: { millis: 10, counter: 0, nodeId: 'server' },
     });
-    tab.writes.rejected(a, 'permission', 'no', server);
-    tab.writes.rejected(b, 'validation', 'no', null);
+    tab.writes.rejected(a, 'PERMISSION', 'no', server);
+    tab.writes.rejected(b, 'VALIDATION', 'no', null);
     const replica = tab.replicas.entry('todos').replica;
     expect(replica.get('a')).toEqual({ n: 0 });
     expect(replica.get('b')).toEqual({ n: 2 });

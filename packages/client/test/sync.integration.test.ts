@@ -135,7 +135,7 @@ describe('client and server', () => {
     await client.flush();
     expect(readonly.has('x')).toBe(false);
     expect(rejected).toEqual([
-      expect.objectContaining({ map: 'readonly', key: 'x', reason: 'permission' }),
+      expect.objectContaining({ map: 'readonly', key: 'x', reason: 'PERMISSION' }),
     ]);
   });
 

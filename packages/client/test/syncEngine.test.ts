@@ -137,7 +137,7 @@ function connectedEngine(maps: readonly string[], options: Partial<SyncEngineOpt
     type: 'sync_error',
     map,
     session,
-    code: 'limit',
+    code: 'LIMIT',
     message: 'busy: retry later',
   });
   return {

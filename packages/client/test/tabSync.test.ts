@@ -55,14 +55,14 @@ describe('tabs sharing one replica', () => {
     a.rooms.replicas.entry('todos').handle.set('t1', { title: 'from a' });
     a.rooms.status.setState({
       connection: 'offline',
-      lastError: new SyncError('AUTH_FAILED', 'authentication failed: expired', 'expired_token'),
+      lastError: new SyncError('AUTH_FAILED', 'authentication failed: expired', 'EXPIRED_TOKEN'),
     });
     await delivered();
     expect(b.rooms.replicas.entry('todos').replica.get('t1')).toEqual({ title: 'from a' });
     const { lastError, isLeader } = b.rooms.status.getState();
     expect(isLeader).toBe(false);
     expect(lastError).toBeInstanceOf(SyncError);
-    expect(lastError).toMatchObject({ code: 'AUTH_FAILED', serverCode: 'expired_token' });
+    expect(lastError).toMatchObject({ code: 'AUTH_FAILED', serverCode: 'EXPIRED_TOKEN' });
   });
 
   it('rolls a refused write back in every tab and reports it only in the tab that made it', async () => {
@@ -81,7 +81,7 @@ describe('tabs sharing one replica', () => {
       value: { title: 'server' },
       timestamp: { millis: 1, counter: 0, nodeId: 'server' },
     });
-    leader.rooms.writes.rejected(entry, 'permission', 'read-only', current);
+    leader.rooms.writes.rejected(entry, 'PERMISSION', 'read-only', current);
     await delivered();
     for (const each of [leader, follower]) {
       expect(each.rooms.replicas.entry('todos').replica.get('t1')).toEqual({ title: 'server' });
@@ -89,7 +89,7 @@ describe('tabs sharing one replica', () => {
     }
     expect(leader.rejected).toEqual([]);
     expect(follower.rejected).toMatchObject([
-      { map: 'todos', key: 't1', reason: 'permission', error: { code: 'WRITE_REJECTED' } },
+      { map: 'todos', key: 't1', reason: 'PERMISSION', error: { code: 'WRITE_REJECTED' } },
     ]);
   });
 

@@ -78,24 +78,24 @@ describe('the client over a transport, with the test as its server', () => {
       rejections: [
         {
           id: ops[0]!.id,
-          reason: 'permission',
+          reason: 'PERMISSION',
           message: 'read-only',
           retryable: false,
           current: toWireEntry('kept', server),
         },
-        { id: ops[1]!.id, reason: 'validation', message: 'no', retryable: false, current: null },
+        { id: ops[1]!.id, reason: 'VALIDATION', message: 'no', retryable: false, current: null },
       ],
     });
     // The same rejection again changes nothing.
     connection.receive({
       type: 'reject',
-      rejections: [{ id: ops[1]!.id, reason: 'validation', message: 'no', retryable: false }],
+      rejections: [{ id: ops[1]!.id, reason: 'VALIDATION', message: 'no', retryable: false }],
     });
     expect(todos.get('kept')).toEqual({ title: 'theirs' });
     expect(todos.has('gone')).toBe(false);
     expect(rejected.map(({ key, reason }) => [key, reason])).toEqual([
-      ['kept', 'permission'],
-      ['gone', 'validation'],
+      ['kept', 'PERMISSION'],
+      ['gone', 'VALIDATION'],
     ]);
     expect(client.status.getState().pendingOps).toBe(0);
   });

@@ -77,12 +77,12 @@ describe('test vectors (specifications/protocol.md)', () => {
       '83a474797065a67265766f6b65a36d6170a56e6f746573a46b65797391a26e31',
     ],
     [
-      'reject (too_old)',
+      'reject (TOO_OLD)',
       {
         type: 'reject',
-        rejections: [{ id: 4, reason: 'too_old', message: 'x', retryable: false }],
+        rejections: [{ id: 4, reason: 'TOO_OLD', message: 'x', retryable: false }],
       },
-      '82a474797065a672656a656374aa72656a656374696f6e739184a2696404a6726561736f6ea7746f6f5f6f6c64a76d657373616765a178a9726574727961626c65c2',
+      '82a474797065a672656a656374aa72656a656374696f6e739184a2696404a6726561736f6ea7544f4f5f4f4c44a76d657373616765a178a9726574727961626c65c2',
     ],
   ];
 
@@ -91,8 +91,8 @@ describe('test vectors (specifications/protocol.md)', () => {
     expect(plain(decodeMessage(fromHex(bytes)))).toEqual(plain(message));
   });
 
-  it('speaks protocol version 2', () => {
-    expect(PROTOCOL_VERSION).toBe(2);
+  it('speaks protocol version 3', () => {
+    expect(PROTOCOL_VERSION).toBe(3);
   });
 });
 

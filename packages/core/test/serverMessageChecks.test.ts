@@ -95,12 +95,12 @@ const NASTY_VALUES: unknown[] = [
   ...atAndPast(MAX_TEXT_LENGTH),
   ...atAndPast(MAX_KEY_BYTES),
   '0000000000000000n',
-  'pruned',
-  'permission',
-  'limit',
+  'PRUNED',
+  'PERMISSION',
+  'LIMIT',
   'INTERNAL',
-  'invalid_token',
-  'too_old',
+  'INVALID_TOKEN',
+  'TOO_OLD',
   'sync',
   'ping',
   null,
@@ -116,7 +116,7 @@ const NASTY_VALUES: unknown[] = [
   ['k', '0000000000000000n', null, 0],
   { map: 'm', entries: [] },
   { a: 1 },
-  { id: 1, reason: 'permission', message: 'm', retryable: true },
+  { id: 1, reason: 'PERMISSION', message: 'm', retryable: true },
 ];
 // Fields one message has and another lacks, to add where they do not belong.
 const FIELD_NAMES = [
@@ -314,7 +314,7 @@ describe('decodeServerMessage', () => {
         rejections: [{ id: 1, reason: 'nope', message: '', retryable: false }],
       }),
     ).toBe(
-      'reject: rejections.0.reason: expected permission or clock_drift or validation or node_id or rate_limit or unavailable or too_old',
+      'reject: rejections.0.reason: expected PERMISSION or CLOCK_DRIFT or VALIDATION or NODE_ID or RATE_LIMIT or UNAVAILABLE or TOO_OLD',
     );
     expect(
       messageOf({ type: 'changes', changes: [{ map: 'm', entries: [['k', 'yesterday', 1]] }] }),

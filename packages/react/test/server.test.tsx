@@ -48,7 +48,7 @@ it('shows a refused write rolled back, reports it, and tracks the connection', a
     await client.flush();
   });
   expect(await screen.findByText('empty')).toBeTruthy();
-  expect(rejected).toEqual([expect.objectContaining({ key: 'x', reason: 'permission' })]);
+  expect(rejected).toEqual([expect.objectContaining({ key: 'x', reason: 'PERMISSION' })]);
   await client.close();
   await server.close();
 });

@@ -1,3 +1,4 @@
+import type { MessageOf } from '@topgun/core';
 import {
   createRemoteJWKSet,
   importSPKI,
@@ -27,12 +28,7 @@ export interface AuthOptions {
 }
 
 /** Why a token was refused, as sent in `auth_error`. */
-export type AuthFailure =
-  | 'missing_token'
-  | 'invalid_token'
-  | 'expired_token'
-  | 'anonymous_not_allowed'
-  | 'node_id_taken';
+export type AuthFailure = MessageOf<'auth_error'>['code'];
 
 /** A verified session identity. */
 export interface Identity extends UserContext {
@@ -108,11 +104,11 @@ export class Authenticator {
       if (this.options.allowAnonymous) {
         return { ok: true, identity: { id: null, claims: {}, expiresAt: undefined } };
       }
-      return { ok: false, code: 'anonymous_not_allowed', message: 'a token is required' };
+      return { ok: false, code: 'ANONYMOUS_NOT_ALLOWED', message: 'a token is required' };
     }
     const key = await this.key;
     if (key === undefined) {
-      return { ok: false, code: 'invalid_token', message: 'this server accepts no tokens' };
+      return { ok: false, code: 'INVALID_TOKEN', message: 'this server accepts no tokens' };
     }
     try {
       const { payload } = await jwtVerify(token, key as Parameters<typeof jwtVerify>[1], {
@@ -124,7 +120,7 @@ export class Authenticator {
       if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 256) {
         return {
           ok: false,
-          code: 'invalid_token',
+          code: 'INVALID_TOKEN',
           message:
             'the token was refused: its subject (sub) must be a string of 1 to 256 characters',
         };
@@ -133,10 +129,10 @@ export class Authenticator {
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code === 'ERR_JWT_EXPIRED')
-        return { ok: false, code: 'expired_token', message: 'the token has expired' };
+        return { ok: false, code: 'EXPIRED_TOKEN', message: 'the token has expired' };
       return {
         ok: false,
-        code: 'invalid_token',
+        code: 'INVALID_TOKEN',
         message: `the token was refused: ${(error as Error).message}`,
       };
     }

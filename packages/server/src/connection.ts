@@ -284,7 +284,7 @@ export class ClientConnection implements Peer {
             type: 'sync_error',
             map: message.map,
             session: message.session,
-            code: 'limit',
+            code: 'LIMIT',
             message: `at most ${this.services.limits.maxWalksPerConnection} walks at once per connection`,
           });
         else this.violation('walks', 'a walk message for a walk too many');
@@ -372,7 +372,7 @@ export class ClientConnection implements Peer {
               type: 'sync_error',
               map: walk.map,
               session: walk.session,
-              code: 'limit',
+              code: 'LIMIT',
               message: `the walk needed more than ${this.services.limits.maxMessageCpuMs} ms of server time`,
             }),
         );
@@ -427,7 +427,7 @@ export class ClientConnection implements Peer {
 
   private async onSubscribe(message: MessageOf<'subscribe'>): Promise<void> {
     const refuse = (text: string) =>
-      this.send({ type: 'query_error', id: message.id, code: 'limit', message: text });
+      this.send({ type: 'query_error', id: message.id, code: 'LIMIT', message: text });
     if (!this.subscribeBucket.take()) {
       this.services.metrics.budgetExceeded.inc({ budget: 'subscribe_rate' });
       refuse('too many subscriptions per second, slow down');
@@ -502,7 +502,7 @@ export class ClientConnection implements Peer {
     if (!claimed) {
       this.send({
         type: 'auth_error',
-        code: 'node_id_taken',
+        code: 'NODE_ID_TAKEN',
         message: `node id ${message.nodeId} belongs to another user: use a replica of this user's own (another database name)`,
       });
       this.closeWith(CLOSE.forbidden, 'node id taken');
@@ -570,7 +570,7 @@ export class ClientConnection implements Peer {
     const { ops } = message;
     let outcome: BatchOutcome;
     if (this.services.isShuttingDown()) {
-      outcome = rejectAll(ops, 'unavailable', 'the server is shutting down', true);
+      outcome = rejectAll(ops, 'UNAVAILABLE', 'the server is shutting down', true);
     } else if (ops.length > this.services.limits.maxBatchOps) {
       this.violation(
         'batch_size',
@@ -579,13 +579,13 @@ export class ClientConnection implements Peer {
       );
       outcome = rejectAll(
         ops,
-        'rate_limit',
+        'RATE_LIMIT',
         `at most ${this.services.limits.maxBatchOps} ops per message`,
         false,
       );
     } else if (!this.opsBucket.take(ops.length)) {
       this.violation('rate_limit', 'too many ops per second', false);
-      outcome = rejectAll(ops, 'rate_limit', 'too many ops per second, slow down', true);
+      outcome = rejectAll(ops, 'RATE_LIMIT', 'too many ops per second, slow down', true);
     } else {
       outcome = await this.services.pipeline.submit(this, ops, this.submitOptions);
     }

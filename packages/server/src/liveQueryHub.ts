@@ -3,6 +3,7 @@ import {
   isRecordAbsent,
   LiveQuery,
   type LWWMap,
+  type MessageOf,
   type Query,
   toWireEntry,
   type Value,
@@ -32,7 +33,7 @@ interface Subscription {
   readonly release: () => void;
 }
 
-type QueryErrorCode = 'permission' | 'limit' | 'unavailable';
+type QueryErrorCode = Exclude<MessageOf<'query_error'>['code'], 'INVALID_QUERY'>;
 
 /**
  * Server-side live queries: each subscription keeps a `LiveQuery` over the records its
@@ -85,20 +86,20 @@ export class LiveQueryHub {
       this.refuse(
         peer,
         id,
-        'limit',
+        'LIMIT',
         `at most ${this.deps.limits.maxLiveQueries} live queries per connection`,
       );
       return;
     }
     const filter = this.deps.permissions.readFilter(peer.user, mapName);
     if (filter === null) {
-      this.refuse(peer, id, 'permission', `reading ${mapName} is not allowed`);
+      this.refuse(peer, id, 'PERMISSION', `reading ${mapName} is not allowed`);
       return;
     }
     try {
       await slicer.io(this.deps.fresh(mapName));
     } catch (error) {
-      this.refuse(peer, id, 'unavailable', (error as Error).message);
+      this.refuse(peer, id, 'UNAVAILABLE', (error as Error).message);
       return;
     }
     // Held from before it is loaded: evicted meanwhile, the query would be built from a copy
@@ -107,7 +108,7 @@ export class LiveQueryHub {
     const loading = this.deps.grid.getWithin(mapName, mayLoadMap);
     if (loading === undefined) {
       release();
-      this.refuse(peer, id, 'limit', MAP_LOADS_SPENT);
+      this.refuse(peer, id, 'LIMIT', MAP_LOADS_SPENT);
       return;
     }
     let map: LWWMap<Value>;
@@ -158,7 +159,7 @@ export class LiveQueryHub {
     if (subscriptions.get(id) !== subscription) return; // unsubscribed meanwhile
     if (live === undefined) {
       this.unsubscribe(peer, id);
-      this.refuse(peer, id, 'limit', this.overBudget(connectionRoom <= serverRoom));
+      this.refuse(peer, id, 'LIMIT', this.overBudget(connectionRoom <= serverRoom));
       return;
     }
     subscription.live = live;
@@ -168,7 +169,7 @@ export class LiveQueryHub {
     const refusal = this.account(subscription);
     if (refusal !== undefined) {
       this.unsubscribe(peer, id);
-      this.refuse(peer, id, 'limit', refusal);
+      this.refuse(peer, id, 'LIMIT', refusal);
       return;
     }
 
@@ -247,7 +248,7 @@ export class LiveQueryHub {
       const refusal = this.account(subscription);
       if (refusal !== undefined) {
         this.unsubscribe(peer, subscription.id);
-        this.refuse(peer, subscription.id, 'limit', refusal);
+        this.refuse(peer, subscription.id, 'LIMIT', refusal);
         continue;
       }
       if (enter.length + update.length + leave.length > 0)

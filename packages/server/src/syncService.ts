@@ -112,7 +112,7 @@ export class SyncService {
         this.fail(
           peer,
           message,
-          'limit',
+          'LIMIT',
           `at most ${this.deps.limits.maxWalksPerConnection} walks at once per connection`,
         );
         return;
@@ -150,7 +150,7 @@ export class SyncService {
       // A walk that failed (bad message, over its CPU limit, abandoned) holds nothing more.
       this.end(peer, id);
       if (!(error instanceof ValidationError)) throw error;
-      this.fail(peer, message, 'invalid', error.message);
+      this.fail(peer, message, 'INVALID', error.message);
     }
   }
 
@@ -248,14 +248,14 @@ export class SyncService {
     const { permissions, storage, grid, limits } = this.deps;
     const filter = permissions.readFilter(peer.user, message.map);
     if (filter === null)
-      return this.fail(peer, message, 'permission', `reading ${message.map} is not allowed`);
+      return this.fail(peer, message, 'PERMISSION', `reading ${message.map} is not allowed`);
     try {
       await slicer.io(this.deps.fresh(message.map));
     } catch (error) {
-      return this.fail(peer, message, 'unavailable', (error as Error).message);
+      return this.fail(peer, message, 'UNAVAILABLE', (error as Error).message);
     }
     const loading = grid.getWithin(message.map, options.mayLoadMap ?? (() => true));
-    if (loading === undefined) return this.fail(peer, message, 'limit', MAP_LOADS_SPENT);
+    if (loading === undefined) return this.fail(peer, message, 'LIMIT', MAP_LOADS_SPENT);
     let map: LWWMap<Value>;
     try {
       if (message.lastSync !== undefined) {
@@ -267,7 +267,7 @@ export class SyncService {
             type: 'sync_reset',
             map: message.map,
             session: message.session,
-            reason: 'pruned',
+            reason: 'PRUNED',
           });
           return undefined;
         }
@@ -275,7 +275,7 @@ export class SyncService {
       map = await slicer.io(loading);
     } catch (error) {
       this.deps.logger.warn({ err: error, map: message.map }, 'sync refused: storage unavailable');
-      return this.fail(peer, message, 'unavailable', 'storage is unavailable, retry later');
+      return this.fail(peer, message, 'UNAVAILABLE', 'storage is unavailable, retry later');
     }
     this.deps.fanout.follow(peer, message.map);
     const isView = !filter.everything;
@@ -290,7 +290,7 @@ export class SyncService {
         return this.fail(
           peer,
           message,
-          'limit',
+          'LIMIT',
           'the server is busy with other walks: retry later',
         );
       }

@@ -192,7 +192,7 @@ export class WritePipeline {
           this.deps.logger.error({ err: error }, 'write group failed');
           for (const batch of group)
             batch.resolve(
-              rejectAll(batch.ops, 'unavailable', 'the write failed on the server', true),
+              rejectAll(batch.ops, 'UNAVAILABLE', 'the write failed on the server', true),
             );
           return new Map();
         })
@@ -272,7 +272,7 @@ export class WritePipeline {
           if (loading === undefined) {
             batch.rejected.push({
               id: op.id,
-              reason: 'rate_limit',
+              reason: 'RATE_LIMIT',
               message: MAP_LOADS_SPENT,
               retryable: true,
             });
@@ -301,7 +301,7 @@ export class WritePipeline {
         if (round === MAX_WRITE_ROUNDS) {
           batch.rejected.push({
             id: op.id,
-            reason: 'unavailable',
+            reason: 'UNAVAILABLE',
             message: 'the record kept changing while this write was decided: retry',
             retryable: true,
           });
@@ -341,7 +341,7 @@ export class WritePipeline {
       for (const { batch, op } of candidates) {
         batch.rejected.push({
           id: op.id,
-          reason: 'unavailable',
+          reason: 'UNAVAILABLE',
           message: 'storage is unavailable, retry later',
           retryable: true,
         });
@@ -368,7 +368,7 @@ export class WritePipeline {
       if (outcome.refused !== undefined) {
         batch.rejected.push({
           id: op.id,
-          reason: 'validation',
+          reason: 'VALIDATION',
           message: outcome.refused,
           retryable: false,
         });
@@ -444,7 +444,7 @@ export class WritePipeline {
         // Storage kept something this write should have beaten, and it could not be read.
         batch.rejected.push({
           id: op.id,
-          reason: 'unavailable',
+          reason: 'UNAVAILABLE',
           message: 'storage is unavailable, retry later',
           retryable: true,
         });
@@ -482,7 +482,7 @@ export class WritePipeline {
     if (!ownsNodeId(peer.nodeId, nodeId)) {
       return reject(
         op,
-        'node_id',
+        'NODE_ID',
         `the timestamp's node id ${nodeId} is not this connection's (${peer.nodeId})`,
       );
     }
@@ -490,18 +490,18 @@ export class WritePipeline {
     if (millis < floor) {
       return reject(
         op,
-        'too_old',
+        'TOO_OLD',
         `the timestamp (${millis}) is more than ${maxWriteAgeMs} ms before server time: stamp the write again`,
       );
     }
     try {
       clock.assertWithinDrift({ millis, counter: 0, nodeId });
     } catch (error) {
-      if (error instanceof ClockDriftError) return reject(op, 'clock_drift', error.message);
+      if (error instanceof ClockDriftError) return reject(op, 'CLOCK_DRIFT', error.message);
       throw error;
     }
     if (!permissions.mayWriteMap(peer.user, op.map) && this.readFilter(batch, op.map) === null)
-      return reject(op, 'permission', `writing ${op.map} is not allowed`);
+      return reject(op, 'PERMISSION', `writing ${op.map} is not allowed`);
     return undefined;
   }
 
@@ -523,7 +523,7 @@ export class WritePipeline {
     if (map === undefined) {
       batch.rejected.push({
         id: op.id,
-        reason: 'unavailable',
+        reason: 'UNAVAILABLE',
         message: 'storage is unavailable, retry later',
         retryable: true,
       });
@@ -563,7 +563,7 @@ export class WritePipeline {
           ? toWireEntry(key, stored!)
           : null;
       batch.rejected.push({
-        ...reject(op, 'permission', `writing ${op.map}/${key} is not allowed`),
+        ...reject(op, 'PERMISSION', `writing ${op.map}/${key} is not allowed`),
         ...(current === undefined ? {} : { current }),
       });
       return undefined;

@@ -95,7 +95,7 @@ describe.runIf(available)('write rules across two server processes', () => {
       expect(mine.ack?.superseded).toEqual([]);
       const ahead = () => ({ ...attacker.hlc.now(), millis: Date.now() + 30_000 });
       const theirs = await attacker.write('owned', [[key, { owner: 'attacker' }]], ahead);
-      expect(theirs.reject?.rejections[0]?.reason).toBe('permission');
+      expect(theirs.reject?.rejections[0]?.reason).toBe('PERMISSION');
       expect((await first.server.storage.getRecords('owned', [key]))[0]!.record.value).toEqual({
         owner: 'victim',
       });

@@ -1,4 +1,10 @@
-import { decodeMessage, formatTimestamp, toWireEntry, type Value } from '@topgun/core';
+import {
+  decodeMessage,
+  formatTimestamp,
+  PROTOCOL_VERSION,
+  toWireEntry,
+  type Value,
+} from '@topgun/core';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SqlDriver } from '../src/storage/sqlDriver.js';
@@ -61,7 +67,7 @@ export function runServerSuite(
         const welcome = await client.hello(await token('alice', { expiresIn: '1h' }));
         expect(welcome).toMatchObject({
           type: 'welcome',
-          protocol: 2,
+          protocol: PROTOCOL_VERSION,
           userId: 'alice',
           maxBatchOps: 1000,
           maxFrameBytes: 1024 * 1024,
@@ -70,21 +76,21 @@ export function runServerSuite(
       });
 
       it.each([
-        ['a missing token', async () => undefined, 'anonymous_not_allowed'],
+        ['a missing token', async () => undefined, 'ANONYMOUS_NOT_ALLOWED'],
         [
           'an expired token',
           async () => token('bob', { expiresIn: Math.floor(Date.now() / 1000) - 60 }),
-          'expired_token',
+          'EXPIRED_TOKEN',
         ],
         [
           'a token signed with another algorithm',
           async () => token('bob', { algorithm: 'HS512' }),
-          'invalid_token',
+          'INVALID_TOKEN',
         ],
         [
           'an unsigned token',
           async () => new UnsecuredJWT({}).setSubject('bob').encode(),
-          'invalid_token',
+          'INVALID_TOKEN',
         ],
         [
           'a token signed with another secret',
@@ -93,9 +99,9 @@ export function runServerSuite(
               .setProtectedHeader({ alg: 'HS256' })
               .setSubject('x')
               .sign(new TextEncoder().encode('another-secret-of-32-bytes-length!!')),
-          'invalid_token',
+          'INVALID_TOKEN',
         ],
-        ['garbage', async () => 'not.a.jwt', 'invalid_token'],
+        ['garbage', async () => 'not.a.jwt', 'INVALID_TOKEN'],
       ])('refuses %s and closes', async (_name, makeToken, code) => {
         const client = await TestClient.open(url);
         const answer = await client.hello(await makeToken());
@@ -105,7 +111,7 @@ export function runServerSuite(
 
       it('refuses another protocol version', async () => {
         const client = await TestClient.open(url);
-        const answer = await client.hello(undefined, 3);
+        const answer = await client.hello(undefined, PROTOCOL_VERSION + 1);
         expect(answer).toMatchObject({ type: 'error', code: 'PROTOCOL_VERSION' });
         expect(await client.closed()).toBe(1002);
       });
@@ -367,7 +373,7 @@ export function runServerSuite(
         ]);
         expect(foreign.reject?.rejections[0]).toMatchObject({
           id: 1,
-          reason: 'node_id',
+          reason: 'NODE_ID',
           retryable: false,
         });
         const future = await client.sendOps([
@@ -381,7 +387,7 @@ export function runServerSuite(
             ],
           },
         ]);
-        expect(future.reject?.rejections[0]).toMatchObject({ id: 2, reason: 'clock_drift' });
+        expect(future.reject?.rejections[0]).toMatchObject({ id: 2, reason: 'CLOCK_DRIFT' });
         expect(await storage.getRecords('checks', ['k'])).toEqual([]);
         client.close();
       });
@@ -450,7 +456,7 @@ export function runServerSuite(
       it('limits live queries per connection', async () => {
         const client = await TestClient.connect(url);
         for (const id of [1, 2, 3]) client.send({ type: 'subscribe', id, map: 'tasks', query: {} });
-        expect(await client.next('query_error')).toMatchObject({ id: 3, code: 'limit' });
+        expect(await client.next('query_error')).toMatchObject({ id: 3, code: 'LIMIT' });
         client.close();
       });
     });
@@ -485,13 +491,13 @@ export function runServerSuite(
         const bob = await TestClient.connect(url, await token('bob'));
         await bob.sync('readonly', replicaOf());
         const result = await alice.write('readonly', [['k', 'nope']]);
-        expect(result.reject?.rejections[0]).toMatchObject({ reason: 'permission', current: null });
+        expect(result.reject?.rejections[0]).toMatchObject({ reason: 'PERMISSION', current: null });
         expect(await storage.getRecords('readonly', ['k'])).toEqual([]);
         await new Promise((resolve) => setTimeout(resolve, 50));
         expect(bob.pending('changes')).toHaveLength(0);
 
         const unknown = await alice.write('unlisted-map', [['k', 1]]);
-        expect(unknown.reject?.rejections[0]?.reason).toBe('permission');
+        expect(unknown.reject?.rejections[0]?.reason).toBe('PERMISSION');
         alice.close();
         bob.close();
       });
@@ -541,9 +547,9 @@ export function runServerSuite(
       it('refuses walks and live queries of maps the user may not read', async () => {
         const client = await TestClient.connect(url, await token('eve'));
         const walk = await client.sync('forbidden', replicaOf());
-        expect(walk.done).toMatchObject({ type: 'sync_error', code: 'permission' });
+        expect(walk.done).toMatchObject({ type: 'sync_error', code: 'PERMISSION' });
         client.send({ type: 'subscribe', id: 9, map: 'forbidden', query: {} });
-        expect(await client.next('query_error')).toMatchObject({ id: 9, code: 'permission' });
+        expect(await client.next('query_error')).toMatchObject({ id: 9, code: 'PERMISSION' });
         client.close();
       });
     });
@@ -572,7 +578,7 @@ export function runServerSuite(
         expect(await storage.getRecords('pruned', ['gone'])).toEqual([]);
 
         const stale = await client.sync('pruned', replica, { lastSync });
-        expect(stale.done).toMatchObject({ type: 'sync_reset', reason: 'pruned' });
+        expect(stale.done).toMatchObject({ type: 'sync_reset', reason: 'PRUNED' });
         const fresh = replicaOf('fresh');
         const resynced = await client.sync('pruned', fresh);
         expect(resynced.converged).toBe(true);
@@ -643,7 +649,7 @@ export function runServerSuite(
           Array.from({ length: 250 }, (_, index) => [`k${index}`, index] as [string, Value]),
         );
         expect(result.reject?.rejections[0]).toMatchObject({
-          reason: 'rate_limit',
+          reason: 'RATE_LIMIT',
           retryable: true,
         });
         client.close();

@@ -247,7 +247,7 @@ export class SyncEngine implements ConnectionHandler {
       const entry = this.#rooms.outbox.answered(rejection.id);
       if (entry === undefined) continue;
       if (rejection.retryable) retry = true;
-      else if (rejection.reason === 'too_old') this.#rooms.writes.tooOld(entry);
+      else if (rejection.reason === 'TOO_OLD') this.#rooms.writes.tooOld(entry);
       else
         this.#rooms.writes.rejected(entry, rejection.reason, rejection.message, rejection.current);
     }

@@ -142,7 +142,7 @@ export class Walks {
           ),
         });
         // A map the user may not read is not retried; anything else may pass later.
-        if (message.code !== 'permission') this.#retryLater(walk.map);
+        if (message.code !== 'PERMISSION') this.#retryLater(walk.map);
         this.#ended();
         return;
     }

@@ -23,28 +23,28 @@ export const UINT_ISSUE = 'expected an integer from 0 to 2^53 - 1';
 export const HASH_WIDTHS = [4, 8] as const;
 
 export const AUTH_ERROR_CODES = [
-  'missing_token',
-  'invalid_token',
-  'expired_token',
-  'anonymous_not_allowed',
-  'node_id_taken',
+  'MISSING_TOKEN',
+  'INVALID_TOKEN',
+  'EXPIRED_TOKEN',
+  'ANONYMOUS_NOT_ALLOWED',
+  'NODE_ID_TAKEN',
 ] as const;
 
 export const REJECTION_REASONS = [
-  'permission',
-  'clock_drift',
-  'validation',
-  'node_id',
-  'rate_limit',
-  'unavailable',
-  'too_old',
+  'PERMISSION',
+  'CLOCK_DRIFT',
+  'VALIDATION',
+  'NODE_ID',
+  'RATE_LIMIT',
+  'UNAVAILABLE',
+  'TOO_OLD',
 ] as const;
 
-export const SYNC_RESET_REASONS = ['pruned', 'requested'] as const;
+export const SYNC_RESET_REASONS = ['PRUNED', 'REQUESTED'] as const;
 
-export const SYNC_ERROR_CODES = ['permission', 'unavailable', 'invalid', 'limit'] as const;
+export const SYNC_ERROR_CODES = ['PERMISSION', 'UNAVAILABLE', 'INVALID', 'LIMIT'] as const;
 
-export const QUERY_ERROR_CODES = ['invalid_query', 'permission', 'limit', 'unavailable'] as const;
+export const QUERY_ERROR_CODES = ['INVALID_QUERY', 'PERMISSION', 'LIMIT', 'UNAVAILABLE'] as const;
 
 export const ERROR_CODES = [
   'PROTOCOL_VERSION',

@@ -33,7 +33,7 @@ describe.runIf(available)('session edges', () => {
       const answer = await client.hello(
         await signToken({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }),
       );
-      expect(answer).toMatchObject({ type: 'auth_error', code: 'invalid_token' });
+      expect(answer).toMatchObject({ type: 'auth_error', code: 'INVALID_TOKEN' });
       expect(await client.closed()).toBe(CLOSE_CODES.unauthorized);
     });
   });
@@ -158,14 +158,14 @@ describe.runIf(available)('session edges', () => {
           },
         ],
       });
-      expect(await answer).toMatchObject({ type: 'auth_error', code: 'node_id_taken' });
+      expect(await answer).toMatchObject({ type: 'auth_error', code: 'NODE_ID_TAKEN' });
       expect(await bob.closed()).toBe(CLOSE_CODES.forbidden);
     }
     // Claimed for good: still refused once Alice is gone.
     alice.close();
     await alice.closed();
     const late = await TestClient.open(url, claimed);
-    expect(await late.hello(await tokenFor('bob'))).toMatchObject({ code: 'node_id_taken' });
+    expect(await late.hello(await tokenFor('bob'))).toMatchObject({ code: 'NODE_ID_TAKEN' });
     expect(await late.closed()).toBe(CLOSE_CODES.forbidden);
 
     const [stored] = await server.storage.getRecords('notes', ['mine']);

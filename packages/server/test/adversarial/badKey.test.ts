@@ -151,7 +151,7 @@ describe.runIf(available)('a record the database refuses', () => {
       const answer = await mixed;
       expect(answer.ack?.ids).toEqual([answer.ids[0], answer.ids[2]]);
       expect(answer.reject?.rejections).toEqual([
-        expect.objectContaining({ id: answer.ids[1], reason: 'validation', retryable: false }),
+        expect.objectContaining({ id: answer.ids[1], reason: 'VALIDATION', retryable: false }),
       ]);
       for (const bystander of await Promise.all(bystanders)) {
         expect(bystander.reject).toBeUndefined();

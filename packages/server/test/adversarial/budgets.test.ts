@@ -43,7 +43,7 @@ describe.runIf(available)('per-connection and per-process budgets', () => {
       const refused = reject?.rejections ?? [];
       expect(refused.length).toBe(50 - (ack?.ids.length ?? 0));
       for (const rejection of refused)
-        expect(rejection).toMatchObject({ reason: 'rate_limit', retryable: true });
+        expect(rejection).toMatchObject({ reason: 'RATE_LIMIT', retryable: true });
       expect(await budgetExceeded(served.server, 'map_loads')).toBeGreaterThan(0);
       client.close();
     });
@@ -57,7 +57,7 @@ describe.runIf(available)('per-connection and per-process budgets', () => {
       expect(refused.length).toBeGreaterThanOrEqual(4);
       for (const error of refused)
         expect(error).toMatchObject({
-          code: 'limit',
+          code: 'LIMIT',
           message: expect.stringMatching(/per second/),
         });
       expect(await budgetExceeded(served.server, 'subscribe_rate')).toBeGreaterThanOrEqual(4);
@@ -160,7 +160,7 @@ describe.runIf(available)('one message over its CPU limit', () => {
   it('ends a walk refused for its CPU limit at once, keeping nothing of it', async () => {
     const client = await TestClient.connect(served.url);
     const walk = await client.sync('large', replicaOf());
-    expect(walk.done).toMatchObject({ type: 'sync_error', code: 'limit' });
+    expect(walk.done).toMatchObject({ type: 'sync_error', code: 'LIMIT' });
     expect(await budgetExceeded(served.server, 'message_cpu')).toBeGreaterThan(0);
     // Not left for the idle sweep (60 s): the walk and its slot are gone now.
     expect(await metricValue(served.server, 'topgun_sync_sessions_active')).toBe(0);

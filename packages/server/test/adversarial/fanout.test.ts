@@ -73,7 +73,7 @@ describe.runIf(available)('changes acknowledged through the read-back path', () 
     lossy.loseNextAnswer();
     const lost = await writer.sendOps(ops);
     expect(lost.ack).toBeUndefined();
-    expect(lost.reject?.rejections.every((rejection) => rejection.reason === 'unavailable')).toBe(
+    expect(lost.reject?.rejections.every((rejection) => rejection.reason === 'UNAVAILABLE')).toBe(
       true,
     );
     // The first attempt did commit.

@@ -165,7 +165,7 @@ describe.runIf(available)('an attacker cannot make the server hold memory withou
       ...Array<string>(accepted).fill('query_snapshot'),
       ...Array<string>(answersAwaited - accepted).fill('query_error'),
     ]);
-    for (const answer of answers.slice(accepted)) expect(answer).toMatchObject({ code: 'limit' });
+    for (const answer of answers.slice(accepted)) expect(answer).toMatchObject({ code: 'LIMIT' });
     expect(heldRows).toBeLessThanOrEqual(MAX_ROWS_PER_CONNECTION);
     expect(heldRows).toBe(accepted * BIG_RECORDS);
     expect(await budgetExceeded(target.server, 'live_query_rows')).toBeGreaterThanOrEqual(
@@ -192,7 +192,7 @@ describe.runIf(available)('an attacker cannot make the server hold memory withou
       'sync_error',
     ]);
     for (const answer of answers.slice(MAX_WALKS_PER_CONNECTION))
-      expect(answer).toMatchObject({ code: 'limit' });
+      expect(answer).toMatchObject({ code: 'LIMIT' });
     attacker.close();
   });
 
@@ -207,7 +207,7 @@ describe.runIf(available)('an attacker cannot make the server hold memory withou
     const opened = answers.filter((answer) => answer.type === 'sync').length;
     expect(opened, `${opened} of ${walks} walks held open`).toBe(MAX_WALKS_PER_CONNECTION);
     for (const answer of answers.filter((answer) => answer.type === 'sync_error'))
-      expect(answer).toMatchObject({ code: 'limit' });
+      expect(answer).toMatchObject({ code: 'LIMIT' });
     attacker.close();
   });
 
@@ -288,7 +288,7 @@ describe.runIf(available)('an attacker cannot make the server hold memory withou
     );
     expect(result.ack).toBeUndefined();
     expect(result.reject?.rejections.map((rejection) => rejection.reason)).toEqual(
-      Array<string>(200).fill('permission'),
+      Array<string>(200).fill('PERMISSION'),
     );
     const loaded = loadedMaps.slice(before);
     expect(loaded, `${loaded.length} maps loaded`).toEqual([]);

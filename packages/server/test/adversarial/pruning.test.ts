@@ -58,8 +58,8 @@ describe.runIf(available)('writes stamped long ago, and resets after pruning', (
     ]);
     expect(ancient.ack).toBeUndefined();
     expect(ancient.reject?.rejections.map((rejection) => rejection.reason)).toEqual([
-      'too_old',
-      'too_old',
+      'TOO_OLD',
+      'TOO_OLD',
     ]);
     const stored = await server.storage.getRecords('epoch', ['doc', 'planted']);
     expect(stored.map(({ key, record }) => [key, record.value])).toEqual([
@@ -111,7 +111,7 @@ describe.runIf(available)('writes stamped long ago, and resets after pruning', (
     expect(earlyWalk.done.syncedAt!).toBeLessThan(mark!.horizonMillis + MAX_WRITE_AGE_MS);
 
     const stale = await client.sync('notes', early, { lastSync: earlyWalk.done.syncedAt! });
-    expect(stale.done).toMatchObject({ type: 'sync_reset', reason: 'pruned' });
+    expect(stale.done).toMatchObject({ type: 'sync_reset', reason: 'PRUNED' });
 
     const kept = await client.sync('notes', recent, { lastSync: recentWalk.done.syncedAt! });
     expect(kept.done.type).toBe('sync_done');

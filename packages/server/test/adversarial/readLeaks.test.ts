@@ -155,7 +155,7 @@ describe.runIf(available)('records a user may not read', () => {
     // Bob may not create a note in Alice's name: both keys are refused, both as absent.
     const forgedHidden = await bob.write('notes', [['locked-2', { owner: 'alice' }]]);
     const forgedAbsent = await bob.write('notes', [['free-2', { owner: 'alice' }]]);
-    expect(kindOf(forgedHidden)).toEqual({ acked: false, reason: 'permission', current: null });
+    expect(kindOf(forgedHidden)).toEqual({ acked: false, reason: 'PERMISSION', current: null });
     expect(kindOf(forgedAbsent)).toEqual(kindOf(forgedHidden));
 
     const stored = await target.server.storage.getRecords('notes', [
