@@ -10,10 +10,10 @@ import { decode } from '@jridgewell/sourcemap-codec';
 import { build, type Rolldown } from 'vite';
 
 /**
- * The most gzipped bytes allowed, lowered as the bundle shrinks; issue 13 sets 30 KiB for the
- * client, the React bindings and core together.
+ * The most gzipped bytes allowed, lowered as the bundle shrinks; issue 13 sets 30 KB for the
+ * client, the React bindings and core together (read as 30 000 bytes, the stricter reading).
  */
-const CEILING_BYTES = 30 * 1024;
+const CEILING_BYTES = 30_000;
 
 const here = dirname(fileURLToPath(import.meta.url));
 // An app build, not a library one: in library mode Vite leaves the whitespace of ES modules.
@@ -86,7 +86,7 @@ function gzippedByPackage(code: string, map: Rolldown.SourceMap): Map<string, nu
 
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 console.log(
-  `client + react + core, React excluded: ${kib(minified)} minified, ${kib(gzipped)} gzipped (ceiling ${kib(CEILING_BYTES)})`,
+  `client + react + core, React excluded: ${kib(minified)} minified, ${gzipped} bytes (${kib(gzipped)}) gzipped (ceiling ${CEILING_BYTES} bytes)`,
 );
 console.log(
   `gzipped, by package: ${[...gzippedByPackage(code, map)]
@@ -95,6 +95,6 @@ console.log(
     .join(', ')}`,
 );
 if (gzipped > CEILING_BYTES) {
-  console.error(`the bundle grew past its ceiling: ${kib(gzipped)} > ${kib(CEILING_BYTES)}`);
+  console.error(`the bundle grew past its ceiling: ${gzipped} > ${CEILING_BYTES} bytes gzipped`);
   process.exit(1);
 }

@@ -83,8 +83,8 @@ export class ItemHasher {
   lane1 = 0;
   /** Lane 2 of the last item hashed, as a signed 32-bit integer. */
   lane2 = 0;
-  private prefix1 = 0;
-  private prefix2 = 0;
+  #prefix1 = 0;
+  #prefix2 = 0;
 
   /** Starts hashing items of `key`; returns `keyHash(key)`. */
   beginKey(key: string): number {
@@ -97,8 +97,8 @@ export class ItemHasher {
     }
     const hashOfKey = finishLane1(h1, h2);
     // The 0 separator unit: keys never contain U+0000, so (key, timestamp) splits one way.
-    this.prefix1 = Math.imul(h1, MUL_1);
-    this.prefix2 = Math.imul(h2, MUL_2);
+    this.#prefix1 = Math.imul(h1, MUL_1);
+    this.#prefix2 = Math.imul(h2, MUL_2);
     return hashOfKey;
   }
 
@@ -115,8 +115,8 @@ export class ItemHasher {
     fingerprint2: number,
     ttlMs: number,
   ): void {
-    let h1 = this.prefix1;
-    let h2 = this.prefix2;
+    let h1 = this.#prefix1;
+    let h2 = this.#prefix2;
     const low = millis >>> 0;
     const high = Math.floor(millis / 4294967296) & 0xffff;
     h1 = Math.imul(h1 ^ high, MUL_1);

@@ -39,9 +39,9 @@ export class HLC {
   readonly nodeId: string;
   /** The drift bound in milliseconds. */
   readonly maxDriftMs: number;
-  private readonly physicalClock: () => number;
-  private millis = 0;
-  private counter = 0;
+  readonly #physicalClock: () => number;
+  #millis = 0;
+  #counter = 0;
 
   constructor(options: HLCOptions) {
     if (!isValidNodeId(options.nodeId)) {
@@ -53,12 +53,12 @@ export class HLC {
     }
     this.nodeId = options.nodeId;
     this.maxDriftMs = maxDriftMs;
-    this.physicalClock = options.now ?? Date.now;
+    this.#physicalClock = options.now ?? Date.now;
   }
 
   /** Current physical time from the injected clock, in whole milliseconds. */
   physicalTime(): number {
-    const time = Math.floor(this.physicalClock());
+    const time = Math.floor(this.#physicalClock());
     if (!Number.isFinite(time) || time < 0 || time > MAX_MILLIS) {
       throw new ValidationError('now()', `the physical clock returned ${time}`);
     }
@@ -67,19 +67,19 @@ export class HLC {
 
   /** The latest timestamp this clock issued or absorbed (millis 0 before the first event). */
   get last(): Timestamp {
-    return { millis: this.millis, counter: this.counter, nodeId: this.nodeId };
+    return { millis: this.#millis, counter: this.#counter, nodeId: this.nodeId };
   }
 
   /** Issues a new timestamp for a local event, greater than every earlier one. */
   now(): Timestamp {
     const physical = this.physicalTime();
-    if (physical > this.millis) {
-      this.millis = physical;
-      this.counter = 0;
+    if (physical > this.#millis) {
+      this.#millis = physical;
+      this.#counter = 0;
     } else {
-      this.tick();
+      this.#tick();
     }
-    return { millis: this.millis, counter: this.counter, nodeId: this.nodeId };
+    return { millis: this.#millis, counter: this.#counter, nodeId: this.nodeId };
   }
 
   /**
@@ -95,22 +95,22 @@ export class HLC {
     if (remote.millis - physical > this.maxDriftMs) {
       throw new ClockDriftError(remote, physical, this.maxDriftMs);
     }
-    const local = this.millis;
+    const local = this.#millis;
     const next = Math.max(local, remote.millis, physical);
     if (next === local && next === remote.millis) {
-      this.counter = Math.max(this.counter, remote.counter);
-      this.tick();
+      this.#counter = Math.max(this.#counter, remote.counter);
+      this.#tick();
     } else if (next === local) {
-      this.tick();
+      this.#tick();
     } else if (next === remote.millis) {
-      this.millis = next;
-      this.counter = remote.counter;
-      this.tick();
+      this.#millis = next;
+      this.#counter = remote.counter;
+      this.#tick();
     } else {
-      this.millis = next;
-      this.counter = 0;
+      this.#millis = next;
+      this.#counter = 0;
     }
-    return { millis: this.millis, counter: this.counter, nodeId: this.nodeId };
+    return { millis: this.#millis, counter: this.#counter, nodeId: this.nodeId };
   }
 
   /** Checks a remote timestamp against the drift bound without moving the clock. */
@@ -128,16 +128,16 @@ export class HLC {
    * otherwise it would break monotonicity.
    */
   rewind(): void {
-    this.millis = this.physicalTime();
-    this.counter = 0;
+    this.#millis = this.physicalTime();
+    this.#counter = 0;
   }
 
-  private tick(): void {
-    if (this.counter < MAX_COUNTER) {
-      this.counter++;
+  #tick(): void {
+    if (this.#counter < MAX_COUNTER) {
+      this.#counter++;
     } else {
-      this.millis++;
-      this.counter = 0;
+      this.#millis++;
+      this.#counter = 0;
     }
   }
 }

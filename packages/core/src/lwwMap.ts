@@ -63,21 +63,21 @@ export interface SetOptions {
  * Values are treated as immutable: do not mutate an object after passing it to `set`.
  */
 export class LWWMap<V> {
-  private readonly tree = new MerkleTree();
+  readonly #tree = new MerkleTree();
   /**
    * Keys loaded in bulk whose items the tree does not have yet: fingerprinting every value is
    * most of a load's cost, and a replica that just started needs its records (to show them)
    * before its tree (to sync).
    */
-  private unhashed: string[] | undefined;
-  private readonly records = new Map<string, LWWRecord<V>>();
+  #unhashed: string[] | undefined;
+  readonly #records = new Map<string, LWWRecord<V>>();
   // Created on first subscription: most maps of a server's grid never have listeners.
-  private listeners: Set<MapChangeListener<V>> | undefined;
-  private bulkListeners: Set<() => void> | undefined;
-  private readonly onByteSizeChange: ((delta: number) => void) | undefined;
-  private liveCount = 0;
-  private expiringCount = 0;
-  private keyChars = 0;
+  #listeners: Set<MapChangeListener<V>> | undefined;
+  #bulkListeners: Set<() => void> | undefined;
+  readonly #onByteSizeChange: ((delta: number) => void) | undefined;
+  #liveCount = 0;
+  #expiringCount = 0;
+  #keyChars = 0;
 
   /**
    * @param hlc The clock that stamps local writes and absorbs merged timestamps.
@@ -87,18 +87,18 @@ export class LWWMap<V> {
     readonly hlc: HLC,
     options: LWWMapOptions = {},
   ) {
-    this.onByteSizeChange = options.onByteSizeChange;
+    this.#onByteSizeChange = options.onByteSizeChange;
   }
 
   /** The Merkle tree of this map's records, tombstones included. */
   get merkleTree(): MerkleTree {
-    const unhashed = this.unhashed;
+    const unhashed = this.#unhashed;
     if (unhashed !== undefined) {
-      this.unhashed = undefined;
+      this.#unhashed = undefined;
       // Until now nothing replaced these keys' records: every change reads the tree first.
-      for (const key of unhashed) this.tree.update(key, undefined, this.records.get(key));
+      for (const key of unhashed) this.#tree.update(key, undefined, this.#records.get(key));
     }
-    return this.tree;
+    return this.#tree;
   }
 
   /**
@@ -109,8 +109,8 @@ export class LWWMap<V> {
   get byteSize(): number {
     return (
       MAP_BYTES +
-      this.records.size * RECORD_BYTES +
-      this.keyChars +
+      this.#records.size * RECORD_BYTES +
+      this.#keyChars +
       this.merkleTree.valueBytes +
       this.merkleTree.byteSize
     );
@@ -128,7 +128,7 @@ export class LWWMap<V> {
     const timestamp = this.hlc.now();
     const record: LWWRecord<V> =
       ttlMs === undefined ? { value, timestamp } : { value, timestamp, ttlMs };
-    this.store(key, record, this.records.get(key));
+    this.#store(key, record, this.#records.get(key));
     return record;
   }
 
@@ -141,15 +141,15 @@ export class LWWMap<V> {
   delete(key: string): LWWRecord<V> {
     validateKey(key);
     const record: LWWRecord<V> = { value: null, timestamp: this.hlc.now() };
-    this.store(key, record, this.records.get(key));
+    this.#store(key, record, this.#records.get(key));
     return record;
   }
 
   /** The visible value of `key`, or `undefined` when absent, deleted or expired. */
   get(key: string): V | undefined {
-    const record = this.records.get(key);
+    const record = this.#records.get(key);
     if (record === undefined || record.value === null) return undefined;
-    if (record.ttlMs !== undefined && this.isExpired(record)) return undefined;
+    if (record.ttlMs !== undefined && this.#isExpired(record)) return undefined;
     return record.value;
   }
 
@@ -160,12 +160,12 @@ export class LWWMap<V> {
 
   /** The stored record of `key`, tombstones and expired records included. */
   getRecord(key: string): LWWRecord<V> | undefined {
-    return this.records.get(key);
+    return this.#records.get(key);
   }
 
   /** Number of visible entries. */
   get size(): number {
-    if (this.expiringCount === 0) return this.liveCount;
+    if (this.#expiringCount === 0) return this.#liveCount;
     let count = 0;
     for (const _entry of this.entries()) count++;
     return count;
@@ -173,13 +173,13 @@ export class LWWMap<V> {
 
   /** Number of stored records, tombstones and expired records included. */
   get recordCount(): number {
-    return this.records.size;
+    return this.#records.size;
   }
 
   /** The visible entries, in insertion order of their keys. */
   *entries(): Generator<[string, V]> {
-    const now = this.expiringCount === 0 ? 0 : this.hlc.physicalTime();
-    for (const [key, record] of this.records) {
+    const now = this.#expiringCount === 0 ? 0 : this.hlc.physicalTime();
+    for (const [key, record] of this.#records) {
       if (record.value === null) continue;
       if (record.ttlMs !== undefined && record.timestamp.millis + record.ttlMs <= now) continue;
       yield [key, record.value];
@@ -188,7 +188,7 @@ export class LWWMap<V> {
 
   /** Every stored record, tombstones and expired records included. */
   allRecords(): IterableIterator<[string, LWWRecord<V>]> {
-    return this.records.entries();
+    return this.#records.entries();
   }
 
   /**
@@ -204,9 +204,9 @@ export class LWWMap<V> {
     validateKey(key);
     validateRecord<V>(record);
     this.hlc.update(record.timestamp);
-    const previous = this.records.get(key);
+    const previous = this.#records.get(key);
     if (previous !== undefined && compareRecords(record, previous) <= 0) return false;
-    return this.store(key, record, previous);
+    return this.#store(key, record, previous);
   }
 
   /**
@@ -218,25 +218,25 @@ export class LWWMap<V> {
   loadRecords(entries: Iterable<readonly [string, LWWRecord<V>]>): void {
     let newest: Timestamp | undefined;
     // A map that tracks its size needs the tree's figures at once; others hash on first use.
-    const deferHashing = this.onByteSizeChange === undefined;
+    const deferHashing = this.#onByteSizeChange === undefined;
     for (const [key, record] of entries) {
-      const previous = this.records.get(key);
+      const previous = this.#records.get(key);
       if (previous !== undefined && compareRecords(record, previous) <= 0) continue;
       if (deferHashing && previous === undefined) {
-        this.records.set(key, record);
-        this.count(key, record, undefined);
+        this.#records.set(key, record);
+        this.#count(key, record, undefined);
         // A fresh list after any flush (a `replace` below reads the tree, emptying it).
-        if (this.unhashed === undefined) this.unhashed = [];
-        this.unhashed.push(key);
+        if (this.#unhashed === undefined) this.#unhashed = [];
+        this.#unhashed.push(key);
       } else {
-        this.replace(key, record, previous);
+        this.#replace(key, record, previous);
       }
       if (newest === undefined || compareTimestamps(record.timestamp, newest) > 0)
         newest = record.timestamp;
     }
     if (newest === undefined) return;
     this.hlc.update(newest);
-    for (const listener of this.bulkListeners ?? []) {
+    for (const listener of this.#bulkListeners ?? []) {
       try {
         listener();
       } catch (error) {
@@ -247,8 +247,8 @@ export class LWWMap<V> {
 
   /** Listens to bulk loads ({@link loadRecords}); returns the unsubscribe function. */
   subscribeBulk(listener: () => void): () => void {
-    this.bulkListeners ??= new Set();
-    const listeners = this.bulkListeners;
+    this.#bulkListeners ??= new Set();
+    const listeners = this.#bulkListeners;
     listeners.add(listener);
     return () => {
       listeners.delete(listener);
@@ -261,8 +261,8 @@ export class LWWMap<V> {
    * asynchronously.
    */
   subscribe(listener: MapChangeListener<V>): () => void {
-    this.listeners ??= new Set();
-    const listeners = this.listeners;
+    this.#listeners ??= new Set();
+    const listeners = this.#listeners;
     listeners.add(listener);
     return () => {
       listeners.delete(listener);
@@ -278,13 +278,13 @@ export class LWWMap<V> {
   prune(olderThan: Timestamp): string[] {
     validateTimestamp(olderThan, 'olderThan');
     const dropped: string[] = [];
-    for (const [key, record] of this.records) {
+    for (const [key, record] of this.#records) {
       const prunable =
         record.value === null
           ? compareTimestamps(record.timestamp, olderThan) < 0
           : record.ttlMs !== undefined && record.timestamp.millis + record.ttlMs < olderThan.millis;
       if (!prunable) continue;
-      this.replace(key, undefined, record);
+      this.#replace(key, undefined, record);
       dropped.push(key);
     }
     return dropped;
@@ -299,14 +299,14 @@ export class LWWMap<V> {
    */
   restore(key: string, record: LWWRecord<V> | undefined): boolean {
     validateKey(key);
-    const previous = this.records.get(key);
+    const previous = this.#records.get(key);
     if (record === undefined) {
       if (previous === undefined) return false;
-      this.replace(key, undefined, previous);
+      this.#replace(key, undefined, previous);
       const now = previous.ttlMs === undefined ? 0 : this.hlc.physicalTime();
       if (isRecordAbsent(previous, now)) return false;
-      if (this.listeners !== undefined && this.listeners.size > 0) {
-        this.emit({
+      if (this.#listeners !== undefined && this.#listeners.size > 0) {
+        this.#emit({
           key,
           value: undefined,
           previous: previous.value as V,
@@ -316,15 +316,15 @@ export class LWWMap<V> {
       return true;
     }
     validateRecord<V>(record);
-    return this.store(key, record, previous);
+    return this.#store(key, record, previous);
   }
 
-  private isExpired(record: LWWRecord<V>): boolean {
+  #isExpired(record: LWWRecord<V>): boolean {
     return isRecordAbsent(record, this.hlc.physicalTime());
   }
 
-  private store(key: string, record: LWWRecord<V>, previous: LWWRecord<V> | undefined): boolean {
-    this.replace(key, record, previous);
+  #store(key: string, record: LWWRecord<V>, previous: LWWRecord<V> | undefined): boolean {
+    this.#replace(key, record, previous);
 
     const now =
       previous?.ttlMs !== undefined || record.ttlMs !== undefined ? this.hlc.physicalTime() : 0;
@@ -332,8 +332,8 @@ export class LWWMap<V> {
       previous === undefined || isRecordAbsent(previous, now) ? undefined : (previous.value as V);
     const after = isRecordAbsent(record, now) ? undefined : (record.value as V);
     if (before === undefined && after === undefined) return false;
-    if (this.listeners !== undefined && this.listeners.size > 0)
-      this.emit({ key, value: after, previous: before, record });
+    if (this.#listeners !== undefined && this.#listeners.size > 0)
+      this.#emit({ key, value: after, previous: before, record });
     return true;
   }
 
@@ -341,19 +341,19 @@ export class LWWMap<V> {
    * Stores (or removes) the record of `key`, keeping the tree, the counts and the size
    * right: every change of a record goes through here.
    */
-  private replace(
+  #replace(
     key: string,
     record: LWWRecord<V> | undefined,
     previous: LWWRecord<V> | undefined,
   ): void {
-    const onByteSizeChange = this.onByteSizeChange;
+    const onByteSizeChange = this.#onByteSizeChange;
     const bytesBefore = onByteSizeChange === undefined ? 0 : this.byteSize;
     // The tree first: it may still have to hash records loaded in bulk, `previous` among them.
     const tree = this.merkleTree;
-    if (record === undefined) this.records.delete(key);
-    else this.records.set(key, record);
+    if (record === undefined) this.#records.delete(key);
+    else this.#records.set(key, record);
     tree.update(key, previous, record);
-    this.count(key, record, previous);
+    this.#count(key, record, previous);
     if (onByteSizeChange !== undefined) {
       const delta = this.byteSize - bytesBefore;
       if (delta !== 0) onByteSizeChange(delta);
@@ -361,25 +361,21 @@ export class LWWMap<V> {
   }
 
   /** Keeps the counts of live, expiring and key characters across a change of `key`. */
-  private count(
-    key: string,
-    record: LWWRecord<V> | undefined,
-    previous: LWWRecord<V> | undefined,
-  ): void {
+  #count(key: string, record: LWWRecord<V> | undefined, previous: LWWRecord<V> | undefined): void {
     if (previous !== undefined) {
-      if (previous.value !== null) this.liveCount--;
-      if (previous.ttlMs !== undefined) this.expiringCount--;
-      if (record === undefined) this.keyChars -= key.length;
+      if (previous.value !== null) this.#liveCount--;
+      if (previous.ttlMs !== undefined) this.#expiringCount--;
+      if (record === undefined) this.#keyChars -= key.length;
     }
     if (record !== undefined) {
-      if (record.value !== null) this.liveCount++;
-      if (record.ttlMs !== undefined) this.expiringCount++;
-      if (previous === undefined) this.keyChars += key.length;
+      if (record.value !== null) this.#liveCount++;
+      if (record.ttlMs !== undefined) this.#expiringCount++;
+      if (previous === undefined) this.#keyChars += key.length;
     }
   }
 
-  private emit(change: MapChange<V>): void {
-    for (const listener of this.listeners ?? []) {
+  #emit(change: MapChange<V>): void {
+    for (const listener of this.#listeners ?? []) {
       try {
         listener(change);
       } catch (error) {

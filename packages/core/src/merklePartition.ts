@@ -57,37 +57,37 @@ const DENSE_BYTES = NODES_PER_PARTITION * WORDS_PER_NODE * 4 + 200;
  * come from pruning, and an empty partition is dropped by its tree.
  */
 export class MerklePartition {
-  private keyList: string[] = [];
-  private leafList: number[] = [];
+  #keyList: string[] = [];
+  #leafList: number[] = [];
   /** Sparse form: `[leaf, lane1, lane2, count]` per leaf with items, in no order. */
-  private leafSums: number[] = [];
+  #leafSums: number[] = [];
   /** Dense form, once materialized: 3 words per node in heap order. */
-  private nodes: Int32Array | undefined;
+  #nodes: Int32Array | undefined;
 
   /** @param index The partition's index in its tree (0 to 270). */
   constructor(readonly index: number) {}
 
   /** The partition's keys, in no particular order: a view, valid until the next update. */
   get keys(): readonly string[] {
-    return this.keyList;
+    return this.#keyList;
   }
 
   /** The leaf (0 to 255) of each key of {@link keys}, at the same index. */
   get leaves(): readonly number[] {
-    return this.leafList;
+    return this.#leafList;
   }
 
   /** Whether the summaries are kept dense (every node) rather than per leaf with items. */
   get isDense(): boolean {
-    return this.nodes !== undefined;
+    return this.#nodes !== undefined;
   }
 
   /** An estimate of the bytes the partition holds (its keys' strings not included). */
   get byteSize(): number {
     return (
       PARTITION_BYTES +
-      this.keyList.length * KEY_SLOT_BYTES +
-      (this.nodes === undefined ? (this.leafSums.length / 4) * LEAF_SUM_BYTES : DENSE_BYTES)
+      this.#keyList.length * KEY_SLOT_BYTES +
+      (this.#nodes === undefined ? (this.#leafSums.length / 4) * LEAF_SUM_BYTES : DENSE_BYTES)
     );
   }
 
@@ -96,21 +96,21 @@ export class MerklePartition {
    * 32-bit) and `deltaCount` items (1: the key was inserted, -1: removed, 0: its record replaced).
    */
   apply(key: string, leaf: number, delta1: number, delta2: number, deltaCount: number): void {
-    if (this.nodes !== undefined) this.addDense(leaf, delta1, delta2, deltaCount);
-    else this.addSparse(leaf, delta1, delta2, deltaCount);
+    if (this.#nodes !== undefined) this.#addDense(leaf, delta1, delta2, deltaCount);
+    else this.#addSparse(leaf, delta1, delta2, deltaCount);
     if (deltaCount > 0) {
       // A literal has room for exactly one key; a push onto an empty array would reserve 17.
-      if (this.keyList.length === 0) {
-        this.keyList = [key];
-        this.leafList = [leaf];
+      if (this.#keyList.length === 0) {
+        this.#keyList = [key];
+        this.#leafList = [leaf];
       } else {
-        this.keyList.push(key);
-        this.leafList.push(leaf);
+        this.#keyList.push(key);
+        this.#leafList.push(leaf);
       }
     } else if (deltaCount < 0) {
       // Removal only happens when pruning, so a scan is cheaper overall than an index.
-      const keys = this.keyList;
-      const leaves = this.leafList;
+      const keys = this.#keyList;
+      const leaves = this.#leafList;
       const index = keys.indexOf(key);
       const last = keys.length - 1;
       keys[index] = keys[last]!;
@@ -125,7 +125,7 @@ export class MerklePartition {
    * 4^level - 1, left to right).
    */
   summary(level: number, position: number): MerkleNode {
-    const nodes = this.nodes;
+    const nodes = this.#nodes;
     if (nodes !== undefined) {
       const offset = (FIRST_NODE_OF_LEVEL[level]! + position) * WORDS_PER_NODE;
       return {
@@ -136,7 +136,7 @@ export class MerklePartition {
     }
     // A leaf's ancestor at `level` is its index without the last 2 * (depth - level) bits.
     const shift = 2 * (MERKLE_DEPTH - level);
-    const sums = this.leafSums;
+    const sums = this.#leafSums;
     let hash1 = 0;
     let hash2 = 0;
     let count = 0;
@@ -149,8 +149,8 @@ export class MerklePartition {
     return count === 0 ? EMPTY_NODE : { hash1: hash1 >>> 0, hash2: hash2 >>> 0, count };
   }
 
-  private addDense(leaf: number, delta1: number, delta2: number, deltaCount: number): void {
-    const nodes = this.nodes!;
+  #addDense(leaf: number, delta1: number, delta2: number, deltaCount: number): void {
+    const nodes = this.#nodes!;
     let node = FIRST_LEAF_NODE + leaf;
     for (;;) {
       const offset = node * WORDS_PER_NODE;
@@ -163,8 +163,8 @@ export class MerklePartition {
     }
   }
 
-  private addSparse(leaf: number, delta1: number, delta2: number, deltaCount: number): void {
-    const sums = this.leafSums;
+  #addSparse(leaf: number, delta1: number, delta2: number, deltaCount: number): void {
+    const sums = this.#leafSums;
     for (let index = 0; index < sums.length; index += 4) {
       if (sums[index] !== leaf) continue;
       const count = sums[index + 3]! + deltaCount;
@@ -181,22 +181,22 @@ export class MerklePartition {
       return;
     }
     if (sums.length === 0) {
-      this.leafSums = [leaf, delta1, delta2, deltaCount];
+      this.#leafSums = [leaf, delta1, delta2, deltaCount];
     } else if (sums.length < SPARSE_LEAF_LIMIT * 4) {
       sums.push(leaf, delta1, delta2, deltaCount);
     } else {
-      this.densify();
-      this.addDense(leaf, delta1, delta2, deltaCount);
+      this.#densify();
+      this.#addDense(leaf, delta1, delta2, deltaCount);
     }
   }
 
   /** Materializes every node's summary from the leaf sums, and switches to the dense form. */
-  private densify(): void {
-    this.nodes = new Int32Array(NODES_PER_PARTITION * WORDS_PER_NODE);
-    const sums = this.leafSums;
+  #densify(): void {
+    this.#nodes = new Int32Array(NODES_PER_PARTITION * WORDS_PER_NODE);
+    const sums = this.#leafSums;
     for (let index = 0; index < sums.length; index += 4) {
-      this.addDense(sums[index]!, sums[index + 1]!, sums[index + 2]!, sums[index + 3]!);
+      this.#addDense(sums[index]!, sums[index + 1]!, sums[index + 2]!, sums[index + 3]!);
     }
-    this.leafSums = [];
+    this.#leafSums = [];
   }
 }

@@ -127,47 +127,46 @@ export interface SyncSessionOptions {
  * message, since the peer's answer refers to them by position. It lives as long as one walk.
  */
 export class SyncSession<V> {
-  private width: HashWidth;
-  private readonly maxMessageBytes: number;
-  private readonly maxMessageWork: number;
+  #width: HashWidth;
+  readonly #maxMessageBytes: number;
+  readonly #maxMessageWork: number;
   /** The tree as the last message saw it, shared with the bulk transfer that follows. */
-  private tree: WalkTree<V>;
-  private started = false;
-  private probed: Array<readonly number[]> = [];
-  private digestKeysSent: readonly string[] = [];
-  private peerRoot: Uint8Array | undefined;
-  private wasTruncated = false;
+  #tree: WalkTree<V>;
+  #started = false;
+  #probed: Array<readonly number[]> = [];
+  #digestKeysSent: readonly string[] = [];
+  #peerRoot: Uint8Array | undefined;
+  #wasTruncated = false;
 
-  constructor(
-    private readonly replica: SyncReplica<V>,
-    options: SyncSessionOptions = {},
-  ) {
-    this.width = options.width ?? 4;
-    this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    this.maxMessageWork = options.maxMessageWork ?? DEFAULT_MAX_MESSAGE_WORK;
-    this.tree = new WalkTree(replica);
+  readonly #replica: SyncReplica<V>;
+  constructor(replica: SyncReplica<V>, options: SyncSessionOptions = {}) {
+    this.#replica = replica;
+    this.#width = options.width ?? 4;
+    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#maxMessageWork = options.maxMessageWork ?? DEFAULT_MAX_MESSAGE_WORK;
+    this.#tree = new WalkTree(replica);
   }
 
   /** The records of a bulk transfer of the last answer, read from the replica as they are sent. */
   bulkRecords(bulk: readonly BulkItem[]): Generator<readonly [string, LWWRecord<V>]> {
-    return bulkRecords(this.replica, bulk, this.tree);
+    return bulkRecords(this.#replica, bulk, this.#tree);
   }
 
   /** How many records a bulk transfer of the last answer holds at most (for progress). */
   bulkSize(bulk: readonly BulkItem[]): number {
-    return bulkSize(bulk, this.tree);
+    return bulkSize(bulk, this.#tree);
   }
 
   /** The opening message: this side's hashes of the 271 partitions (none when it is empty). */
   open(): SyncMessage<V> {
-    if (this.started) throw new ValidationError('session', 'already started');
-    this.started = true;
-    const tree = this.replica.merkleTree;
+    if (this.#started) throw new ValidationError('session', 'already started');
+    this.#started = true;
+    const tree = this.#replica.merkleTree;
     const empty = tree.root.count === 0;
-    this.probed = empty ? [] : [[]];
+    this.#probed = empty ? [] : [[]];
     return {
-      ...emptyMessage<V>(this.width, rootBytes(tree)),
-      hashes: empty ? new Uint8Array(0) : tree.childHashes([], this.width),
+      ...emptyMessage<V>(this.#width, rootBytes(tree)),
+      hashes: empty ? new Uint8Array(0) : tree.childHashes([], this.#width),
     };
   }
 
@@ -176,15 +175,15 @@ export class SyncSession<V> {
    * true once a walk has ended means both hold the same items (error probability 2^-64).
    */
   get converged(): boolean {
-    const own = rootBytes(this.replica.merkleTree);
+    const own = rootBytes(this.#replica.merkleTree);
     return (
-      this.peerRoot !== undefined && own.every((byte, index) => byte === this.peerRoot![index])
+      this.#peerRoot !== undefined && own.every((byte, index) => byte === this.#peerRoot![index])
     );
   }
 
   /** Whether any answer of this session left differing nodes for a later walk. */
   get truncated(): boolean {
-    return this.wasTruncated;
+    return this.#wasTruncated;
   }
 
   /**
@@ -192,35 +191,35 @@ export class SyncSession<V> {
    * @throws {ValidationError} when the message is malformed or does not fit the session.
    */
   receive(message: SyncMessage<V>): SyncAnswer<V> {
-    const opening = !this.started;
+    const opening = !this.#started;
     if (opening) {
-      this.started = true;
+      this.#started = true;
       if (message.width !== 4 && message.width !== 8) {
         throw new ValidationError('width', 'expected 4 or 8');
       }
-      this.width = message.width;
-    } else if (message.width !== this.width) {
-      throw new ValidationError('width', `expected ${this.width}, the width of this walk`);
+      this.#width = message.width;
+    } else if (message.width !== this.#width) {
+      throw new ValidationError('width', `expected ${this.#width}, the width of this walk`);
     }
     if (!(message.root instanceof Uint8Array) || message.root.length !== 8) {
       throw new ValidationError('root', 'expected 8 bytes');
     }
-    this.peerRoot = message.root;
-    const width = this.width;
-    const tree = new WalkTree(this.replica);
-    this.tree = tree;
+    this.#peerRoot = message.root;
+    const width = this.#width;
+    const tree = new WalkTree(this.#replica);
+    this.#tree = tree;
     const reply = new ReplyBuilder<V>(
-      this.replica,
+      this.#replica,
       tree,
       width,
-      this.maxMessageBytes,
-      this.maxMessageWork,
+      this.#maxMessageBytes,
+      this.#maxMessageWork,
     );
 
     // 1. Wanted records from the digest entries this side sent last.
-    const wanted = readBits(message.wants, this.digestKeysSent.length, 'wants');
+    const wanted = readBits(message.wants, this.#digestKeysSent.length, 'wants');
     wanted.forEach((want, index) => {
-      if (want) reply.addRecord(this.digestKeysSent[index]!);
+      if (want) reply.addRecord(this.#digestKeysSent[index]!);
     });
 
     // 2. The nodes whose children the peer hashed: its opening probes the root.
@@ -236,10 +235,10 @@ export class SyncSession<V> {
       }
     } else {
       probedByPeer = [];
-      const total = this.probed.reduce((sum, path) => sum + tree.childCount(path), 0);
+      const total = this.#probed.reduce((sum, path) => sum + tree.childCount(path), 0);
       const marks = readMarks(message.marks, total);
       let position = 0;
-      for (const path of this.probed) {
+      for (const path of this.#probed) {
         const children = tree.childCount(path);
         for (let child = 0; child < children; child++) {
           const mark = marks[position++]!;
@@ -303,12 +302,12 @@ export class SyncSession<V> {
     }
 
     // 4. Compare the peer's digests with our items.
-    compareDigests(this.replica, tree, message, digestsFromPeer, reply);
+    compareDigests(this.#replica, tree, message, digestsFromPeer, reply);
 
-    this.probed = reply.probed;
-    this.digestKeysSent = reply.digestKeys;
-    const answer = reply.build(rootBytes(this.replica.merkleTree));
-    if (answer.truncated) this.wasTruncated = true;
+    this.#probed = reply.probed;
+    this.#digestKeysSent = reply.digestKeys;
+    const answer = reply.build(rootBytes(this.#replica.merkleTree));
+    if (answer.truncated) this.#wasTruncated = true;
     return answer;
   }
 }
@@ -396,47 +395,59 @@ const DIGEST_ENTRY_BYTES = DIGEST_STAMP_BYTES + 5;
 class ReplyBuilder<V> {
   readonly probed: Array<readonly number[]> = [];
   readonly digestKeys: string[] = [];
-  private readonly marks: number[] = [];
-  private readonly hashChunks: Uint8Array[] = [];
-  private readonly digestSizes: number[] = [];
-  private readonly stamps: DigestStamp[] = [];
-  private readonly wantBits: boolean[] = [];
-  private readonly records: Array<readonly [string, LWWRecord<V>]> = [];
-  private readonly bulkItems: BulkItem[] = [];
+  readonly #marks: number[] = [];
+  readonly #hashChunks: Uint8Array[] = [];
+  readonly #digestSizes: number[] = [];
+  readonly #stamps: DigestStamp[] = [];
+  readonly #wantBits: boolean[] = [];
+  readonly #records: Array<readonly [string, LWWRecord<V>]> = [];
+  readonly #bulkItems: BulkItem[] = [];
   /** Estimated encoded size so far: fields, marks and want bits included. */
-  private bytes = 128;
-  private truncated = false;
+  #bytes = 128;
+  #truncated = false;
+
+  readonly #replica: SyncReplica<V>;
+  readonly #tree: WalkTree<V>;
+  readonly #width: HashWidth;
+  readonly #budget: number;
+  /** Items this answer may still visit. */
+  #work: number;
 
   constructor(
-    private readonly replica: SyncReplica<V>,
-    private readonly tree: WalkTree<V>,
-    private readonly width: HashWidth,
-    private readonly budget: number,
-    /** Items this answer may still visit. */
-    private work: number,
-  ) {}
+    replica: SyncReplica<V>,
+    tree: WalkTree<V>,
+    width: HashWidth,
+    budget: number,
+    work: number,
+  ) {
+    this.#replica = replica;
+    this.#tree = tree;
+    this.#width = width;
+    this.#budget = budget;
+    this.#work = work;
+  }
 
   /** Takes `items` of the work budget; false (and the answer truncated) when it is spent. */
   spend(items: number): boolean {
-    if (this.work < items) {
-      this.work = 0;
-      this.truncated = true;
+    if (this.#work < items) {
+      this.#work = 0;
+      this.#truncated = true;
       return false;
     }
-    this.work -= items;
+    this.#work -= items;
     return true;
   }
 
   mark(mark: number): void {
-    this.marks.push(mark);
-    this.bytes += 0.25;
+    this.#marks.push(mark);
+    this.#bytes += 0.25;
   }
 
   /** Adds the child hashes of `path` if they fit; otherwise the node is left for a later walk. */
   probe(path: readonly number[], children: number): boolean {
-    if (!this.fits(children * this.width) || !this.spend(children)) return false;
+    if (!this.#fits(children * this.#width) || !this.spend(children)) return false;
     this.probed.push(path);
-    this.hashChunks.push(this.tree.childHashes(path, this.width));
+    this.#hashChunks.push(this.#tree.childHashes(path, this.#width));
     return true;
   }
 
@@ -445,35 +456,35 @@ class ReplyBuilder<V> {
     if (!this.spend(count)) return false;
     const entries: Array<[string, LWWRecord<V>]> = [];
     let bytes = 0;
-    for (const key of this.tree.keysUnder(path)) {
-      const record = this.replica.getRecord(key);
+    for (const key of this.#tree.keysUnder(path)) {
+      const record = this.#replica.getRecord(key);
       if (record === undefined) continue;
       entries.push([key, record]);
       bytes += utf8Bytes(key) + DIGEST_ENTRY_BYTES;
     }
-    if (!this.fits(bytes)) return false;
+    if (!this.#fits(bytes)) return false;
     for (const [key, record] of entries) {
       this.digestKeys.push(key);
-      this.stamps.push({
+      this.#stamps.push({
         timestamp: record.timestamp,
-        itemHash: this.replica.merkleTree.itemHash(key, record),
+        itemHash: this.#replica.merkleTree.itemHash(key, record),
       });
     }
-    this.digestSizes.push(entries.length);
+    this.#digestSizes.push(entries.length);
     return true;
   }
 
   bulk(path: readonly number[], except?: ReadonlySet<string>): void {
-    this.bulkItems.push(except === undefined ? { path } : { path, except });
+    this.#bulkItems.push(except === undefined ? { path } : { path, except });
   }
 
   want(yes: boolean): void {
-    this.wantBits.push(yes);
-    this.bytes += 0.125;
+    this.#wantBits.push(yes);
+    this.#bytes += 0.125;
   }
 
   addRecord(key: string): void {
-    const record = this.replica.getRecord(key);
+    const record = this.#replica.getRecord(key);
     if (record !== undefined) this.addEntry([key, record]);
   }
 
@@ -483,7 +494,7 @@ class ReplyBuilder<V> {
    */
   addEntry(entry: readonly [string, LWWRecord<V>]): void {
     if (!this.spend(1)) {
-      this.bulkItems.push({ key: entry[0] });
+      this.#bulkItems.push({ key: entry[0] });
       return;
     }
     const size =
@@ -491,46 +502,46 @@ class ReplyBuilder<V> {
       entry[1].timestamp.nodeId.length +
       RECORD_OVERHEAD_BYTES +
       canonicalSize(entry[1].value);
-    if (this.bytes + size <= this.budget) {
-      this.bytes += size;
-      this.records.push(entry);
+    if (this.#bytes + size <= this.#budget) {
+      this.#bytes += size;
+      this.#records.push(entry);
     } else {
-      this.bulkItems.push({ key: entry[0] });
+      this.#bulkItems.push({ key: entry[0] });
     }
   }
 
   build(root: Uint8Array): SyncAnswer<V> {
     const says =
-      this.marks.some((mark) => mark !== MARK_SAME) ||
-      this.wantBits.includes(true) ||
-      this.records.length > 0 ||
-      this.bulkItems.length > 0;
-    if (!says) return { message: undefined, bulk: [], truncated: this.truncated };
-    const { stamps, nodeIds } = encodeStamps(this.stamps);
+      this.#marks.some((mark) => mark !== MARK_SAME) ||
+      this.#wantBits.includes(true) ||
+      this.#records.length > 0 ||
+      this.#bulkItems.length > 0;
+    if (!says) return { message: undefined, bulk: [], truncated: this.#truncated };
+    const { stamps, nodeIds } = encodeStamps(this.#stamps);
     return {
       message: {
-        width: this.width,
+        width: this.#width,
         root,
-        marks: packMarks(this.marks),
-        hashes: concat(this.hashChunks),
-        digestSizes: this.digestSizes,
+        marks: packMarks(this.#marks),
+        hashes: concat(this.#hashChunks),
+        digestSizes: this.#digestSizes,
         digestKeys: this.digestKeys,
         digestStamps: stamps,
         nodeIds,
-        wants: packBits(this.wantBits),
-        records: this.records,
+        wants: packBits(this.#wantBits),
+        records: this.#records,
       },
-      bulk: this.bulkItems,
-      truncated: this.truncated,
+      bulk: this.#bulkItems,
+      truncated: this.#truncated,
     };
   }
 
-  private fits(bytes: number): boolean {
-    if (this.bytes + bytes <= this.budget) {
-      this.bytes += bytes;
+  #fits(bytes: number): boolean {
+    if (this.#bytes + bytes <= this.#budget) {
+      this.#bytes += bytes;
       return true;
     }
-    this.truncated = true;
+    this.#truncated = true;
     return false;
   }
 }

@@ -47,14 +47,14 @@ const valueHasher = new ValueHasher();
  */
 export class MerkleTree {
   /** Partitions with items while there are at most {@link LISTED_PARTITIONS}. */
-  private listed: MerklePartition[] = [];
+  #listed: MerklePartition[] = [];
   /** Partitions with items by index, once there were more. */
-  private table: Array<MerklePartition | undefined> | undefined;
-  private rootHash1 = 0;
-  private rootHash2 = 0;
-  private rootCount = 0;
-  private partitionBytes = 0;
-  private encodedBytes = 0;
+  #table: Array<MerklePartition | undefined> | undefined;
+  #rootHash1 = 0;
+  #rootHash2 = 0;
+  #rootCount = 0;
+  #partitionBytes = 0;
+  #encodedBytes = 0;
 
   /**
    * Moves `key` from its item for record `previous` to its item for record `next`. Pass
@@ -78,29 +78,29 @@ export class MerkleTree {
       delta1 = (delta1 - itemHasher.lane1) | 0;
       delta2 = (delta2 - itemHasher.lane2) | 0;
       deltaCount--;
-      this.encodedBytes -= valueHasher.size;
+      this.#encodedBytes -= valueHasher.size;
     }
     if (next !== undefined) {
       hashItem(next);
       delta1 = (delta1 + itemHasher.lane1) | 0;
       delta2 = (delta2 + itemHasher.lane2) | 0;
       deltaCount++;
-      this.encodedBytes += valueHasher.size;
+      this.#encodedBytes += valueHasher.size;
     }
-    const existing = this.partitionAt(partitionIndex);
+    const existing = this.#partitionAt(partitionIndex);
     const bytesBefore = existing?.byteSize ?? 0;
-    const partition = existing ?? this.addPartition(partitionIndex);
+    const partition = existing ?? this.#addPartition(partitionIndex);
     partition.apply(key, leaf, delta1, delta2, deltaCount);
-    this.rootHash1 = (this.rootHash1 + delta1) | 0;
-    this.rootHash2 = (this.rootHash2 + delta2) | 0;
-    this.rootCount += deltaCount;
+    this.#rootHash1 = (this.#rootHash1 + delta1) | 0;
+    this.#rootHash2 = (this.#rootHash2 + delta2) | 0;
+    this.#rootCount += deltaCount;
     if (partition.keys.length === 0) {
-      this.removePartition(partition);
-      this.partitionBytes -= bytesBefore;
+      this.#removePartition(partition);
+      this.#partitionBytes -= bytesBefore;
       // An empty tree gives its table back: it costs more than a small map in all.
-      if (this.rootCount === 0) this.table = undefined;
+      if (this.#rootCount === 0) this.#table = undefined;
     } else {
-      this.partitionBytes += partition.byteSize - bytesBefore;
+      this.#partitionBytes += partition.byteSize - bytesBefore;
     }
   }
 
@@ -111,8 +111,8 @@ export class MerkleTree {
   get byteSize(): number {
     return (
       TREE_BYTES +
-      (this.table === undefined ? this.listed.length * 8 : TABLE_BYTES) +
-      this.partitionBytes
+      (this.#table === undefined ? this.#listed.length * 8 : TABLE_BYTES) +
+      this.#partitionBytes
     );
   }
 
@@ -122,7 +122,7 @@ export class MerkleTree {
    * its memory takes their size from here instead of walking them again.
    */
   get valueBytes(): number {
-    return this.encodedBytes;
+    return this.#encodedBytes;
   }
 
   /** The hash of the item of `key` for `record`, as `[lane1, lane2]` (signed 32-bit). */
@@ -139,19 +139,19 @@ export class MerkleTree {
   partitionKeys(
     partition: number,
   ): { readonly keys: readonly string[]; readonly leaves: readonly number[] } | undefined {
-    return this.partitionAt(partition);
+    return this.#partitionAt(partition);
   }
 
   /** The root summary. Two trees with equal roots hold the same items with probability 1 - 2^-64. */
   get root(): MerkleNode {
-    return { hash1: this.rootHash1 >>> 0, hash2: this.rootHash2 >>> 0, count: this.rootCount };
+    return { hash1: this.#rootHash1 >>> 0, hash2: this.#rootHash2 >>> 0, count: this.#rootCount };
   }
 
   /** The root hash as 16 lowercase hex digits (lane 1, then lane 2). */
   rootHashHex(): string {
     return (
-      (this.rootHash1 >>> 0).toString(16).padStart(8, '0') +
-      (this.rootHash2 >>> 0).toString(16).padStart(8, '0')
+      (this.#rootHash1 >>> 0).toString(16).padStart(8, '0') +
+      (this.#rootHash2 >>> 0).toString(16).padStart(8, '0')
     );
   }
 
@@ -163,7 +163,7 @@ export class MerkleTree {
   node(path: readonly number[]): MerkleNode {
     validateMerklePath(path);
     if (path.length === 0) return this.root;
-    const partition = this.partitionAt(path[0]!);
+    const partition = this.#partitionAt(path[0]!);
     if (partition === undefined) return EMPTY_NODE;
     return partition.summary(path.length - 1, positionOf(path));
   }
@@ -179,7 +179,7 @@ export class MerkleTree {
     const bytes = new Uint8Array(children * width);
     const view = new DataView(bytes.buffer);
     for (let child = 0; child < children; child++) {
-      const { hash1, hash2 } = this.childNode(path, child);
+      const { hash1, hash2 } = this.#childNode(path, child);
       view.setUint32(child * width, hash1);
       if (width === 8) view.setUint32(child * width + 4, hash2);
     }
@@ -202,7 +202,7 @@ export class MerkleTree {
     const view = new DataView(peerHashes.buffer, peerHashes.byteOffset, peerHashes.byteLength);
     const differing: number[] = [];
     for (let child = 0; child < children; child++) {
-      const own = this.childNode(path, child);
+      const own = this.#childNode(path, child);
       const differs =
         own.hash1 !== view.getUint32(child * width) ||
         (width === 8 && own.hash2 !== view.getUint32(child * width + 4));
@@ -218,7 +218,7 @@ export class MerkleTree {
       for (let p = 0; p < PARTITION_COUNT; p++) yield* this.keysUnder([p]);
       return;
     }
-    const partition = this.partitionAt(path[0]!);
+    const partition = this.#partitionAt(path[0]!);
     if (partition === undefined) return;
     let first = 0;
     let span = LEAVES_PER_PARTITION;
@@ -234,49 +234,49 @@ export class MerkleTree {
     }
   }
 
-  private childNode(path: readonly number[], child: number): MerkleNode {
-    if (path.length === 0) return this.partitionAt(child)?.summary(0, 0) ?? EMPTY_NODE;
-    const partition = this.partitionAt(path[0]!);
+  #childNode(path: readonly number[], child: number): MerkleNode {
+    if (path.length === 0) return this.#partitionAt(child)?.summary(0, 0) ?? EMPTY_NODE;
+    const partition = this.#partitionAt(path[0]!);
     if (partition === undefined) return EMPTY_NODE;
     return partition.summary(path.length, positionOf(path) * MERKLE_FANOUT + child);
   }
 
-  private partitionAt(index: number): MerklePartition | undefined {
-    const table = this.table;
+  #partitionAt(index: number): MerklePartition | undefined {
+    const table = this.#table;
     if (table !== undefined) return table[index];
-    const listed = this.listed;
+    const listed = this.#listed;
     for (let position = 0; position < listed.length; position++) {
       if (listed[position]!.index === index) return listed[position];
     }
     return undefined;
   }
 
-  private addPartition(index: number): MerklePartition {
+  #addPartition(index: number): MerklePartition {
     const partition = new MerklePartition(index);
-    const listed = this.listed;
-    if (this.table !== undefined) {
-      this.table[index] = partition;
+    const listed = this.#listed;
+    if (this.#table !== undefined) {
+      this.#table[index] = partition;
     } else if (listed.length === 0) {
       // A literal has room for exactly one; a push onto an empty array would reserve 17.
-      this.listed = [partition];
+      this.#listed = [partition];
     } else if (listed.length < LISTED_PARTITIONS) {
       listed.push(partition);
     } else {
       const table = new Array<MerklePartition | undefined>(PARTITION_COUNT).fill(undefined);
       for (const other of listed) table[other.index] = other;
       table[index] = partition;
-      this.table = table;
-      this.listed = [];
+      this.#table = table;
+      this.#listed = [];
     }
     return partition;
   }
 
-  private removePartition(partition: MerklePartition): void {
-    if (this.table !== undefined) {
-      this.table[partition.index] = undefined;
+  #removePartition(partition: MerklePartition): void {
+    if (this.#table !== undefined) {
+      this.#table[partition.index] = undefined;
       return;
     }
-    const listed = this.listed;
+    const listed = this.#listed;
     const position = listed.indexOf(partition);
     listed[position] = listed[listed.length - 1]!;
     listed.pop();

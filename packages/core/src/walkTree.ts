@@ -49,10 +49,14 @@ const EMPTY: MerkleNode = Object.freeze({ hash1: 0, hash2: 0, count: 0 });
  * names many sub-leaves of a crowded leaf costs one pass over it.
  */
 export class WalkTree<V> {
-  private readonly leaves = new Map<string, LeafItems>();
-  private readonly partitions = new Map<number, ReadonlyArray<readonly string[]>>();
+  readonly #leaves = new Map<string, LeafItems>();
+  readonly #partitions = new Map<number, ReadonlyArray<readonly string[]>>();
 
-  constructor(private readonly replica: SyncReplica<V>) {}
+  readonly #replica: SyncReplica<V>;
+
+  constructor(replica: SyncReplica<V>) {
+    this.#replica = replica;
+  }
 
   /** How many children the node at `path` has: 271 for the root, 0 at the deepest level, else 4. */
   childCount(path: readonly number[]): number {
@@ -64,18 +68,18 @@ export class WalkTree<V> {
   /** The summary of the node at `path`. */
   node(path: readonly number[]): MerkleNode {
     validateWalkPath(path);
-    if (path.length <= LEAF_PATH_LENGTH) return this.replica.merkleTree.node(path);
-    return this.subleafNode(path);
+    if (path.length <= LEAF_PATH_LENGTH) return this.#replica.merkleTree.node(path);
+    return this.#subleafNode(path);
   }
 
   /** Child hashes of the node at `path`, encoded as by `MerkleTree.childHashes`. */
   childHashes(path: readonly number[], width: HashWidth): Uint8Array {
     const children = this.childCount(path);
-    if (path.length < LEAF_PATH_LENGTH) return this.replica.merkleTree.childHashes(path, width);
+    if (path.length < LEAF_PATH_LENGTH) return this.#replica.merkleTree.childHashes(path, width);
     const bytes = new Uint8Array(children * width);
     const view = new DataView(bytes.buffer);
     for (let child = 0; child < children; child++) {
-      const { hash1, hash2 } = this.subleafNode([...path, child]);
+      const { hash1, hash2 } = this.#subleafNode([...path, child]);
       view.setUint32(child * width, hash1);
       if (width === 8) view.setUint32(child * width + 4, hash2);
     }
@@ -85,7 +89,7 @@ export class WalkTree<V> {
   /** Indexes of the children of `path` whose hashes differ from the peer's, in order. */
   differingChildren(path: readonly number[], peerHashes: Uint8Array, width: HashWidth): number[] {
     if (path.length < LEAF_PATH_LENGTH) {
-      return this.replica.merkleTree.differingChildren(path, peerHashes, width);
+      return this.#replica.merkleTree.differingChildren(path, peerHashes, width);
     }
     const own = this.childHashes(path, width);
     if (!(peerHashes instanceof Uint8Array) || peerHashes.length !== own.length) {
@@ -107,11 +111,11 @@ export class WalkTree<V> {
   *keysUnder(path: readonly number[]): Generator<string> {
     validateWalkPath(path);
     if (path.length <= 1) {
-      yield* this.replica.merkleTree.keysUnder(path);
+      yield* this.#replica.merkleTree.keysUnder(path);
       return;
     }
     if (path.length <= LEAF_PATH_LENGTH) {
-      const byLeaf = this.leavesOf(path[0]!);
+      const byLeaf = this.#leavesOf(path[0]!);
       let first = 0;
       let span = LEAVES_PER_PARTITION;
       for (let level = 1; level < path.length; level++) {
@@ -121,13 +125,13 @@ export class WalkTree<V> {
       for (let leaf = first; leaf < first + span; leaf++) yield* byLeaf[leaf]!;
       return;
     }
-    const items = this.itemsOf(path);
+    const items = this.#itemsOf(path);
     const [first, end] = rangeOf(items, path);
     for (let index = first; index < end; index++) yield items.keys[index]!;
   }
 
-  private subleafNode(path: readonly number[]): MerkleNode {
-    const items = this.itemsOf(path);
+  #subleafNode(path: readonly number[]): MerkleNode {
+    const items = this.#itemsOf(path);
     const [first, end] = rangeOf(items, path);
     if (first === end) return EMPTY;
     return {
@@ -138,31 +142,31 @@ export class WalkTree<V> {
   }
 
   /** The keys of a partition grouped by leaf, gathered once per message. */
-  private leavesOf(partition: number): ReadonlyArray<readonly string[]> {
-    let byLeaf = this.partitions.get(partition);
+  #leavesOf(partition: number): ReadonlyArray<readonly string[]> {
+    let byLeaf = this.#partitions.get(partition);
     if (byLeaf === undefined) {
       const groups: string[][] = Array.from({ length: LEAVES_PER_PARTITION }, () => []);
-      const entries = this.replica.merkleTree.partitionKeys(partition);
+      const entries = this.#replica.merkleTree.partitionKeys(partition);
       if (entries !== undefined) {
         const { keys, leaves } = entries;
         for (let index = 0; index < keys.length; index++)
           groups[leaves[index]!]!.push(keys[index]!);
       }
       byLeaf = groups;
-      this.partitions.set(partition, byLeaf);
+      this.#partitions.set(partition, byLeaf);
     }
     return byLeaf;
   }
 
-  private itemsOf(path: readonly number[]): LeafItems {
+  #itemsOf(path: readonly number[]): LeafItems {
     const leafPath = path.slice(0, LEAF_PATH_LENGTH);
     const id = leafPath.join('.');
-    let items = this.leaves.get(id);
+    let items = this.#leaves.get(id);
     if (items === undefined) {
-      const tree = this.replica.merkleTree;
+      const tree = this.#replica.merkleTree;
       const gathered: Array<{ key: string; deep: number; hash1: number; hash2: number }> = [];
       for (const key of this.keysUnder(leafPath)) {
-        const record = this.replica.getRecord(key);
+        const record = this.#replica.getRecord(key);
         if (record === undefined) continue;
         const [hash1, hash2] = tree.itemHash(key, record);
         gathered.push({ key, deep: hashString(key)[1], hash1, hash2 });
@@ -177,7 +181,7 @@ export class WalkTree<V> {
         sum2[index + 1] = (sum2[index]! + item.hash2) | 0;
       });
       items = { keys: gathered.map((item) => item.key), deep, sum1, sum2 };
-      this.leaves.set(id, items);
+      this.#leaves.set(id, items);
     }
     return items;
   }

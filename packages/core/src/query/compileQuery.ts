@@ -164,21 +164,21 @@ interface Budget {
  * however many `in` lists look at it: one record costs its size, not size times conditions.
  */
 class CanonicalTexts {
-  private record: unknown;
-  private readonly texts = new Map<object, string>();
+  #record: unknown;
+  readonly #texts = new Map<object, string>();
 
   /** Starts matching `record` (forgets the texts of the previous one). */
   forRecord(record: unknown): void {
-    if (record === this.record) return;
-    this.record = record;
-    this.texts.clear();
+    if (record === this.#record) return;
+    this.#record = record;
+    this.#texts.clear();
   }
 
   textOf(field: object): string {
-    let text = this.texts.get(field);
+    let text = this.#texts.get(field);
     if (text === undefined) {
       text = stableStringify(field);
-      this.texts.set(field, text);
+      this.#texts.set(field, text);
     }
     return text;
   }

@@ -45,12 +45,12 @@ const rowOf = <V>(entry: Entry<V>): QueryRow<V> => entry.row;
  * the result really changes, so it can serve as a React snapshot.
  */
 export class LiveQuery<V> {
-  private readonly compiled: CompiledQuery<V>;
-  private readonly sorted: SortedList<Entry<V>>;
-  private readonly entries = new Map<string, Entry<V>>();
-  private window: readonly QueryRow<V>[] = [];
+  readonly #compiled: CompiledQuery<V>;
+  readonly #sorted: SortedList<Entry<V>>;
+  readonly #entries = new Map<string, Entry<V>>();
+  #window: readonly QueryRow<V>[] = [];
   /** Whether `window` lags the index (a whole result is copied when read, not per change). */
-  private windowStale = false;
+  #windowStale = false;
 
   /**
    * @param query The query; validated here.
@@ -58,12 +58,12 @@ export class LiveQuery<V> {
    * @throws {QueryError} when the query is invalid.
    */
   constructor(query: Query<V>, initial: Iterable<readonly [string, V]> = []) {
-    this.compiled = compileQuery(query);
-    this.sorted = new SortedList<Entry<V>>(this.compiled.compare);
+    this.#compiled = compileQuery(query);
+    this.#sorted = new SortedList<Entry<V>>(this.#compiled.compare);
     const matching: Entry<V>[] = [];
-    for (const [key, value] of initial) this.collect(key, value, matching);
-    matching.sort(this.compiled.compare);
-    this.settle(matching);
+    for (const [key, value] of initial) this.#collect(key, value, matching);
+    matching.sort(this.#compiled.compare);
+    this.#settle(matching);
   }
 
   /**
@@ -84,67 +84,67 @@ export class LiveQuery<V> {
     const matching: Entry<V>[] = [];
     let since = 0;
     for (const [key, value] of initial) {
-      live.collect(key, value, matching);
+      live.#collect(key, value, matching);
       if (matching.length > maxRows) return undefined;
       if (++since >= 16) {
         since = 0;
         if (slicer.due()) await slicer.pause();
       }
     }
-    await sortInSlices(matching, live.compiled.compare, slicer);
-    live.settle(matching);
+    await sortInSlices(matching, live.#compiled.compare, slicer);
+    live.#settle(matching);
     return live;
   }
 
   /** The current result rows, in order. The same array until the result changes. */
   get rows(): readonly QueryRow<V>[] {
-    if (this.windowStale) {
-      this.windowStale = false;
-      this.window = this.sliceWindow();
+    if (this.#windowStale) {
+      this.#windowStale = false;
+      this.#window = this.#sliceWindow();
     }
-    return this.window;
+    return this.#window;
   }
 
   /** Number of matching records, before `offset` and `limit`. */
   get matchingCount(): number {
-    return this.sorted.length;
+    return this.#sorted.length;
   }
 
   /** Number of rows in the result (what reading `rows` after a change copies). */
   get resultSize(): number {
-    const { offset, limit } = this.compiled;
-    return Math.max(0, Math.min(this.sorted.length - offset, limit));
+    const { offset, limit } = this.#compiled;
+    return Math.max(0, Math.min(this.#sorted.length - offset, limit));
   }
 
   /** Applies one record change and reports its effect on the result. */
   apply(change: RecordChange<V>): LiveQueryDelta<V> {
     const { key, value } = change;
-    const previous = this.entries.get(key);
-    const matches = value !== undefined && this.compiled.matches(value);
+    const previous = this.#entries.get(key);
+    const matches = value !== undefined && this.#compiled.matches(value);
     if (previous === undefined && !matches) return UNCHANGED;
 
-    const { offset, limit } = this.compiled;
+    const { offset, limit } = this.#compiled;
     const end = offset + limit;
     let oldIndex = -1;
     if (previous !== undefined) {
-      oldIndex = this.sorted.remove(previous);
-      this.entries.delete(key);
+      oldIndex = this.#sorted.remove(previous);
+      this.#entries.delete(key);
     }
     let newIndex = -1;
     let entry: Entry<V> | undefined;
     if (matches) {
-      entry = this.createEntry(key, value);
-      newIndex = this.sorted.insert(entry);
-      this.entries.set(key, entry);
+      entry = this.#createEntry(key, value);
+      newIndex = this.#sorted.insert(entry);
+      this.#entries.set(key, entry);
     }
     // Removal and insertion both past the window's end leave the window as it was.
     const touchesWindow = (oldIndex >= 0 && oldIndex < end) || (newIndex >= 0 && newIndex < end);
     if (!touchesWindow) return UNCHANGED;
 
     if (offset === 0 && limit === Number.POSITIVE_INFINITY) {
-      return this.applyToWholeResult(previous, entry, oldIndex, newIndex);
+      return this.#applyToWholeResult(previous, entry, oldIndex, newIndex);
     }
-    return this.diffWindow(key, oldIndex, newIndex);
+    return this.#diffWindow(key, oldIndex, newIndex);
   }
 
   /**
@@ -152,13 +152,13 @@ export class LiveQuery<V> {
    * are copied from the index when next read: a stream of changes (a first sync) costs one
    * copy per read, not one per change.
    */
-  private applyToWholeResult(
+  #applyToWholeResult(
     previous: Entry<V> | undefined,
     entry: Entry<V> | undefined,
     oldIndex: number,
     newIndex: number,
   ): LiveQueryDelta<V> {
-    this.windowStale = true;
+    this.#windowStale = true;
     if (previous === undefined) return { ...UNCHANGED, changed: true, entered: [entry!.row] };
     if (entry === undefined) return { ...UNCHANGED, changed: true, left: [previous.key] };
     return {
@@ -169,9 +169,9 @@ export class LiveQuery<V> {
     };
   }
 
-  private diffWindow(key: string, oldIndex: number, newIndex: number): LiveQueryDelta<V> {
+  #diffWindow(key: string, oldIndex: number, newIndex: number): LiveQueryDelta<V> {
     const before = this.rows;
-    const after = this.sliceWindow();
+    const after = this.#sliceWindow();
     const beforeByKey = new Map(before.map((row) => [row.key, row]));
     const afterKeys = new Set(after.map((row) => row.key));
     const entered: QueryRow<V>[] = [];
@@ -185,30 +185,30 @@ export class LiveQuery<V> {
     const moved = beforeByKey.has(key) && afterKeys.has(key) && oldIndex !== newIndex ? [key] : [];
     const changed = entered.length + left.length + updated.length + moved.length > 0;
     if (!changed) return UNCHANGED;
-    this.window = after;
+    this.#window = after;
     return { changed, entered, left, moved, updated };
   }
 
-  private sliceWindow(): readonly QueryRow<V>[] {
-    const { offset, limit } = this.compiled;
-    return this.sorted.sliceMapped(offset, offset + limit, rowOf);
+  #sliceWindow(): readonly QueryRow<V>[] {
+    const { offset, limit } = this.#compiled;
+    return this.#sorted.sliceMapped(offset, offset + limit, rowOf);
   }
 
-  private collect(key: string, value: V, matching: Entry<V>[]): void {
-    if (!this.compiled.matches(value)) return;
-    const entry = this.createEntry(key, value);
+  #collect(key: string, value: V, matching: Entry<V>[]): void {
+    if (!this.#compiled.matches(value)) return;
+    const entry = this.#createEntry(key, value);
     matching.push(entry);
-    this.entries.set(key, entry);
+    this.#entries.set(key, entry);
   }
 
-  private settle(matching: Entry<V>[]): void {
-    this.sorted.assignSorted(matching);
-    this.window = this.sliceWindow();
-    this.windowStale = false;
+  #settle(matching: Entry<V>[]): void {
+    this.#sorted.assignSorted(matching);
+    this.#window = this.#sliceWindow();
+    this.#windowStale = false;
   }
 
-  private createEntry(key: string, value: V): Entry<V> {
-    const { sortValuesOf, toRow } = this.compiled;
+  #createEntry(key: string, value: V): Entry<V> {
+    const { sortValuesOf, toRow } = this.#compiled;
     return { key, value, sortValues: sortValuesOf(value), row: toRow(key, value) };
   }
 }
