@@ -127,14 +127,11 @@ export class TopGunClient {
         this.#engine = new SyncEngine(
           { ...rooms, clock },
           {
+            ...options,
             urls,
             nodeId: this.nodeId,
-            ...(options.token === undefined ? {} : { token: options.token }),
             transport: options.transport ?? webSocketTransport(options.WebSocket),
             online: options.online ?? browserOnlineManager(),
-            ...(options.minRetryMs === undefined ? {} : { minRetryMs: options.minRetryMs }),
-            ...(options.maxRetryMs === undefined ? {} : { maxRetryMs: options.maxRetryMs }),
-            ...(options.walkRetryMs === undefined ? {} : { walkRetryMs: options.walkRetryMs }),
             now: options.now ?? Date.now,
             random: options.random ?? Math.random,
           },

@@ -5,6 +5,13 @@ import {
   type Value,
   type WireEntry,
 } from '../src/index.js';
+import {
+  AUTH_ERROR_CODES,
+  QUERY_ERROR_CODES,
+  REJECTION_REASONS,
+  SYNC_ERROR_CODES,
+  SYNC_RESET_REASONS,
+} from '../src/protocol/messageFields.js';
 import { fc } from './property.js';
 
 const FORBIDDEN_FIELDS = new Set(['__proto__', 'constructor', 'prototype']);
@@ -75,13 +82,7 @@ export const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
   }),
   fc.record({
     type: fc.constant('auth_error' as const),
-    code: fc.constantFrom(
-      'MISSING_TOKEN',
-      'INVALID_TOKEN',
-      'EXPIRED_TOKEN',
-      'ANONYMOUS_NOT_ALLOWED',
-      'NODE_ID_TAKEN',
-    ),
+    code: fc.constantFrom(...AUTH_ERROR_CODES),
     message: text,
   }),
   fc.record({
@@ -98,15 +99,7 @@ export const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
       fc.record(
         {
           id: uint,
-          reason: fc.constantFrom(
-            'PERMISSION',
-            'CLOCK_DRIFT',
-            'VALIDATION',
-            'NODE_ID',
-            'RATE_LIMIT',
-            'UNAVAILABLE',
-            'TOO_OLD',
-          ),
+          reason: fc.constantFrom(...REJECTION_REASONS),
           message: text,
           retryable: fc.boolean(),
           current: fc.option(wireEntryArbitrary, { nil: null }),
@@ -176,18 +169,13 @@ export const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
     type: fc.constant('sync_reset' as const),
     map: mapNameArbitrary,
     session: uint,
-    reason: fc.constantFrom('PRUNED' as const, 'REQUESTED' as const),
+    reason: fc.constantFrom(...SYNC_RESET_REASONS),
   }),
   fc.record({
     type: fc.constant('sync_error' as const),
     map: mapNameArbitrary,
     session: uint,
-    code: fc.constantFrom(
-      'PERMISSION' as const,
-      'UNAVAILABLE' as const,
-      'INVALID' as const,
-      'LIMIT' as const,
-    ),
+    code: fc.constantFrom(...SYNC_ERROR_CODES),
     message: text,
   }),
   fc.record({
@@ -234,7 +222,7 @@ export const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
   fc.record({
     type: fc.constant('query_error' as const),
     id: uint,
-    code: fc.constantFrom('INVALID_QUERY' as const, 'PERMISSION' as const, 'LIMIT' as const),
+    code: fc.constantFrom(...QUERY_ERROR_CODES),
     message: text,
   }),
   fc.record({ type: fc.constant('ping' as const), time: uint }),

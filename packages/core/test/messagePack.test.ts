@@ -3,41 +3,20 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_DECODE_LIMITS, ProtocolError } from '../src/index.js';
 import { readMessagePack } from '../src/protocol/messagePackReader.js';
 import { writeMessagePack } from '../src/protocol/messagePackWriter.js';
+import { packrOptions } from '../src/protocol/packr.js';
 import { messageArbitrary, valueArbitrary, wireEntryArbitrary } from './arbitraries.js';
+import { plain } from './plain.js';
 import { fc } from './property.js';
 
-// The oracle: msgpackr with the options the protocol was first written with; the encoder and
-// decoder of core must agree with it byte for byte and value for value.
-const oracle = new Packr({
-  useRecords: false,
-  mapsAsObjects: true,
-  variableMapSize: true,
-  moreTypes: false,
-  structuredClone: false,
-  bundleStrings: false,
-  sequential: false,
-  useToJSON: false,
-  skipValues: [undefined],
-  maxSharedStructures: 0,
-  int64AsType: 'auto',
-  copyBuffers: true,
-} as unknown as ConstructorParameters<typeof Packr>[0]);
+// The oracle: msgpackr with the protocol's options (the server still decodes with it); the
+// encoder and decoder of core must agree with it byte for byte and value for value.
+const oracle = new Packr(packrOptions as ConstructorParameters<typeof Packr>[0]);
 // Writes forms the protocol encoder never does (float 32, 64-bit integers), to decode them.
 const float32Writer = new Packr({ useRecords: false, variableMapSize: true, useFloat32: 1 });
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 const oracleHex = (value: unknown) => hex(oracle.pack(value));
 const limits = { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: 16 * 1024 * 1024 };
-
-/** Normalizes decoded binaries (Buffers in Node) so they compare equal to Uint8Arrays. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return ['bytes', ...value];
-  if (Array.isArray(value)) return value.map(plain);
-  if (typeof value === 'object' && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([key, field]) => [key, plain(field)]));
-  }
-  return value;
-}
 
 const edgeNumbers = [
   0,
@@ -217,6 +196,22 @@ describe('the MessagePack decoder', () => {
       }),
       { numRuns: 5000 },
     );
+  });
+
+  it('reads map keys right however many share a slot of its key cache, frame after frame', () => {
+    // 3 000 distinct short keys cannot all have a slot of their own: some share one.
+    const maps = [0, 1, 2].map((part) =>
+      Object.fromEntries(
+        Array.from({ length: 1000 }, (_, index) => [`k${part * 1000 + index}`, index]),
+      ),
+    );
+    const frame = writeMessagePack(maps);
+    for (let pass = 0; pass < 2; pass++) {
+      expect(readMessagePack(frame, limits)).toEqual(oracle.unpack(frame));
+      // Shorter and longer keys with the same first bytes must not be taken for cached ones.
+      const other = writeMessagePack([{ k1: 1, k10: 2, k100: 3, '': 4, é: 5 }]);
+      expect(readMessagePack(other, limits)).toEqual([{ k1: 1, k10: 2, k100: 3, '': 4, é: 5 }]);
+    }
   });
 
   it('returns binaries that do not keep the frame alive', () => {

@@ -11,6 +11,7 @@ import {
   type ProtocolErrorReason,
 } from '../src/index.js';
 import { messageArbitrary } from './arbitraries.js';
+import { plain } from './plain.js';
 import { fc } from './property.js';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
@@ -26,16 +27,6 @@ function reasonOf(frame: Uint8Array): ProtocolErrorReason | 'accepted' {
     if (!(error instanceof ProtocolError)) throw error;
     return error.reason;
   }
-}
-
-/** Normalizes decoded binaries (Buffers in Node) so they compare equal to Uint8Arrays. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return Array.from(value);
-  if (Array.isArray(value)) return value.map(plain);
-  if (typeof value === 'object' && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([key, field]) => [key, plain(field)]));
-  }
-  return value;
 }
 
 describe('test vectors (specifications/protocol.md)', () => {

@@ -15,6 +15,7 @@ import {
 import { MAX_TEXT_LENGTH, MAX_USER_ID_LENGTH } from '../src/protocol/messageFields.js';
 import { OPTIONAL, SERVER_MESSAGE_SHAPES } from '../src/protocol/serverMessageChecks.js';
 import { messageArbitrary } from './arbitraries.js';
+import { plain } from './plain.js';
 import { fc } from './property.js';
 
 /*
@@ -37,16 +38,6 @@ function verdictOf(decode: (frame: Uint8Array) => Message, frame: Uint8Array): V
     if (!(error instanceof ProtocolError)) throw error;
     return { refused: error.reason };
   }
-}
-
-/** Normalizes decoded binaries (Buffers in Node) so they compare equal to Uint8Arrays. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return ['bytes', ...value];
-  if (Array.isArray(value)) return value.map(plain);
-  if (typeof value === 'object' && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([key, field]) => [key, plain(field)]));
-  }
-  return value;
 }
 
 const plainVerdict = (verdict: Verdict) =>

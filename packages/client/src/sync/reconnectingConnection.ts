@@ -18,13 +18,13 @@ export interface ReconnectingConnectionOptions {
    * so that clients given the same list spread over its servers.
    */
   readonly urls: readonly [string, ...string[]];
-  readonly token?: string | (() => string | undefined | Promise<string | undefined>);
+  readonly token?: string | (() => string | undefined | Promise<string | undefined>) | undefined;
   readonly transport: Transport;
   readonly online: OnlineManager;
   readonly status: SyncStatusStore;
   /** Reconnect delay bounds (full jitter between 0 and the exponential bound). Default: 500 ms to 30 s. */
-  readonly minRetryMs?: number;
-  readonly maxRetryMs?: number;
+  readonly minRetryMs?: number | undefined;
+  readonly maxRetryMs?: number | undefined;
   /** The wall clock. */
   readonly now: () => number;
   /** Uniform random numbers in [0, 1): the first URL and the reconnect jitter. */

@@ -41,7 +41,7 @@ export interface SyncEngineOptions extends Omit<ReconnectingConnectionOptions, '
    * progress, starts again; it doubles with each such walk of the map in a row, up to 64
    * times. Default: 5000 ms.
    */
-  readonly walkRetryMs?: number;
+  readonly walkRetryMs?: number | undefined;
 }
 
 /** Batches of ops in flight at once. */
@@ -73,7 +73,7 @@ export class SyncEngine implements ConnectionHandler {
       send: (message) => this.#connection.send(message),
       sendFrame: (frame) => this.#connection.sendFrame(frame),
       initialWalksDone: () => this.sendOutbox(),
-      ...(options.walkRetryMs === undefined ? {} : { walkRetryMs: options.walkRetryMs }),
+      walkRetryMs: options.walkRetryMs,
       now: options.now,
     });
     this.#connection = new ReconnectingConnection({ ...options, status: rooms.status }, this);

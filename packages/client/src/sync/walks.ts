@@ -40,7 +40,7 @@ export interface WalksOptions {
   /** Every map open at the handshake was reconciled once (or gave up for now). */
   readonly initialWalksDone: () => void;
   /** Delay before a failed walk starts again; doubles with each in a row. Default: 5000 ms. */
-  readonly walkRetryMs?: number;
+  readonly walkRetryMs?: number | undefined;
   readonly now: () => number;
 }
 

@@ -4,16 +4,13 @@ import type { ReplicaChange } from '../replica/replicaStore.js';
 import type { SyncedMessage } from '../replica/syncMarks.js';
 import type { SyncStatus } from '../status/syncStatus.js';
 
-/** The leader's connection status as tabs share it (errors as their code and message). */
+/** The leader's connection status as tabs share it. */
 export type SharedStatus = Pick<
   SyncStatus,
   'connection' | 'url' | 'lastSyncedAt' | 'initialSync'
 > & {
-  readonly lastError: {
-    readonly code: SyncErrorCode;
-    readonly message: string;
-    readonly serverCode: string | undefined;
-  } | null;
+  /** The error's code, message and server code. */
+  readonly lastError: readonly [SyncErrorCode, string, string | undefined] | null;
 };
 
 /**

@@ -6,7 +6,7 @@ import type { ReplicaStore } from '../replica/replicaStore.js';
 import type { SyncMarks } from '../replica/syncMarks.js';
 import type { SyncStatusStore } from '../status/syncStatus.js';
 import type { LeaderElection } from './leaderElection.js';
-import type { SharedStatus, TabChannel, TabMessage } from './tabChannel.js';
+import type { TabChannel, TabMessage } from './tabChannel.js';
 
 /** The rooms a tab keeps in step with the other tabs. */
 export interface TabRooms {
@@ -101,7 +101,11 @@ export class TabSync {
         queries.confirmMap(message.map);
         return;
       case 'status':
-        if (!this.#leading) status.setState(fromShared(message.status));
+        if (this.#leading) return;
+        status.setState({
+          ...message.status,
+          lastError: message.status.lastError && new SyncError(...message.status.lastError),
+        });
         return;
       case 'leader': {
         // A new leader: make sure it knows this tab's pending writes.
@@ -117,34 +121,18 @@ export class TabSync {
 
   /** Tells the other tabs the leader's connection status. */
   #shareStatus(): void {
-    const { connection, url, lastSyncedAt, initialSync, lastError } = this.#rooms.status.getState();
+    const {
+      connection,
+      url,
+      lastSyncedAt,
+      initialSync,
+      lastError: error,
+    } = this.#rooms.status.getState();
+    // An error loses its class and code in a structured clone: it travels as its parts.
+    const lastError = error && ([error.code, error.message, error.serverCode] as const);
     this.#channel.post({
       type: 'status',
-      status: {
-        connection,
-        url,
-        lastSyncedAt,
-        initialSync,
-        lastError:
-          lastError === null
-            ? null
-            : {
-                code: lastError.code,
-                message: lastError.message,
-                serverCode: lastError.serverCode,
-              },
-      },
+      status: { connection, url, lastSyncedAt, initialSync, lastError },
     });
   }
-}
-
-function fromShared(status: SharedStatus) {
-  const { lastError } = status;
-  return {
-    ...status,
-    lastError:
-      lastError === null
-        ? null
-        : new SyncError(lastError.code, lastError.message, lastError.serverCode),
-  };
 }

@@ -150,8 +150,36 @@ function readArray(length: number): unknown[] {
 function readMap(size: number): Record<string, unknown> {
   const object: Record<string, unknown> = {};
   for (let i = 0; i < size; i++) {
-    const key = read() as string;
+    const length = bytes[position]! - 0xa0;
+    // Keys are strings (the scan lets nothing else through); short ones come from the cache.
+    const key = length >= 0 && length < 32 ? cachedKey(length) : (read() as string);
     object[key] = read();
   }
   return object;
+}
+
+/** The key cache: slot → the key's bytes and its string. */
+const keyBytes: Uint8Array[] = [];
+const keys: string[] = [];
+
+/**
+ * A short map key, the same string each time the same bytes come: the objects of a frame
+ * share their field names, which are then neither built nor hashed again for each object.
+ */
+function cachedKey(length: number): string {
+  const start = ++position;
+  const end = start + length;
+  let slot = length;
+  for (let i = start; i < end; i++) slot = (slot * 31 + bytes[i]!) & 1023;
+  const known = keyBytes[slot];
+  let same = known?.length === length;
+  for (let i = 0; same && i < length; i++) same = known![i] === bytes[start + i];
+  if (same) {
+    position = end;
+    return keys[slot]!;
+  }
+  const key = readString(length);
+  keyBytes[slot] = bytes.slice(start, end);
+  keys[slot] = key;
+  return key;
 }
