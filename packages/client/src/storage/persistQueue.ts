@@ -15,6 +15,9 @@ export class PersistQueue {
   #committing: Promise<void> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #retryDelayMs = 200;
+  /** Changes queued so far, and how many of them are committed (they commit in order). */
+  #queued = 0;
+  #stored = 0;
 
   /**
    * @param replicaRecords How many records the replica holds, told to the storage with each
@@ -61,27 +64,21 @@ export class PersistQueue {
     this.#schedule();
   }
 
-  /** Resolves when everything queued so far is committed (or failed and is waiting to retry). */
+  /**
+   * Resolves when everything queued so far is committed (or failed and is waiting to retry);
+   * what is queued meanwhile (an acknowledgement settling a write) is not waited for.
+   */
   async committed(): Promise<void> {
-    while (this.#committing !== undefined || this.#hasWork()) {
+    const target = this.#queued;
+    while (this.#stored < target) {
       if (this.#committing === undefined) this.#committing = this.#commit();
       await this.#committing;
       if (this.#retryTimer !== undefined) return;
     }
   }
 
-  #hasWork(): boolean {
-    return (
-      this.#records.size +
-        this.#removals.size +
-        this.#outboxAdd.size +
-        this.#outboxRemove.size +
-        this.#meta.size >
-      0
-    );
-  }
-
   #schedule(): void {
+    this.#queued++;
     if (this.#scheduled || this.#retryTimer !== undefined) return;
     this.#scheduled = true;
     queueMicrotask(() => {
@@ -91,6 +88,7 @@ export class PersistQueue {
   }
 
   async #commit(): Promise<void> {
+    const queued = this.#queued;
     const batch: StorageBatch = {
       records: this.#records.values(),
       removeRecords: this.#removals.values(),
@@ -106,6 +104,7 @@ export class PersistQueue {
     this.#meta = new Map();
     try {
       await this.#storage.commit(batch);
+      this.#stored = queued;
       this.#retryDelayMs = 200;
       this.#onResult(undefined);
     } catch (error) {
@@ -129,7 +128,7 @@ export class PersistQueue {
       this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, 30_000);
     } finally {
       this.#committing = undefined;
-      if (this.#hasWork() && this.#retryTimer === undefined) this.#schedule();
+      if (this.#stored < this.#queued && this.#retryTimer === undefined) this.#schedule();
     }
   }
 
