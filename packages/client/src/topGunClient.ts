@@ -169,7 +169,7 @@ export class TopGunClient {
     await this.#outbox.whenEmpty();
   }
 
-  /** Waits until everything is saved locally. */
+  /** Waits until everything written or received so far is saved locally. */
   async persisted(): Promise<void> {
     await this.#persist.committed();
   }
