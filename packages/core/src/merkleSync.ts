@@ -139,6 +139,7 @@ export class SyncSession<V> {
   #wasTruncated = false;
 
   readonly #replica: SyncReplica<V>;
+
   constructor(replica: SyncReplica<V>, options: SyncSessionOptions = {}) {
     this.#replica = replica;
     this.#width = options.width ?? 4;

@@ -51,7 +51,6 @@ const EMPTY: MerkleNode = Object.freeze({ hash1: 0, hash2: 0, count: 0 });
 export class WalkTree<V> {
   readonly #leaves = new Map<string, LeafItems>();
   readonly #partitions = new Map<number, ReadonlyArray<readonly string[]>>();
-
   readonly #replica: SyncReplica<V>;
 
   constructor(replica: SyncReplica<V>) {

@@ -25,8 +25,9 @@ export class Outbox {
   #nextOpId = 1;
   readonly #emptyWaiters = new Set<() => void>();
 
-  /** @param onSize Told the number of pending writes whenever it changes. */
   readonly #onSize: (size: number) => void;
+
+  /** @param onSize Told the number of pending writes whenever it changes. */
   constructor(onSize: (size: number) => void = () => {}) {
     this.#onSize = onSize;
   }

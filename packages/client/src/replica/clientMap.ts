@@ -21,8 +21,8 @@ export class ClientMap<V> {
   #notifyScheduled = false;
 
   readonly #replica: LWWMap<V>;
-
   readonly #writer: MapWriter<V>;
+
   constructor(
     /** The map name. */
     readonly name: string,
@@ -30,7 +30,6 @@ export class ClientMap<V> {
     writer: MapWriter<V>,
   ) {
     this.#replica = replica;
-
     this.#writer = writer;
     const changed = () => {
       this.#version++;

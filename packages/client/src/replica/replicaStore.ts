@@ -55,7 +55,6 @@ export interface ReplicaStoreOptions {
  */
 export class ReplicaStore {
   readonly #maps = new Map<string, ReplicaEntry>();
-
   readonly #options: ReplicaStoreOptions;
 
   constructor(options: ReplicaStoreOptions) {

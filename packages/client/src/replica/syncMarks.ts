@@ -15,13 +15,11 @@ const META_PREFIX = 'lastSync:';
  */
 export class SyncMarks {
   readonly #marks = new Map<string, number>();
-
   readonly #persist: PersistQueue;
-
   readonly #share: (message: SyncedMessage) => void;
+
   constructor(persist: PersistQueue, share: (message: SyncedMessage) => void) {
     this.#persist = persist;
-
     this.#share = share;
   }
 

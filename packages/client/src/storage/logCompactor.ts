@@ -67,17 +67,15 @@ export class LogCompactor {
   #closed = false;
 
   readonly #policy: CompactionPolicy;
-
   readonly #database: () => Promise<IDBDatabase>;
-
   readonly #idleMs: number;
+
   constructor(
     database: () => Promise<IDBDatabase>,
     idleMs: number,
     policy: Partial<CompactionPolicy> = {},
   ) {
     this.#database = database;
-
     this.#idleMs = idleMs;
     this.#policy = { ...DEFAULT_POLICY, ...policy };
   }

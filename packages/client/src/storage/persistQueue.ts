@@ -26,6 +26,7 @@ export class PersistQueue {
   readonly #storage: ClientStorage;
   readonly #onResult: (error: Error | undefined) => void;
   readonly #replicaRecords: (() => number) | undefined;
+
   constructor(
     storage: ClientStorage,
     onResult: (error: Error | undefined) => void,

@@ -65,13 +65,11 @@ export class ReconnectingConnection {
   #tokenExpired = false;
   #stopped = false;
   readonly #unsubscribeOnline: () => void;
-
   readonly #options: ReconnectingConnectionOptions;
-
   readonly #handler: ConnectionHandler;
+
   constructor(options: ReconnectingConnectionOptions, handler: ConnectionHandler) {
     this.#options = options;
-
     this.#handler = handler;
     // A single URL draws no number for the pick, so that a scripted `random` feeds the
     // jitter exactly as it did before lists.

@@ -62,11 +62,10 @@ export class SyncEngine implements ConnectionHandler {
   #resendTimer: ReturnType<typeof setTimeout> | undefined;
 
   readonly #rooms: SyncedRooms;
-
   readonly #options: SyncEngineOptions;
+
   constructor(rooms: SyncedRooms, options: SyncEngineOptions) {
     this.#rooms = rooms;
-
     this.#options = options;
     this.#walks = new Walks({
       ...rooms,

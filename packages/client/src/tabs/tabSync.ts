@@ -29,15 +29,12 @@ export class TabSync {
   #unsubscribeStatus: (() => void) | undefined;
 
   readonly #rooms: TabRooms;
-
   readonly #channel: TabChannel;
-
   readonly #election: LeaderElection;
+
   constructor(rooms: TabRooms, channel: TabChannel, election: LeaderElection) {
     this.#rooms = rooms;
-
     this.#channel = channel;
-
     this.#election = election;
   }
 

@@ -11,9 +11,9 @@ export class SortedList<T> {
   #blocks: T[][] = [];
   #size = 0;
 
-  /** @param compare A strict total order: distinct items never compare 0. */
   readonly #compare: (a: T, b: T) => number;
 
+  /** @param compare A strict total order: distinct items never compare 0. */
   constructor(compare: (a: T, b: T) => number) {
     this.#compare = compare;
   }
