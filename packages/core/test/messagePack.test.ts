@@ -214,6 +214,16 @@ describe('the MessagePack decoder', () => {
     }
   });
 
+  it('keeps no bytes of a frame for its key cache: a Buffer reused for another frame reads right', () => {
+    const first = writeMessagePack([{ abc: 1 }]);
+    const buffer = Buffer.from(first);
+    expect(readMessagePack(buffer, limits)).toEqual([{ abc: 1 }]);
+    // The same memory now holds another frame whose key has the same length.
+    buffer.set(writeMessagePack([{ xyz: 2 }]));
+    expect(readMessagePack(buffer, limits)).toEqual([{ xyz: 2 }]);
+    expect(readMessagePack(Buffer.from(first), limits)).toEqual([{ abc: 1 }]);
+  });
+
   it('returns binaries that do not keep the frame alive', () => {
     const frame = writeMessagePack({ root: new Uint8Array(8).fill(7) });
     const decoded = readMessagePack(Buffer.from(frame), limits) as { root: Uint8Array };

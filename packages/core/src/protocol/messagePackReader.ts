@@ -158,28 +158,29 @@ function readMap(size: number): Record<string, unknown> {
   return object;
 }
 
-/** The key cache: slot → the key's bytes and its string. */
-const keyBytes: Uint8Array[] = [];
+/** The key cache: slot → an ASCII key (its characters are its bytes). */
 const keys: string[] = [];
 
 /**
  * A short map key, the same string each time the same bytes come: the objects of a frame
  * share their field names, which are then neither built nor hashed again for each object.
+ * Only ASCII keys are kept, compared with the bytes character by character, so the cache
+ * holds no bytes of any frame.
  */
 function cachedKey(length: number): string {
   const start = ++position;
   const end = start + length;
   let slot = length;
   for (let i = start; i < end; i++) slot = (slot * 31 + bytes[i]!) & 1023;
-  const known = keyBytes[slot];
+  const known = keys[slot];
   let same = known?.length === length;
-  for (let i = 0; same && i < length; i++) same = known![i] === bytes[start + i];
+  for (let i = 0; same && i < length; i++) same = known!.charCodeAt(i) === bytes[start + i];
   if (same) {
     position = end;
-    return keys[slot]!;
+    return known!;
   }
   const key = readString(length);
-  keyBytes[slot] = bytes.slice(start, end);
-  keys[slot] = key;
+  // As many characters as bytes: ASCII (a longer UTF-8 sequence is fewer characters).
+  if (key.length === length) keys[slot] = key;
   return key;
 }
