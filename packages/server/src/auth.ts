@@ -73,7 +73,7 @@ export class Authenticator {
           );
         const getKey: JWTVerifyGetKey = (header) => {
           const match = keys.find((candidate) => candidate.alg === header.alg);
-          // A token's problem, not the server's: `authenticate` answers it as `invalid_token`.
+          // A token's problem, not the server's: `authenticate` answers it as `INVALID_TOKEN`.
           if (match === undefined) throw new Error(`algorithm ${header.alg} is not accepted`);
           return match.key;
         };

@@ -51,7 +51,7 @@ export interface ServerLimits {
   readonly cpuBurstMs: number;
   /** Longest stretch of one request's work before it yields to everyone else, in ms. Default: 10. */
   readonly workSliceMs: number;
-  /** Most event-loop time one message may take in all; beyond, it is refused as `limit`. Default: 5000 ms. */
+  /** Most event-loop time one message may take in all; beyond, it is refused as `LIMIT`. Default: 5000 ms. */
   readonly maxMessageCpuMs: number;
   /** Bytes received and not yet handled per connection before its socket is paused. Default: 4 MiB. */
   readonly receiveHighWaterMark: number;
@@ -146,7 +146,7 @@ export interface ServerOptions {
   /** Tombstones older than this are pruned. Default: 30 days. */
   readonly pruneHorizonMs?: number;
   /**
-   * Writes stamped earlier than this before server time are refused (`too_old`; clients
+   * Writes stamped earlier than this before server time are refused (`TOO_OLD`; clients
    * stamp them again), so that no client can write what pruning would delete at once.
    * Must be less than `pruneHorizonMs`. Default: 7 days.
    */

@@ -122,7 +122,7 @@ export class WritePipeline {
       readonly maxGroupOps: number;
       /** Group transactions in flight at once (the storage's useful concurrency). */
       readonly concurrency: number;
-      /** Writes stamped earlier than this many ms before server time are refused (`too_old`). */
+      /** Writes stamped earlier than this many ms before server time are refused (`TOO_OLD`). */
       readonly maxWriteAgeMs: number;
       readonly now: () => number;
     },

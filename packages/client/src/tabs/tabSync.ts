@@ -38,11 +38,6 @@ export class TabSync {
     this.#election = election;
   }
 
-  /** Whether this tab holds the connection. */
-  get isLeader(): boolean {
-    return this.#leading;
-  }
-
   /**
    * Joins the other tabs: asks the leader's status, and runs for leader; `lead` is called
    * once this tab is elected (maybe never).
