@@ -225,10 +225,15 @@ export class WritePipeline {
     for (const [name, { map, changes: list }] of changes) {
       // Each client's own writes are not echoed back to it.
       const byOrigin = new Map<Peer | undefined, CommittedChange[]>();
-      for (const change of list) {
-        // Groups commit side by side: another may have stored, and sent, a newer record of a
-        // key since (or this very one, read back). Only what the grid holds still goes out.
-        if (map.getRecord(change.key) !== change.record) continue;
+      for (let change of list) {
+        // Groups commit side by side: another may have stored a newer record of the key since
+        // (or this very one, read back). What goes out is what the grid holds, still against
+        // this change's previous record: a listener that could see that one may have to
+        // forget the key, which the newer change, measured against this one, would not say.
+        const current = map.getRecord(change.key) as GridRecord | undefined;
+        if (current === undefined) continue;
+        if (current !== change.record)
+          change = { ...change, record: current, entry: toWireEntry(change.key, current) };
         const forOrigin = byOrigin.get(change.origin);
         if (forOrigin === undefined) byOrigin.set(change.origin, [change]);
         else forOrigin.push(change);

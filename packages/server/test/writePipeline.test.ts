@@ -11,7 +11,7 @@ import { FakePeer } from './fakePeer.js';
 const silent = { warn() {}, error() {}, info() {}, debug() {} } as unknown as FastifyBaseLogger;
 
 /** A pipeline over an in-memory grid and a storage that stores every write. */
-function pipelineOf(concurrency: number) {
+function pipelineOf(concurrency: number, permissions = new Permissions()) {
   const maps = new Map<string, LWWMap<Value>>();
   const writes: RecordWrite[][] = [];
   const grid = {
@@ -34,7 +34,7 @@ function pipelineOf(concurrency: number) {
   const pipeline = new WritePipeline({
     storage,
     grid,
-    permissions: new Permissions(),
+    permissions,
     metrics: new ServerMetrics(),
     clock: new HLC({ nodeId: 'server' }),
     logger: silent,
@@ -130,6 +130,41 @@ describe('the write pipeline’s committed event', () => {
       // k1 and k2 waited while k0 committed and formed the next group: heard of per client.
       { keys: ['k1'], origin: peers[1] },
       { keys: ['k2'], origin: peers[2] },
+    ]);
+  });
+
+  it('sends a change another group superseded as the record the grid holds, against its own previous', async () => {
+    // A read rule that looks at records: changes carry the record they replaced.
+    const { pipeline } = pipelineOf(
+      1,
+      new Permissions([{ map: '*', read: () => true, write: true }]),
+    );
+    const heard: Array<{ key: string; value: unknown; previous: unknown }> = [];
+    const zHeard = gate();
+    const zDone = gate();
+    pipeline.onCommitted(async ({ changes }) => {
+      for (const { key, record, previous } of changes)
+        heard.push({ key, value: record.value, previous: previous?.value });
+      if (changes.some((change) => change.key === 'z')) {
+        zHeard.open();
+        await zDone.opened;
+      }
+    });
+    const [writer, other, third] = [new FakePeer(), new FakePeer(), new FakePeer()];
+    await pipeline.submit(writer, [opOf(writer, 1, 'z', 0)]);
+    await zHeard.opened;
+    // While z's listener runs, a is written twice, by two groups: the second supersedes the
+    // first before the first is heard of.
+    await pipeline.submit(other, [opOf(other, 1, 'a', 1)]);
+    await pipeline.submit(third, [opOf(third, 1, 'a', 2)]);
+    zDone.open();
+    await pipeline.idle();
+    expect(heard).toEqual([
+      { key: 'z', value: 0, previous: undefined },
+      // The first write of a still goes out (as the record now held), measured against the
+      // record before it: a listener that could see that one may have to forget the key.
+      { key: 'a', value: 2, previous: undefined },
+      { key: 'a', value: 2, previous: 1 },
     ]);
   });
 
