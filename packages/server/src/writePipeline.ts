@@ -170,10 +170,16 @@ export class WritePipeline {
   /**
    * Starts group transactions while there is work and capacity. Batches arriving while
    * transactions are in flight wait and form the next group: the busier the server, the
-   * larger the groups, so throughput grows with load instead of latency.
+   * larger the groups, so throughput grows with load instead of latency. Committed groups
+   * waiting for their listeners hold their maps and changes: at most twice the concurrency
+   * of them, so slow listeners hold commits back rather than let memory grow.
    */
   private pump(): void {
-    while (this.active < this.deps.concurrency && this.queue.length > 0) {
+    while (
+      this.active < this.deps.concurrency &&
+      this.notifying < 2 * this.deps.concurrency &&
+      this.queue.length > 0
+    ) {
       const group: Batch[] = [];
       let size = 0;
       while (
@@ -211,6 +217,7 @@ export class WritePipeline {
           // The group's maps stay in the grid until its listeners are done with them.
           for (const release of releases) release();
           this.notifying--;
+          this.pump();
           if (this.isIdle()) {
             const waiters = this.idleWaiters;
             this.idleWaiters = [];

@@ -135,8 +135,9 @@ describe('the write pipeline’s committed event', () => {
 
   it('sends a change another group superseded as the record the grid holds, against its own previous', async () => {
     // A read rule that looks at records: changes carry the record they replaced.
+    // Two slots: three committed groups may wait for their listeners.
     const { pipeline } = pipelineOf(
-      1,
+      2,
       new Permissions([{ map: '*', read: () => true, write: true }]),
     );
     const heard: Array<{ key: string; value: unknown; previous: unknown }> = [];
@@ -166,6 +167,23 @@ describe('the write pipeline’s committed event', () => {
       { key: 'a', value: 2, previous: undefined },
       { key: 'a', value: 2, previous: 1 },
     ]);
+  });
+
+  it('holds commits back while twice the concurrency of groups wait for slow listeners', async () => {
+    const { pipeline, writes } = pipelineOf(1);
+    const release = gate();
+    pipeline.onCommitted(() => release.opened);
+    const [a, b, c] = [new FakePeer(), new FakePeer(), new FakePeer()];
+    await pipeline.submit(a, [opOf(a, 1, 'k0', 0)]);
+    await pipeline.submit(b, [opOf(b, 1, 'k1', 1)]);
+    const third = pipeline.submit(c, [opOf(c, 1, 'k2', 2)]);
+    await new Promise((resolve) => setImmediate(resolve));
+    // Two groups committed and wait for their listeners: the third waits to commit.
+    expect(writes).toHaveLength(2);
+    release.open();
+    await third;
+    await pipeline.idle();
+    expect(writes).toHaveLength(3);
   });
 
   it('goes on after a listener throws', async () => {
