@@ -3,14 +3,14 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_DECODE_LIMITS, ProtocolError } from '../src/index.js';
 import { readMessagePack } from '../src/protocol/messagePackReader.js';
 import { writeMessagePack } from '../src/protocol/messagePackWriter.js';
-import { packrOptions } from '../src/protocol/packr.js';
+import { packr as oracle } from '../src/protocol/packr.js';
 import { messageArbitrary, valueArbitrary, wireEntryArbitrary } from './arbitraries.js';
 import { plain } from './plain.js';
 import { fc } from './property.js';
 
-// The oracle: msgpackr with the protocol's options (the server still decodes with it); the
-// encoder and decoder of core must agree with it byte for byte and value for value.
-const oracle = new Packr(packrOptions as ConstructorParameters<typeof Packr>[0]);
+// The oracle is msgpackr with the protocol's options (`packr`, which the server still decodes
+// with): core's encoder and decoder must agree with it byte for byte and value for value.
+
 // Writes forms the protocol encoder never does (float 32, 64-bit integers), to decode them.
 const float32Writer = new Packr({ useRecords: false, variableMapSize: true, useFloat32: 1 });
 

@@ -301,7 +301,7 @@ describe('hostile frames', () => {
     [
       'an unknown field',
       { id: 1, map: 'm', entry: ['k', '0000000000000000n', 1], x: 1 },
-      'ops.0: unrecognized key: "x"',
+      'ops.0: unknown key "x"',
     ],
     [
       'a missing id',

@@ -135,7 +135,7 @@ function opIssue(op: unknown): Issue | undefined {
   }
   const { id, map, entry } = op as Record<string, unknown>;
   for (const field in op) {
-    if (!OP_FIELDS.has(field)) return { path: [], message: `unrecognized key: "${field}"` };
+    if (!OP_FIELDS.has(field)) return { path: [], message: `unknown key "${field}"` };
   }
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
     return { path: ['id'], message: UINT_ISSUE };

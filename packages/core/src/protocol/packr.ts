@@ -2,7 +2,7 @@ import { Packr } from 'msgpackr';
 
 // Plain MessagePack as the protocol writes it (`messagePackWriter.ts`): maps with string
 // keys, no msgpackr records, bundled strings or extension types.
-export const packrOptions = {
+const packrOptions = {
   useRecords: false,
   mapsAsObjects: true,
   variableMapSize: true,
