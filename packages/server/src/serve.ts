@@ -2,6 +2,7 @@
 import { optionsFromEnvironment } from './config.js';
 import { createServer } from './createServer.js';
 import type { ServerOptions } from './options.js';
+import { ServerConfigurationError } from './serverConfigurationError.js';
 
 export async function serve(): Promise<void> {
   let options: ServerOptions;
@@ -11,7 +12,15 @@ export async function serve(): Promise<void> {
     console.error(`topgun-server: ${(error as Error).message}`);
     process.exit(1);
   }
-  const server = await createServer(options);
+  let server: Awaited<ReturnType<typeof createServer>>;
+  try {
+    server = await createServer(options);
+  } catch (error) {
+    // A setting it cannot start with (a key no algorithm fits, say): one line, as above.
+    if (!(error instanceof ServerConfigurationError)) throw error;
+    console.error(`topgun-server: ${error.message}`);
+    process.exit(1);
+  }
   const url = await server.listen();
   const anonymous = options.auth?.allowAnonymous === true;
   const auth = !anonymous
