@@ -22,7 +22,7 @@ export interface LWWRecord<V> {
 
 /**
  * The Last-Write-Wins order between two versions of one key: positive when `a` wins.
- * Later timestamp wins; on equal timestamps (only possible from a misbehaving writer) a
+ * Later timestamp wins; on equal timestamps (a record delivered again, or a misbehaving writer) a
  * tombstone beats a value, then the value whose canonical encoding (`encodeValue`) is
  * greater byte by byte wins (a proper prefix is smaller), then the greater TTL (no TTL
  * counting as smallest). Every replica, and the server's SQL, resolve every tie the same way.
@@ -33,7 +33,7 @@ export function compareRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): number {
   if (a.value === null || b.value === null) {
     if (a.value !== null) return -1;
     if (b.value !== null) return 1;
-  } else if (a.value !== b.value) {
+  } else if (!sameEncoding(a.value, b.value)) {
     const byValue = compareBytes(
       encodeValue(a.value as unknown as Value),
       encodeValue(b.value as unknown as Value),
@@ -41,6 +41,25 @@ export function compareRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): number {
     if (byValue !== 0) return byValue;
   }
   return (a.ttlMs ?? -1) - (b.ttlMs ?? -1);
+}
+
+/**
+ * Whether two values certainly encode to the same bytes: the same keys in the same order and
+ * the same leaves (`0` and `-0` encode alike). The usual tie is a record delivered again,
+ * compared this way without encoding either copy; false only means "encode and see".
+ */
+function sameEncoding(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (!a || !b || typeof a !== 'object' || typeof b !== 'object') return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const keys = Object.keys(b);
+  let index = 0;
+  for (const key in a) {
+    if (key !== keys[index++]) return false;
+    if (!sameEncoding((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]))
+      return false;
+  }
+  return index === keys.length;
 }
 
 /** Byte-wise order of two byte strings, a proper prefix first (PostgreSQL's `bytea` order). */

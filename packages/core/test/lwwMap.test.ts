@@ -4,6 +4,7 @@ import {
   canonicalSize,
   compareBytes,
   compareRecords,
+  encodeValue,
   HLC,
   LWWMap,
   type LWWRecord,
@@ -163,6 +164,37 @@ describe('LWWMap.merge', () => {
     expect(
       compareRecords({ value: 'a', timestamp: at, ttlMs: 5 }, { value: 'a', timestamp: at }),
     ).toBeGreaterThan(0);
+  });
+
+  it('orders every tie as the encodings do, copies and near-copies included', () => {
+    // A copy is compared without encoding; anything else must still reach the bytes.
+    const at = { millis: 5, counter: 0, nodeId: 'n' };
+    const copy = (value: Value): Value => JSON.parse(JSON.stringify(value)) as Value;
+    // A record's own value is never null (that is a tombstone, ordered apart).
+    const recordValue = valueArbitrary.filter((value) => value !== null);
+    const pairs = fc.oneof(
+      fc.tuple(recordValue, recordValue),
+      recordValue.map((value) => [value, copy(value)] as const),
+      fc
+        .tuple(valueArbitrary, fc.string({ maxLength: 3 }), valueArbitrary)
+        .map(
+          ([value, field, extra]) =>
+            [{ wrap: value, [field]: extra }, { wrap: copy(value) }] as const,
+        ),
+      fc.constant([0, -0] as const),
+      fc.constant([[1, 2], { 0: 1, 1: 2 }] as const),
+    );
+    fc.assert(
+      fc.property(pairs, ([a, b]) => {
+        const tie = Math.sign(
+          compareRecords({ value: a, timestamp: at }, { value: b, timestamp: at }),
+        );
+        expect(tie).toBe(Math.sign(compareBytes(encodeValue(a), encodeValue(b))));
+        expect(
+          Math.sign(compareRecords({ value: b, timestamp: at }, { value: a, timestamp: at })),
+        ).toBe(0 - tie);
+      }),
+    );
   });
 
   it('resolves equal timestamps deterministically: tombstone, then greater value', () => {

@@ -65,8 +65,10 @@ const edgeStrings = [
   'x'.repeat(32),
   'é'.repeat(15),
   'é'.repeat(16),
+  'x'.repeat(62),
   'x'.repeat(63),
   'x'.repeat(64),
+  `${'x'.repeat(61)}é`,
   '键'.repeat(21),
   '键'.repeat(22),
   'x'.repeat(255),
@@ -176,6 +178,7 @@ describe('the MessagePack decoder', () => {
     ['int64 beyond -2^53', () => oracle.pack(-(2n ** 53n) - 1n)],
     ['invalid UTF-8', () => new Uint8Array([0xa3, 0xff, 0x61, 0xc3])],
     ['invalid UTF-8 in a long string', () => new Uint8Array([0xb1, ...Array(16).fill(0xe9), 0x61])],
+    ['invalid UTF-8 after ASCII', () => new Uint8Array([0xd9, 63, ...Array(62).fill(0x61), 0xff])],
     ['a map with a repeated key', () => new Uint8Array([0x82, 0xa1, 0x61, 1, 0xa1, 0x61, 2])],
     ['map16 and array32 headers', () => new Uint8Array([0xde, 0, 1, 0xa1, 0x61, 0xdd, 0, 0, 0, 0])],
   ])('reads %s as msgpackr does', (_name, frame) => {
