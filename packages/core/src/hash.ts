@@ -105,7 +105,9 @@ export class ItemHasher {
   /**
    * Hashes an item of the current key into {@link lane1} and {@link lane2}: the key written
    * at a timestamp, with the record's value fingerprint (signed or unsigned lanes) and its
-   * TTL (0 when it has none).
+   * TTL (0 when it has none); `withFieldWrites` marks a record whose fingerprint is of its
+   * whole write and field writes together (the top bit of the TTL's first unit, which a TTL
+   * below 2^53 never sets), so that it never hashes like a record without field writes.
    */
   hashItem(
     millis: number,
@@ -114,6 +116,7 @@ export class ItemHasher {
     fingerprint1: number,
     fingerprint2: number,
     ttlMs: number,
+    withFieldWrites = false,
   ): void {
     let h1 = this.#prefix1;
     let h2 = this.#prefix2;
@@ -140,7 +143,7 @@ export class ItemHasher {
     tail[1] = fingerprint1 & 0xffff;
     tail[2] = fingerprint2 >>> 16;
     tail[3] = fingerprint2 & 0xffff;
-    tail[4] = (ttlHigh >>> 16) & 0xffff;
+    tail[4] = ((ttlHigh >>> 16) & 0xffff) | (withFieldWrites ? 0x8000 : 0);
     tail[5] = ttlHigh & 0xffff;
     tail[6] = ttlLow >>> 16;
     tail[7] = ttlLow & 0xffff;

@@ -2,7 +2,19 @@ export { canonicalSize, valueFingerprint } from './canonicalValue.js';
 export { ClockDriftError } from './clockDriftError.js';
 export { compareValues } from './compareValues.js';
 export { describeValue } from './describeValue.js';
+export { compareBytes } from './encodingOrder.js';
 export { TopGunError, type TopGunErrorCode, ValidationError } from './errors.js';
+export {
+  applyFieldWrites,
+  compareFieldWrites,
+  EMPTY_WRITE_TIMESTAMP,
+  type FieldWrite,
+  type FieldWrites,
+  isEmptyWrite,
+  latestTimestamp,
+  wholeWriteOf,
+  withFieldWrites,
+} from './fieldWrites.js';
 export { hashString, keyHash } from './hash.js';
 export { DEFAULT_MAX_DRIFT_MS, HLC, type HLCOptions } from './hlc.js';
 export {
@@ -13,10 +25,10 @@ export {
   type SetOptions,
 } from './lwwMap.js';
 export {
-  compareBytes,
   compareRecords,
   isRecordAbsent,
   type LWWRecord,
+  mergeRecords,
   validateRecord,
   validateTtl,
 } from './lwwRecord.js';

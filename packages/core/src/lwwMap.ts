@@ -1,8 +1,15 @@
+import {
+  EMPTY_WRITE_TIMESTAMP,
+  type FieldWrite,
+  latestTimestamp,
+  withFieldWrites,
+  withTtl,
+} from './fieldWrites.js';
 import type { HLC } from './hlc.js';
 import {
-  compareRecords,
   isRecordAbsent,
   type LWWRecord,
+  mergeRecords,
   validateRecord,
   validateTtl,
 } from './lwwRecord.js';
@@ -10,7 +17,7 @@ import { MerkleTree } from './merkleTree.js';
 import { validateKey } from './recordKey.js';
 import { reportListenerError } from './reportListenerError.js';
 import { compareTimestamps, type Timestamp, validateTimestamp } from './timestamp.js';
-import { validateValue } from './value.js';
+import { type Value, validateValue } from './value.js';
 
 /** A change of the visible state of one key, as delivered to {@link LWWMap.subscribe} listeners. */
 export interface MapChange<V> {
@@ -126,8 +133,7 @@ export class LWWMap<V> {
     const ttlMs = options?.ttlMs;
     if (ttlMs !== undefined) validateTtl(ttlMs);
     const timestamp = this.hlc.now();
-    const record: LWWRecord<V> =
-      ttlMs === undefined ? { value, timestamp } : { value, timestamp, ttlMs };
+    const record: LWWRecord<V> = withTtl({ value, timestamp }, ttlMs);
     this.#store(key, record, this.#records.get(key));
     return record;
   }
@@ -143,6 +149,41 @@ export class LWWMap<V> {
     const record: LWWRecord<V> = { value: null, timestamp: this.hlc.now() };
     this.#store(key, record, this.#records.get(key));
     return record;
+  }
+
+  /**
+   * Writes the fields of `patch` as field writes with one fresh timestamp (a field set to
+   * `undefined` is removed), leaving the other fields alone, when `key` holds a plain object;
+   * otherwise (absent, deleted, expired, another kind of value) sets `patch` without its
+   * undefined fields as the whole value. Returns the write made: the field writes alone (a
+   * record whose whole write is the empty write), or the whole record; undefined for an
+   * empty patch, which writes nothing.
+   * @throws {ValidationError} when the key or a field is malformed (nothing is written).
+   */
+  update(key: string, patch: Readonly<Record<string, unknown>>): LWWRecord<V> | undefined {
+    validateKey(key);
+    const defined: Record<string, unknown> = {};
+    let size = 0;
+    for (const name in patch) {
+      size++;
+      if (patch[name] !== undefined) defined[name] = patch[name];
+    }
+    validateValue(defined, 'patch');
+    if (size === 0) return undefined;
+    const current = this.get(key);
+    if (typeof current !== 'object' || current === null || Array.isArray(current))
+      return this.set(key, defined as V);
+    const timestamp = this.hlc.now();
+    const fields: Record<string, FieldWrite> = {};
+    for (const name in patch) {
+      const value = patch[name] as Value | undefined;
+      fields[name] = value === undefined ? { timestamp } : { timestamp, value };
+    }
+    // Field writes alone: a record whose whole write is the empty write.
+    const written = withFieldWrites<V>({ value: null, timestamp: EMPTY_WRITE_TIMESTAMP }, fields);
+    const previous = this.#records.get(key)!;
+    this.#store(key, mergeRecords(previous, written), previous);
+    return written;
   }
 
   /** The visible value of `key`, or `undefined` when absent, deleted or expired. */
@@ -192,9 +233,10 @@ export class LWWMap<V> {
   }
 
   /**
-   * Merges a record from another replica (or from storage). The record wins if it is
-   * greater under {@link compareRecords}; merging the same record again changes nothing.
-   * The clock absorbs the record's timestamp, so later local writes order after it.
+   * Merges a record from another replica (or from storage) with {@link mergeRecords}: the
+   * greater whole write, and per field the latest field write after it; merging the same
+   * record again changes nothing. The clock absorbs the record's latest timestamp, so later
+   * local writes order after it.
    * @returns whether the key's visible state changed (it appeared, disappeared, or its value
    *   was replaced by a newer write).
    * @throws {ValidationError} when the key or record is malformed.
@@ -202,11 +244,12 @@ export class LWWMap<V> {
    */
   merge(key: string, record: LWWRecord<V>): boolean {
     validateKey(key);
-    validateRecord<V>(record);
-    this.hlc.update(record.timestamp);
+    const incoming = validateRecord<V>(record);
+    this.hlc.update(latestTimestamp(incoming));
     const previous = this.#records.get(key);
-    if (previous !== undefined && compareRecords(record, previous) <= 0) return false;
-    return this.#store(key, record, previous);
+    const merged = previous === undefined ? incoming : mergeRecords(previous, incoming);
+    if (merged === previous) return false;
+    return this.#store(key, merged, previous);
   }
 
   /**
@@ -219,9 +262,10 @@ export class LWWMap<V> {
     let newest: Timestamp | undefined;
     // A map that tracks its size needs the tree's figures at once; others hash on first use.
     const deferHashing = this.#onByteSizeChange === undefined;
-    for (const [key, record] of entries) {
+    for (const [key, loaded] of entries) {
       const previous = this.#records.get(key);
-      if (previous !== undefined && compareRecords(record, previous) <= 0) continue;
+      const record = previous === undefined ? loaded : mergeRecords(previous, loaded);
+      if (record === previous) continue;
       if (deferHashing && previous === undefined) {
         this.#records.set(key, record);
         this.#count(key, record, undefined);
@@ -231,8 +275,8 @@ export class LWWMap<V> {
       } else {
         this.#replace(key, record, previous);
       }
-      if (newest === undefined || compareTimestamps(record.timestamp, newest) > 0)
-        newest = record.timestamp;
+      const latest = latestTimestamp(record);
+      if (newest === undefined || compareTimestamps(latest, newest) > 0) newest = latest;
     }
     if (newest === undefined) return;
     this.hlc.update(newest);
@@ -281,7 +325,7 @@ export class LWWMap<V> {
     for (const [key, record] of this.#records) {
       const prunable =
         record.value === null
-          ? compareTimestamps(record.timestamp, olderThan) < 0
+          ? compareTimestamps(latestTimestamp(record), olderThan) < 0
           : record.ttlMs !== undefined && record.timestamp.millis + record.ttlMs < olderThan.millis;
       if (!prunable) continue;
       this.#replace(key, undefined, record);

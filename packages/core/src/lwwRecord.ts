@@ -1,23 +1,41 @@
 import { describeValue } from './describeValue.js';
+import { compareValueEncodings } from './encodingOrder.js';
 import { ValidationError } from './errors.js';
-import { encodeValue } from './protocol/valueCodec.js';
+import {
+  compareFieldWrites,
+  type FieldWrite,
+  type FieldWrites,
+  isEmptyWrite,
+  validateFieldWrites,
+  wholeWriteOf,
+  withFieldWrites,
+  withTtl,
+} from './fieldWrites.js';
 import { compareTimestamps, type Timestamp, validateTimestamp } from './timestamp.js';
 import { type Value, validateValue } from './value.js';
 
 /**
- * One version of one key in an LWW map: a value, or a tombstone (`value: null`), stamped
- * with the HLC timestamp of the write that produced it.
+ * What one key holds in an LWW map: its last whole write (a value, or a tombstone, stamped
+ * with the HLC timestamp of the `set` or `delete` that made it) and the field writes
+ * (`update`) made after it, if any (`specifications/data-model.md`).
  */
 export interface LWWRecord<V> {
-  /** The written value, or `null` for a tombstone (the key was deleted). */
+  /**
+   * The record's value: the whole write's value with the field writes applied (when both are
+   * plain objects), or `null` for a tombstone (the key was deleted).
+   */
   readonly value: V | null;
-  /** When, and by which node, the record was written. */
+  /** When, and by which node, the whole write was made. */
   readonly timestamp: Timestamp;
   /**
    * Time to live in milliseconds, counted from `timestamp.millis`. Once
    * `timestamp.millis + ttlMs <= now`, the record reads as absent. Absent: never expires.
    */
   readonly ttlMs?: number;
+  /** Field writes later than the whole write, by field name; absent when there are none. */
+  readonly fields?: FieldWrites;
+  /** With `fields`: the whole write's own value, before the field writes. */
+  readonly base?: V | null;
 }
 
 /**
@@ -30,45 +48,40 @@ export interface LWWRecord<V> {
 export function compareRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): number {
   const byTime = compareTimestamps(a.timestamp, b.timestamp);
   if (byTime !== 0) return byTime;
-  if (a.value === null || b.value === null) {
-    if (a.value !== null) return -1;
-    if (b.value !== null) return 1;
-  } else if (!sameEncoding(a.value, b.value)) {
-    const byValue = compareBytes(
-      encodeValue(a.value as unknown as Value),
-      encodeValue(b.value as unknown as Value),
-    );
+  // The whole writes' own values: field writes are ordered apart (compareFieldWrites).
+  const aValue = a.fields === undefined ? a.value : (a.base ?? null);
+  const bValue = b.fields === undefined ? b.value : (b.base ?? null);
+  if (aValue === null || bValue === null) {
+    if (aValue !== null) return -1;
+    if (bValue !== null) return 1;
+  } else {
+    const byValue = compareValueEncodings(aValue as Value, bValue as Value);
     if (byValue !== 0) return byValue;
   }
   return (a.ttlMs ?? -1) - (b.ttlMs ?? -1);
 }
 
 /**
- * Whether two values certainly encode to the same bytes: the same keys in the same order and
- * the same leaves (`0` and `-0` encode alike). The usual tie is a record delivered again,
- * compared this way without encoding either copy; false only means "encode and see".
+ * Merges two records of one key: the greater whole write, and for every field name the
+ * greatest field write later than it. Returns `a` itself when merging `b` changes nothing,
+ * and `b` itself when the result is `b`.
  */
-function sameEncoding(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (!a || !b || typeof a !== 'object' || typeof b !== 'object') return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const keys = Object.keys(b);
-  let index = 0;
-  for (const key in a) {
-    if (key !== keys[index++]) return false;
-    if (!sameEncoding((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]))
-      return false;
+export function mergeRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): LWWRecord<V> {
+  const aWins = compareRecords(a, b) >= 0;
+  const winner = aWins ? a : b;
+  const loser = aWins ? b : a;
+  if (loser.fields === undefined) return winner;
+  let merged: Record<string, FieldWrite> | undefined;
+  for (const name in loser.fields) {
+    const write = loser.fields[name]!;
+    if (compareTimestamps(write.timestamp, winner.timestamp) <= 0) continue;
+    const current = merged?.[name] ?? winner.fields?.[name];
+    if (current !== undefined && compareFieldWrites(write, current) <= 0) continue;
+    merged ??= { ...winner.fields };
+    merged[name] = write;
   }
-  return index === keys.length;
-}
-
-/** Byte-wise order of two byte strings, a proper prefix first (PostgreSQL's `bytea` order). */
-export function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const length = Math.min(a.length, b.length);
-  for (let index = 0; index < length; index++) {
-    if (a[index] !== b[index]) return a[index]! - b[index]!;
-  }
-  return a.length - b.length;
+  if (merged === undefined) return winner;
+  return withFieldWrites(wholeWriteOf(winner), merged);
 }
 
 /** Whether a record is a tombstone or has expired at physical time `now`. */
@@ -80,18 +93,33 @@ export function isRecordAbsent<V>(record: LWWRecord<V>, now: number): boolean {
 }
 
 /**
- * Checks a record that came from outside (another replica, storage, the network).
+ * Checks a record that came from outside (another replica, storage, the network); returns it,
+ * or for a record with field writes, the same record with its value made again from them.
  * @throws {ValidationError} naming the malformed field.
  */
 export function validateRecord<V>(record: unknown, path = 'record'): LWWRecord<V> {
   if (typeof record !== 'object' || record === null || Array.isArray(record)) {
     throw new ValidationError(path, `expected a record object, got ${describeValue(record)}`);
   }
-  const { value, timestamp, ttlMs } = record as Record<string, unknown>;
-  validateTimestamp(timestamp, `${path}.timestamp`);
-  if (value !== null) validateValue(value, `${path}.value`);
+  const { value, timestamp, ttlMs, fields, base } = record as Record<string, unknown>;
+  // Field writes alone have the empty write as whole write: no value, no TTL.
+  const empty =
+    fields !== undefined &&
+    isEmptyWrite(timestamp) &&
+    (base === null || base === undefined) &&
+    ttlMs === undefined;
+  if (!empty) validateTimestamp(timestamp, `${path}.timestamp`);
   if (ttlMs !== undefined) validateTtl(ttlMs, `${path}.ttlMs`);
-  return record as LWWRecord<V>;
+  if (fields === undefined) {
+    if (value !== null) validateValue(value, `${path}.value`);
+    return record as LWWRecord<V>;
+  }
+  // The value follows from the whole write and the field writes: made again, not trusted.
+  if (base !== null) validateValue(base, `${path}.base`);
+  return withFieldWrites(
+    withTtl({ value: base as V | null, timestamp: timestamp as Timestamp }, ttlMs),
+    validateFieldWrites(fields, `${path}.fields`),
+  );
 }
 
 /** Checks a TTL: a positive integer number of milliseconds. */

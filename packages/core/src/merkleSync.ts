@@ -1,7 +1,9 @@
 import { canonicalSize } from './canonicalValue.js';
 import { ValidationError } from './errors.js';
+import { latestTimestamp } from './fieldWrites.js';
 import type { LWWRecord } from './lwwRecord.js';
 import { type HashWidth, LEAF_PATH_LENGTH, type MerkleTree } from './merkleTree.js';
+import { toWireEntry } from './protocol/wireRecords.js';
 import { compareTimestamps, isValidNodeId, type Timestamp } from './timestamp.js';
 import { utf8Bytes } from './utf8Bytes.js';
 import { MAX_WALK_PATH_LENGTH, type SyncReplica, WalkTree } from './walkTree.js';
@@ -16,7 +18,8 @@ export const MARK_DIGEST = 2;
 export const MARK_SEND_ALL = 3;
 
 /**
- * Bytes per digest entry in `digestStamps`: millis (6), counter (2), node id index (2), and
+ * Bytes per digest entry in `digestStamps`: the record's latest timestamp as millis (6),
+ * counter (2) and node id index (2, its top bit set when the record has field writes), and
  * both lanes of the item's hash (8), which tell records with equal timestamps apart: one lane
  * alone could be matched by a writer trying 2^32 values.
  */
@@ -381,11 +384,17 @@ function emptyMessage<V>(width: HashWidth, root: Uint8Array): SyncMessage<V> {
   };
 }
 
-/** A digest entry: the item's timestamp and its hash. */
+/** A digest entry: the item's latest timestamp, whether it has field writes, and its hash. */
 interface DigestStamp {
   readonly timestamp: Timestamp;
+  readonly withFieldWrites: boolean;
   readonly itemHash: readonly [number, number];
 }
+
+/** Top bit of a digest entry's node id index: the record has field writes. */
+const FIELD_WRITES_BIT = 0x8000;
+/** Node ids one digest message may refer to (the index's other 15 bits). */
+const MAX_DIGEST_NODE_IDS = FIELD_WRITES_BIT;
 
 /** Encoded bytes, beyond the record itself, of one record in `records` (key, array, timestamp). */
 const RECORD_OVERHEAD_BYTES = 40;
@@ -467,7 +476,8 @@ class ReplyBuilder<V> {
     for (const [key, record] of entries) {
       this.digestKeys.push(key);
       this.#stamps.push({
-        timestamp: record.timestamp,
+        timestamp: latestTimestamp(record),
+        withFieldWrites: record.fields !== undefined,
         itemHash: this.#replica.merkleTree.itemHash(key, record),
       });
     }
@@ -498,11 +508,13 @@ class ReplyBuilder<V> {
       this.#bulkItems.push({ key: entry[0] });
       return;
     }
+    const [key, record] = entry;
     const size =
-      utf8Bytes(entry[0]) +
-      entry[1].timestamp.nodeId.length +
+      utf8Bytes(key) +
+      record.timestamp.nodeId.length +
       RECORD_OVERHEAD_BYTES +
-      canonicalSize(entry[1].value);
+      // A record with field writes goes as its whole write and each field write.
+      canonicalSize(record.fields === undefined ? record.value : toWireEntry(key, record));
     if (this.#bytes + size <= this.#budget) {
       this.#bytes += size;
       this.#records.push(entry);
@@ -583,16 +595,22 @@ function compareDigests<V>(
       listed.add(key);
       const own = replica.getRecord(key);
       const theirs = stamps[entry]!;
-      const order = own === undefined ? 1 : compareTimestamps(theirs.timestamp, own.timestamp);
-      if (order === 0 && !sameItemHash(replica.merkleTree.itemHash(key, own!), theirs.itemHash)) {
-        // Equal timestamps, different records: each side sends its own and both keep the
-        // winner of the tie rule.
+      if (own === undefined) {
         reply.want(true);
-        reply.addEntry([key, own!]);
         continue;
       }
-      reply.want(order > 0);
-      if (order < 0) reply.addEntry([key, own!]);
+      const ownLatest = latestTimestamp(own);
+      const order = compareTimestamps(theirs.timestamp, ownLatest);
+      if (order === 0 && sameItemHash(replica.merkleTree.itemHash(key, own), theirs.itemHash)) {
+        reply.want(false);
+        continue;
+      }
+      // Different records. Theirs holds nothing ours lacks when our whole write is later than
+      // its latest write; ours holds nothing theirs lacks when theirs has no field writes and
+      // its (whole) write is later than our latest. Equal timestamps, different records (a
+      // tie): each side sends its own and both keep the winner of the tie rule.
+      reply.want(compareTimestamps(theirs.timestamp, own.timestamp) >= 0);
+      if (theirs.withFieldWrites || order <= 0) reply.addEntry([key, own]);
     }
     // Our items below the node that the peer's digest does not list: few unless the node is
     // crowded here, in which case they are read lazily as the bulk transfer is sent.
@@ -610,7 +628,7 @@ function encodeStamps(entries: readonly DigestStamp[]): { stamps: Uint8Array; no
   const indexes = new Map<string, number>();
   const stamps = new Uint8Array(entries.length * DIGEST_STAMP_BYTES);
   const view = new DataView(stamps.buffer);
-  entries.forEach(({ timestamp, itemHash }, entry) => {
+  entries.forEach(({ timestamp, withFieldWrites, itemHash }, entry) => {
     let index = indexes.get(timestamp.nodeId);
     if (index === undefined) {
       index = nodeIds.length;
@@ -621,7 +639,7 @@ function encodeStamps(entries: readonly DigestStamp[]): { stamps: Uint8Array; no
     view.setUint16(offset, Math.floor(timestamp.millis / 2 ** 32));
     view.setUint32(offset + 2, timestamp.millis >>> 0);
     view.setUint16(offset + 6, timestamp.counter);
-    view.setUint16(offset + 8, index);
+    view.setUint16(offset + 8, index | (withFieldWrites ? FIELD_WRITES_BIT : 0));
     view.setUint32(offset + 10, itemHash[0] >>> 0);
     view.setUint32(offset + 14, itemHash[1] >>> 0);
   });
@@ -632,14 +650,19 @@ function decodeStamps(stamps: unknown, nodeIds: unknown, count: number): DigestS
   if (!(stamps instanceof Uint8Array) || stamps.length !== count * DIGEST_STAMP_BYTES) {
     throw new ValidationError('digestStamps', `expected ${count * DIGEST_STAMP_BYTES} bytes`);
   }
-  if (!Array.isArray(nodeIds) || nodeIds.length > 65_536 || !nodeIds.every(isValidNodeId)) {
-    throw new ValidationError('nodeIds', 'expected at most 65 536 valid node ids');
+  if (
+    !Array.isArray(nodeIds) ||
+    nodeIds.length > MAX_DIGEST_NODE_IDS ||
+    !nodeIds.every(isValidNodeId)
+  ) {
+    throw new ValidationError('nodeIds', `expected at most ${MAX_DIGEST_NODE_IDS} valid node ids`);
   }
   const view = new DataView(stamps.buffer, stamps.byteOffset, stamps.byteLength);
   const result: DigestStamp[] = [];
   for (let entry = 0; entry < count; entry++) {
     const offset = entry * DIGEST_STAMP_BYTES;
-    const nodeId = nodeIds[view.getUint16(offset + 8)] as string | undefined;
+    const indexAndBit = view.getUint16(offset + 8);
+    const nodeId = nodeIds[indexAndBit & ~FIELD_WRITES_BIT] as string | undefined;
     if (nodeId === undefined) {
       throw new ValidationError(`digestStamps[${entry}]`, 'node id index out of range');
     }
@@ -649,6 +672,7 @@ function decodeStamps(stamps: unknown, nodeIds: unknown, count: number): DigestS
         counter: view.getUint16(offset + 6),
         nodeId,
       },
+      withFieldWrites: (indexAndBit & FIELD_WRITES_BIT) !== 0,
       itemHash: [view.getUint32(offset + 10), view.getUint32(offset + 14)],
     });
   }

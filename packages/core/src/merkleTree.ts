@@ -1,6 +1,7 @@
 import { ValueHasher } from './canonicalValue.js';
 import { describeValue } from './describeValue.js';
 import { ValidationError } from './errors.js';
+import type { FieldWrites } from './fieldWrites.js';
 import { ItemHasher, keyHash } from './hash.js';
 import type { LWWRecord } from './lwwRecord.js';
 import {
@@ -12,6 +13,7 @@ import {
   MerklePartition,
 } from './merklePartition.js';
 import { PARTITION_COUNT } from './partition.js';
+import { formatTimestamp } from './timestamp.js';
 
 export { LEAVES_PER_PARTITION, MERKLE_DEPTH, MERKLE_FANOUT, type MerkleNode };
 
@@ -286,7 +288,8 @@ export class MerkleTree {
 /** Hashes the current key's item for `record` into the item hasher's lanes. */
 function hashItem(record: LWWRecord<unknown>): void {
   const { millis, counter, nodeId } = record.timestamp;
-  valueHasher.hash(record.value);
+  const fields = record.fields;
+  valueHasher.hash(fields === undefined ? record.value : fieldedState(record.base ?? null, fields));
   itemHasher.hashItem(
     millis,
     counter,
@@ -294,7 +297,23 @@ function hashItem(record: LWWRecord<unknown>): void {
     valueHasher.lane1,
     valueHasher.lane2,
     record.ttlMs ?? 0,
+    fields !== undefined,
   );
+}
+
+/**
+ * What a record with field writes is fingerprinted as: `[whole write's value, …field writes]`,
+ * each field write `[name, timestamp, value]` (`[name, timestamp]` for a removal), in the
+ * order of their names.
+ */
+function fieldedState(base: unknown, fields: FieldWrites): unknown[] {
+  const state: unknown[] = [base];
+  for (const name of Object.keys(fields).sort()) {
+    const { timestamp, value } = fields[name]!;
+    const stamp = formatTimestamp(timestamp);
+    state.push(value === undefined ? [name, stamp] : [name, stamp, value]);
+  }
+  return state;
 }
 
 /** The leaf path `[partition, d1, d2, d3, d4]` holding `key`. */

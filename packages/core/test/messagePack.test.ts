@@ -4,6 +4,7 @@ import { DEFAULT_DECODE_LIMITS, ProtocolError } from '../src/index.js';
 import { readMessagePack } from '../src/protocol/messagePackReader.js';
 import { writeMessagePack } from '../src/protocol/messagePackWriter.js';
 import { packr as oracle } from '../src/protocol/packr.js';
+import { scanMessagePack } from '../src/protocol/scanMessagePack.js';
 import { messageArbitrary, valueArbitrary, wireEntryArbitrary } from './arbitraries.js';
 import { plain } from './plain.js';
 import { fc } from './property.js';
@@ -198,6 +199,67 @@ describe('the MessagePack decoder', () => {
         expect(decoded).toEqual(expected(frame));
       }),
       { numRuns: 5000 },
+    );
+  });
+
+  it.each(['__proto__', 'constructor', 'prototype'])(
+    'refuses the map key %s, short or in a str 8, before building anything',
+    (key) => {
+      const bytes = [...new TextEncoder().encode(key)];
+      for (const frame of [
+        [0x81, 0xa0 + bytes.length, ...bytes, 1],
+        [0x81, 0xd9, bytes.length, ...bytes, 1],
+        // After a key the cache holds, in a later object of the frame.
+        [0x92, 0x81, 0xa1, 0x61, 1, 0x81, 0xa0 + bytes.length, ...bytes, 1],
+      ]) {
+        expect(() => readMessagePack(new Uint8Array(frame), limits)).toThrow(
+          expect.objectContaining({ reason: 'FORBIDDEN_KEY' }),
+        );
+      }
+    },
+  );
+
+  it('refuses exactly what the scan refuses, for the same reason and in the same words', () => {
+    const tight = {
+      ...limits,
+      maxDepth: 3,
+      maxArrayLength: 3,
+      maxMapSize: 2,
+      maxElements: 6,
+      maxStringBytes: 5,
+      maxBinaryBytes: 4,
+    };
+    const verdict = (check: () => unknown) => {
+      try {
+        check();
+        return 'read';
+      } catch (error) {
+        expect(error).toBeInstanceOf(ProtocolError);
+        return `${(error as ProtocolError).reason}: ${(error as Error).message}`;
+      }
+    };
+    const damaged = fc
+      .tuple(
+        fc.oneof(messageArbitrary, valueArbitrary),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 3 }),
+        fc.nat(),
+      )
+      .map(([value, flips, cut]) => {
+        const frame = new Uint8Array(oracle.pack(value));
+        for (const [position, byte] of flips) frame[position % frame.length] = byte;
+        return frame.subarray(0, cut % (frame.length + 1) || frame.length);
+      });
+    fc.assert(
+      fc.property(
+        fc.oneof(damaged, fc.uint8Array({ maxLength: 32 })),
+        fc.constantFrom(limits, tight),
+        (frame, frameLimits) => {
+          expect(verdict(() => readMessagePack(frame, frameLimits))).toBe(
+            verdict(() => scanMessagePack(frame, frameLimits)),
+          );
+        },
+      ),
+      { numRuns: 20_000 },
     );
   });
 

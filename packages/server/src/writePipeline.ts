@@ -595,7 +595,8 @@ export class WritePipeline {
       map: op.map,
       key,
       record,
-      serializedTimestamp: op.entry[1],
+      // Null only for field writes alone, which protocol 3 does not carry.
+      serializedTimestamp: op.entry[1] ?? formatTimestamp(record.timestamp),
       // Always both fields, so every candidate has one shape (no spread of throwaway objects).
       expected: conditional
         ? stored === undefined

@@ -1,14 +1,16 @@
 import type { DecodeLimits } from './decodeLimits.js';
-import { scanMessagePack } from './scanMessagePack.js';
+import { ProtocolError } from './protocolError.js';
 
 /*
- * The protocol's MessagePack decoder. It builds a value only after `scanMessagePack` has
- * passed the bytes, so it needs no checks of its own: the scan guarantees one complete value
- * within the limits, no extension types, and string map keys other than `__proto__`,
- * `constructor` and `prototype` (which makes `object[key] = …` safe). It decodes what
- * msgpackr decodes with the protocol's options, which the tests check: maps as plain objects,
- * binaries as copies (a small hash must not keep a whole frame alive), 64-bit integers as
- * numbers when they are exact and as bigints (which validation then rejects) when not.
+ * The protocol's MessagePack decoder, checking as it reads: exactly one value, nothing
+ * truncated or trailing, no extension types, string map keys only, none of them `__proto__`,
+ * `constructor` or `prototype` (which makes `object[key] = …` safe), and every declared length
+ * within its limit and the bytes left before anything is allocated for it. It refuses what
+ * `scanMessagePack` refuses, for the same reason (the tests hold them to each other), in one
+ * pass instead of two. It decodes what msgpackr decodes with the protocol's options, which the
+ * tests check: maps as plain objects, binaries as copies (a small hash must not keep a whole
+ * frame alive), 64-bit integers as numbers when they are exact and as bigints (which
+ * validation then rejects) when not.
  */
 
 // Core is built without DOM or Node typings; every platform it runs on has TextDecoder.
@@ -19,19 +21,29 @@ const NO_VIEW = new DataView(NO_BYTES.buffer);
 let bytes: Uint8Array = NO_BYTES;
 let view: DataView = NO_VIEW;
 let position = 0;
+let end = 0;
+let limits: DecodeLimits;
+/** Open containers around the value being read, and elements of all containers so far. */
+let depth = 0;
+let elements = 0;
 let textDecoder: { decode(bytes: Uint8Array): string } | undefined;
 
 /**
- * Checks `frame` against the limits, then decodes it.
- * @throws {ProtocolError} (from the scan) for anything malformed, over a limit or forbidden.
+ * Checks `frame` against the limits while decoding it.
+ * @throws {ProtocolError} for anything malformed, over a limit or forbidden.
  */
-export function readMessagePack(frame: Uint8Array, limits: DecodeLimits): unknown {
-  scanMessagePack(frame, limits);
+export function readMessagePack(frame: Uint8Array, frameLimits: DecodeLimits): unknown {
   bytes = frame;
   view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   position = 0;
+  end = frame.length;
+  limits = frameLimits;
+  depth = 0;
+  elements = 0;
   try {
-    return read();
+    const value = read();
+    if (position !== end) throw malformed(`${end - position} bytes follow the message`);
+    return value;
   } finally {
     // The frame is not kept alive by the decoder between calls.
     bytes = NO_BYTES;
@@ -39,8 +51,18 @@ export function readMessagePack(frame: Uint8Array, limits: DecodeLimits): unknow
   }
 }
 
+const malformed = (message = 'the frame is truncated') => new ProtocolError('MALFORMED', message);
+const overLimit = (message: string) => new ProtocolError('LIMIT', message);
+
+/** Moves past `count` bytes, which must be there; returns where they start. */
+function take(count: number): number {
+  if (position + count > end) throw malformed();
+  position += count;
+  return position - count;
+}
+
 function read(): unknown {
-  const token = bytes[position++]!;
+  const token = bytes[take(1)]!;
   if (token < 0x80) return token;
   if (token < 0x90) return readMap(token & 0x0f);
   if (token < 0xa0) return readArray(token & 0x0f);
@@ -54,39 +76,33 @@ function read(): unknown {
     case 0xc3:
       return true;
     case 0xc4:
-      return readBinary(bytes[position++]!);
+      return readBinary(readUint(1));
     case 0xc5:
       return readBinary(readUint(2));
     case 0xc6:
       return readBinary(readUint(4));
     case 0xca:
-      position += 4;
-      return view.getFloat32(position - 4);
+      return view.getFloat32(take(4));
     case 0xcb:
-      position += 8;
-      return view.getFloat64(position - 8);
+      return view.getFloat64(take(8));
     case 0xcc:
-      return bytes[position++];
+      return readUint(1);
     case 0xcd:
       return readUint(2);
     case 0xce:
       return readUint(4);
     case 0xcf:
-      position += 8;
-      return exactOrBig(view.getBigUint64(position - 8));
+      return exactOrBig(view.getBigUint64(take(8)));
     case 0xd0:
-      return view.getInt8(position++);
+      return view.getInt8(take(1));
     case 0xd1:
-      position += 2;
-      return view.getInt16(position - 2);
+      return view.getInt16(take(2));
     case 0xd2:
-      position += 4;
-      return view.getInt32(position - 4);
+      return view.getInt32(take(4));
     case 0xd3:
-      position += 8;
-      return exactOrBig(view.getBigInt64(position - 8));
+      return exactOrBig(view.getBigInt64(take(8)));
     case 0xd9:
-      return readString(bytes[position++]!);
+      return readString(readUint(1));
     case 0xda:
       return readString(readUint(2));
     case 0xdb:
@@ -97,15 +113,21 @@ function read(): unknown {
       return readArray(readUint(4));
     case 0xde:
       return readMap(readUint(2));
-    default:
-      // 0xdf, the only token left that the scan lets through.
+    case 0xdf:
       return readMap(readUint(4));
+    case 0xc1:
+      throw malformed('byte 0xc1 is never used in MessagePack');
+    default:
+      throw new ProtocolError(
+        'EXTENSION',
+        `MessagePack extension types are not part of the protocol (0x${token.toString(16)})`,
+      );
   }
 }
 
-function readUint(size: 2 | 4): number {
-  position += size;
-  return size === 2 ? view.getUint16(position - 2) : view.getUint32(position - 4);
+function readUint(size: 1 | 2 | 4): number {
+  const at = take(size);
+  return size === 1 ? bytes[at]! : size === 2 ? view.getUint16(at) : view.getUint32(at);
 }
 
 const MAX_EXACT = 2n ** 53n;
@@ -114,13 +136,21 @@ function exactOrBig(value: bigint): number | bigint {
   return value <= MAX_EXACT && value >= -MAX_EXACT ? Number(value) : value;
 }
 
+/** Checks a declared string or binary length against its limit and the bytes left. */
+function checkLength(length: number, limit: number, what: string): void {
+  if (length > limit) throw overLimit(`${what} of ${length} exceeds the limit of ${limit}`);
+  if (position + length > end) throw malformed();
+}
+
 function readBinary(length: number): Uint8Array {
+  checkLength(length, limits.maxBinaryBytes, 'a binary');
   // Uint8Array's slice, which copies (a Node Buffer's own slice would be a view).
   position += length;
   return Uint8Array.prototype.slice.call(bytes, position - length, position);
 }
 
 function readString(length: number): string {
+  checkLength(length, limits.maxStringBytes, 'a string');
   const start = position;
   position += length;
   if (length < 64) {
@@ -142,45 +172,95 @@ function decodeUtf8(start: number): string {
   return textDecoder.decode(bytes.subarray(start, position));
 }
 
+/**
+ * Checks a container of `count` elements (entries, for a map) before it is built: its limit,
+ * the elements of the whole frame, one byte at least per value, and the nesting depth.
+ */
+function open(count: number, isMap: boolean): void {
+  const limit = isMap ? limits.maxMapSize : limits.maxArrayLength;
+  if (count > limit) {
+    const [what, of] = isMap ? ['a map', 'entries'] : ['an array', 'elements'];
+    throw overLimit(`${what} of ${count} ${of} exceeds the limit of ${limit}`);
+  }
+  elements += count;
+  if (elements > limits.maxElements) {
+    throw overLimit(`more than ${limits.maxElements} array elements and map entries in one frame`);
+  }
+  if ((isMap ? count * 2 : count) > end - position) throw malformed();
+  if (count > 0 && depth + 1 > limits.maxDepth) {
+    throw overLimit(`nesting deeper than ${limits.maxDepth} levels`);
+  }
+}
+
 function readArray(length: number): unknown[] {
+  open(length, false);
+  depth++;
   const array = new Array<unknown>(length);
   for (let i = 0; i < length; i++) array[i] = read();
+  depth--;
   return array;
 }
 
 function readMap(size: number): Record<string, unknown> {
+  open(size, true);
+  depth++;
   const object: Record<string, unknown> = {};
   for (let i = 0; i < size; i++) {
     const length = bytes[position]! - 0xa0;
-    // Keys are strings (the scan lets nothing else through); short ones come from the cache.
-    const key = length >= 0 && length < 32 ? cachedKey(length) : (read() as string);
+    // Short keys come from the cache.
+    const key = length >= 0 && length < 32 ? cachedKey(length) : readKey();
     object[key] = read();
   }
+  depth--;
   return object;
+}
+
+const FORBIDDEN_KEYS = ['__proto__', 'constructor', 'prototype'];
+
+/** A map key string of `length` bytes, refused if it could reach a prototype. */
+function readKeyString(length: number): string {
+  const key = readString(length);
+  if (FORBIDDEN_KEYS.includes(key)) {
+    throw new ProtocolError(
+      'FORBIDDEN_KEY',
+      'the keys __proto__, constructor and prototype are not allowed',
+    );
+  }
+  return key;
+}
+
+/** A map key that is not a fixstr: a longer string, or refused at its first byte. */
+function readKey(): string {
+  const token = bytes[take(1)]!;
+  if (token >= 0xd9 && token <= 0xdb)
+    return readKeyString(readUint(token === 0xd9 ? 1 : token === 0xda ? 2 : 4));
+  throw new ProtocolError('FORBIDDEN_KEY', 'map keys must be strings');
 }
 
 /** The key cache: slot → an ASCII key (its characters are its bytes). */
 const keys: string[] = [];
 
 /**
- * A short map key, the same string each time the same bytes come: the objects of a frame
+ * A fixstr map key, the same string each time the same bytes come: the objects of a frame
  * share their field names, which are then neither built nor hashed again for each object.
  * Only ASCII keys are kept, compared with the bytes character by character, so the cache
- * holds no bytes of any frame.
+ * holds no bytes of any frame; a forbidden key is refused before it could be kept.
  */
 function cachedKey(length: number): string {
   const start = ++position;
-  const end = start + length;
+  const stop = start + length;
+  // Over the limit or truncated: refused by the string's own checks.
+  if (length > limits.maxStringBytes || stop > end) return readString(length);
   let slot = length;
-  for (let i = start; i < end; i++) slot = (slot * 31 + bytes[i]!) & 1023;
+  for (let i = start; i < stop; i++) slot = (slot * 31 + bytes[i]!) & 1023;
   const known = keys[slot];
   let same = known?.length === length;
   for (let i = 0; same && i < length; i++) same = known!.charCodeAt(i) === bytes[start + i];
   if (same) {
-    position = end;
+    position = stop;
     return known!;
   }
-  const key = readString(length);
+  const key = readKeyString(length);
   // As many characters as bytes: ASCII (a longer UTF-8 sequence is fewer characters).
   if (key.length === length) keys[slot] = key;
   return key;

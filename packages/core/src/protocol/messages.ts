@@ -41,10 +41,27 @@ const mapName = z.string().check(z.refine(isValidMapName, MAP_NAME_ISSUE));
 const nodeId = z.string().check(z.refine(isValidNodeId, NODE_ID_ISSUE));
 const text = z.string().check(z.maxLength(MAX_TEXT_LENGTH));
 
-/** One record on the wire: `[key, timestamp, value, ttlMs?]`. */
+/**
+ * One record on the wire: `[key, timestamp, value, ttlMs?]`, or with field writes
+ * `[key, timestamp or null, value, ttlMs or null, fields]` (a null timestamp: the empty
+ * write, for field writes alone).
+ */
 export type WireEntry =
   | [key: string, timestamp: string, value: Value | null]
-  | [key: string, timestamp: string, value: Value | null, ttlMs: number];
+  | [key: string, timestamp: string, value: Value | null, ttlMs: number]
+  | [
+      key: string,
+      timestamp: string | null,
+      value: Value | null,
+      ttlMs: number | null,
+      fields: WireFieldWrites,
+    ];
+
+/** Field writes on the wire, by name: `[timestamp, value]`, or `[timestamp]` for a removal. */
+export type WireFieldWrites = Record<
+  string,
+  [timestamp: string] | [timestamp: string, value: Value]
+>;
 
 /**
  * A schema for a hot protocol element checked by one function (`issueOf`) rather than by

@@ -42,6 +42,9 @@ export function scanMessagePack(bytes: Uint8Array, limits: DecodeLimits): void {
 
     need(1);
     const token = bytes[position++]!;
+    // A map key is a string (fixstr, str 8/16/32); anything else is refused at its first byte.
+    if (expectingKey && !(token >= 0xa0 && token <= 0xbf) && !(token >= 0xd9 && token <= 0xdb))
+      throw new ProtocolError('FORBIDDEN_KEY', 'map keys must be strings');
     let container = -1; // element count of a container that opens here
     let containerIsMap = false;
     let stringLength = -1;
@@ -68,7 +71,6 @@ export function scanMessagePack(bytes: Uint8Array, limits: DecodeLimits): void {
           need(size);
           const length = readLength(view, position, size);
           position += size;
-          if (expectingKey) throw new ProtocolError('FORBIDDEN_KEY', 'map keys must be strings');
           checkLength(length, limits.maxBinaryBytes, 'a binary');
           position += length;
           break;
@@ -140,8 +142,6 @@ export function scanMessagePack(bytes: Uint8Array, limits: DecodeLimits): void {
         );
       }
       position += stringLength;
-    } else if (expectingKey) {
-      throw new ProtocolError('FORBIDDEN_KEY', 'map keys must be strings');
     }
 
     if (container >= 0) {

@@ -49,7 +49,7 @@ const STORED_ENTRIES_LIMITS: DecodeLimits = {
 };
 
 /**
- * Encodes records in their wire form (`[key, timestamp, value, ttlMs?]`) as one MessagePack
+ * Encodes records in their wire form (`[key, timestamp, value, ttlMs?, fields?]`) as one MessagePack
  * array: how clients store a bucket of records as a single binary value.
  */
 export function encodeEntries(entries: readonly WireEntry[]): Uint8Array {
@@ -71,10 +71,14 @@ export function decodeEntries(bytes: Uint8Array): WireEntry[] {
   }
   if (!Array.isArray(decoded)) throw new ValidationError('stored entries', 'expected an array');
   for (const entry of decoded) {
-    if (!Array.isArray(entry) || typeof entry[0] !== 'string' || typeof entry[1] !== 'string') {
+    if (
+      !Array.isArray(entry) ||
+      typeof entry[0] !== 'string' ||
+      (typeof entry[1] !== 'string' && !(entry[1] === null && entry.length === 5))
+    ) {
       throw new ValidationError(
         'stored entries',
-        'expected [key, timestamp, value, ttlMs?] entries',
+        'expected [key, timestamp, value, ttlMs?, fields?] entries',
       );
     }
   }
