@@ -1,4 +1,4 @@
-import type { LWWRecord, Value } from '@topgun/core';
+import { EMPTY_WRITE_TIMESTAMP, type LWWRecord, type Value, withFieldWrites } from '@topgun/core';
 import type fastCheck from 'fast-check';
 import type { Arbitrary } from 'fast-check';
 import type { ExpectStatic, SuiteAPI, TestAPI } from 'vitest';
@@ -165,6 +165,37 @@ export function runClientStorageTests(
       expect(records.get('other/a')).toEqual(record('ttl', 7, 1000));
       expect(state.outbox).toEqual([entry]);
       expect(state.meta.get('lastSync:todos')).toBe(123);
+    });
+
+    it('persists records with field writes, and field writes alone, and loads them back', async () => {
+      const { storage, reopen } = await open();
+      const at = (millis: number) => ({ millis, counter: 0, nodeId: 'n-tab' });
+      const edited = withFieldWrites(record({ title: 'A', done: false }, 5, 60_000), {
+        done: { timestamp: at(6), value: true },
+        title: { timestamp: at(7) },
+      });
+      const hidden = withFieldWrites(record(null, 5), { done: { timestamp: at(8), value: 1 } });
+      const patch = withFieldWrites<Value>(
+        { value: null, timestamp: EMPTY_WRITE_TIMESTAMP },
+        { tag: { timestamp: at(9), value: 'x' } },
+      );
+      const entry: OutboxEntry = { id: 'n-tab/3', map: 'todos', key: 'p', record: patch };
+      await storage.commit({
+        records: [
+          { map: 'todos', key: 'edited', record: edited },
+          { map: 'todos', key: 'hidden', record: hidden },
+          { map: 'todos', key: 'p', record: patch },
+        ],
+        outboxAdd: [entry],
+      });
+      await storage.close();
+      const state = await (await reopen()).load();
+      const records = new Map(state.records.map((stored) => [stored.key, stored.record]));
+      expect(records.get('edited')).toEqual(edited);
+      expect(records.get('edited')!.value).toEqual({ done: true });
+      expect(records.get('hidden')).toEqual(hidden);
+      expect(records.get('p')).toEqual(patch);
+      expect(state.outbox).toEqual([entry]);
     });
 
     it('removes records and outbox entries', async () => {
