@@ -13,7 +13,6 @@ import {
   MerklePartition,
 } from './merklePartition.js';
 import { PARTITION_COUNT } from './partition.js';
-import { formatTimestamp } from './timestamp.js';
 
 export { LEAVES_PER_PARTITION, MERKLE_DEPTH, MERKLE_FANOUT, type MerkleNode };
 
@@ -303,15 +302,19 @@ function hashItem(record: LWWRecord<unknown>): void {
 
 /**
  * What a record with field writes is fingerprinted as: `[whole write's value, …field writes]`,
- * each field write `[name, timestamp, value]` (`[name, timestamp]` for a removal), in the
- * order of their names.
+ * each field write `[name, millis, counter, nodeId, value]` (without `value` for a removal),
+ * in the order of their names.
  */
 function fieldedState(base: unknown, fields: FieldWrites): unknown[] {
   const state: unknown[] = [base];
   for (const name of Object.keys(fields).sort()) {
     const { timestamp, value } = fields[name]!;
-    const stamp = formatTimestamp(timestamp);
-    state.push(value === undefined ? [name, stamp] : [name, stamp, value]);
+    const { millis, counter, nodeId } = timestamp;
+    state.push(
+      value === undefined
+        ? [name, millis, counter, nodeId]
+        : [name, millis, counter, nodeId, value],
+    );
   }
   return state;
 }

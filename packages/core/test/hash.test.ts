@@ -3,14 +3,17 @@ import { ValueHasher } from '../src/canonicalValue.js';
 import { ItemHasher } from '../src/hash.js';
 import {
   canonicalSize,
+  EMPTY_WRITE_TIMESTAMP,
   encodeValue,
   hashString,
   keyHash,
   leafPathOf,
+  MerkleTree,
   PARTITION_COUNT,
   partitionOf,
   type Value,
   valueFingerprint,
+  withFieldWrites,
 } from '../src/index.js';
 import { fc } from './property.js';
 
@@ -65,6 +68,42 @@ describe('hash test vectors', () => {
     hasher.beginKey('a');
     hasher.hashItem(0, 0, 'n', c1, c2, 60_000);
     expect([hasher.lane1 >>> 0, hasher.lane2 >>> 0]).toEqual(ITEM_VECTORS[2]);
+  });
+
+  it('item hashes of records with field writes match the spec vectors and their definition', () => {
+    const tree = new MerkleTree();
+    const edited = withFieldWrites<Value>(
+      {
+        value: { title: 'x', done: false },
+        timestamp: { millis: 1_700_000_000_000, counter: 7, nodeId: 'node-a' },
+      },
+      {
+        done: {
+          timestamp: { millis: 1_700_000_000_001, counter: 0, nodeId: 'node-b' },
+          value: true,
+        },
+      },
+    );
+    const patch = withFieldWrites<Value>(
+      { value: null, timestamp: EMPTY_WRITE_TIMESTAMP },
+      { tag: { timestamp: { millis: 5, counter: 0, nodeId: 'n' } } },
+    );
+    expect(tree.itemHash('todo-1', edited).map((lane) => lane >>> 0)).toEqual(ITEM_VECTORS[3]);
+    expect(tree.itemHash('a', patch).map((lane) => lane >>> 0)).toEqual(ITEM_VECTORS[4]);
+    // The definition: the fingerprint of [base, [name, millis, counter, nodeId, value?]…],
+    // with 0x8000 in the TTL's first unit.
+    const hasher = new ItemHasher();
+    const [e1, e2] = valueFingerprint([
+      { title: 'x', done: false },
+      ['done', 1_700_000_000_001, 0, 'node-b', true],
+    ]);
+    hasher.beginKey('todo-1');
+    hasher.hashItem(1_700_000_000_000, 7, 'node-a', e1, e2, 0, true);
+    expect([hasher.lane1 >>> 0, hasher.lane2 >>> 0]).toEqual(ITEM_VECTORS[3]);
+    const [p1, p2] = valueFingerprint([null, ['tag', 5, 0, 'n']]);
+    hasher.beginKey('a');
+    hasher.hashItem(0, 0, '', p1, p2, 0, true);
+    expect([hasher.lane1 >>> 0, hasher.lane2 >>> 0]).toEqual(ITEM_VECTORS[4]);
   });
 
   it('value fingerprints match the spec vectors', () => {
@@ -205,4 +244,6 @@ const ITEM_VECTORS: ReadonlyArray<readonly [number, number]> = [
   [0xb74cfef0, 0x55ad9bed],
   [0x25e62250, 0xd4ae38c2],
   [0xe0a42800, 0x0933c037],
+  [0x5f93eacd, 0x43445e56],
+  [0x0ebdd44b, 0xc57b438c],
 ];
