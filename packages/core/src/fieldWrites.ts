@@ -59,7 +59,7 @@ export function compareFieldWrites(a: FieldWrite, b: FieldWrite): number {
 }
 
 /** Whether a value is a plain object (the kind of value field writes apply to). */
-function isObject(value: unknown): value is Readonly<Record<string, Value>> {
+export function isObject(value: unknown): value is Readonly<Record<string, Value>> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
@@ -72,14 +72,15 @@ export function applyFieldWrites<V>(base: V | null, fields: FieldWrites): V | nu
   if (!isObject(base)) return base;
   const value: Record<string, Value> = {};
   for (const name in base) {
-    const write = fields[name];
+    // Own writes only: a field named like an Object.prototype member has none by inheritance.
+    const write = Object.hasOwn(fields, name) ? fields[name] : undefined;
     if (write === undefined) value[name] = base[name]!;
     else if (write.value !== undefined) value[name] = write.value;
   }
-  const added = Object.keys(fields).filter(
-    (name) => fields[name]!.value !== undefined && !Object.hasOwn(base, name),
-  );
-  for (const name of added.sort()) value[name] = fields[name]!.value!;
+  for (const name of Object.keys(fields).sort()) {
+    const added = fields[name]!.value;
+    if (added !== undefined && !Object.hasOwn(base, name)) value[name] = added;
+  }
   return value as V;
 }
 
@@ -132,16 +133,12 @@ export function validateFieldWrites(fields: unknown, path: string): FieldWrites 
     throw new ValidationError(path, `expected field writes by name, got ${describeValue(fields)}`);
   }
   for (const name in fields) {
-    const write = fields[name] as unknown;
-    if (!isObject(write)) {
-      throw new ValidationError(
-        `${path}.${name}`,
-        `expected a field write, got ${describeValue(write)}`,
-      );
-    }
-    validateTimestamp(write['timestamp'], `${path}.${name}.timestamp`);
-    // A field write's value is a field of the record's value: checked as one.
-    if (write['value'] !== undefined) validateValue({ [name]: write['value'] }, path);
+    // A field write is `{ timestamp, value? }`: anything else fails on its timestamp.
+    const write = fields[name] as { timestamp?: unknown; value?: unknown } | null;
+    validateTimestamp(write?.timestamp, `${path}.${name}.timestamp`);
+    // Its value is a field of the record's value, checked as one, which also checks the name
+    // (no `__proto__`, no lone surrogate), a removal's too.
+    validateValue({ [name]: write?.value ?? null }, path);
   }
   return fields as unknown as FieldWrites;
 }

@@ -1,6 +1,7 @@
 import {
   EMPTY_WRITE_TIMESTAMP,
   type FieldWrite,
+  isObject,
   latestTimestamp,
   withFieldWrites,
   withTtl,
@@ -162,20 +163,16 @@ export class LWWMap<V> {
    */
   update(key: string, patch: Readonly<Record<string, unknown>>): LWWRecord<V> | undefined {
     validateKey(key);
-    const defined: Record<string, unknown> = {};
-    let size = 0;
-    for (const name in patch) {
-      size++;
-      if (patch[name] !== undefined) defined[name] = patch[name];
-    }
-    validateValue(defined, 'patch');
-    if (size === 0) return undefined;
-    const current = this.get(key);
-    if (typeof current !== 'object' || current === null || Array.isArray(current))
-      return this.set(key, defined as V);
+    const names = Object.keys(patch);
+    // Removals as null: their names are checked too (no `__proto__`, no lone surrogate).
+    validateValue(Object.fromEntries(names.map((name) => [name, patch[name] ?? null])), 'patch');
+    if (names.length === 0) return undefined;
+    if (!isObject(this.get(key)))
+      // The patch without its undefined fields: checked JSON data, which JSON keeps exactly.
+      return this.set(key, JSON.parse(JSON.stringify(patch)) as V);
     const timestamp = this.hlc.now();
     const fields: Record<string, FieldWrite> = {};
-    for (const name in patch) {
+    for (const name of names) {
       const value = patch[name] as Value | undefined;
       fields[name] = value === undefined ? { timestamp } : { timestamp, value };
     }
@@ -359,8 +356,7 @@ export class LWWMap<V> {
       }
       return true;
     }
-    validateRecord<V>(record);
-    return this.#store(key, record, previous);
+    return this.#store(key, validateRecord<V>(record), previous);
   }
 
   #isExpired(record: LWWRecord<V>): boolean {

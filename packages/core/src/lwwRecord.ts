@@ -75,7 +75,9 @@ export function mergeRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): LWWRecord<V> 
   for (const name in loser.fields) {
     const write = loser.fields[name]!;
     if (compareTimestamps(write.timestamp, winner.timestamp) <= 0) continue;
-    const current = merged?.[name] ?? winner.fields?.[name];
+    const against = merged ?? winner.fields;
+    const current =
+      against !== undefined && Object.hasOwn(against, name) ? against[name] : undefined;
     if (current !== undefined && compareFieldWrites(write, current) <= 0) continue;
     merged ??= { ...winner.fields };
     merged[name] = write;
@@ -104,10 +106,7 @@ export function validateRecord<V>(record: unknown, path = 'record'): LWWRecord<V
   const { value, timestamp, ttlMs, fields, base } = record as Record<string, unknown>;
   // Field writes alone have the empty write as whole write: no value, no TTL.
   const empty =
-    fields !== undefined &&
-    isEmptyWrite(timestamp) &&
-    (base === null || base === undefined) &&
-    ttlMs === undefined;
+    fields !== undefined && isEmptyWrite(timestamp) && base == null && ttlMs === undefined;
   if (!empty) validateTimestamp(timestamp, `${path}.timestamp`);
   if (ttlMs !== undefined) validateTtl(ttlMs, `${path}.ttlMs`);
   if (fields === undefined) {
@@ -115,6 +114,7 @@ export function validateRecord<V>(record: unknown, path = 'record'): LWWRecord<V
     return record as LWWRecord<V>;
   }
   // The value follows from the whole write and the field writes: made again, not trusted.
+  // (`base` is required with field writes: undefined is refused as a value.)
   if (base !== null) validateValue(base, `${path}.base`);
   return withFieldWrites(
     withTtl({ value: base as V | null, timestamp: timestamp as Timestamp }, ttlMs),

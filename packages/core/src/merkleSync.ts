@@ -391,10 +391,11 @@ interface DigestStamp {
   readonly itemHash: readonly [number, number];
 }
 
-/** Top bit of a digest entry's node id index: the record has field writes. */
+/**
+ * Top bit of a digest entry's node id index: the record has field writes. The other 15 bits
+ * index the node ids, of which a message may therefore name this many.
+ */
 const FIELD_WRITES_BIT = 0x8000;
-/** Node ids one digest message may refer to (the index's other 15 bits). */
-const MAX_DIGEST_NODE_IDS = FIELD_WRITES_BIT;
 
 /** Encoded bytes, beyond the record itself, of one record in `records` (key, array, timestamp). */
 const RECORD_OVERHEAD_BYTES = 40;
@@ -652,10 +653,10 @@ function decodeStamps(stamps: unknown, nodeIds: unknown, count: number): DigestS
   }
   if (
     !Array.isArray(nodeIds) ||
-    nodeIds.length > MAX_DIGEST_NODE_IDS ||
+    nodeIds.length > FIELD_WRITES_BIT ||
     !nodeIds.every(isValidNodeId)
   ) {
-    throw new ValidationError('nodeIds', `expected at most ${MAX_DIGEST_NODE_IDS} valid node ids`);
+    throw new ValidationError('nodeIds', `expected at most ${FIELD_WRITES_BIT} valid node ids`);
   }
   const view = new DataView(stamps.buffer, stamps.byteOffset, stamps.byteLength);
   const result: DigestStamp[] = [];

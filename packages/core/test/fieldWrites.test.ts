@@ -12,6 +12,7 @@ import {
   mergeRecords,
   type Timestamp,
   toWireEntry,
+  ValidationError,
   type Value,
   withFieldWrites,
 } from '../src/index.js';
@@ -176,6 +177,25 @@ describe('LWWMap.update', () => {
     expect(map.update('k', {})).toBeUndefined();
   });
 
+  it("takes field names like Object.prototype's members as any other", () => {
+    const map = freshMap();
+    map.set('k', { title: 'a', hasOwnProperty: 'h' });
+    map.update('k', { done: true, valueOf: 1 });
+    map.update('k', { title: 'b', toString: undefined });
+    expect(map.get('k')).toEqual({ title: 'b', hasOwnProperty: 'h', done: true, valueOf: 1 });
+    const other = freshMap();
+    for (const [key, record] of [...map.allRecords()].reverse()) other.merge(key, record);
+    expect(other.get('k')).toEqual(map.get('k'));
+  });
+
+  it('checks the names of removals too', () => {
+    const map = freshMap();
+    map.set('k', { title: 'a' });
+    expect(() => map.update('k', { '\uD800': undefined })).toThrow(ValidationError);
+    expect(() => map.update('k', JSON.parse('{"__proto__": null}'))).toThrow(ValidationError);
+    expect(map.getRecord('k')!.fields).toBeUndefined();
+  });
+
   it('rejects a malformed patch and writes nothing', () => {
     const map = freshMap();
     map.set('k', { title: 'a' });
@@ -228,6 +248,33 @@ describe('records with field writes', () => {
     expect(new Set(hashes).size).toBe(hashes.length);
   });
 
+  it('are refused when malformed, and nothing changes', () => {
+    const map = freshMap();
+    map.set('k', { title: 'a' });
+    const before = map.getRecord('k');
+    const fielded = mergeRecords(W(1, { title: 'a' }), F(2, { done: true }));
+    const malformed: unknown[] = [
+      { ...fielded, base: undefined },
+      {
+        ...fielded,
+        fields: JSON.parse(
+          '{"__proto__": {"timestamp": {"millis": 2, "counter": 0, "nodeId": "n"}}}',
+        ),
+      },
+      {
+        ...fielded,
+        fields: { done: { timestamp: { millis: 2, counter: 0, nodeId: '' }, value: 1 } },
+      },
+      { ...fielded, fields: { done: { timestamp: at(2), value: Number.NaN } } },
+      { ...fielded, fields: [] },
+      { ...fielded, timestamp: EMPTY_WRITE_TIMESTAMP, base: 'text' },
+    ];
+    for (const record of malformed) {
+      expect(() => map.merge('k', record as LWWRecord<Value>)).toThrow(ValidationError);
+      expect(map.getRecord('k')).toBe(before);
+    }
+  });
+
   it('order whole writes by their own value, not by the field writes on top', () => {
     const x = mergeRecords(W(1, { v: 'x' }), F(2, { v: 'zzz' }));
     const y = W(1, { v: 'y' });
@@ -252,7 +299,10 @@ const wholeArbitrary: fc.Arbitrary<LWWRecord<Value>> = fc
     fc.oneof(
       fc.constant(null),
       fc.constant('text'),
-      fc.dictionary(fc.constantFrom('a', 'b', 'c'), fieldValueArbitrary, { maxKeys: 3 }),
+      // Names like Object.prototype's members too: never a field write by inheritance.
+      fc.dictionary(fc.constantFrom('a', 'b', 'c', 'hasOwnProperty'), fieldValueArbitrary, {
+        maxKeys: 3,
+      }),
     ),
     fc.option(fc.constant(1_000_000), { nil: undefined }),
   )
@@ -263,7 +313,7 @@ const patchArbitrary: fc.Arbitrary<LWWRecord<Value>> = fc
   .tuple(
     stampArbitrary,
     fc.dictionary(
-      fc.constantFrom('a', 'b', 'd'),
+      fc.constantFrom('a', 'b', 'd', 'valueOf', 'toString'),
       fc.option(fieldValueArbitrary, { nil: undefined, freq: 3 }),
       { minKeys: 1, maxKeys: 2 },
     ),
@@ -313,7 +363,7 @@ function referenceValue(writes: readonly LWWRecord<Value>[]): Value | undefined 
     else if (write.value !== undefined) result[name] = write.value;
   }
   for (const name of [...later.keys()].sort())
-    if (!(name in value) && later.get(name)!.value !== undefined)
+    if (!Object.hasOwn(value, name) && later.get(name)!.value !== undefined)
       result[name] = later.get(name)!.value!;
   return result;
 }

@@ -164,6 +164,13 @@ describe('the MessagePack decoder', () => {
     );
   });
 
+  it('keeps a leading U+FEFF, short or long, as msgpackr does', () => {
+    for (const text of ['\uFEFFtitle', `\uFEFF${'x'.repeat(100)}`]) {
+      expect(readMessagePack(oracle.pack(text), limits)).toBe(text);
+      expect(readMessagePack(oracle.pack({ [text]: 1 }), limits)).toEqual({ [text]: 1 });
+    }
+  });
+
   it('reads the edge numbers and strings as msgpackr does', () => {
     for (const value of [...edgeNumbers, ...edgeStrings]) {
       const frame = oracle.pack(value);

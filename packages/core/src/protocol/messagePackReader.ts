@@ -14,7 +14,10 @@ import { ProtocolError } from './protocolError.js';
  */
 
 // Core is built without DOM or Node typings; every platform it runs on has TextDecoder.
-declare const TextDecoder: new () => { decode(bytes: Uint8Array): string };
+declare const TextDecoder: new (
+  label: string,
+  options: { ignoreBOM: boolean },
+) => { decode(bytes: Uint8Array): string };
 
 const NO_BYTES = new Uint8Array(0);
 const NO_VIEW = new DataView(NO_BYTES.buffer);
@@ -168,7 +171,8 @@ function readString(length: number): string {
 }
 
 function decodeUtf8(start: number): string {
-  textDecoder ??= new TextDecoder();
+  // A leading U+FEFF is part of the string, not a byte order mark to drop.
+  textDecoder ??= new TextDecoder('utf-8', { ignoreBOM: true });
   return textDecoder.decode(bytes.subarray(start, position));
 }
 
@@ -177,10 +181,12 @@ function decodeUtf8(start: number): string {
  * the elements of the whole frame, one byte at least per value, and the nesting depth.
  */
 function open(count: number, isMap: boolean): void {
-  const limit = isMap ? limits.maxMapSize : limits.maxArrayLength;
-  if (count > limit) {
-    const [what, of] = isMap ? ['a map', 'entries'] : ['an array', 'elements'];
-    throw overLimit(`${what} of ${count} ${of} exceeds the limit of ${limit}`);
+  if (isMap ? count > limits.maxMapSize : count > limits.maxArrayLength) {
+    throw overLimit(
+      isMap
+        ? `a map of ${count} entries exceeds the limit of ${limits.maxMapSize}`
+        : `an array of ${count} elements exceeds the limit of ${limits.maxArrayLength}`,
+    );
   }
   elements += count;
   if (elements > limits.maxElements) {
@@ -233,7 +239,7 @@ function readKeyString(length: number): string {
 function readKey(): string {
   const token = bytes[take(1)]!;
   if (token >= 0xd9 && token <= 0xdb)
-    return readKeyString(readUint(token === 0xd9 ? 1 : token === 0xda ? 2 : 4));
+    return readKeyString(readUint((1 << (token - 0xd9)) as 1 | 2 | 4));
   throw new ProtocolError('FORBIDDEN_KEY', 'map keys must be strings');
 }
 

@@ -27,8 +27,8 @@ export function toWireEntry<V>(key: string, record: LWWRecord<V>): WireEntry {
   const wire: WireFieldWrites = {};
   for (const name in fields) {
     const { timestamp, value } = fields[name]!;
-    wire[name] =
-      value === undefined ? [formatTimestamp(timestamp)] : [formatTimestamp(timestamp), value];
+    const stamp = formatTimestamp(timestamp);
+    wire[name] = value === undefined ? [stamp] : [stamp, value];
   }
   return [
     key,
@@ -44,17 +44,15 @@ export function toWireEntry<V>(key: string, record: LWWRecord<V>): WireEntry {
  * changes their shape (and applies field writes to the whole write's value).
  */
 export function fromWireEntry<V>(entry: WireEntry): [key: string, record: LWWRecord<V>] {
-  const [key, timestamp, value, ttlMs, wire] = entry;
-  const parsed = timestamp === null ? EMPTY_WRITE_TIMESTAMP : parseTimestamp(timestamp);
+  const [key, stamp, value, ttlMs, wire] = entry;
+  const parsed = stamp === null ? EMPTY_WRITE_TIMESTAMP : parseTimestamp(stamp);
   const whole: LWWRecord<V> = withTtl({ value: value as V | null, timestamp: parsed }, ttlMs);
   if (wire === undefined) return [key, whole];
   const fields: Record<string, FieldWrite> = {};
   for (const name in wire) {
-    const [stamp, ...rest] = wire[name]!;
-    fields[name] =
-      rest.length === 0
-        ? { timestamp: parseTimestamp(stamp) }
-        : { timestamp: parseTimestamp(stamp), value: rest[0]! };
+    const write = wire[name]!;
+    const timestamp = parseTimestamp(write[0]);
+    fields[name] = write.length === 1 ? { timestamp } : { timestamp, value: write[1]! };
   }
   return [key, withFieldWrites(whole, fields)];
 }
