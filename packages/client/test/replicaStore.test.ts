@@ -1,4 +1,10 @@
-import { HLC, type LWWRecord, type Value } from '@topgun/core';
+import {
+  EMPTY_WRITE_TIMESTAMP,
+  HLC,
+  type LWWRecord,
+  type Value,
+  withFieldWrites,
+} from '@topgun/core';
 import { describe, expect, it } from 'vitest';
 import { createMemoryStorage } from '../src/index.js';
 import { type ReplicaChange, ReplicaStore } from '../src/replica/replicaStore.js';
@@ -63,6 +69,32 @@ describe('the replica store', () => {
       ['b', 'B'],
       ['d', 'D'],
     ]);
+  });
+
+  it('persists and shares the record merged from both when field writes meet', async () => {
+    const { replicas, told, stored } = store();
+    replicas.merge('todos', [['a', at(10, { title: 'a', done: false })]], true);
+    const edit = (millis: number, fields: Record<string, Value>) =>
+      withFieldWrites<Value>(
+        { value: null, timestamp: EMPTY_WRITE_TIMESTAMP },
+        Object.fromEntries(
+          Object.entries(fields).map(([name, value]) => [
+            name,
+            { timestamp: { millis, counter: 0, nodeId: 'server' }, value },
+          ]),
+        ),
+      );
+    expect(replicas.merge('todos', [['a', edit(11, { done: true })]], true)).toBe(1);
+    expect(replicas.merge('todos', [['a', edit(12, { title: 'b' })]], true)).toBe(1);
+    expect(await stored()).toEqual([['a', { title: 'b', done: true }]]);
+    const last = told.at(-1);
+    expect(last?.type === 'records' && last.entries[0]![1].value).toEqual({
+      title: 'b',
+      done: true,
+    });
+    // The same field writes again change nothing, and nothing is persisted or shared.
+    expect(replicas.merge('todos', [['a', edit(12, { title: 'b' })]], true)).toBe(0);
+    expect(told).toHaveLength(3);
   });
 
   it('applies what another tab merged without persisting or sharing it again', async () => {

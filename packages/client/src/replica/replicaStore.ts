@@ -117,13 +117,16 @@ export class ReplicaStore {
     const { replica } = this.entry(map);
     const merged: Array<readonly [string, LWWRecord<Value>]> = [];
     for (const [key, record] of entries) {
+      const previous = replica.getRecord(key);
       try {
         replica.merge(key, record);
       } catch {
         continue; // a malformed record is dropped, the rest still applies
       }
-      // Stored as it is when it won (records from outside are fresh objects).
-      if (replica.getRecord(key) === record) merged.push([key, record]);
+      // What the replica holds now, when it changed: the incoming record if it won whole, or
+      // a record merged from both (field writes of each).
+      const stored = replica.getRecord(key)!;
+      if (stored !== previous) merged.push([key, stored]);
     }
     if (!persist || merged.length === 0) return merged.length;
     for (const [key, record] of merged) this.#options.persist.record({ map, key, record });
