@@ -6,6 +6,7 @@ import {
   type FieldWrite,
   type FieldWrites,
   isEmptyWrite,
+  isObject,
   validateFieldWrites,
   wholeWriteOf,
   withFieldWrites,
@@ -100,7 +101,7 @@ export function isRecordAbsent<V>(record: LWWRecord<V>, now: number): boolean {
  * @throws {ValidationError} naming the malformed field.
  */
 export function validateRecord<V>(record: unknown, path = 'record'): LWWRecord<V> {
-  if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+  if (!isObject(record)) {
     throw new ValidationError(path, `expected a record object, got ${describeValue(record)}`);
   }
   const { value, timestamp, ttlMs, fields, base } = record as Record<string, unknown>;
@@ -111,7 +112,7 @@ export function validateRecord<V>(record: unknown, path = 'record'): LWWRecord<V
   if (ttlMs !== undefined) validateTtl(ttlMs, `${path}.ttlMs`);
   if (fields === undefined) {
     if (value !== null) validateValue(value, `${path}.value`);
-    return record as LWWRecord<V>;
+    return record as unknown as LWWRecord<V>;
   }
   // The value follows from the whole write and the field writes: made again, not trusted.
   // (`base` is required with field writes: undefined is refused as a value.)
