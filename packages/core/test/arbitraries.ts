@@ -60,6 +60,30 @@ export const wireEntryArbitrary: fc.Arbitrary<WireEntry> = fc.oneof(
     fc.option(valueArbitrary, { nil: null }),
     fc.integer({ min: 1, max: 2 ** 31 }),
   ),
+  // With field writes: after a whole write, or alone (the empty write: nil, nil, nil).
+  fc
+    .tuple(
+      keyArbitrary,
+      fc.option(
+        fc.tuple(
+          timestampTextArbitrary,
+          fc.option(valueArbitrary, { nil: null }),
+          fc.option(fc.integer({ min: 1, max: 2 ** 31 }), { nil: null }),
+        ),
+        { nil: null },
+      ),
+      fc.dictionary(
+        textArbitrary.filter((field) => !FORBIDDEN_FIELDS.has(field)),
+        fc.oneof(
+          fc.tuple(timestampTextArbitrary),
+          fc.tuple(timestampTextArbitrary, valueArbitrary),
+        ),
+        { minKeys: 1, maxKeys: 3 },
+      ),
+    )
+    .map(([key, whole, fields]): WireEntry =>
+      whole === null ? [key, null, null, null, fields] : [key, ...whole, fields],
+    ),
 );
 const entries = fc.array(wireEntryArbitrary, { maxLength: 4 });
 const text = fc.string({ unit: 'grapheme', maxLength: 30 });

@@ -82,8 +82,8 @@ describe('test vectors (specifications/protocol.md)', () => {
     expect(plain(decodeMessage(fromHex(bytes)))).toEqual(plain(message));
   });
 
-  it('speaks protocol version 3', () => {
-    expect(PROTOCOL_VERSION).toBe(3);
+  it('speaks protocol version 4', () => {
+    expect(PROTOCOL_VERSION).toBe(4);
   });
 });
 
@@ -283,7 +283,17 @@ describe('hostile frames', () => {
   it.each([
     ['not an array', { k: 1 }, 'ops.0.entry: expected [key, timestamp, value, ttlMs?]'],
     ['two elements', ['k', '0000000000000000n'], 'ops.0.entry: expected [key, timestamp'],
-    ['five elements', ['k', '0000000000000000n', 1, 5, 6], 'ops.0.entry: expected [key'],
+    ['six elements', ['k', '0000000000000000n', 1, 5, {}, 6], 'ops.0.entry: expected [key'],
+    ['fields that are not a map', ['k', '0000000000000000n', 1, null, 6], 'ops.0.entry.4: expected field writes'],
+    ['no field writes', ['k', '0000000000000000n', 1, null, {}], 'ops.0.entry.4: expected at least one field write'],
+    ['a field write not an array', ['k', null, null, null, { a: 1 }], 'ops.0.entry.4.a: expected [timestamp, value?]'],
+    ['a field write of three elements', ['k', null, null, null, { a: ['0000000000000000n', 1, 2] }], 'ops.0.entry.4.a: expected [timestamp, value?]'],
+    ['a field write with a bad timestamp', ['k', null, null, null, { a: ['x', 1] }], 'ops.0.entry.4.a.0: expected a serialized timestamp'],
+    ['a field write with a bad value', ['k', null, null, null, { a: ['0000000000000000n', Number.NaN] }], 'ops.0.entry.4.a: '],
+    ['field writes alone with a value', ['k', null, 1, null, { a: ['0000000000000000n'] }], 'ops.0.entry.2: expected nil'],
+    ['field writes alone with a TTL', ['k', null, null, 5, { a: ['0000000000000000n'] }], 'ops.0.entry.3: expected nil'],
+    ['a nil timestamp without field writes', ['k', null, null], 'ops.0.entry.1: expected a serialized timestamp'],
+    ['a bad TTL with field writes', ['k', '0000000000000000n', 1, 0, { a: ['0000000000000000n'] }], 'ops.0.entry.3: expected a TTL'],
     ['an empty key', ['', '0000000000000000n', 1], 'ops.0.entry.0: expected a record key'],
     ['a number key', [7, '0000000000000000n', 1], 'ops.0.entry.0: expected a record key'],
     ['a bad timestamp', ['k', '00000000n', 1], 'ops.0.entry.1: expected a serialized timestamp'],

@@ -470,7 +470,10 @@ export class ClientConnection implements Peer {
       this.send({
         type: 'error',
         code: 'PROTOCOL_VERSION',
-        message: `this server speaks protocol ${PROTOCOL_VERSION}, the client ${message.protocol}`,
+        message:
+          message.protocol < PROTOCOL_VERSION
+            ? `upgrade required: this server speaks protocol ${PROTOCOL_VERSION}, the client ${message.protocol}; update @topgun/client`
+            : `this server speaks protocol ${PROTOCOL_VERSION}, the client ${message.protocol}: update the server`,
         retryable: false,
       });
       this.closeWith(CLOSE.protocolError, 'protocol version mismatch');

@@ -116,6 +116,14 @@ export function runServerSuite(
         expect(await client.closed()).toBe(1002);
       });
 
+      it('tells a client of protocol 3 (whole-record merge) that it must be upgraded', async () => {
+        const client = await TestClient.open(url);
+        const answer = await client.hello(undefined, 3);
+        expect(answer).toMatchObject({ type: 'error', code: 'PROTOCOL_VERSION', retryable: false });
+        expect((answer as { message: string }).message).toMatch(/^upgrade required: .*protocol 4, the client 3/);
+        expect(await client.closed()).toBe(1002);
+      });
+
       it('requires hello first', async () => {
         const client = await TestClient.open(url);
         client.send({ type: 'ping', time: 1 });
