@@ -81,8 +81,9 @@ export const wireEntryArbitrary: fc.Arbitrary<WireEntry> = fc.oneof(
         { minKeys: 1, maxKeys: 3 },
       ),
     )
-    .map(([key, whole, fields]): WireEntry =>
-      whole === null ? [key, null, null, null, fields] : [key, ...whole, fields],
+    .map(
+      ([key, whole, fields]): WireEntry =>
+        whole === null ? [key, null, null, null, fields] : [key, ...whole, fields],
     ),
 );
 const entries = fc.array(wireEntryArbitrary, { maxLength: 4 });

@@ -1,4 +1,3 @@
-import { formatTimestamp } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ChangeFanout } from './changeFanout.js';
 import type { LiveQueryHub } from './liveQueryHub.js';
@@ -12,6 +11,7 @@ import type {
   Storage,
   StoredRecord,
 } from './storage/storage.js';
+import { latestStamp } from './storage/storedFields.js';
 
 interface FreshWaiter {
   readonly map: string;
@@ -256,8 +256,7 @@ export class AnnouncementFollower {
       }
       // Too large to announce in full: read back unless the map holds it (or newer) already.
       const held = map.getRecord(record.key);
-      if (held === undefined || formatTimestamp(held.timestamp) < record.timestamp)
-        readBack.push(record.key);
+      if (held === undefined || latestStamp(held) < record.timestamp) readBack.push(record.key);
     }
     if (readBack.length > 0) {
       const read = await this.deps.metrics.timeStorage('read_announced', () =>

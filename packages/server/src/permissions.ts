@@ -23,10 +23,19 @@ export interface WriteContext {
   readonly user: UserContext;
   readonly map: string;
   readonly key: string;
-  /** The value written, or null for a delete. */
+  /**
+   * The value the record would have after the write, or null for a delete. For an update,
+   * the stored value with the patch applied (null when the record is deleted or absent: an
+   * update does not bring it back).
+   */
   readonly value: Value | null;
   /** The stored value before the write, if any. */
   readonly previous: Value | undefined;
+  /**
+   * For an update (`update(key, patch)`): the fields it writes, a removed field as
+   * `undefined`. Absent for `set` and `delete`.
+   */
+  readonly patch?: Readonly<Record<string, Value | undefined>>;
 }
 
 /**

@@ -1,20 +1,26 @@
 import {
   type BulkItem,
-  compareRecords,
+  EMPTY_WRITE_TIMESTAMP,
   encodeMessage,
+  type FieldWrite,
   fromSyncWire,
   fromWireEntry,
   HLC,
+  isEmptyWrite,
   LWWMap,
   type LWWRecord,
   type MessageOf,
+  mergeRecords,
   rootBytes,
   type SyncReplica,
   SyncSession,
+  type Timestamp,
   toSyncWire,
   toWireEntry,
   ValidationError,
   type Value,
+  wholeWriteOf,
+  withFieldWrites,
 } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
 import { type ChangeFanout, sendRevoke } from './changeFanout.js';
@@ -374,26 +380,38 @@ export class SyncService {
       const judge = (key: string, record: LWWRecord<Value>) => {
         const stored = map.getRecord(key) as GridRecord | undefined;
         const kept =
-          stored !== undefined && filter.sees(key, stored) && compareRecords(stored, record) >= 0;
+          stored !== undefined &&
+          filter.sees(key, stored) &&
+          mergeRecords(stored, record) === stored;
         if (!kept) dropped.add(key);
       };
       const floor = this.deps.now() - this.deps.maxWriteAgeMs;
       const own: Array<readonly [string, LWWRecord<Value>]> = [];
       const ops: MessageOf<'ops'>['ops'] = [];
+      // Records that also hold others' writes (field writes of several writers): judged once
+      // the client's own writes in them are committed.
+      const mixed: Array<readonly [string, LWWRecord<Value>]> = [];
       for (const [key, record] of records) {
-        if (ownsNodeId(peer.nodeId, record.timestamp.nodeId) && record.timestamp.millis >= floor) {
-          ops.push({ id: own.length, map: mapName, entry: toWireEntry(key, record) });
-          own.push([key, record]);
-        } else {
+        const part = ownPart(record, peer.nodeId, floor);
+        if (part === undefined) {
           judge(key, record);
+          continue;
         }
+        ops.push({ id: own.length, map: mapName, entry: toWireEntry(key, part) });
+        own.push([key, record]);
+        if (part !== record) mixed.push([key, record]);
       }
       if (ops.length > 0) {
         const outcome = await pipeline.submit(peer, ops, options);
         for (const keys of outcome.revoked.values()) for (const key of keys) dropped.add(key);
+        const judged = new Set<string>();
         for (const rejection of outcome.rejected) {
-          if (!rejection.retryable) judge(...own[rejection.id]!);
+          if (rejection.retryable) continue;
+          const [key, record] = own[rejection.id]!;
+          judge(key, record);
+          judged.add(key);
         }
+        for (const [key, record] of mixed) if (!judged.has(key)) judge(key, record);
       }
       if (dropped.size > 0) sendRevoke(peer, mapName, dropped);
     } finally {
@@ -474,4 +492,37 @@ export class SyncService {
     this.views--;
     this.viewRecords -= records;
   }
+}
+
+/**
+ * The writes of a record a client may push as its own (its node id, within the time window):
+ * the record itself, or its whole write and field writes that are (the empty write standing
+ * for a whole write that is not), or undefined when none is.
+ */
+function ownPart(
+  record: LWWRecord<Value>,
+  nodeId: string,
+  floor: number,
+): LWWRecord<Value> | undefined {
+  const mine = ({ millis, nodeId: writer }: Timestamp) =>
+    millis >= floor && ownsNodeId(nodeId, writer);
+  const wholeMine = !isEmptyWrite(record.timestamp) && mine(record.timestamp);
+  if (record.fields === undefined) return wholeMine ? record : undefined;
+  let fields: Record<string, FieldWrite> | undefined;
+  let all = wholeMine || isEmptyWrite(record.timestamp);
+  for (const name in record.fields) {
+    const write = record.fields[name]!;
+    if (!mine(write.timestamp)) {
+      all = false;
+      continue;
+    }
+    fields ??= {};
+    fields[name] = write;
+  }
+  if (all) return record;
+  const whole = wholeMine
+    ? wholeWriteOf(record)
+    : { value: null, timestamp: EMPTY_WRITE_TIMESTAMP };
+  if (fields === undefined) return wholeMine ? whole : undefined;
+  return withFieldWrites(whole, fields);
 }

@@ -1,12 +1,12 @@
 import {
   ClockDriftError,
-  compareRecords,
-  formatTimestamp,
   fromWireEntry,
   type HLC,
+  isEmptyWrite,
   type LWWMap,
   type LWWRecord,
   type MessageOf,
+  mergeRecords,
   type Timestamp,
   toWireEntry,
   type Value,
@@ -15,12 +15,13 @@ import {
 import type { FastifyBaseLogger } from 'fastify';
 import type { CommittedChange } from './changeFanout.js';
 import { type GridRecord, MAP_LOADS_SPENT, type MapGrid } from './mapGrid.js';
-import { mergeStored } from './mergeStored.js';
+import { holdsWrite, mergeStored } from './mergeStored.js';
 import type { ServerMetrics } from './metrics.js';
 import { ownsNodeId } from './nodeOwnership.js';
 import type { Peer } from './peer.js';
 import type { Permissions, ReadFilter } from './permissions.js';
 import type { RecordWrite, Storage, WriteOutcome } from './storage/storage.js';
+import { latestStamp } from './storage/storedFields.js';
 
 type Rejection = MessageOf<'reject'>['rejections'][number];
 type Op = MessageOf<'ops'>['ops'][number];
@@ -273,7 +274,7 @@ export class WritePipeline {
     for (const batch of group) {
       for (const op of batch.ops) {
         const [key, record] = fromWireEntry<Value>(op.entry);
-        const refusal = this.precheck(batch, op, record.timestamp);
+        const refusal = this.precheck(batch, op, record);
         if (refusal !== undefined) {
           batch.rejected.push(refusal);
           continue;
@@ -390,17 +391,17 @@ export class WritePipeline {
         unstored.push(candidate);
         return;
       }
+      // Merged with the stored record (field writes): what the database now holds.
+      const written = outcome.record ?? candidate.record;
       const record: GridRecord =
-        outcome.prior === undefined
-          ? candidate.record
-          : { ...candidate.record, prior: outcome.prior };
+        outcome.prior === undefined ? written : { ...written, prior: outcome.prior };
       batch.acked.push(op.id);
       if (!this.mayRead(batch, op.map, candidate.key, record)) revoke(batch, op.map, candidate.key);
-      // The op's wire entry is the record's wire form: it is not encoded again.
       addChange(op.map, {
         key: candidate.key,
         record,
-        entry: op.entry,
+        // The op's wire entry is the record's wire form, unless it was merged: not encoded again.
+        entry: outcome.record === undefined ? op.entry : toWireEntry(candidate.key, record),
         // Who could see the record it replaced matters only under record-level read rules:
         // read now, not at admission (another group may have committed in between).
         previous: this.deps.permissions.hasRecordLevelReads(op.map)
@@ -424,7 +425,7 @@ export class WritePipeline {
     for (const candidate of unstored) {
       const { op, key, record } = candidate;
       const current = maps.get(op.map)!.getRecord(key);
-      if (current === undefined || compareRecords(current, record) < 0) {
+      if (current === undefined || mergeRecords(current, record) !== current) {
         const byKey = stale.get(op.map) ?? new Map<string, Candidate[]>();
         byKey.set(key, [...(byKey.get(key) ?? []), candidate]);
         stale.set(op.map, byKey);
@@ -437,7 +438,7 @@ export class WritePipeline {
         // A client whose own write this is already holds it: it is not echoed back to it.
         const writer = byKey
           .get(change.key)!
-          .find((candidate) => compareRecords(candidate.record, change.record) === 0);
+          .find((candidate) => holdsWrite(change.record, candidate.record));
         addChange(name, writer === undefined ? change : { ...change, origin: writer.batch.peer });
       }
     }
@@ -446,13 +447,13 @@ export class WritePipeline {
     for (const candidate of unstored) {
       const { batch, op, key, record } = candidate;
       const current = maps.get(op.map)!.getRecord(key) as GridRecord | undefined;
-      const order = current === undefined ? 1 : compareRecords(record, current);
-      if (order > 0 && candidate.expected !== undefined) {
-        // It would win, but the record its rule allowed it over is no longer there.
+      const wins = current === undefined || mergeRecords(current, record) !== current;
+      if (wins && candidate.expected !== undefined) {
+        // It would change the record, but the record its rule allowed it over is no longer there.
         retry.push(candidate);
         continue;
       }
-      if (current === undefined || order > 0) {
+      if (current === undefined || wins) {
         // Storage kept something this write should have beaten, and it could not be read.
         batch.rejected.push({
           id: op.id,
@@ -465,7 +466,7 @@ export class WritePipeline {
       // The same write sent again (a lost ack) is a plain ack; one that lost is superseded,
       // and a writer that may not see the record it lost to is told to forget the key.
       batch.acked.push(op.id);
-      if (order !== 0) batch.superseded.push(op.id);
+      if (!holdsWrite(current, record)) batch.superseded.push(op.id);
       if (!this.mayRead(batch, op.map, key, current)) revoke(batch, op.map, key);
     }
     return retry;
@@ -486,9 +487,31 @@ export class WritePipeline {
     return this.readFilter(batch, map)?.sees(key, record) ?? false;
   }
 
-  /** Refusals that need no map: node id, the time window, a map the user may not touch. */
-  private precheck(batch: Batch, op: Op, timestamp: Timestamp): Rejection | undefined {
-    const { clock, permissions, maxWriteAgeMs, now } = this.deps;
+  /**
+   * Refusals that need no map: node id and the time window (of the whole write and of every
+   * field write), a map the user may not touch.
+   */
+  private precheck(batch: Batch, op: Op, record: LWWRecord<Value>): Rejection | undefined {
+    if (!isEmptyWrite(record.timestamp)) {
+      const refusal = this.checkStamp(batch, op, record.timestamp);
+      if (refusal !== undefined) return refusal;
+    }
+    for (const name in record.fields) {
+      const refusal = this.checkStamp(batch, op, record.fields[name]!.timestamp);
+      if (refusal !== undefined) return refusal;
+    }
+    const { permissions } = this.deps;
+    if (
+      !permissions.mayWriteMap(batch.peer.user, op.map) &&
+      this.readFilter(batch, op.map) === null
+    )
+      return reject(op, 'PERMISSION', `writing ${op.map} is not allowed`);
+    return undefined;
+  }
+
+  /** Whether one timestamp of a write is the connection's own and within the time window. */
+  private checkStamp(batch: Batch, op: Op, timestamp: Timestamp): Rejection | undefined {
+    const { clock, maxWriteAgeMs, now } = this.deps;
     const { peer } = batch;
     const { millis, nodeId } = timestamp;
     if (!ownsNodeId(peer.nodeId, nodeId)) {
@@ -512,8 +535,6 @@ export class WritePipeline {
       if (error instanceof ClockDriftError) return reject(op, 'CLOCK_DRIFT', error.message);
       throw error;
     }
-    if (!permissions.mayWriteMap(peer.user, op.map) && this.readFilter(batch, op.map) === null)
-      return reject(op, 'PERMISSION', `writing ${op.map} is not allowed`);
     return undefined;
   }
 
@@ -544,7 +565,21 @@ export class WritePipeline {
     const stored = map.getRecord(key) as GridRecord | undefined;
     const previous = stored === undefined || stored.value === null ? undefined : stored.value;
     const user = peer.user;
-    if (!permissions.canWrite({ user, map: op.map, key, value: parsed.value, previous })) {
+    // A rule judges what the record would become, and for an update its patch.
+    const patch = patchOf(parsed);
+    const value =
+      patch === undefined || stored === undefined
+        ? parsed.value
+        : mergeRecords(stored, parsed).value;
+    const context = {
+      user,
+      map: op.map,
+      key,
+      value,
+      previous,
+      ...(patch === undefined ? {} : { patch }),
+    };
+    if (!permissions.canWrite(context)) {
       const filter = this.readFilter(batch, op.map);
       const readsMap = filter !== null;
       const visible = stored !== undefined && readsMap && filter.sees(key, stored);
@@ -554,13 +589,7 @@ export class WritePipeline {
         // lost to someone else's: acknowledged as superseded, and the key revoked.
         const creatable =
           previous !== undefined &&
-          permissions.canWrite({
-            user,
-            map: op.map,
-            key,
-            value: parsed.value,
-            previous: undefined,
-          });
+          permissions.canWrite({ ...context, value: parsed.value, previous: undefined });
         if (creatable) {
           batch.acked.push(op.id);
           batch.superseded.push(op.id);
@@ -595,17 +624,25 @@ export class WritePipeline {
       map: op.map,
       key,
       record,
-      // Null only for field writes alone, which protocol 3 does not carry.
-      serializedTimestamp: op.entry[1] ?? formatTimestamp(record.timestamp),
+      // Only whole writes use it (field writes alone have none on the wire).
+      serializedTimestamp: op.entry[1] ?? '',
       // Always both fields, so every candidate has one shape (no spread of throwaway objects).
-      expected: conditional
-        ? stored === undefined
-          ? null
-          : formatTimestamp(stored.timestamp)
-        : undefined,
+      // The condition is the stored record's latest write: an update changes a record without
+      // changing its whole write.
+      expected: conditional ? (stored === undefined ? null : latestStamp(stored)) : undefined,
       keepPrior,
     };
   }
+}
+
+/** The fields an update writes (undefined: removed); undefined for a whole write. */
+function patchOf(
+  record: LWWRecord<Value>,
+): Readonly<Record<string, Value | undefined>> | undefined {
+  if (record.fields === undefined) return undefined;
+  const patch: Record<string, Value | undefined> = {};
+  for (const name in record.fields) patch[name] = record.fields[name]!.value;
+  return patch;
 }
 
 function revoke(batch: Batch, map: string, key: string): void {

@@ -1,4 +1,11 @@
-import { formatTimestamp, type Timestamp, type Value } from '@topgun/core';
+import {
+  EMPTY_WRITE_TIMESTAMP,
+  encodeValue,
+  formatTimestamp,
+  type Timestamp,
+  type Value,
+  withFieldWrites,
+} from '@topgun/core';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOUNCEMENT_CHANNEL, parseAnnouncement } from '../src/storage/announcementPayload.js';
@@ -161,6 +168,48 @@ describe.runIf(available)('announcements of committed writes over PostgreSQL', (
     expect(take()).toEqual([{ map: 'rules', key: 'k', stored: expected }]);
   });
 
+  it('announces the merged record of an update, and by its latest write when too large', async () => {
+    const update = (
+      key: string,
+      fields: Record<string, Value>,
+      timestamp: Timestamp,
+    ): RecordWrite => ({
+      map: 'fielded',
+      key,
+      record: withFieldWrites(
+        { value: null, timestamp: EMPTY_WRITE_TIMESTAMP },
+        Object.fromEntries(
+          Object.entries(fields).map(([name, value]) => [name, { timestamp, value }]),
+        ),
+      ),
+    });
+    await storage.writeRecords([
+      {
+        map: 'fielded',
+        key: 't',
+        record: { value: { title: 'a', done: false }, timestamp: at(30_000) },
+      },
+      { map: 'fielded', key: 'big', record: { value: { title: 'b' }, timestamp: at(30_000) } },
+    ]);
+    await settle();
+    take();
+    const [outcome] = await storage.writeRecords([update('t', { done: true }, at(30_001))]);
+    await settle();
+    const [announced] = take();
+    expect(announced).toEqual({
+      map: 'fielded',
+      key: 't',
+      stored: { key: 't', record: outcome!.record },
+    });
+    expect(outcome!.record!.value).toEqual({ title: 'a', done: true });
+    // Too large: named with the timestamp of its latest write (the update's), not its whole write's.
+    await storage.writeRecords([update('big', { blob: 'x'.repeat(20_000) }, at(30_002))]);
+    await settle();
+    expect(take()).toEqual([
+      { map: 'fielded', key: 'big', timestamp: formatTimestamp(at(30_002)) },
+    ]);
+  });
+
   it('does not deliver a process its own announcements', async () => {
     const own: AnnouncedRecord[] = [];
     const ownMarks: number[] = [];
@@ -187,14 +236,23 @@ describe.runIf(available)('announcements of committed writes over PostgreSQL', (
   it('reads the payloads PostgreSQL builds, and refuses what is not an announcement', () => {
     expect(
       parseAnnouncement(
-        '{"o":"ab","t":5,"r":[["m", "k\\"1", "0000000003e80000w", "AQ==", null, null],["m", "k2", "0000000003e80000w"]]}',
+        '{"o":"ab","t":5,"r":[["m", "k\\"1", "0000000003e80000w", "AQ==", null, null],["m", "k2", "0000000003e80000w"],' +
+          `["m", "k3", "", null, null, null, "${Buffer.from(encodeValue({ done: ['0000000003e80000w', true] })).toString('base64')}"]]}`,
       ),
     ).toMatchObject({
       origin: 'ab',
       sentAt: 5,
       records: [
-        { map: 'm', key: 'k"1', stored: { key: 'k"1' } },
+        { map: 'm', key: 'k"1', stored: { key: 'k"1', record: { value: 1 } } },
         { map: 'm', key: 'k2', timestamp: '0000000003e80000w' },
+        {
+          map: 'm',
+          key: 'k3',
+          stored: {
+            key: 'k3',
+            record: { value: null, fields: { done: { value: true, timestamp: { millis: 1000 } } } },
+          },
+        },
       ],
     });
     expect(parseAnnouncement('{"o":"ab","t":5,"m":3}')).toEqual({

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOKEN_SECRET, tokenFor, writtenByOwner } from './adversarial/adversarialKit.js';
 import { createTestDatabase, postgresAvailable } from './postgres.js';
 import { startServer } from './serverHarness.js';
-import { replicaOf, TestClient } from './testClient.js';
+import { replicaOf, TestClient, updateEntry } from './testClient.js';
 
 const available = await postgresAvailable();
 
@@ -60,6 +60,56 @@ describe.runIf(available)('two server processes sharing one PostgreSQL', () => {
     expect(result.converged).toBe(true);
     expect(replica.get('k')).toBe('newer');
     for (const client of [a, b, reader]) client.close();
+  });
+});
+
+describe.runIf(available)('updates of one record through two server processes', () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let first: Awaited<ReturnType<typeof startServer>>;
+  let second: Awaited<ReturnType<typeof startServer>>;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const storage = { kind: 'postgres' as const, connectionString: database.url };
+    first = await startServer({ storage, auth: { allowAnonymous: true } });
+    second = await startServer({ storage, auth: { allowAnonymous: true } });
+  });
+  afterAll(async () => {
+    await first.server.close();
+    await second.server.close();
+    await database.drop();
+  });
+
+  it('keeps every field updated through either process at once, in the database and both grids', async () => {
+    const a = await TestClient.connect(first.url);
+    const b = await TestClient.connect(second.url);
+    await a.write('board', [['card', { title: 'card', column: 'todo' }]]);
+    // Both servers hold the map before the updates, so neither sees the other's in memory.
+    await a.sync('board', replicaOf());
+    await b.sync('board', replicaOf());
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, index) => {
+        const client = index % 2 === 0 ? a : b;
+        return client.sendOps([
+          {
+            id: index,
+            map: 'board',
+            entry: updateEntry('card', { [`f${index}`]: index }, client.hlc.now()),
+          },
+        ]);
+      }),
+    );
+    expect(answers.every((answer) => answer.ack?.superseded.length === 0)).toBe(true);
+    const expected: Record<string, unknown> = { title: 'card', column: 'todo' };
+    for (let index = 0; index < 20; index++) expected[`f${index}`] = index;
+    for (const url of [first.url, second.url]) {
+      const reader = await TestClient.connect(url);
+      const replica = replicaOf(`reader-${url.length}`);
+      expect((await reader.sync('board', replica)).converged).toBe(true);
+      expect(replica.get('card')).toEqual(expected);
+      reader.close();
+    }
+    a.close();
+    b.close();
   });
 });
 

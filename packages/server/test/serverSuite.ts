@@ -1,9 +1,11 @@
 import {
   decodeMessage,
   formatTimestamp,
+  fromWireEntry,
   PROTOCOL_VERSION,
   toWireEntry,
   type Value,
+  withFieldWrites,
 } from '@topgun/core';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +13,7 @@ import type { SqlDriver } from '../src/storage/sqlDriver.js';
 import { SqlStorage } from '../src/storage/sqlStorage.js';
 import type { RecordWrite, Storage } from '../src/storage/storage.js';
 import { eventually, startServer } from './serverHarness.js';
-import { replicaOf, TestClient } from './testClient.js';
+import { replicaOf, TestClient, updateEntry } from './testClient.js';
 
 const SECRET = 'a-test-secret-of-at-least-32-bytes!!';
 const secretKey = new TextEncoder().encode(SECRET);
@@ -120,7 +122,9 @@ export function runServerSuite(
         const client = await TestClient.open(url);
         const answer = await client.hello(undefined, 3);
         expect(answer).toMatchObject({ type: 'error', code: 'PROTOCOL_VERSION', retryable: false });
-        expect((answer as { message: string }).message).toMatch(/^upgrade required: .*protocol 4, the client 3/);
+        expect((answer as { message: string }).message).toMatch(
+          /^upgrade required: .*protocol 4, the client 3/,
+        );
         expect(await client.closed()).toBe(1002);
       });
 
@@ -366,8 +370,94 @@ export function runServerSuite(
         reader.close();
       });
 
+      it('merges updates of different fields from two clients: both survive, on every replica', async () => {
+        const alice = await TestClient.connect(url);
+        const bob = await TestClient.connect(url);
+        const watcher = await TestClient.connect(url);
+        await alice.write('fields', [['t', { title: 'draft', done: false }]]);
+        const watched = replicaOf('watched');
+        await watcher.sync('fields', watched);
+        // Alice ticks the todo while Bob renames it: neither has seen the other's write.
+        const [tick, rename] = await Promise.all([
+          alice.sendOps([
+            { id: 1, map: 'fields', entry: updateEntry('t', { done: true }, alice.hlc.now()) },
+          ]),
+          bob.sendOps([
+            { id: 1, map: 'fields', entry: updateEntry('t', { title: 'final' }, bob.hlc.now()) },
+          ]),
+        ]);
+        expect(tick.ack).toMatchObject({ ids: [1], superseded: [] });
+        expect(rename.ack).toMatchObject({ ids: [1], superseded: [] });
+        expect((await storage.getRecords('fields', ['t']))[0]!.record.value).toEqual({
+          title: 'final',
+          done: true,
+        });
+        // Fanned out as records the watcher merges.
+        await eventually(() => {
+          for (const message of watcher.pending('changes').splice(0))
+            for (const change of message.changes)
+              for (const entry of change.entries) watched.merge(...fromWireEntry<Value>(entry));
+          const value = watched.get('t') as { title?: string; done?: boolean } | undefined;
+          return value?.title === 'final' && value.done === true;
+        });
+        expect(watched.get('t')).toEqual({ title: 'final', done: true });
+        // A fresh replica gets the record with its field writes through the walk, and both
+        // hold the same tree.
+        const fresh = replicaOf('fresh');
+        expect((await (await TestClient.connect(url)).sync('fields', fresh)).converged).toBe(true);
+        expect(fresh.getRecord('t')).toEqual(watched.getRecord('t'));
+        expect(fresh.merkleTree.rootHashHex()).toBe(watched.merkleTree.rootHashHex());
+        alice.close();
+        bob.close();
+        watcher.close();
+      });
+
+      it('acknowledges an update sent again as applied, and one that lost as superseded', async () => {
+        const client = await TestClient.connect(url);
+        await client.write('fields-again', [['t', { n: 0 }]]);
+        const entry = updateEntry('t', { n: 1 }, client.hlc.now());
+        const older = updateEntry('t', { n: -1 }, client.hlc.now());
+        const later = updateEntry('t', { n: 2 }, client.hlc.now());
+        expect((await client.sendOps([{ id: 1, map: 'fields-again', entry }])).ack).toMatchObject({
+          superseded: [],
+        });
+        expect((await client.sendOps([{ id: 2, map: 'fields-again', entry }])).ack).toMatchObject({
+          superseded: [],
+        });
+        expect(
+          (await client.sendOps([{ id: 3, map: 'fields-again', entry: later }])).ack,
+        ).toMatchObject({ superseded: [] });
+        expect(
+          (await client.sendOps([{ id: 4, map: 'fields-again', entry: older }])).ack,
+        ).toMatchObject({ ids: [4], superseded: [4] });
+        expect((await storage.getRecords('fields-again', ['t']))[0]!.record.value).toEqual({
+          n: 2,
+        });
+        client.close();
+      });
+
       it('rejects ops stamped with another node id or too far in the future', async () => {
         const client = await TestClient.connect(url);
+        // Every write in an op is the connection's own: a field write too.
+        const mixed = await client.sendOps([
+          {
+            id: 3,
+            map: 'checks',
+            entry: toWireEntry(
+              'k',
+              withFieldWrites(
+                { value: { a: 1 }, timestamp: client.hlc.now() },
+                {
+                  b: {
+                    timestamp: { millis: Date.now() + 1, counter: 0, nodeId: 'someone-else' },
+                    value: 2,
+                  },
+                },
+              ),
+            ),
+          },
+        ]);
+        expect(mixed.reject?.rejections[0]).toMatchObject({ id: 3, reason: 'NODE_ID' });
         const foreign = await client.sendOps([
           {
             id: 1,
@@ -480,6 +570,18 @@ export function runServerSuite(
             { map: 'public', read: true, write: 'authenticated' },
             { map: 'readonly', read: true, write: false },
             {
+              // Tasks: created by their owner; others may only tick them.
+              map: 'tasks',
+              read: true,
+              write: ({ user, value, previous, patch }) => {
+                const owner = (previous as { owner?: string } | undefined)?.owner;
+                if (previous === undefined)
+                  return (value as { owner?: string } | null)?.owner === user.id;
+                if (owner === user.id) return true;
+                return patch !== undefined && Object.keys(patch).every((name) => name === 'done');
+              },
+            },
+            {
               map: 'notes/*',
               read: ({ user, value }) =>
                 value === undefined || (value as { owner?: string }).owner === user.id,
@@ -506,6 +608,47 @@ export function runServerSuite(
 
         const unknown = await alice.write('unlisted-map', [['k', 1]]);
         expect(unknown.reject?.rejections[0]?.reason).toBe('PERMISSION');
+        alice.close();
+        bob.close();
+      });
+
+      it('shows a write rule the patch of an update, the previous value and the value it makes', async () => {
+        const alice = await TestClient.connect(url, await token('alice'));
+        const bob = await TestClient.connect(url, await token('bob'));
+        await alice.write('tasks', [['k', { owner: 'alice', title: 'write spec', done: false }]]);
+        const tick = await bob.sendOps([
+          { id: 1, map: 'tasks', entry: updateEntry('k', { done: true }, bob.hlc.now()) },
+        ]);
+        expect(tick.ack).toMatchObject({ ids: [1], superseded: [] });
+        const rename = await bob.sendOps([
+          {
+            id: 2,
+            map: 'tasks',
+            entry: updateEntry('k', { title: 'mine now', done: false }, bob.hlc.now()),
+          },
+        ]);
+        // Refused with the record as stored, to roll back to: the tick is in it.
+        const [refusal] = rename.reject!.rejections;
+        expect(refusal).toMatchObject({ id: 2, reason: 'PERMISSION' });
+        expect(fromWireEntry<Value>(refusal!.current!)[1].value).toEqual({
+          owner: 'alice',
+          title: 'write spec',
+          done: true,
+        });
+        // The owner may update any field.
+        const own = await alice.sendOps([
+          {
+            id: 3,
+            map: 'tasks',
+            entry: updateEntry('k', { title: 'spec written' }, alice.hlc.now()),
+          },
+        ]);
+        expect(own.ack).toMatchObject({ ids: [3], superseded: [] });
+        expect((await storage.getRecords('tasks', ['k']))[0]!.record.value).toEqual({
+          owner: 'alice',
+          title: 'spec written',
+          done: true,
+        });
         alice.close();
         bob.close();
       });

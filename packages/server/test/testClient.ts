@@ -1,6 +1,8 @@
 import {
   decodeMessage,
+  EMPTY_WRITE_TIMESTAMP,
   encodeMessage,
+  type FieldWrite,
   fromSyncWire,
   fromWireEntry,
   HLC,
@@ -10,9 +12,12 @@ import {
   PROTOCOL_VERSION,
   rootBytes,
   SyncSession,
+  type Timestamp,
   toSyncWire,
   toWireEntry,
   type Value,
+  type WireEntry,
+  withFieldWrites,
 } from '@topgun/core';
 import WebSocket from 'ws';
 
@@ -265,4 +270,19 @@ export function hasRoot(replica: LWWMap<Value>, root: Uint8Array): boolean {
 /** A replica for tests. */
 export function replicaOf(nodeId = 'test-replica'): LWWMap<Value> {
   return new LWWMap<Value>(new HLC({ nodeId, maxDriftMs: Number.POSITIVE_INFINITY }));
+}
+
+/** The wire entry of an update (field writes alone) stamped `timestamp`. */
+export function updateEntry(
+  key: string,
+  patch: Readonly<Record<string, Value | undefined>>,
+  timestamp: Timestamp,
+): WireEntry {
+  const fields: Record<string, FieldWrite> = {};
+  for (const [name, value] of Object.entries(patch))
+    fields[name] = value === undefined ? { timestamp } : { timestamp, value };
+  return toWireEntry(
+    key,
+    withFieldWrites({ value: null, timestamp: EMPTY_WRITE_TIMESTAMP }, fields),
+  );
 }

@@ -19,7 +19,10 @@ const TTL_ISSUE = 'expected a TTL: a whole number of milliseconds, at least 1';
  */
 export function wireEntryIssue(entry: unknown): Issue | undefined {
   if (!Array.isArray(entry) || entry.length < 3 || entry.length > 5) {
-    return { path: [], message: 'expected [key, timestamp, value, ttlMs?] or [key, timestamp, value, ttlMs, fields]' };
+    return {
+      path: [],
+      message: 'expected [key, timestamp, value, ttlMs?] or [key, timestamp, value, ttlMs, fields]',
+    };
   }
   const [key, timestamp, value, ttlMs, fields] = entry as unknown[];
   if (typeof key !== 'string' || !isValidKey(key)) {

@@ -1,5 +1,6 @@
-import { decodeValue, type LWWRecord, parseTimestamp, type Value } from '@topgun/core';
+import { decodeValue } from '@topgun/core';
 import type { AnnouncedRecord, Announcement, StoredRecord } from './storage.js';
+import { recordOf } from './storedFields.js';
 
 /** The PostgreSQL channel that carries announcements (`specifications/scale-out.md`). */
 export const ANNOUNCEMENT_CHANNEL = 'topgun_changes';
@@ -20,23 +21,29 @@ export function parseAnnouncement(payload: string): Announcement {
 }
 
 function parseItem(item: unknown): AnnouncedRecord {
-  if (!Array.isArray(item) || (item.length !== 3 && item.length !== 6))
+  // Six elements: announced by a process of the previous release (no field writes).
+  if (!Array.isArray(item) || (item.length !== 3 && item.length !== 6 && item.length !== 7))
     throw new Error('an announced record of the wrong shape');
-  const [map, key, ts, value, ttl, prior] = item as unknown[];
+  const [map, key, ts, value, ttl, prior, fields] = item as unknown[];
   if (typeof map !== 'string' || typeof key !== 'string' || typeof ts !== 'string')
     throw new Error('an announced record without its map, key or timestamp');
+  // Announced by key alone: `ts` is the record's latest timestamp.
   if (item.length === 3) return { map, key, timestamp: ts };
-  const timestamp = parseTimestamp(ts, `announced record ${key}`);
-  const decoded: Value | null = typeof value === 'string' ? decodeBase64Value(value) : null;
-  const record: LWWRecord<Value> =
-    typeof ttl === 'number'
-      ? { value: decoded, timestamp, ttlMs: ttl }
-      : { value: decoded, timestamp };
+  const record = recordOf(
+    key,
+    ts,
+    typeof value === 'string' ? base64(value) : null,
+    typeof ttl === 'number' ? ttl : null,
+    typeof fields === 'string' ? base64(fields) : null,
+    `announced record ${key}`,
+  );
   const stored: StoredRecord =
-    typeof prior === 'string' ? { key, record, prior: decodeBase64Value(prior) } : { key, record };
+    typeof prior === 'string'
+      ? { key, record, prior: decodeValue(base64(prior)) }
+      : { key, record };
   return { map, key, stored };
 }
 
-function decodeBase64Value(text: string): Value {
-  return decodeValue(Buffer.from(text, 'base64'));
+function base64(text: string): Uint8Array {
+  return Buffer.from(text, 'base64');
 }

@@ -53,4 +53,15 @@ export const MIGRATIONS: ReadonlyArray<{ readonly version: number; readonly sql:
       );
     `,
   },
+  {
+    // Data model 2: field writes later than the whole write (`value` and `ts` stay the whole
+    // write's; `ts` is '' for the empty write). Rows of data model 1 have none: NULL.
+    version: 4,
+    sql: `
+      -- MessagePack of { name: [timestamp, value?] }, as on the wire
+      ALTER TABLE topgun_records ADD COLUMN fields bytea;
+      -- the latest field write's serialized timestamp
+      ALTER TABLE topgun_records ADD COLUMN fields_latest text COLLATE "C";
+    `,
+  },
 ];

@@ -4,6 +4,7 @@ import {
   encodeValue,
   formatTimestamp,
   type LWWRecord,
+  mergeRecords,
   PARTITION_COUNT,
   parseTimestamp,
   partitionOf,
@@ -22,6 +23,7 @@ import {
   type StoredRecord,
   type WriteOutcome,
 } from './storage.js';
+import { columnsOf, latestStamp, recordOf } from './storedFields.js';
 
 /** Partitions per query when loading a map: 17 queries, about 60 000 rows each at 1 000 000. */
 const PARTITIONS_PER_PAGE = 16;
@@ -40,10 +42,12 @@ const NOT_STORED: WriteOutcome = Object.freeze({ stored: false });
 const FLAG_EXPECTED = 1;
 const FLAG_KEEP_PRIOR = 2;
 
-// Last-Write-Wins in SQL, exactly as `compareRecords`: the later timestamp (text order of the
-// serialized form is timestamp order), then on a tie a tombstone, then the greater value by
-// its bytes (bytea order is byte order, a proper prefix first), then the greater TTL.
-const INCOMING_WINS = `(r.ts < EXCLUDED.ts OR (r.ts = EXCLUDED.ts AND CASE
+// Last-Write-Wins in SQL between records without field writes, exactly as `compareRecords`:
+// the later timestamp (text order of the serialized form is timestamp order), then on a tie a
+// tombstone, then the greater value by its bytes (bytea order is byte order, a proper prefix
+// first), then the greater TTL. A stored record with field writes is never replaced here: the
+// write is not stored, and `writeRecords` merges it under a row lock (`mergeUnderLock`).
+const INCOMING_WINS = `r.fields IS NULL AND (r.ts < EXCLUDED.ts OR (r.ts = EXCLUDED.ts AND CASE
     WHEN EXCLUDED.value IS NULL THEN r.value IS NOT NULL
       OR coalesce(EXCLUDED.ttl_ms, -1) > coalesce(r.ttl_ms, -1)
     WHEN r.value IS NULL THEN false
@@ -67,10 +71,11 @@ function announcing(origin: number, sentAt: number): string {
   return `, announced_items AS (
     SELECT row_number() OVER () AS n,
       CASE WHEN octet_length(full_item) <= ${ANNOUNCED_RECORD_BYTES} THEN full_item
-        ELSE json_build_array(map, key, ts)::text END AS item
-    FROM (SELECT map, key, ts, json_build_array(map, key, ts,
+        ELSE json_build_array(map, key, latest)::text END AS item
+    FROM (SELECT map, key, greatest(ts, fields_latest) AS latest, json_build_array(map, key, ts,
         translate(encode(value, 'base64'), E'\\n', ''), ttl_ms,
-        translate(encode(prior, 'base64'), E'\\n', ''))::text AS full_item FROM written) w
+        translate(encode(prior, 'base64'), E'\\n', ''),
+        translate(encode(fields, 'base64'), E'\\n', ''))::text AS full_item FROM written) w
   ), announced_chunks AS (
     SELECT item, n,
       sum(octet_length(item) + 1) OVER (ORDER BY n) / ${ANNOUNCED_RECORD_BYTES} AS chunk
@@ -82,6 +87,9 @@ function announcing(origin: number, sentAt: number): string {
     FROM announced_chunks GROUP BY chunk
   )`;
 }
+
+/** The columns of `written` that {@link announcing} reads. */
+const ANNOUNCED_COLUMNS = 'r.ts, r.value, r.ttl_ms, r.prior, r.fields, r.fields_latest';
 
 /** Makes sure the (otherwise unreferenced) `announced` CTE runs; adds no row. */
 const RUN_ANNOUNCED = `UNION ALL
@@ -98,7 +106,7 @@ function plainWrite(announce: boolean): string {
     ON CONFLICT (map, partition, key) DO UPDATE
       SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms, prior = NULL
       WHERE ${INCOMING_WINS}
-    RETURNING r.map, r.key${announce ? ', r.ts, r.value, r.ttl_ms, r.prior' : ''}
+    RETURNING r.map, r.key${announce ? `, ${ANNOUNCED_COLUMNS}` : ''}
   )${announce ? announcing(7, 8) : ''}
   SELECT input.ordinal::integer AS ordinal FROM input
   WHERE NOT EXISTS (SELECT 1 FROM written WHERE written.map = input.map AND written.key = input.key)
@@ -127,7 +135,7 @@ function conditionalWrite(announce: boolean): string {
       WHERE ${INCOMING_WINS}
         AND (SELECT i.flags & ${FLAG_EXPECTED} = 0 OR i.expected IS NOT DISTINCT FROM r.ts
           FROM input i WHERE i.map = EXCLUDED.map AND i.key = EXCLUDED.key)
-    RETURNING r.map, r.key, r.prior${announce ? ', r.ts, r.value, r.ttl_ms' : ''}
+    RETURNING r.map, r.key, r.prior${announce ? ', r.ts, r.value, r.ttl_ms, r.fields, r.fields_latest' : ''}
   )${announce ? announcing(9, 10) : ''}
   SELECT ordinal, stored, prior FROM (
     SELECT input.ordinal::integer AS ordinal, written.key IS NOT NULL AS stored, written.prior
@@ -137,12 +145,55 @@ function conditionalWrite(announce: boolean): string {
   ) answer`;
 }
 
+/**
+ * Writes records merged under row locks: rows that existed when locked are replaced, absent
+ * ones inserted; answers with the rows it did not write (inserted meanwhile by another
+ * transaction: merged again). Announces what it wrote when `announce`.
+ */
+function lockedWrite(announce: boolean): string {
+  return `WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[],
+      $6::smallint[], $7::bytea[], $8::bytea[], $9::text[], $10::smallint[])
+      WITH ORDINALITY AS input (map, key, ts, value, ttl_ms, partition, prior, fields,
+        fields_latest, existed, ordinal)
+  ), written AS (
+    INSERT INTO topgun_records AS r (map, key, ts, value, ttl_ms, partition, prior, fields, fields_latest)
+    SELECT map, key, ts, value, ttl_ms, partition, prior, fields, fields_latest
+    FROM input ORDER BY ordinal
+    ON CONFLICT (map, partition, key) DO UPDATE
+      SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms,
+        prior = EXCLUDED.prior, fields = EXCLUDED.fields, fields_latest = EXCLUDED.fields_latest
+      WHERE (SELECT i.existed = 1 FROM input i WHERE i.map = EXCLUDED.map AND i.key = EXCLUDED.key)
+    RETURNING r.map, r.key${announce ? `, ${ANNOUNCED_COLUMNS}` : ''}
+  )${announce ? announcing(11, 12) : ''}
+  SELECT input.ordinal::integer AS ordinal FROM input
+  WHERE NOT EXISTS (SELECT 1 FROM written WHERE written.map = input.map AND written.key = input.key)
+  ${announce ? RUN_ANNOUNCED : ''}`;
+}
+
+/** Locks the stored records of some keys, in the order given (the order every writer uses). */
+const LOCK_RECORDS = `SELECT r.map, r.key, r.ts, r.value, r.ttl_ms, r.prior, r.fields
+  FROM unnest($1::text[], $2::smallint[], $3::text[]) WITH ORDINALITY AS i (map, partition, key, ordinal)
+  JOIN topgun_records r ON r.map = i.map AND r.partition = i.partition AND r.key = i.key
+  ORDER BY i.ordinal FOR UPDATE OF r`;
+
+/** Attempts at merging a chunk under locks before giving up (each lost to a concurrent insert). */
+const MAX_LOCKED_ATTEMPTS = 5;
+
+/** The writes of one key that are merged under its row lock, in the order they were made. */
+interface LockedKey {
+  readonly map: string;
+  readonly key: string;
+  readonly writes: RecordWrite[];
+}
+
 interface RecordRow {
   key: string;
   ts: string;
   value: Uint8Array | null;
   ttl_ms: string | number | bigint | null;
   prior: Uint8Array | null;
+  fields: Uint8Array | null;
 }
 
 /** The storage over any PostgreSQL dialect driver: the same SQL for `pg` and PGlite. */
@@ -154,6 +205,7 @@ export class SqlStorage implements Storage {
   readonly announcements: AnnouncementChannel | undefined;
   private readonly plainWrite: string;
   private readonly conditionalWrite: string;
+  private readonly lockedWrite: string;
   private readonly now: () => number;
 
   /**
@@ -172,6 +224,7 @@ export class SqlStorage implements Storage {
     const announce = this.announcements !== undefined;
     this.plainWrite = plainWrite(announce);
     this.conditionalWrite = conditionalWrite(announce);
+    this.lockedWrite = lockedWrite(announce);
   }
 
   async migrate(): Promise<void> {
@@ -197,11 +250,34 @@ export class SqlStorage implements Storage {
   }
 
   async writeRecords(writes: readonly RecordWrite[]): Promise<WriteOutcome[]> {
-    // One row per (map, key): ON CONFLICT cannot touch a row twice in one statement. The
-    // other writes to that key in the batch lose to it and are not stored.
+    // Whole writes go in one statement, Last-Write-Wins decided by SQL: one row per (map,
+    // key), as ON CONFLICT cannot touch a row twice in one statement; the other whole writes
+    // to that key in the batch lose to it and are not stored. Keys with field writes are
+    // merged under row locks instead, every write in order.
     const outcomes = new Map<RecordWrite, WriteOutcome>();
     const winners = new Map<string, Map<string, RecordWrite>>();
+    const locked = new Map<string, Map<string, LockedKey>>();
+    const lock = (write: RecordWrite) => {
+      let byKey = locked.get(write.map);
+      if (byKey === undefined) {
+        byKey = new Map();
+        locked.set(write.map, byKey);
+      }
+      const entry = byKey.get(write.key);
+      if (entry === undefined)
+        byKey.set(write.key, { map: write.map, key: write.key, writes: [write] });
+      else entry.writes.push(write);
+    };
     for (const write of writes) {
+      if (write.record.fields !== undefined) lock(write);
+    }
+    for (const write of writes) {
+      if (write.record.fields !== undefined) continue;
+      const lockedKey = locked.get(write.map)?.get(write.key);
+      if (lockedKey !== undefined) {
+        lockedKey.writes.push(write);
+        continue;
+      }
       let byKey = winners.get(write.map);
       if (byKey === undefined) {
         byKey = new Map();
@@ -215,15 +291,180 @@ export class SqlStorage implements Storage {
         outcomes.set(write, NOT_STORED);
       }
     }
-    // Rows in one global order: concurrent transactions then lock rows in the same order and
-    // cannot deadlock each other.
     const rows: RecordWrite[] = [];
     for (const byKey of winners.values()) for (const write of byKey.values()) rows.push(write);
-    rows.sort((a, b) =>
-      a.map === b.map ? (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) : a.map < b.map ? -1 : 1,
-    );
+    sortByKey(rows);
     await this.writeIsolating(rows, outcomes);
+    // A whole write SQL did not store lost, failed its condition, or met a stored record with
+    // field writes: which of these, only a merge under the row's lock can tell.
+    for (const row of rows) if (outcomes.get(row) === NOT_STORED) lock(row);
+    if (locked.size > 0) {
+      const keys: LockedKey[] = [];
+      for (const byKey of locked.values()) for (const entry of byKey.values()) keys.push(entry);
+      sortByKey(keys);
+      // The writes of one key in the order they were made (field writes came first above).
+      const order = new Map(writes.map((write, index) => [write, index]));
+      for (const entry of keys) entry.writes.sort((a, b) => order.get(a)! - order.get(b)!);
+      await this.mergeIsolating(keys, outcomes);
+    }
     return writes.map((write) => outcomes.get(write) ?? STORED);
+  }
+
+  /**
+   * Merges keys under row locks; when the database refuses them for their data, merges each
+   * half on its own, down to the single key it refuses (all of whose writes are refused).
+   */
+  private async mergeIsolating(
+    keys: readonly LockedKey[],
+    outcomes: Map<RecordWrite, WriteOutcome>,
+  ): Promise<void> {
+    for (let start = 0; start < keys.length; start += ROWS_PER_STATEMENT) {
+      const chunk = keys.slice(start, start + ROWS_PER_STATEMENT);
+      try {
+        await this.mergeUnderLock(chunk, outcomes);
+      } catch (error) {
+        if (!isDataError(error)) throw error;
+        for (const { writes } of chunk) for (const write of writes) outcomes.delete(write);
+        if (chunk.length === 1) {
+          const refused = `the database refused the record: ${error.message}`.slice(0, 512);
+          for (const write of chunk[0]!.writes) outcomes.set(write, { stored: false, refused });
+          continue;
+        }
+        const middle = Math.ceil(chunk.length / 2);
+        await this.mergeIsolating(chunk.slice(0, middle), outcomes);
+        await this.mergeIsolating(chunk.slice(middle), outcomes);
+      }
+    }
+  }
+
+  /**
+   * Merges the writes of some keys into their stored records in one transaction: locks the
+   * rows, merges in memory exactly as replicas do (`mergeRecords`), each write only if its
+   * condition holds against the record as merged so far, and writes back what changed. A
+   * row another transaction inserted meanwhile (an absent row cannot be locked) makes the
+   * whole attempt start again.
+   */
+  private async mergeUnderLock(
+    keys: readonly LockedKey[],
+    outcomes: Map<RecordWrite, WriteOutcome>,
+  ): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const settled = new Map<RecordWrite, WriteOutcome>();
+      const written = await this.driver
+        .transaction(async (sql) => {
+          const { rows: stored } = await sql.query<RecordRow & { map: string }>(LOCK_RECORDS, [
+            new SqlArray(
+              'text',
+              keys.map((entry) => entry.map),
+            ),
+            new SqlArray(
+              'int2',
+              keys.map((entry) => partitionOf(entry.key)),
+            ),
+            new SqlArray(
+              'text',
+              keys.map((entry) => entry.key),
+            ),
+          ]);
+          const byKey = new Map<string, RecordRow>();
+          for (const row of stored) byKey.set(`${row.map}\u0000${row.key}`, row);
+          const changed: Array<{
+            entry: LockedKey;
+            record: LWWRecord<Value>;
+            prior: Value | undefined;
+            existed: boolean;
+          }> = [];
+          for (const entry of keys) {
+            const row = byKey.get(`${entry.map}\u0000${entry.key}`);
+            const before = row === undefined ? undefined : toStoredRecord(row);
+            let record = before?.record;
+            let prior = before?.prior;
+            const stored: RecordWrite[] = [];
+            for (const write of entry.writes) {
+              const expected = record === undefined ? null : latestStamp(record);
+              if (write.expected !== undefined && write.expected !== expected) {
+                settled.set(write, NOT_STORED);
+                continue;
+              }
+              const merged =
+                record === undefined ? write.record : mergeRecords(record, write.record);
+              if (merged === record) {
+                settled.set(write, NOT_STORED);
+                continue;
+              }
+              // A tombstone may keep the value it deleted; one that still deletes keeps its own.
+              if (merged.value !== null) prior = undefined;
+              else if (record !== undefined && record.value !== null)
+                prior = write.keepPrior === true ? record.value : undefined;
+              record = merged;
+              stored.push(write);
+            }
+            if (stored.length === 0) continue;
+            const outcome: WriteOutcome =
+              prior === undefined
+                ? { stored: true, record: record! }
+                : { stored: true, record: record!, prior };
+            for (const write of stored) settled.set(write, outcome);
+            changed.push({ entry, record: record!, prior, existed: row !== undefined });
+          }
+          if (changed.length === 0) return [];
+          const columns = changed.map(({ record }) => columnsOf(record));
+          const params: unknown[] = [
+            new SqlArray(
+              'text',
+              changed.map(({ entry }) => entry.map),
+            ),
+            new SqlArray(
+              'text',
+              changed.map(({ entry }) => entry.key),
+            ),
+            new SqlArray(
+              'text',
+              columns.map((column) => column.ts),
+            ),
+            new SqlArray(
+              'bytea',
+              columns.map((column) => column.value),
+            ),
+            new SqlArray(
+              'int8',
+              columns.map((column) => column.ttlMs),
+            ),
+            new SqlArray(
+              'int2',
+              changed.map(({ entry }) => partitionOf(entry.key)),
+            ),
+            new SqlArray(
+              'bytea',
+              changed.map(({ prior }) => (prior === undefined ? null : encodeValue(prior))),
+            ),
+            new SqlArray(
+              'bytea',
+              columns.map((column) => column.fields),
+            ),
+            new SqlArray(
+              'text',
+              columns.map((column) => column.fieldsLatest),
+            ),
+            new SqlArray(
+              'int2',
+              changed.map(({ existed }) => (existed ? 1 : 0)),
+            ),
+          ];
+          if (this.announcements !== undefined) params.push(this.announcements.origin, this.now());
+          const { rows: missed } = await sql.query<{ ordinal: number }>(this.lockedWrite, params);
+          // Inserted by another transaction since the lock was taken: roll back, merge again.
+          if (missed.length > 0) throw new InsertedMeanwhile();
+          return changed;
+        })
+        .catch((error: unknown) => {
+          if (error instanceof InsertedMeanwhile && attempt < MAX_LOCKED_ATTEMPTS) return undefined;
+          throw error;
+        });
+      if (written === undefined) continue;
+      for (const [write, outcome] of settled) outcomes.set(write, outcome);
+      return;
+    }
   }
 
   /**
@@ -334,7 +575,7 @@ export class SqlStorage implements Storage {
     // A small map (or one nobody wrote, or a name made up by a client) costs one query, not
     // 17: most maps of an app with a map per user or per document are small.
     const { rows: head } = await this.driver.query<RecordRow>(
-      `SELECT key, ts, value, ttl_ms, prior FROM topgun_records WHERE map = $1 LIMIT ${SMALL_MAP_ROWS + 1}`,
+      `SELECT key, ts, value, ttl_ms, prior, fields FROM topgun_records WHERE map = $1 LIMIT ${SMALL_MAP_ROWS + 1}`,
       [map],
     );
     if (head.length <= SMALL_MAP_ROWS) {
@@ -343,7 +584,7 @@ export class SqlStorage implements Storage {
     }
     for (let first = 0; first < PARTITION_COUNT; first += PARTITIONS_PER_PAGE) {
       const { rows } = await this.driver.query<RecordRow>(
-        'SELECT key, ts, value, ttl_ms, prior FROM topgun_records WHERE map = $1 AND partition >= $2 AND partition < $3',
+        'SELECT key, ts, value, ttl_ms, prior, fields FROM topgun_records WHERE map = $1 AND partition >= $2 AND partition < $3',
         [map, first, first + PARTITIONS_PER_PAGE],
       );
       if (rows.length > 0) onPage(rows.map(toStoredRecord));
@@ -353,7 +594,7 @@ export class SqlStorage implements Storage {
   async getRecords(map: string, keys: readonly string[]): Promise<StoredRecord[]> {
     if (keys.length === 0) return [];
     const { rows } = await this.driver.query<RecordRow>(
-      `SELECT key, ts, value, ttl_ms, prior FROM topgun_records
+      `SELECT key, ts, value, ttl_ms, prior, fields FROM topgun_records
        WHERE map = $1 AND (partition, key) IN (SELECT * FROM unnest($2::smallint[], $3::text[]))`,
       [map, new SqlArray('int2', keys.map(partitionOf)), new SqlArray('text', keys)],
     );
@@ -366,7 +607,7 @@ export class SqlStorage implements Storage {
       const { rows } = await sql.query<{ map: string; deleted: string | number }>(
         `WITH deleted AS (
            DELETE FROM topgun_records
-           WHERE (value IS NULL AND ts < $1)
+           WHERE (value IS NULL AND greatest(ts, fields_latest) < $1)
               OR (ttl_ms IS NOT NULL
                   AND ('x' || lpad(substr(ts, 1, 12), 16, '0'))::bit(64)::bigint + ttl_ms < $2)
            RETURNING map)
@@ -429,11 +670,25 @@ export class SqlStorage implements Storage {
   }
 }
 
+/** Sorts rows by map, then key: every writer locks rows in this order, so none deadlock. */
+function sortByKey(rows: Array<{ readonly map: string; readonly key: string }>): void {
+  rows.sort((a, b) =>
+    a.map === b.map ? (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) : a.map < b.map ? -1 : 1,
+  );
+}
+
+/** A row to insert under lock was inserted by another transaction meanwhile. */
+class InsertedMeanwhile extends Error {}
+
 function toStoredRecord(row: RecordRow): StoredRecord {
-  const timestamp = parseTimestamp(row.ts, `stored record ${row.key}`);
-  const value: Value | null = row.value === null ? null : decodeValue(row.value);
-  const record: LWWRecord<Value> =
-    row.ttl_ms === null ? { value, timestamp } : { value, timestamp, ttlMs: Number(row.ttl_ms) };
+  const record = recordOf(
+    row.key,
+    row.ts,
+    row.value,
+    row.ttl_ms === null ? null : Number(row.ttl_ms),
+    row.fields,
+    `stored record ${row.key}`,
+  );
   return row.prior === null
     ? { key: row.key, record }
     : { key: row.key, record, prior: decodeValue(row.prior) };

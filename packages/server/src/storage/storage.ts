@@ -26,6 +26,11 @@ export interface WriteOutcome {
   readonly stored: boolean;
   /** For a stored tombstone written with `keepPrior`: the value it deleted, if any. */
   readonly prior?: Value;
+  /**
+   * For a stored write merged with the stored record (field writes): the record stored, when
+   * it is not the written record itself.
+   */
+  readonly record?: LWWRecord<Value>;
   /** Why the database refused this record for its data (nothing else in the batch failed). */
   readonly refused?: string;
 }
@@ -66,9 +71,11 @@ export interface Storage {
   /** Resolves when the storage answers; rejects otherwise. */
   ping(): Promise<void>;
   /**
-   * Writes records in one transaction, each only if it wins Last-Write-Wins over the stored
-   * one (`compareRecords`, ties included) and its `expected` condition holds. Resolves after
-   * COMMIT with the outcome of each write. A record the database refuses for its data (an
+   * Writes records, each merged into the stored one as replicas merge (`mergeRecords`: the
+   * greater whole write, ties included, and per field the latest field write), and stored
+   * only if that changes it and its `expected` condition (the stored record's latest
+   * timestamp) holds. What is newest is decided by the database or under its row lock, never
+   * by this process's memory. Resolves after COMMIT with the outcome of each write. A record the database refuses for its data (an
    * error of SQLSTATE class 22, 23 or 54) is `refused` alone: the others are written.
    */
   writeRecords(writes: readonly RecordWrite[]): Promise<WriteOutcome[]>;

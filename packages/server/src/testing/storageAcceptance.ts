@@ -1,10 +1,17 @@
 import {
   compareRecords,
+  EMPTY_WRITE_TIMESTAMP,
+  encodeValue,
+  type FieldWrite,
   formatTimestamp,
   type LWWRecord,
+  mergeRecords,
+  partitionOf,
   type Timestamp,
   type Value,
+  withFieldWrites,
 } from '@topgun/core';
+import { MIGRATIONS } from '../storage/migrations.js';
 import type { SqlDriver } from '../storage/sqlDriver.js';
 import { SqlStorage } from '../storage/sqlStorage.js';
 import type {
@@ -37,6 +44,32 @@ const put = (
     ttlMs === undefined ? { value, timestamp } : { value, timestamp, ttlMs };
   return { map, key, record };
 };
+
+/** An update: field writes alone (`undefined`: the field removed), all at `timestamp`. */
+const patch = (
+  map: string,
+  key: string,
+  fields: Readonly<Record<string, Value | undefined>>,
+  timestamp: Timestamp,
+): RecordWrite => {
+  const writes: Record<string, FieldWrite> = {};
+  for (const [name, value] of Object.entries(fields))
+    writes[name] = value === undefined ? { timestamp } : { timestamp, value };
+  return {
+    map,
+    key,
+    record: withFieldWrites({ value: null, timestamp: EMPTY_WRITE_TIMESTAMP }, writes),
+  };
+};
+
+/** The stored value of one key. */
+async function storedValue(
+  storage: Storage,
+  map: string,
+  key: string,
+): Promise<Value | null | undefined> {
+  return (await storage.getRecords(map, [key]))[0]?.record.value;
+}
 
 /** Which writes of a batch were stored. */
 async function stored(storage: Storage, writes: RecordWrite[]): Promise<boolean[]> {
@@ -89,7 +122,9 @@ export function runStorageAcceptanceTests(
       const { rows } = await underTest.driver.query<{ version: number }>(
         'SELECT version FROM topgun_migrations',
       );
-      expect(rows.map((row) => Number(row.version)).sort()).toEqual([1, 2, 3]);
+      expect(rows.map((row) => Number(row.version)).sort()).toEqual(
+        MIGRATIONS.map((migration) => migration.version),
+      );
       await other.close();
     });
 
@@ -402,6 +437,213 @@ export function runStorageAcceptanceTests(
 
     it('answers ping', async () => {
       await expect(storage.ping()).resolves.toBeUndefined();
+    });
+
+    describe('field writes (data model 2)', () => {
+      it('merges updates of different fields: both survive, in any order, and again changes nothing', async () => {
+        await storage.writeRecords([put('f', 't', { title: 'a', done: false }, at(10))]);
+        const [done] = await storage.writeRecords([
+          patch('f', 't', { done: true }, at(20, 0, 'n2')),
+        ]);
+        expect(done).toMatchObject({ stored: true, record: { value: { title: 'a', done: true } } });
+        const [title] = await storage.writeRecords([patch('f', 't', { title: 'b' }, at(15))]);
+        expect(title!.stored).toBe(true);
+        expect(await storedValue(storage, 'f', 't')).toEqual({ title: 'b', done: true });
+        // The same update again, and an older one of a field: nothing changes.
+        expect(await stored(storage, [patch('f', 't', { title: 'b' }, at(15))])).toEqual([false]);
+        expect(await stored(storage, [patch('f', 't', { title: 'z' }, at(12))])).toEqual([false]);
+        // Loaded whole, with each field's stamp.
+        const [loaded] = await loadAll(storage, 'f');
+        expect(loaded!.record).toEqual({
+          value: { title: 'b', done: true },
+          timestamp: at(10),
+          base: { title: 'a', done: false },
+          fields: {
+            done: { timestamp: at(20, 0, 'n2'), value: true },
+            title: { timestamp: at(15), value: 'b' },
+          },
+        });
+      });
+
+      it('merges several writes of one key in one batch in order, each with its own outcome', async () => {
+        const outcomes = await storage.writeRecords([
+          put('f', 'k', { a: 1, b: 1 }, at(10)),
+          patch('f', 'k', { a: 2 }, at(11)),
+          patch('f', 'k', { b: undefined, c: 3 }, at(12)),
+          patch('f', 'k', { a: 0 }, at(9)),
+          put('f', 'other', 'x', at(1)),
+        ]);
+        expect(outcomes.map((outcome) => outcome.stored)).toEqual([true, true, true, false, true]);
+        expect(await storedValue(storage, 'f', 'k')).toEqual({ a: 2, c: 3 });
+      });
+
+      it('keeps field writes later than a whole write that replaces the record, and drops older ones', async () => {
+        await storage.writeRecords([put('f', 't', { title: 'a', done: false }, at(10))]);
+        await storage.writeRecords([patch('f', 't', { done: true }, at(30))]);
+        await storage.writeRecords([patch('f', 't', { tag: 'x' }, at(15))]);
+        // A set at 20: the tag (15) is gone, done (30) stays on top of it.
+        expect(await stored(storage, [put('f', 't', { title: 'c', done: false }, at(20))])).toEqual(
+          [true],
+        );
+        expect(await storedValue(storage, 'f', 't')).toEqual({ title: 'c', done: true });
+        // A set later than every field write: a record without field writes again.
+        expect(await stored(storage, [put('f', 't', { title: 'd' }, at(40))])).toEqual([true]);
+        const { rows } = await underTest.driver.query<{ fields: unknown; fields_latest: unknown }>(
+          "SELECT fields, fields_latest FROM topgun_records WHERE map = 'f' AND key = 't'",
+        );
+        expect(rows).toEqual([{ fields: null, fields_latest: null }]);
+        expect(await storedValue(storage, 'f', 't')).toEqual({ title: 'd' });
+      });
+
+      it('keeps a field write later than a delete hidden, and shows it under a later set', async () => {
+        await storage.writeRecords([put('f', 't', { title: 'a' }, at(10))]);
+        await storage.writeRecords([put('f', 't', null, at(20))]);
+        expect(await stored(storage, [patch('f', 't', { done: true }, at(40))])).toEqual([true]);
+        expect(await storedValue(storage, 'f', 't')).toBeNull();
+        await storage.writeRecords([put('f', 't', { title: 'b' }, at(30))]);
+        expect(await storedValue(storage, 'f', 't')).toEqual({ title: 'b', done: true });
+        // An update of a key never written is kept as field writes alone, absent.
+        expect(await stored(storage, [patch('f', 'new', { done: true }, at(5))])).toEqual([true]);
+        expect(await storedValue(storage, 'f', 'new')).toBeNull();
+        await storage.writeRecords([put('f', 'new', { title: 'n' }, at(4))]);
+        expect(await storedValue(storage, 'f', 'new')).toEqual({ title: 'n', done: true });
+      });
+
+      it("conditions a write on the record's latest write, and keeps the prior of a tombstone over fields", async () => {
+        await storage.writeRecords([put('f', 'a', { n: 1 }, at(10))]);
+        await storage.writeRecords([patch('f', 'a', { n: 2 }, at(20))]);
+        // The whole write is still the one at 10, but the record's latest write is at 20.
+        const [stale] = await storage.writeRecords([
+          { ...patch('f', 'a', { n: 3 }, at(30)), expected: formatTimestamp(at(10)) },
+        ]);
+        expect(stale!.stored).toBe(false);
+        const [fresh] = await storage.writeRecords([
+          { ...patch('f', 'a', { n: 3 }, at(30)), expected: formatTimestamp(at(20)) },
+        ]);
+        expect(fresh!.stored).toBe(true);
+        const [plainStale] = await storage.writeRecords([
+          { ...put('f', 'a', null, at(40)), keepPrior: true, expected: formatTimestamp(at(10)) },
+        ]);
+        expect(plainStale!.stored).toBe(false);
+        const [deleted] = await storage.writeRecords([
+          { ...put('f', 'a', null, at(40)), keepPrior: true, expected: formatTimestamp(at(30)) },
+        ]);
+        expect(deleted).toMatchObject({ stored: true, prior: { n: 3 } });
+        expect((await storage.getRecords('f', ['a']))[0]!.prior).toEqual({ n: 3 });
+      });
+
+      it('loses no update when processes update different fields of one record at once', async () => {
+        const other = new SqlStorage(await underTest.openAnother());
+        await storage.writeRecords([put('race', 'r', { seed: 0 }, at(1))]);
+        const fields = Array.from({ length: 40 }, (_, index) => `f${index}`);
+        await Promise.all(
+          fields.map((field, index) =>
+            (index % 2 === 0 ? storage : other).writeRecords([
+              patch('race', 'r', { [field]: index }, at(100 + index, 0, `n${index}`)),
+            ]),
+          ),
+        );
+        const value = (await storedValue(storage, 'race', 'r')) as Record<string, number>;
+        expect(Object.keys(value)).toHaveLength(41);
+        fields.forEach((field, index) => {
+          expect(value[field]).toBe(index);
+        });
+        await other.close();
+      });
+
+      it('agrees with mergeRecords for random orders of whole and field writes', async () => {
+        const writes = [
+          put('o', 'k', { a: 1, b: 1 }, at(10)),
+          patch('o', 'k', { a: 2 }, at(12)),
+          patch('o', 'k', { b: undefined }, at(14)),
+          put('o', 'k', { a: 3 }, at(13)),
+          put('o', 'k', null, at(15)),
+          patch('o', 'k', { c: 1 }, at(16)),
+          put('o', 'k', { z: 0 }, at(11)),
+        ];
+        for (let round = 0; round < 6; round++) {
+          await underTest.driver.query('TRUNCATE topgun_records');
+          // A shuffle of its own per round (a fixed seed: the same orders every run).
+          let seed = round + 1;
+          const order = [...writes];
+          for (let index = order.length - 1; index > 0; index--) {
+            seed = (seed * 48_271) % 2_147_483_647;
+            const other = seed % (index + 1);
+            [order[index], order[other]] = [order[other]!, order[index]!];
+          }
+          // In separate batches and, for half of them, in one batch.
+          if (round % 2 === 0) for (const write of order) await storage.writeRecords([write]);
+          else await storage.writeRecords(order);
+          const expected = order.map((write) => write.record).reduce((a, b) => mergeRecords(a, b));
+          expect((await storage.getRecords('o', ['k']))[0]!.record).toEqual(expected);
+        }
+      });
+
+      it('prunes a tombstone only once its hidden field writes are older than the horizon', async () => {
+        await storage.writeRecords([
+          put('p', 'a', null, at(1_000)),
+          put('p', 'b', null, at(1_000)),
+        ]);
+        await storage.writeRecords([patch('p', 'a', { x: 1 }, at(9_000))]);
+        expect(await storage.prune(at(5_000), 1)).toBe(1);
+        expect((await loadAll(storage, 'p')).map((entry) => entry.key)).toEqual(['a']);
+        expect(await storage.prune(at(10_000), 2)).toBe(1);
+      });
+
+      it('reads records written before data model 2 as records without field writes, and updates them', async () => {
+        // The schema and rows as the previous release wrote them (migrations 1 to 3).
+        await underTest.driver.exec(
+          'DROP TABLE topgun_records, topgun_prunes, topgun_nodes, topgun_migrations',
+        );
+        await underTest.driver.exec(
+          'CREATE TABLE topgun_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
+        );
+        for (const migration of MIGRATIONS.filter((candidate) => candidate.version <= 3)) {
+          await underTest.driver.exec(migration.sql);
+          await underTest.driver.query('INSERT INTO topgun_migrations (version) VALUES ($1)', [
+            migration.version,
+          ]);
+        }
+        const old: Array<[string, Timestamp, Value | null, number | null, Value | null]> = [
+          ['todo', at(10), { title: 'a', done: false }, null, null],
+          ['text', at(11), 'plain', 60_000, null],
+          ['gone', at(12), null, null, { title: 'deleted' }],
+        ];
+        for (const [key, timestamp, value, ttl, prior] of old) {
+          await underTest.driver.query(
+            'INSERT INTO topgun_records (map, key, ts, value, ttl_ms, partition, prior) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+            [
+              'legacy',
+              key,
+              formatTimestamp(timestamp),
+              value === null ? null : encodeValue(value),
+              ttl,
+              partitionOf(key),
+              prior === null ? null : encodeValue(prior),
+            ],
+          );
+        }
+        await storage.migrate();
+        const loaded = new Map(
+          (await loadAll(storage, 'legacy')).map((entry) => [entry.key, entry]),
+        );
+        expect(loaded.get('todo')).toEqual({
+          key: 'todo',
+          record: { value: { title: 'a', done: false }, timestamp: at(10) },
+        });
+        expect(loaded.get('text')).toEqual({
+          key: 'text',
+          record: { value: 'plain', timestamp: at(11), ttlMs: 60_000 },
+        });
+        expect(loaded.get('gone')).toEqual({
+          key: 'gone',
+          record: { value: null, timestamp: at(12) },
+          prior: { title: 'deleted' },
+        });
+        // Every field of an old record is as old as the record: a later update wins over it.
+        await storage.writeRecords([patch('legacy', 'todo', { done: true }, at(20))]);
+        expect(await storedValue(storage, 'legacy', 'todo')).toEqual({ title: 'a', done: true });
+      });
     });
   });
 }
