@@ -4,6 +4,7 @@
  * ops; what it records of the answers is up to each benchmark.
  */
 import {
+  EMPTY_WRITE_TIMESTAMP,
   encodeMessage,
   HLC,
   LWWMap,
@@ -13,6 +14,7 @@ import {
   toSyncWire,
   toWireEntry,
   type Value,
+  withFieldWrites,
 } from '@topgun/core';
 import { unpack } from 'msgpackr';
 import WebSocket from 'ws';
@@ -27,6 +29,8 @@ export abstract class LoadClientBase {
   /** Per batch, the latency of its first op's ack (ms), and when the batch was sent. */
   ackLatencies: number[] = [];
   ackSentTimes: number[] = [];
+  /** The share of ops (0 to 1) sent as updates of one field (`done`) instead of whole writes. */
+  updateShare = 0;
   private readonly sentAt = new Map<number, number>();
   private nextId = 1;
   private waiting = new Map<string, (message: Message) => void>();
@@ -79,11 +83,15 @@ export abstract class LoadClientBase {
       const id = this.nextId++;
       this.sentAt.set(id, now);
       const n = Math.floor(Math.random() * 10_000);
-      return {
-        id,
-        map: this.map,
-        entry: toWireEntry(`todo-${n}`, { value: this.valueOf(n, now), timestamp: this.hlc.now() }),
-      };
+      const timestamp = this.hlc.now();
+      const record =
+        this.updateShare > 0 && Math.random() < this.updateShare
+          ? withFieldWrites<Value>(
+              { value: null, timestamp: EMPTY_WRITE_TIMESTAMP },
+              { done: { timestamp, value: (n + Math.floor(now)) % 2 === 0 } },
+            )
+          : { value: this.valueOf(n, now), timestamp };
+      return { id, map: this.map, entry: toWireEntry(`todo-${n}`, record) };
     });
     this.send({ type: 'ops', ops });
   }

@@ -29,6 +29,11 @@ const WARMUP_S = 3;
 // Long enough that full garbage collections of the growing grid fall inside the measurement.
 const MEASURE_S = Number(process.env['BENCH_SECONDS'] ?? 30);
 const RATES = (process.env['BENCH_RATES'] ?? '10000,20000,30000').split(',').map(Number);
+/**
+ * `BENCH_UPDATES`: the share of ops (0 to 1) sent as updates of one field instead of whole
+ * writes; these are merged under row locks (results in `server-updates.json`).
+ */
+const UPDATE_SHARE = Number(process.env['BENCH_UPDATES'] ?? 0);
 const here = dirname(fileURLToPath(import.meta.url));
 
 const rejectionReasons = new Map<string, number>();
@@ -90,6 +95,7 @@ async function run(rate: number) {
     { length: CLIENTS },
     (_, index) => new LoadClient(`ws://127.0.0.1:${port}/sync`, index),
   );
+  for (const client of clients) client.updateShare = UPDATE_SHARE;
   await Promise.all(clients.map((client) => client.start()));
 
   const stopSending = sendAtRate(clients, rate / BATCH);
@@ -203,10 +209,19 @@ const targets = [
 console.log('\nTargets:');
 for (const { target, met, value } of targets)
   console.log(`  ${met ? 'MET    ' : 'NOT MET'} ${target.padEnd(60)} ${value}`);
-const out = join(here, '..', 'results', CLIENTS_PER_MAP > 1 ? 'server-fanout.json' : 'server.json');
+const out = join(
+  here,
+  '..',
+  'results',
+  UPDATE_SHARE > 0
+    ? 'server-updates.json'
+    : CLIENTS_PER_MAP > 1
+      ? 'server-fanout.json'
+      : 'server.json',
+);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(
   out,
-  `${JSON.stringify({ machine: machineInfo(), clients: CLIENTS, batch: BATCH, clientsPerMap: CLIENTS_PER_MAP, measureSeconds: MEASURE_S, repeat: REPEAT, results, targets }, null, 2)}\n`,
+  `${JSON.stringify({ machine: machineInfo(), clients: CLIENTS, batch: BATCH, clientsPerMap: CLIENTS_PER_MAP, measureSeconds: MEASURE_S, repeat: REPEAT, updateShare: UPDATE_SHARE, results, targets }, null, 2)}\n`,
 );
 console.log(`\nwrote ${out}`);

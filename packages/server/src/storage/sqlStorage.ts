@@ -151,21 +151,28 @@ function conditionalWrite(announce: boolean): string {
  * transaction: merged again). Announces what it wrote when `announce`.
  */
 function lockedWrite(announce: boolean): string {
+  // By the primary key, row by row (ON CONFLICT's arbiter index): a join of the input with the
+  // table may be planned as a scan of the whole table.
   return `WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[],
       $6::smallint[], $7::bytea[], $8::bytea[], $9::text[], $10::smallint[])
       WITH ORDINALITY AS input (map, key, ts, value, ttl_ms, partition, prior, fields,
         fields_latest, existed, ordinal)
-  ), written AS (
+  ), updated AS (
     INSERT INTO topgun_records AS r (map, key, ts, value, ttl_ms, partition, prior, fields, fields_latest)
     SELECT map, key, ts, value, ttl_ms, partition, prior, fields, fields_latest
-    FROM input ORDER BY ordinal
+    FROM input WHERE existed = 1 ORDER BY ordinal
     ON CONFLICT (map, partition, key) DO UPDATE
       SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms,
         prior = EXCLUDED.prior, fields = EXCLUDED.fields, fields_latest = EXCLUDED.fields_latest
-      WHERE (SELECT i.existed = 1 FROM input i WHERE i.map = EXCLUDED.map AND i.key = EXCLUDED.key)
     RETURNING r.map, r.key${announce ? `, ${ANNOUNCED_COLUMNS}` : ''}
-  )${announce ? announcing(11, 12) : ''}
+  ), inserted AS (
+    INSERT INTO topgun_records AS r (map, key, ts, value, ttl_ms, partition, prior, fields, fields_latest)
+    SELECT map, key, ts, value, ttl_ms, partition, prior, fields, fields_latest
+    FROM input WHERE existed = 0 ORDER BY ordinal
+    ON CONFLICT (map, partition, key) DO NOTHING
+    RETURNING r.map, r.key${announce ? `, ${ANNOUNCED_COLUMNS}` : ''}
+  ), written AS (SELECT * FROM updated UNION ALL SELECT * FROM inserted)${announce ? announcing(11, 12) : ''}
   SELECT input.ordinal::integer AS ordinal FROM input
   WHERE NOT EXISTS (SELECT 1 FROM written WHERE written.map = input.map AND written.key = input.key)
   ${announce ? RUN_ANNOUNCED : ''}`;
@@ -174,8 +181,12 @@ function lockedWrite(announce: boolean): string {
 /** Locks the stored records of some keys, in the order given (the order every writer uses). */
 const LOCK_RECORDS = `SELECT r.map, r.key, r.ts, r.value, r.ttl_ms, r.prior, r.fields
   FROM unnest($1::text[], $2::smallint[], $3::text[]) WITH ORDINALITY AS i (map, partition, key, ordinal)
-  JOIN topgun_records r ON r.map = i.map AND r.partition = i.partition AND r.key = i.key
-  ORDER BY i.ordinal FOR UPDATE OF r`;
+  -- One primary-key lookup per key, in order (a join may be planned as a scan of the table).
+  CROSS JOIN LATERAL (
+    SELECT * FROM topgun_records t
+    WHERE t.map = i.map AND t.partition = i.partition AND t.key = i.key FOR UPDATE
+  ) r
+  ORDER BY i.ordinal`;
 
 /** Attempts at merging a chunk under locks before giving up (each lost to a concurrent insert). */
 const MAX_LOCKED_ATTEMPTS = 5;
