@@ -142,3 +142,53 @@ export function validateFieldWrites(fields: unknown, path: string): FieldWrites 
   }
   return fields as unknown as FieldWrites;
 }
+
+/**
+ * Splits `record` into what it still holds of `write`, a write this replica made (a whole
+ * write, or field writes alone as `LWWMap.update` returns them), and the rest: `held` has the
+ * record's whole write when it has `write`'s timestamp, and each field write of `write` the
+ * record holds with the same timestamp; `rest` is the record without them (undefined when
+ * nothing is left). Undefined when the record holds nothing of `write` (later writes replaced
+ * all of it). How a replica takes back its own write: rolls back a refused one, stamps one
+ * again.
+ */
+export function splitWrite<V>(
+  record: LWWRecord<V>,
+  write: LWWRecord<V>,
+): { readonly held: LWWRecord<V>; readonly rest: LWWRecord<V> | undefined } | undefined {
+  const wholeHeld =
+    !isEmptyWrite(write.timestamp) && compareTimestamps(record.timestamp, write.timestamp) === 0;
+  const held: Record<string, FieldWrite> = {};
+  const rest: Record<string, FieldWrite> = {};
+  let fieldsHeld = false;
+  const written = write.fields ?? {};
+  for (const name in record.fields) {
+    const kept = record.fields[name]!;
+    const own = Object.hasOwn(written, name) ? written[name] : undefined;
+    if (own !== undefined && compareTimestamps(kept.timestamp, own.timestamp) === 0) {
+      held[name] = kept;
+      fieldsHeld = true;
+    } else {
+      rest[name] = kept;
+    }
+  }
+  if (!wholeHeld && !fieldsHeld) return undefined;
+  const empty: LWWRecord<V> = { value: null, timestamp: EMPTY_WRITE_TIMESTAMP };
+  const left = withFieldWrites(wholeHeld ? empty : wholeWriteOf(record), rest);
+  return {
+    held: withFieldWrites(wholeHeld ? wholeWriteOf(record) : empty, held),
+    rest: left.fields === undefined && isEmptyWrite(left.timestamp) ? undefined : left,
+  };
+}
+
+/**
+ * `write` (a whole write, or field writes alone) made again at `timestamp`: the same value, or
+ * the same field values and removals, stamped `timestamp`.
+ */
+export function restampWrite<V>(write: LWWRecord<V>, timestamp: Timestamp): LWWRecord<V> {
+  const { fields } = write;
+  if (fields === undefined) return { ...write, timestamp };
+  const again: Record<string, FieldWrite> = {};
+  for (const name in fields) again[name] = { ...fields[name]!, timestamp };
+  return { ...write, fields: again };
+}

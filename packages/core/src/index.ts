@@ -12,6 +12,8 @@ export {
   type FieldWrites,
   isEmptyWrite,
   latestTimestamp,
+  restampWrite,
+  splitWrite,
   wholeWriteOf,
   withFieldWrites,
 } from './fieldWrites.js';

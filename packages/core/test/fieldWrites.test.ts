@@ -10,6 +10,8 @@ import {
   LWWMap,
   type LWWRecord,
   mergeRecords,
+  restampWrite,
+  splitWrite,
   type Timestamp,
   toWireEntry,
   ValidationError,
@@ -431,5 +433,87 @@ describe('a Merkle walk over records with field writes', () => {
     expect([...report.sentByResponder].sort()).toEqual(['todo-7', 'todo-8']);
     for (const key of report.sentByInitiator) expect(['todo-7', 'todo-8']).toContain(key);
     expect(right.get('todo-8')).toEqual({ title: 't8', done: false, tag: 'x' });
+  });
+});
+
+describe('taking back a write a replica made (splitWrite, restampWrite)', () => {
+  it('splits off the field writes of a patch the record still holds, and keeps the rest', () => {
+    const set = W(1, { title: 'a', done: false, tag: 'x' });
+    const patch = F(3, { done: true, tag: REMOVED, n: 1 });
+    // Other writers' field writes: an earlier one of title, a later one of n.
+    const others = [F(2, { title: 'b' }), F(4, { n: 2 })];
+    const record = [patch, ...others].reduce(mergeRecords, set);
+    const split = splitWrite(record, patch);
+    expect(split?.held).toEqual(F(3, { done: true, tag: REMOVED }));
+    expect(split?.rest).toEqual(others.reduce(mergeRecords, set));
+    expect(split?.rest?.value).toEqual({ title: 'b', done: false, tag: 'x', n: 2 });
+  });
+
+  it('finds nothing of a write that later writes replaced', () => {
+    const patch = F(2, { done: true });
+    expect(splitWrite(mergeRecords(W(1, {}), F(3, { done: false })), patch)).toBeUndefined();
+    expect(splitWrite(W(3, { done: false }), patch)).toBeUndefined();
+    // A field write of the same name and value, stamped otherwise, is not this write.
+    expect(splitWrite(mergeRecords(W(1, {}), patch), F(5, { done: true }))).toBeUndefined();
+    expect(splitWrite(W(2, 'x'), W(1, 'x'))).toBeUndefined();
+  });
+
+  it('splits off a whole write, leaving the later field writes alone, or nothing', () => {
+    const set = W(2, { title: 'a' });
+    expect(splitWrite(mergeRecords(set, F(3, { done: true })), set)).toEqual({
+      held: set,
+      rest: F(3, { done: true }),
+    });
+    expect(splitWrite(set, set)).toEqual({ held: set, rest: undefined });
+    const expiring: LWWRecord<Value> = { ...W(2, 'v'), ttlMs: 5 };
+    expect(splitWrite(expiring, { ...expiring })).toEqual({ held: expiring, rest: undefined });
+  });
+
+  it('leaves nothing of a record of field writes alone that held only this write', () => {
+    const patch = F(2, { done: true });
+    expect(splitWrite(patch, patch)).toEqual({ held: patch, rest: undefined });
+    // The empty write is nobody's write: only the field writes count.
+    expect(splitWrite(F(2, { other: 1 }), patch)).toBeUndefined();
+  });
+
+  it('parts a record in two that merge back into it (random records and writes)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(wholeArbitrary, patchArbitrary), { minLength: 1, maxLength: 8 }),
+        fc.nat(),
+        (writes, pick) => {
+          const record = writes.reduce(mergeRecords);
+          const write = writes[pick % writes.length]!;
+          const split = splitWrite(record, write);
+          if (split === undefined) return;
+          const { held, rest } = split;
+          expect(rest === undefined ? held : mergeRecords(rest, held)).toEqual(record);
+          for (const name in held.fields) {
+            expect(held.fields[name]!.timestamp).toEqual(write.fields![name]!.timestamp);
+            expect(Object.hasOwn(rest?.fields ?? {}, name)).toBe(false);
+          }
+        },
+      ),
+    );
+  });
+
+  it('stamps a whole write or field writes again, values and removals kept', () => {
+    const later = at(9, 'again');
+    expect(restampWrite({ ...W(2, 'v'), ttlMs: 5 }, later)).toEqual({
+      value: 'v',
+      timestamp: later,
+      ttlMs: 5,
+    });
+    const again = restampWrite(F(2, { done: true, tag: REMOVED }), later);
+    expect(again).toEqual({
+      value: null,
+      timestamp: EMPTY_WRITE_TIMESTAMP,
+      base: null,
+      fields: { done: { timestamp: later, value: true }, tag: { timestamp: later } },
+    });
+    // Stamped later, the field writes win again over what they won over.
+    expect(
+      mergeRecords(mergeRecords(W(1, { done: false }), F(3, { tag: 'x' })), again).value,
+    ).toEqual({ done: true });
   });
 });
