@@ -82,8 +82,7 @@ export class TopGunClient {
       hlc: clock.hlc,
       persist: this.#persist,
       share,
-      write: (map, key, value, writeOptions, remove) =>
-        this.#writes.write(map, key, value, writeOptions, remove),
+      write: (map, key, write) => this.#writes.write(map, key, write),
       opened: (map) => {
         if (this.#loaded) this.#engine?.walkMap(map);
       },

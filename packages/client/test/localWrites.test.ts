@@ -1,5 +1,15 @@
-import { toWireEntry } from '@topgun/core';
+import {
+  formatTimestamp,
+  fromWireEntry,
+  type LWWRecord,
+  latestTimestamp,
+  mergeRecords,
+  toWireEntry,
+  type Value,
+  type WireEntry,
+} from '@topgun/core';
 import { describe, expect, it } from 'vitest';
+import type { ClientMap } from '../src/index.js';
 import type { TabMessage } from '../src/tabs/tabChannel.js';
 import { clientRooms } from './rooms.js';
 
@@ -97,3 +107,249 @@ describe('the rules of local writes', () => {
     expect(replica.get('y')).toBe(3);
   });
 });
+
+type Todo = { title: string; done: boolean; n?: number };
+
+/** A record from another writer, merged as the server sends it. */
+const fromServer = (tab: ReturnType<typeof tabAt>, entry: WireEntry) =>
+  tab.replicas.merge('todos', [fromWireEntry<Value>(entry)], true);
+
+/** Field writes of another writer at `millis`. */
+const otherFields = (key: string, millis: number, fields: Record<string, Value>): WireEntry => [
+  key,
+  null,
+  null,
+  null,
+  Object.fromEntries(
+    Object.entries(fields).map(([name, value]) => [
+      name,
+      [formatTimestamp({ millis, counter: 0, nodeId: 'other' }), value],
+    ]),
+  ),
+];
+
+describe('updates: field writes through the client', () => {
+  it('writes only the patch: the outbox sends the field writes alone, the replica stores and shares the merged record', async () => {
+    const tab = tabAt(1_000);
+    tab.todos.set('a', { title: 'milk', done: false, n: 1 });
+    tab.setNow(2_000);
+    tab.todos.update('a', { done: true, n: undefined });
+    const [, patch] = tab.outbox.inOrder();
+    if (patch === undefined) throw new Error('two writes expected');
+    const stamp = formatTimestamp({ millis: 2_000, counter: 0, nodeId: 'client-tab' });
+    expect(toWireEntry(patch.key, patch.record)).toEqual([
+      'a',
+      null,
+      null,
+      null,
+      { done: [stamp, true], n: [stamp] },
+    ]);
+    const held = tab.replicas.entry('todos').replica.getRecord('a');
+    expect(held?.value).toEqual({ title: 'milk', done: true });
+    // Stored and told to the other tabs: the merged record, not the patch.
+    await tab.persist.committed();
+    const stored = (await tab.storage.load()).records.find(({ key }) => key === 'a');
+    expect(stored?.record).toEqual(held);
+    expect(tab.told.filter((message) => message.type === 'records').at(-1)).toEqual({
+      type: 'records',
+      map: 'todos',
+      entries: [['a', held]],
+    });
+    // An empty patch writes nothing.
+    tab.todos.update('a', {});
+    expect(tab.outbox.size).toBe(2);
+  });
+
+  it('sets the patch as the whole value of a key holding no object', () => {
+    const tab = tabAt(1_000);
+    tab.todos.update('a', { title: 'new', n: undefined });
+    const [entry] = tab.outbox.inOrder();
+    expect(entry?.record.fields).toBeUndefined();
+    expect(toWireEntry('a', entry!.record)).toHaveLength(3);
+    expect(tab.todos.get('a')).toEqual({ title: 'new' });
+  });
+
+  it('keeps concurrent updates of different fields made on two clients', () => {
+    const [left, right] = [tabAt(1_000), tabAt(1_000)];
+    left.todos.set('a', { title: 'milk', done: false });
+    const [created] = left.outbox.inOrder();
+    fromServer(right, toWireEntry('a', created!.record));
+    left.setNow(2_000);
+    right.setNow(2_000);
+    (left.todos as ClientMap<Todo>).update('a', { done: true });
+    (right.todos as ClientMap<Todo>).update('a', { title: 'oat milk' });
+    // The server passes each one's write on to the other.
+    const [, fromLeft] = left.outbox.inOrder();
+    const [fromRight] = right.outbox.inOrder();
+    fromServer(right, toWireEntry('a', fromLeft!.record));
+    fromServer(left, toWireEntry('a', fromRight!.record));
+    for (const tab of [left, right])
+      expect(tab.todos.get('a')).toEqual({ title: 'oat milk', done: true });
+  });
+
+  it('sends and re-stamps writes in the order they were made, field writes alone by their own time', () => {
+    const tab = tabAt(1_000);
+    tab.todos.set('a', { title: 'milk', done: false });
+    tab.setNow(2_000);
+    tab.todos.update('a', { done: true });
+    tab.setNow(3_000);
+    tab.todos.set('b', { title: 'eggs', done: false });
+    expect(tab.outbox.inOrder().map((entry) => entry.record.fields === undefined)).toEqual([
+      true,
+      false,
+      true,
+    ]);
+    // Its own patch is not taken for another client's write.
+    tab.writes.adoptForeignWrites();
+    expect(tab.told.some((message) => message.type === 'restore')).toBe(false);
+    // The clock ran ahead: every write is stamped again in order, the set before the update
+    // of its key, which stays on top of it.
+    tab.setNow(500);
+    tab.writes.repairClock();
+    expect(tab.todos.get('a')).toEqual({ title: 'milk', done: true });
+    const again = tab.outbox.inOrder();
+    expect(again.map((entry) => latestTimestamp(entry.record).millis)).toEqual([500, 500, 500]);
+    expect(again[1]?.record.fields?.['done']?.value).toBe(true);
+    expect(tab.replicas.entry('todos').replica.getRecord('a')?.fields).toEqual(
+      again[1]?.record.fields,
+    );
+  });
+
+  it('rolls back a refused update field by field, keeping later writes, then merges the server record', () => {
+    const tab = tabAt(1_000);
+    tab.todos.set('a', { title: 'milk', done: false, n: 0 });
+    const [created] = tab.outbox.inOrder();
+    tab.writes.acknowledged([created!.id]);
+    tab.setNow(2_000);
+    tab.todos.update('a', { done: true, n: 1 });
+    const [refused] = tab.outbox.inOrder();
+    // Later: another user's write of n, and this client's own rename, still pending.
+    fromServer(tab, otherFields('a', 3_000, { n: 7 }));
+    tab.setNow(4_000);
+    tab.todos.update('a', { title: 'oat milk' });
+    // The server holds the set and another user's tick at 1 500, not seen here yet.
+    const tick = fromWireEntry<Value>(otherFields('a', 1_500, { done: 'ticked' }))[1];
+    const server = toWireEntry('a', mergeRecords(created!.record, tick));
+    tab.writes.rejected(refused!, 'PERMISSION', 'no', server);
+    expect(tab.todos.get('a')).toEqual({ title: 'oat milk', done: 'ticked', n: 7 });
+    const record = tab.replicas.entry('todos').replica.getRecord('a');
+    expect(Object.keys(record?.fields ?? {}).sort()).toEqual(['done', 'n', 'title']);
+    expect(tab.outbox.inOrder().map((entry) => Object.keys(entry.record.fields ?? {}))).toEqual([
+      ['title'],
+    ]);
+    // The other tabs are told the record as it is now.
+    const restored = tab.told.filter((message) => message.type === 'restore');
+    expect(restored.at(-1)).toEqual({ type: 'restore', map: 'todos', entries: [['a', record]] });
+  });
+
+  it('rolls back a refused update without a server record to the fields before it', () => {
+    const tab = tabAt(1_000);
+    tab.todos.set('a', { title: 'milk', done: false });
+    tab.setNow(2_000);
+    tab.todos.update('a', { done: true, title: undefined });
+    const [, refused] = tab.outbox.inOrder();
+    tab.writes.rejected(refused!, 'VALIDATION', 'no', null);
+    expect(tab.todos.get('a')).toEqual({ title: 'milk', done: false });
+    expect(tab.replicas.entry('todos').replica.getRecord('a')?.fields).toBeUndefined();
+  });
+
+  it('leaves the record alone when every field of a refused update was written again since', () => {
+    const tab = tabAt(1_000);
+    tab.todos.set('a', { title: 'milk', done: false });
+    tab.setNow(2_000);
+    tab.todos.update('a', { done: true });
+    const [, refused] = tab.outbox.inOrder();
+    fromServer(tab, otherFields('a', 3_000, { done: 'later' }));
+    const before = tab.replicas.entry('todos').replica.getRecord('a');
+    tab.writes.rejected(refused!, 'PERMISSION', 'no', toWireEntry('a', created(900)));
+    expect(tab.replicas.entry('todos').replica.getRecord('a')).toBe(before);
+    expect(tab.todos.get('a')).toEqual({ title: 'milk', done: 'later' });
+  });
+
+  it('rolls back a refused set under a later update, keeping the update', () => {
+    const tab = tabAt(1_000);
+    tab.todos.set('a', { title: 'milk', done: false });
+    tab.setNow(2_000);
+    tab.todos.update('a', { done: true });
+    const [refused] = tab.outbox.inOrder();
+    tab.writes.rejected(refused!, 'PERMISSION', 'no', toWireEntry('a', created(900)));
+    expect(tab.todos.get('a')).toEqual({ title: 'server', done: true });
+  });
+
+  it('re-stamps the field writes of an update the server found too old that still hold, settling one replaced altogether', () => {
+    const tab = tabAt(1_000);
+    fromServer(tab, toWireEntry('a', created(900)));
+    tab.todos.update('a', { done: true, title: 'mine', n: undefined });
+    tab.todos.update('b', { title: 'new' });
+    tab.setNow(1_500);
+    tab.todos.update('b', { done: true });
+    const [old, , replaced] = tab.outbox.inOrder();
+    // Since: another user's later title, and a set of b that replaces the update of b.
+    fromServer(tab, otherFields('a', 2_000, { title: 'theirs' }));
+    fromServer(tab, toWireEntry('b', created(3_000)));
+    tab.setNow(500_000);
+    tab.writes.tooOld(old!);
+    tab.writes.tooOld(replaced!);
+    const [, again] = tab.outbox.inOrder();
+    expect(again?.id).toBe(old?.id);
+    const stamp = formatTimestamp({ millis: 500_000, counter: 0, nodeId: 'client-tab' });
+    // The title lost to a later write: not stamped again, it would beat it.
+    expect(toWireEntry('a', again!.record)).toEqual([
+      'a',
+      null,
+      null,
+      null,
+      { done: [stamp, true], n: [stamp] },
+    ]);
+    expect(tab.todos.get('a')).toEqual({ title: 'theirs', done: true });
+    expect(tab.replicas.entry('todos').replica.getRecord('a')?.fields?.['done']).toEqual(
+      again!.record.fields?.['done'],
+    );
+    expect(tab.outbox.get(replaced!.id)).toBeUndefined();
+    expect(tab.todos.get('b')).toEqual({ title: 'server', done: false });
+  });
+
+  it('re-stamps a set the server found too old with the updates made on top of it', () => {
+    const tab = tabAt(1_000);
+    tab.todos.set('a', { title: 'milk', done: false });
+    tab.setNow(2_000);
+    tab.todos.update('a', { done: true });
+    fromServer(tab, otherFields('a', 3_000, { title: 'oat milk' }));
+    const [old, update] = tab.outbox.inOrder();
+    // The update was recent enough; the set, made long before, is refused.
+    tab.writes.acknowledged([update!.id]);
+    tab.setNow(500_000);
+    tab.writes.tooOld(old!);
+    const [again] = tab.outbox.inOrder();
+    expect(again?.record).toEqual({
+      value: { title: 'oat milk', done: true },
+      timestamp: { millis: 500_000, counter: 0, nodeId: 'client-tab' },
+    });
+    expect(tab.replicas.entry('todos').replica.getRecord('a')).toEqual(again?.record);
+  });
+
+  it('applies a set and an update made before the stored replica loaded again, both', () => {
+    const tab = clientRooms({ now: () => 5_000, loaded: false });
+    const todos = tab.replicas.entry('todos').handle as ClientMap<Todo>;
+    todos.set('a', { title: 'typed at once', done: false });
+    todos.update('a', { done: true });
+    // The stored replica arrives, stamped later than this clock has seen yet.
+    tab.replicas.load('todos', [['a', created(9_000)]]);
+    tab.writes.loadedFromStorage();
+    expect(todos.get('a')).toEqual({ title: 'typed at once', done: true });
+    const [set, update] = tab.outbox.inOrder();
+    expect(set?.record.timestamp.millis).toBeGreaterThanOrEqual(9_000);
+    expect(update?.record.fields?.['done']?.timestamp.millis).toBeGreaterThanOrEqual(9_000);
+    expect(tab.replicas.entry('todos').replica.getRecord('a')).toEqual(
+      mergeRecords(set!.record, update!.record),
+    );
+  });
+});
+
+/** The server's record of `a`: a set by another user at `millis`. */
+function created(millis: number): LWWRecord<Value> {
+  return {
+    value: { title: 'server', done: false },
+    timestamp: { millis, counter: 0, nodeId: 'other' },
+  };
+}

@@ -33,8 +33,7 @@ export function clientRooms(
     hlc: clock.hlc,
     persist,
     share,
-    write: (map, key, value, setOptions, remove) =>
-      writes.write(map, key, value, setOptions, remove),
+    write: (map, key, write) => writes.write(map, key, write),
     opened: () => {},
   });
   const writes: LocalWrites = new LocalWrites({

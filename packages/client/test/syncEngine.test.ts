@@ -355,7 +355,7 @@ describe('the sync engine against a scripted server', () => {
       random: () => 0,
     });
     for (const [index, key] of ['k1', 'k2'].entries())
-      writes.write('notes', key, { n: index }, undefined, false);
+      writes.write('notes', key, (replica) => replica.set(key, { n: index }));
     const written = outbox.inOrder();
     const settled: string[] = [];
     writes.acknowledged = (ids) => {

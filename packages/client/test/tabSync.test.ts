@@ -65,6 +65,35 @@ describe('tabs sharing one replica', () => {
     expect(lastError).toMatchObject({ code: 'AUTH_FAILED', serverCode: 'EXPIRED_TOKEN' });
   });
 
+  it('merges an update made in one tab into the other tab, with that tab’s own concurrent update', async () => {
+    const { tab } = fakeTabs();
+    const a = tab('a');
+    const b = tab('b');
+    await delivered();
+    const todosA = a.rooms.replicas.entry('todos').handle;
+    const todosB = b.rooms.replicas.entry('todos').handle;
+    todosA.set('t1', { title: 'milk', done: false });
+    await delivered();
+    // Both tabs update a field before hearing of the other's update.
+    todosA.update('t1', { done: true });
+    todosB.update('t1', { title: 'oat milk' });
+    await delivered();
+    for (const each of [a, b]) {
+      expect(each.rooms.replicas.entry('todos').replica.get('t1')).toEqual({
+        title: 'oat milk',
+        done: true,
+      });
+      // Both field writes are in the leader's outbox, as field writes alone.
+      expect(each.rooms.outbox.size).toBe(3);
+    }
+    expect(
+      a.rooms.outbox
+        .inOrder()
+        .slice(1)
+        .map((entry) => toWireEntry('t1', entry.record).length),
+    ).toEqual([5, 5]);
+  });
+
   it('rolls a refused write back in every tab and reports it only in the tab that made it', async () => {
     const { tab } = fakeTabs();
     const leader = tab('a');

@@ -12,7 +12,7 @@ export interface UseMapResult<V> {
   readonly set: (key: string, value: V, options?: SetOptions) => void;
   /** Deletes a key. */
   readonly delete: (key: string) => void;
-  /** Shallow-merges a patch into a value; `undefined` fields are removed. */
+  /** Writes only the patch's fields; `undefined` fields are removed (`ClientMap.update`). */
   readonly update: (key: string, patch: Patch<V>) => void;
   /** The map handle itself. */
   readonly map: ClientMap<V>;

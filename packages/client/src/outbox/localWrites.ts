@@ -1,15 +1,17 @@
 import {
-  compareTimestamps,
   fromWireEntry,
   type HLC,
   type LWWRecord,
+  latestTimestamp,
   type MessageOf,
-  type SetOptions,
+  mergeRecords,
+  restampWrite,
+  splitWrite,
   type Value,
   type WireEntry,
 } from '@topgun/core';
 import { ClientClosedError, WriteRejectedError } from '../clientErrors.js';
-import type { ReplicaStore } from '../replica/replicaStore.js';
+import type { LocalWrite, ReplicaStore } from '../replica/replicaStore.js';
 import type { OutboxEntry } from '../storage/clientStorage.js';
 import type { PersistQueue } from '../storage/persistQueue.js';
 import { byTimestamp, type Outbox } from './outbox.js';
@@ -62,14 +64,22 @@ export interface LocalWritesOptions {
 
 /**
  * The life of this client's writes, from the app's call to the server's answer: applied to
- * the replica and queued in the outbox; acknowledged; refused and rolled back (only if
- * nothing newer replaced them); re-stamped when their time would be refused. Every change of
- * the outbox is persisted and told to the other tabs here.
+ * the replica and queued in the outbox; acknowledged; refused and rolled back (as far as
+ * nothing newer replaced them); re-stamped when their time would be refused. A write is what
+ * `LWWMap` made: a whole record (set, delete), or field writes alone (update of an object),
+ * and each of these rules applies to the parts of it the replica still holds (`splitWrite`).
+ * Every change of the outbox is persisted and told to the other tabs here.
  */
 export class LocalWrites {
   readonly #rejectedListeners = new Set<(rejected: RejectedWrite) => void>();
-  /** Writes made before the stored replica was loaded, which it must not overwrite. */
-  readonly #preload = new Map<string, { map: string; key: string; record: LWWRecord<Value> }>();
+  /**
+   * Per key, the writes made before the stored replica was loaded, which it must not
+   * overwrite, and the record they left.
+   */
+  readonly #preload = new Map<
+    string,
+    { map: string; key: string; writes: LWWRecord<Value>[]; left: LWWRecord<Value> | undefined }
+  >();
   #loaded = false;
   #closed = false;
   #nextId = 1;
@@ -80,23 +90,26 @@ export class LocalWrites {
     this.#options = options;
   }
 
-  /** A write through a map handle (`ClientMap.set` / `delete`). */
-  write(
-    map: string,
-    key: string,
-    value: unknown,
-    setOptions: SetOptions | undefined,
-    remove: boolean,
-  ): void {
+  /** A write through a map handle (`ClientMap.set`, `delete`, `update`). */
+  write(map: string, key: string, write: LocalWrite): void {
     if (this.#closed) throw new ClientClosedError();
-    const record = this.#options.replicas.write(map, key, value, setOptions, remove);
-    if (!this.#loaded) this.#preload.set(`${map}\u0000${key}`, { map, key, record });
+    const { replicas } = this.#options;
+    // The write as made: a whole record, or field writes alone (what the outbox sends).
+    const written = replicas.write(map, key, write);
+    if (written === undefined) return;
+    if (!this.#loaded) {
+      const id = `${map}\u0000${key}`;
+      const made = this.#preload.get(id) ?? { map, key, writes: [], left: undefined };
+      made.writes.push(written);
+      made.left = replicas.entry(map).replica.getRecord(key);
+      this.#preload.set(id, made);
+    }
     if (!this.#options.synced) return;
     const entry: OutboxEntry = {
       id: `${this.#options.tabNodeId}/${this.#nextId++}`,
       map,
       key,
-      record,
+      record: written,
     };
     this.#options.outbox.put([entry]);
     this.#options.persist.addOutbox(entry);
@@ -110,17 +123,22 @@ export class LocalWrites {
   }
 
   /**
-   * The stored replica and outbox are loaded: writes made meanwhile that an older stored
-   * record replaced are applied again, stamped now, and their outbox entries follow.
+   * The stored replica and outbox are loaded: writes made meanwhile to a key whose stored
+   * record changed what they left (it may have replaced them) are applied again, in order,
+   * stamped now, and their outbox entries follow.
    */
   loadedFromStorage(): void {
     const { replicas, outbox, persist, hlc } = this.#options;
     const restamped = new Map<LWWRecord<Value>, LWWRecord<Value>>();
-    for (const { map, key, record } of this.#preload.values()) {
-      if (replicas.entry(map).replica.getRecord(key) === record) continue;
-      const again: LWWRecord<Value> = { ...record, timestamp: hlc.now() };
-      restamped.set(record, again);
-      replicas.restore(map, key, again, true);
+    for (const { map, key, writes, left } of this.#preload.values()) {
+      let record = replicas.entry(map).replica.getRecord(key);
+      if (record === left) continue;
+      for (const write of writes) {
+        const again = restampWrite(write, hlc.now());
+        restamped.set(write, again);
+        record = record === undefined ? again : mergeRecords(record, again);
+      }
+      replicas.restore(map, key, record, true);
     }
     for (const entry of restamped.size > 0 ? outbox.entries() : []) {
       const again = restamped.get(entry.record);
@@ -147,8 +165,11 @@ export class LocalWrites {
   }
 
   /**
-   * The server refused a write for good: rolled back to the server's record (`current`),
-   * unless something newer replaced it meanwhile, and reported.
+   * The server refused a write for good: rolled back and reported. The parts of the write the
+   * replica still holds (its whole write, or its field writes not replaced since) are taken
+   * out of the record, which keeps everything else (later field writes), and the server's
+   * record (`current`) is merged into what is left; a write that newer ones replaced
+   * altogether leaves the record alone.
    */
   rejected(
     entry: OutboxEntry,
@@ -156,8 +177,12 @@ export class LocalWrites {
     message: string,
     current: WireEntry | null | undefined,
   ): void {
-    if (this.#holds(entry)) {
-      const record = current == null ? undefined : fromWireEntry<Value>(current)[1];
+    const split = this.#split(entry);
+    if (split !== undefined) {
+      const { rest } = split;
+      const server = current == null ? undefined : fromWireEntry<Value>(current)[1];
+      const record =
+        rest === undefined || server === undefined ? (rest ?? server) : mergeRecords(rest, server);
       this.#options.replicas.restore(entry.map, entry.key, record, true);
     }
     this.#settle([entry.id]);
@@ -189,10 +214,11 @@ export class LocalWrites {
    */
   adoptForeignWrites(): void {
     const { nodeId } = this.#options;
-    const foreign = [...this.#options.outbox.entries()].filter(
-      ({ record }) =>
-        record.timestamp.nodeId !== nodeId && !record.timestamp.nodeId.startsWith(`${nodeId}-`),
-    );
+    const foreign = [...this.#options.outbox.entries()].filter(({ record }) => {
+      // The node id of the write's own stamp: field writes alone have the empty write's none.
+      const writer = latestTimestamp(record).nodeId;
+      return writer !== nodeId && !writer.startsWith(`${nodeId}-`);
+    });
     if (foreign.length > 0) this.#restamp(foreign);
   }
 
@@ -214,20 +240,36 @@ export class LocalWrites {
   }
 
   /**
-   * Gives unsent writes fresh timestamps, in their original order. A write the replica no
-   * longer holds (a newer one of its key replaced it) is settled instead: stamped now, it
-   * would beat the newer write.
+   * Gives unsent writes fresh timestamps, in their original order. Only the parts of a write
+   * the replica still holds are stamped again (a patch's field writes that no later write of
+   * their field replaced), and the record keeps the rest; a whole write takes the value the
+   * record shows. A write the replica no longer holds at all (newer ones of its key replaced
+   * it) is settled instead: stamped now, it would beat the newer writes.
    */
   #restamp(entries: readonly OutboxEntry[]): void {
     const { replicas, outbox, persist, hlc } = this.#options;
     const superseded: string[] = [];
     for (const entry of [...entries].sort(byTimestamp)) {
-      if (!this.#holds(entry)) {
+      const split = this.#split(entry);
+      if (split === undefined) {
         superseded.push(entry.id);
         continue;
       }
-      const record: LWWRecord<Value> = { ...entry.record, timestamp: hlc.now() };
-      replicas.restore(entry.map, entry.key, record, true);
+      const { held, rest } = split;
+      const shown = rest === undefined ? held : mergeRecords(rest, held);
+      // A whole write stamped again takes the value the record shows: stamped now, it would
+      // otherwise drop the field writes made on top of it (an update made after a set).
+      const record = restampWrite(
+        held.fields === undefined ? { ...held, value: shown.value } : held,
+        hlc.now(),
+      );
+      // Restore, not merge: a clock rewound by repairClock stamps earlier than before.
+      replicas.restore(
+        entry.map,
+        entry.key,
+        rest === undefined ? record : mergeRecords(rest, record),
+        true,
+      );
       const replaced: OutboxEntry = { ...entry, record };
       outbox.put([replaced]);
       persist.addOutbox(replaced);
@@ -243,14 +285,13 @@ export class LocalWrites {
   }
 
   /**
-   * Whether the replica still holds the write. Compared by timestamp, not identity: entries
-   * from other tabs arrive as structured clones.
+   * What the replica still holds of the write, and the rest of its record (`splitWrite`);
+   * undefined when it holds none of it. Compared by timestamps, not identity: entries from
+   * other tabs arrive as structured clones.
    */
-  #holds(entry: OutboxEntry): boolean {
+  #split(entry: OutboxEntry): ReturnType<typeof splitWrite<Value>> {
     const current = this.#options.replicas.entry(entry.map).replica.getRecord(entry.key);
-    return (
-      current !== undefined && compareTimestamps(current.timestamp, entry.record.timestamp) === 0
-    );
+    return current && splitWrite(current, entry.record);
   }
 
   #report(id: string, map: string, key: string, reason: RejectionReason, message: string): void {

@@ -1,4 +1,4 @@
-import { compareTimestamps, toWireEntry, type WireEntry } from '@topgun/core';
+import { compareTimestamps, latestTimestamp, toWireEntry, type WireEntry } from '@topgun/core';
 import type { OutboxEntry } from '../storage/clientStorage.js';
 
 /** One write as an `ops` message carries it. */
@@ -126,7 +126,10 @@ export class Outbox {
   }
 }
 
-/** Orders writes by timestamp, oldest first: the order they are sent and re-stamped in. */
+/**
+ * Orders writes by timestamp, oldest first: the order they are sent and re-stamped in. Field
+ * writes alone count by their own timestamp (their whole write is the empty write's).
+ */
 export function byTimestamp(a: OutboxEntry, b: OutboxEntry): number {
-  return compareTimestamps(a.record.timestamp, b.record.timestamp);
+  return compareTimestamps(latestTimestamp(a.record), latestTimestamp(b.record));
 }

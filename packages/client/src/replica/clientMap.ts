@@ -7,6 +7,7 @@ export type Patch<V> = { [Field in keyof V]?: V[Field] | undefined };
 export interface MapWriter<V> {
   set(map: string, key: string, value: V, options?: SetOptions): void;
   delete(map: string, key: string): void;
+  update(map: string, key: string, patch: Patch<V>): void;
 }
 
 /**
@@ -84,20 +85,16 @@ export class ClientMap<V> {
   }
 
   /**
-   * Shallow-merges `patch` into the current value (an absent record counts as `{}`);
-   * a field set to `undefined` in the patch is removed.
+   * Writes only the fields of `patch` (a field set to `undefined` is removed), leaving the
+   * record's other fields alone, so that someone else's concurrent edit of another field
+   * survives. When `key` holds no plain object (absent, deleted, expired, another kind of
+   * value), sets `patch` without its `undefined` fields as the whole value instead. An empty
+   * patch writes nothing. See `update` in `specifications/data-model.md`.
+   * @throws {ValidationError} when the key or a field is not storable (nothing is written).
+   * @throws {ClientClosedError} after the client was closed.
    */
   update(key: string, patch: Patch<V>): void {
-    const current = this.#replica.get(key);
-    const next: Record<string, unknown> =
-      typeof current === 'object' && current !== null && !Array.isArray(current)
-        ? { ...current }
-        : {};
-    for (const [field, value] of Object.entries(patch as Record<string, unknown>)) {
-      if (value === undefined) delete next[field];
-      else next[field] = value;
-    }
-    this.#writer.set(this.name, key, next as V);
+    this.#writer.update(this.name, key, patch);
   }
 
   /**

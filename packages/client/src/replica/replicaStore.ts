@@ -3,7 +3,6 @@ import {
   type LWWMap,
   type LWWRecord,
   LWWMap as ReplicaMap,
-  type SetOptions,
   type Value,
 } from '@topgun/core';
 import type { PersistQueue } from '../storage/persistQueue.js';
@@ -30,20 +29,20 @@ export interface ReplicaEntry {
   readonly handle: ClientMap<unknown>;
 }
 
+/**
+ * A local write: makes it on the replica of its map (`set`, `delete` or `update`) and returns
+ * the write made, or undefined when nothing was written (an empty patch).
+ */
+export type LocalWrite = (replica: LWWMap<Value>) => LWWRecord<Value> | undefined;
+
 /** What the store needs around it. */
 export interface ReplicaStoreOptions {
   readonly hlc: HLC;
   readonly persist: PersistQueue;
   /** Tells the other tabs a change (they apply it without persisting it again). */
   readonly share: (change: ReplicaChange) => void;
-  /** A write through a map handle (`ClientMap.set` / `delete`): the client decides its fate. */
-  readonly write: (
-    map: string,
-    key: string,
-    value: unknown,
-    options: SetOptions | undefined,
-    remove: boolean,
-  ) => void;
+  /** A write through a map handle (`ClientMap.set`, `delete`, `update`): the client decides its fate. */
+  readonly write: (map: string, key: string, write: LocalWrite) => void;
   /** A map was opened (to walk it when connected). */
   readonly opened: (map: string) => void;
 }
@@ -66,9 +65,12 @@ export class ReplicaStore {
     let entry = this.#maps.get(name);
     if (entry === undefined) {
       const replica = new ReplicaMap<Value>(this.#options.hlc);
+      const { write } = this.#options;
       const handle = new ClientMap<unknown>(name, replica as LWWMap<unknown>, {
-        set: (map, key, value, options) => this.#options.write(map, key, value, options, false),
-        delete: (map, key) => this.#options.write(map, key, undefined, undefined, true),
+        set: (map, key, value, options) =>
+          write(map, key, (to) => to.set(key, value as Value, options)),
+        delete: (map, key) => write(map, key, (to) => to.delete(key)),
+        update: (map, key, patch) => write(map, key, (to) => to.update(key, patch)),
       });
       entry = { replica, handle };
       this.#maps.set(name, entry);
@@ -89,19 +91,19 @@ export class ReplicaStore {
     return records;
   }
 
-  /** A local write: applied, persisted and shared; returns the record it stored. */
-  write(
-    map: string,
-    key: string,
-    value: unknown,
-    options: SetOptions | undefined,
-    remove: boolean,
-  ): LWWRecord<Value> {
+  /**
+   * A local write: made, then what the replica holds for the key (the write merged into the
+   * record, for an update) persisted and shared. Returns the write made (field writes alone,
+   * for an update of an object), or undefined when nothing was written.
+   */
+  write(map: string, key: string, write: LocalWrite): LWWRecord<Value> | undefined {
     const { replica } = this.entry(map);
-    const record = remove ? replica.delete(key) : replica.set(key, value as Value, options);
+    const written = write(replica);
+    if (written === undefined) return undefined;
+    const record = replica.getRecord(key)!;
     this.#options.persist.record({ map, key, record });
     this.#options.share({ type: 'records', map, entries: [[key, record]] });
-    return record;
+    return written;
   }
 
   /**
