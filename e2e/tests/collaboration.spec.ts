@@ -102,6 +102,44 @@ test('concurrent offline edits of one todo converge to the same winner everywher
     .toMatch(/’s version$/);
 });
 
+test('a todo ticked in one browser while renamed offline in another keeps both changes', async ({
+  browser,
+  demo,
+}) => {
+  const contextA = await browser.newContext();
+  const contextB = await browser.newContext();
+  const ada = await contextA.newPage();
+  const bob = await contextB.newPage();
+  await openDemo(ada, demo.url, 'Ada');
+  await openDemo(bob, demo.url, 'Bob');
+  await addTodo(ada, 'Draft the spec');
+  await expect(bob.getByTestId('todo').filter({ hasText: 'Draft the spec' })).toBeVisible();
+
+  // Both offline: neither sees the other's edit before both are made.
+  await contextA.setOffline(true);
+  await contextB.setOffline(true);
+  await expect(ada.getByTestId('connection')).toHaveAttribute('data-state', 'offline');
+  await expect(bob.getByTestId('connection')).toHaveAttribute('data-state', 'offline');
+  await ada.getByLabel('Complete Draft the spec').check();
+  await bob.getByRole('button', { name: 'Edit Draft the spec' }).click();
+  await bob.getByLabel('Edit title').fill('Write the spec');
+  await bob.getByLabel('Edit title').press('Enter');
+  await expect(bob.getByTestId('todo').filter({ hasText: 'Write the spec' })).toBeVisible();
+
+  await contextA.setOffline(false);
+  await contextB.setOffline(false);
+  await expect(ada.getByTestId('pending')).toHaveText('All changes saved');
+  await expect(bob.getByTestId('pending')).toHaveText('All changes saved');
+  // Everywhere: the new title, ticked.
+  for (const page of [ada, bob]) {
+    await expect(page.getByLabel('Complete Write the spec')).toBeChecked();
+    await expect.poll(() => titles(page)).toEqual(['Write the spec']);
+  }
+  // And after a reload, from the replica and the server alike.
+  await bob.reload();
+  await expect(bob.getByLabel('Complete Write the spec')).toBeChecked();
+});
+
 test('two tabs of one browser stay in sync through the shared replica', async ({
   browser,
   demo,
