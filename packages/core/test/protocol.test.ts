@@ -317,12 +317,12 @@ describe('hostile frames', () => {
     [
       'field writes alone with a value',
       ['k', null, 1, null, { a: ['0000000000000000n'] }],
-      'ops.0.entry.2: expected nil',
+      'ops.0.entry.2: expected nil after a nil timestamp',
     ],
     [
       'field writes alone with a TTL',
       ['k', null, null, 5, { a: ['0000000000000000n'] }],
-      'ops.0.entry.3: expected nil',
+      'ops.0.entry.3: expected nil after a nil timestamp',
     ],
     [
       'a nil timestamp without field writes',

@@ -1,3 +1,4 @@
+import { isObject } from '../fieldWrites.js';
 import { isValidKey } from '../recordKey.js';
 import { isSerializedTimestamp } from '../timestamp.js';
 import { validateValue } from '../value.js';
@@ -9,7 +10,17 @@ export interface Issue {
   readonly message: string;
 }
 
-const TTL_ISSUE = 'expected a TTL: a whole number of milliseconds, at least 1';
+const issue = (path: PropertyKey[], message: string): Issue => ({ path, message });
+
+/** What is wrong with a candidate value at `path`, if anything. */
+function valueIssue(value: unknown, path: PropertyKey[]): Issue | undefined {
+  try {
+    validateValue(value);
+    return undefined;
+  } catch (error) {
+    return issue(path, (error as Error).message);
+  }
+}
 
 /**
  * What is wrong with a candidate wire entry `[key, timestamp, value, ttlMs?]`, or with field
@@ -18,66 +29,54 @@ const TTL_ISSUE = 'expected a TTL: a whole number of milliseconds, at least 1';
  * rather than composed schemas, which allocate several times more per entry.
  */
 export function wireEntryIssue(entry: unknown): Issue | undefined {
-  if (!Array.isArray(entry) || entry.length < 3 || entry.length > 5) {
-    return {
-      path: [],
-      message: 'expected [key, timestamp, value, ttlMs?] or [key, timestamp, value, ttlMs, fields]',
-    };
+  const length = Array.isArray(entry) ? entry.length : 0;
+  if (length < 3 || length > 5) {
+    return issue(
+      [],
+      'expected [key, timestamp, value, ttlMs?] or with fields [key, timestamp, value, ttlMs, fields]',
+    );
   }
   const [key, timestamp, value, ttlMs, fields] = entry as unknown[];
-  if (typeof key !== 'string' || !isValidKey(key)) {
-    return { path: [0], message: KEY_ISSUE };
-  }
-  const fielded = entry.length === 5;
-  // With field writes, nil stands for the empty write: no value, no TTL.
-  const empty = fielded && timestamp === null;
+  if (typeof key !== 'string' || !isValidKey(key)) return issue([0], KEY_ISSUE);
+  // With field writes, nil stands for the empty write: no value, no TTL either.
+  const empty = length === 5 && timestamp === null;
   if (!empty && !isSerializedTimestamp(timestamp)) {
-    return { path: [1], message: 'expected a serialized timestamp' };
+    return issue([1], 'expected a serialized timestamp');
+  }
+  if (empty && (value !== null || ttlMs !== null)) {
+    return issue([value !== null ? 2 : 3], 'expected nil after a nil timestamp');
   }
   if (value !== null) {
-    if (empty) return { path: [2], message: 'expected nil: field writes alone have no value' };
-    try {
-      validateValue(value);
-    } catch (error) {
-      return { path: [2], message: (error as Error).message };
-    }
+    const found = valueIssue(value, [2]);
+    if (found !== undefined) return found;
   }
-  if (entry.length >= 4 && !(fielded && ttlMs === null) && !isTtl(ttlMs)) {
-    return { path: [3], message: fielded ? `${TTL_ISSUE}, or nil` : TTL_ISSUE };
+  if (
+    length > 3 &&
+    !(length === 5 && ttlMs === null) &&
+    !(typeof ttlMs === 'number' && Number.isSafeInteger(ttlMs) && ttlMs >= 1)
+  ) {
+    return issue([3], 'expected a TTL: a whole number of milliseconds, at least 1');
   }
-  if (empty && ttlMs !== null) {
-    return { path: [3], message: 'expected nil: field writes alone have no TTL' };
-  }
-  return fielded ? fieldWritesIssue(fields) : undefined;
-}
-
-function isTtl(ttlMs: unknown): boolean {
-  return typeof ttlMs === 'number' && Number.isSafeInteger(ttlMs) && ttlMs >= 1;
+  return length === 5 ? fieldWritesIssue(fields) : undefined;
 }
 
 /** What is wrong with an entry's field writes `{ name: [timestamp, value?] }`, if anything. */
 function fieldWritesIssue(fields: unknown): Issue | undefined {
-  if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) {
-    return { path: [4], message: 'expected field writes: a map of name to [timestamp, value?]' };
-  }
+  if (!isObject(fields)) return issue([4], 'expected field writes { name: [timestamp, value?] }');
   let count = 0;
   for (const name in fields) {
     count++;
-    const write = (fields as Record<string, unknown>)[name];
+    const write = fields[name];
     if (!Array.isArray(write) || write.length < 1 || write.length > 2) {
-      return { path: [4, name], message: 'expected [timestamp, value?]' };
+      return issue([4, name], 'expected [timestamp, value?]');
     }
     if (!isSerializedTimestamp(write[0])) {
-      return { path: [4, name, 0], message: 'expected a serialized timestamp' };
+      return issue([4, name, 0], 'expected a serialized timestamp');
     }
-    try {
-      // The name is checked as a field of a value (no `__proto__`, no lone surrogate), a
-      // removal's too; nil stands in for a removal's value.
-      validateValue({ [name]: write.length === 2 ? write[1] : null });
-    } catch (error) {
-      return { path: [4, name], message: (error as Error).message };
-    }
+    // The name is checked as a field of a value (no `__proto__`, no lone surrogate), a
+    // removal's too; nil stands in for a removal's value.
+    const found = valueIssue({ [name]: write.length === 2 ? write[1] : null }, [4, name]);
+    if (found !== undefined) return found;
   }
-  if (count === 0) return { path: [4], message: 'expected at least one field write' };
-  return undefined;
+  return count === 0 ? issue([4], 'expected at least one field write') : undefined;
 }
