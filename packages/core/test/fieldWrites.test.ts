@@ -3,6 +3,7 @@ import {
   compareFieldWrites,
   compareRecords,
   compareTimestamps,
+  decodeEntries,
   EMPTY_WRITE_TIMESTAMP,
   type FieldWrite,
   fromWireEntry,
@@ -515,5 +516,29 @@ describe('taking back a write a replica made (splitWrite, restampWrite)', () => 
     expect(
       mergeRecords(mergeRecords(W(1, { done: false }), F(3, { tag: 'x' })), again).value,
     ).toEqual({ done: true });
+  });
+});
+
+describe('upgrading from data model 1', () => {
+  // Entries as a replica of the previous release (data model 1, protocol 3) stored them in its
+  // IndexedDB record log and sent them: `encodeEntries` of that release, byte for byte.
+  const written =
+    '9393a4746f646fba303030303030303030336538303030306f6c642d636c69656e7482a57469746c65a161a4646f6e65c294a46e6f7465ba303030303030303030336539303030306f6c642d636c69656e74a178cdea6093a4676f6e65ba303030303030303030336561303030306f6c642d636c69656e74c0';
+  const bytes = Uint8Array.from(written.match(/../g)!.map((pair) => Number.parseInt(pair, 16)));
+  const at = (millis: number): Timestamp => ({ millis, counter: 0, nodeId: 'old-client' });
+
+  it('reads stored records as records without field writes, every field as old as the record', () => {
+    const records = decodeEntries(bytes).map((entry) => fromWireEntry<Value>(entry));
+    expect(records).toEqual([
+      ['todo', { value: { title: 'a', done: false }, timestamp: at(1000) }],
+      ['note', { value: 'x', timestamp: at(1001), ttlMs: 60_000 }],
+      ['gone', { value: null, timestamp: at(1002) }],
+    ]);
+    // An update made now changes only its field of the upgraded record.
+    const map = new LWWMap<Value>(new HLC({ nodeId: 'new-client' }));
+    map.loadRecords(records);
+    map.update('todo', { done: true });
+    expect(map.get('todo')).toEqual({ title: 'a', done: true });
+    expect(map.getRecord('todo')!.fields!['done']!.timestamp.nodeId).toBe('new-client');
   });
 });
