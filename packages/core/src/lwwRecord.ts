@@ -68,9 +68,9 @@ export function compareRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): number {
  * and `b` itself when the result is `b`.
  */
 export function mergeRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): LWWRecord<V> {
-  const aWins = compareRecords(a, b) >= 0;
-  const winner = aWins ? a : b;
-  const loser = aWins ? b : a;
+  const order = compareRecords(a, b);
+  const winner = order >= 0 ? a : b;
+  const loser = order >= 0 ? b : a;
   if (loser.fields === undefined) return winner;
   let merged: Record<string, FieldWrite> | undefined;
   for (const name in loser.fields) {
@@ -84,7 +84,20 @@ export function mergeRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): LWWRecord<V> 
     merged[name] = write;
   }
   if (merged === undefined) return winner;
+  // The same whole write, and `b` already held every field write kept: the result is `b`.
+  if (order === 0 && holdsAll(b.fields, merged)) return b;
   return withFieldWrites(wholeWriteOf(winner), merged);
+}
+
+/** Whether `fields` are exactly the field writes `merged` (the same objects). */
+function holdsAll(fields: FieldWrites | undefined, merged: Record<string, FieldWrite>): boolean {
+  let count = 0;
+  for (const name in merged) {
+    if (fields === undefined || !Object.hasOwn(fields, name) || fields[name] !== merged[name])
+      return false;
+    count++;
+  }
+  return Object.keys(fields!).length === count;
 }
 
 /** Whether a record is a tombstone or has expired at physical time `now`. */

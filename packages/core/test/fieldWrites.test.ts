@@ -223,6 +223,23 @@ describe('LWWMap.update', () => {
 });
 
 describe('records with field writes', () => {
+  it('merge into the very record that already holds every write of the other', () => {
+    const whole = { value: { a: 1 }, timestamp: { millis: 1, counter: 0, nodeId: 'w' } };
+    const f = (millis: number, value: Value): FieldWrite => ({
+      timestamp: { millis, counter: 0, nodeId: 'w' },
+      value,
+    });
+    const older = withFieldWrites<Value>(whole, { b: f(2, 1) });
+    // Same whole write, the same field write object and one more: `newer` is the result,
+    // itself (a server keeps properties of its own on it, such as a tombstone's prior).
+    const newer = { ...withFieldWrites<Value>(whole, { ...older.fields, c: f(3, 1) }), extra: 1 };
+    expect(mergeRecords(older, newer)).toBe(newer);
+    expect(mergeRecords(newer, older)).toBe(newer);
+    // A field write only `older` holds: a new record.
+    const other = withFieldWrites<Value>(whole, { d: f(4, 1) });
+    expect(mergeRecords(other, newer)).not.toBe(newer);
+  });
+
   it('travel on the wire and come back as the same record', () => {
     const map = freshMap();
     map.set('k', { title: 'a', done: false }, { ttlMs: 60_000 });

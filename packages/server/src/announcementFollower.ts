@@ -11,7 +11,6 @@ import type {
   Storage,
   StoredRecord,
 } from './storage/storage.js';
-import { latestStamp } from './storage/storedFields.js';
 
 interface FreshWaiter {
   readonly map: string;
@@ -254,9 +253,9 @@ export class AnnouncementFollower {
         stored.push(record.stored);
         continue;
       }
-      // Too large to announce in full: read back unless the map holds it (or newer) already.
-      const held = map.getRecord(record.key);
-      if (held === undefined || latestStamp(held) < record.timestamp) readBack.push(record.key);
+      // Too large to announce in full: read back. (Whatever the map holds, it may lack the
+      // change: with field writes, a record changes without its latest write changing.)
+      readBack.push(record.key);
     }
     if (readBack.length > 0) {
       const read = await this.deps.metrics.timeStorage('read_announced', () =>

@@ -21,7 +21,7 @@ import { ownsNodeId } from './nodeOwnership.js';
 import type { Peer } from './peer.js';
 import type { Permissions, ReadFilter } from './permissions.js';
 import type { RecordWrite, Storage, WriteOutcome } from './storage/storage.js';
-import { latestStamp } from './storage/storedFields.js';
+import { recordVersion } from './storage/storedFields.js';
 
 type Rejection = MessageOf<'reject'>['rejections'][number];
 type Op = MessageOf<'ops'>['ops'][number];
@@ -565,12 +565,10 @@ export class WritePipeline {
     const stored = map.getRecord(key) as GridRecord | undefined;
     const previous = stored === undefined || stored.value === null ? undefined : stored.value;
     const user = peer.user;
-    // A rule judges what the record would become, and for an update its patch.
+    // A rule judges the value the record would have (field writes later than a whole write
+    // stay on top of it), and for an update its patch.
     const patch = patchOf(parsed);
-    const value =
-      patch === undefined || stored === undefined
-        ? parsed.value
-        : mergeRecords(stored, parsed).value;
+    const value = stored === undefined ? parsed.value : mergeRecords(stored, parsed).value;
     const context = {
       user,
       map: op.map,
@@ -629,17 +627,20 @@ export class WritePipeline {
       // Always both fields, so every candidate has one shape (no spread of throwaway objects).
       // The condition is the stored record's latest write: an update changes a record without
       // changing its whole write.
-      expected: conditional ? (stored === undefined ? null : latestStamp(stored)) : undefined,
+      expected: conditional ? (stored === undefined ? null : recordVersion(stored)) : undefined,
       keepPrior,
     };
   }
 }
 
-/** The fields an update writes (undefined: removed); undefined for a whole write. */
+/**
+ * The fields an update writes (undefined: removed); undefined for anything but field writes
+ * alone: a record with a whole write of its own is judged as that whole write.
+ */
 function patchOf(
   record: LWWRecord<Value>,
 ): Readonly<Record<string, Value | undefined>> | undefined {
-  if (record.fields === undefined) return undefined;
+  if (record.fields === undefined || !isEmptyWrite(record.timestamp)) return undefined;
   const patch: Record<string, Value | undefined> = {};
   for (const name in record.fields) patch[name] = record.fields[name]!.value;
   return patch;

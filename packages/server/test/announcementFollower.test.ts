@@ -1,4 +1,4 @@
-import { HLC, LWWMap, type LWWRecord, type Value } from '@topgun/core';
+import { HLC, LWWMap, type LWWRecord, type Value, withFieldWrites } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AnnouncementFollower, NOT_FOLLOWING } from '../src/announcementFollower.js';
@@ -144,17 +144,24 @@ describe('following other processes’ commits', () => {
     expect(maps.has('elsewhere')).toBe(false);
   });
 
-  it('reads back a record announced by name unless the map holds it already', async () => {
+  it('reads back every record announced by name, even one whose latest write the map holds', async () => {
     const docs = loaded('docs');
-    docs.loadRecords([['held', record('same', 20)]]);
+    // The map holds the latest write (a field write at 30) of `held`, but not the whole write
+    // that replaced its older one at 25: with field writes, the latest write says too little.
+    const base = { value: { a: 1 }, timestamp: { millis: 20, counter: 0, nodeId: 'other' } };
+    const field = { timestamp: { millis: 30, counter: 0, nodeId: 'other' }, value: 2 };
+    docs.loadRecords([['held', withFieldWrites(base, { b: field })]]);
+    const replaced = { value: { a: 9 }, timestamp: { millis: 25, counter: 0, nodeId: 'other' } };
+    stored.set('held', { key: 'held', record: withFieldWrites(replaced, { b: field }) });
     stored.set('big', { key: 'big', record: record('large value', 20) });
     channel.announce([
       { map: 'docs', key: 'big', timestamp: '0000000000140000other' },
-      { map: 'docs', key: 'held', timestamp: '0000000000140000other' },
+      { map: 'docs', key: 'held', timestamp: '00000000001e0000other' },
     ]);
     await flush();
-    expect(readBack).toEqual([{ map: 'docs', keys: ['big'] }]);
+    expect(readBack).toEqual([{ map: 'docs', keys: ['big', 'held'] }]);
     expect(docs.get('big')).toBe('large value');
+    expect(docs.get('held')).toEqual({ a: 9, b: 2 });
   });
 
   it('merges into a map that is loading once it has loaded', async () => {

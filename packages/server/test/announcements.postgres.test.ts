@@ -236,7 +236,7 @@ describe.runIf(available)('announcements of committed writes over PostgreSQL', (
   it('reads the payloads PostgreSQL builds, and refuses what is not an announcement', () => {
     expect(
       parseAnnouncement(
-        '{"o":"ab","t":5,"r":[["m", "k\\"1", "0000000003e80000w", "AQ==", null, null],["m", "k2", "0000000003e80000w"],' +
+        '{"o":"ab","t":5,"r":[["m", "k\\"1", "0000000003e80000w", "AQ==", null, null, null],["m", "k2", "0000000003e80000w"],' +
           `["m", "k3", "", null, null, null, "${Buffer.from(encodeValue({ done: ['0000000003e80000w', true] })).toString('base64')}"]]}`,
       ),
     ).toMatchObject({

@@ -635,6 +635,23 @@ export function runServerSuite(
           title: 'write spec',
           done: true,
         });
+        // A whole write carrying a field write is judged as the whole write it is, not as a
+        // patch of that field.
+        const now = bob.hlc.now();
+        const disguised = await bob.sendOps([
+          {
+            id: 4,
+            map: 'tasks',
+            entry: toWireEntry(
+              'k',
+              withFieldWrites(
+                { value: { owner: 'bob', title: 'mine', done: true }, timestamp: now },
+                { done: { timestamp: bob.hlc.now(), value: true } },
+              ),
+            ),
+          },
+        ]);
+        expect(disguised.reject?.rejections[0]).toMatchObject({ id: 4, reason: 'PERMISSION' });
         // The owner may update any field.
         const own = await alice.sendOps([
           {

@@ -21,8 +21,7 @@ export function parseAnnouncement(payload: string): Announcement {
 }
 
 function parseItem(item: unknown): AnnouncedRecord {
-  // Six elements: announced by a process of the previous release (no field writes).
-  if (!Array.isArray(item) || (item.length !== 3 && item.length !== 6 && item.length !== 7))
+  if (!Array.isArray(item) || (item.length !== 3 && item.length !== 7))
     throw new Error('an announced record of the wrong shape');
   const [map, key, ts, value, ttl, prior, fields] = item as unknown[];
   if (typeof map !== 'string' || typeof key !== 'string' || typeof ts !== 'string')

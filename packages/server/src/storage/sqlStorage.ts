@@ -23,7 +23,7 @@ import {
   type StoredRecord,
   type WriteOutcome,
 } from './storage.js';
-import { columnsOf, latestStamp, recordOf } from './storedFields.js';
+import { columnsOf, type RecordColumns, recordOf, recordVersion } from './storedFields.js';
 
 /** Partitions per query when loading a map: 17 queries, about 60 000 rows each at 1 000 000. */
 const PARTITIONS_PER_PAGE = 16;
@@ -146,50 +146,60 @@ function conditionalWrite(announce: boolean): string {
 }
 
 /**
- * Writes records merged under row locks: rows that existed when locked are replaced, absent
- * ones inserted; answers with the rows it did not write (inserted meanwhile by another
- * transaction: merged again). Announces what it wrote when `announce`.
+ * Locks the rows of some keys, in the order given (the order every writer uses, so none
+ * deadlock): a row that exists is locked as it is (ON CONFLICT locks the row even when its
+ * update's WHERE is false), an absent one is inserted as a placeholder (ts '', no value), which
+ * holds its key. Answers with the placeholders. By the primary key, row by row: a join of
+ * the input with the table may be planned as a scan of the whole table.
  */
+const LOCK_ROWS = `INSERT INTO topgun_records AS r (map, key, ts, partition)
+  SELECT map, key, '', partition
+  FROM unnest($1::text[], $2::smallint[], $3::text[]) WITH ORDINALITY AS i (map, partition, key, ordinal)
+  ORDER BY ordinal
+  ON CONFLICT (map, partition, key) DO UPDATE SET ts = EXCLUDED.ts WHERE false
+  RETURNING r.map, r.key`;
+
+/** Reads the rows of some keys (locked by {@link LOCK_ROWS}), one primary-key lookup each. */
+const READ_ROWS = `SELECT r.map, r.key, r.ts, r.value, r.ttl_ms, r.prior, r.fields
+  FROM unnest($1::text[], $2::smallint[], $3::text[]) AS i (map, partition, key)
+  CROSS JOIN LATERAL (
+    SELECT * FROM topgun_records t
+    WHERE t.map = i.map AND t.partition = i.partition AND t.key = i.key
+  ) r`;
+
+/** Deletes the placeholders of keys no write was stored to. */
+const DELETE_ROWS = `DELETE FROM topgun_records r
+  USING unnest($1::text[], $2::smallint[], $3::text[]) AS i (map, partition, key)
+  WHERE r.map = i.map AND r.partition = i.partition AND r.key = i.key`;
+
+/** Replaces rows this transaction holds by their merged records; announces them. */
 function lockedWrite(announce: boolean): string {
-  // By the primary key, row by row (ON CONFLICT's arbiter index): a join of the input with the
-  // table may be planned as a scan of the whole table.
   return `WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[],
-      $6::smallint[], $7::bytea[], $8::bytea[], $9::text[], $10::smallint[])
+      $6::smallint[], $7::bytea[], $8::bytea[], $9::text[])
       WITH ORDINALITY AS input (map, key, ts, value, ttl_ms, partition, prior, fields,
-        fields_latest, existed, ordinal)
-  ), updated AS (
+        fields_latest, ordinal)
+  ), written AS (
     INSERT INTO topgun_records AS r (map, key, ts, value, ttl_ms, partition, prior, fields, fields_latest)
     SELECT map, key, ts, value, ttl_ms, partition, prior, fields, fields_latest
-    FROM input WHERE existed = 1 ORDER BY ordinal
+    FROM input ORDER BY ordinal
     ON CONFLICT (map, partition, key) DO UPDATE
       SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms,
         prior = EXCLUDED.prior, fields = EXCLUDED.fields, fields_latest = EXCLUDED.fields_latest
     RETURNING r.map, r.key${announce ? `, ${ANNOUNCED_COLUMNS}` : ''}
-  ), inserted AS (
-    INSERT INTO topgun_records AS r (map, key, ts, value, ttl_ms, partition, prior, fields, fields_latest)
-    SELECT map, key, ts, value, ttl_ms, partition, prior, fields, fields_latest
-    FROM input WHERE existed = 0 ORDER BY ordinal
-    ON CONFLICT (map, partition, key) DO NOTHING
-    RETURNING r.map, r.key${announce ? `, ${ANNOUNCED_COLUMNS}` : ''}
-  ), written AS (SELECT * FROM updated UNION ALL SELECT * FROM inserted)${announce ? announcing(11, 12) : ''}
-  SELECT input.ordinal::integer AS ordinal FROM input
-  WHERE NOT EXISTS (SELECT 1 FROM written WHERE written.map = input.map AND written.key = input.key)
-  ${announce ? RUN_ANNOUNCED : ''}`;
+  )${announce ? announcing(10, 11) : ''}
+  SELECT count(*)::integer AS written FROM written
+  ${announce ? RUN_ANNOUNCED.replace('0 AS ordinal', '0') : ''}`;
 }
 
-/** Locks the stored records of some keys, in the order given (the order every writer uses). */
-const LOCK_RECORDS = `SELECT r.map, r.key, r.ts, r.value, r.ttl_ms, r.prior, r.fields
-  FROM unnest($1::text[], $2::smallint[], $3::text[]) WITH ORDINALITY AS i (map, partition, key, ordinal)
-  -- One primary-key lookup per key, in order (a join may be planned as a scan of the table).
-  CROSS JOIN LATERAL (
-    SELECT * FROM topgun_records t
-    WHERE t.map = i.map AND t.partition = i.partition AND t.key = i.key FOR UPDATE
-  ) r
-  ORDER BY i.ordinal`;
-
-/** Attempts at merging a chunk under locks before giving up (each lost to a concurrent insert). */
-const MAX_LOCKED_ATTEMPTS = 5;
+/**
+ * The most field writes one record may hold, and the most bytes its whole write's value and
+ * field writes may take stored: an update that would take a record past either is refused,
+ * so that no client can grow a record (which every later update rewrites, and every process
+ * reads back) without bound. A record must also fit a frame to reach clients.
+ */
+export const MAX_FIELD_WRITES = 1_024;
+export const MAX_RECORD_BYTES = 1024 * 1024;
 
 /** The writes of one key that are merged under its row lock, in the order they were made. */
 interface LockedKey {
@@ -323,7 +333,8 @@ export class SqlStorage implements Storage {
 
   /**
    * Merges keys under row locks; when the database refuses them for their data, merges each
-   * half on its own, down to the single key it refuses (all of whose writes are refused).
+   * half on its own, down to the single key it refuses, and then each of that key's writes on
+   * its own, down to the writes it refuses.
    */
   private async mergeIsolating(
     keys: readonly LockedKey[],
@@ -336,146 +347,155 @@ export class SqlStorage implements Storage {
       } catch (error) {
         if (!isDataError(error)) throw error;
         for (const { writes } of chunk) for (const write of writes) outcomes.delete(write);
-        if (chunk.length === 1) {
+        const [only] = chunk;
+        if (chunk.length === 1 && only!.writes.length === 1) {
           const refused = `the database refused the record: ${error.message}`.slice(0, 512);
-          for (const write of chunk[0]!.writes) outcomes.set(write, { stored: false, refused });
-          continue;
+          outcomes.set(only!.writes[0]!, { stored: false, refused });
+        } else if (chunk.length === 1) {
+          for (const write of only!.writes)
+            await this.mergeIsolating([{ ...only!, writes: [write] }], outcomes);
+        } else {
+          const middle = Math.ceil(chunk.length / 2);
+          await this.mergeIsolating(chunk.slice(0, middle), outcomes);
+          await this.mergeIsolating(chunk.slice(middle), outcomes);
         }
-        const middle = Math.ceil(chunk.length / 2);
-        await this.mergeIsolating(chunk.slice(0, middle), outcomes);
-        await this.mergeIsolating(chunk.slice(middle), outcomes);
       }
     }
   }
 
   /**
    * Merges the writes of some keys into their stored records in one transaction: locks the
-   * rows, merges in memory exactly as replicas do (`mergeRecords`), each write only if its
-   * condition holds against the record as merged so far, and writes back what changed. A
-   * row another transaction inserted meanwhile (an absent row cannot be locked) makes the
-   * whole attempt start again.
+   * rows in key order (inserting placeholders for absent keys, so that the lock covers them
+   * too), merges in memory exactly as replicas do (`mergeRecords`), each write only if its
+   * condition holds against the record as merged so far, and writes back what changed.
    */
   private async mergeUnderLock(
     keys: readonly LockedKey[],
     outcomes: Map<RecordWrite, WriteOutcome>,
   ): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      const settled = new Map<RecordWrite, WriteOutcome>();
-      const written = await this.driver
-        .transaction(async (sql) => {
-          const { rows: stored } = await sql.query<RecordRow & { map: string }>(LOCK_RECORDS, [
-            new SqlArray(
-              'text',
-              keys.map((entry) => entry.map),
-            ),
-            new SqlArray(
-              'int2',
-              keys.map((entry) => partitionOf(entry.key)),
-            ),
-            new SqlArray(
-              'text',
-              keys.map((entry) => entry.key),
-            ),
-          ]);
-          const byKey = new Map<string, RecordRow>();
-          for (const row of stored) byKey.set(`${row.map}\u0000${row.key}`, row);
-          const changed: Array<{
-            entry: LockedKey;
-            record: LWWRecord<Value>;
-            prior: Value | undefined;
-            existed: boolean;
-          }> = [];
-          for (const entry of keys) {
-            const row = byKey.get(`${entry.map}\u0000${entry.key}`);
-            const before = row === undefined ? undefined : toStoredRecord(row);
-            let record = before?.record;
-            let prior = before?.prior;
-            const stored: RecordWrite[] = [];
-            for (const write of entry.writes) {
-              const expected = record === undefined ? null : latestStamp(record);
-              if (write.expected !== undefined && write.expected !== expected) {
-                settled.set(write, NOT_STORED);
-                continue;
-              }
-              const merged =
-                record === undefined ? write.record : mergeRecords(record, write.record);
-              if (merged === record) {
-                settled.set(write, NOT_STORED);
-                continue;
-              }
-              // A tombstone may keep the value it deleted; one that still deletes keeps its own.
-              if (merged.value !== null) prior = undefined;
-              else if (record !== undefined && record.value !== null)
-                prior = write.keepPrior === true ? record.value : undefined;
-              record = merged;
-              stored.push(write);
-            }
-            if (stored.length === 0) continue;
-            const outcome: WriteOutcome =
-              prior === undefined
-                ? { stored: true, record: record! }
-                : { stored: true, record: record!, prior };
-            for (const write of stored) settled.set(write, outcome);
-            changed.push({ entry, record: record!, prior, existed: row !== undefined });
+    const settled = new Map<RecordWrite, WriteOutcome>();
+    await this.driver.transaction(async (sql) => {
+      const byKey = <Row extends { map: string; key: string }>(rows: readonly Row[]) =>
+        new Map<string, Row>(rows.map((row) => [`${row.map}\u0000${row.key}`, row]));
+      const keyParams = (list: readonly LockedKey[]) => [
+        new SqlArray(
+          'text',
+          list.map((entry) => entry.map),
+        ),
+        new SqlArray(
+          'int2',
+          list.map((entry) => partitionOf(entry.key)),
+        ),
+        new SqlArray(
+          'text',
+          list.map((entry) => entry.key),
+        ),
+      ];
+      const { rows: inserted } = await sql.query<{ map: string; key: string }>(
+        LOCK_ROWS,
+        keyParams(keys),
+      );
+      const placeholders = byKey(inserted);
+      const { rows: read } = await sql.query<RecordRow & { map: string }>(
+        READ_ROWS,
+        keyParams(keys),
+      );
+      const rows = byKey(read);
+      const changed: Array<{
+        entry: LockedKey;
+        record: LWWRecord<Value>;
+        prior: Value | undefined;
+        columns: RecordColumns;
+      }> = [];
+      const unused: LockedKey[] = [];
+      for (const entry of keys) {
+        const id = `${entry.map}\u0000${entry.key}`;
+        const row = placeholders.has(id) ? undefined : rows.get(id);
+        const before = row === undefined ? undefined : toStoredRecord(row);
+        let record = before?.record;
+        let prior = before?.prior;
+        let columns: RecordColumns | undefined;
+        const stored: RecordWrite[] = [];
+        for (const write of entry.writes) {
+          const version = record === undefined ? null : recordVersion(record);
+          if (write.expected !== undefined && write.expected !== version) {
+            settled.set(write, NOT_STORED);
+            continue;
           }
-          if (changed.length === 0) return [];
-          const columns = changed.map(({ record }) => columnsOf(record));
-          const params: unknown[] = [
-            new SqlArray(
-              'text',
-              changed.map(({ entry }) => entry.map),
-            ),
-            new SqlArray(
-              'text',
-              changed.map(({ entry }) => entry.key),
-            ),
-            new SqlArray(
-              'text',
-              columns.map((column) => column.ts),
-            ),
-            new SqlArray(
-              'bytea',
-              columns.map((column) => column.value),
-            ),
-            new SqlArray(
-              'int8',
-              columns.map((column) => column.ttlMs),
-            ),
-            new SqlArray(
-              'int2',
-              changed.map(({ entry }) => partitionOf(entry.key)),
-            ),
-            new SqlArray(
-              'bytea',
-              changed.map(({ prior }) => (prior === undefined ? null : encodeValue(prior))),
-            ),
-            new SqlArray(
-              'bytea',
-              columns.map((column) => column.fields),
-            ),
-            new SqlArray(
-              'text',
-              columns.map((column) => column.fieldsLatest),
-            ),
-            new SqlArray(
-              'int2',
-              changed.map(({ existed }) => (existed ? 1 : 0)),
-            ),
-          ];
-          if (this.announcements !== undefined) params.push(this.announcements.origin, this.now());
-          const { rows: missed } = await sql.query<{ ordinal: number }>(this.lockedWrite, params);
-          // Inserted by another transaction since the lock was taken: roll back, merge again.
-          if (missed.length > 0) throw new InsertedMeanwhile();
-          return changed;
-        })
-        .catch((error: unknown) => {
-          if (error instanceof InsertedMeanwhile && attempt < MAX_LOCKED_ATTEMPTS) return undefined;
-          throw error;
-        });
-      if (written === undefined) continue;
-      for (const [write, outcome] of settled) outcomes.set(write, outcome);
-      return;
-    }
+          const merged = record === undefined ? write.record : mergeRecords(record, write.record);
+          if (merged === record) {
+            settled.set(write, NOT_STORED);
+            continue;
+          }
+          const mergedColumns = columnsOf(merged);
+          const refusal = oversized(merged, mergedColumns);
+          if (refusal !== undefined) {
+            settled.set(write, { stored: false, refused: refusal });
+            continue;
+          }
+          // A tombstone may keep the value it deleted; one that still deletes keeps its own.
+          if (merged.value !== null) prior = undefined;
+          else if (record !== undefined && record.value !== null)
+            prior = write.keepPrior === true ? record.value : undefined;
+          record = merged;
+          columns = mergedColumns;
+          stored.push(write);
+        }
+        if (stored.length === 0) {
+          if (placeholders.has(id)) unused.push(entry);
+          continue;
+        }
+        const outcome: WriteOutcome =
+          prior === undefined
+            ? { stored: true, record: record! }
+            : { stored: true, record: record!, prior };
+        for (const write of stored) settled.set(write, outcome);
+        changed.push({ entry, record: record!, prior, columns: columns! });
+      }
+      if (unused.length > 0) await sql.query(DELETE_ROWS, keyParams(unused));
+      if (changed.length === 0) return;
+      const params: unknown[] = [
+        new SqlArray(
+          'text',
+          changed.map(({ entry }) => entry.map),
+        ),
+        new SqlArray(
+          'text',
+          changed.map(({ entry }) => entry.key),
+        ),
+        new SqlArray(
+          'text',
+          changed.map(({ columns }) => columns.ts),
+        ),
+        new SqlArray(
+          'bytea',
+          changed.map(({ columns }) => columns.value),
+        ),
+        new SqlArray(
+          'int8',
+          changed.map(({ columns }) => columns.ttlMs),
+        ),
+        new SqlArray(
+          'int2',
+          changed.map(({ entry }) => partitionOf(entry.key)),
+        ),
+        new SqlArray(
+          'bytea',
+          changed.map(({ prior }) => (prior === undefined ? null : encodeValue(prior))),
+        ),
+        new SqlArray(
+          'bytea',
+          changed.map(({ columns }) => columns.fields),
+        ),
+        new SqlArray(
+          'text',
+          changed.map(({ columns }) => columns.fieldsLatest),
+        ),
+      ];
+      if (this.announcements !== undefined) params.push(this.announcements.origin, this.now());
+      await sql.query(this.lockedWrite, params);
+    });
+    for (const [write, outcome] of settled) outcomes.set(write, outcome);
   }
 
   /**
@@ -688,8 +708,15 @@ function sortByKey(rows: Array<{ readonly map: string; readonly key: string }>):
   );
 }
 
-/** A row to insert under lock was inserted by another transaction meanwhile. */
-class InsertedMeanwhile extends Error {}
+/** Why a merged record is refused for its size, if it is. */
+function oversized(record: LWWRecord<Value>, columns: RecordColumns): string | undefined {
+  if (record.fields !== undefined && Object.keys(record.fields).length > MAX_FIELD_WRITES)
+    return `the record would hold more than ${MAX_FIELD_WRITES} field writes`;
+  const bytes = (columns.value?.length ?? 0) + (columns.fields?.length ?? 0);
+  if (bytes > MAX_RECORD_BYTES)
+    return `the record would take ${bytes} bytes, more than ${MAX_RECORD_BYTES}`;
+  return undefined;
+}
 
 function toStoredRecord(row: RecordRow): StoredRecord {
   const record = recordOf(

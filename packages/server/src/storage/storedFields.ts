@@ -3,7 +3,6 @@ import {
   encodeValue,
   formatTimestamp,
   fromWireEntry,
-  isEmptyWrite,
   type LWWRecord,
   latestTimestamp,
   parseTimestamp,
@@ -68,8 +67,15 @@ export function recordOf(
   return fromWireEntry<Value>(entry)[1];
 }
 
-/** The serialized latest timestamp of a record: what a conditional write is conditioned on. */
-export function latestStamp(record: LWWRecord<unknown>): string {
-  const latest = latestTimestamp(record);
-  return isEmptyWrite(latest) ? '' : formatTimestamp(latest);
+/**
+ * What identifies a stored record, for a write conditioned on it (`RecordWrite.expected`):
+ * the serialized timestamp of its whole write, and when it has field writes, their encoding
+ * too (an update changes a record without changing its whole write, nor always its latest
+ * write). The form without field writes is what SQL compares against `ts`.
+ */
+export function recordVersion(record: LWWRecord<Value>): string {
+  if (record.fields === undefined) return formatTimestamp(record.timestamp);
+  const { ts, fields } = columnsOf(record);
+  // A space never occurs in a serialized timestamp.
+  return `${ts} ${Buffer.from(fields!).toString('base64')}`;
 }

@@ -13,13 +13,15 @@ import {
 } from '@topgun/core';
 import { MIGRATIONS } from '../storage/migrations.js';
 import type { SqlDriver } from '../storage/sqlDriver.js';
-import { SqlStorage } from '../storage/sqlStorage.js';
+import { MAX_FIELD_WRITES, SqlStorage } from '../storage/sqlStorage.js';
 import type {
   AnnouncementChannel,
   RecordWrite,
   Storage,
   StoredRecord,
+  WriteOutcome,
 } from '../storage/storage.js';
+import { recordVersion } from '../storage/storedFields.js';
 import type { TestApi } from './testApi.js';
 
 /** A storage under test, with the driver under it for inspection and cleanup. */
@@ -509,16 +511,18 @@ export function runStorageAcceptanceTests(
         expect(await storedValue(storage, 'f', 'new')).toEqual({ title: 'n', done: true });
       });
 
-      it("conditions a write on the record's latest write, and keeps the prior of a tombstone over fields", async () => {
+      it('conditions a write on the record with its field writes, and keeps the prior of a tombstone over fields', async () => {
         await storage.writeRecords([put('f', 'a', { n: 1 }, at(10))]);
         await storage.writeRecords([patch('f', 'a', { n: 2 }, at(20))]);
-        // The whole write is still the one at 10, but the record's latest write is at 20.
+        // The whole write is still the one at 10, but the record changed since.
         const [stale] = await storage.writeRecords([
           { ...patch('f', 'a', { n: 3 }, at(30)), expected: formatTimestamp(at(10)) },
         ]);
         expect(stale!.stored).toBe(false);
+        const version = async () =>
+          recordVersion((await storage.getRecords('f', ['a']))[0]!.record);
         const [fresh] = await storage.writeRecords([
-          { ...patch('f', 'a', { n: 3 }, at(30)), expected: formatTimestamp(at(20)) },
+          { ...patch('f', 'a', { n: 3 }, at(30)), expected: await version() },
         ]);
         expect(fresh!.stored).toBe(true);
         const [plainStale] = await storage.writeRecords([
@@ -526,10 +530,130 @@ export function runStorageAcceptanceTests(
         ]);
         expect(plainStale!.stored).toBe(false);
         const [deleted] = await storage.writeRecords([
-          { ...put('f', 'a', null, at(40)), keepPrior: true, expected: formatTimestamp(at(30)) },
+          { ...put('f', 'a', null, at(40)), keepPrior: true, expected: await version() },
         ]);
         expect(deleted).toMatchObject({ stored: true, prior: { n: 3 } });
         expect((await storage.getRecords('f', ['a']))[0]!.prior).toEqual({ n: 3 });
+      });
+
+      it('conditions a write on the whole record: its whole write and every field write', async () => {
+        await storage.writeRecords([put('f', 'r', { locked: false, title: 'a' }, at(5))]);
+        await storage.writeRecords([patch('f', 'r', { title: 'b' }, at(10))]);
+        const [seen] = await storage.getRecords('f', ['r']);
+        const version = recordVersion(seen!.record);
+        // A whole write at 9 replaces the one at 5; the latest write is still the field write at 10.
+        await storage.writeRecords([put('f', 'r', { locked: true, title: 'x' }, at(9))]);
+        const [stale] = await storage.writeRecords([
+          { ...patch('f', 'r', { title: 'c' }, at(20)), expected: version },
+        ]);
+        expect(stale!.stored).toBe(false);
+        // A field write older than the latest one changes the record too.
+        const [now] = await storage.getRecords('f', ['r']);
+        await storage.writeRecords([patch('f', 'r', { tag: 'y' }, at(8, 0, 'n3'))]);
+        expect(await storedValue(storage, 'f', 'r')).toEqual({ locked: true, title: 'b' });
+        const [older] = await storage.writeRecords([
+          { ...patch('f', 'r', { title: 'c' }, at(20)), expected: recordVersion(now!.record) },
+        ]);
+        expect(older!.stored).toBe(true);
+      });
+
+      it('refuses an update that would take a record past its field writes or bytes, alone', async () => {
+        await storage.writeRecords([put('f', 'big', { n: 0 }, at(1))]);
+        const many = (from: number, count: number) =>
+          Object.fromEntries(
+            Array.from({ length: count }, (_, index) => [`f${from + index}`, index]),
+          );
+        expect(
+          await stored(storage, [patch('f', 'big', many(0, MAX_FIELD_WRITES), at(2))]),
+        ).toEqual([true]);
+        const outcomes = await storage.writeRecords([
+          patch('f', 'big', many(MAX_FIELD_WRITES, 1), at(3)),
+          patch('f', 'other', { a: 1 }, at(3)),
+        ]);
+        expect(outcomes[0]).toMatchObject({
+          stored: false,
+          refused: expect.stringMatching(/more than 1024 field writes/),
+        });
+        expect(outcomes[1]!.stored).toBe(true);
+        // A whole write replaces the field writes: the record is small again.
+        expect(await stored(storage, [put('f', 'big', { n: 1 }, at(4))])).toEqual([true]);
+        const blob = Array.from({ length: 3 }, () => 'x'.repeat(200_000));
+        expect(await stored(storage, [patch('f', 'big', { a: blob }, at(5))])).toEqual([true]);
+        const [tooBig] = await storage.writeRecords([patch('f', 'big', { b: blob }, at(6))]);
+        expect(tooBig!.refused).toMatch(/more than 1048576/);
+        expect(Object.keys((await storedValue(storage, 'f', 'big')) as object)).toEqual(['n', 'a']);
+      });
+
+      it('locks an absent key before the next one, so a whole write racing an update cannot deadlock', async () => {
+        // `c` exists, `b` does not. An update of both holds its locks while a whole write of
+        // both starts: had the update locked only `c` and inserted `b` later, each would wait
+        // for the other (the whole write holding `b`, waiting for `c`).
+        await storage.writeRecords([put('race2', 'c', { n: 0 }, at(1))]);
+        const driver = await underTest.openAnother();
+        let pause: (() => Promise<void>) | undefined;
+        const pausing: SqlDriver = {
+          ...driver,
+          query: (text, params) => driver.query(text, params),
+          exec: (script) => driver.exec(script),
+          transaction: (work) =>
+            driver.transaction(async (sql) => {
+              let first = true;
+              return work({
+                query: async <Row>(text: string, params?: readonly unknown[]) => {
+                  const result = await sql.query<Row>(text, params);
+                  if (first && pause !== undefined) await pause();
+                  first = false;
+                  return result;
+                },
+                exec: (script) => sql.exec(script),
+              });
+            }),
+          close: () => driver.close(),
+        };
+        const updater = new SqlStorage(pausing);
+        let whole: Promise<unknown> | undefined;
+        pause = async () => {
+          pause = undefined;
+          whole = storage.writeRecords([
+            put('race2', 'b', { w: 1 }, at(5)),
+            put('race2', 'c', { w: 1 }, at(5)),
+          ]);
+          await new Promise((resolve) => setTimeout(resolve, 300));
+        };
+        const updated = await updater.writeRecords([
+          patch('race2', 'b', { u: 1 }, at(9)),
+          patch('race2', 'c', { u: 1 }, at(9)),
+        ]);
+        expect(updated.map((outcome) => outcome.stored)).toEqual([true, true]);
+        expect((await whole) as WriteOutcome[]).toHaveLength(2);
+        expect(await storedValue(storage, 'race2', 'c')).toEqual({ w: 1, u: 1 });
+        expect(await storedValue(storage, 'race2', 'b')).toEqual({ w: 1, u: 1 });
+        await updater.close();
+      });
+
+      it('never deadlocks whole writes and updates of the same keys from two processes', async () => {
+        const other = new SqlStorage(await underTest.openAnother());
+        const keys = ['a', 'b', 'c', 'd'];
+        for (let round = 0; round < 30; round++) {
+          const whole = keys.map((key) =>
+            put('dl', `${key}${round % 3}`, { n: round }, at(1_000 + round)),
+          );
+          const updates = [...keys]
+            .reverse()
+            .map((key) =>
+              patch('dl', `${key}${round % 3}`, { u: round }, at(2_000 + round, 0, 'n2')),
+            );
+          const outcomes = await Promise.all([
+            storage.writeRecords(whole),
+            other.writeRecords(updates),
+            storage.writeRecords(updates.slice(1)),
+          ]);
+          for (const list of outcomes)
+            for (const outcome of list) expect(outcome.refused).toBeUndefined();
+        }
+        for (const key of keys)
+          expect(await storedValue(storage, 'dl', `${key}2`)).toEqual({ n: 29, u: 29 });
+        await other.close();
       });
 
       it('loses no update when processes update different fields of one record at once', async () => {
