@@ -19,7 +19,7 @@ import { holdsWrite, mergeStored } from './mergeStored.js';
 import type { ServerMetrics } from './metrics.js';
 import { ownsNodeId } from './nodeOwnership.js';
 import type { Peer } from './peer.js';
-import type { Permissions, ReadFilter } from './permissions.js';
+import type { Permissions, ReadFilter, WriteContext } from './permissions.js';
 import type { RecordWrite, Storage, WriteOutcome } from './storage/storage.js';
 import { recordVersion } from './storage/storedFields.js';
 
@@ -565,18 +565,17 @@ export class WritePipeline {
     const stored = map.getRecord(key) as GridRecord | undefined;
     const previous = stored === undefined || stored.value === null ? undefined : stored.value;
     const user = peer.user;
-    // A rule judges the value the record would have (field writes later than a whole write
-    // stay on top of it), and for an update its patch.
-    const patch = patchOf(parsed);
-    const value = stored === undefined ? parsed.value : mergeRecords(stored, parsed).value;
-    const context = {
-      user,
-      map: op.map,
-      key,
-      value,
-      previous,
-      ...(patch === undefined ? {} : { patch }),
-    };
+    const conditional = permissions.hasRecordLevelWrites(op.map);
+    // A rule that looks at the write (a function) judges the value the record would have
+    // (field writes later than a whole write stay on top of it), and for an update its patch;
+    // the others need neither, and most writes are judged by them.
+    const patch = conditional ? patchOf(parsed) : undefined;
+    const value =
+      conditional && stored !== undefined ? mergeRecords(stored, parsed).value : parsed.value;
+    const context: WriteContext =
+      patch === undefined
+        ? { user, map: op.map, key, value, previous }
+        : { user, map: op.map, key, value, previous, patch };
     if (!permissions.canWrite(context)) {
       const filter = this.readFilter(batch, op.map);
       const readsMap = filter !== null;
@@ -614,7 +613,6 @@ export class WritePipeline {
       nodeId === peer.nodeId
         ? { ...parsed, timestamp: { millis, counter, nodeId: peer.nodeId } }
         : parsed;
-    const conditional = permissions.hasRecordLevelWrites(op.map);
     const keepPrior = record.value === null && permissions.hasRecordLevelReads(op.map);
     return {
       batch,

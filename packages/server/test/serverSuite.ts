@@ -542,6 +542,30 @@ export function runServerSuite(
           enter: [['t3', expect.any(String), expect.anything()]],
         });
 
+        // An update moves a record in and out of the result: it enters whole (its fields
+        // written by the update and the others), as the merged record.
+        const tick = (key: string, done: boolean) =>
+          writer.sendOps([
+            {
+              id: 900 + (done ? 1 : 0),
+              map: 'tasks',
+              entry: updateEntry(key, { done }, writer.hlc.now()),
+            },
+          ]);
+        await tick('t1', true);
+        const left = await subscriber.next('query_update');
+        expect(left).toMatchObject({ leave: ['t1'], enter: [] });
+        await tick('t1', false);
+        const entered = await subscriber.next('query_update');
+        if (entered.type !== 'query_update') throw new Error();
+        const [entry] = entered.enter;
+        expect(entry![0]).toBe('t1');
+        expect(fromWireEntry<Value>(entry!)[1].value).toEqual({
+          done: false,
+          rank: 1,
+          note: 'edited',
+        });
+
         subscriber.send({ type: 'unsubscribe', id: 7 });
         await new Promise((resolve) => setTimeout(resolve, 50));
         await writer.write('tasks', [['t5', { done: false, rank: -1 }]]);
