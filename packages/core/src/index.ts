@@ -11,6 +11,7 @@ export {
   type FieldWrite,
   type FieldWrites,
   isEmptyWrite,
+  isObject,
   latestTimestamp,
   restampWrite,
   splitWrite,

@@ -159,15 +159,21 @@ export class LWWMap<V> {
    * undefined fields as the whole value. Returns the write made: the field writes alone (a
    * record whose whole write is the empty write), or the whole record; undefined for an
    * empty patch, which writes nothing.
+   * @param fieldWritesAlways Writes field writes whatever `key` holds, for a replica that may
+   *   not hold the key's record yet (its stored records are loading). Default: false.
    * @throws {ValidationError} when the key or a field is malformed (nothing is written).
    */
-  update(key: string, patch: Readonly<Record<string, unknown>>): LWWRecord<V> | undefined {
+  update(
+    key: string,
+    patch: Readonly<Record<string, unknown>>,
+    fieldWritesAlways?: boolean,
+  ): LWWRecord<V> | undefined {
     validateKey(key);
     const names = Object.keys(patch);
     // Removals as null: their names are checked too (no `__proto__`, no lone surrogate).
     validateValue(Object.fromEntries(names.map((name) => [name, patch[name] ?? null])), 'patch');
     if (names.length === 0) return undefined;
-    if (!isObject(this.get(key)))
+    if (!fieldWritesAlways && !isObject(this.get(key)))
       // The patch without its undefined fields: checked JSON data, which JSON keeps exactly.
       return this.set(key, JSON.parse(JSON.stringify(patch)) as V);
     const timestamp = this.hlc.now();
@@ -178,8 +184,8 @@ export class LWWMap<V> {
     }
     // Field writes alone: a record whose whole write is the empty write.
     const written = withFieldWrites<V>({ value: null, timestamp: EMPTY_WRITE_TIMESTAMP }, fields);
-    const previous = this.#records.get(key)!;
-    this.#store(key, mergeRecords(previous, written), previous);
+    const previous = this.#records.get(key);
+    this.#store(key, previous ? mergeRecords(previous, written) : written, previous);
     return written;
   }
 

@@ -180,6 +180,21 @@ describe('LWWMap.update', () => {
     expect(map.update('k', {})).toBeUndefined();
   });
 
+  it('writes field writes whatever the key holds when asked to (a replica still loading)', () => {
+    const map = freshMap();
+    const absent = map.update('k', { done: true }, true);
+    expect(absent?.timestamp).toEqual(EMPTY_WRITE_TIMESTAMP);
+    expect(absent?.fields?.['done']?.value).toBe(true);
+    expect(map.getRecord('k')).toEqual(absent);
+    expect(map.has('k')).toBe(false);
+    // The stored record arrives: the field writes apply to it.
+    map.merge('k', W(5, { title: 'stored', done: false }));
+    expect(map.get('k')).toEqual({ title: 'stored', done: true });
+    map.set('s', 'text');
+    expect(map.update('s', { done: true }, true)?.fields).toBeDefined();
+    expect(map.get('s')).toBe('text');
+  });
+
   it("takes field names like Object.prototype's members as any other", () => {
     const map = freshMap();
     map.set('k', { title: 'a', hasOwnProperty: 'h' });
