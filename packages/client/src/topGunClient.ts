@@ -16,7 +16,7 @@ import type { ClientMap } from './replica/clientMap.js';
 import { ReplicaStore } from './replica/replicaStore.js';
 import { SyncMarks } from './replica/syncMarks.js';
 import { createSyncStatusStore, type SyncStatusStore } from './status/syncStatus.js';
-import type { ClientStorage } from './storage/clientStorage.js';
+import type { ClientStorage, PersistedRecord } from './storage/clientStorage.js';
 import { PersistQueue } from './storage/persistQueue.js';
 import { browserOnlineManager } from './sync/onlineManager.js';
 import { SyncEngine } from './sync/syncEngine.js';
@@ -192,8 +192,10 @@ export class TopGunClient {
 
   /** Reads the stored replica, marks and outbox back. */
   async #load(): Promise<void> {
+    let stored: readonly PersistedRecord[] = [];
     try {
       const state = await this.#storage.load();
+      stored = state.records;
       this.#marks.load(state.meta);
       const byMap = new Map<string, Array<readonly [string, LWWRecord<Value>]>>();
       for (const { map, key, record } of state.records) {
@@ -214,7 +216,7 @@ export class TopGunClient {
         ),
       });
     }
-    this.#writes.loadedFromStorage();
+    this.#writes.loadedFromStorage(stored);
     this.#loaded = true;
     this.#queries.loaded();
   }

@@ -88,6 +88,50 @@ describe('ClientMap.update against a server', () => {
     await reopened.client.flush();
   });
 
+  it('writes an update made before the stored replica loaded as field writes, keeping the stored fields', async () => {
+    const dbName = 'update-before-load';
+    const first = new FakeTransport();
+    const { client, todos } = open(first, { storage: 'indexeddb', dbName });
+    const connection = await connected(first);
+    todos.set('t1', { title: 'milk', done: false });
+    await acknowledgeNext(connection);
+    await client.flush();
+    await client.close();
+    clients.splice(0);
+
+    const second = new FakeTransport();
+    const reopened = open(second, { storage: 'indexeddb', dbName });
+    reopened.todos.update('t1', { done: true });
+    await reopened.client.ready;
+    expect(reopened.todos.get('t1')).toEqual({ title: 'milk', done: true });
+    const [sent] = await acknowledgeNext(await connected(second));
+    expect(sent?.entry).toEqual(['t1', null, null, null, { done: [expect.any(String), true] }]);
+    await reopened.client.flush();
+  });
+
+  it('stamps a set refused as too old again with the update sent after it, which goes again after it', async () => {
+    const transport = new FakeTransport();
+    const { client, todos } = open(transport);
+    const connection = await connected(transport);
+    todos.set('t1', { title: 'milk', done: false });
+    todos.update('t1', { done: true });
+    const {
+      ops: [set, update],
+    } = await connection.next('ops');
+    // The set is refused before the update, sent with it, is acknowledged.
+    connection.receive({
+      type: 'reject',
+      rejections: [{ id: set!.id, reason: 'TOO_OLD', message: 'old', retryable: false }],
+    });
+    connection.receive({ type: 'ack', ids: [update!.id], superseded: [] });
+    // The set goes again at once; the update once its answer is in (it was on its way).
+    const again = [...(await acknowledgeNext(connection)), ...(await acknowledgeNext(connection))];
+    expect(again.map((op) => op.entry.length)).toEqual([3, 5]);
+    expect(again[0]?.entry[2]).toEqual({ title: 'milk', done: false });
+    await client.flush();
+    expect(todos.get('t1')).toEqual({ title: 'milk', done: true });
+  });
+
   it('rolls back the fields of a refused update and merges the server record, keeping a later write of another field', async () => {
     const transport = new FakeTransport();
     const { client, todos } = open(transport);

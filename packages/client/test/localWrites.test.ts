@@ -30,8 +30,8 @@ describe('the rules of local writes', () => {
     const [first, second] = tab.outbox.inOrder();
     if (first === undefined || second === undefined) throw new Error('two writes expected');
     tab.setNow(500_000);
-    tab.writes.tooOld(second);
-    tab.writes.tooOld(first);
+    tab.writes.tooOld([second]);
+    tab.writes.tooOld([first]);
     const again = tab.outbox.inOrder();
     expect(again.map((entry) => entry.id)).toEqual([second.id, first.id]);
     expect(again.every((entry) => entry.record.timestamp.millis === 500_000)).toBe(true);
@@ -51,7 +51,7 @@ describe('the rules of local writes', () => {
       [['a', { value: { n: 9 }, timestamp: { millis: 2_000, counter: 0, nodeId: 'other' } }]],
       true,
     );
-    tab.writes.tooOld(old);
+    tab.writes.tooOld([old]);
     expect(tab.outbox.size).toBe(0);
     expect(tab.replicas.entry('todos').replica.get('a')).toEqual({ n: 9 });
   });
@@ -79,10 +79,12 @@ describe('the rules of local writes', () => {
     const tab = clientRooms({ now: () => 5_000, loaded: false });
     tab.replicas.entry('todos').handle.set('a', { title: 'typed at once' });
     // The stored replica arrives, stamped later than this clock has seen yet.
-    tab.replicas.load('todos', [
-      ['a', { value: { title: 'stored' }, timestamp: { millis: 9_000, counter: 0, nodeId: 'x' } }],
-    ]);
-    tab.writes.loadedFromStorage();
+    const stored: LWWRecord<Value> = {
+      value: { title: 'stored' },
+      timestamp: { millis: 9_000, counter: 0, nodeId: 'x' },
+    };
+    tab.replicas.load('todos', [['a', stored]]);
+    tab.writes.loadedFromStorage([{ map: 'todos', key: 'a', record: stored }]);
     const record = tab.replicas.entry('todos').replica.getRecord('a');
     expect(record?.value).toEqual({ title: 'typed at once' });
     expect(record?.timestamp.millis).toBeGreaterThanOrEqual(9_000);
@@ -288,8 +290,8 @@ describe('updates: field writes through the client', () => {
     fromServer(tab, otherFields('a', 2_000, { title: 'theirs' }));
     fromServer(tab, toWireEntry('b', created(3_000)));
     tab.setNow(500_000);
-    tab.writes.tooOld(old!);
-    tab.writes.tooOld(replaced!);
+    tab.writes.tooOld([old!]);
+    tab.writes.tooOld([replaced!]);
     const [, again] = tab.outbox.inOrder();
     expect(again?.id).toBe(old?.id);
     const stamp = formatTimestamp({ millis: 500_000, counter: 0, nodeId: 'client-tab' });
@@ -319,7 +321,7 @@ describe('updates: field writes through the client', () => {
     // The update was recent enough; the set, made long before, is refused.
     tab.writes.acknowledged([update!.id]);
     tab.setNow(500_000);
-    tab.writes.tooOld(old!);
+    tab.writes.tooOld([old!]);
     const [again] = tab.outbox.inOrder();
     expect(again?.record).toEqual({
       value: { title: 'oat milk', done: true },
@@ -335,7 +337,7 @@ describe('updates: field writes through the client', () => {
     todos.update('a', { done: true });
     // The stored replica arrives, stamped later than this clock has seen yet.
     tab.replicas.load('todos', [['a', created(9_000)]]);
-    tab.writes.loadedFromStorage();
+    tab.writes.loadedFromStorage([{ map: 'todos', key: 'a', record: created(9_000) }]);
     expect(todos.get('a')).toEqual({ title: 'typed at once', done: true });
     const [set, update] = tab.outbox.inOrder();
     expect(set?.record.timestamp.millis).toBeGreaterThanOrEqual(9_000);
@@ -343,6 +345,116 @@ describe('updates: field writes through the client', () => {
     expect(tab.replicas.entry('todos').replica.getRecord('a')).toEqual(
       mergeRecords(set!.record, update!.record),
     );
+  });
+});
+
+describe('review fixes: writes before load, refusals and re-stamps', () => {
+  /** Rooms before the stored replica loaded, at `now`, telling the other tabs to `told`. */
+  const loading = (now: number) => {
+    const told: TabMessage[] = [];
+    const rooms = clientRooms({ now: () => now, loaded: false, share: (m) => told.push(m) });
+    const todos = rooms.replicas.entry('todos').handle as ClientMap<Todo>;
+    /** Loads `records` as the stored replica of map todos. */
+    const load = (...records: Array<readonly [string, LWWRecord<Value>]>) => {
+      rooms.replicas.load('todos', records);
+      rooms.writes.loadedFromStorage(
+        records.map(([key, record]) => ({ map: 'todos', key, record })),
+      );
+    };
+    return { ...rooms, todos, told, load };
+  };
+
+  it('writes an update made before the stored replica loaded as field writes over the stored record', () => {
+    const tab = loading(5_000);
+    tab.todos.update('a', { done: true });
+    tab.load(['a', created(1_000)]);
+    expect(tab.todos.get('a')).toEqual({ title: 'server', done: true });
+    const [entry] = tab.outbox.inOrder();
+    const stamp = formatTimestamp({ millis: 5_000, counter: 0, nodeId: 'client-tab' });
+    expect(toWireEntry('a', entry!.record)).toEqual([
+      'a',
+      null,
+      null,
+      null,
+      { done: [stamp, true] },
+    ]);
+  });
+
+  it('stamps again the field writes of an update made before load that a later stored record replaced, and tells the other tabs', () => {
+    const tab = loading(5_000);
+    tab.todos.update('a', { done: true });
+    const [made] = tab.outbox.inOrder();
+    tab.load(['a', created(9_000)]);
+    expect(tab.todos.get('a')).toEqual({ title: 'server', done: true });
+    const [entry] = tab.outbox.inOrder();
+    expect(entry?.id).toBe(made?.id);
+    expect(entry?.record.timestamp).toEqual(made?.record.timestamp); // still field writes alone
+    expect(entry?.record.fields?.['done']?.timestamp.millis).toBeGreaterThanOrEqual(9_000);
+    expect(tab.told.at(-1)).toEqual({ type: 'outbox', entries: [entry] });
+  });
+
+  it('makes an update made before load the set of its patch when the key holds no object once loaded', () => {
+    const tab = loading(5_000);
+    tab.todos.update('absent', { title: 'new', n: undefined });
+    tab.todos.update('deleted', { title: 'again' });
+    tab.load(['deleted', { value: null, timestamp: { millis: 9_000, counter: 0, nodeId: 'x' } }]);
+    expect(tab.todos.get('absent')).toEqual({ title: 'new' });
+    expect(tab.todos.get('deleted')).toEqual({ title: 'again' });
+    const [absent, deleted] = tab.outbox.inOrder();
+    expect(absent?.record).toEqual({
+      value: { title: 'new' },
+      timestamp: { millis: 5_000, counter: 0, nodeId: 'client-tab' },
+    });
+    expect(deleted?.record.fields).toBeUndefined();
+    expect(deleted?.record.timestamp.millis).toBeGreaterThanOrEqual(9_000);
+  });
+
+  it('keeps an earlier pending write of a field when a later one of the same field is refused', () => {
+    const tab = tabAt(1_000);
+    tab.todos.set('a', { title: 'a', done: false });
+    const [set] = tab.outbox.inOrder();
+    tab.writes.acknowledged([set!.id]);
+    tab.setNow(2_000);
+    tab.todos.update('a', { title: 'b' });
+    tab.setNow(3_000);
+    tab.todos.update('a', { title: 'c' });
+    const [first, refused] = tab.outbox.inOrder();
+    // The server's record does not hold the first update yet.
+    tab.writes.rejected(refused!, 'PERMISSION', 'no', toWireEntry('a', set!.record));
+    expect(tab.todos.get('a')).toEqual({ title: 'b', done: false });
+    expect(tab.outbox.inOrder()).toEqual([first]);
+  });
+
+  it('re-stamps a set found too old without the pending update made on it, which follows it and can still be refused alone', () => {
+    const tab = tabAt(1_000);
+    tab.todos.set('a', { title: 'milk', done: false });
+    tab.setNow(2_000);
+    tab.todos.update('a', { done: true });
+    fromServer(tab, otherFields('a', 3_000, { title: 'oat milk' }));
+    const [old, update] = tab.outbox.inOrder();
+    tab.setNow(500_000);
+    tab.writes.tooOld([old!]);
+    const [set, patch] = tab.outbox.inOrder();
+    // Another user's field write is folded into the set; this client's pending one is not.
+    expect(set).toEqual({
+      ...old,
+      record: {
+        value: { title: 'oat milk', done: false },
+        timestamp: { millis: 500_000, counter: 0, nodeId: 'client-tab' },
+      },
+    });
+    expect(patch?.id).toBe(update?.id);
+    expect(patch?.record.fields).toEqual({
+      done: { timestamp: { millis: 500_000, counter: 1, nodeId: 'client-tab' }, value: true },
+    });
+    expect(tab.todos.get('a')).toEqual({ title: 'oat milk', done: true });
+    // The other tabs hold both re-stamped entries.
+    expect(tab.told.filter((message) => message.type === 'outbox').at(-1)).toEqual({
+      type: 'outbox',
+      entries: [set, patch],
+    });
+    tab.writes.rejected(patch!, 'PERMISSION', 'no', null);
+    expect(tab.todos.get('a')).toEqual({ title: 'oat milk', done: false });
   });
 });
 

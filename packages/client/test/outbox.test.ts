@@ -1,3 +1,4 @@
+import { toWireEntry } from '@topgun/core';
 import { describe, expect, it } from 'vitest';
 import { Outbox } from '../src/outbox/outbox.js';
 import type { OutboxEntry } from '../src/storage/clientStorage.js';
@@ -49,6 +50,19 @@ describe('the outbox', () => {
     expect(outbox.answered(op!.id)?.id).toBe('tab/1');
     expect(outbox.answered(op!.id)).toBeUndefined();
     expect(outbox.answered(op!.id + 100)).toBeUndefined();
+  });
+
+  it('takes no answer for a write stamped again while it was on its way: the new stamp goes', () => {
+    const outbox = new Outbox();
+    outbox.put([write(1, 10)]);
+    const [op] = outbox.takeBatches(10, 1).flat();
+    outbox.put([write(1, 20)]);
+    expect(outbox.answered(op!.id)).toBeUndefined();
+    const [again] = outbox.takeBatches(10, 1).flat();
+    expect(again?.entry[1]).toBe(toWireEntry('k1', write(1, 20).record)[1]);
+    // A copy with the same stamp (a tab handing its writes to a new leader) is the write sent.
+    outbox.put([{ ...write(1, 20) }]);
+    expect(outbox.answered(again!.id)?.id).toBe('tab/1');
   });
 
   it('sends everything again, under new op ids, after the connection is lost', () => {

@@ -131,15 +131,14 @@ describe('the replica store', () => {
       ],
       true,
     );
-    replicas.restore('todos', 'a', at(5, 'rolled back'), true);
-    replicas.restore('todos', 'b', undefined, false);
+    replicas.restore('todos', 'a', at(5, 'rolled back'));
+    replicas.restore('todos', 'b', undefined);
     expect(replicas.entry('todos').replica.getRecord('a')?.value).toBe('rolled back');
     expect(replicas.entry('todos').replica.getRecord('b')).toBeUndefined();
-    expect(told.at(-1)).toEqual({
-      type: 'restore',
-      map: 'todos',
-      entries: [['a', at(5, 'rolled back')]],
-    });
+    expect(told.slice(-2)).toEqual([
+      { type: 'restore', map: 'todos', entries: [['a', at(5, 'rolled back')]] },
+      { type: 'restore', map: 'todos', entries: [['b', null]] },
+    ]);
     expect(await stored()).toEqual([['a', 'rolled back']]);
   });
 

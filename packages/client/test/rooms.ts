@@ -47,7 +47,7 @@ export function clientRooms(
     share,
     added: () => {},
   });
-  if (options.loaded !== false) writes.loadedFromStorage();
+  if (options.loaded !== false) writes.loadedFromStorage([]);
   const queries = new QueryRegistry({
     replica: (map) => replicas.entry(map).replica,
     isLoaded: () => true,

@@ -14,7 +14,7 @@ import { sharedLock } from './sharedLock.js';
 function fakeTabs() {
   const open = new Set<(message: TabMessage) => void>();
   const election = sharedLock();
-  const tab = (name: string) => {
+  const tab = (name: string, options: { readonly loaded?: boolean } = {}) => {
     const sendSoon: number[] = [];
     const receive = (message: TabMessage) => sync.receive(message, () => sendSoon.push(1));
     const channel: TabChannel = {
@@ -28,6 +28,7 @@ function fakeTabs() {
     const rooms = clientRooms({
       tabNodeId: `profile-${name}`,
       share: (message) => channel.post(message),
+      ...options,
     });
     const sync: TabSync = new TabSync(rooms, channel, election());
     const rejected: RejectedWrite[] = [];
@@ -144,6 +145,48 @@ describe('tabs sharing one replica', () => {
     // The new leader sends them soon; a tab that leads hands nothing over.
     expect(follower.sendSoon.length).toBeGreaterThan(0);
     expect(third.rooms.status.getState().isLeader).toBe(false);
+  });
+
+  it('keeps another tab’s update of a write made before the stored replica loaded: nothing is stamped again', async () => {
+    const { tab } = fakeTabs();
+    const leader = tab('a');
+    const loading = tab('b', { loaded: false });
+    await delivered();
+    loading.rooms.replicas.entry('todos').handle.set('t1', { title: 'milk', done: false });
+    await delivered();
+    // The leader ticks the todo; the loading tab merges it before its stored replica is in.
+    leader.rooms.replicas.entry('todos').handle.update('t1', { done: true });
+    await delivered();
+    const made = loading.rooms.outbox.inOrder();
+    loading.rooms.writes.loadedFromStorage([]);
+    await delivered();
+    for (const each of [leader, loading]) {
+      expect(each.rooms.replicas.entry('todos').replica.get('t1')).toEqual({
+        title: 'milk',
+        done: true,
+      });
+      expect(each.rooms.outbox.inOrder()).toEqual(made);
+    }
+  });
+
+  it('hands a write stamped again to every tab, so that the next leader sends its new stamp', async () => {
+    const { tab } = fakeTabs();
+    const leader = tab('a');
+    const follower = tab('b');
+    await delivered();
+    follower.rooms.replicas.entry('todos').handle.set('t1', { title: 'offline' });
+    await delivered();
+    const [sent] = leader.rooms.outbox.inOrder();
+    leader.rooms.writes.tooOld([sent!]);
+    await delivered();
+    const [again] = leader.rooms.outbox.inOrder();
+    expect(again?.id).toBe(sent?.id);
+    expect(again?.record.timestamp).not.toEqual(sent?.record.timestamp);
+    expect(follower.rooms.outbox.inOrder()).toEqual([again]);
+    leader.sync.close();
+    await delivered();
+    expect(follower.rooms.status.getState().isLeader).toBe(true);
+    expect(follower.rooms.writes.own()).toEqual([again]);
   });
 
   it('confirms queries in every tab once the leader reconciled their map', async () => {

@@ -1,6 +1,7 @@
 import {
   fromWireEntry,
   type HLC,
+  isObject,
   type LWWRecord,
   latestTimestamp,
   type MessageOf,
@@ -12,9 +13,10 @@ import {
 } from '@topgun/core';
 import { ClientClosedError, WriteRejectedError } from '../clientErrors.js';
 import type { LocalWrite, ReplicaStore } from '../replica/replicaStore.js';
-import type { OutboxEntry } from '../storage/clientStorage.js';
+import type { OutboxEntry, PersistedRecord } from '../storage/clientStorage.js';
 import type { PersistQueue } from '../storage/persistQueue.js';
 import { byTimestamp, type Outbox } from './outbox.js';
+import { writeOnceLoaded } from './writeOnceLoaded.js';
 
 /** Why the server refused a write, as reported to `onRejected` listeners. */
 export type RejectionReason = MessageOf<'reject'>['rejections'][number]['reason'];
@@ -72,15 +74,8 @@ export interface LocalWritesOptions {
  */
 export class LocalWrites {
   readonly #rejectedListeners = new Set<(rejected: RejectedWrite) => void>();
-  /**
-   * Per key, the writes made before the stored replica was loaded, which it must not
-   * overwrite, and the record they left.
-   */
-  readonly #preload = new Map<
-    string,
-    { map: string; key: string; writes: LWWRecord<Value>[]; left: LWWRecord<Value> | undefined }
-  >();
-  #loaded = false;
+  /** The writes made until the stored replica is loaded (then undefined), in order. */
+  #early: OutboxEntry[] | undefined = [];
   #closed = false;
   #nextId = 1;
 
@@ -93,28 +88,17 @@ export class LocalWrites {
   /** A write through a map handle (`ClientMap.set`, `delete`, `update`). */
   write(map: string, key: string, write: LocalWrite): void {
     if (this.#closed) throw new ClientClosedError();
-    const { replicas } = this.#options;
     // The write as made: a whole record, or field writes alone (what the outbox sends).
-    const written = replicas.write(map, key, write);
-    if (written === undefined) return;
-    if (!this.#loaded) {
-      const id = `${map}\u0000${key}`;
-      const made = this.#preload.get(id) ?? { map, key, writes: [], left: undefined };
-      made.writes.push(written);
-      made.left = replicas.entry(map).replica.getRecord(key);
-      this.#preload.set(id, made);
-    }
-    if (!this.#options.synced) return;
-    const entry: OutboxEntry = {
+    const record = this.#options.replicas.write(map, key, write, this.#early !== undefined);
+    if (record === undefined) return;
+    const made: OutboxEntry = {
       id: `${this.#options.tabNodeId}/${this.#nextId++}`,
       map,
       key,
-      record: written,
+      record,
     };
-    this.#options.outbox.put([entry]);
-    this.#options.persist.addOutbox(entry);
-    this.#options.share({ type: 'outbox', entries: [entry] });
-    this.#options.added();
+    this.#early?.push(made);
+    if (this.#options.synced) this.#queue([made]);
   }
 
   /** No more writes: the client is closing. */
@@ -123,32 +107,35 @@ export class LocalWrites {
   }
 
   /**
-   * The stored replica and outbox are loaded: writes made meanwhile to a key whose stored
-   * record changed what they left (it may have replaced them) are applied again, in order,
-   * stamped now, and their outbox entries follow.
+   * The stored replica and outbox are loaded (`stored`: the records read back). Each write
+   * made meanwhile and still pending, in order, becomes what {@link writeOnceLoaded} makes of
+   * it; a changed write is merged into the replica and replaces its outbox entry, in every tab.
    */
-  loadedFromStorage(): void {
-    const { replicas, outbox, persist, hlc } = this.#options;
-    const restamped = new Map<LWWRecord<Value>, LWWRecord<Value>>();
-    for (const { map, key, writes, left } of this.#preload.values()) {
-      let record = replicas.entry(map).replica.getRecord(key);
-      if (record === left) continue;
-      for (const write of writes) {
-        const again = restampWrite(write, hlc.now());
-        restamped.set(write, again);
-        record = record === undefined ? again : mergeRecords(record, again);
-      }
-      replicas.restore(map, key, record, true);
+  loadedFromStorage(stored: readonly PersistedRecord[]): void {
+    const { replicas, outbox, hlc, synced } = this.#options;
+    const early = this.#early!;
+    this.#early = undefined;
+    const storedRecords = new Map(
+      early.length > 0 ? stored.map((record) => [keyOf(record), record.record]) : [],
+    );
+    const replaced: OutboxEntry[] = [];
+    for (const made of early) {
+      // As the outbox holds it (another tab may have stamped it again); left alone once
+      // acknowledged or refused.
+      const entry = synced ? outbox.get(made.id) : made;
+      if (entry === undefined) continue;
+      const { map, key } = entry;
+      const write = writeOnceLoaded(
+        entry.record,
+        storedRecords.get(keyOf(entry)),
+        isObject(replicas.entry(map).replica.get(key)),
+        hlc,
+      );
+      if (write === entry.record) continue;
+      replicas.merge(map, [[key, write]], true);
+      replaced.push({ ...entry, record: write });
     }
-    for (const entry of restamped.size > 0 ? outbox.entries() : []) {
-      const again = restamped.get(entry.record);
-      if (again === undefined) continue;
-      const replaced = { ...entry, record: again };
-      outbox.put([replaced]);
-      persist.addOutbox(replaced);
-    }
-    this.#preload.clear();
-    this.#loaded = true;
+    if (synced && replaced.length > 0) this.#queue(replaced);
   }
 
   /** Listens to writes the server refused; returns the unsubscribe function. */
@@ -168,8 +155,9 @@ export class LocalWrites {
    * The server refused a write for good: rolled back and reported. The parts of the write the
    * replica still holds (its whole write, or its field writes not replaced since) are taken
    * out of the record, which keeps everything else (later field writes), and the server's
-   * record (`current`) is merged into what is left; a write that newer ones replaced
-   * altogether leaves the record alone.
+   * record (`current`) and the key's other pending writes (which the server will store too:
+   * the refused write may have replaced one of them) are merged into what is left; a write
+   * that newer ones replaced altogether leaves the record alone.
    */
   rejected(
     entry: OutboxEntry,
@@ -177,29 +165,36 @@ export class LocalWrites {
     message: string,
     current: WireEntry | null | undefined,
   ): void {
-    const split = this.#split(entry);
-    if (split !== undefined) {
-      const { rest } = split;
-      const server = current == null ? undefined : fromWireEntry<Value>(current)[1];
-      const record =
-        rest === undefined || server === undefined ? (rest ?? server) : mergeRecords(rest, server);
-      this.#options.replicas.restore(entry.map, entry.key, record, true);
-    }
-    this.#settle([entry.id]);
     const { id, map, key } = entry;
-    this.#options.share({ type: 'rejected', id, map, key, reason, message });
-    this.#report(id, map, key, reason, message);
+    const split = this.#split(entry);
+    this.#settle([id]);
+    if (split !== undefined) {
+      let record = mergeAll(
+        split.rest,
+        current == null ? undefined : fromWireEntry<Value>(current)[1],
+      );
+      for (const other of this.#options.outbox.entries())
+        if (other.map === map && other.key === key) record = mergeAll(record, other.record);
+      this.#options.replicas.restore(map, key, record);
+    }
+    const change = { type: 'rejected', id, map, key, reason, message } as const;
+    this.#options.share(change);
+    this.rejectedInTab(change);
   }
 
-  /** Another tab's write was refused: reported if this tab made it. */
+  /** A write was refused (here or in another tab): reported if this tab made it. */
   rejectedInTab(change: Extract<OutboxChange, { type: 'rejected' }>): void {
-    this.#report(change.id, change.map, change.key, change.reason, change.message);
+    const { id, map, key, reason, message } = change;
+    // The tab that made the write reports it.
+    if (!id.startsWith(`${this.#options.tabNodeId}/`)) return;
+    const error = new WriteRejectedError(reason, `${map}/${key}: ${message}`);
+    for (const listener of this.#rejectedListeners) listener({ map, key, reason, message, error });
   }
 
-  /** The server refused a write as too old (made long ago, offline): it applies now, stamped now. */
-  tooOld(entry: OutboxEntry): void {
-    const current = this.#options.outbox.get(entry.id);
-    if (current !== undefined) this.#restamp([current]);
+  /** The server refused writes as too old (made long ago, offline): they apply now, stamped now. */
+  tooOld(entries: readonly OutboxEntry[]): void {
+    const ids = new Set(entries.map(({ id }) => id));
+    this.#restamp(this.#pending(({ id }) => ids.has(id)));
   }
 
   /** The clock ran ahead of the server's: rewinds it and re-stamps every unsent write. */
@@ -214,12 +209,13 @@ export class LocalWrites {
    */
   adoptForeignWrites(): void {
     const { nodeId } = this.#options;
-    const foreign = [...this.#options.outbox.entries()].filter(({ record }) => {
-      // The node id of the write's own stamp: field writes alone have the empty write's none.
-      const writer = latestTimestamp(record).nodeId;
-      return writer !== nodeId && !writer.startsWith(`${nodeId}-`);
-    });
-    if (foreign.length > 0) this.#restamp(foreign);
+    this.#restamp(
+      this.#pending(({ record }) => {
+        // The node id of the write's own stamp: field writes alone have the empty write's none.
+        const writer = latestTimestamp(record).nodeId;
+        return writer !== nodeId && !writer.startsWith(`${nodeId}-`);
+      }),
+    );
   }
 
   /**
@@ -227,54 +223,83 @@ export class LocalWrites {
    * unacknowledged writes.
    */
   revoke(map: string, keys: Iterable<string>): void {
-    const pending = new Set<string>();
-    for (const entry of this.#options.outbox.entries())
-      if (entry.map === map) pending.add(entry.key);
-    this.#options.replicas.revoke(map, keys, pending);
+    const pending = this.#pending((entry) => entry.map === map).map((entry) => entry.key);
+    this.#options.replicas.revoke(map, keys, new Set(pending));
   }
 
   /** This tab's unacknowledged writes (for a new leader to send). */
   own(): OutboxEntry[] {
     const prefix = `${this.#options.tabNodeId}/`;
-    return [...this.#options.outbox.entries()].filter((entry) => entry.id.startsWith(prefix));
+    return this.#pending((entry) => entry.id.startsWith(prefix));
   }
 
   /**
    * Gives unsent writes fresh timestamps, in their original order. Only the parts of a write
    * the replica still holds are stamped again (a patch's field writes that no later write of
-   * their field replaced), and the record keeps the rest; a whole write takes the value the
-   * record shows. A write the replica no longer holds at all (newer ones of its key replaced
-   * it) is settled instead: stamped now, it would beat the newer writes.
+   * their field replaced), and the record keeps the rest. A whole write takes the field writes
+   * of others made on top of it into its value (stamped now, it would drop them), and the
+   * pending writes of its key made after it are stamped again after it, so that they still win
+   * over it and can still be refused on their own. A write the replica no longer holds at all
+   * (newer ones of its key replaced it) is settled instead: stamped now, it would beat the
+   * newer writes.
    */
   #restamp(entries: readonly OutboxEntry[]): void {
-    const { replicas, outbox, persist, hlc } = this.#options;
+    const { replicas, outbox, hlc } = this.#options;
+    const pendingOfKey = new Map<string, OutboxEntry[]>();
+    for (const entry of outbox.entries()) {
+      const writes = pendingOfKey.get(keyOf(entry)) ?? [];
+      pendingOfKey.set(keyOf(entry), writes);
+      writes.push(entry);
+    }
+    const pendingOf = (entry: OutboxEntry) => pendingOfKey.get(keyOf(entry)) ?? [];
+    // Entries as the outbox holds them (no copies): a set keeps each once.
+    const taken = new Set(entries);
+    // A whole write the replica holds (at most one per key) takes the later ones along.
+    for (const entry of entries)
+      if (!entry.record.fields && this.#split(entry))
+        for (const later of pendingOf(entry)) if (byTimestamp(later, entry) > 0) taken.add(later);
+    // With what the replica holds of each, before any is stamped again (a whole write stamped
+    // now drops the older field writes of its key).
+    const sorted = [...taken]
+      .sort(byTimestamp)
+      .map((entry) => [entry, this.#split(entry)?.held] as const);
     const superseded: string[] = [];
-    for (const entry of [...entries].sort(byTimestamp)) {
-      const split = this.#split(entry);
-      if (split === undefined) {
+    const replaced: OutboxEntry[] = [];
+    for (const [entry, part] of sorted) {
+      if (part === undefined) {
         superseded.push(entry.id);
         continue;
       }
-      const { held, rest } = split;
-      const shown = rest === undefined ? held : mergeRecords(rest, held);
-      // A whole write stamped again takes the value the record shows: stamped now, it would
-      // otherwise drop the field writes made on top of it (an update made after a set).
+      const split = this.#split(entry);
+      const rest = split ? split.rest : this.#record(entry);
+      // Others' field writes: this client's pending ones are stamped again after it.
+      let others = rest;
+      for (const own of part.fields ? [] : pendingOf(entry))
+        others = others && (splitWrite(others, own.record) ?? { rest: others }).rest;
       const record = restampWrite(
-        held.fields === undefined ? { ...held, value: shown.value } : held,
+        part.fields ? part : { ...part, value: mergeAll(others, part)!.value },
         hlc.now(),
       );
       // Restore, not merge: a clock rewound by repairClock stamps earlier than before.
-      replicas.restore(
-        entry.map,
-        entry.key,
-        rest === undefined ? record : mergeRecords(rest, record),
-        true,
-      );
-      const replaced: OutboxEntry = { ...entry, record };
-      outbox.put([replaced]);
-      persist.addOutbox(replaced);
+      replicas.restore(entry.map, entry.key, mergeAll(rest, record));
+      replaced.push({ ...entry, record });
     }
+    if (replaced.length > 0) this.#queue(replaced);
     if (superseded.length > 0) this.#settle(superseded);
+  }
+
+  /** Puts writes into the outbox (new, or replacing by id), persisted and in every tab. */
+  #queue(entries: OutboxEntry[]): void {
+    const { outbox, persist, share, added } = this.#options;
+    outbox.put(entries);
+    for (const entry of entries) persist.addOutbox(entry);
+    share({ type: 'outbox', entries });
+    added();
+  }
+
+  /** The pending writes that pass `test`. */
+  #pending(test: (entry: OutboxEntry) => boolean): OutboxEntry[] {
+    return [...this.#options.outbox.entries()].filter(test);
   }
 
   /** Takes writes out of the outbox, here and in the other tabs. */
@@ -290,14 +315,24 @@ export class LocalWrites {
    * other tabs arrive as structured clones.
    */
   #split(entry: OutboxEntry): ReturnType<typeof splitWrite<Value>> {
-    const current = this.#options.replicas.entry(entry.map).replica.getRecord(entry.key);
+    const current = this.#record(entry);
     return current && splitWrite(current, entry.record);
   }
 
-  #report(id: string, map: string, key: string, reason: RejectionReason, message: string): void {
-    // The tab that made the write reports it.
-    if (!id.startsWith(`${this.#options.tabNodeId}/`)) return;
-    const error = new WriteRejectedError(reason, `${map}/${key}: ${message}`);
-    for (const listener of this.#rejectedListeners) listener({ map, key, reason, message, error });
+  /** The record the replica holds for the key of `entry`. */
+  #record({ map, key }: OutboxEntry): LWWRecord<Value> | undefined {
+    return this.#options.replicas.entry(map).replica.getRecord(key);
   }
+}
+
+/** A key of a map, as one string. */
+const keyOf = ({ map, key }: { readonly map: string; readonly key: string }) =>
+  `${map}\u0000${key}`;
+
+/** Both records merged, or the one there is. */
+function mergeAll(
+  a: LWWRecord<Value> | undefined,
+  b: LWWRecord<Value> | undefined,
+): LWWRecord<Value> | undefined {
+  return a && b ? mergeRecords(a, b) : (a ?? b);
 }

@@ -105,17 +105,20 @@ export class Outbox {
 
   /**
    * Marks op `opId` answered (acknowledged or refused); returns its write, or undefined when
-   * it was not on its way (an answer repeated, or meant for a lost connection).
+   * it was not on its way (an answer repeated, or meant for a lost connection) or was stamped
+   * again since it was sent: the answer is then for a stamp no replica holds any more, and the
+   * new stamp still has to go.
    */
   answered(opId: number): OutboxEntry | undefined {
     const flight = this.#inFlight.get(opId);
     if (flight === undefined) return undefined;
+    const { entry } = flight;
     this.#inFlight.delete(opId);
-    this.#inFlightIds.delete(flight.entry.id);
+    this.#inFlightIds.delete(entry.id);
     const remaining = (this.#batches.get(flight.batch) ?? 1) - 1;
     if (remaining <= 0) this.#batches.delete(flight.batch);
     else this.#batches.set(flight.batch, remaining);
-    return flight.entry;
+    return byTimestamp(this.#pending.get(entry.id) ?? entry, entry) ? undefined : entry;
   }
 
   /** The connection is gone: nothing is on its way any more (the writes stay pending). */

@@ -89,7 +89,8 @@ export class ClientMap<V> {
    * record's other fields alone, so that someone else's concurrent edit of another field
    * survives. When `key` holds no plain object (absent, deleted, expired, another kind of
    * value), sets `patch` without its `undefined` fields as the whole value instead. An empty
-   * patch writes nothing. See `update` in `specifications/data-model.md`.
+   * patch writes nothing. Before `client.ready`, the record may not be loaded yet: the patch
+   * applies to it once it is. See `update` in `specifications/data-model.md`.
    * @throws {ValidationError} when the key or a field is not storable (nothing is written).
    * @throws {ClientClosedError} after the client was closed.
    */

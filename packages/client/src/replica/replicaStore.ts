@@ -31,9 +31,10 @@ export interface ReplicaEntry {
 
 /**
  * A local write: makes it on the replica of its map (`set`, `delete` or `update`) and returns
- * the write made, or undefined when nothing was written (an empty patch).
+ * the write made, or undefined when nothing was written (an empty patch). `loading`: the
+ * stored records are not loaded yet, so an update writes field writes whatever the key holds.
  */
-export type LocalWrite = (replica: LWWMap<Value>) => LWWRecord<Value> | undefined;
+export type LocalWrite = (replica: LWWMap<Value>, loading: boolean) => LWWRecord<Value> | undefined;
 
 /** What the store needs around it. */
 export interface ReplicaStoreOptions {
@@ -70,7 +71,8 @@ export class ReplicaStore {
         set: (map, key, value, options) =>
           write(map, key, (to) => to.set(key, value as Value, options)),
         delete: (map, key) => write(map, key, (to) => to.delete(key)),
-        update: (map, key, patch) => write(map, key, (to) => to.update(key, patch)),
+        update: (map, key, patch) =>
+          write(map, key, (to, loading) => to.update(key, patch, loading)),
       });
       entry = { replica, handle };
       this.#maps.set(name, entry);
@@ -94,15 +96,18 @@ export class ReplicaStore {
   /**
    * A local write: made, then what the replica holds for the key (the write merged into the
    * record, for an update) persisted and shared. Returns the write made (field writes alone,
-   * for an update of an object), or undefined when nothing was written.
+   * for an update of an object), or undefined when nothing was written. `loading`: see
+   * {@link LocalWrite}.
    */
-  write(map: string, key: string, write: LocalWrite): LWWRecord<Value> | undefined {
+  write(
+    map: string,
+    key: string,
+    write: LocalWrite,
+    loading: boolean,
+  ): LWWRecord<Value> | undefined {
     const { replica } = this.entry(map);
-    const written = write(replica);
-    if (written === undefined) return undefined;
-    const record = replica.getRecord(key)!;
-    this.#options.persist.record({ map, key, record });
-    this.#options.share({ type: 'records', map, entries: [[key, record]] });
+    const written = write(replica, loading);
+    if (written !== undefined) this.#changed(map, [[key, replica.getRecord(key)!]]);
     return written;
   }
 
@@ -130,10 +135,14 @@ export class ReplicaStore {
       const stored = replica.getRecord(key)!;
       if (stored !== previous) merged.push([key, stored]);
     }
-    if (!persist || merged.length === 0) return merged.length;
-    for (const [key, record] of merged) this.#options.persist.record({ map, key, record });
-    this.#options.share({ type: 'records', map, entries: merged });
+    if (persist && merged.length > 0) this.#changed(map, merged);
     return merged.length;
+  }
+
+  /** Persists records that changed and tells the other tabs to merge them. */
+  #changed(map: string, entries: Array<readonly [string, LWWRecord<Value>]>): void {
+    for (const [key, record] of entries) this.#options.persist.record({ map, key, record });
+    this.#options.share({ type: 'records', map, entries });
   }
 
   /** Records this replica stored itself, read back at start-up: already persisted and shared. */
@@ -152,14 +161,14 @@ export class ReplicaStore {
 
   /**
    * Sets a key's record outright, whatever the timestamps (a refused write rolled back, a
-   * write re-stamped, a record revoked when `record` is undefined), persists it and, when
-   * `share`, tells the other tabs.
+   * write re-stamped, a record removed when `record` is undefined), persists it and tells the
+   * other tabs.
    */
-  restore(map: string, key: string, record: LWWRecord<Value> | undefined, share: boolean): void {
+  restore(map: string, key: string, record: LWWRecord<Value> | undefined): void {
     this.entry(map).replica.restore(key, record);
     if (record === undefined) this.#options.persist.remove(map, key);
     else this.#options.persist.record({ map, key, record });
-    if (share) this.#options.share({ type: 'restore', map, entries: [[key, record ?? null]] });
+    this.#options.share({ type: 'restore', map, entries: [[key, record ?? null]] });
   }
 
   /**

@@ -14,6 +14,7 @@ import type { ClientClock } from '../replica/clientClock.js';
 import type { ReplicaStore } from '../replica/replicaStore.js';
 import type { SyncMarks } from '../replica/syncMarks.js';
 import type { SyncStatusStore } from '../status/syncStatus.js';
+import type { OutboxEntry } from '../storage/clientStorage.js';
 import {
   type ConnectionHandler,
   ReconnectingConnection,
@@ -242,14 +243,17 @@ export class SyncEngine implements ConnectionHandler {
 
   #onReject(message: MessageOf<'reject'>): void {
     let retry = false;
+    const tooOld: OutboxEntry[] = [];
     for (const rejection of message.rejections) {
       const entry = this.#rooms.outbox.answered(rejection.id);
       if (entry === undefined) continue;
       if (rejection.retryable) retry = true;
-      else if (rejection.reason === 'TOO_OLD') this.#rooms.writes.tooOld(entry);
+      else if (rejection.reason === 'TOO_OLD') tooOld.push(entry);
       else
         this.#rooms.writes.rejected(entry, rejection.reason, rejection.message, rejection.current);
     }
+    // Together: stamped again in one pass, in their order.
+    if (tooOld.length > 0) this.#rooms.writes.tooOld(tooOld);
     if (!retry) {
       this.sendOutbox();
       return;
