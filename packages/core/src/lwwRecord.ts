@@ -85,19 +85,13 @@ export function mergeRecords<V>(a: LWWRecord<V>, b: LWWRecord<V>): LWWRecord<V> 
   }
   if (merged === undefined) return winner;
   // The same whole write, and `b` already held every field write kept: the result is `b`.
-  if (order === 0 && holdsAll(b.fields, merged)) return b;
-  return withFieldWrites(wholeWriteOf(winner), merged);
-}
-
-/** Whether `fields` are exactly the field writes `merged` (the same objects). */
-function holdsAll(fields: FieldWrites | undefined, merged: Record<string, FieldWrite>): boolean {
-  let count = 0;
-  for (const name in merged) {
-    if (fields === undefined || !Object.hasOwn(fields, name) || fields[name] !== merged[name])
-      return false;
-    count++;
+  if (order === 0 && b.fields !== undefined) {
+    const names = Object.keys(merged);
+    const held = b.fields;
+    if (names.length === Object.keys(held).length && names.every((n) => held[n] === merged[n]))
+      return b;
   }
-  return Object.keys(fields!).length === count;
+  return withFieldWrites(wholeWriteOf(winner), merged);
 }
 
 /** Whether a record is a tombstone or has expired at physical time `now`. */

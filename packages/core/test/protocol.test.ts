@@ -281,7 +281,7 @@ describe('hostile frames', () => {
   });
 
   it.each([
-    ['not an array', { k: 1 }, 'ops.0.entry: expected [key, timestamp, value, ttlMs?]'],
+    ['not an array', { k: 1 }, 'ops.0.entry: expected [key, timestamp, value, ttlMs?, fields?]'],
     ['two elements', ['k', '0000000000000000n'], 'ops.0.entry: expected [key, timestamp'],
     ['six elements', ['k', '0000000000000000n', 1, 5, {}, 6], 'ops.0.entry: expected [key'],
     [

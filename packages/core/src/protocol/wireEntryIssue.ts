@@ -31,10 +31,7 @@ function valueIssue(value: unknown, path: PropertyKey[]): Issue | undefined {
 export function wireEntryIssue(entry: unknown): Issue | undefined {
   const length = Array.isArray(entry) ? entry.length : 0;
   if (length < 3 || length > 5) {
-    return issue(
-      [],
-      'expected [key, timestamp, value, ttlMs?] or with fields [key, timestamp, value, ttlMs, fields]',
-    );
+    return issue([], 'expected [key, timestamp, value, ttlMs?, fields?]');
   }
   const [key, timestamp, value, ttlMs, fields] = entry as unknown[];
   if (typeof key !== 'string' || !isValidKey(key)) return issue([0], KEY_ISSUE);
