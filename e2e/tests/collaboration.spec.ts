@@ -1,3 +1,4 @@
+import type { Browser } from '@playwright/test';
 import { addTodo, consoleErrors, expect, openDemo, test, titles } from './fixtures.js';
 
 test('two users see each other’s adds, edits and deletes live', async ({ browser, demo }) => {
@@ -69,19 +70,8 @@ test('concurrent offline edits of one todo converge to the same winner everywher
   browser,
   demo,
 }) => {
-  const contextA = await browser.newContext();
-  const contextB = await browser.newContext();
-  const ada = await contextA.newPage();
-  const bob = await contextB.newPage();
-  await openDemo(ada, demo.url, 'Ada');
-  await openDemo(bob, demo.url, 'Bob');
-  await addTodo(ada, 'Shared');
-  await expect(bob.getByTestId('todo').filter({ hasText: 'Shared' })).toBeVisible();
-
-  await contextA.setOffline(true);
-  await contextB.setOffline(true);
-  await expect(ada.getByTestId('connection')).toHaveAttribute('data-state', 'offline');
-  await expect(bob.getByTestId('connection')).toHaveAttribute('data-state', 'offline');
+  const { ada, bob, setOffline } = await adaAndBobShare(browser, demo.url, 'Shared');
+  await setOffline(true);
   for (const [page, title] of [
     [ada, 'Ada’s version'],
     [bob, 'Bob’s version'],
@@ -90,10 +80,7 @@ test('concurrent offline edits of one todo converge to the same winner everywher
     await page.getByLabel('Edit title').fill(title);
     await page.getByLabel('Edit title').press('Enter');
   }
-  await contextA.setOffline(false);
-  await contextB.setOffline(false);
-  await expect(ada.getByTestId('pending')).toHaveText('All changes saved');
-  await expect(bob.getByTestId('pending')).toHaveText('All changes saved');
+  await setOffline(false);
   await expect
     .poll(async () => {
       const [a, b] = await Promise.all([titles(ada), titles(bob)]);
@@ -106,30 +93,16 @@ test('a todo ticked in one browser while renamed offline in another keeps both c
   browser,
   demo,
 }) => {
-  const contextA = await browser.newContext();
-  const contextB = await browser.newContext();
-  const ada = await contextA.newPage();
-  const bob = await contextB.newPage();
-  await openDemo(ada, demo.url, 'Ada');
-  await openDemo(bob, demo.url, 'Bob');
-  await addTodo(ada, 'Draft the spec');
-  await expect(bob.getByTestId('todo').filter({ hasText: 'Draft the spec' })).toBeVisible();
-
+  const { ada, bob, setOffline } = await adaAndBobShare(browser, demo.url, 'Draft the spec');
   // Both offline: neither sees the other's edit before both are made.
-  await contextA.setOffline(true);
-  await contextB.setOffline(true);
-  await expect(ada.getByTestId('connection')).toHaveAttribute('data-state', 'offline');
-  await expect(bob.getByTestId('connection')).toHaveAttribute('data-state', 'offline');
+  await setOffline(true);
   await ada.getByLabel('Complete Draft the spec').check();
   await bob.getByRole('button', { name: 'Edit Draft the spec' }).click();
   await bob.getByLabel('Edit title').fill('Write the spec');
   await bob.getByLabel('Edit title').press('Enter');
   await expect(bob.getByTestId('todo').filter({ hasText: 'Write the spec' })).toBeVisible();
 
-  await contextA.setOffline(false);
-  await contextB.setOffline(false);
-  await expect(ada.getByTestId('pending')).toHaveText('All changes saved');
-  await expect(bob.getByTestId('pending')).toHaveText('All changes saved');
+  await setOffline(false);
   // Everywhere: the new title, ticked.
   for (const page of [ada, bob]) {
     await expect(page.getByLabel('Complete Write the spec')).toBeChecked();
@@ -218,3 +191,25 @@ test('the dashboard follows edits made in another browser', async ({ browser, de
   await expect(ada.getByTestId('chart-total')).toHaveText('1 completed');
   await expect(ada.getByTestId('person').filter({ hasText: 'Bob' })).toContainText('2 todos');
 });
+
+/**
+ * Ada and Bob, each in a browser of their own, both seeing a todo Ada added; `setOffline`
+ * takes both offline (until each page says so) or back online (until both saved everything).
+ */
+async function adaAndBobShare(browser: Browser, url: string, title: string) {
+  const contexts = [await browser.newContext(), await browser.newContext()];
+  const [ada, bob] = [await contexts[0]!.newPage(), await contexts[1]!.newPage()];
+  await openDemo(ada, url, 'Ada');
+  await openDemo(bob, url, 'Bob');
+  await addTodo(ada, title);
+  await expect(bob.getByTestId('todo').filter({ hasText: title })).toBeVisible();
+  const setOffline = async (offline: boolean) => {
+    for (const context of contexts) await context.setOffline(offline);
+    for (const page of [ada, bob]) {
+      if (offline)
+        await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'offline');
+      else await expect(page.getByTestId('pending')).toHaveText('All changes saved');
+    }
+  };
+  return { ada, bob, setOffline };
+}

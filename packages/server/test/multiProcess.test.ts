@@ -61,23 +61,6 @@ describe.runIf(available)('two server processes sharing one PostgreSQL', () => {
     expect(replica.get('k')).toBe('newer');
     for (const client of [a, b, reader]) client.close();
   });
-});
-
-describe.runIf(available)('updates of one record through two server processes', () => {
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
-  let first: Awaited<ReturnType<typeof startServer>>;
-  let second: Awaited<ReturnType<typeof startServer>>;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    const storage = { kind: 'postgres' as const, connectionString: database.url };
-    first = await startServer({ storage, auth: { allowAnonymous: true } });
-    second = await startServer({ storage, auth: { allowAnonymous: true } });
-  });
-  afterAll(async () => {
-    await first.server.close();
-    await second.server.close();
-    await database.drop();
-  });
 
   it('keeps every field updated through either process at once, in the database and both grids', async () => {
     const a = await TestClient.connect(first.url);
