@@ -38,9 +38,6 @@ const NODE_CLAIM_LOCK = 7_274_828;
 
 const STORED: WriteOutcome = Object.freeze({ stored: true });
 const NOT_STORED: WriteOutcome = Object.freeze({ stored: false });
-/** Row flags of a conditional write: an `expected` condition applies; keep the prior value. */
-const FLAG_EXPECTED = 1;
-const FLAG_KEEP_PRIOR = 2;
 
 // Last-Write-Wins in SQL between records without field writes, exactly as `compareRecords`:
 // the later timestamp (text order of the serialized form is timestamp order), then on a tie a
@@ -111,38 +108,6 @@ function plainWrite(announce: boolean): string {
   SELECT input.ordinal::integer AS ordinal FROM input
   WHERE NOT EXISTS (SELECT 1 FROM written WHERE written.map = input.map AND written.key = input.key)
   ${announce ? RUN_ANNOUNCED : ''}`;
-}
-
-/**
- * One group of writes with per-row conditions: a row with an expected timestamp replaces
- * only that stored record (the one its write rule was evaluated against; NULL: none), so a
- * rule's verdict holds for the row actually replaced, whatever other writers (or processes)
- * committed meanwhile. A tombstone row may keep the value it replaces. Answers with the rows
- * not stored and the stored rows that kept a prior value.
- */
-function conditionalWrite(announce: boolean): string {
-  return `WITH ${INPUT.replace(
-    '$6::smallint[])',
-    '$6::smallint[], $7::text[], $8::smallint[])',
-  ).replace('partition, ordinal)', 'partition, expected, flags, ordinal)')}, written AS (
-    INSERT INTO topgun_records AS r (map, key, ts, value, ttl_ms, partition)
-    SELECT map, key, ts, value, ttl_ms, partition FROM input ORDER BY ordinal
-    ON CONFLICT (map, partition, key) DO UPDATE
-      SET ts = EXCLUDED.ts, value = EXCLUDED.value, ttl_ms = EXCLUDED.ttl_ms,
-        prior = CASE WHEN EXCLUDED.value IS NULL AND (SELECT i.flags & ${FLAG_KEEP_PRIOR} <> 0
-          FROM input i WHERE i.map = EXCLUDED.map AND i.key = EXCLUDED.key)
-          THEN coalesce(r.value, r.prior) END
-      WHERE ${INCOMING_WINS}
-        AND (SELECT i.flags & ${FLAG_EXPECTED} = 0 OR i.expected IS NOT DISTINCT FROM r.ts
-          FROM input i WHERE i.map = EXCLUDED.map AND i.key = EXCLUDED.key)
-    RETURNING r.map, r.key, r.prior${announce ? ', r.ts, r.value, r.ttl_ms, r.fields, r.fields_latest' : ''}
-  )${announce ? announcing(9, 10) : ''}
-  SELECT ordinal, stored, prior FROM (
-    SELECT input.ordinal::integer AS ordinal, written.key IS NOT NULL AS stored, written.prior
-    FROM input LEFT JOIN written ON written.map = input.map AND written.key = input.key
-    WHERE written.key IS NULL OR written.prior IS NOT NULL
-    ${announce ? RUN_ANNOUNCED.replace('0 AS ordinal', '0, NULL, NULL') : ''}
-  ) answer`;
 }
 
 /**
@@ -225,7 +190,6 @@ export class SqlStorage implements Storage {
   /** Set when writes announce what they store to other processes (PostgreSQL). */
   readonly announcements: AnnouncementChannel | undefined;
   private readonly plainWrite: string;
-  private readonly conditionalWrite: string;
   private readonly lockedWrite: string;
   private readonly now: () => number;
 
@@ -244,7 +208,6 @@ export class SqlStorage implements Storage {
     this.now = options.now ?? Date.now;
     const announce = this.announcements !== undefined;
     this.plainWrite = plainWrite(announce);
-    this.conditionalWrite = conditionalWrite(announce);
     this.lockedWrite = lockedWrite(announce);
   }
 
@@ -273,8 +236,9 @@ export class SqlStorage implements Storage {
   async writeRecords(writes: readonly RecordWrite[]): Promise<WriteOutcome[]> {
     // Whole writes go in one statement, Last-Write-Wins decided by SQL: one row per (map,
     // key), as ON CONFLICT cannot touch a row twice in one statement; the other whole writes
-    // to that key in the batch lose to it and are not stored. Keys with field writes are
-    // merged under row locks instead, every write in order.
+    // to that key in the batch lose to it and are not stored. Keys with field writes, or
+    // with a write under a condition or keeping a prior value, are merged under row locks
+    // instead, every write in order.
     const outcomes = new Map<RecordWrite, WriteOutcome>();
     const winners = new Map<string, Map<string, RecordWrite>>();
     const locked = new Map<string, Map<string, LockedKey>>();
@@ -289,11 +253,9 @@ export class SqlStorage implements Storage {
         byKey.set(write.key, { map: write.map, key: write.key, writes: [write] });
       else entry.writes.push(write);
     };
+    for (const write of writes) if (mergedUnderLock(write)) lock(write);
     for (const write of writes) {
-      if (write.record.fields !== undefined) lock(write);
-    }
-    for (const write of writes) {
-      if (write.record.fields !== undefined) continue;
+      if (mergedUnderLock(write)) continue;
       const lockedKey = locked.get(write.map)?.get(write.key);
       if (lockedKey !== undefined) {
         lockedKey.writes.push(write);
@@ -445,11 +407,12 @@ export class SqlStorage implements Storage {
           if (placeholders.has(id)) unused.push(entry);
           continue;
         }
-        const outcome: WriteOutcome =
-          prior === undefined
-            ? { stored: true, record: record! }
-            : { stored: true, record: record!, prior };
-        for (const write of stored) settled.set(write, outcome);
+        // The record stored, unless it is the written record itself.
+        for (const write of stored) {
+          const outcome: WriteOutcome =
+            record === write.record ? { stored: true } : { stored: true, record: record! };
+          settled.set(write, prior === undefined ? outcome : { ...outcome, prior });
+        }
         changed.push({ entry, record: record!, prior, columns: columns! });
       }
       if (unused.length > 0) await sql.query(DELETE_ROWS, keyParams(unused));
@@ -540,7 +503,6 @@ export class SqlStorage implements Storage {
     chunk: readonly RecordWrite[],
     outcomes: Map<RecordWrite, WriteOutcome>,
   ): Promise<void> {
-    const conditional = chunk.some((row) => row.expected !== undefined || row.keepPrior === true);
     const params: unknown[] = [
       new SqlArray(
         'text',
@@ -567,36 +529,10 @@ export class SqlStorage implements Storage {
         chunk.map((row) => partitionOf(row.key)),
       ),
     ];
-    if (conditional) {
-      params.push(
-        new SqlArray(
-          'text',
-          chunk.map((row) => row.expected ?? null),
-        ),
-        new SqlArray(
-          'int2',
-          chunk.map(
-            (row) =>
-              (row.expected === undefined ? 0 : FLAG_EXPECTED) |
-              (row.keepPrior ? FLAG_KEEP_PRIOR : 0),
-          ),
-        ),
-      );
-    }
     if (this.announcements !== undefined) params.push(this.announcements.origin, this.now());
-    // The statements answer with the rows not stored (usually none) and, for conditional
-    // writes, the stored tombstones that kept a prior value: never with every row.
-    const { rows } = await sql.query<{
-      ordinal: number;
-      stored?: boolean;
-      prior?: Uint8Array | null;
-    }>(conditional ? this.conditionalWrite : this.plainWrite, params);
-    for (const { ordinal, stored, prior } of rows) {
-      outcomes.set(
-        chunk[ordinal - 1]!,
-        stored === true && prior != null ? { stored: true, prior: decodeValue(prior) } : NOT_STORED,
-      );
-    }
+    // The statement answers with the rows not stored (usually none), never with every row.
+    const { rows } = await sql.query<{ ordinal: number }>(this.plainWrite, params);
+    for (const { ordinal } of rows) outcomes.set(chunk[ordinal - 1]!, NOT_STORED);
   }
 
   async loadMap(map: string, onPage: (records: readonly StoredRecord[]) => void): Promise<void> {
@@ -699,6 +635,18 @@ export class SqlStorage implements Storage {
     await this.announcements?.close();
     await this.driver.close();
   }
+}
+
+/**
+ * Whether a write is merged under its row's lock rather than by the one-statement path: it has
+ * field writes, a condition (a write rule's verdict on the record it replaces), or keeps the
+ * value a tombstone deletes. (The statement could check conditions only by looking up each
+ * row's input again, which costs the square of the group's size.)
+ */
+function mergedUnderLock(write: RecordWrite): boolean {
+  return (
+    write.record.fields !== undefined || write.expected !== undefined || write.keepPrior === true
+  );
 }
 
 /** Sorts rows by map, then key: every writer locks rows in this order, so none deadlock. */
