@@ -278,8 +278,8 @@ export class SqlStorage implements Storage {
     for (const byKey of winners.values()) for (const write of byKey.values()) rows.push(write);
     sortByKey(rows);
     await this.writeIsolating(rows, outcomes);
-    // A whole write SQL did not store lost, failed its condition, or met a stored record with
-    // field writes: which of these, only a merge under the row's lock can tell.
+    // A whole write SQL did not store lost, or met a stored record with field writes: which of
+    // the two, only a merge under the row's lock can tell.
     for (const row of rows) if (outcomes.get(row) === NOT_STORED) lock(row);
     if (locked.size > 0) {
       const keys: LockedKey[] = [];
@@ -294,34 +294,22 @@ export class SqlStorage implements Storage {
   }
 
   /**
-   * Merges keys under row locks; when the database refuses them for their data, merges each
-   * half on its own, down to the single key it refuses, and then each of that key's writes on
-   * its own, down to the writes it refuses.
+   * Merges keys under row locks, a transaction per chunk; a key the database refuses for its
+   * data, then each of its writes, is isolated (`isolatingDataErrors`).
    */
   private async mergeIsolating(
     keys: readonly LockedKey[],
     outcomes: Map<RecordWrite, WriteOutcome>,
   ): Promise<void> {
     for (let start = 0; start < keys.length; start += ROWS_PER_STATEMENT) {
-      const chunk = keys.slice(start, start + ROWS_PER_STATEMENT);
-      try {
-        await this.mergeUnderLock(chunk, outcomes);
-      } catch (error) {
-        if (!isDataError(error)) throw error;
-        for (const { writes } of chunk) for (const write of writes) outcomes.delete(write);
-        const [only] = chunk;
-        if (chunk.length === 1 && only!.writes.length === 1) {
-          const refused = `the database refused the record: ${error.message}`.slice(0, 512);
-          outcomes.set(only!.writes[0]!, { stored: false, refused });
-        } else if (chunk.length === 1) {
-          for (const write of only!.writes)
-            await this.mergeIsolating([{ ...only!, writes: [write] }], outcomes);
-        } else {
-          const middle = Math.ceil(chunk.length / 2);
-          await this.mergeIsolating(chunk.slice(0, middle), outcomes);
-          await this.mergeIsolating(chunk.slice(middle), outcomes);
-        }
-      }
+      await isolatingDataErrors(
+        keys.slice(start, start + ROWS_PER_STATEMENT),
+        (chunk) => this.mergeUnderLock(chunk, outcomes),
+        (entry, refusal) => {
+          for (const write of entry.writes) outcomes.set(write, refusal);
+        },
+        (entry) => entry.writes.map((write) => ({ ...entry, writes: [write] })),
+      );
     }
   }
 
@@ -379,8 +367,12 @@ export class SqlStorage implements Storage {
         let columns: RecordColumns | undefined;
         const stored: RecordWrite[] = [];
         for (const write of entry.writes) {
-          const version = record === undefined ? null : recordVersion(record);
-          if (write.expected !== undefined && write.expected !== version) {
+          // The record's version is computed only for a write with a condition: with field
+          // writes it is their encoding.
+          if (
+            write.expected !== undefined &&
+            write.expected !== (record === undefined ? null : recordVersion(record))
+          ) {
             settled.set(write, NOT_STORED);
             continue;
           }
@@ -461,41 +453,30 @@ export class SqlStorage implements Storage {
     for (const [write, outcome] of settled) outcomes.set(write, outcome);
   }
 
-  /**
-   * Writes rows; when the database refuses them for their data, writes each half on its own,
-   * down to the single row it refuses, so that one bad row never fails the others.
-   */
+  /** Writes rows; a row the database refuses for its data is isolated (`isolatingDataErrors`). */
   private async writeIsolating(
     rows: readonly RecordWrite[],
     outcomes: Map<RecordWrite, WriteOutcome>,
   ): Promise<void> {
-    if (rows.length === 0) return;
-    try {
-      if (rows.length <= ROWS_PER_STATEMENT) {
-        // A single statement commits atomically on its own: one round trip instead of three
-        // (BEGIN, the statement, COMMIT).
-        await this.insert(this.driver, rows, outcomes);
-      } else {
-        await this.driver.transaction(async (sql) => {
-          for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT)
-            await this.insert(sql, rows.slice(start, start + ROWS_PER_STATEMENT), outcomes);
-        });
-      }
-    } catch (error) {
-      if (!isDataError(error)) throw error;
-      // What the failed attempt's statements said no longer holds: it was rolled back.
-      for (const row of rows) outcomes.delete(row);
-      if (rows.length === 1) {
-        outcomes.set(rows[0]!, {
-          stored: false,
-          refused: `the database refused the record: ${error.message}`.slice(0, 512),
-        });
-        return;
-      }
-      const middle = Math.ceil(rows.length / 2);
-      await this.writeIsolating(rows.slice(0, middle), outcomes);
-      await this.writeIsolating(rows.slice(middle), outcomes);
-    }
+    await isolatingDataErrors(
+      rows,
+      async (part) => {
+        // What an attempt records is kept only once it committed.
+        const answered = new Map<RecordWrite, WriteOutcome>();
+        if (part.length <= ROWS_PER_STATEMENT) {
+          // A single statement commits atomically on its own: one round trip instead of three
+          // (BEGIN, the statement, COMMIT).
+          await this.insert(this.driver, part, answered);
+        } else {
+          await this.driver.transaction(async (sql) => {
+            for (let start = 0; start < part.length; start += ROWS_PER_STATEMENT)
+              await this.insert(sql, part.slice(start, start + ROWS_PER_STATEMENT), answered);
+          });
+        }
+        for (const [row, outcome] of answered) outcomes.set(row, outcome);
+      },
+      (row, refusal) => outcomes.set(row, refusal),
+    );
   }
 
   private async insert(
@@ -647,6 +628,36 @@ function mergedUnderLock(write: RecordWrite): boolean {
   return (
     write.record.fields !== undefined || write.expected !== undefined || write.keepPrior === true
   );
+}
+
+/**
+ * Runs `attempt` on `items` (it records what it did only once it committed); when the database
+ * refuses them for their data, runs it on each half on its own, down to a single item, then on
+ * the parts `split` cuts that item into, if several, so that one bad row never fails the
+ * others. An item the database refuses on its own gets `refuse`d.
+ */
+async function isolatingDataErrors<T>(
+  items: readonly T[],
+  attempt: (items: readonly T[]) => Promise<void>,
+  refuse: (item: T, refusal: WriteOutcome) => void,
+  split: (item: T) => readonly T[] = () => [],
+): Promise<void> {
+  if (items.length === 0) return;
+  try {
+    await attempt(items);
+  } catch (error) {
+    if (!isDataError(error)) throw error;
+    const parts =
+      items.length > 1
+        ? [items.slice(0, Math.ceil(items.length / 2)), items.slice(Math.ceil(items.length / 2))]
+        : split(items[0]!).map((part) => [part]);
+    if (parts.length > 1) {
+      for (const part of parts) await isolatingDataErrors(part, attempt, refuse, split);
+      return;
+    }
+    const refused = `the database refused the record: ${error.message}`.slice(0, 512);
+    refuse(items[0]!, { stored: false, refused });
+  }
 }
 
 /** Sorts rows by map, then key: every writer locks rows in this order, so none deadlock. */

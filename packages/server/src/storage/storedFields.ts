@@ -71,7 +71,7 @@ export function recordOf(
  * What identifies a stored record, for a write conditioned on it (`RecordWrite.expected`):
  * the serialized timestamp of its whole write, and when it has field writes, their encoding
  * too (an update changes a record without changing its whole write, nor always its latest
- * write). The form without field writes is what SQL compares against `ts`.
+ * write).
  */
 export function recordVersion(record: LWWRecord<Value>): string {
   if (record.fields === undefined) return formatTimestamp(record.timestamp);

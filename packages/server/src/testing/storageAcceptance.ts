@@ -631,7 +631,25 @@ export function runStorageAcceptanceTests(
         await updater.close();
       });
 
-      it('never deadlocks whole writes and updates of the same keys from two processes', async () => {
+      it('refuses an update the database cannot index, alone: the other updates are written', async () => {
+        // 3 KB of UTF-8 that does not compress: over PostgreSQL's B-tree row limit.
+        const unindexable = Array.from({ length: 1024 }, (_, i) =>
+          String.fromCharCode(0x4e00 + ((i * 7919) % 20_000)),
+        ).join('');
+        const outcomes = await storage.writeRecords([
+          patch('iso2', 'fine-1', { a: 1 }, at(1)),
+          patch('iso2', unindexable, { a: 2 }, at(1)),
+          patch('iso2', 'fine-2', { a: 3 }, at(1)),
+        ]);
+        expect(outcomes.map((outcome) => outcome.stored)).toEqual([true, false, true]);
+        expect(outcomes[1]!.refused).toMatch(/database refused/);
+        expect((await loadAll(storage, 'iso2')).map((entry) => entry.key).sort()).toEqual([
+          'fine-1',
+          'fine-2',
+        ]);
+      });
+
+      it('lands every whole write and update of the same keys made from two processes at once', async () => {
         const other = new SqlStorage(await underTest.openAnother());
         const keys = ['a', 'b', 'c', 'd'];
         for (let round = 0; round < 30; round++) {
