@@ -241,7 +241,11 @@ describe('updates: field writes through the client', () => {
     ]);
     // The other tabs are told the record as it is now.
     const restored = tab.told.filter((message) => message.type === 'restore');
-    expect(restored.at(-1)).toEqual({ type: 'restore', map: 'todos', entries: [['a', record]] });
+    expect(restored.at(-1)).toEqual({
+      type: 'restore',
+      map: 'todos',
+      entries: [['a', record, expect.objectContaining({ timestamp: created!.record.timestamp })]],
+    });
   });
 
   it('rolls back a refused update without a server record to the fields before it', () => {

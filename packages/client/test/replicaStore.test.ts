@@ -112,13 +112,39 @@ describe('the replica store', () => {
       ['b', at(10, 'B')],
     ]);
     replicas.restoreFromTab('todos', [
-      ['a', at(5, 'rolled back')],
-      ['b', null],
+      ['a', at(5, 'rolled back'), at(10, 'A')],
+      ['b', null, at(10, 'B')],
     ]);
     expect(replicas.entry('todos').replica.getRecord('a')?.value).toBe('rolled back');
     expect(replicas.entry('todos').replica.getRecord('b')).toBeUndefined();
     expect(told).toEqual([]);
     expect(await stored()).toEqual([]);
+  });
+
+  it('keeps, over what another tab restored, the writes that tab had not merged, and stores them', async () => {
+    const { replicas, told, stored } = store();
+    const seen = at(10, { title: 'seen' });
+    // What both tabs held, then an update made here that the other tab had not merged when it
+    // rolled the record back; and a record this tab holds that the other removed (it had seen all).
+    replicas.load('todos', [
+      ['a', seen],
+      ['b', at(10, 'B')],
+    ]);
+    replicas.write(
+      'todos',
+      'a',
+      (replica) => replica.update('a', { done: true }) as LWWRecord<Value>,
+      false,
+    );
+    told.length = 0;
+    replicas.restoreFromTab('todos', [
+      ['a', at(5, { title: 'rolled back' }), seen],
+      ['b', null, at(10, 'B')],
+    ]);
+    expect(replicas.entry('todos').handle.get('a')).toEqual({ title: 'rolled back', done: true });
+    expect(replicas.entry('todos').replica.getRecord('b')).toBeUndefined();
+    expect(told).toEqual([]);
+    expect(await stored()).toEqual([['a', { title: 'rolled back', done: true }]]);
   });
 
   it('restores a record whatever the timestamps, and removes one outright', async () => {
@@ -136,8 +162,8 @@ describe('the replica store', () => {
     expect(replicas.entry('todos').replica.getRecord('a')?.value).toBe('rolled back');
     expect(replicas.entry('todos').replica.getRecord('b')).toBeUndefined();
     expect(told.slice(-2)).toEqual([
-      { type: 'restore', map: 'todos', entries: [['a', at(5, 'rolled back')]] },
-      { type: 'restore', map: 'todos', entries: [['b', null]] },
+      { type: 'restore', map: 'todos', entries: [['a', at(5, 'rolled back'), at(10, 'new')]] },
+      { type: 'restore', map: 'todos', entries: [['b', null, at(10, 'B')]] },
     ]);
     expect(await stored()).toEqual([['a', 'rolled back']]);
   });

@@ -2,7 +2,9 @@ import {
   type HLC,
   type LWWMap,
   type LWWRecord,
+  mergeRecords,
   LWWMap as ReplicaMap,
+  splitWrite,
   type Value,
 } from '@topgun/core';
 import type { PersistQueue } from '../storage/persistQueue.js';
@@ -16,12 +18,18 @@ export type ReplicaChange =
       readonly map: string;
       readonly entries: ReadonlyArray<readonly [string, LWWRecord<Value>]>;
     }
-  /** Records replaced or removed outright (rollback, re-stamp, revoke, reset). */
+  /**
+   * Records replaced or removed outright (rollback, re-stamp, revoke, reset): each key with
+   * its new record and the record the tab replaced.
+   */
   | {
       readonly type: 'restore';
       readonly map: string;
-      readonly entries: ReadonlyArray<readonly [string, LWWRecord<Value> | null]>;
+      readonly entries: ReadonlyArray<RestoredEntry>;
     };
+
+/** A key, its record after a restore (null: removed) and before it (null: none). */
+export type RestoredEntry = readonly [string, LWWRecord<Value> | null, LWWRecord<Value> | null];
 
 /** One map of the replica: its records, and the handle apps hold. */
 export interface ReplicaEntry {
@@ -150,13 +158,34 @@ export class ReplicaStore {
     this.entry(map).replica.loadRecords(entries);
   }
 
-  /** Records another tab restored (it persisted and shared them): applied here only. */
-  restoreFromTab(
-    map: string,
-    entries: ReadonlyArray<readonly [string, LWWRecord<Value> | null]>,
-  ): void {
+  /**
+   * Records another tab restored (it persisted and shared them). What this tab holds of a key
+   * beyond the record that tab replaced (writes made here that it had not merged yet) is
+   * merged back on top, and then persisted: a restore takes back only what the other tab knew.
+   */
+  restoreFromTab(map: string, entries: ReadonlyArray<RestoredEntry>): void {
     const { replica } = this.entry(map);
-    for (const [key, record] of entries) replica.restore(key, record ?? undefined);
+    for (const [key, record, replaced] of entries) {
+      const unseen = this.#unseen(replica.getRecord(key), replaced);
+      if (unseen === undefined) {
+        replica.restore(key, record ?? undefined);
+        continue;
+      }
+      const kept = record ? mergeRecords(record, unseen) : unseen;
+      replica.restore(key, kept);
+      this.#options.persist.record({ map, key, record: kept });
+    }
+  }
+
+  /** What `current` holds that `replaced` does not: writes merging would add to it. */
+  #unseen(
+    current: LWWRecord<Value> | undefined,
+    replaced: LWWRecord<Value> | null,
+  ): LWWRecord<Value> | undefined {
+    if (current === undefined || replaced === null) return current;
+    if (mergeRecords(replaced, current) === replaced) return undefined;
+    const split = splitWrite(current, replaced);
+    return split ? split.rest : current;
   }
 
   /**
@@ -165,10 +194,12 @@ export class ReplicaStore {
    * other tabs.
    */
   restore(map: string, key: string, record: LWWRecord<Value> | undefined): void {
-    this.entry(map).replica.restore(key, record);
+    const { replica } = this.entry(map);
+    const replaced = replica.getRecord(key) ?? null;
+    replica.restore(key, record);
     if (record === undefined) this.#options.persist.remove(map, key);
     else this.#options.persist.record({ map, key, record });
-    this.#options.share({ type: 'restore', map, entries: [[key, record ?? null]] });
+    this.#options.share({ type: 'restore', map, entries: [[key, record ?? null, replaced]] });
   }
 
   /**
@@ -177,12 +208,13 @@ export class ReplicaStore {
    */
   revoke(map: string, keys: Iterable<string>, keep: ReadonlySet<string>): void {
     const { replica } = this.entry(map);
-    const removed: Array<readonly [string, null]> = [];
+    const removed: RestoredEntry[] = [];
     for (const key of keys) {
-      if (keep.has(key) || replica.getRecord(key) === undefined) continue;
+      const replaced = replica.getRecord(key);
+      if (keep.has(key) || replaced === undefined) continue;
       replica.restore(key, undefined);
       this.#options.persist.remove(map, key);
-      removed.push([key, null]);
+      removed.push([key, null, replaced]);
     }
     if (removed.length > 0) this.#options.share({ type: 'restore', map, entries: removed });
   }
