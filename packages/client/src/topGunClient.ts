@@ -1,11 +1,6 @@
 import type { LWWRecord, Query, Value } from '@topgun/core';
 import { StorageError } from './clientErrors.js';
-import {
-  type ClientOptions,
-  immediateLeader,
-  randomId,
-  resolveClientOptions,
-} from './options/clientOptions.js';
+import { type ClientOptions, randomId, resolveClientOptions } from './options/clientOptions.js';
 import { LocalWrites, type RejectedWrite } from './outbox/localWrites.js';
 import { Outbox } from './outbox/outbox.js';
 import type { QueryHandle } from './queries/queryHandle.js';
@@ -21,7 +16,7 @@ import { PersistQueue } from './storage/persistQueue.js';
 import { browserOnlineManager } from './sync/onlineManager.js';
 import { SyncEngine } from './sync/syncEngine.js';
 import { webSocketTransport } from './sync/webSocketTransport.js';
-import { webLocksElection } from './tabs/leaderElection.js';
+import { immediateLeader, webLocksElection } from './tabs/leaderElection.js';
 import { openTabChannel, type TabMessage } from './tabs/tabChannel.js';
 import { TabSync } from './tabs/tabSync.js';
 

@@ -253,7 +253,8 @@ export function canonicalSize(value: unknown): number {
   }
 }
 
-const shared = new ValueHasher();
+// Marked pure, so that a bundle that never fingerprints does not keep it.
+const shared = /* @__PURE__ */ new ValueHasher();
 
 /**
  * The 64-bit fingerprint of a record value (`null` for a tombstone): the hash of its

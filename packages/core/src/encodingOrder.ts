@@ -1,9 +1,9 @@
-import { encodeValue } from './protocol/valueCodec.js';
+import { writeMessagePack } from './protocol/messagePackWriter.js';
 import type { Value } from './value.js';
 
 /** The byte order of two values' canonical encodings (`encodeValue`). */
 export function compareValueEncodings(a: Value, b: Value): number {
-  return sameEncoding(a, b) ? 0 : compareBytes(encodeValue(a), encodeValue(b));
+  return sameEncoding(a, b) ? 0 : compareBytes(writeMessagePack(a), writeMessagePack(b));
 }
 
 /**

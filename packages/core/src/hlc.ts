@@ -1,5 +1,7 @@
 import { ClockDriftError } from './clockDriftError.js';
 import { ValidationError } from './errors.js';
+import { isIntegerIn } from './isIntegerIn.js';
+import { NODE_ID_ISSUE } from './protocol/messageFields.js';
 import {
   isValidNodeId,
   MAX_COUNTER,
@@ -45,7 +47,7 @@ export class HLC {
 
   constructor(options: HLCOptions) {
     if (!isValidNodeId(options.nodeId)) {
-      throw new ValidationError('nodeId', 'expected 1-64 characters from A-Z a-z 0-9 _ -');
+      throw new ValidationError('nodeId', NODE_ID_ISSUE);
     }
     const maxDriftMs = options.maxDriftMs ?? DEFAULT_MAX_DRIFT_MS;
     if (!(maxDriftMs >= 0)) {
@@ -59,7 +61,7 @@ export class HLC {
   /** Current physical time from the injected clock, in whole milliseconds. */
   physicalTime(): number {
     const time = Math.floor(this.#physicalClock());
-    if (!Number.isFinite(time) || time < 0 || time > MAX_MILLIS) {
+    if (!isIntegerIn(time, 0, MAX_MILLIS)) {
       throw new ValidationError('now()', `the physical clock returned ${time}`);
     }
     return time;
@@ -79,7 +81,7 @@ export class HLC {
     } else {
       this.#tick();
     }
-    return { millis: this.#millis, counter: this.#counter, nodeId: this.nodeId };
+    return this.last;
   }
 
   /**
@@ -110,7 +112,7 @@ export class HLC {
       this.#millis = next;
       this.#counter = 0;
     }
-    return { millis: this.#millis, counter: this.#counter, nodeId: this.nodeId };
+    return this.last;
   }
 
   /** Checks a remote timestamp against the drift bound without moving the clock. */

@@ -66,11 +66,17 @@ export {
   validateMerklePath,
 } from './merkleTree.js';
 export { PARTITION_COUNT, partitionOf } from './partition.js';
-export { CLOSE_CODES } from './protocol/closeCodes.js';
+export {
+  CLOSE_CODES,
+  CLOSE_FORBIDDEN,
+  CLOSE_PROTOCOL_ERROR,
+  CLOSE_UNAUTHORIZED,
+} from './protocol/closeCodes.js';
 export { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './protocol/decodeLimits.js';
 export { decodeMessage } from './protocol/decodeMessage.js';
 export { decodeServerMessage } from './protocol/decodeServerMessage.js';
 export { encodeMessage } from './protocol/encodeMessage.js';
+export { decodeEntries, encodeEntries } from './protocol/entriesCodec.js';
 export { fittedChunks } from './protocol/fittedChunks.js';
 export { MAX_TOKEN_LENGTH } from './protocol/messageFields.js';
 export {
@@ -108,7 +114,7 @@ export { ProtocolError, type ProtocolErrorReason } from './protocol/protocolErro
 export { PROTOCOL_VERSION } from './protocol/protocolVersion.js';
 export type { ServerMessage, ServerMessageType } from './protocol/serverMessageChecks.js';
 export { fromSyncWire, toSyncWire } from './protocol/syncWire.js';
-export { decodeEntries, decodeValue, encodeEntries, encodeValue } from './protocol/valueCodec.js';
+export { decodeValue, encodeValue } from './protocol/valueCodec.js';
 export { fromWireEntry, toWireEntry } from './protocol/wireRecords.js';
 export {
   type CompiledQuery,
@@ -122,7 +128,12 @@ export {
 } from './query/compileQuery.js';
 export { evaluateQuery } from './query/evaluateQuery.js';
 export { MAX_PATH_SEGMENTS, readField } from './query/fieldPath.js';
-export { LiveQuery, type LiveQueryDelta, type RecordChange } from './query/liveQuery.js';
+export {
+  LiveQuery,
+  type LiveQueryDelta,
+  LiveResult,
+  type RecordChange,
+} from './query/liveQuery.js';
 export { QueryError } from './query/queryError.js';
 export type {
   Comparison,

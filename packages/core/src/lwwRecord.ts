@@ -12,6 +12,8 @@ import {
   withFieldWrites,
   withTtl,
 } from './fieldWrites.js';
+import { isIntegerIn } from './isIntegerIn.js';
+import { TTL_ISSUE } from './protocol/messageFields.js';
 import { compareTimestamps, type Timestamp, validateTimestamp } from './timestamp.js';
 import { type Value, validateValue } from './value.js';
 
@@ -132,16 +134,8 @@ export function validateRecord<V>(record: unknown, path = 'record'): LWWRecord<V
 
 /** Checks a TTL: a positive integer number of milliseconds. */
 export function validateTtl(ttlMs: unknown, path = 'ttlMs'): number {
-  if (
-    typeof ttlMs !== 'number' ||
-    !Number.isInteger(ttlMs) ||
-    ttlMs <= 0 ||
-    ttlMs > Number.MAX_SAFE_INTEGER
-  ) {
-    throw new ValidationError(
-      path,
-      `expected a positive integer of milliseconds, got ${describeValue(ttlMs)}`,
-    );
+  if (!isIntegerIn(ttlMs, 1, Number.MAX_SAFE_INTEGER)) {
+    throw new ValidationError(path, `${TTL_ISSUE}, got ${describeValue(ttlMs)}`);
   }
   return ttlMs;
 }

@@ -1,8 +1,10 @@
 import { canonicalSize } from './canonicalValue.js';
 import { ValidationError } from './errors.js';
 import { latestTimestamp } from './fieldWrites.js';
+import { isIntegerIn } from './isIntegerIn.js';
 import type { LWWRecord } from './lwwRecord.js';
-import { type HashWidth, LEAF_PATH_LENGTH, type MerkleTree } from './merkleTree.js';
+import { encodeHashes, type HashWidth, LEAF_PATH_LENGTH, type MerkleTree } from './merkleTree.js';
+import { PARTITION_COUNT } from './partition.js';
 import { toWireEntry } from './protocol/wireRecords.js';
 import { compareTimestamps, isValidNodeId, type Timestamp } from './timestamp.js';
 import { utf8Bytes } from './utf8Bytes.js';
@@ -166,12 +168,17 @@ export class SyncSession<V> {
     if (this.#started) throw new ValidationError('session', 'already started');
     this.#started = true;
     const tree = this.#replica.merkleTree;
-    const empty = tree.root.count === 0;
-    this.#probed = empty ? [] : [[]];
-    return {
-      ...emptyMessage<V>(this.#width, rootBytes(tree)),
-      hashes: empty ? new Uint8Array(0) : tree.childHashes([], this.#width),
-    };
+    // Without budgets: the root's children always go (an empty replica sends none).
+    const reply = new ReplyBuilder<V>(
+      this.#replica,
+      this.#tree,
+      this.#width,
+      Number.POSITIVE_INFINITY,
+      Number.POSITIVE_INFINITY,
+    );
+    if (tree.root.count > 0) reply.probe([], PARTITION_COUNT);
+    this.#probed = reply.probed;
+    return reply.message(rootBytes(tree));
   }
 
   /**
@@ -221,7 +228,7 @@ export class SyncSession<V> {
     );
 
     // 1. Wanted records from the digest entries this side sent last.
-    const wanted = readBits(message.wants, this.#digestKeysSent.length, 'wants');
+    const wanted = readBits(message.wants, this.#digestKeysSent.length, 1, 'wants');
     wanted.forEach((want, index) => {
       if (want) reply.addRecord(this.#digestKeysSent[index]!);
     });
@@ -240,7 +247,7 @@ export class SyncSession<V> {
     } else {
       probedByPeer = [];
       const total = this.#probed.reduce((sum, path) => sum + tree.childCount(path), 0);
-      const marks = readMarks(message.marks, total);
+      const marks = readBits(message.marks, total, 2, 'marks');
       let position = 0;
       for (const path of this.#probed) {
         const children = tree.childCount(path);
@@ -324,40 +331,25 @@ function isDigestible(path: readonly number[], count: number): boolean {
 
 /** The 8-byte root hash of a tree (lane 1 then lane 2, big-endian). */
 export function rootBytes(tree: MerkleTree): Uint8Array {
-  const bytes = new Uint8Array(8);
-  const view = new DataView(bytes.buffer);
-  const root = tree.root;
-  view.setUint32(0, root.hash1);
-  view.setUint32(4, root.hash2);
-  return bytes;
+  return encodeHashes(1, 8, () => tree.root);
 }
 
-/** Every stored record below the walk node at `path` (tombstones included). */
-function* recordsUnder<V>(
-  replica: SyncReplica<V>,
-  path: readonly number[],
-  tree: WalkTree<V>,
-): Generator<readonly [string, LWWRecord<V>]> {
-  for (const key of tree.keysUnder(path)) {
-    const record = replica.getRecord(key);
-    if (record !== undefined) yield [key, record];
-  }
-}
-
-/** The records of a bulk transfer ({@link SyncAnswer.bulk}), read from the replica as they are sent. */
+/**
+ * The records of a bulk transfer ({@link SyncAnswer.bulk}), tombstones included, read from the
+ * replica as they are sent.
+ */
 function* bulkRecords<V>(
   replica: SyncReplica<V>,
   bulk: readonly BulkItem[],
   tree: WalkTree<V>,
 ): Generator<readonly [string, LWWRecord<V>]> {
   for (const item of bulk) {
-    if ('key' in item) {
-      const record = replica.getRecord(item.key);
-      if (record !== undefined) yield [item.key, record];
-      continue;
-    }
-    for (const entry of recordsUnder(replica, item.path, tree)) {
-      if (item.except === undefined || !item.except.has(entry[0])) yield entry;
+    const keys = 'key' in item ? [item.key] : tree.keysUnder(item.path);
+    const except = 'key' in item ? undefined : item.except;
+    for (const key of keys) {
+      if (except?.has(key)) continue;
+      const record = replica.getRecord(key);
+      if (record !== undefined) yield [key, record];
     }
   }
 }
@@ -367,21 +359,6 @@ function bulkSize<V>(bulk: readonly BulkItem[], tree: WalkTree<V>): number {
   let size = 0;
   for (const item of bulk) size += 'key' in item ? 1 : tree.node(item.path).count;
   return size;
-}
-
-function emptyMessage<V>(width: HashWidth, root: Uint8Array): SyncMessage<V> {
-  return {
-    width,
-    root,
-    marks: new Uint8Array(0),
-    hashes: new Uint8Array(0),
-    digestSizes: [],
-    digestKeys: [],
-    digestStamps: new Uint8Array(0),
-    nodeIds: [],
-    wants: new Uint8Array(0),
-    records: [],
-  };
 }
 
 /** A digest entry: the item's latest timestamp, whether it has field writes, and its hash. */
@@ -410,7 +387,8 @@ class ReplyBuilder<V> {
   readonly #hashChunks: Uint8Array[] = [];
   readonly #digestSizes: number[] = [];
   readonly #stamps: DigestStamp[] = [];
-  readonly #wantBits: boolean[] = [];
+  /** 1 per digest entry to send, else 0. */
+  readonly #wantBits: number[] = [];
   readonly #records: Array<readonly [string, LWWRecord<V>]> = [];
   readonly #bulkItems: BulkItem[] = [];
   /** Estimated encoded size so far: fields, marks and want bits included. */
@@ -491,7 +469,7 @@ class ReplyBuilder<V> {
   }
 
   want(yes: boolean): void {
-    this.#wantBits.push(yes);
+    this.#wantBits.push(yes ? 1 : 0);
     this.#bytes += 0.125;
   }
 
@@ -527,26 +505,30 @@ class ReplyBuilder<V> {
   build(root: Uint8Array): SyncAnswer<V> {
     const says =
       this.#marks.some((mark) => mark !== MARK_SAME) ||
-      this.#wantBits.includes(true) ||
+      this.#wantBits.includes(1) ||
       this.#records.length > 0 ||
       this.#bulkItems.length > 0;
-    if (!says) return { message: undefined, bulk: [], truncated: this.#truncated };
-    const { stamps, nodeIds } = encodeStamps(this.#stamps);
     return {
-      message: {
-        width: this.#width,
-        root,
-        marks: packMarks(this.#marks),
-        hashes: concat(this.#hashChunks),
-        digestSizes: this.#digestSizes,
-        digestKeys: this.digestKeys,
-        digestStamps: stamps,
-        nodeIds,
-        wants: packBits(this.#wantBits),
-        records: this.#records,
-      },
+      message: says ? this.message(root) : undefined,
       bulk: this.#bulkItems,
       truncated: this.#truncated,
+    };
+  }
+
+  /** The message as built so far, whatever it says. */
+  message(root: Uint8Array): SyncMessage<V> {
+    const { stamps, nodeIds } = encodeStamps(this.#stamps);
+    return {
+      width: this.#width,
+      root,
+      marks: packBits(this.#marks, 2),
+      hashes: concat(this.#hashChunks),
+      digestSizes: this.#digestSizes,
+      digestKeys: this.digestKeys,
+      digestStamps: stamps,
+      nodeIds,
+      wants: packBits(this.#wantBits, 1),
+      records: this.#records,
     };
   }
 
@@ -572,7 +554,7 @@ function compareDigests<V>(
     throw new ValidationError('digestSizes', `expected ${paths.length} sizes, one per digest mark`);
   }
   const total = digestSizes.reduce((sum: number, size: unknown) => {
-    if (typeof size !== 'number' || !Number.isInteger(size) || size < 0) {
+    if (!isIntegerIn(size, 0, Number.POSITIVE_INFINITY)) {
       throw new ValidationError('digestSizes', 'expected non-negative integers');
     }
     return sum + size;
@@ -684,41 +666,32 @@ function sameItemHash(a: readonly [number, number], b: readonly [number, number]
   return a[0] >>> 0 === b[0] >>> 0 && a[1] >>> 0 === b[1] >>> 0;
 }
 
-function packMarks(marks: readonly number[]): Uint8Array {
-  const bytes = new Uint8Array(Math.ceil(marks.length / 4));
-  marks.forEach((mark, index) => {
-    bytes[index >> 2]! |= mark << (6 - 2 * (index & 3));
+/** Packs values of `bits` bits each (1 or 2), the first in the high bits of the first byte. */
+function packBits(values: readonly number[], bits: 1 | 2): Uint8Array {
+  const perByte = 8 / bits;
+  const bytes = new Uint8Array(Math.ceil(values.length / perByte));
+  values.forEach((value, index) => {
+    bytes[Math.floor(index / perByte)]! |= value << (8 - bits * ((index % perByte) + 1));
   });
   return bytes;
 }
 
-function readMarks(bytes: unknown, count: number): number[] {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== Math.ceil(count / 4)) {
-    throw new ValidationError('marks', `expected ${Math.ceil(count / 4)} bytes for ${count} marks`);
+/** The `count` values of `bits` bits each that {@link packBits} packed into `bytes`. */
+function readBits(bytes: unknown, count: number, bits: 1 | 2, field: string): number[] {
+  const perByte = 8 / bits;
+  const length = Math.ceil(count / perByte);
+  if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
+    throw new ValidationError(
+      field,
+      `expected ${length} bytes for ${count} values of ${bits} bits`,
+    );
   }
-  const marks: number[] = [];
+  const values: number[] = [];
   for (let index = 0; index < count; index++) {
-    marks.push((bytes[index >> 2]! >> (6 - 2 * (index & 3))) & 3);
+    const byte = bytes[Math.floor(index / perByte)]!;
+    values.push((byte >> (8 - bits * ((index % perByte) + 1))) & (bits === 1 ? 1 : 3));
   }
-  return marks;
-}
-
-function packBits(bits: readonly boolean[]): Uint8Array {
-  const bytes = new Uint8Array(Math.ceil(bits.length / 8));
-  bits.forEach((bit, index) => {
-    if (bit) bytes[index >> 3]! |= 0x80 >> (index & 7);
-  });
-  return bytes;
-}
-
-function readBits(bytes: unknown, count: number, field: string): boolean[] {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== Math.ceil(count / 8)) {
-    throw new ValidationError(field, `expected ${Math.ceil(count / 8)} bytes for ${count} bits`);
-  }
-  const bits: boolean[] = [];
-  for (let index = 0; index < count; index++)
-    bits.push((bytes[index >> 3]! & (0x80 >> (index & 7))) !== 0);
-  return bits;
+  return values;
 }
 
 function concat(chunks: readonly Uint8Array[]): Uint8Array {

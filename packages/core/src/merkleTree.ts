@@ -3,6 +3,7 @@ import { describeValue } from './describeValue.js';
 import { ValidationError } from './errors.js';
 import type { FieldWrites } from './fieldWrites.js';
 import { ItemHasher, keyHash } from './hash.js';
+import { isIntegerIn } from './isIntegerIn.js';
 import type { LWWRecord } from './lwwRecord.js';
 import {
   EMPTY_NODE,
@@ -176,15 +177,7 @@ export class MerkleTree {
    * @throws {ValidationError} when the path is malformed.
    */
   childHashes(path: readonly number[], width: HashWidth): Uint8Array {
-    const children = childCountOf(path);
-    const bytes = new Uint8Array(children * width);
-    const view = new DataView(bytes.buffer);
-    for (let child = 0; child < children; child++) {
-      const { hash1, hash2 } = this.#childNode(path, child);
-      view.setUint32(child * width, hash1);
-      if (width === 8) view.setUint32(child * width + 4, hash2);
-    }
-    return bytes;
+    return encodeHashes(childCountOf(path), width, (child) => this.#childNode(path, child));
   }
 
   /**
@@ -193,23 +186,7 @@ export class MerkleTree {
    * @throws {ValidationError} when the path or the encoded hashes are malformed.
    */
   differingChildren(path: readonly number[], peerHashes: Uint8Array, width: HashWidth): number[] {
-    const children = childCountOf(path);
-    if (!(peerHashes instanceof Uint8Array) || peerHashes.length !== children * width) {
-      throw new ValidationError(
-        'hashes',
-        `expected ${children * width} bytes for ${children} children of width ${width}`,
-      );
-    }
-    const view = new DataView(peerHashes.buffer, peerHashes.byteOffset, peerHashes.byteLength);
-    const differing: number[] = [];
-    for (let child = 0; child < children; child++) {
-      const own = this.#childNode(path, child);
-      const differs =
-        own.hash1 !== view.getUint32(child * width) ||
-        (width === 8 && own.hash2 !== view.getUint32(child * width + 4));
-      if (differs) differing.push(child);
-    }
-    return differing;
+    return differingHashes(this.childHashes(path, width), peerHashes, width);
   }
 
   /** Every key with an item below the node at `path` (in no particular order). */
@@ -319,6 +296,46 @@ function fieldedState(base: unknown, fields: FieldWrites): unknown[] {
   return state;
 }
 
+/**
+ * The hashes of `count` nodes, `nodeAt(0)` first, as {@link MerkleTree.childHashes} encodes
+ * them: per node, lane 1 as 4 big-endian bytes, then (width 8) lane 2.
+ */
+export function encodeHashes(
+  count: number,
+  width: HashWidth,
+  nodeAt: (index: number) => MerkleNode,
+): Uint8Array {
+  const bytes = new Uint8Array(count * width);
+  const view = new DataView(bytes.buffer);
+  for (let index = 0; index < count; index++) {
+    const { hash1, hash2 } = nodeAt(index);
+    view.setUint32(index * width, hash1);
+    if (width === 8) view.setUint32(index * width + 4, hash2);
+  }
+  return bytes;
+}
+
+/**
+ * The indexes of the nodes whose hashes differ, in order, between this side's encoded hashes
+ * (`own`) and a peer's.
+ * @throws {ValidationError} unless `peer` is as many bytes as `own`.
+ */
+export function differingHashes(own: Uint8Array, peer: unknown, width: HashWidth): number[] {
+  if (!(peer instanceof Uint8Array) || peer.length !== own.length) {
+    throw new ValidationError('hashes', `expected ${own.length} bytes`);
+  }
+  const differing: number[] = [];
+  for (let child = 0; child * width < own.length; child++) {
+    for (let index = child * width; index < (child + 1) * width; index++) {
+      if (own[index] !== peer[index]) {
+        differing.push(child);
+        break;
+      }
+    }
+  }
+  return differing;
+}
+
 /** The leaf path `[partition, d1, d2, d3, d4]` holding `key`. */
 export function leafPathOf(key: string): number[] {
   const hashOfKey = keyHash(key);
@@ -335,20 +352,25 @@ export function childCountOf(path: readonly number[]): number {
 
 /**
  * Checks a Merkle path from outside.
- * @throws {ValidationError} unless it is an array of at most 5 integers, the first in
- *   [0, 271) and the rest in [0, 4).
+ * @param maxLength The longest path accepted. Default: a leaf's, {@link LEAF_PATH_LENGTH}
+ *   (a walk's paths go on below the leaves).
+ * @throws {ValidationError} unless it is an array of at most `maxLength` integers, the first
+ *   in [0, 271) and the rest in [0, 4).
  */
-export function validateMerklePath(path: unknown): asserts path is readonly number[] {
-  if (!Array.isArray(path) || path.length > LEAF_PATH_LENGTH) {
+export function validateMerklePath(
+  path: unknown,
+  maxLength = LEAF_PATH_LENGTH,
+): asserts path is readonly number[] {
+  if (!Array.isArray(path) || path.length > maxLength) {
     throw new ValidationError(
       'path',
-      `expected an array of at most 5 integers, got ${describeValue(path)}`,
+      `expected an array of at most ${maxLength} integers, got ${describeValue(path)}`,
     );
   }
   for (let level = 0; level < path.length; level++) {
     const digit: unknown = path[level];
     const limit = level === 0 ? PARTITION_COUNT : MERKLE_FANOUT;
-    if (typeof digit !== 'number' || !Number.isInteger(digit) || digit < 0 || digit >= limit) {
+    if (!isIntegerIn(digit, 0, limit - 1)) {
       throw new ValidationError(
         `path[${level}]`,
         `expected an integer in [0, ${limit}), got ${describeValue(digit)}`,

@@ -1,5 +1,7 @@
 import { describeValue as describe } from './describeValue.js';
 import { ValidationError } from './errors.js';
+import { isIntegerIn } from './isIntegerIn.js';
+import { NODE_ID_ISSUE } from './protocol/messageFields.js';
 
 /**
  * A Hybrid Logical Clock timestamp. Timestamps are totally ordered by `millis`, then
@@ -88,33 +90,20 @@ export function validateTimestamp(value: unknown, path = 'timestamp'): Timestamp
     throw new ValidationError(path, `expected a timestamp object, got ${describe(value)}`);
   }
   const { millis, counter, nodeId } = value as Record<string, unknown>;
-  if (
-    typeof millis !== 'number' ||
-    !Number.isInteger(millis) ||
-    millis < 0 ||
-    millis > MAX_MILLIS
-  ) {
+  if (!isIntegerIn(millis, 0, MAX_MILLIS)) {
     throw new ValidationError(
       `${path}.millis`,
       `expected an integer in [0, 2^48), got ${describe(millis)}`,
     );
   }
-  if (
-    typeof counter !== 'number' ||
-    !Number.isInteger(counter) ||
-    counter < 0 ||
-    counter > MAX_COUNTER
-  ) {
+  if (!isIntegerIn(counter, 0, MAX_COUNTER)) {
     throw new ValidationError(
       `${path}.counter`,
       `expected an integer in [0, 65535], got ${describe(counter)}`,
     );
   }
   if (!isValidNodeId(nodeId)) {
-    throw new ValidationError(
-      `${path}.nodeId`,
-      `expected 1-64 characters from A-Z a-z 0-9 _ -, got ${describe(nodeId)}`,
-    );
+    throw new ValidationError(`${path}.nodeId`, `${NODE_ID_ISSUE}, got ${describe(nodeId)}`);
   }
   return value as Timestamp;
 }

@@ -1,13 +1,16 @@
-import { ValidationError } from './errors.js';
 import { hashString } from './hash.js';
 import type { LWWRecord } from './lwwRecord.js';
+import { EMPTY_NODE } from './merklePartition.js';
 import {
+  differingHashes,
+  encodeHashes,
   type HashWidth,
   LEAF_PATH_LENGTH,
   LEAVES_PER_PARTITION,
   MERKLE_FANOUT,
   type MerkleNode,
   type MerkleTree,
+  validateMerklePath,
 } from './merkleTree.js';
 import { PARTITION_COUNT } from './partition.js';
 
@@ -40,8 +43,6 @@ interface LeafItems {
   readonly sum2: Int32Array;
 }
 
-const EMPTY: MerkleNode = Object.freeze({ hash1: 0, hash2: 0, count: 0 });
-
 /**
  * A replica's tree as one walk message sees it: the stored tree down to its leaves, and
  * below them sub-leaves computed on demand from the leaf's items. Items are gathered once
@@ -59,14 +60,14 @@ export class WalkTree<V> {
 
   /** How many children the node at `path` has: 271 for the root, 0 at the deepest level, else 4. */
   childCount(path: readonly number[]): number {
-    validateWalkPath(path);
+    validateMerklePath(path, MAX_WALK_PATH_LENGTH);
     if (path.length === 0) return PARTITION_COUNT;
     return path.length === MAX_WALK_PATH_LENGTH ? 0 : MERKLE_FANOUT;
   }
 
   /** The summary of the node at `path`. */
   node(path: readonly number[]): MerkleNode {
-    validateWalkPath(path);
+    validateMerklePath(path, MAX_WALK_PATH_LENGTH);
     if (path.length <= LEAF_PATH_LENGTH) return this.#replica.merkleTree.node(path);
     return this.#subleafNode(path);
   }
@@ -75,40 +76,17 @@ export class WalkTree<V> {
   childHashes(path: readonly number[], width: HashWidth): Uint8Array {
     const children = this.childCount(path);
     if (path.length < LEAF_PATH_LENGTH) return this.#replica.merkleTree.childHashes(path, width);
-    const bytes = new Uint8Array(children * width);
-    const view = new DataView(bytes.buffer);
-    for (let child = 0; child < children; child++) {
-      const { hash1, hash2 } = this.#subleafNode([...path, child]);
-      view.setUint32(child * width, hash1);
-      if (width === 8) view.setUint32(child * width + 4, hash2);
-    }
-    return bytes;
+    return encodeHashes(children, width, (child) => this.#subleafNode([...path, child]));
   }
 
   /** Indexes of the children of `path` whose hashes differ from the peer's, in order. */
   differingChildren(path: readonly number[], peerHashes: Uint8Array, width: HashWidth): number[] {
-    if (path.length < LEAF_PATH_LENGTH) {
-      return this.#replica.merkleTree.differingChildren(path, peerHashes, width);
-    }
-    const own = this.childHashes(path, width);
-    if (!(peerHashes instanceof Uint8Array) || peerHashes.length !== own.length) {
-      throw new ValidationError('hashes', `expected ${own.length} bytes`);
-    }
-    const differing: number[] = [];
-    for (let child = 0; child * width < own.length; child++) {
-      for (let index = child * width; index < (child + 1) * width; index++) {
-        if (own[index] !== peerHashes[index]) {
-          differing.push(child);
-          break;
-        }
-      }
-    }
-    return differing;
+    return differingHashes(this.childHashes(path, width), peerHashes, width);
   }
 
   /** Every key with an item below the node at `path`. */
   *keysUnder(path: readonly number[]): Generator<string> {
-    validateWalkPath(path);
+    validateMerklePath(path, MAX_WALK_PATH_LENGTH);
     if (path.length <= 1) {
       yield* this.#replica.merkleTree.keysUnder(path);
       return;
@@ -132,7 +110,7 @@ export class WalkTree<V> {
   #subleafNode(path: readonly number[]): MerkleNode {
     const items = this.#itemsOf(path);
     const [first, end] = rangeOf(items, path);
-    if (first === end) return EMPTY;
+    if (first === end) return EMPTY_NODE;
     return {
       hash1: (items.sum1[end]! - items.sum1[first]!) >>> 0,
       hash2: (items.sum2[end]! - items.sum2[first]!) >>> 0,
@@ -208,25 +186,4 @@ function lowerBound(values: Float64Array, value: number): number {
     else high = middle;
   }
   return low;
-}
-
-/**
- * Checks a walk path from outside.
- * @throws {ValidationError} unless it is an array of at most 21 integers, the first in
- *   [0, 271) and the rest in [0, 4).
- */
-export function validateWalkPath(path: unknown): asserts path is readonly number[] {
-  if (!Array.isArray(path) || path.length > MAX_WALK_PATH_LENGTH) {
-    throw new ValidationError(
-      'path',
-      `expected an array of at most ${MAX_WALK_PATH_LENGTH} digits`,
-    );
-  }
-  for (let level = 0; level < path.length; level++) {
-    const digit: unknown = path[level];
-    const limit = level === 0 ? PARTITION_COUNT : MERKLE_FANOUT;
-    if (typeof digit !== 'number' || !Number.isInteger(digit) || digit < 0 || digit >= limit) {
-      throw new ValidationError(`path[${level}]`, `expected an integer in [0, ${limit})`);
-    }
-  }
 }

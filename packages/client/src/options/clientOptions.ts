@@ -90,16 +90,23 @@ export interface ResolvedClientOptions {
  * @throws {ConfigurationError} when `nodeId` is malformed or `url` is an empty list.
  */
 export function resolveClientOptions(options: ClientOptions): ResolvedClientOptions {
+  const { storage } = options;
   const dbName = options.dbName ?? 'topgun';
   if (options.nodeId !== undefined && !NODE_ID.test(options.nodeId)) {
     throw new ConfigurationError('nodeId', 'expected 1-40 characters from A-Z a-z 0-9 _');
   }
+  const indexedDb =
+    storage === 'indexeddb' || (storage === undefined && typeof indexedDB !== 'undefined');
   return {
     dbName,
     urls: serverUrls(options.url),
     nodeId: options.nodeId ?? persistentNodeId(dbName),
-    storage: resolveStorage(options.storage, dbName),
-    indexedDb: options.storage === 'indexeddb' || (options.storage === undefined && hasIndexedDb()),
+    storage: indexedDb
+      ? createIndexedDbStorage(dbName)
+      : storage === 'memory' || storage === undefined
+        ? createMemoryStorage()
+        : storage,
+    indexedDb,
   };
 }
 
@@ -110,31 +117,6 @@ function serverUrls(url: ClientOptions['url']): readonly [string, ...string[]] |
   const [first, ...rest] = url;
   if (first === undefined) throw new ConfigurationError('url', 'expected at least one server');
   return [first, ...rest];
-}
-
-function hasIndexedDb(): boolean {
-  return typeof indexedDB !== 'undefined';
-}
-
-function resolveStorage(storage: ClientOptions['storage'], dbName: string): ClientStorage {
-  if (storage === 'memory') return createMemoryStorage();
-  if (storage === 'indexeddb') return createIndexedDbStorage(dbName);
-  if (storage !== undefined) return storage;
-  return hasIndexedDb() ? createIndexedDbStorage(dbName) : createMemoryStorage();
-}
-
-/** Leadership for a client with no tabs to share with: it leads at once. */
-export function immediateLeader(): LeaderElection {
-  let closed = false;
-  return {
-    run: (onLeader) =>
-      queueMicrotask(() => {
-        if (!closed) onLeader();
-      }),
-    close: () => {
-      closed = true;
-    },
-  };
 }
 
 /** `length` random characters from A-Z a-z 0-9. */

@@ -1,4 +1,4 @@
-import { compileQuery, LiveQuery, type LWWMap, type Query, type QueryRow } from '@topgun/core';
+import { compileQuery, LiveResult, type LWWMap, type Query, type QueryRow } from '@topgun/core';
 
 /** Where a query's result comes from. */
 export type QueryStatus =
@@ -40,7 +40,7 @@ export interface QueryHandleHooks<V> {
  * status changed.
  */
 export class QueryHandle<V> {
-  #live: LiveQuery<V> | undefined;
+  #live: LiveResult<V> | undefined;
   #unsubscribeReplica: (() => void) | undefined;
   #unsubscribeBulk: (() => void) | undefined;
   readonly #listeners = new Set<() => void>();
@@ -126,7 +126,7 @@ export class QueryHandle<V> {
 
   #activate(): void {
     if (this.#live !== undefined) return;
-    const live = new LiveQuery(this.query, this.#replica.entries());
+    const live = new LiveResult(this.query, this.#replica.entries());
     this.#live = live;
     const useCache = this.#cachedRows !== undefined && this.#hooks.isLoaded?.() === false;
     this.#snapshot = {
@@ -142,7 +142,7 @@ export class QueryHandle<V> {
     });
     // A bulk load (start-up) is cheaper to evaluate once than change by change.
     this.#unsubscribeBulk = this.#replica.subscribeBulk(() => {
-      this.#live = new LiveQuery(this.query, this.#replica.entries());
+      this.#live = new LiveResult(this.query, this.#replica.entries());
       this.#rowsDidChange();
     });
     this.#hooks.onActive(this);

@@ -145,7 +145,6 @@ export class PersistQueue {
  */
 class ByRecord<T extends { readonly map: string; readonly key: string }> {
   readonly #maps = new Map<string, Map<string, T>>();
-  size = 0;
 
   set(item: T): void {
     let items = this.#maps.get(item.map);
@@ -153,13 +152,11 @@ class ByRecord<T extends { readonly map: string; readonly key: string }> {
       items = new Map();
       this.#maps.set(item.map, items);
     }
-    const before = items.size;
     items.set(item.key, item);
-    this.size += items.size - before;
   }
 
   delete(item: { readonly map: string; readonly key: string }): void {
-    if (this.#maps.get(item.map)?.delete(item.key)) this.size--;
+    this.#maps.get(item.map)?.delete(item.key);
   }
 
   has(item: { readonly map: string; readonly key: string }): boolean {

@@ -1,5 +1,7 @@
 import {
-  CLOSE_CODES,
+  CLOSE_FORBIDDEN,
+  CLOSE_PROTOCOL_ERROR,
+  CLOSE_UNAUTHORIZED,
   DEFAULT_DECODE_LIMITS,
   decodeServerMessage,
   encodeMessage,
@@ -201,9 +203,9 @@ export class ReconnectingConnection {
       // The session outlived its token: a fresh one (from the token provider) is due now.
       this.#attempt = 0;
     } else if (
-      code === CLOSE_CODES.unauthorized ||
-      code === CLOSE_CODES.protocolError ||
-      code === CLOSE_CODES.forbidden
+      code === CLOSE_UNAUTHORIZED ||
+      code === CLOSE_PROTOCOL_ERROR ||
+      code === CLOSE_FORBIDDEN
     ) {
       // Retrying at once would fail the same way: back off.
       this.#attempt = Math.max(this.#attempt, 4);

@@ -157,12 +157,7 @@ export class Walks {
       if (!lost(walk)) continue;
       this.#walks.delete(session);
       // Ended on the server too, so that it does not keep it (and count it) until it idles out.
-      this.#options.send({
-        type: 'sync_done',
-        map: walk.map,
-        session,
-        root: rootBytes(this.#options.replicas.entry(walk.map).replica.merkleTree),
-      });
+      this.#sendDone(walk.map, session);
       this.#retryLater(walk.map);
       this.#ended();
     }
@@ -232,16 +227,18 @@ export class Walks {
     // frame limit, so that the server has taken them (and told this client what to forget)
     // before it answers.
     if (answer.bulk.length > 0) this.#sendRecords(walk, message.session, answer.bulk);
-    if (answer.message !== undefined) {
-      this.#options.send(toSyncWire(walk.map, message.session, answer.message));
-      return;
-    }
-    this.#options.send({
-      type: 'sync_done',
-      map: walk.map,
-      session: message.session,
-      root: rootBytes(this.#options.replicas.entry(walk.map).replica.merkleTree),
-    });
+    if (answer.message === undefined) this.#sendDone(walk.map, message.session);
+    else this.#options.send(toSyncWire(walk.map, message.session, answer.message));
+  }
+
+  /** Ends walk `session` of `map`, telling the server this replica's root. */
+  #sendDone(map: string, session: number): void {
+    this.#options.send({ type: 'sync_done', map, session, root: this.#rootOf(map) });
+  }
+
+  /** The root hash of this replica of `map`, as walk messages carry it. */
+  #rootOf(map: string): Uint8Array {
+    return rootBytes(this.#options.replicas.entry(map).replica.merkleTree);
   }
 
   #sendRecords(
@@ -269,8 +266,7 @@ export class Walks {
 
   #onDone(walk: Walk, message: MessageOf<'sync_done'>): void {
     this.#walks.delete(message.session);
-    const own = rootBytes(this.#options.replicas.entry(walk.map).replica.merkleTree);
-    if (own.every((byte, index) => byte === message.root[index])) {
+    if (this.#rootOf(walk.map).every((byte, index) => byte === message.root[index])) {
       this.#attempts.delete(walk.map);
       if (message.syncedAt !== undefined) this.#synced(walk.map, message.syncedAt);
     } else if (walk.changed > 0) {

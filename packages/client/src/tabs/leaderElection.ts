@@ -17,17 +17,12 @@ export interface LeaderElection {
 export function webLocksElection(name: string): LeaderElection {
   const locks =
     typeof navigator !== 'undefined' ? (navigator as { locks?: LockManager }).locks : undefined;
+  if (locks === undefined) return immediateLeader();
   let release: (() => void) | undefined;
   let closed = false;
   const abort = typeof AbortController === 'undefined' ? undefined : new AbortController();
   return {
     run(onLeader) {
-      if (locks === undefined) {
-        queueMicrotask(() => {
-          if (!closed) onLeader();
-        });
-        return;
-      }
       locks
         .request(
           `topgun-leader:${name}`,
@@ -48,6 +43,20 @@ export function webLocksElection(name: string): LeaderElection {
       closed = true;
       release?.();
       abort?.abort();
+    },
+  };
+}
+
+/** Leadership for a client with no tabs to share with: it leads at once. */
+export function immediateLeader(): LeaderElection {
+  let closed = false;
+  return {
+    run: (onLeader) =>
+      queueMicrotask(() => {
+        if (!closed) onLeader();
+      }),
+    close: () => {
+      closed = true;
     },
   };
 }

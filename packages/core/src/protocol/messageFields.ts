@@ -18,6 +18,7 @@ export const MAP_NAME_ISSUE = 'expected a map name: 1-128 characters from A-Z a-
 export const NODE_ID_ISSUE = 'expected a node id: 1-64 characters from A-Z a-z 0-9 _ -';
 export const KEY_ISSUE = `expected a record key: 1-${MAX_KEY_BYTES} bytes of UTF-8, no U+0000 or lone surrogates`;
 export const UINT_ISSUE = 'expected an integer from 0 to 2^53 - 1';
+export const TTL_ISSUE = 'expected a TTL: a whole number of milliseconds, at least 1';
 
 /** Hash widths of a Merkle walk, in bytes. */
 export const HASH_WIDTHS = [4, 8] as const;

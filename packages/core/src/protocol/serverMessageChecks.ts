@@ -1,3 +1,4 @@
+import { isIntegerIn } from '../isIntegerIn.js';
 import { isValidMapName } from '../mapName.js';
 import { isValidKey } from '../recordKey.js';
 import { isValidNodeId } from '../timestamp.js';
@@ -40,10 +41,7 @@ const valid =
   (candidate) =>
     test(candidate) ? undefined : problem(message);
 
-const uint = valid(
-  (candidate) => Number.isSafeInteger(candidate) && (candidate as number) >= 0,
-  UINT_ISSUE,
-);
+const uint = valid((candidate) => isIntegerIn(candidate, 0, Number.MAX_SAFE_INTEGER), UINT_ISSUE);
 const boolean = valid((candidate) => typeof candidate === 'boolean', 'expected a boolean');
 const bytes = valid((candidate) => candidate instanceof Uint8Array, 'expected binary data');
 const key = valid(isValidKey, KEY_ISSUE);

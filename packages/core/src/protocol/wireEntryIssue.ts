@@ -1,8 +1,9 @@
 import { isObject } from '../fieldWrites.js';
+import { isIntegerIn } from '../isIntegerIn.js';
 import { isValidKey } from '../recordKey.js';
 import { isSerializedTimestamp } from '../timestamp.js';
 import { validateValue } from '../value.js';
-import { KEY_ISSUE } from './messageFields.js';
+import { KEY_ISSUE, TTL_ISSUE } from './messageFields.js';
 
 /** Where inside a message something is wrong, and what. */
 export interface Issue {
@@ -50,9 +51,9 @@ export function wireEntryIssue(entry: unknown): Issue | undefined {
   if (
     length > 3 &&
     !(length === 5 && ttlMs === null) &&
-    !(typeof ttlMs === 'number' && Number.isSafeInteger(ttlMs) && ttlMs >= 1)
+    !isIntegerIn(ttlMs, 1, Number.MAX_SAFE_INTEGER)
   ) {
-    return issue([3], 'expected a TTL: a whole number of milliseconds, at least 1');
+    return issue([3], TTL_ISSUE);
   }
   return length === 5 ? fieldWritesIssue(fields) : undefined;
 }

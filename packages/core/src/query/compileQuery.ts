@@ -1,6 +1,8 @@
 import { compareValues } from '../compareValues.js';
 import { describeValue } from '../describeValue.js';
 import { ValidationError } from '../errors.js';
+import { isIntegerIn } from '../isIntegerIn.js';
+import { UINT_ISSUE } from '../protocol/messageFields.js';
 import { stableStringify } from '../stableStringify.js';
 import { validateValue } from '../value.js';
 import { parseFieldPath, readField } from './fieldPath.js';
@@ -26,7 +28,7 @@ export const MAX_SORT_KEYS = 8;
 /** Most projected fields. */
 export const MAX_PROJECTED_FIELDS = 64;
 
-const QUERY_KEYS = new Set(['where', 'sort', 'limit', 'offset', 'fields']);
+const QUERY_OPTIONS = ['where', 'sort', 'limit', 'offset', 'fields'];
 const COMBINATORS = new Set(['and', 'or', 'not']);
 
 /** A candidate row with its sort values computed once. */
@@ -40,8 +42,6 @@ export interface SortableRow<V> {
 export interface CompiledQuery<V> {
   /** Whether a record value matches `where`. */
   readonly matches: (value: V) => boolean;
-  /** Builds the sortable form of a matching row. */
-  readonly toSortable: (key: string, value: V) => SortableRow<V>;
   /** The values of the sort keys of a record value, in sort-key order. */
   readonly sortValuesOf: (value: V) => unknown[];
   /** The result order: sort keys, then record key. */
@@ -61,10 +61,10 @@ export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
   if (!isPlainObject(query))
     throw new QueryError('query', `expected an object, got ${describeValue(query)}`);
   for (const key of Object.keys(query)) {
-    if (!QUERY_KEYS.has(key)) {
+    if (!QUERY_OPTIONS.includes(key)) {
       throw new QueryError(
         `query.${key}`,
-        'unknown query option (expected where, sort, limit, offset, fields)',
+        `unknown query option (expected ${QUERY_OPTIONS.join(', ')})`,
       );
     }
   }
@@ -88,7 +88,6 @@ export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
       canonical.forRecord(value);
       return predicate(value);
     }) as (value: V) => boolean,
-    toSortable: (key, value) => ({ key, value, sortValues: sortValuesOf(value) }),
     sortValuesOf,
     compare: (a, b) => {
       for (let i = 0; i < sortKeys.length; i++) {
@@ -348,8 +347,8 @@ function compileSort(sort: unknown): CompiledSortKey[] {
 
 function readCount(count: unknown, path: string, fallback: number): number {
   if (count === undefined) return fallback;
-  if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
-    throw new QueryError(path, `expected a non-negative integer, got ${describeValue(count)}`);
+  if (!isIntegerIn(count, 0, Number.MAX_SAFE_INTEGER)) {
+    throw new QueryError(path, `${UINT_ISSUE}, got ${describeValue(count)}`);
   }
   return count;
 }

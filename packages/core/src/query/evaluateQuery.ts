@@ -13,7 +13,8 @@ export function evaluateQuery<V>(
   const compiled = compileQuery(query);
   const matching = [];
   for (const [key, value] of entries) {
-    if (compiled.matches(value)) matching.push(compiled.toSortable(key, value));
+    if (compiled.matches(value))
+      matching.push({ key, value, sortValues: compiled.sortValuesOf(value) });
   }
   matching.sort(compiled.compare);
   const end = Math.min(matching.length, compiled.offset + compiled.limit);

@@ -42,9 +42,10 @@ const rowOf = <V>(entry: Entry<V>): QueryRow<V> => entry.row;
  * Maintains a query's result incrementally as records change: every matching record is
  * kept in a sorted index (binary search, then insertion), the result is a window of it, and
  * a row leaving a limited window is replaced from the index. `rows` keeps its identity until
- * the result really changes, so it can serve as a React snapshot.
+ * the result really changes, so it can serve as a React snapshot. A server builds large ones
+ * in slices with {@link LiveQuery.build}.
  */
-export class LiveQuery<V> {
+export class LiveResult<V> {
   readonly #compiled: CompiledQuery<V>;
   readonly #sorted: SortedList<Entry<V>>;
   readonly #entries = new Map<string, Entry<V>>();
@@ -61,39 +62,9 @@ export class LiveQuery<V> {
     this.#compiled = compileQuery(query);
     this.#sorted = new SortedList<Entry<V>>(this.#compiled.compare);
     const matching: Entry<V>[] = [];
-    for (const [key, value] of initial) this.#collect(key, value, matching);
+    for (const [key, value] of initial) this.collect(key, value, matching);
     matching.sort(this.#compiled.compare);
-    this.#settle(matching);
-  }
-
-  /**
-   * Builds a live query like the constructor, but in slices: `slicer.due()` is checked every
-   * 16 records (one record may cost a whole query's conditions) and `slicer.pause()` awaited
-   * when it says so, so that a large map never holds the caller's thread (a server's event
-   * loop) for long.
-   * @param maxRows Stop, resolving `undefined`, as soon as more records than this match.
-   * @throws {QueryError} when the query is invalid.
-   */
-  static async build<V>(
-    query: Query<V>,
-    initial: Iterable<readonly [string, V]>,
-    slicer: Slicer,
-    maxRows = Number.POSITIVE_INFINITY,
-  ): Promise<LiveQuery<V> | undefined> {
-    const live = new LiveQuery<V>(query);
-    const matching: Entry<V>[] = [];
-    let since = 0;
-    for (const [key, value] of initial) {
-      live.#collect(key, value, matching);
-      if (matching.length > maxRows) return undefined;
-      if (++since >= 16) {
-        since = 0;
-        if (slicer.due()) await slicer.pause();
-      }
-    }
-    await sortInSlices(matching, live.#compiled.compare, slicer);
-    live.#settle(matching);
-    return live;
+    this.settle(matching);
   }
 
   /** The current result rows, in order. The same array until the result changes. */
@@ -194,14 +165,21 @@ export class LiveQuery<V> {
     return this.#sorted.sliceMapped(offset, offset + limit, rowOf);
   }
 
-  #collect(key: string, value: V, matching: Entry<V>[]): void {
+  /** The result order (for {@link LiveQuery.build}, with `collect` and `settle`). */
+  protected get compare(): CompiledQuery<V>['compare'] {
+    return this.#compiled.compare;
+  }
+
+  /** Adds the record to `matching` (and to the result's entries) if it matches. */
+  protected collect(key: string, value: V, matching: Entry<V>[]): void {
     if (!this.#compiled.matches(value)) return;
     const entry = this.#createEntry(key, value);
     matching.push(entry);
     this.#entries.set(key, entry);
   }
 
-  #settle(matching: Entry<V>[]): void {
+  /** Makes `matching`, sorted, the whole index. */
+  protected settle(matching: Entry<V>[]): void {
     this.#sorted.assignSorted(matching);
     this.#window = this.#sliceWindow();
     this.#windowStale = false;
@@ -210,5 +188,42 @@ export class LiveQuery<V> {
   #createEntry(key: string, value: V): Entry<V> {
     const { sortValuesOf, toRow } = this.#compiled;
     return { key, value, sortValues: sortValuesOf(value), row: toRow(key, value) };
+  }
+}
+
+/**
+ * A {@link LiveResult} that can also be built in slices, as a server builds one for each
+ * subscription. Kept apart so that a client, which only maintains results, does not carry
+ * the sliced build and its sort in its bundle.
+ */
+export class LiveQuery<V> extends LiveResult<V> {
+  /**
+   * Builds a live query like the constructor, but in slices: `slicer.due()` is checked every
+   * 16 records (one record may cost a whole query's conditions) and `slicer.pause()` awaited
+   * when it says so, so that a large map never holds the caller's thread (a server's event
+   * loop) for long.
+   * @param maxRows Stop, resolving `undefined`, as soon as more records than this match.
+   * @throws {QueryError} when the query is invalid.
+   */
+  static async build<V>(
+    query: Query<V>,
+    initial: Iterable<readonly [string, V]>,
+    slicer: Slicer,
+    maxRows = Number.POSITIVE_INFINITY,
+  ): Promise<LiveQuery<V> | undefined> {
+    const live = new LiveQuery<V>(query);
+    const matching: Entry<V>[] = [];
+    let since = 0;
+    for (const [key, value] of initial) {
+      live.collect(key, value, matching);
+      if (matching.length > maxRows) return undefined;
+      if (++since >= 16) {
+        since = 0;
+        if (slicer.due()) await slicer.pause();
+      }
+    }
+    await sortInSlices(matching, live.compare, slicer);
+    live.settle(matching);
+    return live;
   }
 }

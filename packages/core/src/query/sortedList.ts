@@ -66,12 +66,7 @@ export class SortedList<T> {
     return position;
   }
 
-  /** The items at indexes `start` (inclusive) to `end` (exclusive). */
-  slice(start: number, end: number): T[] {
-    return this.sliceMapped(start, end, (item) => item);
-  }
-
-  /** `slice(start, end).map(map)` in one pass, without the intermediate array. */
+  /** The items at indexes `start` (inclusive) to `end` (exclusive), through `map`. */
   sliceMapped<R>(start: number, end: number, map: (item: T) => R): R[] {
     const result: R[] = [];
     let offset = 0;
