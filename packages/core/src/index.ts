@@ -61,6 +61,7 @@ export {
   leafPathOf,
   MERKLE_DEPTH,
   MERKLE_FANOUT,
+  itemHash,
   type MerkleNode,
   MerkleTree,
   validateMerklePath,
@@ -78,6 +79,7 @@ export { decodeServerMessage } from './protocol/decodeServerMessage.js';
 export { encodeMessage } from './protocol/encodeMessage.js';
 export { decodeEntries, encodeEntries } from './protocol/entriesCodec.js';
 export { fittedChunks } from './protocol/fittedChunks.js';
+export { encodeHave, holdsItem, MAX_WINDOW_ROWS } from './protocol/haveDigest.js';
 export { MAX_TOKEN_LENGTH } from './protocol/messageFields.js';
 export {
   ackSchema,
@@ -94,6 +96,7 @@ export {
   pingSchema,
   pongSchema,
   queryErrorSchema,
+  queryMoreSchema,
   querySnapshotSchema,
   queryUpdateSchema,
   rejectionReasonSchema,

@@ -129,9 +129,7 @@ export class MerkleTree {
 
   /** The hash of the item of `key` for `record`, as `[lane1, lane2]` (signed 32-bit). */
   itemHash(key: string, record: LWWRecord<unknown>): [number, number] {
-    itemHasher.beginKey(key);
-    hashItem(record);
-    return [itemHasher.lane1, itemHasher.lane2];
+    return itemHash(key, record);
   }
 
   /**
@@ -262,6 +260,16 @@ export class MerkleTree {
 }
 
 /** Hashes the current key's item for `record` into the item hasher's lanes. */
+/**
+ * The hash of the item of `key` for `record` (`specifications/merkle-sync.md`, "Item hash"),
+ * as `[lane1, lane2]` (signed 32-bit).
+ */
+export function itemHash(key: string, record: LWWRecord<unknown>): [number, number] {
+  itemHasher.beginKey(key);
+  hashItem(record);
+  return [itemHasher.lane1, itemHasher.lane2];
+}
+
 function hashItem(record: LWWRecord<unknown>): void {
   const { millis, counter, nodeId } = record.timestamp;
   const fields = record.fields;

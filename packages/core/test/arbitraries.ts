@@ -212,37 +212,56 @@ export const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
     type: fc.constant('changes' as const),
     changes: fc.array(fc.record({ map: mapNameArbitrary, entries }), { maxLength: 3 }),
   }),
-  fc.record({
-    type: fc.constant('subscribe' as const),
-    id: uint,
-    map: mapNameArbitrary,
-    query: fc.constantFrom(
-      {},
-      {
-        where: { done: false },
-        sort: [{ field: 'createdAt', direction: 'desc' as const }],
-        limit: 20,
-      },
-      {
-        where: { or: [{ 'a.b': { gte: 3 } }, { tags: { contains: 'x' } }] },
-        offset: 5,
-        fields: ['a'],
-      },
-    ),
-  }),
-  fc.record({
-    type: fc.constant('query_snapshot' as const),
-    id: uint,
-    entries,
-    last: fc.boolean(),
-  }),
-  fc.record({
-    type: fc.constant('query_update' as const),
-    id: uint,
-    enter: entries,
-    update: entries,
-    leave: fc.array(keyArbitrary, { maxLength: 3 }),
-  }),
+  fc.record(
+    {
+      type: fc.constant('subscribe' as const),
+      id: uint,
+      map: mapNameArbitrary,
+      have: fc
+        .uniqueArray(keyArbitrary, { maxLength: 3 })
+        .chain((keys) =>
+          fc
+            .uint8Array({ minLength: keys.length * 8, maxLength: keys.length * 8 })
+            .map((hashes) => ({ keys, hashes })),
+        ),
+      query: fc.constantFrom(
+        {},
+        {
+          where: { done: false },
+          sort: [{ field: 'createdAt', direction: 'desc' as const }],
+          limit: 20,
+        },
+        {
+          where: { or: [{ 'a.b': { gte: 3 } }, { tags: { contains: 'x' } }] },
+          offset: 5,
+          fields: ['a'],
+        },
+      ),
+    },
+    { requiredKeys: ['type', 'id', 'map', 'query'] },
+  ),
+  fc.record(
+    {
+      type: fc.constant('query_snapshot' as const),
+      id: uint,
+      entries,
+      last: fc.boolean(),
+      matching: uint,
+    },
+    { requiredKeys: ['type', 'id', 'entries', 'last'] },
+  ),
+  fc.record(
+    {
+      type: fc.constant('query_update' as const),
+      id: uint,
+      enter: entries,
+      update: entries,
+      leave: fc.array(keyArbitrary, { maxLength: 3 }),
+      matching: uint,
+    },
+    { requiredKeys: ['type', 'id', 'enter', 'update', 'leave'] },
+  ),
+  fc.record({ type: fc.constant('query_more' as const), id: uint, limit: uint }),
   fc.record({ type: fc.constant('unsubscribe' as const), id: uint }),
   fc.record({
     type: fc.constant('query_error' as const),

@@ -138,46 +138,44 @@ describe('LiveQuery', () => {
   });
 
   // The maintainer must always agree with a full evaluation of the current state.
-  it('always equals evaluateQuery on the current state', () => {
-    const itemArbitrary = fc.record(
+  const itemArbitrary = fc.record(
+    {
+      group: fc.constantFrom('a', 'b'),
+      score: fc.integer({ min: 0, max: 5 }),
+      done: fc.boolean(),
+    },
+    { requiredKeys: ['group', 'score'] },
+  );
+  const queryArbitrary: fc.Arbitrary<Query<Item>> = fc
+    .record(
       {
-        group: fc.constantFrom('a', 'b'),
-        score: fc.integer({ min: 0, max: 5 }),
-        done: fc.boolean(),
+        where: fc.oneof(
+          fc.constant({}),
+          fc.constant({ group: 'a' }),
+          fc.record({ score: fc.record({ gte: fc.integer({ min: 0, max: 5 }) }) }),
+          fc.constant({ or: [{ done: true }, { score: { lt: 2 } }] }),
+        ),
+        sort: fc.oneof(
+          fc.constant(undefined),
+          fc.constant(['score']),
+          fc.constant([{ field: 'score', direction: 'desc' as const }, 'group']),
+          fc.constant([{ field: 'done', direction: 'desc' as const }]),
+        ),
+        limit: fc.option(fc.integer({ min: 0, max: 6 }), { nil: undefined }),
+        offset: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
       },
-      { requiredKeys: ['group', 'score'] },
+      { requiredKeys: [] },
+    )
+    .map(
+      (query) =>
+        Object.fromEntries(Object.entries(query).filter(([, v]) => v !== undefined)) as Query<Item>,
     );
-    const queryArbitrary: fc.Arbitrary<Query<Item>> = fc
-      .record(
-        {
-          where: fc.oneof(
-            fc.constant({}),
-            fc.constant({ group: 'a' }),
-            fc.record({ score: fc.record({ gte: fc.integer({ min: 0, max: 5 }) }) }),
-            fc.constant({ or: [{ done: true }, { score: { lt: 2 } }] }),
-          ),
-          sort: fc.oneof(
-            fc.constant(undefined),
-            fc.constant(['score']),
-            fc.constant([{ field: 'score', direction: 'desc' as const }, 'group']),
-            fc.constant([{ field: 'done', direction: 'desc' as const }]),
-          ),
-          limit: fc.option(fc.integer({ min: 0, max: 6 }), { nil: undefined }),
-          offset: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
-        },
-        { requiredKeys: [] },
-      )
-      .map(
-        (query) =>
-          Object.fromEntries(
-            Object.entries(query).filter(([, v]) => v !== undefined),
-          ) as Query<Item>,
-      );
-    const changeArbitrary = fc.tuple(
-      fc.constantFrom('k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7'),
-      fc.option(itemArbitrary),
-    );
+  const changeArbitrary = fc.tuple(
+    fc.constantFrom('k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7'),
+    fc.option(itemArbitrary),
+  );
 
+  it('always equals evaluateQuery on the current state', () => {
     fc.assert(
       fc.property(
         fc.array(fc.tuple(fc.constantFrom('k0', 'k1', 'k2', 'k3'), itemArbitrary), {
@@ -204,6 +202,37 @@ describe('LiveQuery', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+  it('grows its window with setLimit: the rows after the last one enter, and it still equals evaluateQuery', () => {
+    const growArbitrary = fc.record({ grow: fc.integer({ min: 0, max: 4 }) });
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom('k0', 'k1', 'k2', 'k3'), itemArbitrary), {
+          maxLength: 6,
+        }),
+        queryArbitrary,
+        fc.array(fc.oneof(changeArbitrary, growArbitrary), { maxLength: 30 }),
+        (initial, query, steps) => {
+          const map = mapWith(initial);
+          const live = new LiveQuery(query, map.entries());
+          map.subscribe((change) => live.apply(change));
+          for (const step of steps) {
+            if ('grow' in step) {
+              const before = live.rows;
+              const delta = live.setLimit(live.limit + step.grow);
+              expect(live.rows.slice(0, before.length)).toEqual(before);
+              expect(delta.entered).toEqual(live.rows.slice(before.length));
+              expect(delta.changed).toBe(delta.entered.length > 0);
+            } else if (step[1] === null) map.delete(step[0]);
+            else map.set(step[0], step[1]);
+            const grown =
+              live.limit === Number.POSITIVE_INFINITY ? query : { ...query, limit: live.limit };
+            expect(live.rows).toEqual(evaluateQuery(grown, map.entries()));
+          }
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 });

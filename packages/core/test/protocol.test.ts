@@ -3,12 +3,16 @@ import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_DECODE_LIMITS,
   decodeMessage,
+  encodeHave,
   encodeMessage,
+  holdsItem,
+  itemHash,
   MESSAGE_TYPES,
   type Message,
   PROTOCOL_VERSION,
   ProtocolError,
   type ProtocolErrorReason,
+  withFieldWrites,
 } from '../src/index.js';
 import { messageArbitrary } from './arbitraries.js';
 import { plain } from './plain.js';
@@ -82,8 +86,8 @@ describe('test vectors (specifications/protocol.md)', () => {
     expect(plain(decodeMessage(fromHex(bytes)))).toEqual(plain(message));
   });
 
-  it('speaks protocol version 4', () => {
-    expect(PROTOCOL_VERSION).toBe(4);
+  it('speaks protocol version 5', () => {
+    expect(PROTOCOL_VERSION).toBe(5);
   });
 });
 
@@ -217,6 +221,32 @@ describe('hostile frames', () => {
       'INVALID_MESSAGE',
     ],
     ['an empty ops batch', () => raw.pack({ type: 'ops', ops: [] }), 'INVALID_MESSAGE'],
+    ...(
+      [
+        ['a key named twice', ['a', 'a'], 16],
+        ['hashes not 8 bytes per key', ['a', 'b'], 15],
+        ['more than 10 000 keys', Array.from({ length: 10_001 }, (_, i) => `k${i}`), 80_008],
+      ] as const
+    ).map(
+      ([what, keys, bytes]) =>
+        [
+          `a have with ${what}`,
+          () =>
+            raw.pack({
+              type: 'subscribe',
+              id: 1,
+              map: 'm',
+              query: {},
+              have: { keys, hashes: new Uint8Array(bytes) },
+            }),
+          'INVALID_MESSAGE',
+        ] as const,
+    ),
+    [
+      'a negative window limit',
+      () => raw.pack({ type: 'query_more', id: 1, limit: -1 }),
+      'INVALID_MESSAGE',
+    ],
     [
       'an invalid live query',
       () => raw.pack({ type: 'subscribe', id: 1, map: 'm', query: { where: { a: { gtt: 1 } } } }),
@@ -433,5 +463,32 @@ describe('errors of invalid messages', () => {
     expect(messageOf({ type: 'hello', protocol: 1, nodeId: 'no spaces' })).toBe(
       'hello: nodeId: expected a node id: 1-64 characters from A-Z a-z 0-9 _ -',
     );
+  });
+});
+
+describe('have digests (query-scoped maps)', () => {
+  const stamp = (millis: number) => ({ millis, counter: 0, nodeId: 'n1' });
+  const record = { value: { title: 'x', done: false }, timestamp: stamp(5) };
+
+  it('name each record by its item hash, 8 bytes per key in order', () => {
+    const other = withFieldWrites(record, { done: { timestamp: stamp(6), value: true } });
+    const { keys, hashes } = encodeHave([
+      ['a', record],
+      ['b', other],
+    ]);
+    expect(keys).toEqual(['a', 'b']);
+    expect(hashes.length).toBe(16);
+    const view = new DataView(hashes.buffer);
+    expect([view.getInt32(8), view.getInt32(12)]).toEqual(itemHash('b', other));
+    expect(holdsItem(hashes, 0, 'a', record)).toBe(true);
+    expect(holdsItem(hashes, 1, 'b', other)).toBe(true);
+    // A field write, another key, or another timestamp is another item.
+    expect(holdsItem(hashes, 0, 'a', other)).toBe(false);
+    expect(holdsItem(hashes, 1, 'a', other)).toBe(false);
+    expect(holdsItem(hashes, 0, 'a', { ...record, timestamp: stamp(7) })).toBe(false);
+    // Read at the right place inside a larger buffer, as a decoder hands bins out.
+    const inside = new Uint8Array(24);
+    inside.set(hashes, 8);
+    expect(holdsItem(inside.subarray(8), 1, 'b', other)).toBe(true);
   });
 });

@@ -267,7 +267,7 @@ export class AnnouncementFollower {
     const changes = mergeStored(map, stored);
     if (changes.length === 0) return;
     this.deps.fanout.publish(name, changes, undefined);
-    await this.deps.liveQueries.onChanges(name, changes, undefined);
+    await this.deps.liveQueries.onChanges(name, changes);
   }
 }
 

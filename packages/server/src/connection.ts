@@ -388,6 +388,9 @@ export class ClientConnection implements Peer {
       case 'subscribe':
         await this.onSubscribe(message);
         return;
+      case 'query_more':
+        await this.services.liveQueries.more(this, message.id, message.limit);
+        return;
       case 'unsubscribe':
         this.services.liveQueries.unsubscribe(this, message.id);
         return;
@@ -443,6 +446,7 @@ export class ClientConnection implements Peer {
             message.query,
             slicer,
             this.submitOptions.mayLoadMap,
+            message.have,
           ),
         () =>
           refuse(

@@ -132,7 +132,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   // After the commit slot is free: pushing changes to clients never holds the next commit up.
   pipeline.onCommitted(async ({ map, changes, origin }) => {
     fanout.publish(map, changes, origin);
-    await liveQueries.onChanges(map, changes, origin);
+    await liveQueries.onChanges(map, changes);
   });
   const connections = new Set<ClientConnection>();
   const channel = storage.announcements;

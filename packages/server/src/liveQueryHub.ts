@@ -1,7 +1,10 @@
 import {
   encodeMessage,
+  fittedChunks,
+  holdsItem,
   isRecordAbsent,
   LiveQuery,
+  MAX_WINDOW_ROWS,
   type LWWMap,
   type MessageOf,
   type Query,
@@ -29,8 +32,20 @@ interface Subscription {
   readonly missed: CommittedChange[];
   /** Rows counted against the budgets. */
   rows: number;
+  /** The `matching` its client last learned (`hasMore` changes when it crosses the window's end). */
+  matching: number;
+  /** The query's `offset` (a window grows up to {@link MAX_WINDOW_ROWS} rows with it). */
+  readonly offset: number;
+  /** A window grown while the subscription was being built: applied once it is. */
+  grownTo: number | undefined;
   /** Lets the grid evict the map again (the subscription held it from its start). */
   readonly release: () => void;
+}
+
+/** The records a client holds of a result (`subscribe`'s `have`). */
+export interface Have {
+  readonly keys: readonly string[];
+  readonly hashes: Uint8Array;
 }
 
 type QueryErrorCode = Exclude<MessageOf<'query_error'>['code'], 'INVALID_QUERY'>;
@@ -71,7 +86,10 @@ export class LiveQueryHub {
     },
   ) {}
 
-  /** Starts a subscription and sends its snapshot, or a `query_error`. */
+  /**
+   * Starts a subscription and sends its snapshot, or a `query_error`. With `have` (the records
+   * the client holds of the result), the snapshot is a delta against it.
+   */
   async subscribe(
     peer: Peer,
     id: number,
@@ -79,6 +97,7 @@ export class LiveQueryHub {
     query: Query<Value>,
     slicer: WorkSlicer,
     mayLoadMap: () => boolean = () => true,
+    have?: Have,
   ): Promise<void> {
     if (this.byPeer.get(peer)?.has(id)) this.unsubscribe(peer, id);
     const subscriptions = this.byPeer.get(peer) ?? new Map<number, Subscription>();
@@ -131,6 +150,9 @@ export class LiveQueryHub {
       live: undefined,
       missed: [],
       rows: 0,
+      matching: 0,
+      offset: query.offset ?? 0,
+      grownTo: undefined,
       release,
     };
     subscriptions.set(id, subscription);
@@ -166,6 +188,7 @@ export class LiveQueryHub {
     for (const change of subscription.missed.splice(0)) {
       live.apply({ key: change.key, value: see(filter, change, this.deps.now()).value });
     }
+    if (subscription.grownTo !== undefined) live.setLimit(subscription.grownTo);
     const refusal = this.account(subscription);
     if (refusal !== undefined) {
       this.unsubscribe(peer, id);
@@ -174,17 +197,91 @@ export class LiveQueryHub {
     }
 
     const rows = live.rows;
+    const held = new Map(have?.keys.map((key, index) => [key, index]));
+    const holds = (key: string, record: GridRecord) => {
+      const index = held.get(key);
+      return index !== undefined && holdsItem(have!.hashes, index, key, record);
+    };
+    const now = this.deps.now();
+    // Keys the client named outside the result: their current record when it is live,
+    // readable and newer than the client's; a revoke when it is absent or hidden.
+    const revoked: string[] = [];
+    const outside: string[] = [];
+    if (held.size > 0) {
+      const inResult = new Set(rows.map((row) => row.key));
+      for (const key of held.keys()) {
+        if (inResult.has(key)) continue;
+        const record = map.getRecord(key) as GridRecord | undefined;
+        if (record === undefined || isRecordAbsent(record, now) || !filter.sees(key, record))
+          revoked.push(key);
+        else if (!holds(key, record)) outside.push(key);
+      }
+    }
     const entries = (function* () {
-      for (const row of rows) yield toWireEntry(row.key, map.getRecord(row.key)!);
+      for (const row of rows) {
+        const record = map.getRecord(row.key) as GridRecord;
+        if (!holds(row.key, record)) yield toWireEntry(row.key, record);
+      }
+      for (const key of outside) yield entryOf(map, key);
     })();
+    subscription.matching = live.matchingCount;
     await streamChunks(
       peer,
       entries,
-      (chunk, { last }) => encodeMessage({ type: 'query_snapshot', id, entries: [...chunk], last }),
+      (chunk, { last }) => {
+        if (last && revoked.length > 0) sendRevoke(peer, mapName, revoked.splice(0));
+        return encodeMessage({
+          type: 'query_snapshot',
+          id,
+          entries: [...chunk],
+          last,
+          ...(last ? { matching: subscription.matching } : {}),
+        });
+      },
       this.deps.limits,
       slicer,
       () => subscriptions.get(id) === subscription,
     );
+  }
+
+  /**
+   * Grows a subscription's window to `limit` rows and sends the rows after its old last row.
+   * An unknown id is ignored (the subscription may have just ended).
+   */
+  async more(peer: Peer, id: number, limit: number): Promise<void> {
+    const subscription = this.byPeer.get(peer)?.get(id);
+    if (subscription === undefined) return;
+    const { live } = subscription;
+    if (subscription.offset + limit > MAX_WINDOW_ROWS) {
+      this.unsubscribe(peer, id);
+      this.refuse(peer, id, 'LIMIT', `a window may hold at most ${MAX_WINDOW_ROWS} rows`);
+      return;
+    }
+    if (live === undefined) {
+      subscription.grownTo = Math.max(subscription.grownTo ?? 0, limit);
+      return;
+    }
+    // Not grown (a repeated or smaller limit, or a query without one): nothing to answer.
+    if (!(limit > live.limit)) return;
+    const entered = live.setLimit(limit).entered;
+    // Held by the subscription: loaded.
+    const map = await this.deps.grid.get(subscription.map);
+    if (this.byPeer.get(peer)?.get(id) !== subscription) return;
+    const entries = entered.map((row) => entryOf(map, row.key));
+    subscription.matching = live.matchingCount;
+    const encode = (enter: readonly WireEntry[]) =>
+      encodeMessage({
+        type: 'query_update',
+        id,
+        enter: [...enter],
+        update: [],
+        leave: [],
+        matching: subscription.matching,
+      });
+    const { maxFrameBytes, chunkRecords } = this.deps.limits;
+    for (const { frame } of fittedChunks(entries, encode, maxFrameBytes, chunkRecords))
+      peer.sendEncoded(frame);
+    if (entries.length === 0) peer.sendEncoded(encode([]));
   }
 
   /** Ends a subscription. */
@@ -207,15 +304,11 @@ export class LiveQueryHub {
 
   /**
    * Feeds committed changes to the map's subscriptions. Their clients learn what entered, was
-   * updated in, or left each result, except `origin` (its own writes) and clients that follow
-   * the map: those get the same records as `changes` (and their revokes with them), and
-   * evaluate the query on their replica.
+   * updated in, or left each result, except clients that follow the map: those get the same
+   * records as `changes` (and their revokes with them), and evaluate the query on their
+   * replica.
    */
-  async onChanges(
-    mapName: string,
-    changes: readonly CommittedChange[],
-    origin: Peer | undefined,
-  ): Promise<void> {
+  async onChanges(mapName: string, changes: readonly CommittedChange[]): Promise<void> {
     const subscriptions = this.byMap.get(mapName);
     if (subscriptions === undefined || subscriptions.size === 0) return;
     const map = await this.deps.grid.get(mapName);
@@ -228,7 +321,9 @@ export class LiveQueryHub {
         subscription.missed.push(...changes);
         continue;
       }
-      const silent = peer === origin || this.deps.fanout.follows(peer, mapName);
+      // A client that follows the map gets its changes as `changes`. One that does not gets
+      // the updates its own writes cause too: rows they push in are not in its replica.
+      const silent = this.deps.fanout.follows(peer, mapName);
       const enter: WireEntry[] = [];
       const update: WireEntry[] = [];
       const leave: string[] = [];
@@ -244,6 +339,9 @@ export class LiveQueryHub {
         for (const row of delta.entered) enter.push(entryOf(map, row.key));
         for (const row of delta.updated) update.push(entryOf(map, row.key));
         leave.push(...delta.left);
+        // A record that left because it changed: its new version (a tombstone included), so
+        // that the client's own evaluation drops it too; a revoke if it may no longer read it.
+        if (!revoke && delta.left.includes(change.key)) update.push(entryOf(map, change.key));
       }
       const refusal = this.account(subscription);
       if (refusal !== undefined) {
@@ -251,8 +349,15 @@ export class LiveQueryHub {
         this.refuse(peer, subscription.id, 'LIMIT', refusal);
         continue;
       }
-      if (enter.length + update.length + leave.length > 0)
-        peer.send({ type: 'query_update', id: subscription.id, enter, update, leave });
+      if (silent) continue;
+      const matching = live.matchingCount;
+      // Whether more rows follow the window changed: told even when no row did.
+      const end = subscription.offset + live.limit;
+      const crossed = matching > end !== subscription.matching > end;
+      if (enter.length + update.length + leave.length > 0 || crossed) {
+        subscription.matching = matching;
+        peer.send({ type: 'query_update', id: subscription.id, enter, update, leave, matching });
+      }
     }
     for (const [peer, keys] of revokes) sendRevoke(peer, mapName, keys);
   }

@@ -1,8 +1,10 @@
 import {
   decodeMessage,
+  encodeHave,
   formatTimestamp,
   fromWireEntry,
   PROTOCOL_VERSION,
+  type Query,
   toWireEntry,
   type Value,
   withFieldWrites,
@@ -118,12 +120,12 @@ export function runServerSuite(
         expect(await client.closed()).toBe(1002);
       });
 
-      it('tells a client of protocol 3 (whole-record merge) that it must be upgraded', async () => {
+      it('tells a client of protocol 4 (no query-scoped maps) that it must be upgraded', async () => {
         const client = await TestClient.open(url);
-        const answer = await client.hello(undefined, 3);
+        const answer = await client.hello(undefined, 4);
         expect(answer).toMatchObject({ type: 'error', code: 'PROTOCOL_VERSION', retryable: false });
         expect((answer as { message: string }).message).toMatch(
-          /^upgrade required: .*protocol 4, the client 3/,
+          /^upgrade required: .*protocol 5, the client 4/,
         );
         expect(await client.closed()).toBe(1002);
       });
@@ -573,6 +575,125 @@ export function runServerSuite(
         expect(subscriber.pending('query_update')).toHaveLength(0);
         writer.close();
         subscriber.close();
+      });
+
+      it('resumes a query-scoped window by digest: only what entered, changed or left', async () => {
+        const writer = await TestClient.connect(url);
+        await writer.write(
+          'events',
+          Array.from({ length: 8 }, (_, i) => [`e${i}`, { kind: 'x', at: i }] as [string, Value]),
+        );
+        const query: Query = {
+          where: { kind: 'x' },
+          sort: [{ field: 'at', direction: 'desc' }],
+          limit: 4,
+        };
+        const first = await TestClient.connect(url);
+        first.send({ type: 'subscribe', id: 1, map: 'events', query });
+        const snapshot = await first.next('query_snapshot');
+        if (snapshot.type !== 'query_snapshot') throw new Error();
+        expect(snapshot).toMatchObject({ last: true, matching: 8 });
+        const held = snapshot.entries.map((entry) => fromWireEntry<Value>(entry));
+        expect(held.map(([key]) => key)).toEqual(['e7', 'e6', 'e5', 'e4']);
+        first.close();
+
+        // Offline meanwhile: e6 changes, e5 is deleted, e9 enters; e0 changes outside the window.
+        await writer.write('events', [
+          ['e6', { kind: 'x', at: 6, seen: true }],
+          ['e5', null],
+          ['e9', { kind: 'x', at: 9 }],
+          ['e0', { kind: 'x', at: 0, seen: true }],
+        ]);
+        // The client also holds e1 from before (its local result would still show it).
+        const stale = fromWireEntry<Value>(
+          toWireEntry('e1', {
+            value: { kind: 'x', at: 100 },
+            timestamp: { millis: 1, counter: 0, nodeId: 'old' },
+          }),
+        );
+        const again = await TestClient.connect(url);
+        again.send({
+          type: 'subscribe',
+          id: 1,
+          map: 'events',
+          query,
+          have: encodeHave([stale, ...held]),
+        });
+        const revoke = await again.next('revoke');
+        expect(revoke).toEqual({ type: 'revoke', map: 'events', keys: ['e5'] });
+        const delta = await again.next('query_snapshot');
+        if (delta.type !== 'query_snapshot') throw new Error();
+        // e9 entered, e6 changed; e7 and e4 were held as they are; e1's current version takes
+        // it out of the client's result; e0 (outside, not named) is not sent.
+        expect(delta.entries.map(([key]) => key).sort()).toEqual(['e1', 'e6', 'e9']);
+        expect(delta).toMatchObject({ last: true, matching: 8 });
+        writer.close();
+        again.close();
+      });
+
+      it('grows a window with query_more: only the rows after its last one, once', async () => {
+        const writer = await TestClient.connect(url);
+        await writer.write(
+          'pages',
+          Array.from({ length: 7 }, (_, i) => [`p${i}`, { n: i }] as [string, Value]),
+        );
+        const reader = await TestClient.connect(url);
+        reader.send({ type: 'subscribe', id: 2, map: 'pages', query: { sort: 'n', limit: 3 } });
+        const snapshot = await reader.next('query_snapshot');
+        expect(snapshot).toMatchObject({ matching: 7 });
+        reader.send({ type: 'query_more', id: 2, limit: 6 });
+        const more = await reader.next('query_update');
+        if (more.type !== 'query_update') throw new Error();
+        expect(more.enter.map(([key]) => key)).toEqual(['p3', 'p4', 'p5']);
+        expect(more).toMatchObject({ update: [], leave: [], matching: 7 });
+        // The grown window is live: a row inserted before the cursor enters, the last leaves.
+        await writer.write('pages', [['q', { n: 1.5 }]]);
+        expect(await reader.next('query_update')).toMatchObject({
+          enter: [['q', expect.any(String), { n: 1.5 }]],
+          leave: ['p5'],
+          matching: 8,
+        });
+        // The same limit again is not answered; past 10 000 rows the query ends.
+        reader.send({ type: 'query_more', id: 2, limit: 6 });
+        reader.send({ type: 'query_more', id: 2, limit: 10_001 });
+        expect(await reader.next('query_error')).toMatchObject({ id: 2, code: 'LIMIT' });
+        expect(reader.pending('query_update')).toHaveLength(0);
+        writer.close();
+        reader.close();
+      });
+
+      it('tells a client that does not follow the map what its own writes push in, and when more rows follow', async () => {
+        const client = await TestClient.connect(url);
+        await client.write('slots', [
+          ['s1', { n: 1 }],
+          ['s2', { n: 2 }],
+          ['s3', { n: 3 }],
+        ]);
+        client.send({ type: 'subscribe', id: 3, map: 'slots', query: { sort: 'n', limit: 2 } });
+        expect(await client.next('query_snapshot')).toMatchObject({ matching: 3 });
+        // Its own delete of s1 pushes s3 in: it does not hold s3's record otherwise.
+        await client.write('slots', [['s1', null]]);
+        const pushed = await client.next('query_update');
+        expect(pushed).toMatchObject({ leave: ['s1'], matching: 2 });
+        if (pushed.type !== 'query_update') throw new Error();
+        expect(pushed.enter.map(([key]) => key)).toEqual(['s3']);
+        // The tombstone of the record that left, as it changed.
+        expect(pushed.update.map(([key, , value]) => [key, value])).toEqual([['s1', null]]);
+        // A record past the window: no row changes, but now more rows follow it.
+        await client.write('slots', [['s4', { n: 4 }]]);
+        expect(await client.next('query_update')).toEqual({
+          type: 'query_update',
+          id: 3,
+          enter: [],
+          update: [],
+          leave: [],
+          matching: 3,
+        });
+        // Another one past it changes nothing a client shows: no message.
+        await client.write('slots', [['s5', { n: 5 }]]);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(client.pending('query_update')).toHaveLength(0);
+        client.close();
       });
 
       it('limits live queries per connection', async () => {

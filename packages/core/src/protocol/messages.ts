@@ -5,6 +5,7 @@ import type { Query } from '../query/queryTypes.js';
 import { isValidKey } from '../recordKey.js';
 import { isValidNodeId } from '../timestamp.js';
 import type { Value } from '../value.js';
+import { haveIssue } from './haveDigest.js';
 import {
   AUTH_ERROR_CODES,
   ERROR_CODES,
@@ -282,6 +283,17 @@ export const changesSchema = z.strictObject({
   changes: z.array(z.strictObject({ map: mapName, entries: z.array(wireEntrySchema) })),
 });
 
+/**
+ * The records a client holds of a query's result: keys and, 8 bytes per key in their order,
+ * their item hashes (`specifications/protocol.md`, "Query-scoped maps").
+ */
+const have = z.strictObject({ keys: z.array(key), hashes: bytes }).check(
+  z.superRefine(({ keys, hashes }, context) => {
+    const issue = haveIssue(keys, hashes);
+    if (issue !== undefined) context.addIssue({ code: 'custom', input: keys, message: issue });
+  }),
+);
+
 /** Client → server: subscribe to a live query. */
 export const subscribeSchema = z.strictObject({
   type: z.literal('subscribe'),
@@ -289,6 +301,8 @@ export const subscribeSchema = z.strictObject({
   id: uint,
   map: mapName,
   query,
+  /** The records the client holds of the result: the snapshot is a delta against them. */
+  have: z.optional(have),
 });
 
 /** Server → client: the initial result of a live query, possibly in several chunks. */
@@ -298,6 +312,15 @@ export const querySnapshotSchema = z.strictObject({
   entries: z.array(wireEntrySchema),
   /** Whether this is the last chunk of the snapshot. */
   last: z.boolean(),
+  /** How many records match the query's `where` (last chunk). */
+  matching: z.optional(uint),
+});
+
+/** Client → server: grow a live query's window to `limit` rows. */
+export const queryMoreSchema = z.strictObject({
+  type: z.literal('query_more'),
+  id: uint,
+  limit: uint,
 });
 
 /** Server → client: incremental changes of a live query's result. */
@@ -310,6 +333,8 @@ export const queryUpdateSchema = z.strictObject({
   update: z.array(wireEntrySchema),
   /** Keys of records that left the result. */
   leave: z.array(key),
+  /** How many records match the query's `where`, when it changed. */
+  matching: z.optional(uint),
 });
 
 /** Client → server: end a live query subscription. */
@@ -359,6 +384,7 @@ export const messageSchema = z.discriminatedUnion('type', [
   subscribeSchema,
   querySnapshotSchema,
   queryUpdateSchema,
+  queryMoreSchema,
   unsubscribeSchema,
   queryErrorSchema,
   pingSchema,

@@ -52,6 +52,8 @@ export class LiveResult<V> {
   #window: readonly QueryRow<V>[] = [];
   /** Whether `window` lags the index (a whole result is copied when read, not per change). */
   #windowStale = false;
+  /** The window's length: the query's `limit`, until {@link setLimit} grows it. */
+  #limit: number;
 
   /**
    * @param query The query; validated here.
@@ -60,6 +62,7 @@ export class LiveResult<V> {
    */
   constructor(query: Query<V>, initial: Iterable<readonly [string, V]> = []) {
     this.#compiled = compileQuery(query);
+    this.#limit = this.#compiled.limit;
     this.#sorted = new SortedList<Entry<V>>(this.#compiled.compare);
     const matching: Entry<V>[] = [];
     for (const [key, value] of initial) this.collect(key, value, matching);
@@ -83,8 +86,7 @@ export class LiveResult<V> {
 
   /** Number of rows in the result (what reading `rows` after a change copies). */
   get resultSize(): number {
-    const { offset, limit } = this.#compiled;
-    return Math.max(0, Math.min(this.#sorted.length - offset, limit));
+    return Math.max(0, Math.min(this.#sorted.length - this.#compiled.offset, this.#limit));
   }
 
   /** Applies one record change and reports its effect on the result. */
@@ -94,7 +96,8 @@ export class LiveResult<V> {
     const matches = value !== undefined && this.#compiled.matches(value);
     if (previous === undefined && !matches) return UNCHANGED;
 
-    const { offset, limit } = this.#compiled;
+    const { offset } = this.#compiled;
+    const limit = this.#limit;
     const end = offset + limit;
     let oldIndex = -1;
     if (previous !== undefined) {
@@ -161,8 +164,27 @@ export class LiveResult<V> {
   }
 
   #sliceWindow(): readonly QueryRow<V>[] {
-    const { offset, limit } = this.#compiled;
-    return this.#sorted.sliceMapped(offset, offset + limit, rowOf);
+    const { offset } = this.#compiled;
+    return this.#sorted.sliceMapped(offset, offset + this.#limit, rowOf);
+  }
+
+  /** The window's length (`limit`, as {@link setLimit} may have grown it). */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /**
+   * Grows the window to `limit` rows: the rows after its old last row enter. A window only
+   * grows (a page loaded stays loaded); a smaller `limit` changes nothing.
+   */
+  setLimit(limit: number): LiveQueryDelta<V> {
+    if (!(limit > this.#limit)) return UNCHANGED;
+    const before = this.rows;
+    this.#limit = limit;
+    const after = this.#sliceWindow();
+    this.#window = after;
+    const entered = after.slice(before.length);
+    return entered.length === 0 ? UNCHANGED : { ...UNCHANGED, changed: true, entered };
   }
 
   /** The result order (for {@link LiveQuery.build}, with `collect` and `settle`). */

@@ -1,4 +1,4 @@
-import type { Value } from '@topgun/core';
+import { encodeHave, type Value } from '@topgun/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PermissionRule } from '../../src/index.js';
 import { postgresAvailable } from '../postgres.js';
@@ -170,6 +170,44 @@ describe.runIf(available)('records a user may not read', () => {
     bob.send({ type: 'ping', time: 1 });
     await bob.next('pong');
     expect(takeReceived(bob, (message) => message.type === 'revoke')).toEqual([]);
+    bob.close();
+  });
+
+  it('answers a query-scoped client naming hidden, deleted and absent keys alike, and leaks none', async () => {
+    await alice.write('notes', [
+      ['q-hidden', { owner: 'alice', secret: 'recipe' }],
+      ['q-deleted', { owner: 'alice', shared: true }],
+      ['q-shared', { owner: 'alice', shared: true, v: 1 }],
+    ]);
+    await alice.write('notes', [['q-deleted', null]]);
+    const bob = await connectBob();
+    // Bob names keys he guessed (with made-up hashes) besides what he may read.
+    const guessed = (key: string) =>
+      [key, { value: 1, timestamp: { millis: 1, counter: 0, nodeId: 'b' } }] as const;
+    bob.send({
+      type: 'subscribe',
+      id: 1,
+      map: 'notes',
+      query: { where: { shared: true } },
+      have: encodeHave(['q-hidden', 'q-deleted', 'q-absent'].map(guessed)),
+    });
+    const snapshot = await bob.next('query_snapshot');
+    if (snapshot.type !== 'query_snapshot') throw new Error();
+    expect(snapshot.entries.map(([key]) => key)).toContain('q-shared');
+    // The three alike: dropped without a tombstone or a record.
+    const revoked = takeReceived(bob, (message) => message.type === 'revoke');
+    expect(revoked).toEqual([
+      { type: 'revoke', map: 'notes', keys: ['q-hidden', 'q-deleted', 'q-absent'] },
+    ]);
+    const named = snapshot.entries.map(([key]) => key).filter((key) => key.startsWith('q-'));
+    expect(named).toEqual(['q-shared']);
+
+    // A record of his window turning private: revoked, and its new version never sent.
+    await alice.write('notes', [['q-shared', { owner: 'alice', shared: false, v: 2 }]]);
+    expect(await bob.next('revoke')).toEqual({ type: 'revoke', map: 'notes', keys: ['q-shared'] });
+    const update = await bob.next('query_update');
+    expect(update).toMatchObject({ leave: ['q-shared'], update: [], enter: [] });
+    expect(JSON.stringify(bob.received)).not.toContain('recipe');
     bob.close();
   });
 });
