@@ -13,6 +13,7 @@ import {
   HLC,
   LWWMap,
   type LWWRecord,
+  rootHashHex,
   type SyncMessage,
   SyncSession,
   toSyncWire,
@@ -197,7 +198,8 @@ function record(
       };
       sender = receiver;
     }
-    if (!sessions[sender]!.converged) throw new Error('reconciliation did not converge');
+    if (rootHashHex(client.merkleTree) !== rootHashHex(server.merkleTree))
+      throw new Error('reconciliation did not converge');
     // `sender` is now the side with nothing to answer; it says so (`sync_done`). When that is
     // the responder, the initiator has to wait for it: one more message on its clock.
     bytes += encodeMessage({

@@ -93,10 +93,7 @@ export class HLC {
    */
   update(remote: Timestamp): Timestamp {
     validateTimestamp(remote, 'remote');
-    const physical = this.physicalTime();
-    if (remote.millis - physical > this.maxDriftMs) {
-      throw new ClockDriftError(remote, physical, this.maxDriftMs);
-    }
+    const physical = assertWithinDrift(this, remote);
     const local = this.#millis;
     const next = Math.max(local, remote.millis, physical);
     if (next === local && next === remote.millis) {
@@ -113,14 +110,6 @@ export class HLC {
       this.#counter = 0;
     }
     return this.last;
-  }
-
-  /** Checks a remote timestamp against the drift bound without moving the clock. */
-  assertWithinDrift(remote: Timestamp): void {
-    const physical = this.physicalTime();
-    if (remote.millis - physical > this.maxDriftMs) {
-      throw new ClockDriftError(remote, physical, this.maxDriftMs);
-    }
   }
 
   /**
@@ -142,4 +131,17 @@ export class HLC {
       this.#counter = 0;
     }
   }
+}
+
+/**
+ * Checks a remote timestamp against the drift bound of `clock` without moving it.
+ * @returns the physical time it was checked against.
+ * @throws {ClockDriftError} when `remote` is more than `clock.maxDriftMs` ahead of it.
+ */
+export function assertWithinDrift(clock: HLC, remote: Timestamp): number {
+  const physical = clock.physicalTime();
+  if (remote.millis - physical > clock.maxDriftMs) {
+    throw new ClockDriftError(remote, physical, clock.maxDriftMs);
+  }
+  return physical;
 }

@@ -19,10 +19,9 @@ export {
   withFieldWrites,
 } from './fieldWrites.js';
 export { hashString, keyHash } from './hash.js';
-export { DEFAULT_MAX_DRIFT_MS, HLC, type HLCOptions } from './hlc.js';
+export { assertWithinDrift, DEFAULT_MAX_DRIFT_MS, HLC, type HLCOptions } from './hlc.js';
 export {
   LWWMap,
-  type LWWMapOptions,
   type MapChange,
   type MapChangeListener,
   type SetOptions,
@@ -38,6 +37,7 @@ export {
 export { isValidMapName, MAX_MAP_NAME_LENGTH, validateMapName } from './mapName.js';
 export {
   type BulkItem,
+  bulkSize,
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MAX_MESSAGE_WORK,
   DIGEST_STAMP_BYTES,
@@ -56,14 +56,15 @@ export {
 export {
   childCountOf,
   type HashWidth,
+  itemHash,
   LEAF_PATH_LENGTH,
   LEAVES_PER_PARTITION,
   leafPathOf,
   MERKLE_DEPTH,
   MERKLE_FANOUT,
-  itemHash,
   type MerkleNode,
   MerkleTree,
+  rootHashHex,
   validateMerklePath,
 } from './merkleTree.js';
 export { PARTITION_COUNT, partitionOf } from './partition.js';
@@ -151,6 +152,7 @@ export type {
 } from './query/queryTypes.js';
 export { type Slicer, sortInSlices } from './query/sortInSlices.js';
 export { isValidKey, MAX_KEY_BYTES, validateKey } from './recordKey.js';
+export { ServerLWWMap, type ServerLWWMapOptions } from './serverLwwMap.js';
 export { stableStringify } from './stableStringify.js';
 export {
   compareTimestamps,

@@ -17,7 +17,7 @@ import {
 import { MerkleTree } from './merkleTree.js';
 import { validateKey } from './recordKey.js';
 import { reportListenerError } from './reportListenerError.js';
-import { compareTimestamps, type Timestamp, validateTimestamp } from './timestamp.js';
+import { compareTimestamps, type Timestamp } from './timestamp.js';
 import { type Value, validateValue } from './value.js';
 
 /** A change of the visible state of one key, as delivered to {@link LWWMap.subscribe} listeners. */
@@ -34,26 +34,6 @@ export interface MapChange<V> {
 
 /** Receives {@link MapChange}s. */
 export type MapChangeListener<V> = (change: MapChange<V>) => void;
-
-/** Options of {@link LWWMap}. */
-export interface LWWMapOptions {
-  /**
-   * Called with the change of {@link LWWMap.byteSize} whenever a change of records (any of
-   * them: set, delete, merge, bulk load, prune, restore) changes it, before the change's
-   * listeners. For an owner that keeps many maps within a memory budget. Default: none.
-   */
-  readonly onByteSizeChange?: (delta: number) => void;
-}
-
-// Heap estimates for a 64-bit V8 without pointer compression (Node's default build).
-/** The map object and its empty record table (the tree counts itself). */
-const MAP_BYTES = 240;
-/**
- * Per record, besides its key's characters and its value's encoded bytes (about what a value
- * takes beyond its object headers): the table entry, the key's string header, the record and
- * timestamp objects, the millis as a heap number, the node id's string, a value's headers.
- */
-const RECORD_BYTES = 245;
 
 /** Options of {@link LWWMap.set}. */
 export interface SetOptions {
@@ -82,21 +62,17 @@ export class LWWMap<V> {
   // Created on first subscription: most maps of a server's grid never have listeners.
   #listeners: Set<MapChangeListener<V>> | undefined;
   #bulkListeners: Set<() => void> | undefined;
-  readonly #onByteSizeChange: ((delta: number) => void) | undefined;
   #liveCount = 0;
   #expiringCount = 0;
-  #keyChars = 0;
 
   /**
-   * @param hlc The clock that stamps local writes and absorbs merged timestamps.
-   * @param options See {@link LWWMapOptions}; default: none.
+   * Whether {@link loadRecords} may leave hashing the keys it adds until the tree is first
+   * read. A subclass that measures the map turns it off: it needs the tree's figures at once.
    */
-  constructor(
-    readonly hlc: HLC,
-    options: LWWMapOptions = {},
-  ) {
-    this.#onByteSizeChange = options.onByteSizeChange;
-  }
+  protected readonly defersHashing: boolean = true;
+
+  /** @param hlc The clock that stamps local writes and absorbs merged timestamps. */
+  constructor(readonly hlc: HLC) {}
 
   /** The Merkle tree of this map's records, tombstones included. */
   get merkleTree(): MerkleTree {
@@ -107,21 +83,6 @@ export class LWWMap<V> {
       for (const key of unhashed) this.#tree.update(key, undefined, this.#records.get(key));
     }
     return this.#tree;
-  }
-
-  /**
-   * An estimate of the bytes of memory the map holds: its records, their keys and values,
-   * and its Merkle tree (for a 64-bit V8; a value counts as its encoded size plus a fixed
-   * overhead per record). O(1): kept up to date by every change of a record.
-   */
-  get byteSize(): number {
-    return (
-      MAP_BYTES +
-      this.#records.size * RECORD_BYTES +
-      this.#keyChars +
-      this.merkleTree.valueBytes +
-      this.merkleTree.byteSize
-    );
   }
 
   /**
@@ -263,20 +224,19 @@ export class LWWMap<V> {
    */
   loadRecords(entries: Iterable<readonly [string, LWWRecord<V>]>): void {
     let newest: Timestamp | undefined;
-    // A map that tracks its size needs the tree's figures at once; others hash on first use.
-    const deferHashing = this.#onByteSizeChange === undefined;
+    const deferHashing = this.defersHashing;
     for (const [key, loaded] of entries) {
       const previous = this.#records.get(key);
       const record = previous === undefined ? loaded : mergeRecords(previous, loaded);
       if (record === previous) continue;
       if (deferHashing && previous === undefined) {
         this.#records.set(key, record);
-        this.#count(key, record, undefined);
+        this.#count(record, undefined);
         // A fresh list after any flush (a `replace` below reads the tree, emptying it).
         if (this.#unhashed === undefined) this.#unhashed = [];
         this.#unhashed.push(key);
       } else {
-        this.#replace(key, record, previous);
+        this.replace(key, record, previous);
       }
       const latest = latestTimestamp(record);
       if (newest === undefined || compareTimestamps(latest, newest) > 0) newest = latest;
@@ -317,27 +277,6 @@ export class LWWMap<V> {
   }
 
   /**
-   * Drops tombstones, and records that expired, before `olderThan` (a tombstone-pruning
-   * horizon). Replicas that still hold a pruned tombstone must not send it back as news:
-   * see the reset rule in `specifications/merkle-sync.md`.
-   * @returns the keys whose records were dropped.
-   */
-  prune(olderThan: Timestamp): string[] {
-    validateTimestamp(olderThan, 'olderThan');
-    const dropped: string[] = [];
-    for (const [key, record] of this.#records) {
-      const prunable =
-        record.value === null
-          ? compareTimestamps(latestTimestamp(record), olderThan) < 0
-          : record.ttlMs !== undefined && record.timestamp.millis + record.ttlMs < olderThan.millis;
-      if (!prunable) continue;
-      this.#replace(key, undefined, record);
-      dropped.push(key);
-    }
-    return dropped;
-  }
-
-  /**
    * Replaces the stored record of `key` unconditionally, or removes it (no tombstone) when
    * `record` is undefined. Not a CRDT operation: it exists for a replica to undo its own
    * writes that never took effect elsewhere, e.g. rolling back a write the server rejected,
@@ -349,7 +288,7 @@ export class LWWMap<V> {
     const previous = this.#records.get(key);
     if (record === undefined) {
       if (previous === undefined) return false;
-      this.#replace(key, undefined, previous);
+      this.replace(key, undefined, previous);
       const now = previous.ttlMs === undefined ? 0 : this.hlc.physicalTime();
       if (isRecordAbsent(previous, now)) return false;
       if (this.#listeners !== undefined && this.#listeners.size > 0) {
@@ -370,7 +309,7 @@ export class LWWMap<V> {
   }
 
   #store(key: string, record: LWWRecord<V>, previous: LWWRecord<V> | undefined): boolean {
-    this.#replace(key, record, previous);
+    this.replace(key, record, previous);
 
     const now =
       previous?.ttlMs !== undefined || record.ttlMs !== undefined ? this.hlc.physicalTime() : 0;
@@ -384,39 +323,33 @@ export class LWWMap<V> {
   }
 
   /**
-   * Stores (or removes) the record of `key`, keeping the tree, the counts and the size
-   * right: every change of a record goes through here.
+   * Stores (or removes, `record` undefined) the record of `key` in place of `previous`, keeping
+   * the tree and the counts right: every change of a record goes through here, but for the
+   * keys a bulk load adds while {@link defersHashing}. Not a CRDT operation (see
+   * {@link restore}); a subclass extends it to follow every change.
    */
-  #replace(
+  protected replace(
     key: string,
     record: LWWRecord<V> | undefined,
     previous: LWWRecord<V> | undefined,
   ): void {
-    const onByteSizeChange = this.#onByteSizeChange;
-    const bytesBefore = onByteSizeChange === undefined ? 0 : this.byteSize;
     // The tree first: it may still have to hash records loaded in bulk, `previous` among them.
     const tree = this.merkleTree;
     if (record === undefined) this.#records.delete(key);
     else this.#records.set(key, record);
     tree.update(key, previous, record);
-    this.#count(key, record, previous);
-    if (onByteSizeChange !== undefined) {
-      const delta = this.byteSize - bytesBefore;
-      if (delta !== 0) onByteSizeChange(delta);
-    }
+    this.#count(record, previous);
   }
 
-  /** Keeps the counts of live, expiring and key characters across a change of `key`. */
-  #count(key: string, record: LWWRecord<V> | undefined, previous: LWWRecord<V> | undefined): void {
+  /** Keeps the counts of live and expiring records across a change of one record. */
+  #count(record: LWWRecord<V> | undefined, previous: LWWRecord<V> | undefined): void {
     if (previous !== undefined) {
       if (previous.value !== null) this.#liveCount--;
       if (previous.ttlMs !== undefined) this.#expiringCount--;
-      if (record === undefined) this.#keyChars -= key.length;
     }
     if (record !== undefined) {
       if (record.value !== null) this.#liveCount++;
       if (record.ttlMs !== undefined) this.#expiringCount++;
-      if (previous === undefined) this.#keyChars += key.length;
     }
   }
 

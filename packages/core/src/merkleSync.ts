@@ -3,7 +3,13 @@ import { ValidationError } from './errors.js';
 import { latestTimestamp } from './fieldWrites.js';
 import { isIntegerIn } from './isIntegerIn.js';
 import type { LWWRecord } from './lwwRecord.js';
-import { encodeHashes, type HashWidth, LEAF_PATH_LENGTH, type MerkleTree } from './merkleTree.js';
+import {
+  encodeHashes,
+  type HashWidth,
+  itemHash,
+  LEAF_PATH_LENGTH,
+  type MerkleTree,
+} from './merkleTree.js';
 import { PARTITION_COUNT } from './partition.js';
 import { toWireEntry } from './protocol/wireRecords.js';
 import { compareTimestamps, isValidNodeId, type Timestamp } from './timestamp.js';
@@ -140,7 +146,6 @@ export class SyncSession<V> {
   #started = false;
   #probed: Array<readonly number[]> = [];
   #digestKeysSent: readonly string[] = [];
-  #peerRoot: Uint8Array | undefined;
   #wasTruncated = false;
 
   readonly #replica: SyncReplica<V>;
@@ -156,11 +161,6 @@ export class SyncSession<V> {
   /** The records of a bulk transfer of the last answer, read from the replica as they are sent. */
   bulkRecords(bulk: readonly BulkItem[]): Generator<readonly [string, LWWRecord<V>]> {
     return bulkRecords(this.#replica, bulk, this.#tree);
-  }
-
-  /** How many records a bulk transfer of the last answer holds at most (for progress). */
-  bulkSize(bulk: readonly BulkItem[]): number {
-    return bulkSize(bulk, this.#tree);
   }
 
   /** The opening message: this side's hashes of the 271 partitions (none when it is empty). */
@@ -179,17 +179,6 @@ export class SyncSession<V> {
     if (tree.root.count > 0) reply.probe([], PARTITION_COUNT);
     this.#probed = reply.probed;
     return reply.message(rootBytes(tree));
-  }
-
-  /**
-   * Whether the last message received announced the same 64-bit root as this replica's:
-   * true once a walk has ended means both hold the same items (error probability 2^-64).
-   */
-  get converged(): boolean {
-    const own = rootBytes(this.#replica.merkleTree);
-    return (
-      this.#peerRoot !== undefined && own.every((byte, index) => byte === this.#peerRoot![index])
-    );
   }
 
   /** Whether any answer of this session left differing nodes for a later walk. */
@@ -215,7 +204,6 @@ export class SyncSession<V> {
     if (!(message.root instanceof Uint8Array) || message.root.length !== 8) {
       throw new ValidationError('root', 'expected 8 bytes');
     }
-    this.#peerRoot = message.root;
     const width = this.#width;
     const tree = new WalkTree(this.#replica);
     this.#tree = tree;
@@ -354,8 +342,12 @@ function* bulkRecords<V>(
   }
 }
 
-/** How many records a bulk transfer holds at most (for progress reports). */
-function bulkSize<V>(bulk: readonly BulkItem[], tree: WalkTree<V>): number {
+/**
+ * How many records a bulk transfer ({@link SyncAnswer.bulk}) holds at most, for progress
+ * reports: count them before the replica changes.
+ */
+export function bulkSize<V>(replica: SyncReplica<V>, bulk: readonly BulkItem[]): number {
+  const tree = new WalkTree(replica);
   let size = 0;
   for (const item of bulk) size += 'key' in item ? 1 : tree.node(item.path).count;
   return size;
@@ -457,7 +449,7 @@ class ReplyBuilder<V> {
       this.#stamps.push({
         timestamp: latestTimestamp(record),
         withFieldWrites: record.fields !== undefined,
-        itemHash: this.#replica.merkleTree.itemHash(key, record),
+        itemHash: itemHash(key, record),
       });
     }
     this.#digestSizes.push(entries.length);
@@ -584,7 +576,7 @@ function compareDigests<V>(
       }
       const ownLatest = latestTimestamp(own);
       const order = compareTimestamps(theirs.timestamp, ownLatest);
-      if (order === 0 && sameItemHash(replica.merkleTree.itemHash(key, own), theirs.itemHash)) {
+      if (order === 0 && sameItemHash(itemHash(key, own), theirs.itemHash)) {
         reply.want(false);
         continue;
       }

@@ -127,11 +127,6 @@ export class MerkleTree {
     return this.#encodedBytes;
   }
 
-  /** The hash of the item of `key` for `record`, as `[lane1, lane2]` (signed 32-bit). */
-  itemHash(key: string, record: LWWRecord<unknown>): [number, number] {
-    return itemHash(key, record);
-  }
-
   /**
    * The keys of partition `partition` and, parallel to them, their leaves (0 to 255): a view
    * to scan, valid until the next update.
@@ -145,14 +140,6 @@ export class MerkleTree {
   /** The root summary. Two trees with equal roots hold the same items with probability 1 - 2^-64. */
   get root(): MerkleNode {
     return { hash1: this.#rootHash1 >>> 0, hash2: this.#rootHash2 >>> 0, count: this.#rootCount };
-  }
-
-  /** The root hash as 16 lowercase hex digits (lane 1, then lane 2). */
-  rootHashHex(): string {
-    return (
-      (this.#rootHash1 >>> 0).toString(16).padStart(8, '0') +
-      (this.#rootHash2 >>> 0).toString(16).padStart(8, '0')
-    );
   }
 
   /**
@@ -176,38 +163,6 @@ export class MerkleTree {
    */
   childHashes(path: readonly number[], width: HashWidth): Uint8Array {
     return encodeHashes(childCountOf(path), width, (child) => this.#childNode(path, child));
-  }
-
-  /**
-   * Compares a peer's child hashes of the node at `path` (encoded as by {@link childHashes})
-   * with this tree's and returns the indexes of the children that differ, in order.
-   * @throws {ValidationError} when the path or the encoded hashes are malformed.
-   */
-  differingChildren(path: readonly number[], peerHashes: Uint8Array, width: HashWidth): number[] {
-    return differingHashes(this.childHashes(path, width), peerHashes, width);
-  }
-
-  /** Every key with an item below the node at `path` (in no particular order). */
-  *keysUnder(path: readonly number[]): Generator<string> {
-    validateMerklePath(path);
-    if (path.length === 0) {
-      for (let p = 0; p < PARTITION_COUNT; p++) yield* this.keysUnder([p]);
-      return;
-    }
-    const partition = this.#partitionAt(path[0]!);
-    if (partition === undefined) return;
-    let first = 0;
-    let span = LEAVES_PER_PARTITION;
-    for (let level = 1; level < path.length; level++) {
-      span /= MERKLE_FANOUT;
-      first += path[level]! * span;
-    }
-    const { keys, leaves } = partition;
-    const end = first + span;
-    for (let index = 0; index < keys.length; index++) {
-      const leaf = leaves[index]!;
-      if (leaf >= first && leaf < end) yield keys[index]!;
-    }
   }
 
   #childNode(path: readonly number[], child: number): MerkleNode {
@@ -259,7 +214,12 @@ export class MerkleTree {
   }
 }
 
-/** Hashes the current key's item for `record` into the item hasher's lanes. */
+/** The root hash of `tree` as 16 lowercase hex digits (lane 1, then lane 2). */
+export function rootHashHex(tree: MerkleTree): string {
+  const { hash1, hash2 } = tree.root;
+  return hash1.toString(16).padStart(8, '0') + hash2.toString(16).padStart(8, '0');
+}
+
 /**
  * The hash of the item of `key` for `record` (`specifications/merkle-sync.md`, "Item hash"),
  * as `[lane1, lane2]` (signed 32-bit).
@@ -270,6 +230,7 @@ export function itemHash(key: string, record: LWWRecord<unknown>): [number, numb
   return [itemHasher.lane1, itemHasher.lane2];
 }
 
+/** Hashes the current key's item for `record` into the item hasher's lanes. */
 function hashItem(record: LWWRecord<unknown>): void {
   const { millis, counter, nodeId } = record.timestamp;
   const fields = record.fields;

@@ -5,6 +5,7 @@ import {
   differingHashes,
   encodeHashes,
   type HashWidth,
+  itemHash,
   LEAF_PATH_LENGTH,
   LEAVES_PER_PARTITION,
   MERKLE_FANOUT,
@@ -88,7 +89,9 @@ export class WalkTree<V> {
   *keysUnder(path: readonly number[]): Generator<string> {
     validateMerklePath(path, MAX_WALK_PATH_LENGTH);
     if (path.length <= 1) {
-      yield* this.#replica.merkleTree.keysUnder(path);
+      const tree = this.#replica.merkleTree;
+      if (path.length === 1) yield* tree.partitionKeys(path[0]!)?.keys ?? [];
+      else for (let p = 0; p < PARTITION_COUNT; p++) yield* tree.partitionKeys(p)?.keys ?? [];
       return;
     }
     if (path.length <= LEAF_PATH_LENGTH) {
@@ -140,12 +143,11 @@ export class WalkTree<V> {
     const id = leafPath.join('.');
     let items = this.#leaves.get(id);
     if (items === undefined) {
-      const tree = this.#replica.merkleTree;
       const gathered: Array<{ key: string; deep: number; hash1: number; hash2: number }> = [];
       for (const key of this.keysUnder(leafPath)) {
         const record = this.#replica.getRecord(key);
         if (record === undefined) continue;
-        const [hash1, hash2] = tree.itemHash(key, record);
+        const [hash1, hash2] = itemHash(key, record);
         gathered.push({ key, deep: hashString(key)[1], hash1, hash2 });
       }
       gathered.sort((a, b) => a.deep - b.deep);

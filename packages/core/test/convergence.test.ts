@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareRecords, HLC, LWWMap, type LWWRecord } from '../src/index.js';
+import { compareRecords, HLC, LWWMap, type LWWRecord, rootHashHex } from '../src/index.js';
 import { itObeysTheMergeLaws } from './mergeLaws.js';
 import { fc } from './property.js';
 import { createReplicas, FakeClock, visibleState } from './replicas.js';
@@ -42,7 +42,7 @@ function stateAfter(updates: ReadonlyArray<readonly [string, LWWRecord<Value>]>)
 function storedState(map: LWWMap<Value>) {
   return {
     records: Object.fromEntries([...map.allRecords()].sort(([a], [b]) => (a < b ? -1 : 1))),
-    root: map.merkleTree.rootHashHex(),
+    root: rootHashHex(map.merkleTree),
   };
 }
 

@@ -4,12 +4,14 @@ import {
   DIGEST_STAMP_BYTES,
   encodeMessage,
   type HashWidth,
+  itemHash,
   keyHash,
   LEAF_DIGEST_MAX,
   type LWWMap,
   leafPathOf,
   MARK_PROBE,
   PARTITION_COUNT,
+  rootHashHex,
   type SyncMessage,
   SyncSession,
   toSyncWire,
@@ -95,7 +97,7 @@ describe('Merkle walk', () => {
             const transferred = new Set([...report.sentByInitiator, ...report.sentByResponder]);
             expect(transferred).toEqual(expected);
             expect(visibleState(left)).toEqual(visibleState(right));
-            expect(left.merkleTree.rootHashHex()).toBe(right.merkleTree.rootHashHex());
+            expect(rootHashHex(left.merkleTree)).toBe(rootHashHex(right.merkleTree));
             expect(report.converged).toBe(true);
             expect(report.messages.length).toBeLessThanOrEqual(8);
           },
@@ -235,7 +237,7 @@ describe('Merkle walk within a message budget', () => {
 
   it('exchanges records with equal timestamps and different values, converging on the tie winner', () => {
     const { left, right } = tiedOnKey3();
-    expect(left.merkleTree.rootHashHex()).not.toBe(right.merkleTree.rootHashHex());
+    expect(rootHashHex(left.merkleTree)).not.toBe(rootHashHex(right.merkleTree));
     const report = walk(left, right);
     expect(report.converged).toBe(true);
     expect(left.get('key-3')).toEqual({ n: 2 });
@@ -254,7 +256,7 @@ describe('Merkle walk within a message budget', () => {
       const entry = message.digestKeys.indexOf('key-3');
       if (entry >= 0) {
         const own = replicas[receiver]!;
-        const [ownLane1] = own.merkleTree.itemHash('key-3', own.getRecord('key-3')!);
+        const [ownLane1] = itemHash('key-3', own.getRecord('key-3')!);
         const stamps = message.digestStamps.slice();
         new DataView(stamps.buffer).setUint32(entry * DIGEST_STAMP_BYTES + 10, ownLane1 >>> 0);
         const answer = sessions[receiver]!.receive({ ...message, digestStamps: stamps }).message!;

@@ -2,6 +2,7 @@ import {
   type HashWidth,
   type LWWMap,
   type LWWRecord,
+  rootBytes,
   type SyncAnswer,
   type SyncMessage,
   SyncSession,
@@ -58,12 +59,14 @@ export function walk<V>(
     sender = receiver;
     if (messages.length > 50) throw new Error('walk did not terminate');
   }
-  // `sender` is now the side that received the last message and had nothing to answer.
+  // `sender` is now the side that received the last message and had nothing to answer: the
+  // walk converged if that message announced its root.
+  const ownRoot = rootBytes(replicas[sender]!.merkleTree);
   return {
     messages,
     sentByInitiator: sent[0],
     sentByResponder: sent[1],
-    converged: sessions[sender]!.converged,
+    converged: messages.at(-1)!.root.every((byte, index) => byte === ownRoot[index]),
     truncated: sessions[0].truncated || sessions[1].truncated,
   };
 }

@@ -1,4 +1,4 @@
-import { HLC, LWWMap, type LWWRecord, type Value } from '@topgun/core';
+import { HLC, type LWWRecord, ServerLWWMap, type Value } from '@topgun/core';
 import type { ServerMetrics } from './metrics.js';
 import type { Storage, StoredRecord } from './storage/storage.js';
 
@@ -35,7 +35,7 @@ export interface MapGridOptions {
 /** One map of the grid. */
 class GridEntry {
   /** Set as soon as the entry exists: the load reports sizes to the entry as it goes. */
-  loading!: Promise<LWWMap<Value>>;
+  loading!: Promise<ServerLWWMap<Value>>;
   loaded = false;
   /** The map's estimated size, as counted in the grid's total. */
   bytes = 0;
@@ -49,7 +49,7 @@ class GridEntry {
 }
 
 /**
- * Per map, besides what its `LWWMap.byteSize` counts: the entry, its load promise, the
+ * Per map, besides what its `ServerLWWMap.byteSize` counts: the entry, its load promise, the
  * closure that reports the map's size, the grid's table slot and the name's string header.
  */
 const ENTRY_BYTES = 420;
@@ -110,7 +110,7 @@ export class MapGrid {
    * yields (the budget is checked once the current work is done): hold it first to use it
    * across awaits, or to merge into it.
    */
-  get(map: string): Promise<LWWMap<Value>> {
+  get(map: string): Promise<ServerLWWMap<Value>> {
     const entry = this.entries.get(map);
     if (entry === undefined) return this.load(map).loading;
     this.touch(entry);
@@ -126,7 +126,7 @@ export class MapGrid {
    * The map, as {@link get}, if it is in memory or `mayLoad()` lets a connection load it (its
    * map-load budget); `undefined`, at once, otherwise.
    */
-  getWithin(map: string, mayLoad: () => boolean): Promise<LWWMap<Value>> | undefined {
+  getWithin(map: string, mayLoad: () => boolean): Promise<ServerLWWMap<Value>> | undefined {
     return this.entries.has(map) || mayLoad() ? this.get(map) : undefined;
   }
 
@@ -189,7 +189,7 @@ export class MapGrid {
   }
 
   /** The map if it is already loaded. */
-  async ifLoaded(map: string): Promise<LWWMap<Value> | undefined> {
+  async ifLoaded(map: string): Promise<ServerLWWMap<Value> | undefined> {
     const entry = this.entries.get(map);
     return entry === undefined ? undefined : entry.loading.catch(() => undefined);
   }
@@ -201,7 +201,7 @@ export class MapGrid {
 
   private load(name: string): GridEntry {
     const entry = new GridEntry(name, this.now());
-    const data = new LWWMap<Value>(this.hlc, {
+    const data = new ServerLWWMap<Value>(this.hlc, {
       onByteSizeChange: (delta) => this.resized(entry, delta),
     });
     this.entries.set(name, entry);
@@ -223,7 +223,7 @@ export class MapGrid {
     return entry;
   }
 
-  private async fill(map: string, data: LWWMap<Value>): Promise<void> {
+  private async fill(map: string, data: ServerLWWMap<Value>): Promise<void> {
     await this.metrics.timeStorage('load_map', () =>
       // Stored records were validated when written and again when decoded: loaded in bulk.
       this.storage.loadMap(map, (page) =>

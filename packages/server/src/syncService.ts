@@ -1,5 +1,6 @@
 import {
   type BulkItem,
+  bulkSize,
   EMPTY_WRITE_TIMESTAMP,
   encodeMessage,
   type FieldWrite,
@@ -432,7 +433,7 @@ export class SyncService {
     slicer: WorkSlicer,
   ): Promise<void> {
     const { map } = walk;
-    const total = walk.session.bulkSize(bulk);
+    const total = bulkSize(walk.replica, bulk);
     const entries = (function* () {
       for (const [key, record] of walk.session.bulkRecords(bulk)) yield toWireEntry(key, record);
     })();

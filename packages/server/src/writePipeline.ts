@@ -1,4 +1,5 @@
 import {
+  assertWithinDrift,
   ClockDriftError,
   fromWireEntry,
   type HLC,
@@ -530,7 +531,7 @@ export class WritePipeline {
       );
     }
     try {
-      clock.assertWithinDrift({ millis, counter: 0, nodeId });
+      assertWithinDrift(clock, { millis, counter: 0, nodeId });
     } catch (error) {
       if (error instanceof ClockDriftError) return reject(op, 'CLOCK_DRIFT', error.message);
       throw error;

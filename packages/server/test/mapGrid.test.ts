@@ -1,6 +1,6 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { LWWMap, Value } from '@topgun/core';
+import { type LWWMap, rootHashHex, type Value } from '@topgun/core';
 import { describe, expect, it } from 'vitest';
 import { MapGrid } from '../src/mapGrid.js';
 import { ServerMetrics } from '../src/metrics.js';
@@ -205,7 +205,7 @@ describe('MapGrid', () => {
     const second: LWWMap<Value> = await grid.get('again');
     expect(second).not.toBe(first);
     expect(second.recordCount).toBe(20);
-    expect(second.merkleTree.rootHashHex()).toBe(first.merkleTree.rootHashHex());
+    expect(rootHashHex(second.merkleTree)).toBe(rootHashHex(first.merkleTree));
     expect(storage.loads.filter((map) => map === 'again')).toHaveLength(2);
   });
 
