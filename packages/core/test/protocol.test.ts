@@ -227,21 +227,18 @@ describe('hostile frames', () => {
         ['hashes not 8 bytes per key', ['a', 'b'], 15],
         ['more than 10 000 keys', Array.from({ length: 10_001 }, (_, i) => `k${i}`), 80_008],
       ] as const
-    ).map(
-      ([what, keys, bytes]) =>
-        [
-          `a have with ${what}`,
-          () =>
-            raw.pack({
-              type: 'subscribe',
-              id: 1,
-              map: 'm',
-              query: {},
-              have: { keys, hashes: new Uint8Array(bytes) },
-            }),
-          'INVALID_MESSAGE',
-        ] as const,
-    ),
+    ).map(([what, keys, bytes]): [string, () => Uint8Array, ProtocolErrorReason] => [
+      `a have with ${what}`,
+      () =>
+        raw.pack({
+          type: 'subscribe',
+          id: 1,
+          map: 'm',
+          query: {},
+          have: { keys, hashes: new Uint8Array(bytes) },
+        }),
+      'INVALID_MESSAGE',
+    ]),
     [
       'a negative window limit',
       () => raw.pack({ type: 'query_more', id: 1, limit: -1 }),
