@@ -10,9 +10,10 @@ export {
   WriteRejectedError,
 } from './clientErrors.js';
 export { createClient } from './createClient.js';
-export type { ClientOptions } from './options/clientOptions.js';
+export type { ClientOptions, MapOptions } from './options/clientOptions.js';
 export type { RejectedWrite, RejectionReason } from './outbox/localWrites.js';
 export { QueryHandle, type QuerySnapshot, type QueryStatus } from './queries/queryHandle.js';
+export type { QueryOptions } from './queries/queryRegistry.js';
 export { ClientMap, type MapWriter, type Patch } from './replica/clientMap.js';
 export type { ConnectionState, SyncStatus, SyncStatusStore } from './status/syncStatus.js';
 export type {

@@ -1,10 +1,15 @@
 import type { LWWRecord, Query, Value } from '@topgun/core';
 import { StorageError } from './clientErrors.js';
-import { type ClientOptions, randomId, resolveClientOptions } from './options/clientOptions.js';
+import {
+  type ClientOptions,
+  type MapOptions,
+  randomId,
+  resolveClientOptions,
+} from './options/clientOptions.js';
 import { LocalWrites, type RejectedWrite } from './outbox/localWrites.js';
 import { Outbox } from './outbox/outbox.js';
 import type { QueryHandle } from './queries/queryHandle.js';
-import { QueryRegistry } from './queries/queryRegistry.js';
+import { type QueryOptions, QueryRegistry } from './queries/queryRegistry.js';
 import { localStorageQueryCache } from './queries/queryResultCache.js';
 import { ClientClock } from './replica/clientClock.js';
 import type { ClientMap } from './replica/clientMap.js';
@@ -79,7 +84,7 @@ export class TopGunClient {
       share,
       write: (map, key, write) => this.#writes.write(map, key, write),
       opened: (map) => {
-        if (this.#loaded) this.#engine?.walkMap(map);
+        if (this.#loaded && this.#replicas.budgetOf(map) === undefined) this.#engine?.walkMap(map);
       },
     });
     this.#marks = new SyncMarks(this.#persist, share);
@@ -100,9 +105,17 @@ export class TopGunClient {
       replica: (map) => this.#replicas.entry(map).replica,
       isLoaded: () => this.#loaded,
       resultCache,
-      subscribed: (id, map, query) => this.#engine?.subscribeQuery(id, map, query),
+      scoped: (map) => this.#replicas.budgetOf(map) !== undefined,
+      subscribed: (query) => this.#engine?.subscribeQuery(query),
       unsubscribed: (id) => this.#engine?.unsubscribeQuery(id),
+      grew: (id, limit) => this.#engine?.queryMore(id, limit),
+      settled: (map) => this.#evict(map),
+      storePin: (pin, keys) => this.#persist.setMeta(`pin:${pin}`, keys),
+      tab: this.tabNodeId,
+      share,
     });
+    for (const [map, mapOptions] of Object.entries(options.maps ?? {}))
+      this.#replicas.declare(map, mapOptions);
     const rooms = {
       replicas: this.#replicas,
       writes: this.#writes,
@@ -138,8 +151,13 @@ export class TopGunClient {
     }
   }
 
-  /** The map `name` of the replica (created on first use). */
-  getMap<V>(name: string): ClientMap<V> {
+  /**
+   * The map `name` of the replica (created on first use). `options` declares how it is
+   * replicated (see `MapOptions`; the `maps` option of `createClient` does the same).
+   * @throws {ConfigurationError} when the map was declared otherwise before.
+   */
+  getMap<V>(name: string, options?: MapOptions): ClientMap<V> {
+    if (options !== undefined) this.#replicas.declare(name, options);
     return this.#replicas.entry(name).handle as ClientMap<V>;
   }
 
@@ -148,8 +166,34 @@ export class TopGunClient {
    * connected it is also subscribed on the server. Equal queries share one handle.
    * @throws {QueryError} when the query is invalid.
    */
-  query<V>(map: string, query: Query<V>): QueryHandle<V> {
-    return this.#queries.query(map, query);
+  query<V>(map: string, query: Query<V>, options?: QueryOptions): QueryHandle<V> {
+    return this.#queries.query(map, query, options);
+  }
+
+  /** Unpins a query pinned with `{ offline: true }`: its rows may be dropped again. */
+  unpin(map: string, query: Query<unknown>): void {
+    this.#queries.unpin(map, query);
+  }
+
+  /**
+   * A map replicated by query over its budget drops records that no live or pinned query
+   * holds and that have no unacknowledged write, until it is within it.
+   */
+  #evict(map: string): void {
+    const budget = this.#replicas.budgetOf(map);
+    const { replica } = this.#replicas.entry(map);
+    let over = replica.recordCount - (budget ?? Number.POSITIVE_INFINITY);
+    if (!(over > 0)) return;
+    const held = this.#queries.heldKeys(map);
+    const dropped: string[] = [];
+    for (const [key] of replica.allRecords()) {
+      if (over <= 0) break;
+      if (held.has(key)) continue;
+      dropped.push(key);
+      over--;
+    }
+    // Keys with unacknowledged writes are kept (and stay counted).
+    this.#writes.revoke(map, dropped);
   }
 
   /** Listens to writes the server refused (after they were rolled back); returns the unsubscribe function. */
@@ -202,6 +246,8 @@ export class TopGunClient {
         list.push([key, record]);
       }
       // Our own stored records: loaded in bulk, without per-record validation or events.
+      this.#replicas.loadModes(state.meta);
+      this.#queries.loadPins(state.meta);
       for (const [map, entries] of byMap) this.#replicas.load(map, entries);
       this.#outbox.put(state.outbox);
     } catch (error) {

@@ -1,5 +1,11 @@
 import { decodeMessage, encodeMessage, type Message, PROTOCOL_VERSION } from '@topgun/core';
-import type { Connection, ConnectionEvents, Transport } from '../src/index.js';
+import {
+  type ClientOptions,
+  type Connection,
+  type ConnectionEvents,
+  manualOnlineManager,
+  type Transport,
+} from '../src/index.js';
 
 /** The `welcome` a test server answers a `hello` with: anonymous, the default limits. */
 export function welcomeMessage(): Message {
@@ -88,4 +94,17 @@ export class FakeTransport implements Transport {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     return this.connections[index]!;
   }
+}
+
+/** Options of a client whose server is the test through `transport`: memory, online, fast retries. */
+export function overFakeTransport(transport: FakeTransport): ClientOptions {
+  return {
+    url: 'fake://server/sync',
+    transport,
+    storage: 'memory',
+    online: manualOnlineManager(true),
+    minRetryMs: 1,
+    maxRetryMs: 5,
+    random: () => 0,
+  };
 }

@@ -1,4 +1,6 @@
+import { decodeMessage, type Message } from '@topgun/core';
 import { createServer, type ServerOptions, type TopGunServer } from '@topgun/server';
+import { afterAll, beforeAll } from 'vitest';
 import WebSocket from 'ws';
 import {
   type ClientOptions,
@@ -53,4 +55,36 @@ export async function waitFor(
 /** Sorted visible entries of a map, for comparisons. */
 export function contents(client: TopGunClient, map: string): Array<readonly [string, unknown]> {
   return [...client.getMap(map).entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+}
+
+/**
+ * A server for the tests of one file: started before them, closed after them with the
+ * clients pushed onto `clients`. Read `url` and `server` inside tests.
+ */
+export function useServer(options: ServerOptions = {}) {
+  const state = {
+    url: '',
+    server: undefined as unknown as TopGunServer,
+    clients: [] as TopGunClient[],
+  };
+  beforeAll(async () => {
+    ({ server: state.server, url: state.url } = await startServer(options));
+  });
+  afterAll(async () => {
+    await Promise.all(state.clients.map((client) => client.close()));
+    await state.server.close();
+  });
+  return state;
+}
+
+/** The `ws` WebSocket, telling `onMessage` every message the server sends it. */
+export function spyingWebSocket(
+  onMessage: (message: Message) => void,
+): NonNullable<ClientOptions['WebSocket']> {
+  return class extends WebSocket {
+    constructor(address: string | URL, protocols?: string | string[]) {
+      super(address, protocols);
+      this.on('message', (data) => onMessage(decodeMessage(new Uint8Array(data as Buffer))));
+    }
+  } as unknown as NonNullable<ClientOptions['WebSocket']>;
 }

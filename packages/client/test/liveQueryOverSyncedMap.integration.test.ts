@@ -1,47 +1,25 @@
-import { decodeMessage, type Message } from '@topgun/core';
-import type { TopGunServer } from '@topgun/server';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
-import type { ClientOptions, TopGunClient } from '../src/index.js';
-import { startServer, testClient, waitFor } from './harness.js';
+import type { Message } from '@topgun/core';
+import { describe, expect, it } from 'vitest';
+import { spyingWebSocket, testClient, useServer, waitFor } from './harness.js';
 
 interface Todo {
   title: string;
   done: boolean;
 }
 
-/** What the server sent every socket made with {@link SpyingWebSocket}, in order. */
+/** What the server sent the reader, in order. */
 const received: Message['type'][] = [];
-
-/** The `ws` WebSocket, noting the type of every message the server sends. */
-class SpyingWebSocket extends WebSocket {
-  constructor(address: string | URL, protocols?: string | string[]) {
-    super(address, protocols);
-    this.on('message', (data) => received.push(decodeMessage(new Uint8Array(data as Buffer)).type));
-  }
-}
+const SpyingWebSocket = spyingWebSocket((message) => received.push(message.type));
 
 // The client walks every map it queries, so the server sends it the map's changes and no
 // query_update for its live queries: the query must stay current, and be confirmed, anyway.
 describe('a live query over a map the client syncs', () => {
-  let server: TopGunServer;
-  let url: string;
-  const clients: TopGunClient[] = [];
-
-  beforeAll(async () => {
-    ({ server, url } = await startServer());
-  });
-  afterAll(async () => {
-    await Promise.all(clients.map((client) => client.close()));
-    await server.close();
-  });
+  const served = useServer();
 
   it('is confirmed and follows other clients’ writes from changes alone', async () => {
-    const writer = testClient(url).client;
-    const reader = testClient(url, {
-      WebSocket: SpyingWebSocket as unknown as ClientOptions['WebSocket'] & object,
-    }).client;
-    clients.push(writer, reader);
+    const writer = testClient(served.url).client;
+    const reader = testClient(served.url, { WebSocket: SpyingWebSocket }).client;
+    served.clients.push(writer, reader);
     const todos = writer.getMap<Todo>('todos');
     todos.set('t1', { title: 'milk', done: false });
     await writer.flush();

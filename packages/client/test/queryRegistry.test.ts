@@ -13,8 +13,12 @@ function registry(loaded = true) {
       read: () => [{ key: 'remembered', value: { n: 0 } }],
       write: (key, rows) => written.set(key, rows),
     },
-    subscribed: (id, map) => events.push(`+${id} ${map}`),
+    scoped: () => false,
+    subscribed: ({ id, map }) => events.push(`+${id} ${map}`),
     unsubscribed: (id) => events.push(`-${id}`),
+    grew: (id, limit) => events.push(`more ${id} ${limit}`),
+    settled: () => {},
+    storePin: () => {},
   });
   return { replica, queries, written, events };
 }

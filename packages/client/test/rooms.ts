@@ -52,8 +52,12 @@ export function clientRooms(
     replica: (map) => replicas.entry(map).replica,
     isLoaded: () => true,
     resultCache: undefined,
+    scoped: (map) => replicas.budgetOf(map) !== undefined,
     subscribed: () => {},
     unsubscribed: () => {},
+    grew: () => {},
+    settled: () => {},
+    storePin: () => {},
   });
   const marks = new SyncMarks(persist, share);
   return { storage, persist, status, outbox, clock, replicas, writes, queries, marks };

@@ -1,7 +1,8 @@
 import 'fake-indexeddb/auto';
+import { toWireEntry } from '@topgun/core';
 import { afterEach, expect, it } from 'vitest';
-import { createClient, manualOnlineManager, type TopGunClient } from '../src/index.js';
-import { FakeTransport } from './fakeTransport.js';
+import { type ClientOptions, createClient, type TopGunClient } from '../src/index.js';
+import { FakeTransport, overFakeTransport } from './fakeTransport.js';
 import { sharedLock } from './sharedLock.js';
 
 interface Todo {
@@ -16,23 +17,8 @@ afterEach(async () => {
 it('hands the connection to the next tab when the leader goes, which sends every unacknowledged write', async () => {
   const transport = new FakeTransport();
   const election = sharedLock();
-  const tab = () => {
-    const client = createClient({
-      url: 'fake://server/sync',
-      transport,
-      storage: 'indexeddb',
-      dbName: 'tabs-over-a-fake-transport',
-      multiTab: true,
-      nodeId: 'profile1',
-      leaderElection: election(),
-      online: manualOnlineManager(true),
-      minRetryMs: 1,
-      maxRetryMs: 5,
-      random: () => 0,
-    });
-    clients.push(client);
-    return client;
-  };
+  const tab = () =>
+    tabOf(transport, election, { dbName: 'tabs-over-a-fake-transport', nodeId: 'profile1' });
   const leader = tab();
   const follower = tab();
   const first = await transport.connection(0);
@@ -58,3 +44,70 @@ it('hands the connection to the next tab when the leader goes, which sends every
   await flushed;
   expect(follower.status.getState()).toMatchObject({ isLeader: true, pendingOps: 0 });
 });
+
+it('subscribes a follower’s query of a map replicated by query through the leader, and again through the next leader', async () => {
+  const transport = new FakeTransport();
+  const election = sharedLock();
+  const tab = () =>
+    tabOf(transport, election, {
+      dbName: 'scoped-queries-over-tabs',
+      nodeId: 'profile2',
+      maps: { events: { replicate: 'queries' } },
+    });
+  const leader = tab();
+  const follower = tab();
+  const first = await transport.connection(0);
+  await first.welcome();
+  const query = { where: { kind: 'a' }, limit: 2 };
+  const feed = follower.query<{ kind: string }>('events', query);
+  feed.subscribe(() => {});
+  const subscribe = await first.next('subscribe');
+  expect(subscribe).toMatchObject({ map: 'events', query });
+  const entry = (key: string) =>
+    toWireEntry(key, { value: { kind: 'a' }, timestamp: { millis: 1, counter: 0, nodeId: 's' } });
+  first.receive({
+    type: 'query_snapshot',
+    id: subscribe.id,
+    entries: [entry('a1'), entry('a2')],
+    last: true,
+    matching: 3,
+  });
+  await until(() => feed.getSnapshot().status === 'synced');
+  expect(feed.getSnapshot()).toMatchObject({ hasMore: true });
+  expect(feed.getSnapshot().data.map((row) => row.key)).toEqual(['a1', 'a2']);
+
+  feed.loadMore();
+  expect(await first.next('query_more')).toMatchObject({ id: subscribe.id, limit: 4 });
+
+  await leader.close();
+  clients.splice(clients.indexOf(leader), 1);
+  const second = await transport.connection(1);
+  await second.welcome();
+  expect(await second.next('subscribe')).toMatchObject({
+    map: 'events',
+    query: { ...query, limit: 4 },
+    have: { keys: ['a1', 'a2'] },
+  });
+});
+
+/** A tab of one browser profile, its server the test through `transport`. */
+function tabOf(
+  transport: FakeTransport,
+  election: ReturnType<typeof sharedLock>,
+  options: Partial<ClientOptions>,
+): TopGunClient {
+  const client = createClient({
+    ...overFakeTransport(transport),
+    storage: 'indexeddb',
+    multiTab: true,
+    leaderElection: election(),
+    ...options,
+  });
+  clients.push(client);
+  return client;
+}
+
+/** Polls until `test` holds. */
+async function until(test: () => boolean): Promise<void> {
+  while (!test()) await new Promise((resolve) => setTimeout(resolve, 5));
+}

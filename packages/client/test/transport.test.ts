@@ -1,12 +1,7 @@
 import { toWireEntry } from '@topgun/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  createClient,
-  manualOnlineManager,
-  type RejectedWrite,
-  type TopGunClient,
-} from '../src/index.js';
-import { FakeTransport } from './fakeTransport.js';
+import { createClient, type RejectedWrite, type TopGunClient } from '../src/index.js';
+import { FakeTransport, overFakeTransport } from './fakeTransport.js';
 
 interface Todo {
   title: string;
@@ -20,15 +15,7 @@ afterEach(async () => {
 /** A client whose server is the test, through a fake transport. */
 function clientOverFakeTransport() {
   const transport = new FakeTransport();
-  const client = createClient({
-    url: 'fake://server/sync',
-    transport,
-    storage: 'memory',
-    online: manualOnlineManager(true),
-    minRetryMs: 1,
-    maxRetryMs: 5,
-    random: () => 0,
-  });
+  const client = createClient(overFakeTransport(transport));
   clients.push(client);
   return { client, transport, todos: client.getMap<Todo>('todos') };
 }

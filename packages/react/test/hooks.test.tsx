@@ -133,6 +133,35 @@ describe('useQuery', () => {
     expect(screen.getByText('Strict')).toBeTruthy();
   });
 
+  it('loads more rows a page at a time, and says whether more follow', async () => {
+    const client = newClient();
+    const todos = client.getMap<Todo>('todos');
+    for (const title of ['A', 'B', 'C', 'D', 'E']) todos.set(title, { title, done: false });
+    let loadMore = () => {};
+    function Page() {
+      const result = useQuery<Todo>('todos', { sort: 'title', limit: 2 });
+      loadMore = result.loadMore;
+      return <p>{`${result.data.map((row) => row.key).join('')}:${result.hasMore}`}</p>;
+    }
+    render(<Page />, { wrapper: wrapper(client) });
+    expect(screen.getByText('AB:true')).toBeTruthy();
+    const first = loadMore;
+    act(() => loadMore());
+    await flush();
+    expect(screen.getByText('ABCD:true')).toBeTruthy();
+    act(() => loadMore());
+    await flush();
+    expect(screen.getByText('ABCDE:false')).toBeTruthy();
+    expect(loadMore).toBe(first);
+    // A record past the window's end: more rows follow again.
+    act(() => todos.set('F', { title: 'F', done: false }));
+    await flush();
+    expect(screen.getByText('ABCDEF:false')).toBeTruthy();
+    act(() => todos.set('G', { title: 'G', done: false }));
+    await flush();
+    expect(screen.getByText('ABCDEF:true')).toBeTruthy();
+  });
+
   it('is disabled by a falsy query and reports an invalid one', () => {
     const client = newClient();
     function Probe({ query }: { query: unknown }) {

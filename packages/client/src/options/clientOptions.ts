@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../clientErrors.js';
+import type { MapOptions } from '../replica/replicaStore.js';
 import type { ClientStorage } from '../storage/clientStorage.js';
 import { createIndexedDbStorage } from '../storage/indexedDbStorage.js';
 import { createMemoryStorage } from '../storage/memoryStorage.js';
@@ -62,6 +63,11 @@ export interface ClientOptions {
    * doubles with each such walk of a map in a row, up to 64 times. Default: 5000 ms.
    */
   readonly walkRetryMs?: number;
+  /**
+   * How maps are replicated, by name (maps not named: whole). See {@link MapOptions}; a map
+   * may also be declared by `client.getMap(name, options)`.
+   */
+  readonly maps?: Readonly<Record<string, MapOptions>>;
   /** This machine's wall clock. Default: `Date.now`. */
   readonly now?: () => number;
   /**
@@ -70,6 +76,8 @@ export interface ClientOptions {
    */
   readonly random?: () => number;
 }
+
+export type { MapOptions };
 
 const NODE_ID = /^[A-Za-z0-9_]{1,40}$/;
 

@@ -1,4 +1,11 @@
-import { compileQuery, LiveResult, type LWWMap, type Query, type QueryRow } from '@topgun/core';
+import {
+  compileQuery,
+  LiveResult,
+  type LWWMap,
+  type LWWRecord,
+  type Query,
+  type QueryRow,
+} from '@topgun/core';
 
 /** Where a query's result comes from. */
 export type QueryStatus =
@@ -12,6 +19,11 @@ export interface QuerySnapshot<V> {
   /** Result rows in order. */
   readonly data: readonly QueryRow<V>[];
   readonly status: QueryStatus;
+  /**
+   * Whether rows follow the window (`offset + limit` below the matching records): the
+   * server's count for a map replicated by query once it answered, the replica's otherwise.
+   */
+  readonly hasMore: boolean;
 }
 
 /** How long an unobserved handle keeps following the replica (StrictMode, quick re-renders). */
@@ -31,6 +43,8 @@ export interface QueryHandleHooks<V> {
   readonly isLoaded?: () => boolean;
   /** The result changed (to remember it for the next start); `rows` reads it. */
   readonly onResult?: (rows: () => readonly QueryRow<V>[]) => void;
+  /** The window grew to `limit` rows ({@link QueryHandle.loadMore}). */
+  readonly onMore?: (handle: QueryHandle<V>, limit: number) => void;
 }
 
 /**
@@ -53,8 +67,11 @@ export class QueryHandle<V> {
   /** When listeners were last told (`performance.now()`), for large results. */
   #notifiedAt = Number.NEGATIVE_INFINITY;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The window's length, once {@link loadMore} grew it past the query's `limit`. */
+  #limit: number | undefined;
+  /** How many records match on the server (maps replicated by query), once it said. */
+  #serverMatching: number | undefined;
 
-  /** @throws {QueryError} when the query is invalid. */
   readonly #replica: LWWMap<V>;
   readonly #hooks: QueryHandleHooks<V>;
   /** The window remembered from the last session, shown until the replica is loaded. */
@@ -87,9 +104,68 @@ export class QueryHandle<V> {
   #currentSnapshot(): QuerySnapshot<V> {
     if (this.#rowsChanged && this.#live !== undefined) {
       this.#rowsChanged = false;
-      this.#snapshot = { ...this.#snapshot!, data: this.#live.rows };
+      this.#snapshot = { ...this.#snapshot!, data: this.#live.rows, hasMore: this.#hasMore() };
     }
     return this.#snapshot!;
+  }
+
+  #hasMore(): boolean {
+    const { offset = 0 } = this.query;
+    const live = this.#live;
+    return live !== undefined && offset + live.limit < (this.#serverMatching ?? live.matchingCount);
+  }
+
+  /**
+   * The query as the server should follow it: its `limit` grown by {@link loadMore}.
+   */
+  get serverQuery(): Query<V> {
+    return this.#limit === undefined ? this.query : { ...this.query, limit: this.#limit };
+  }
+
+  /**
+   * Grows the window by one page (the query's `limit`): the next rows after the last one,
+   * from the replica at once and, for a map replicated by query, from the server. Nothing
+   * for a query without `limit`.
+   */
+  loadMore = (): void => {
+    const page = this.query.limit;
+    if (page) this.growTo((this.#limit ?? page) + page);
+  };
+
+  /** Grows the window to `limit` rows, if that is more than it holds (see {@link loadMore}). */
+  growTo(limit: number): void {
+    if (!(limit > (this.#limit ?? this.query.limit ?? Number.POSITIVE_INFINITY))) return;
+    this.#limit = limit;
+    if (this.#live?.setLimit(limit).changed) this.#rowsDidChange();
+    else this.#refreshHasMore();
+    this.#hooks.onMore?.(this, limit);
+  }
+
+  /** The window's length as {@link loadMore} grew it; undefined while it has not. */
+  get grownLimit(): number | undefined {
+    return this.#limit;
+  }
+
+  /** The server counted `matching` records matching the query (maps replicated by query). */
+  learnMatching(matching: number): void {
+    this.#serverMatching = matching;
+    this.#refreshHasMore();
+  }
+
+  #refreshHasMore(): void {
+    const hasMore = this.#hasMore();
+    if (this.#snapshot !== undefined && this.#snapshot.hasMore !== hasMore)
+      this.#update({ hasMore });
+  }
+
+  /** The rows of the result with their records, for the server to send only what differs. */
+  heldRecords(): Array<readonly [string, LWWRecord<V>]> {
+    return (this.#live?.rows ?? []).map(({ key }) => [key, this.#replica.getRecord(key)!] as const);
+  }
+
+  /** The result's keys (what it holds of the replica). */
+  get keys(): readonly string[] {
+    return (this.#live?.rows ?? []).map((row) => row.key);
   }
 
   /** Listens to result changes; returns the unsubscribe function. */
@@ -106,6 +182,12 @@ export class QueryHandle<V> {
   /** Whether the handle currently follows the replica. */
   get active(): boolean {
     return this.#live !== undefined;
+  }
+
+  /** The result is no longer confirmed (a query of a map replicated by query subscribes again). */
+  unconfirm(): void {
+    this.#confirmed = false;
+    if (this.#snapshot?.status === 'synced') this.#update({ status: 'local' });
   }
 
   /** Marks the result as confirmed by the server. */
@@ -126,12 +208,13 @@ export class QueryHandle<V> {
 
   #activate(): void {
     if (this.#live !== undefined) return;
-    const live = new LiveResult(this.query, this.#replica.entries());
+    const live = this.#build();
     this.#live = live;
     const useCache = this.#cachedRows !== undefined && this.#hooks.isLoaded?.() === false;
     this.#snapshot = {
       data: useCache ? this.#cachedRows! : live.rows,
       status: this.#confirmed ? 'synced' : 'local',
+      hasMore: this.#hasMore(),
     };
     this.#rowsChanged = false;
     if (!useCache && this.#hooks.isLoaded?.() === true) this.#hooks.onResult?.(this.#readRows);
@@ -139,13 +222,22 @@ export class QueryHandle<V> {
     // render): a stream of changes never copies a large result per change.
     this.#unsubscribeReplica = this.#replica.subscribe((change) => {
       if (this.#live?.apply(change).changed) this.#rowsDidChange();
+      // A record past the window changes only whether more rows follow it.
+      else this.#refreshHasMore();
     });
     // A bulk load (start-up) is cheaper to evaluate once than change by change.
     this.#unsubscribeBulk = this.#replica.subscribeBulk(() => {
-      this.#live = new LiveResult(this.query, this.#replica.entries());
+      this.#live = this.#build();
       this.#rowsDidChange();
     });
     this.#hooks.onActive(this);
+  }
+
+  /** The live result over the replica, with the window grown as {@link loadMore} left it. */
+  #build(): LiveResult<V> {
+    const live = new LiveResult(this.query, this.#replica.entries());
+    if (this.#limit !== undefined) live.setLimit(this.#limit);
+    return live;
   }
 
   #deactivate(): void {
@@ -154,8 +246,9 @@ export class QueryHandle<V> {
     this.#unsubscribeReplica = undefined;
     this.#unsubscribeBulk?.();
     this.#unsubscribeBulk = undefined;
-    this.#live = undefined;
+    // Told while its result is still readable (a pinned query's keys are kept from it).
     this.#hooks.onIdle(this);
+    this.#live = undefined;
   }
 
   #scheduleIdle(): void {

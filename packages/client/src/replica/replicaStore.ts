@@ -7,8 +7,26 @@ import {
   splitWrite,
   type Value,
 } from '@topgun/core';
+import { ConfigurationError } from '../clientErrors.js';
 import type { PersistQueue } from '../storage/persistQueue.js';
 import { ClientMap } from './clientMap.js';
+
+const MODE_PREFIX = 'replicate:';
+
+/** How one map is replicated. */
+export interface MapOptions {
+  /**
+   * `'map'`: the whole map, walked with the server (the default). `'queries'`: only the
+   * records the map's live and pinned queries hold, never the whole map: for maps too large
+   * for a browser. The mode holds for the client's life.
+   */
+  readonly replicate?: 'map' | 'queries';
+  /**
+   * With `'queries'`: records kept beyond those of live and pinned queries, in memory and
+   * stored; the others are dropped once a query ends. Default: 10 000.
+   */
+  readonly maxRecords?: number;
+}
 
 /** A change of the replica, for the other tabs to apply (structured-cloned). */
 export type ReplicaChange =
@@ -64,9 +82,48 @@ export interface ReplicaStoreOptions {
 export class ReplicaStore {
   readonly #maps = new Map<string, ReplicaEntry>();
   readonly #options: ReplicaStoreOptions;
+  /** The budget (`maxRecords`) of each map replicated by query. */
+  readonly #scoped = new Map<string, number>();
+  /** The modes declared in this client's life (a stored one may be declared over). */
+  readonly #declared = new Map<string, string>();
 
   constructor(options: ReplicaStoreOptions) {
     this.#options = options;
+  }
+
+  /**
+   * How map `name` is replicated, declared by the app; stored, so that the next start knows
+   * it before walking anything.
+   * @throws {ConfigurationError} when this client declared it otherwise before.
+   */
+  declare(name: string, { replicate = 'map', maxRecords = 10_000 }: MapOptions): void {
+    const before = this.#declared.get(name);
+    if (before !== undefined && before !== replicate)
+      throw new ConfigurationError('replicate', `map ${name} is replicated by ${before} already`);
+    if (!(Number.isSafeInteger(maxRecords) && maxRecords >= 0))
+      throw new ConfigurationError('maxRecords', 'expected a whole number, at least 0');
+    this.#declared.set(name, replicate);
+    this.#setMode(name, replicate === 'queries' ? maxRecords : undefined);
+    this.#options.persist.setMeta(`${MODE_PREFIX}${name}`, this.#scoped.get(name) ?? null);
+  }
+
+  /** Reads the modes stored by {@link declare} back (those declared since stay). */
+  loadModes(meta: Iterable<readonly [string, unknown]>): void {
+    for (const [name, value] of meta) {
+      const map = name.slice(MODE_PREFIX.length);
+      if (name.startsWith(MODE_PREFIX) && typeof value === 'number' && !this.#declared.has(map))
+        this.#setMode(map, value);
+    }
+  }
+
+  #setMode(name: string, budget: number | undefined): void {
+    if (budget === undefined) this.#scoped.delete(name);
+    else this.#scoped.set(name, budget);
+  }
+
+  /** The budget of a map replicated by query; undefined for a whole map. */
+  budgetOf(name: string): number | undefined {
+    return this.#scoped.get(name);
   }
 
   /** The map `name` (created on first use). */
@@ -89,9 +146,9 @@ export class ReplicaStore {
     return entry;
   }
 
-  /** The names of the maps opened so far. */
+  /** The names of the whole maps opened so far (those walked with the server). */
   names(): string[] {
-    return [...this.#maps.keys()];
+    return [...this.#maps.keys()].filter((name) => !this.#scoped.has(name));
   }
 
   /** Records held across the maps, tombstones included. */

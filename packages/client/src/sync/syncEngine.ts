@@ -1,15 +1,16 @@
 import {
+  encodeHave,
   fromWireEntry,
+  MAX_WINDOW_ROWS,
   type Message,
   type MessageOf,
   PROTOCOL_VERSION,
-  type Query,
   type Value,
 } from '@topgun/core';
 import { SyncError } from '../clientErrors.js';
 import type { LocalWrites } from '../outbox/localWrites.js';
 import type { Outbox } from '../outbox/outbox.js';
-import type { QueryRegistry } from '../queries/queryRegistry.js';
+import type { QueryRegistry, ServerQuery } from '../queries/queryRegistry.js';
 import type { ClientClock } from '../replica/clientClock.js';
 import type { ReplicaStore } from '../replica/replicaStore.js';
 import type { SyncMarks } from '../replica/syncMarks.js';
@@ -91,9 +92,25 @@ export class SyncEngine implements ConnectionHandler {
       this.#connection.send({ type: 'ops', ops });
   }
 
-  /** Subscribes a live query on the server (when connected). */
-  subscribeQuery(id: number, map: string, query: Query<Value>): void {
-    if (this.#ready) this.#connection.send({ type: 'subscribe', id, map, query });
+  /**
+   * Subscribes a live query on the server (when connected); over a map replicated by query,
+   * naming the records it holds of the result so that the server sends only what differs.
+   */
+  subscribeQuery({ id, map, query, have }: ServerQuery): void {
+    if (!this.#ready) return;
+    const held = have?.();
+    this.#connection.send({
+      type: 'subscribe',
+      id,
+      map,
+      query,
+      ...(held && held.length <= MAX_WINDOW_ROWS ? { have: encodeHave(held) } : {}),
+    });
+  }
+
+  /** Grows a live query's window on the server. */
+  queryMore(id: number, limit: number): void {
+    if (this.#ready) this.#connection.send({ type: 'query_more', id, limit });
   }
 
   unsubscribeQuery(id: number): void {
@@ -209,8 +226,7 @@ export class SyncEngine implements ConnectionHandler {
     writes.adoptForeignWrites();
     status.setState({ connection: 'syncing', lastError: null });
     this.#walks.begin(message.maxFrameBytes);
-    for (const { id, map, query } of queries.active())
-      this.#connection.send({ type: 'subscribe', id, map, query });
+    for (const query of queries.active()) this.subscribeQuery(query);
     if (!this.#walks.initialRunning) {
       this.sendOutbox();
       this.#walks.settleIfIdle();
@@ -227,6 +243,8 @@ export class SyncEngine implements ConnectionHandler {
         entries.map((entry) => fromWireEntry<Value>(entry)),
         true,
       );
+    if (message.matching !== undefined)
+      this.#rooms.queries.learnMatching(message.id, message.matching);
     if (message.type === 'query_snapshot' && message.last)
       this.#rooms.queries.confirmQuery(message.id);
   }

@@ -1,5 +1,6 @@
 import type { SyncErrorCode } from '../clientErrors.js';
 import type { OutboxChange } from '../outbox/localWrites.js';
+import type { QueryTabMessage } from '../queries/queryRegistry.js';
 import type { ReplicaChange } from '../replica/replicaStore.js';
 import type { SyncedMessage } from '../replica/syncMarks.js';
 import type { SyncStatus } from '../status/syncStatus.js';
@@ -22,6 +23,7 @@ export type TabMessage =
   | ReplicaChange
   | OutboxChange
   | SyncedMessage
+  | QueryTabMessage
   /** The leader's connection status. */
   | { readonly type: 'status'; readonly status: SharedStatus }
   /** A new leader asks followers for their pending writes. */

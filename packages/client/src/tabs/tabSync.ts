@@ -100,11 +100,19 @@ export class TabSync {
         });
         return;
       case 'leader': {
-        // A new leader: make sure it knows this tab's pending writes.
-        const own = this.#leading ? [] : writes.own();
+        // A new leader: make sure it knows this tab's pending writes and queries.
+        if (this.#leading) return;
+        const own = writes.own();
         if (own.length > 0) this.#channel.post({ type: 'outbox', entries: own });
+        queries.announceAll();
         return;
       }
+      case 'query':
+        if (this.#leading) queries.followForTab(message);
+        return;
+      case 'query-state':
+        queries.learnFromLeader(message);
+        return;
       case 'status-request':
         if (this.#leading) this.#shareStatus();
         return;

@@ -1,0 +1,98 @@
+import type { Message } from '@topgun/core';
+import { describe, expect, it } from 'vitest';
+import type { QueryHandle } from '../src/index.js';
+import { spyingWebSocket, testClient, useServer, waitFor } from './harness.js';
+
+interface Event {
+  kind: 'even' | 'odd';
+  at: number;
+  note?: string;
+}
+
+/** Every message the server sent the reader, in order. */
+const received: Message[] = [];
+const SpyingWebSocket = spyingWebSocket((message) => received.push(message));
+
+const keysOf = (handle: QueryHandle<Event>) => handle.getSnapshot().data.map((row) => row.key);
+const key = (n: number) => `e${String(n).padStart(2, '0')}`;
+
+describe('a map replicated by query, against a real server', () => {
+  const served = useServer();
+
+  it('holds only its windows, resumes by delta, pages, writes offline and drops what no query holds', async () => {
+    const writer = testClient(served.url).client;
+    const events = writer.getMap<Event>('events');
+    for (let n = 0; n < 30; n++) events.set(key(n), { kind: n % 2 ? 'odd' : 'even', at: n });
+    await writer.flush();
+
+    const { client: reader, online } = testClient(served.url, {
+      WebSocket: SpyingWebSocket,
+      maps: { events: { replicate: 'queries', maxRecords: 12 } },
+    });
+    served.clients.push(writer, reader);
+    const feed = reader.query<Event>('events', {
+      where: { kind: 'even' },
+      sort: [{ field: 'at', direction: 'desc' }],
+      limit: 5,
+    });
+    const stop = feed.subscribe(() => {});
+    await waitFor(() => feed.getSnapshot().status === 'synced', 5_000, 'the snapshot');
+    expect(keysOf(feed)).toEqual([28, 26, 24, 22, 20].map(key));
+    expect(feed.getSnapshot().hasMore).toBe(true);
+    const replica = reader.getMap<Event>('events');
+    expect(replica.size).toBe(5);
+
+    feed.loadMore();
+    await waitFor(() => keysOf(feed).length === 10, 5_000, 'the second page');
+    expect(keysOf(feed)).toEqual([28, 26, 24, 22, 20, 18, 16, 14, 12, 10].map(key));
+    expect(replica.size).toBe(10);
+
+    // Offline: others change one row, delete one, add one, and change a record elsewhere.
+    online.set(false);
+    await waitFor(() => reader.status.getState().connection === 'offline', 5_000, 'offline');
+    events.set(key(28), { kind: 'even', at: 28, note: 'edited' });
+    events.delete(key(26));
+    events.set(key(30), { kind: 'even', at: 30 });
+    events.set(key(1), { kind: 'odd', at: 1, note: 'elsewhere' });
+    await writer.flush();
+    // A write of its own while offline shows at once.
+    replica.set('mine', { kind: 'even', at: 99 });
+    expect(keysOf(feed)[0]).toBe('mine');
+
+    received.length = 0;
+    online.set(true);
+    await waitFor(() => keysOf(feed).includes(key(30)), 5_000, 'the resumed window');
+    await reader.flush();
+    await waitFor(() => feed.getSnapshot().status === 'synced', 5_000, 'synced again');
+    // Only what entered or changed came back: e30, e28 (edited) and e10 (it moved into the
+    // server's window of 10 as e26 left); e26 and the unsent 'mine' were named and absent on
+    // the server: revoked (the pending write is kept, and enters once stored).
+    const resent = received
+      .filter((message) => message.type === 'query_snapshot')
+      .flatMap((message) => (message.type === 'query_snapshot' ? message.entries : []))
+      .map(([entryKey]) => entryKey)
+      .sort();
+    expect(resent).toEqual([key(10), key(28), key(30)]);
+    expect(received.some((message) => message.type === 'sync')).toBe(false);
+    expect(keysOf(feed)).toEqual(['mine', ...[30, 28, 24, 22, 20, 18, 16, 14, 12].map(key)]);
+    expect(replica.get(key(28))?.note).toBe('edited');
+    expect(replica.get(key(26))).toBeUndefined();
+    expect(replica.get(key(1))).toBeUndefined();
+
+    // Its own delete of a row pushes the next one in, from the server.
+    replica.delete(key(12));
+    await reader.flush();
+    await waitFor(() => keysOf(feed).includes(key(10)), 5_000, 'the row pushed in');
+
+    // Another query's rows are dropped once it ends: the budget is 12 records.
+    const odd = reader.query<Event>('events', { where: { kind: 'odd' }, limit: 4 });
+    const stopOdd = odd.subscribe(() => {});
+    await waitFor(() => odd.getSnapshot().status === 'synced', 5_000, 'the odd rows');
+    expect(odd.getSnapshot().data).toHaveLength(4);
+    stopOdd();
+    odd.dispose();
+    await waitFor(() => replica.size <= 12, 5_000, 'records dropped');
+    for (const row of feed.getSnapshot().data) expect(replica.get(row.key)).toBeDefined();
+    stop();
+  });
+});
