@@ -19,9 +19,10 @@ export function haveIssue(keys: readonly string[], hashes: Uint8Array): string |
 }
 
 /** The `have` of records held: their keys and item hashes. */
-export function encodeHave(
-  records: readonly (readonly [string, LWWRecord<unknown>])[],
-): { keys: string[]; hashes: Uint8Array } {
+export function encodeHave(records: readonly (readonly [string, LWWRecord<unknown>])[]): {
+  keys: string[];
+  hashes: Uint8Array;
+} {
   const hashes = new Uint8Array(records.length * 8);
   const view = new DataView(hashes.buffer);
   records.forEach(([key, record], index) => {
