@@ -1,4 +1,4 @@
-import type { LWWRecord, Query, Value } from '@topgun/core';
+import { type LWWRecord, latestTimestamp, type Query, type Value } from '@topgun/core';
 import { StorageError } from './clientErrors.js';
 import {
   type ClientOptions,
@@ -113,6 +113,15 @@ export class TopGunClient {
       storePin: (pin, keys) => this.#persist.setMeta(`pin:${pin}`, keys),
       tab: this.tabNodeId,
       share,
+      budgetOf: (map) => this.#replicas.budgetOf(map),
+      ownWrite: (record) => {
+        const writer = latestTimestamp(record).nodeId;
+        return writer === this.nodeId || writer.startsWith(`${this.nodeId}-`);
+      },
+      declare: (map, maxRecords) => {
+        if (this.#replicas.budgetOf(map) === undefined)
+          this.#replicas.declare(map, { replicate: 'queries', maxRecords });
+      },
     });
     for (const [map, mapOptions] of Object.entries(options.maps ?? {}))
       this.#replicas.declare(map, mapOptions);
@@ -180,6 +189,9 @@ export class TopGunClient {
    * holds and that have no unacknowledged write, until it is within it.
    */
   #evict(map: string): void {
+    // The leader's queries include every tab's (it follows them for the others), and
+    // dropping records drops them in every tab: only it decides.
+    if (this.#closed || !this.status.getState().isLeader) return;
     const budget = this.#replicas.budgetOf(map);
     const { replica } = this.#replicas.entry(map);
     let over = replica.recordCount - (budget ?? Number.POSITIVE_INFINITY);
@@ -218,12 +230,12 @@ export class TopGunClient {
     this.#closed = true;
     this.#writes.close();
     this.#engine?.stop();
-    this.#queries.writeResults();
+    // Before the tabs' channel closes: the leader learns this tab's queries ended.
+    this.#queries.dispose();
     this.#tabs.close();
     await this.ready.catch(() => {});
     await this.#persist.committed();
     this.#persist.dispose();
-    this.#queries.dispose();
     await this.#storage.close();
   }
 

@@ -3,6 +3,14 @@ import { describe, expect, it } from 'vitest';
 import type { QueryHandle } from '../src/index.js';
 import { spyingWebSocket, testClient, useServer, waitFor } from './harness.js';
 
+interface Task {
+  status: 'open' | 'closed';
+  at: number;
+  tag?: string;
+}
+
+const tasksOf = (handle: QueryHandle<Task>) => handle.getSnapshot().data.map((row) => row.key);
+
 interface Event {
   kind: 'even' | 'odd';
   at: number;
@@ -94,5 +102,48 @@ describe('a map replicated by query, against a real server', () => {
     await waitFor(() => replica.size <= 12, 5_000, 'records dropped');
     for (const row of feed.getSnapshot().data) expect(replica.get(row.key)).toBeDefined();
     stop();
+  });
+
+  it('never shows a held record the server did not put in the window: one pushed out, or kept from an ended query', async () => {
+    const writer = testClient(served.url).client;
+    const tasks = writer.getMap<Task>('tasks');
+    tasks.set('A', { status: 'open', at: 10 });
+    tasks.set('B', { status: 'open', at: 9 });
+    tasks.set('D', { status: 'open', at: 5 });
+    tasks.set('R', { status: 'open', at: 7, tag: 'x' });
+    await writer.flush();
+    const { client: reader } = testClient(served.url, {
+      maps: { tasks: { replicate: 'queries', maxRecords: 100 } },
+    });
+    served.clients.push(writer, reader);
+    const open = reader.query<Task>('tasks', {
+      where: { status: 'open' },
+      sort: [{ field: 'at', direction: 'desc' }],
+      limit: 2,
+    });
+    open.subscribe(() => {});
+    await waitFor(() => open.getSnapshot().status === 'synced', 5_000, 'the open tasks');
+    expect(tasksOf(open)).toEqual(['A', 'B']);
+    // R is held from a query that ends; the budget keeps it.
+    const tagged = reader.query<Task>('tasks', { where: { tag: 'x' }, limit: 5 });
+    const stopTagged = tagged.subscribe(() => {});
+    await waitFor(() => tagged.getSnapshot().status === 'synced', 5_000, 'the tagged task');
+    stopTagged();
+    tagged.dispose();
+
+    // C pushes B out (the reader still holds B); then B and R are closed elsewhere, which
+    // the server does not tell the reader (outside its window); then C is deleted.
+    tasks.set('C', { status: 'open', at: 11 });
+    await writer.flush();
+    await waitFor(() => tasksOf(open).includes('C'), 5_000, 'C');
+    tasks.set('B', { status: 'closed', at: 9 });
+    tasks.set('R', { status: 'closed', at: 7, tag: 'x' });
+    await writer.flush();
+    tasks.delete('C');
+    await writer.flush();
+    // The server's window is A and D: stale B and R (held, out of date) never show.
+    await waitFor(() => tasksOf(open).includes('D'), 5_000, 'D pushed in');
+    expect(tasksOf(open)).toEqual(['A', 'D']);
+    expect(reader.getMap<Task>('tasks').get('B')?.status).toBe('open');
   });
 });

@@ -1,4 +1,11 @@
-import { encodeHave, fromWireEntry, type Query, toWireEntry, type Value } from '@topgun/core';
+import {
+  encodeHave,
+  fromWireEntry,
+  type Query,
+  QueryError,
+  toWireEntry,
+  type Value,
+} from '@topgun/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type ClientOptions,
@@ -123,8 +130,12 @@ describe('a map replicated by query', () => {
     const { client, transport, events } = scopedClient({ storage });
     const connection = await transport.connection(0);
     await connection.welcome();
-    const pinned = client.query<Event>('events', { where: { kind: 'a' } }, { offline: true });
-    const other = client.query<Event>('events', { where: { kind: 'b' } });
+    const pinned = client.query<Event>(
+      'events',
+      { where: { kind: 'a' }, limit: 10 },
+      { offline: true },
+    );
+    const other = client.query<Event>('events', { where: { kind: 'b' }, limit: 10 });
     pinned.subscribe(() => {});
     other.subscribe(() => {});
     const [first, second] = [
@@ -166,10 +177,14 @@ describe('a map replicated by query', () => {
     });
     clients.push(offline);
     await offline.ready;
-    const later = offline.query<Event>('events', { where: { kind: 'b' } });
+    const later = offline.query<Event>('events', { where: { kind: 'b' }, limit: 10 });
     later.subscribe(() => {});
     later.dispose();
-    const again = offline.query<Event>('events', { where: { kind: 'a' } }, { offline: true });
+    const again = offline.query<Event>(
+      'events',
+      { where: { kind: 'a' }, limit: 10 },
+      { offline: true },
+    );
     expect(again.getSnapshot().data.map((row) => row.key)).toEqual(['a1', 'a2']);
   });
 
@@ -180,5 +195,36 @@ describe('a map replicated by query', () => {
     expect(() => client.getMap('todos', { replicate: 'queries', maxRecords: -1 })).toThrow(
       ConfigurationError,
     );
+  });
+
+  it('takes only windows the server can resume: a limit of at most 10 000, no offset', () => {
+    const { client } = scopedClient();
+    expect(() => client.query('events', {})).toThrow(/limit: .*at most 10000/);
+    expect(() => client.query('events', { limit: 10_001 })).toThrow(QueryError);
+    expect(() => client.query('events', { limit: 5, offset: 5 })).toThrow(/offset: .*loadMore/);
+  });
+});
+
+describe('paging a whole map', () => {
+  it('is local: no query_more, and hasMore follows the replica, not the server’s first count', async () => {
+    const transport = new FakeTransport();
+    const client = createClient(overFakeTransport(transport));
+    clients.push(client);
+    const todos = client.getMap<{ at: number }>('todos');
+    const connection = await transport.connection(0);
+    await connection.welcome();
+    await connection.endWalk();
+    const feed = client.query<{ at: number }>('todos', { sort: 'at', limit: 2 });
+    feed.subscribe(() => {});
+    const { id } = await connection.next('subscribe');
+    connection.receive({ type: 'query_snapshot', id, entries: [], last: true, matching: 0 });
+    await until(feed, () => feed.getSnapshot().status === 'synced');
+    for (let n = 0; n < 5; n++) todos.set(`t${n}`, { at: n });
+    expect(feed.getSnapshot()).toMatchObject({ hasMore: true });
+    feed.loadMore();
+    expect(feed.getSnapshot().data.map((row) => row.key)).toEqual(['t0', 't1', 't2', 't3']);
+    connection.receive({ type: 'ping', time: 1 });
+    await connection.next('pong');
+    expect(connection.sent.filter((message) => message.type === 'query_more')).toEqual([]);
   });
 });

@@ -90,6 +90,80 @@ it('subscribes a follower’s query of a map replicated by query through the lea
   });
 });
 
+it('keeps the rows of every tab’s queries when one tab’s query ends, and unsubscribes a closed tab’s', async () => {
+  const transport = new FakeTransport();
+  const election = sharedLock();
+  const maps = { events: { replicate: 'queries' as const, maxRecords: 1 } };
+  const tab = () =>
+    tabOf(transport, election, { dbName: 'scoped-budget-tabs', nodeId: 'profile3', maps });
+  const leader = tab();
+  const follower = tab();
+  const connection = await transport.connection(0);
+  await connection.welcome();
+  const mine = leader.query<{ kind: string }>('events', { where: { kind: 'a' }, limit: 10 });
+  mine.subscribe(() => {});
+  const first = await connection.next('subscribe');
+  const theirs = follower.query<{ kind: string }>('events', { where: { kind: 'b' }, limit: 10 });
+  theirs.subscribe(() => {});
+  const second = await connection.next('subscribe');
+  connection.receive({
+    type: 'query_snapshot',
+    id: first.id,
+    entries: [kindEntry('a1', 'a'), kindEntry('a2', 'a')],
+    last: true,
+  });
+  connection.receive({
+    type: 'query_snapshot',
+    id: second.id,
+    entries: [kindEntry('b1', 'b')],
+    last: true,
+  });
+  await until(() => theirs.getSnapshot().data.length === 1);
+  // The follower's query ends: over the budget, but the leader's rows stay in every tab.
+  theirs.dispose();
+  await connection.next('unsubscribe');
+  expect(mine.getSnapshot().data.map((row) => row.key)).toEqual(['a1', 'a2']);
+  // A follower that closes: the leader stops following its query.
+  const again = follower.query<{ kind: string }>('events', { where: { kind: 'z' }, limit: 10 });
+  again.subscribe(() => {});
+  const third = await connection.next('subscribe');
+  await follower.close();
+  clients.splice(clients.indexOf(follower), 1);
+  expect(await connection.next('unsubscribe')).toMatchObject({ id: third.id });
+});
+
+it('tells a follower at once that a query the leader already follows is answered', async () => {
+  const transport = new FakeTransport();
+  const election = sharedLock();
+  const maps = { events: { replicate: 'queries' as const } };
+  const tab = () =>
+    tabOf(transport, election, { dbName: 'scoped-shared-tabs', nodeId: 'profile4', maps });
+  const leader = tab();
+  const follower = tab();
+  const connection = await transport.connection(0);
+  await connection.welcome();
+  const query = { where: { kind: 'a' }, limit: 1 };
+  const mine = leader.query<{ kind: string }>('events', query);
+  mine.subscribe(() => {});
+  const { id } = await connection.next('subscribe');
+  connection.receive({
+    type: 'query_snapshot',
+    id,
+    entries: [kindEntry('a1', 'a')],
+    last: true,
+    matching: 5,
+  });
+  await until(() => mine.getSnapshot().status === 'synced');
+  const theirs = follower.query<{ kind: string }>('events', query);
+  theirs.subscribe(() => {});
+  await until(() => theirs.getSnapshot().status === 'synced');
+  expect(theirs.getSnapshot()).toMatchObject({ hasMore: true });
+  expect(theirs.getSnapshot().data.map((row) => row.key)).toEqual(['a1']);
+});
+
+const kindEntry = (key: string, kind: string) =>
+  toWireEntry(key, { value: { kind }, timestamp: { millis: 1, counter: 0, nodeId: 's' } });
+
 /** A tab of one browser profile, its server the test through `transport`. */
 function tabOf(
   transport: FakeTransport,

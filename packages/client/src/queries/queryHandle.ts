@@ -6,6 +6,7 @@ import {
   type Query,
   type QueryRow,
 } from '@topgun/core';
+import type { ServerWindow } from './serverWindow.js';
 
 /** Where a query's result comes from. */
 export type QueryStatus =
@@ -43,6 +44,10 @@ export interface QueryHandleHooks<V> {
   readonly isLoaded?: () => boolean;
   /** The result changed (to remember it for the next start); `rows` reads it. */
   readonly onResult?: (rows: () => readonly QueryRow<V>[]) => void;
+  /** For a map replicated by query: what the server's window admits. */
+  readonly window?: ServerWindow<V> | undefined;
+  /** The longest window {@link QueryHandle.loadMore} grows to. Default: no bound. */
+  readonly maxLimit?: number | undefined;
   /** The window grew to `limit` rows ({@link QueryHandle.loadMore}). */
   readonly onMore?: (handle: QueryHandle<V>, limit: number) => void;
 }
@@ -129,7 +134,8 @@ export class QueryHandle<V> {
    */
   loadMore = (): void => {
     const page = this.query.limit;
-    if (page) this.growTo((this.#limit ?? page) + page);
+    const most = this.#hooks.maxLimit ?? Number.POSITIVE_INFINITY;
+    if (page) this.growTo(Math.min((this.#limit ?? page) + page, most));
   };
 
   /** Grows the window to `limit` rows, if that is more than it holds (see {@link loadMore}). */
@@ -139,6 +145,11 @@ export class QueryHandle<V> {
     if (this.#live?.setLimit(limit).changed) this.#rowsDidChange();
     else this.#refreshHasMore();
     this.#hooks.onMore?.(this, limit);
+  }
+
+  /** How many records the server counted (maps replicated by query), once it said. */
+  get serverMatching(): number | undefined {
+    return this.#serverMatching;
   }
 
   /** The window's length as {@link loadMore} grew it; undefined while it has not. */
@@ -156,6 +167,37 @@ export class QueryHandle<V> {
     const hasMore = this.#hasMore();
     if (this.#snapshot !== undefined && this.#snapshot.hasMore !== hasMore)
       this.#update({ hasMore });
+  }
+
+  /** The record the replica holds for `key`. */
+  recordOf(key: string): LWWRecord<V> | undefined {
+    return this.#replica.getRecord(key);
+  }
+
+  #admits(key: string): boolean {
+    return this.#hooks.window?.admits(key, this.#replica.getRecord(key)) ?? true;
+  }
+
+  /**
+   * The server's window changed (a snapshot ended, or an update moved rows): the rows it
+   * admits now are shown, those it no longer admits are not.
+   */
+  windowChanged(keys: Iterable<string>): void {
+    const live = this.#live;
+    if (live === undefined) return;
+    let changed = false;
+    for (const key of keys)
+      changed =
+        live.apply({ key, value: this.#admits(key) ? this.#replica.get(key) : undefined })
+          .changed || changed;
+    if (changed) this.#rowsDidChange();
+  }
+
+  /** Evaluates the query again over what the window admits (a snapshot ended). */
+  rebuild(): void {
+    if (this.#live === undefined) return;
+    this.#live = this.#build();
+    this.#rowsDidChange();
   }
 
   /** The rows of the result with their records, for the server to send only what differs. */
@@ -221,7 +263,9 @@ export class QueryHandle<V> {
     // Changes are applied as they come, but the rows are only copied out when read (once per
     // render): a stream of changes never copies a large result per change.
     this.#unsubscribeReplica = this.#replica.subscribe((change) => {
-      if (this.#live?.apply(change).changed) this.#rowsDidChange();
+      const { key } = change;
+      const admitted = this.#admits(key) ? change : { key, value: undefined };
+      if (this.#live?.apply(admitted).changed) this.#rowsDidChange();
       // A record past the window changes only whether more rows follow it.
       else this.#refreshHasMore();
     });
@@ -235,7 +279,8 @@ export class QueryHandle<V> {
 
   /** The live result over the replica, with the window grown as {@link loadMore} left it. */
   #build(): LiveResult<V> {
-    const live = new LiveResult(this.query, this.#replica.entries());
+    const entries = [...this.#replica.entries()].filter(([key]) => this.#admits(key));
+    const live = new LiveResult(this.query, entries);
     if (this.#limit !== undefined) live.setLimit(this.#limit);
     return live;
   }

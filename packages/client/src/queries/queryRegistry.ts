@@ -1,80 +1,18 @@
 import {
   type LWWMap,
   type LWWRecord,
+  MAX_WINDOW_ROWS,
   type Query,
   type QueryRow,
   stableStringify,
   type Value,
 } from '@topgun/core';
+import { Pins, type QueryTabMessage, scopedQueryRules } from './pins.js';
 import { QueryHandle } from './queryHandle.js';
-import type { QueryResultCache } from './queryResultCache.js';
+import type { QueryOptions, QueryRegistryOptions, ServerQuery } from './registryOptions.js';
+import { ServerWindow } from './serverWindow.js';
 
-/** What the registry needs around it. */
-export interface QueryRegistryOptions {
-  /** The replica of map `map`. */
-  readonly replica: (map: string) => LWWMap<Value>;
-  /** Whether the stored replica is loaded (before that, remembered windows are shown). */
-  readonly isLoaded: () => boolean;
-  /** Where the last windows are remembered for the next start; undefined: nowhere. */
-  readonly resultCache: QueryResultCache | undefined;
-  /** Whether map `map` is replicated by query (its queries send `have`, and are confirmed one by one). */
-  readonly scoped: (map: string) => boolean;
-  /** A query started following the replica: subscribe it on the server. */
-  readonly subscribed: (query: ServerQuery) => void;
-  /** A query stopped following the replica: unsubscribe it. */
-  readonly unsubscribed: (id: number) => void;
-  /** A query's window grew to `limit` rows. */
-  readonly grew: (id: number, limit: number) => void;
-  /** A query of map `map` stopped following the replica, or its server result arrived. */
-  readonly settled: (map: string) => void;
-  /** Stores the keys of a pinned query's result (`null`: unpinned). */
-  readonly storePin: (pin: string, keys: readonly string[] | null) => void;
-  /** This tab's id, and a channel to the other tabs (the leader subscribes their queries). */
-  readonly tab?: string;
-  readonly share?: (message: QueryTabMessage) => void;
-}
-
-/**
- * Between tabs, for maps replicated by query: a tab's query followed or no longer (the leader
- * subscribes it on the server for that tab), and the leader's word on one.
- */
-export type QueryTabMessage =
-  | {
-      readonly type: 'query';
-      readonly tab: string;
-      readonly map: string;
-      readonly query: Query<Value>;
-      readonly limit: number | undefined;
-      readonly active: boolean;
-    }
-  | {
-      readonly type: 'query-state';
-      /** The query's map and serialized form. */
-      readonly key: string;
-      readonly synced: boolean;
-      readonly matching: number | undefined;
-    };
-
-/** A live query the server should know about. */
-export interface ServerQuery {
-  readonly id: number;
-  readonly map: string;
-  /** The query, its window grown as `loadMore` left it. */
-  readonly query: Query<Value>;
-  /** For a map replicated by query: the records of its result, for `have`. */
-  readonly have?: () => ReadonlyArray<readonly [string, LWWRecord<Value>]>;
-}
-
-/** Options of a live query. */
-export interface QueryOptions {
-  /**
-   * Pins the query: its rows stay stored while it is not used, and answer it after a reload
-   * without network (for a map replicated by query: they are kept beyond `maxRecords`).
-   */
-  readonly offline?: boolean;
-}
-
-const PIN_PREFIX = 'pin:';
+export type { QueryOptions, QueryRegistryOptions, ServerQuery };
 
 /**
  * The live queries of a client: equal queries share one handle, each has an id the server
@@ -83,11 +21,14 @@ const PIN_PREFIX = 'pin:';
  * start.
  */
 export class QueryRegistry {
-  readonly #queries = new Map<string, { id: number; handle: QueryHandle<unknown> }>();
+  readonly #queries = new Map<
+    string,
+    { id: number; handle: QueryHandle<unknown>; window?: ServerWindow<unknown> | undefined }
+  >();
   readonly #confirmedMaps = new Set<string>();
   readonly #pendingResults = new Map<string, () => readonly QueryRow<unknown>[]>();
   /** Pinned queries' last result keys, by `map` + query (stored, and read back at start). */
-  readonly #pins = new Map<string, readonly string[]>();
+  readonly #pins: Pins;
   /** Other tabs' queries the leader follows for them, by tab and query: how to stop. */
   readonly #forTabs = new Map<string, () => void>();
   #resultTimer: ReturnType<typeof setTimeout> | undefined;
@@ -97,6 +38,7 @@ export class QueryRegistry {
 
   constructor(options: QueryRegistryOptions) {
     this.#options = options;
+    this.#pins = new Pins(options.storePin, options.share);
   }
 
   /**
@@ -105,12 +47,18 @@ export class QueryRegistry {
    */
   query<V>(map: string, query: Query<V>, { offline }: QueryOptions = {}): QueryHandle<V> {
     const cacheKey = `${map}\u0000${stableStringify(query)}`;
-    if (offline && !this.#pins.has(cacheKey)) this.#pins.set(cacheKey, []);
+    if (offline) this.#pins.add(cacheKey);
     const cached = this.#queries.get(cacheKey);
     if (cached !== undefined) return cached.handle as QueryHandle<V>;
     const options = this.#options;
-    const id = this.#nextId++;
     const scoped = options.scoped(map);
+    if (scoped) scopedQueryRules(query);
+    const id = this.#nextId++;
+    const window = scoped
+      ? new ServerWindow<unknown>(
+          (record) => options.ownWrite?.(record as LWWRecord<Value>) ?? false,
+        )
+      : undefined;
     const handle: QueryHandle<V> = new QueryHandle<V>(
       map,
       query,
@@ -121,21 +69,24 @@ export class QueryRegistry {
         onResult: (rows) => this.#remember(cacheKey, rows as () => readonly QueryRow<unknown>[]),
         // A handle follows the replica (and the server) only while it is used.
         onActive: (active) => {
-          this.#queries.set(cacheKey, { id, handle: active as QueryHandle<unknown> });
+          this.#queries.set(cacheKey, { id, handle: active as QueryHandle<unknown>, window });
           options.subscribed(this.#serverQuery(id, active as QueryHandle<unknown>));
           this.#announce(active as QueryHandle<unknown>, true);
         },
         onIdle: (idle) => {
           if (this.#queries.get(cacheKey)?.handle === (idle as QueryHandle<unknown>))
             this.#queries.delete(cacheKey);
-          if (this.#pins.has(cacheKey)) this.#storePin(cacheKey, idle.keys);
+          if (this.#pins.has(cacheKey)) this.#pins.set(cacheKey, idle.keys);
           options.unsubscribed(id);
           // Not confirmed while nothing follows it on the server.
           if (scoped) idle.unconfirm();
           this.#announce(idle as QueryHandle<unknown>, false);
           options.settled(map);
         },
+        maxLimit: scoped ? MAX_WINDOW_ROWS : undefined,
+        window: window as ServerWindow<V> | undefined,
         onMore: (grown, limit) => {
+          if (!scoped) return; // a whole map pages locally
           options.grew(id, limit);
           this.#announce(grown as QueryHandle<unknown>, true);
         },
@@ -144,8 +95,23 @@ export class QueryRegistry {
         ? undefined
         : (options.resultCache?.read(cacheKey) as QueryRow<V>[] | undefined),
     );
-    this.#queries.set(cacheKey, { id, handle: handle as QueryHandle<unknown> });
+    this.#queries.set(cacheKey, { id, handle: handle as QueryHandle<unknown>, window });
     return handle;
+  }
+
+  /**
+   * Rows of query `id` the server sent (merged into the replica already): a snapshot's chunk,
+   * or an update moving rows in and out of its window.
+   */
+  serverRows(id: number, sent: readonly string[], leave: readonly string[], last?: boolean): void {
+    for (const { id: each, handle, window } of this.#queries.values()) {
+      if (each !== id || window === undefined) continue;
+      if (last === undefined) {
+        window.moved(sent, leave);
+        handle.windowChanged([...sent, ...leave]);
+      } else if (window.sent(sent, last, handle.serverQuery, (key) => handle.recordOf(key)))
+        handle.rebuild();
+    }
   }
 
   #serverQuery(id: number, handle: QueryHandle<unknown>): ServerQuery {
@@ -156,7 +122,11 @@ export class QueryRegistry {
       id,
       map,
       query,
-      have: () => handle.heldRecords() as ReadonlyArray<readonly [string, LWWRecord<Value>]>,
+      have: () => {
+        const held = handle.heldRecords() as ReadonlyArray<readonly [string, LWWRecord<Value>]>;
+        this.#windowOf(id)?.named(held.map(([key]) => key));
+        return held;
+      },
     };
   }
 
@@ -171,6 +141,7 @@ export class QueryRegistry {
       query: handle.query as Query<Value>,
       limit: handle.grownLimit,
       active,
+      maxRecords: this.#options.budgetOf?.(handle.map),
     });
   }
 
@@ -181,23 +152,39 @@ export class QueryRegistry {
   }
 
   /** (Leader) Another tab follows a query, or no longer: followed here for it, on the server. */
-  followForTab({
-    tab,
-    map,
-    query,
-    limit,
-    active,
-  }: Extract<QueryTabMessage, { type: 'query' }>): void {
+  followForTab(message: Extract<QueryTabMessage, { type: 'query' }>): void {
+    const { tab, map, query, limit, active, maxRecords } = message;
     const key = `${tab}\u0000${map}\u0000${stableStringify(query)}`;
     this.#forTabs.get(key)?.();
     this.#forTabs.delete(key);
     if (!active) return;
+    // Replicated by query here too: opened otherwise, the map would be walked whole.
+    if (maxRecords !== undefined) this.#options.declare?.(map, maxRecords);
     const handle = this.query(map, query);
     if (limit !== undefined) handle.growTo(limit);
     this.#forTabs.set(
       key,
       handle.subscribe(() => {}),
     );
+    // Already answered (this tab follows it too): the other tab learns so now.
+    const { status } = handle.getSnapshot();
+    if (status === 'synced' || handle.serverMatching !== undefined)
+      this.#options.share?.({
+        type: 'query-state',
+        key: `${map}\u0000${stableStringify(query)}`,
+        synced: status === 'synced',
+        matching: handle.serverMatching,
+      });
+  }
+
+  /** Another tab pinned or unpinned a query: its rows count as held here too. */
+  learnPin(message: Extract<QueryTabMessage, { type: 'pin' }>): void {
+    this.#pins.learn(message);
+  }
+
+  /** The server ended query `id` (`query_error`): its result is no longer confirmed. */
+  refused(id: number): void {
+    for (const query of this.#queries.values()) if (query.id === id) query.handle.unconfirm();
   }
 
   /** The leader's word on a query: its server result arrived, or its count changed. */
@@ -219,30 +206,26 @@ export class QueryRegistry {
         this.#options.share?.({ type: 'query-state', key, synced, matching });
   }
 
-  /** Unpins a query (its rows may then be dropped like any other). */
-  unpin(map: string, query: Query<unknown>): void {
-    const pin = `${map}\u0000${stableStringify(query)}`;
-    if (this.#pins.delete(pin)) this.#options.storePin(pin, null);
-    this.#options.settled(map);
+  #windowOf(id: number): ServerWindow<unknown> | undefined {
+    for (const query of this.#queries.values()) if (query.id === id) return query.window;
+    return undefined;
   }
 
-  #storePin(pin: string, keys: readonly string[]): void {
-    this.#pins.set(pin, keys);
-    this.#options.storePin(pin, keys);
+  /** Unpins a query (its rows may then be dropped like any other). */
+  unpin(map: string, query: Query<unknown>): void {
+    this.#pins.delete(`${map}\u0000${stableStringify(query)}`);
+    this.#options.settled(map);
   }
 
   /** Reads the pins stored back. */
   loadPins(meta: Iterable<readonly [string, unknown]>): void {
-    for (const [name, keys] of meta)
-      if (name.startsWith(PIN_PREFIX) && Array.isArray(keys))
-        this.#pins.set(name.slice(PIN_PREFIX.length), keys);
+    this.#pins.load(meta);
   }
 
   /** The keys of map `map` that live and pinned queries hold. */
   heldKeys(map: string): Set<string> {
     const held = new Set<string>();
-    for (const [pin, keys] of this.#pins)
-      if (pin.startsWith(`${map}\u0000`)) for (const key of keys) held.add(key);
+    this.#pins.addHeld(map, held);
     for (const { handle } of this.#queries.values())
       if (handle.map === map) for (const key of handle.keys) held.add(key);
     return held;
@@ -250,8 +233,10 @@ export class QueryRegistry {
 
   /** The server counted `matching` records for query `id`. */
   learnMatching(id: number, matching: number): void {
+    // A whole map counts locally: its client gets no update of the server's count.
     for (const query of this.#queries.values())
-      if (query.id === id) query.handle.learnMatching(matching);
+      if (query.id === id && this.#options.scoped(query.handle.map))
+        query.handle.learnMatching(matching);
     this.#tellTabs(id, false, matching);
   }
 
@@ -293,7 +278,7 @@ export class QueryRegistry {
       const result = rows();
       this.#options.resultCache?.write(cacheKey, result);
       if (this.#pins.has(cacheKey))
-        this.#storePin(
+        this.#pins.set(
           cacheKey,
           result.map((row) => row.key),
         );

@@ -205,6 +205,7 @@ export class SyncEngine implements ConnectionHandler {
         this.#onQueryResult(message);
         return;
       case 'query_error':
+        this.#rooms.queries.refused(message.id);
         this.#report('QUERY_FAILED', `live query ${message.id}: ${message.message}`, message.code);
         return;
       case 'ping':
@@ -242,6 +243,15 @@ export class SyncEngine implements ConnectionHandler {
         map,
         entries.map((entry) => fromWireEntry<Value>(entry)),
         true,
+      );
+    const keys = entries.map(([key]) => key);
+    if (message.type === 'query_snapshot')
+      this.#rooms.queries.serverRows(message.id, keys, [], message.last);
+    else
+      this.#rooms.queries.serverRows(
+        message.id,
+        message.enter.map(([key]) => key),
+        message.leave,
       );
     if (message.matching !== undefined)
       this.#rooms.queries.learnMatching(message.id, message.matching);

@@ -1,6 +1,6 @@
 import type { SyncErrorCode } from '../clientErrors.js';
 import type { OutboxChange } from '../outbox/localWrites.js';
-import type { QueryTabMessage } from '../queries/queryRegistry.js';
+import type { QueryTabMessage } from '../queries/pins.js';
 import type { ReplicaChange } from '../replica/replicaStore.js';
 import type { SyncedMessage } from '../replica/syncMarks.js';
 import type { SyncStatus } from '../status/syncStatus.js';

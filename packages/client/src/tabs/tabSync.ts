@@ -113,6 +113,9 @@ export class TabSync {
       case 'query-state':
         queries.learnFromLeader(message);
         return;
+      case 'pin':
+        queries.learnPin(message);
+        return;
       case 'status-request':
         if (this.#leading) this.#shareStatus();
         return;
