@@ -1,13 +1,15 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   evaluateQuery,
   HLC,
   LiveQuery,
+  type LiveQueryDelta,
   LWWMap,
   type Query,
   QueryError,
   sortInSlices,
 } from '../src/index.js';
+import { SortedList } from '../src/query/sortedList.js';
 import { fc } from './property.js';
 
 interface Item {
@@ -174,6 +176,37 @@ describe('LiveQuery', () => {
     fc.constantFrom('k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7'),
     fc.option(itemArbitrary),
   );
+  /** A record changed (deleted when `null`), or the window grown by `grow` rows. */
+  type GrowingStep = [string, Item | null] | { grow: number };
+  const initialArbitrary = fc.array(
+    fc.tuple(fc.constantFrom('k0', 'k1', 'k2', 'k3'), itemArbitrary),
+    { maxLength: 6 },
+  );
+  const growingStepsArbitrary: fc.Arbitrary<GrowingStep[]> = fc.array(
+    fc.oneof(changeArbitrary, fc.record({ grow: fc.integer({ min: 0, max: 4 }) })),
+    { maxLength: 30 },
+  );
+  /** Runs `check` on live queries over random records, with steps that change or grow them. */
+  const assertGrowing = (
+    check: (
+      query: Query<Item>,
+      map: LWWMap<Item>,
+      live: LiveQuery<Item>,
+      steps: GrowingStep[],
+    ) => void,
+  ) =>
+    fc.assert(
+      fc.property(
+        initialArbitrary,
+        queryArbitrary,
+        growingStepsArbitrary,
+        (initial, query, steps) => {
+          const map = mapWith(initial);
+          check(query, map, new LiveQuery(query, map.entries()), steps);
+        },
+      ),
+      { numRuns: 200 },
+    );
 
   it('always equals evaluateQuery on the current state', () => {
     fc.assert(
@@ -205,34 +238,64 @@ describe('LiveQuery', () => {
     );
   });
   it('grows its window with setLimit: the rows after the last one enter, and it still equals evaluateQuery', () => {
-    const growArbitrary = fc.record({ grow: fc.integer({ min: 0, max: 4 }) });
-    fc.assert(
-      fc.property(
-        fc.array(fc.tuple(fc.constantFrom('k0', 'k1', 'k2', 'k3'), itemArbitrary), {
-          maxLength: 6,
-        }),
-        queryArbitrary,
-        fc.array(fc.oneof(changeArbitrary, growArbitrary), { maxLength: 30 }),
-        (initial, query, steps) => {
-          const map = mapWith(initial);
-          const live = new LiveQuery(query, map.entries());
-          map.subscribe((change) => live.apply(change));
-          for (const step of steps) {
-            if ('grow' in step) {
-              const before = live.rows;
-              const delta = live.setLimit(live.limit + step.grow);
-              expect(live.rows.slice(0, before.length)).toEqual(before);
-              expect(delta.entered).toEqual(live.rows.slice(before.length));
-              expect(delta.changed).toBe(delta.entered.length > 0);
-            } else if (step[1] === null) map.delete(step[0]);
-            else map.set(step[0], step[1]);
-            const grown =
-              live.limit === Number.POSITIVE_INFINITY ? query : { ...query, limit: live.limit };
-            expect(live.rows).toEqual(evaluateQuery(grown, map.entries()));
-          }
-        },
-      ),
-      { numRuns: 200 },
+    assertGrowing((query, map, live, steps) => {
+      map.subscribe((change) => live.apply(change));
+      for (const step of steps) {
+        if ('grow' in step) {
+          const before = live.rows;
+          const delta = live.setLimit(live.limit + step.grow);
+          expect(live.rows.slice(0, before.length)).toEqual(before);
+          expect(delta.entered).toEqual(live.rows.slice(before.length));
+          expect(delta.changed).toBe(delta.entered.length > 0);
+        } else if (step[1] === null) map.delete(step[0]);
+        else map.set(step[0], step[1]);
+        const grown =
+          live.limit === Number.POSITIVE_INFINITY ? query : { ...query, limit: live.limit };
+        expect(live.rows).toEqual(evaluateQuery(grown, map.entries()));
+      }
+    });
+  });
+  it('reports what enters and leaves a grown window when changes follow before its rows are read', () => {
+    assertGrowing((query, map, live, steps) => {
+      // What a client told only the deltas holds; `rows` is read once, at the end.
+      const shown = new Set(live.rows.map((row) => row.key));
+      const follow = ({ entered, left }: LiveQueryDelta<Item>) => {
+        for (const key of left) shown.delete(key);
+        for (const row of entered) shown.add(row.key);
+      };
+      map.subscribe((change) => follow(live.apply(change)));
+      for (const step of steps) {
+        if ('grow' in step) follow(live.setLimit(live.limit + step.grow));
+        else if (step[1] === null) map.delete(step[0]);
+        else map.set(step[0], step[1]);
+      }
+      const grown =
+        live.limit === Number.POSITIVE_INFINITY ? query : { ...query, limit: live.limit };
+      const expected = evaluateQuery(grown, map.entries());
+      expect(live.rows).toEqual(expected);
+      expect([...shown].sort()).toEqual(expected.map((row) => row.key).sort());
+    });
+  });
+  it('grows a window a row at a time by reading only the rows that enter', () => {
+    const map = mapWith(
+      Array.from({ length: 2_000 }, (_, index): [string, Item] => [
+        `k${index}`,
+        { group: 'a', score: index },
+      ]),
     );
+    const live = new LiveQuery<Item>({ sort: ['score'], limit: 1 }, map.entries());
+    const sliced = vi.spyOn(SortedList.prototype, 'sliceMapped');
+    try {
+      for (let limit = 2; limit <= 2_000; limit++)
+        expect(live.setLimit(limit).entered.map((row) => row.key)).toEqual([`k${limit - 1}`]);
+      const rowsRead = sliced.mock.calls.reduce(
+        (sum, [start, end]) => sum + Math.max(0, Math.min(end, 2_000) - start),
+        0,
+      );
+      expect(rowsRead).toBe(1_999);
+    } finally {
+      sliced.mockRestore();
+    }
+    expect(live.rows).toEqual(evaluateQuery({ sort: ['score'], limit: 2_000 }, map.entries()));
   });
 });

@@ -13,7 +13,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Authenticator, Identity } from './auth.js';
 import { type ChangeFanout, sendRevoke } from './changeFanout.js';
-import { CpuBudget, WorkAbandonedError, WorkLimitError } from './cpuBudget.js';
+import { CpuBudget, WorkAbandonedError, WorkLimitError, type WorkSlicer } from './cpuBudget.js';
 import type { LiveQueryHub } from './liveQueryHub.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerLimits } from './options.js';
@@ -389,7 +389,7 @@ export class ClientConnection implements Peer {
         await this.onSubscribe(message);
         return;
       case 'query_more':
-        await this.services.liveQueries.more(this, message.id, message.limit);
+        await this.onQueryMore(message);
         return;
       case 'unsubscribe':
         this.services.liveQueries.unsubscribe(this, message.id);
@@ -428,30 +428,46 @@ export class ClientConnection implements Peer {
     }
   }
 
-  private async onSubscribe(message: MessageOf<'subscribe'>): Promise<void> {
-    const refuse = (text: string) =>
-      this.send({ type: 'query_error', id: message.id, code: 'LIMIT', message: text });
+  private onSubscribe(message: MessageOf<'subscribe'>): Promise<void> {
+    return this.queryWork(message.id, (slicer) =>
+      this.services.liveQueries.subscribe(
+        this,
+        message.id,
+        message.map,
+        message.query,
+        slicer,
+        this.submitOptions.mayLoadMap,
+        message.have,
+      ),
+    );
+  }
+
+  private async onQueryMore({ id, limit }: MessageOf<'query_more'>): Promise<void> {
+    // One that grows no window changes nothing and is not answered: not counted either.
+    if (!this.services.liveQueries.grows(this, id, limit)) return;
+    await this.queryWork(id, (slicer) => this.services.liveQueries.more(this, id, limit, slicer));
+  }
+
+  /**
+   * Runs a live query's work (a subscribe, or a `query_more` that grows a window): counted
+   * against the subscription rate, and in slices charged to this connection. Refused, the
+   * subscription ends with a `query_error` `LIMIT`.
+   */
+  private async queryWork(id: number, work: (slicer: WorkSlicer) => Promise<void>): Promise<void> {
+    const refuse = (text: string) => {
+      this.services.liveQueries.unsubscribe(this, id);
+      this.send({ type: 'query_error', id, code: 'LIMIT', message: text });
+    };
     if (!this.subscribeBucket.take()) {
       this.services.metrics.budgetExceeded.inc({ budget: 'subscribe_rate' });
       refuse('too many subscriptions per second, slow down');
       return;
     }
     try {
-      await this.sliced(
-        (slicer) =>
-          this.services.liveQueries.subscribe(
-            this,
-            message.id,
-            message.map,
-            message.query,
-            slicer,
-            this.submitOptions.mayLoadMap,
-            message.have,
-          ),
-        () =>
-          refuse(
-            `the query needed more than ${this.services.limits.maxMessageCpuMs} ms of server time`,
-          ),
+      await this.sliced(work, () =>
+        refuse(
+          `the query needed more than ${this.services.limits.maxMessageCpuMs} ms of server time`,
+        ),
       );
     } catch (error) {
       this.services.logger.warn({ err: error }, 'live query failed');

@@ -1,6 +1,5 @@
 import {
   encodeMessage,
-  fittedChunks,
   holdsItem,
   isRecordAbsent,
   LiveQuery,
@@ -8,6 +7,7 @@ import {
   MAX_WINDOW_ROWS,
   type MessageOf,
   type Query,
+  type QueryRow,
   toWireEntry,
   type Value,
   type WireEntry,
@@ -36,8 +36,6 @@ interface Subscription {
   matching: number;
   /** The query's `offset` (a window grows up to {@link MAX_WINDOW_ROWS} rows with it). */
   readonly offset: number;
-  /** A window grown while the subscription was being built: applied once it is. */
-  grownTo: number | undefined;
   /** Lets the grid evict the map again (the subscription held it from its start). */
   readonly release: () => void;
 }
@@ -152,7 +150,6 @@ export class LiveQueryHub {
       rows: 0,
       matching: 0,
       offset: query.offset ?? 0,
-      grownTo: undefined,
       release,
     };
     subscriptions.set(id, subscription);
@@ -188,7 +185,6 @@ export class LiveQueryHub {
     for (const change of subscription.missed.splice(0)) {
       live.apply({ key: change.key, value: see(filter, change, this.deps.now()).value });
     }
-    if (subscription.grownTo !== undefined) live.setLimit(subscription.grownTo);
     const refusal = this.account(subscription);
     if (refusal !== undefined) {
       this.unsubscribe(peer, id);
@@ -196,48 +192,37 @@ export class LiveQueryHub {
       return;
     }
 
-    const rows = live.rows;
-    const held = new Map(have?.keys.map((key, index) => [key, index]));
-    const holds = (key: string, record: GridRecord) => {
-      const index = held.get(key);
-      return index !== undefined && holdsItem(have!.hashes, index, key, record);
-    };
-    const now = this.deps.now();
-    // Keys the client named outside the result: their current record when it is live,
-    // readable and newer than the client's; a revoke when it is absent or hidden.
+    const receive = (key: string) => receivable(map, filter, key, this.deps.now());
+    const plan = await planSnapshot(live.rows, have, receive, slicer);
+    if (subscriptions.get(id) !== subscription) return;
+    // Checked again with nothing awaited before they are sent, ahead of the first chunk: a
+    // key that appeared meanwhile was entered by its update, and goes with the snapshot.
     const revoked: string[] = [];
-    const outside: string[] = [];
-    if (held.size > 0) {
-      const inResult = new Set(rows.map((row) => row.key));
-      for (const key of held.keys()) {
-        if (inResult.has(key)) continue;
-        const record = map.getRecord(key) as GridRecord | undefined;
-        if (record === undefined || isRecordAbsent(record, now) || !filter.sees(key, record))
-          revoked.push(key);
-        else if (!holds(key, record)) outside.push(key);
-      }
+    for (const key of plan.revoke) {
+      if (receive(key) === undefined) revoked.push(key);
+      else plan.outside.add(key);
     }
-    const entries = (function* () {
-      for (const row of rows) {
-        const record = map.getRecord(row.key) as GridRecord;
-        if (!holds(row.key, record)) yield toWireEntry(row.key, record);
-      }
-      for (const key of outside) yield entryOf(map, key);
-    })();
+    if (revoked.length > 0) sendRevoke(peer, mapName, revoked);
     subscription.matching = live.matchingCount;
     await streamChunks(
       peer,
-      entries,
-      (chunk, { last }) => {
-        if (last && revoked.length > 0) sendRevoke(peer, mapName, revoked.splice(0));
-        return encodeMessage({
+      [...plan.inResult, ...plan.outside],
+      (key) => {
+        const record = receive(key);
+        if (record !== undefined) return toWireEntry(key, record);
+        // Gone while the snapshot streamed. A row of the result was told so by its update or
+        // revoke; a key named outside the result is told nothing else: it is revoked now.
+        if (plan.outside.has(key)) sendRevoke(peer, mapName, [key]);
+        return undefined;
+      },
+      (chunk, { last }) =>
+        encodeMessage({
           type: 'query_snapshot',
           id,
           entries: [...chunk],
           last,
           ...(last ? { matching: subscription.matching } : {}),
-        });
-      },
+        }),
       this.deps.limits,
       slicer,
       () => subscriptions.get(id) === subscription,
@@ -245,43 +230,54 @@ export class LiveQueryHub {
   }
 
   /**
-   * Grows a subscription's window to `limit` rows and sends the rows after its old last row.
-   * An unknown id is ignored (the subscription may have just ended).
+   * Whether `query_more` would grow a subscription's window to `limit` rows: not for an
+   * unknown id (the subscription may have just ended), a query without `limit`, or a limit
+   * no larger than the window's.
    */
-  async more(peer: Peer, id: number, limit: number): Promise<void> {
-    const subscription = this.byPeer.get(peer)?.get(id);
-    if (subscription === undefined) return;
-    const { live } = subscription;
+  grows(peer: Peer, id: number, limit: number): boolean {
+    return this.growing(peer, id, limit) !== undefined;
+  }
+
+  /**
+   * Grows a subscription's window to `limit` rows and streams the rows after its old last
+   * row; does nothing unless it {@link grows}. Past {@link MAX_WINDOW_ROWS} rows, the
+   * subscription ends with a `query_error`.
+   */
+  async more(peer: Peer, id: number, limit: number, slicer: WorkSlicer): Promise<void> {
+    const growing = this.growing(peer, id, limit);
+    if (growing === undefined) return;
+    const { subscription, live } = growing;
     if (subscription.offset + limit > MAX_WINDOW_ROWS) {
       this.unsubscribe(peer, id);
       this.refuse(peer, id, 'LIMIT', `a window may hold at most ${MAX_WINDOW_ROWS} rows`);
       return;
     }
-    if (live === undefined) {
-      subscription.grownTo = Math.max(subscription.grownTo ?? 0, limit);
-      return;
-    }
-    // Not grown (a repeated or smaller limit, or a query without one): nothing to answer.
-    if (!(limit > live.limit)) return;
     const entered = live.setLimit(limit).entered;
     // Held by the subscription: loaded.
-    const map = await this.deps.grid.get(subscription.map);
-    if (this.byPeer.get(peer)?.get(id) !== subscription) return;
-    const entries = entered.map((row) => entryOf(map, row.key));
+    const map = await slicer.io(this.deps.grid.get(subscription.map));
+    const current = () => this.byPeer.get(peer)?.get(id) === subscription;
+    if (!current()) return;
     subscription.matching = live.matchingCount;
-    const encode = (enter: readonly WireEntry[]) =>
-      encodeMessage({
-        type: 'query_update',
-        id,
-        enter: [...enter],
-        update: [],
-        leave: [],
-        matching: subscription.matching,
-      });
-    const { maxFrameBytes, chunkRecords } = this.deps.limits;
-    for (const { frame } of fittedChunks(entries, encode, maxFrameBytes, chunkRecords))
-      peer.sendEncoded(frame);
-    if (entries.length === 0) peer.sendEncoded(encode([]));
+    await streamChunks(
+      peer,
+      entered.map((row) => row.key),
+      (key) => {
+        const record = receivable(map, subscription.filter, key, this.deps.now());
+        return record === undefined ? undefined : toWireEntry(key, record);
+      },
+      (enter) =>
+        encodeMessage({
+          type: 'query_update',
+          id,
+          enter: [...enter],
+          update: [],
+          leave: [],
+          matching: subscription.matching,
+        }),
+      this.deps.limits,
+      slicer,
+      current,
+    );
   }
 
   /** Ends a subscription. */
@@ -327,6 +323,11 @@ export class LiveQueryHub {
       const enter: WireEntry[] = [];
       const update: WireEntry[] = [];
       const leave: string[] = [];
+      // As it is now: a later change of the batch may have hidden or deleted it (and says so).
+      const push = (entries: WireEntry[], key: string, tombstone = false) => {
+        const record = receivable(map, filter, key, now, tombstone);
+        if (record !== undefined) entries.push(toWireEntry(key, record));
+      };
       for (const change of changes) {
         const { value, revoke } = see(filter, change, now);
         if (revoke && !silent) {
@@ -336,12 +337,12 @@ export class LiveQueryHub {
         }
         const delta = live.apply({ key: change.key, value });
         if (!delta.changed || silent) continue;
-        for (const row of delta.entered) enter.push(entryOf(map, row.key));
-        for (const row of delta.updated) update.push(entryOf(map, row.key));
+        for (const row of delta.entered) push(enter, row.key);
+        for (const row of delta.updated) push(update, row.key);
         leave.push(...delta.left);
         // A record that left because it changed: its new version (a tombstone included), so
         // that the client's own evaluation drops it too; a revoke if it may no longer read it.
-        if (!revoke && delta.left.includes(change.key)) update.push(entryOf(map, change.key));
+        if (!revoke && delta.left.includes(change.key)) push(update, change.key, true);
       }
       const refusal = this.account(subscription);
       if (refusal !== undefined) {
@@ -360,6 +361,18 @@ export class LiveQueryHub {
       }
     }
     for (const [peer, keys] of revokes) sendRevoke(peer, mapName, keys);
+  }
+
+  /** The subscription `query_more` would grow to `limit` rows ({@link grows}). */
+  private growing(
+    peer: Peer,
+    id: number,
+    limit: number,
+  ): { subscription: Subscription; live: LiveQuery<Value> } | undefined {
+    const subscription = this.byPeer.get(peer)?.get(id);
+    const live = subscription?.live;
+    if (subscription === undefined || live === undefined || !(limit > live.limit)) return undefined;
+    return { subscription, live };
   }
 
   /**
@@ -422,6 +435,68 @@ function* visibleEntries(filter: ReadFilter, map: LWWMap<Value>): Generator<[str
   for (const [key, value] of map.entries()) if (filter.sees(key, { value })) yield [key, value];
 }
 
-function entryOf(map: LWWMap<Value>, key: string): WireEntry {
-  return toWireEntry(key, map.getRecord(key) as GridRecord);
+/**
+ * The record of `key` a subscriber may receive now: none when it may not read it, or when it
+ * is absent (deleted, expired, never stored) unless a `tombstone` is wanted. Read when a
+ * message is built, not before: what changed since was told by the change's own update or
+ * revoke, which an older read would contradict.
+ */
+function receivable(
+  map: LWWMap<Value>,
+  filter: ReadFilter,
+  key: string,
+  now: number,
+  tombstone = false,
+): GridRecord | undefined {
+  const record = map.getRecord(key) as GridRecord | undefined;
+  if (record === undefined || !filter.sees(key, record)) return undefined;
+  return tombstone || !isRecordAbsent(record, now) ? record : undefined;
+}
+
+/** The keys a snapshot sends, and those its client must forget. */
+interface SnapshotPlan {
+  /** Rows of the result the client does not hold as they are, in the result's order. */
+  readonly inResult: readonly string[];
+  /** Keys named outside the result that the client holds an older version of. */
+  readonly outside: Set<string>;
+  /** Keys named that are absent, or that the client may not read. */
+  readonly revoke: readonly string[];
+}
+
+/**
+ * Decides a snapshot against what its client holds (`have`). Hashing a record costs as much
+ * as it is large (a record may be near a frame's size): the slicer is asked after every key.
+ */
+async function planSnapshot(
+  rows: readonly QueryRow<Value>[],
+  have: Have | undefined,
+  receive: (key: string) => GridRecord | undefined,
+  slicer: WorkSlicer,
+): Promise<SnapshotPlan> {
+  if (have === undefined || have.keys.length === 0)
+    return { inResult: rows.map((row) => row.key), outside: new Set(), revoke: [] };
+  const named = new Map(have.keys.map((key, index) => [key, index]));
+  const holds = (key: string, record: GridRecord) => {
+    const index = named.get(key);
+    return index !== undefined && holdsItem(have.hashes, index, key, record);
+  };
+  const inResult: string[] = [];
+  const outside = new Set<string>();
+  const revoke: string[] = [];
+  const rowKeys = new Set<string>();
+  for (const { key } of rows) {
+    rowKeys.add(key);
+    // One gone meanwhile was told by its update or revoke.
+    const record = receive(key);
+    if (record !== undefined && !holds(key, record)) inResult.push(key);
+    if (slicer.due()) await slicer.pause();
+  }
+  for (const key of named.keys()) {
+    if (rowKeys.has(key)) continue;
+    const record = receive(key);
+    if (record === undefined) revoke.push(key);
+    else if (!holds(key, record)) outside.add(key);
+    if (slicer.due()) await slicer.pause();
+  }
+  return { inResult, outside, revoke };
 }

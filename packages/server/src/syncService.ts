@@ -434,12 +434,10 @@ export class SyncService {
   ): Promise<void> {
     const { map } = walk;
     const total = bulkSize(walk.replica, bulk);
-    const entries = (function* () {
-      for (const [key, record] of walk.session.bulkRecords(bulk)) yield toWireEntry(key, record);
-    })();
     await streamChunks(
       peer,
-      entries,
+      walk.session.bulkRecords(bulk),
+      ([key, record]) => toWireEntry(key, record),
       (records, { first, last }) =>
         encodeMessage({
           type: 'sync_records',

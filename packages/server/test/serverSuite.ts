@@ -663,6 +663,39 @@ export function runServerSuite(
         reader.close();
       });
 
+      it('answers nothing to a query_more that grows no window, whatever its limit', async () => {
+        const writer = await TestClient.connect(url);
+        await writer.write('shelves', [
+          ['b1', { n: 1 }],
+          ['b2', { n: 2 }],
+        ]);
+        const reader = await TestClient.connect(url);
+        // Without a limit, and with a window at the 10 000 rows' end: neither grows.
+        reader.send({ type: 'subscribe', id: 1, map: 'shelves', query: { sort: 'n' } });
+        reader.send({
+          type: 'subscribe',
+          id: 2,
+          map: 'shelves',
+          query: { sort: 'n', offset: 9_999, limit: 1 },
+        });
+        for (const id of [1, 2])
+          await reader.next((message) => message.type === 'query_snapshot' && message.id === id);
+        reader.send({ type: 'query_more', id: 1, limit: 10_001 });
+        reader.send({ type: 'query_more', id: 2, limit: 1 });
+        reader.send({ type: 'ping', time: 1 });
+        await reader.next('pong');
+        expect(reader.pending('query_error')).toEqual([]);
+        expect(reader.pending('query_update')).toEqual([]);
+        // Both still live.
+        await writer.write('shelves', [['b0', { n: 0 }]]);
+        expect(await reader.next('query_update')).toMatchObject({
+          id: 1,
+          enter: [['b0', expect.any(String), { n: 0 }]],
+        });
+        writer.close();
+        reader.close();
+      });
+
       it('tells a client that does not follow the map what its own writes push in, and when more rows follow', async () => {
         const client = await TestClient.connect(url);
         await client.write('slots', [

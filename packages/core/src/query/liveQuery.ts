@@ -50,7 +50,10 @@ export class LiveResult<V> {
   readonly #sorted: SortedList<Entry<V>>;
   readonly #entries = new Map<string, Entry<V>>();
   #window: readonly QueryRow<V>[] = [];
-  /** Whether `window` lags the index (a whole result is copied when read, not per change). */
+  /**
+   * Whether `window` lags the index: a whole result, or a grown window, is copied when read,
+   * not per change or per growth.
+   */
   #windowStale = false;
   /** The window's length: the query's `limit`, until {@link setLimit} grows it. */
   #limit: number;
@@ -99,6 +102,10 @@ export class LiveResult<V> {
     const { offset } = this.#compiled;
     const limit = this.#limit;
     const end = offset + limit;
+    const wholeResult = offset === 0 && limit === Number.POSITIVE_INFINITY;
+    // A limited window is compared with what it was: read (copied, if it lags) before the
+    // index changes.
+    const before = wholeResult ? [] : this.rows;
     let oldIndex = -1;
     if (previous !== undefined) {
       oldIndex = this.#sorted.remove(previous);
@@ -115,10 +122,8 @@ export class LiveResult<V> {
     const touchesWindow = (oldIndex >= 0 && oldIndex < end) || (newIndex >= 0 && newIndex < end);
     if (!touchesWindow) return UNCHANGED;
 
-    if (offset === 0 && limit === Number.POSITIVE_INFINITY) {
-      return this.#applyToWholeResult(previous, entry, oldIndex, newIndex);
-    }
-    return this.#diffWindow(key, oldIndex, newIndex);
+    if (wholeResult) return this.#applyToWholeResult(previous, entry, oldIndex, newIndex);
+    return this.#diffWindow(before, key, oldIndex, newIndex);
   }
 
   /**
@@ -143,8 +148,12 @@ export class LiveResult<V> {
     };
   }
 
-  #diffWindow(key: string, oldIndex: number, newIndex: number): LiveQueryDelta<V> {
-    const before = this.rows;
+  #diffWindow(
+    before: readonly QueryRow<V>[],
+    key: string,
+    oldIndex: number,
+    newIndex: number,
+  ): LiveQueryDelta<V> {
     const after = this.#sliceWindow();
     const beforeByKey = new Map(before.map((row) => [row.key, row]));
     const afterKeys = new Set(after.map((row) => row.key));
@@ -179,12 +188,14 @@ export class LiveResult<V> {
    */
   setLimit(limit: number): LiveQueryDelta<V> {
     if (!(limit > this.#limit)) return UNCHANGED;
-    const before = this.rows;
+    const { offset } = this.#compiled;
+    const entered = this.#sorted.sliceMapped(offset + this.#limit, offset + limit, rowOf);
     this.#limit = limit;
-    const after = this.#sliceWindow();
-    this.#window = after;
-    const entered = after.slice(before.length);
-    return entered.length === 0 ? UNCHANGED : { ...UNCHANGED, changed: true, entered };
+    if (entered.length === 0) return UNCHANGED;
+    // The whole window is copied when next read, not here: a window grown a row at a time
+    // costs the rows that enter, not the square of its size.
+    this.#windowStale = true;
+    return { ...UNCHANGED, changed: true, entered };
   }
 
   /** The result order (for {@link LiveQuery.build}, with `collect` and `settle`). */

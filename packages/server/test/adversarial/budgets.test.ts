@@ -1,4 +1,12 @@
-import { encodeMessage, formatTimestamp, type MessageOf, rootBytes } from '@topgun/core';
+import {
+  encodeHave,
+  encodeMessage,
+  formatTimestamp,
+  type LWWRecord,
+  type MessageOf,
+  rootBytes,
+  type Value,
+} from '@topgun/core';
 import { describe, expect, it } from 'vitest';
 import { postgresAvailable } from '../postgres.js';
 import { eventually } from '../serverHarness.js';
@@ -61,6 +69,35 @@ describe.runIf(available)('per-connection and per-process budgets', () => {
           message: expect.stringMatching(/per second/),
         });
       expect(await budgetExceeded(served.server, 'subscribe_rate')).toBeGreaterThanOrEqual(4);
+      client.close();
+    });
+
+    it('counts query_more with subscriptions: beyond the rate the query ends with `limit`', async () => {
+      const client = await TestClient.connect(served.url);
+      client.send({ type: 'subscribe', id: 1, map: 'sorted', query: { sort: 'rank', limit: 1 } });
+      await client.next(answersSubscription(1));
+      const refusedBefore = await budgetExceeded(served.server, 'subscribe_rate');
+      // A page at a time, far faster than one per second: the burst's 9 other tokens go.
+      for (let limit = 2; limit <= 20; limit++) client.send({ type: 'query_more', id: 1, limit });
+      // Handled in order: the pong follows every answer.
+      client.send({ type: 'ping', time: 1 });
+      await client.next('pong');
+      const grown = client.pending('query_update');
+      expect(grown.length).toBeGreaterThanOrEqual(9);
+      expect(grown.length).toBeLessThan(19);
+      expect(grown.map(({ enter }) => enter.map(([key]) => key))).toEqual(
+        grown.map((_, index) => [`r${index + 1}`]),
+      );
+      // Refused once: the query ended, and the query_more after it name an unknown id.
+      expect(client.pending('query_error')).toEqual([
+        {
+          type: 'query_error',
+          id: 1,
+          code: 'LIMIT',
+          message: expect.stringMatching(/per second/),
+        },
+      ]);
+      expect(await budgetExceeded(served.server, 'subscribe_rate')).toBe(refusedBefore + 1);
       client.close();
     });
   });
@@ -164,6 +201,46 @@ describe.runIf(available)('one message over its CPU limit', () => {
     expect(await budgetExceeded(served.server, 'message_cpu')).toBeGreaterThan(0);
     // Not left for the idle sweep (60 s): the walk and its slot are gone now.
     expect(await metricValue(served.server, 'topgun_sync_sessions_active')).toBe(0);
+    client.close();
+  });
+});
+
+describe.runIf(available)('hashing the records a query-scoped client holds', () => {
+  /** The records of `held` as stored: 40 of 256 KiB, tens of milliseconds to hash. */
+  const held: Array<readonly [string, LWWRecord<Value>]> = [];
+  const served = usePostgresServer({
+    auth: { allowAnonymous: true },
+    limits: { maxMessageCpuMs: 10, workSliceMs: 1 },
+    seed: async (storage) => {
+      await seedMap(storage, 'held', 40, (index) => ({
+        n: index,
+        text: String(index)
+          .repeat(256 * 1024)
+          .slice(0, 256 * 1024),
+      }));
+      await storage.loadMap('held', (page) => {
+        for (const { key, record } of page) held.push([key, record]);
+      });
+    },
+  });
+
+  it('runs in slices, within the CPU limit of the subscribe that asks for it', async () => {
+    const client = await TestClient.connect(served.url);
+    // Nothing matches: every key named is outside the result, each hashed.
+    const query = { where: { missing: true } };
+    client.send({ type: 'subscribe', id: 1, map: 'held', query });
+    expect(await client.next(answersSubscription(1))).toMatchObject({
+      type: 'query_snapshot',
+      entries: [],
+    });
+    client.send({ type: 'subscribe', id: 2, map: 'held', query, have: encodeHave(held) });
+    expect(await client.next(answersSubscription(2))).toMatchObject({
+      type: 'query_error',
+      code: 'LIMIT',
+      message: expect.stringMatching(/more than 10 ms of server time/),
+    });
+    expect(await budgetExceeded(served.server, 'message_cpu')).toBe(1);
+    expect(await metricValue(served.server, 'topgun_live_queries')).toBe(1);
     client.close();
   });
 });

@@ -1,11 +1,14 @@
-import { encodeHave, type Value } from '@topgun/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeHave, type Message, type Value } from '@topgun/core';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { PermissionRule } from '../../src/index.js';
 import { postgresAvailable } from '../postgres.js';
 import { eventually } from '../serverHarness.js';
 import { replicaOf, TestClient } from '../testClient.js';
 import {
+  answersSubscription,
+  metricValue,
   readByOwnerOrShared,
+  seedMap,
   TOKEN_SECRET,
   takeChangedEntries,
   takeReceived,
@@ -209,5 +212,134 @@ describe.runIf(available)('records a user may not read', () => {
     expect(update).toMatchObject({ leave: ['q-shared'], update: [], enter: [] });
     expect(JSON.stringify(bob.received)).not.toContain('recipe');
     bob.close();
+  });
+});
+
+/** Whether a message sends `key`'s record in a live query's answer. */
+const sendsRecordOf = (key: string) => (message: Message) =>
+  (message.type === 'query_snapshot' && message.entries.some(([named]) => named === key)) ||
+  (message.type === 'query_update' &&
+    [...message.enter, ...message.update].some(([named]) => named === key));
+
+/** Whether a message tells its client to forget `key`. */
+const revokes = (key: string) => (message: Message) =>
+  message.type === 'revoke' && message.keys.includes(key);
+
+// A snapshot larger than what the kernel takes for a reader that stops reading waits for
+// that reader between chunks: records that change meanwhile must reach it as they are when
+// their chunk is sent, after what their own change told it, never before.
+describe.runIf(available)('records that change while a snapshot streams to a slow reader', () => {
+  /** Alice's shared notes r0…r79 of 256 KiB each: 20 MiB, far more than a socket buffers. */
+  const ROWS = 80;
+  const target = usePostgresServer({
+    auth: { secret: TOKEN_SECRET },
+    permissions: NOTES,
+    // Streams wait once 1 MiB is queued; a chunk of the snapshot is at most 1 MiB.
+    limits: { sendHighWaterMark: 4 * 1024 * 1024 },
+    seed: (storage) =>
+      seedMap(storage, 'notes', ROWS, (index) => ({
+        owner: 'alice',
+        shared: true,
+        n: index,
+        pad: 'x'.repeat(256 * 1024),
+      })),
+  });
+  let alice: TestClient;
+  beforeAll(async () => {
+    alice = await TestClient.connect(target.url, await tokenFor('alice'));
+  });
+  afterAll(() => alice?.close());
+
+  const rowsHeld = () => metricValue(target.server, 'topgun_live_query_rows');
+  /**
+   * Bob, who can stop reading his socket: what the server sends him then waits after the
+   * first MiBs. The only subscriber: once the server holds rows, his query is built.
+   */
+  const slowBob = async () => {
+    await eventually(async () => (await rowsHeld()) === 0);
+    const bob = await TestClient.connect(target.url, await tokenFor('bob'));
+    onTestFinished(() => bob.close());
+    const socket = (bob.socket as unknown as { _socket: { pause(): void; resume(): void } })
+      ._socket;
+    return { bob, pause: () => socket.pause(), resume: () => socket.resume() };
+  };
+  /** Alice makes row `index` private, with a secret. */
+  const hide = (index: number) =>
+    alice.write('notes', [[`r${index}`, { owner: 'alice', n: index, secret: 'recipe' }]]);
+  /**
+   * Checks that row `index`, hidden while Bob's answer streamed, was revoked and never sent
+   * after that, though the row before it was; returns where the revoke is.
+   */
+  const expectForgotten = (bob: TestClient, index: number) => {
+    const revokedAt = bob.received.findIndex(revokes(`r${index}`));
+    expect(revokedAt, `r${index} is revoked`).toBeGreaterThanOrEqual(0);
+    expect(bob.received.slice(revokedAt).filter(sendsRecordOf(`r${index}`))).toEqual([]);
+    expect(bob.received.findIndex(sendsRecordOf(`r${index - 1}`))).toBeGreaterThan(revokedAt);
+    expect(JSON.stringify(bob.received)).not.toContain('recipe');
+    return revokedAt;
+  };
+
+  it('never sends a row of the snapshot that turned private once Bob was told to forget it', async () => {
+    const { bob, pause, resume } = await slowBob();
+    pause();
+    bob.send({ type: 'subscribe', id: 1, map: 'notes', query: { sort: 'n' } });
+    await eventually(async () => (await rowsHeld()) === ROWS, 10_000);
+    // The snapshot's last row turns private while its first chunks wait for Bob.
+    await hide(79);
+    resume();
+    await eventually(() => bob.received.some(answersSubscription(1)), 20_000);
+
+    const revokedAt = expectForgotten(bob, 79);
+    // While the snapshot streamed.
+    expect(revokedAt).toBeLessThan(bob.received.findIndex(answersSubscription(1)));
+  });
+
+  it('streams the rows a grown window brings in, none after Bob was told to forget it', async () => {
+    const { bob, pause, resume } = await slowBob();
+    bob.send({ type: 'subscribe', id: 3, map: 'notes', query: { sort: 'n', limit: 1 } });
+    await bob.next(answersSubscription(3));
+    bob.send({ type: 'query_more', id: 3, limit: ROWS });
+    // Its first rows are in: the window has grown, and 20 MiB of rows wait for Bob.
+    await bob.next('query_update');
+    pause();
+    // A row near the end of the window turns private (r79 is the first test's).
+    await hide(78);
+    resume();
+    // Answered in order: the pong follows the whole answer to query_more.
+    bob.send({ type: 'ping', time: 3 });
+    await bob.next('pong', 20_000);
+
+    const left = bob.received.filter(
+      (message) => message.type === 'query_update' && message.leave.includes('r78'),
+    );
+    expect(left, 'r78 leaves the grown window while its rows stream').toHaveLength(1);
+    expectForgotten(bob, 78);
+  });
+
+  it('revokes a key Bob names before the snapshot, not after it was created and entered', async () => {
+    const { bob, pause, resume } = await slowBob();
+    pause();
+    const guessed = {
+      value: { owner: 'alice', shared: true, n: -1 },
+      timestamp: { millis: 1, counter: 0, nodeId: 'b' },
+    };
+    bob.send({
+      type: 'subscribe',
+      id: 2,
+      map: 'notes',
+      query: { where: { n: { lt: 60 } }, sort: 'n' },
+      have: encodeHave([['fresh', guessed]]),
+    });
+    await eventually(async () => (await rowsHeld()) === 60, 10_000);
+    // Absent when the snapshot was planned; created, in the result, while it streams.
+    await alice.write('notes', [['fresh', { owner: 'alice', shared: true, n: -1 }]]);
+    resume();
+    await eventually(() => bob.received.some(answersSubscription(2)), 20_000);
+
+    const enteredAt = bob.received.findIndex(sendsRecordOf('fresh'));
+    expect(enteredAt, 'fresh enters while the snapshot streams').toBeGreaterThanOrEqual(0);
+    expect(enteredAt).toBeLessThan(bob.received.findIndex(answersSubscription(2)));
+    // Bob keeps it: no revoke follows the record.
+    expect(bob.received.slice(enteredAt).filter(revokes('fresh'))).toEqual([]);
   });
 });
