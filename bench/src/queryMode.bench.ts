@@ -1,0 +1,263 @@
+/**
+ * Query-scoped replication, the Node part of issue 15's bench: a server process over
+ * PostgreSQL holding `BENCH_RECORDS` (default 1,000,000) events in one map; a Node client
+ * (memory storage) that replicates the map by query opens a `where` + `sort` + `limit 50`
+ * window. Measured, median of `BENCH_ROUNDS` fresh clients: time to the first confirmed rows
+ * and bytes received; then the bytes of resuming after a reconnect, with 1,000 writes
+ * elsewhere in the map and 3 inside the window made meanwhile; and the bytes and records
+ * held after paging to 2,000 rows. The browser figures (fresh Chromium) are not measured
+ * here. Writes `results/query-mode.json`.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  type ClientOptions,
+  createClient,
+  manualOnlineManager,
+  type QueryHandle,
+} from '@topgun/client';
+import { HLC, type Query } from '@topgun/core';
+import { createPgDriver, type RecordWrite, SqlStorage } from '@topgun/server';
+import WebSocket from 'ws';
+import { machineInfo, median } from './measure.js';
+import {
+  createDatabase,
+  dropDatabase,
+  residentMiB,
+  startServer,
+  stopServer,
+} from './serverProcesses.js';
+
+interface Event {
+  kind: 'order' | 'view' | 'click';
+  at: number;
+  user: string;
+  amount: number;
+}
+
+const RECORDS = Number(process.env['BENCH_RECORDS'] ?? 1_000_000);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
+const PORT = 18_000 + Math.floor(Math.random() * 1000);
+const SEED_BATCH = 10_000;
+
+/** Every 20th event is an order: the window's `where` matches 5% of the map. */
+const eventOf = (i: number): Event => ({
+  kind: i % 20 === 0 ? 'order' : i % 2 ? 'view' : 'click',
+  at: i,
+  user: `u${i % 1000}`,
+  amount: i % 977,
+});
+const keyOf = (i: number) => `ev${String(i).padStart(8, '0')}`;
+const WINDOW: Query<Event> = {
+  where: { kind: 'order' },
+  sort: [{ field: 'at', direction: 'desc' }],
+  limit: 50,
+};
+
+/** Bytes of every frame the server sent through sockets made by this class. */
+let bytesIn = 0;
+class CountingWebSocket extends WebSocket {
+  constructor(address: string | URL, protocols?: string | string[]) {
+    super(address, protocols);
+    this.on('message', (data: ArrayBuffer | Buffer) => {
+      bytesIn += data.byteLength;
+    });
+  }
+}
+
+const options = (url: string, online = manualOnlineManager(true)): ClientOptions => ({
+  url,
+  storage: 'memory',
+  multiTab: false,
+  cacheQueryResults: false,
+  online,
+  minRetryMs: 10,
+  maxRetryMs: 100,
+  WebSocket: CountingWebSocket as unknown as NonNullable<ClientOptions['WebSocket']>,
+  maps: { events: { replicate: 'queries', maxRecords: 5_000 } },
+});
+
+async function until(test: () => boolean, what: string, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!test()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+const synced = (handle: QueryHandle<Event>) => handle.getSnapshot().status === 'synced';
+
+async function seed(databaseUrl: string): Promise<number> {
+  const started = performance.now();
+  const storage = new SqlStorage(createPgDriver({ connectionString: databaseUrl }));
+  try {
+    await storage.migrate();
+    const hlc = new HLC({ nodeId: 'benchseed' });
+    for (let start = 0; start < RECORDS; start += SEED_BATCH) {
+      const writes: RecordWrite[] = [];
+      for (let i = start; i < Math.min(RECORDS, start + SEED_BATCH); i++)
+        writes.push({
+          map: 'events',
+          key: keyOf(i),
+          record: { value: { ...eventOf(i) }, timestamp: hlc.now() },
+        });
+      await storage.writeRecords(writes);
+    }
+  } finally {
+    await storage.close();
+  }
+  return performance.now() - started;
+}
+
+interface Round {
+  firstRowsMs: number;
+  firstBytes: number;
+  resumeBytes: number;
+  resumeMs: number;
+  pagedRows: number;
+  pagedRecordsHeld: number;
+  pagedBytes: number;
+}
+
+async function round(
+  url: string,
+  writer: ReturnType<typeof createClient>,
+  n: number,
+): Promise<Round> {
+  const online = manualOnlineManager(true);
+  bytesIn = 0;
+  const started = performance.now();
+  const client = createClient(options(url, online));
+  const feed = client.query<Event>('events', WINDOW);
+  const stop = feed.subscribe(() => {});
+  try {
+    await until(() => synced(feed) && feed.getSnapshot().data.length === 50, 'the first rows');
+    const firstRowsMs = performance.now() - started;
+    const firstBytes = bytesIn;
+
+    // Offline while others write: 1,000 events elsewhere (older views and clicks), 3 inside
+    // the window (two orders edited, one new order on top).
+    online.set(false);
+    await until(() => client.status.getState().connection === 'offline', 'offline');
+    const events = writer.getMap<Event>('events');
+    for (let i = 0; i < 1_000; i++) {
+      const j = ((i * 7919 + n * 31) % RECORDS) | 1; // odd: a view, never an order
+      events.set(keyOf(j), { ...eventOf(j), amount: n + 1 });
+    }
+    const top = feed.getSnapshot().data;
+    for (const row of [top[3]!, top[7]!]) events.set(row.key, { ...row.value, amount: n + 1 });
+    const fresh = RECORDS + n;
+    events.set(keyOf(fresh), { ...eventOf(0), at: fresh });
+    await writer.flush();
+    bytesIn = 0;
+    const resumeStart = performance.now();
+    online.set(true);
+    await until(
+      () => synced(feed) && feed.getSnapshot().data[0]?.key === keyOf(fresh),
+      'the resumed window',
+    );
+    // Let anything else the resume sends arrive.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const resumeMs = performance.now() - resumeStart;
+    const resumeBytes = bytesIn;
+
+    // Paging to 2,000 rows.
+    bytesIn = 0;
+    while (feed.getSnapshot().data.length < 2_000) {
+      const before = feed.getSnapshot().data.length;
+      feed.loadMore();
+      await until(() => feed.getSnapshot().data.length > before, 'the next page');
+    }
+    return {
+      firstRowsMs,
+      firstBytes,
+      resumeBytes,
+      resumeMs,
+      pagedRows: feed.getSnapshot().data.length,
+      pagedRecordsHeld: client.getMap('events').size,
+      pagedBytes: bytesIn,
+    };
+  } finally {
+    stop();
+    await client.close();
+  }
+}
+
+const databaseUrl = await createDatabase('_querymode');
+let server: Awaited<ReturnType<typeof startServer>> | undefined;
+try {
+  const seedMs = await seed(databaseUrl);
+  console.log(`seeded ${RECORDS} events in ${(seedMs / 1000).toFixed(1)} s`);
+  server = await startServer(databaseUrl, PORT);
+  const url = `ws://127.0.0.1:${PORT}/sync`;
+  // The first query loads the map into the server's memory, as on a server that has been
+  // running: timed apart.
+  const warmStart = performance.now();
+  const warm = createClient(options(url));
+  const warmFeed = warm.query<Event>('events', WINDOW);
+  const stopWarm = warmFeed.subscribe(() => {});
+  await until(() => synced(warmFeed), 'the warm-up query', 600_000);
+  const warmUpMs = performance.now() - warmStart;
+  stopWarm();
+  await warm.close();
+  console.log(`server warm (map loaded) in ${(warmUpMs / 1000).toFixed(1)} s`);
+
+  // The writer replicates the map by query too: it writes without walking a million records.
+  const writer = createClient({
+    ...options(url),
+    WebSocket: WebSocket as unknown as NonNullable<ClientOptions['WebSocket']>,
+  });
+  const rounds: Round[] = [];
+  for (let n = 0; n < ROUNDS; n++) {
+    rounds.push(await round(url, writer, n));
+    console.log(JSON.stringify(rounds.at(-1)));
+  }
+  await writer.close();
+  const serverRssMiB = server.pid === undefined ? undefined : residentMiB(server.pid);
+  const mid = (pick: (each: Round) => number) => Math.round(median(rounds.map(pick)));
+  const result = {
+    what: 'issue 15, Node part: a client replicating map events by query over a server process on PostgreSQL',
+    machine: machineInfo(),
+    records: RECORDS,
+    query: WINDOW,
+    matching: RECORDS / 20,
+    rounds: ROUNDS,
+    seedMs: Math.round(seedMs),
+    serverWarmUpMs: Math.round(warmUpMs),
+    serverRssMiB,
+    median: {
+      firstRowsMs: mid((r) => r.firstRowsMs),
+      firstBytes: mid((r) => r.firstBytes),
+      resumeBytes: mid((r) => r.resumeBytes),
+      resumeMs: mid((r) => r.resumeMs),
+      pagedRows: mid((r) => r.pagedRows),
+      pagedRecordsHeld: mid((r) => r.pagedRecordsHeld),
+      pagedBytes: mid((r) => r.pagedBytes),
+    },
+    runs: rounds.map((r) =>
+      Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Math.round(v)])),
+    ),
+    targets: [
+      {
+        target:
+          'reconnect delta of a limit-50 window after 1,000 writes elsewhere and 3 inside: under 5 KB',
+        met: mid((r) => r.resumeBytes) < 5 * 1024,
+        value: `${mid((r) => r.resumeBytes)} B`,
+      },
+      {
+        target:
+          'first correct rows under 500 ms and 100 KB (issue: fresh Chromium; here: a Node client)',
+        met: mid((r) => r.firstRowsMs) < 500 && mid((r) => r.firstBytes) < 100 * 1024,
+        value: `${mid((r) => r.firstRowsMs)} ms, ${mid((r) => r.firstBytes)} B`,
+      },
+    ],
+  };
+  const out = join(dirname(fileURLToPath(import.meta.url)), '..', 'results', 'query-mode.json');
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(JSON.stringify(result.median), JSON.stringify(result.targets));
+} finally {
+  if (server !== undefined) await stopServer(server);
+  await dropDatabase(databaseUrl);
+}
