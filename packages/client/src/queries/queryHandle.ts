@@ -279,8 +279,11 @@ export class QueryHandle<V> {
 
   /** The live result over the replica, with the window grown as {@link loadMore} left it. */
   #build(): LiveResult<V> {
-    const entries = [...this.#replica.entries()].filter(([key]) => this.#admits(key));
-    const live = new LiveResult(this.query, entries);
+    const all = this.#replica.entries();
+    const live = new LiveResult(
+      this.query,
+      this.#hooks.window ? [...all].filter(([key]) => this.#admits(key)) : all,
+    );
     if (this.#limit !== undefined) live.setLimit(this.#limit);
     return live;
   }
