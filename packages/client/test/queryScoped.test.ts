@@ -205,6 +205,38 @@ describe('a map replicated by query', () => {
   });
 });
 
+describe('the live-query messages of a connection', () => {
+  it('go out at most 40 at once, then 8 a second, as a server admits them', async () => {
+    const { client, transport } = scopedClient();
+    const connection = await transport.connection(0);
+    await connection.welcome();
+    const stops = Array.from({ length: 56 }, (_, n) =>
+      client.query('events', { where: { n }, limit: 5 }).subscribe(() => {}),
+    );
+    // Sent as each query starts: the first 40 at once.
+    const subscribes = () => connection.sent.filter((message) => message.type === 'subscribe');
+    expect(subscribes()).toHaveLength(40);
+    // The other 16 within 2 s (and a margin for a busy machine).
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(subscribes()).toHaveLength(56);
+    for (const stop of stops) stop();
+  });
+
+  it('subscribe a query the server could not serve again a second later', async () => {
+    const { client, transport } = scopedClient();
+    const connection = await transport.connection(0);
+    await connection.welcome();
+    const feed = client.query('events', { limit: 5 });
+    feed.subscribe(() => {});
+    const { id } = await connection.next('subscribe');
+    connection.receive({ type: 'query_error', id, code: 'UNAVAILABLE', message: 'try later' });
+    const started = Date.now();
+    expect(await connection.next('subscribe')).toMatchObject({ id });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(client.status.getState().lastError?.message).toMatch(/try later/);
+  });
+});
+
 describe('paging a whole map', () => {
   it('is local: no query_more, and hasMore follows the replica, not the server’s first count', async () => {
     const transport = new FakeTransport();

@@ -16,6 +16,7 @@ import type { ReplicaStore } from '../replica/replicaStore.js';
 import type { SyncMarks } from '../replica/syncMarks.js';
 import type { SyncStatusStore } from '../status/syncStatus.js';
 import type { OutboxEntry } from '../storage/clientStorage.js';
+import { QueryPacer } from './queryPacer.js';
 import {
   type ConnectionHandler,
   ReconnectingConnection,
@@ -62,6 +63,10 @@ export class SyncEngine implements ConnectionHandler {
   #ready = false;
   #maxBatchOps = 1000;
   #resendTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #pacer: QueryPacer;
+  /** Queries the server could not serve for now, by id: how many times in a row. */
+  readonly #unavailable = new Map<number, number>();
+  readonly #retryTimers = new Set<ReturnType<typeof setTimeout>>();
 
   readonly #rooms: SyncedRooms;
   readonly #options: SyncEngineOptions;
@@ -78,6 +83,7 @@ export class SyncEngine implements ConnectionHandler {
       now: options.now,
     });
     this.#connection = new ReconnectingConnection({ ...options, status: rooms.status }, this);
+    this.#pacer = new QueryPacer(options.now);
   }
 
   /** Reconciles a map opened after the connection was made. */
@@ -98,19 +104,23 @@ export class SyncEngine implements ConnectionHandler {
    */
   subscribeQuery({ id, map, query, have }: ServerQuery): void {
     if (!this.#ready) return;
-    const held = have?.();
-    this.#connection.send({
-      type: 'subscribe',
-      id,
-      map,
-      query,
-      ...(held && held.length <= MAX_WINDOW_ROWS ? { have: encodeHave(held) } : {}),
+    // What is held is read when the message goes out (paced): the server answers against it.
+    this.#pacer.send(() => {
+      const held = have?.();
+      this.#connection.send({
+        type: 'subscribe',
+        id,
+        map,
+        query,
+        ...(held && held.length <= MAX_WINDOW_ROWS ? { have: encodeHave(held) } : {}),
+      });
     });
   }
 
   /** Grows a live query's window on the server. */
   queryMore(id: number, limit: number): void {
-    if (this.#ready) this.#connection.send({ type: 'query_more', id, limit });
+    if (this.#ready)
+      this.#pacer.send(() => this.#connection.send({ type: 'query_more', id, limit }));
   }
 
   unsubscribeQuery(id: number): void {
@@ -120,6 +130,8 @@ export class SyncEngine implements ConnectionHandler {
   /** Closes the connection for good. */
   stop(): void {
     clearTimeout(this.#resendTimer);
+    for (const timer of this.#retryTimers) clearTimeout(timer);
+    this.#pacer.reset();
     this.#connection.stop();
   }
 
@@ -141,6 +153,7 @@ export class SyncEngine implements ConnectionHandler {
   /** @internal The connection is gone, and whatever was on its way. */
   dropped(): void {
     this.#ready = false;
+    this.#pacer.reset();
     this.#walks.end();
     this.#rooms.outbox.forgetSent();
   }
@@ -206,6 +219,7 @@ export class SyncEngine implements ConnectionHandler {
         return;
       case 'query_error':
         this.#rooms.queries.refused(message.id);
+        if (message.code === 'UNAVAILABLE') this.#retryQuery(message.id);
         this.#report('QUERY_FAILED', `live query ${message.id}: ${message.message}`, message.code);
         return;
       case 'ping':
@@ -255,8 +269,28 @@ export class SyncEngine implements ConnectionHandler {
       );
     if (message.matching !== undefined)
       this.#rooms.queries.learnMatching(message.id, message.matching);
-    if (message.type === 'query_snapshot' && message.last)
+    if (message.type === 'query_snapshot' && message.last) {
+      this.#unavailable.delete(message.id);
       this.#rooms.queries.confirmQuery(message.id);
+    }
+  }
+
+  /**
+   * Subscribes again, later, a query the server could not serve for now (it could not tell
+   * its result is current): after 1 s, doubling with each refusal in a row, up to a minute.
+   */
+  #retryQuery(id: number): void {
+    const times = (this.#unavailable.get(id) ?? 0) + 1;
+    this.#unavailable.set(id, times);
+    const timer = setTimeout(
+      () => {
+        this.#retryTimers.delete(timer);
+        const query = this.#rooms.queries.active().find((each) => each.id === id);
+        if (query !== undefined) this.subscribeQuery(query);
+      },
+      Math.min(60_000, 1000 * 2 ** (times - 1)),
+    );
+    this.#retryTimers.add(timer);
   }
 
   #onAck(message: MessageOf<'ack'>): void {
