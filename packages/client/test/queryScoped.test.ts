@@ -216,9 +216,18 @@ describe('the live-query messages of a connection', () => {
     // Sent as each query starts: the first 40 at once.
     const subscribes = () => connection.sent.filter((message) => message.type === 'subscribe');
     expect(subscribes()).toHaveLength(40);
+    // The last query ends while its subscribe still waits: its unsubscribe (after the idle
+    // grace) waits behind it, never overtaking it.
+    stops.pop()!();
     // The other 16 within 2 s (and a margin for a busy machine).
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     expect(subscribes()).toHaveLength(56);
+    const order = connection.sent.map((message) =>
+      message.type === 'subscribe' && (message.query.where as { n: number }).n === 55
+        ? 'subscribe 55'
+        : message.type,
+    );
+    expect(order.indexOf('unsubscribe')).toBeGreaterThan(order.indexOf('subscribe 55'));
     for (const stop of stops) stop();
   });
 

@@ -154,6 +154,8 @@ it('tells a follower at once that a query the leader already follows is answered
     matching: 5,
   });
   await until(() => mine.getSnapshot().status === 'synced');
+  // The leader's word on its own query has reached the follower, which had no such query.
+  await new Promise((resolve) => setTimeout(resolve, 200));
   const theirs = follower.query<{ kind: string }>('events', query);
   theirs.subscribe(() => {});
   await until(() => theirs.getSnapshot().status === 'synced');

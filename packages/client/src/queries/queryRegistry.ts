@@ -14,6 +14,9 @@ import { ServerWindow } from './serverWindow.js';
 
 export type { QueryOptions, QueryRegistryOptions, ServerQuery };
 
+/** A query's key: equal queries of a map share it (and one handle). */
+const queryKey = (map: string, query: Query<unknown>) => `${map}\u0000${stableStringify(query)}`;
+
 /**
  * The live queries of a client: equal queries share one handle, each has an id the server
  * knows it by while it is followed, the maps the server confirmed mark their queries
@@ -46,7 +49,7 @@ export class QueryRegistry {
    * @throws {QueryError} when the query is invalid.
    */
   query<V>(map: string, query: Query<V>, { offline }: QueryOptions = {}): QueryHandle<V> {
-    const cacheKey = `${map}\u0000${stableStringify(query)}`;
+    const cacheKey = queryKey(map, query);
     if (offline) this.#pins.add(cacheKey);
     const cached = this.#queries.get(cacheKey);
     if (cached !== undefined) return cached.handle as QueryHandle<V>;
@@ -104,14 +107,19 @@ export class QueryRegistry {
    * or an update moving rows in and out of its window.
    */
   serverRows(id: number, sent: readonly string[], leave: readonly string[], last?: boolean): void {
-    for (const { id: each, handle, window } of this.#queries.values()) {
-      if (each !== id || window === undefined) continue;
-      if (last === undefined) {
-        window.moved(sent, leave);
-        handle.windowChanged([...sent, ...leave]);
-      } else if (window.sent(sent, last, handle.serverQuery, (key) => handle.recordOf(key)))
-        handle.rebuild();
-    }
+    const { handle, window } = this.#find(id)?.[1] ?? {};
+    if (handle === undefined || window === undefined) return;
+    if (last === undefined) {
+      window.moved(sent, leave);
+      handle.windowChanged([...sent, ...leave]);
+    } else if (window.sent(sent, last, handle.serverQuery, (key) => handle.recordOf(key)))
+      handle.rebuild();
+  }
+
+  /** The query the server knows as `id`, with its key. */
+  #find(id: number) {
+    for (const entry of this.#queries) if (entry[1].id === id) return entry;
+    return undefined;
   }
 
   #serverQuery(id: number, handle: QueryHandle<unknown>): ServerQuery {
@@ -124,7 +132,7 @@ export class QueryRegistry {
       query,
       have: () => {
         const held = handle.heldRecords() as ReadonlyArray<readonly [string, LWWRecord<Value>]>;
-        this.#windowOf(id)?.named(held.map(([key]) => key));
+        this.#find(id)?.[1].window?.named(held.map(([key]) => key));
         return held;
       },
     };
@@ -154,7 +162,7 @@ export class QueryRegistry {
   /** (Leader) Another tab follows a query, or no longer: followed here for it, on the server. */
   followForTab(message: Extract<QueryTabMessage, { type: 'query' }>): void {
     const { tab, map, query, limit, active, maxRecords } = message;
-    const key = `${tab}\u0000${map}\u0000${stableStringify(query)}`;
+    const key = `${tab}\u0000${queryKey(map, query)}`;
     this.#forTabs.get(key)?.();
     this.#forTabs.delete(key);
     if (!active) return;
@@ -171,7 +179,7 @@ export class QueryRegistry {
     if (status === 'synced' || handle.serverMatching !== undefined)
       this.#options.share?.({
         type: 'query-state',
-        key: `${map}\u0000${stableStringify(query)}`,
+        key: queryKey(map, query),
         synced: status === 'synced',
         matching: handle.serverMatching,
       });
@@ -184,7 +192,7 @@ export class QueryRegistry {
 
   /** The server ended query `id` (`query_error`): its result is no longer confirmed. */
   refused(id: number): void {
-    for (const query of this.#queries.values()) if (query.id === id) query.handle.unconfirm();
+    this.#find(id)?.[1].handle.unconfirm();
   }
 
   /** The leader's word on a query: its server result arrived, or its count changed. */
@@ -201,19 +209,14 @@ export class QueryRegistry {
 
   /** Tells the other tabs what the server said of query `id` (maps replicated by query). */
   #tellTabs(id: number, synced: boolean, matching: number | undefined): void {
-    for (const [key, query] of this.#queries)
-      if (query.id === id && this.#options.scoped(query.handle.map))
-        this.#options.share?.({ type: 'query-state', key, synced, matching });
-  }
-
-  #windowOf(id: number): ServerWindow<unknown> | undefined {
-    for (const query of this.#queries.values()) if (query.id === id) return query.window;
-    return undefined;
+    const [key, query] = this.#find(id) ?? [];
+    if (key !== undefined && query!.window !== undefined)
+      this.#options.share?.({ type: 'query-state', key, synced, matching });
   }
 
   /** Unpins a query (its rows may then be dropped like any other). */
   unpin(map: string, query: Query<unknown>): void {
-    this.#pins.delete(`${map}\u0000${stableStringify(query)}`);
+    this.#pins.delete(queryKey(map, query));
     this.#options.settled(map);
   }
 
@@ -233,10 +236,9 @@ export class QueryRegistry {
 
   /** The server counted `matching` records for query `id`. */
   learnMatching(id: number, matching: number): void {
+    const query = this.#find(id)?.[1];
     // A whole map counts locally: its client gets no update of the server's count.
-    for (const query of this.#queries.values())
-      if (query.id === id && this.#options.scoped(query.handle.map))
-        query.handle.learnMatching(matching);
+    if (query?.window !== undefined) query.handle.learnMatching(matching);
     this.#tellTabs(id, false, matching);
   }
 
@@ -249,11 +251,10 @@ export class QueryRegistry {
 
   /** The server confirmed query `id`. */
   confirmQuery(id: number): void {
-    for (const query of this.#queries.values()) {
-      if (query.id !== id) continue;
-      query.handle.confirm();
-      this.#options.settled(query.handle.map);
-    }
+    const handle = this.#find(id)?.[1].handle;
+    if (handle === undefined) return;
+    handle.confirm();
+    this.#options.settled(handle.map);
     this.#tellTabs(id, true, undefined);
   }
 

@@ -102,9 +102,12 @@ export class ReplicaStore {
       throw new ConfigurationError('replicate', `map ${name} is replicated by ${before} already`);
     if (!(Number.isSafeInteger(maxRecords) && maxRecords >= 0))
       throw new ConfigurationError('maxRecords', 'expected a whole number, at least 0');
+    const budget = replicate === 'queries' ? maxRecords : undefined;
+    // Declared again as it is (a component's every render): nothing to store.
+    if (before !== undefined && this.#scoped.get(name) === budget) return;
     this.#declared.set(name, replicate);
-    this.#setMode(name, replicate === 'queries' ? maxRecords : undefined);
-    this.#options.persist.setMeta(`${MODE_PREFIX}${name}`, this.#scoped.get(name) ?? null);
+    this.#setMode(name, budget);
+    this.#options.persist.setMeta(`${MODE_PREFIX}${name}`, budget ?? null);
   }
 
   /** Reads the modes stored by {@link declare} back (those declared since stay). */

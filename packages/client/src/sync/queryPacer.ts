@@ -10,16 +10,21 @@ const PER_SECOND = 8;
 export class QueryPacer {
   #tokens = BURST;
   #at: number;
-  readonly #waiting: Array<() => void> = [];
+  /** Messages waiting, in order, with what each costs of the rate (an `unsubscribe`: nothing). */
+  readonly #waiting: Array<{ readonly send: () => void; readonly cost: number }> = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly now: () => number) {
     this.#at = now();
   }
 
-  /** Sends now if the rate allows, else once it does, in order. */
-  send(message: () => void): void {
-    this.#waiting.push(message);
+  /**
+   * Sends now if the rate allows, else once it does, in order. `free`: a message the rate does
+   * not count (`unsubscribe`), which still waits for those before it, so that it never
+   * overtakes the `subscribe` it ends.
+   */
+  send(message: () => void, free = false): void {
+    this.#waiting.push({ send: message, cost: free ? 0 : 1 });
     this.#drain();
   }
 
@@ -36,9 +41,10 @@ export class QueryPacer {
     const now = this.now();
     this.#tokens = Math.min(BURST, this.#tokens + ((now - this.#at) * PER_SECOND) / 1000);
     this.#at = now;
-    while (this.#tokens >= 1 && this.#waiting.length > 0) {
-      this.#tokens--;
-      this.#waiting.shift()!();
+    while (this.#waiting.length > 0 && this.#tokens >= this.#waiting[0]!.cost) {
+      const { send, cost } = this.#waiting.shift()!;
+      this.#tokens -= cost;
+      send();
     }
     if (this.#waiting.length > 0 && this.#timer === undefined)
       this.#timer = setTimeout(() => {

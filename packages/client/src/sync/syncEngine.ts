@@ -124,7 +124,8 @@ export class SyncEngine implements ConnectionHandler {
   }
 
   unsubscribeQuery(id: number): void {
-    if (this.#ready) this.#connection.send({ type: 'unsubscribe', id });
+    if (this.#ready)
+      this.#pacer.send(() => this.#connection.send({ type: 'unsubscribe', id }), true);
   }
 
   /** Closes the connection for good. */
