@@ -139,6 +139,13 @@ export {
   type RecordChange,
 } from './query/liveQuery.js';
 export { QueryError } from './query/queryError.js';
+export {
+  type IndexedQuery,
+  type IndexMove,
+  QueryIndex,
+  type WindowChange,
+  windowChange,
+} from './query/queryIndex.js';
 export type {
   Comparison,
   Condition,

@@ -2,15 +2,16 @@ import {
   encodeMessage,
   holdsItem,
   isRecordAbsent,
-  LiveQuery,
   type LWWMap,
   MAX_WINDOW_ROWS,
   type MessageOf,
   type Query,
+  type QueryIndex,
   type QueryRow,
   toWireEntry,
   type Value,
   type WireEntry,
+  windowChange,
 } from '@topgun/core';
 import { type ChangeFanout, type CommittedChange, sendRevoke } from './changeFanout.js';
 import type { WorkSlicer } from './cpuBudget.js';
@@ -19,6 +20,7 @@ import type { ServerMetrics } from './metrics.js';
 import type { ServerLimits } from './options.js';
 import type { Peer } from './peer.js';
 import type { Permissions, ReadFilter } from './permissions.js';
+import { INDEX_LINGER_MS, QueryIndexes, type SharedIndex, see } from './queryIndexes.js';
 import { streamChunks } from './streamChunks.js';
 
 interface Subscription {
@@ -27,15 +29,17 @@ interface Subscription {
   readonly map: string;
   /** What its client may see of the map. */
   readonly filter: ReadFilter;
-  /** Undefined while it is being built; changes committed meanwhile wait in `missed`. */
-  live: LiveQuery<Value> | undefined;
-  readonly missed: CommittedChange[];
-  /** Rows counted against the budgets. */
+  /** The index of its query, shared with the other subscriptions to it. */
+  readonly shared: SharedIndex;
+  /** Set once its window is: changes reach its client from then on. */
+  index: QueryIndex<Value> | undefined;
+  /** Its window of the index: `limit` rows from `offset` (`limit` grows with `query_more`). */
+  readonly offset: number;
+  limit: number;
+  /** Rows counted against its connection's budget. */
   rows: number;
   /** The `matching` its client last learned (`hasMore` changes when it crosses the window's end). */
   matching: number;
-  /** The query's `offset` (a window grows up to {@link MAX_WINDOW_ROWS} rows with it). */
-  readonly offset: number;
   /** Lets the grid evict the map again (the subscription held it from its start). */
   readonly release: () => void;
 }
@@ -49,16 +53,17 @@ export interface Have {
 type QueryErrorCode = Exclude<MessageOf<'query_error'>['code'], 'INVALID_QUERY'>;
 
 /**
- * Server-side live queries: each subscription keeps a `LiveQuery` over the records its
- * client may see; committed changes update it and the client receives what entered, was
- * updated in, or left its result. Building one runs in slices charged to the connection, and
- * the rows subscriptions hold count against a budget per connection and one per process.
+ * Server-side live queries. The records matching a query are kept in one index, shared by
+ * every subscription to the query ({@link QueryIndexes}); each subscription holds a window
+ * of it, and committed changes tell its client what entered, was updated in, or left that
+ * window. The rows of a connection's windows count against its budget; the indexes count
+ * against the process's.
  */
 export class LiveQueryHub {
-  private readonly byMap = new Map<string, Set<Subscription>>();
   private readonly byPeer = new Map<Peer, Map<number, Subscription>>();
   private readonly rowsByPeer = new Map<Peer, number>();
   private totalRows = 0;
+  private readonly indexes: QueryIndexes;
 
   constructor(
     private readonly deps: {
@@ -74,6 +79,7 @@ export class LiveQueryHub {
         | 'maxFrameBytes'
         | 'maxLiveQueryRowsPerConnection'
         | 'maxLiveQueryRows'
+        | 'maxQueryIndexRowsPerConnection'
       >;
       readonly now: () => number;
       /**
@@ -81,8 +87,16 @@ export class LiveQueryHub {
        * processes' included); rejects when it cannot tell.
        */
       readonly fresh: (map: string) => Promise<void>;
+      /** How long an index nobody subscribes to is kept. Default: {@link INDEX_LINGER_MS}. */
+      readonly indexLingerMs?: number;
     },
-  ) {}
+  ) {
+    this.indexes = new QueryIndexes({
+      metrics: deps.metrics,
+      limits: deps.limits,
+      ...(deps.indexLingerMs === undefined ? {} : { lingerMs: deps.indexLingerMs }),
+    });
+  }
 
   /**
    * Starts a subscription and sends its snapshot, or a `query_error`. With `have` (the records
@@ -119,7 +133,7 @@ export class LiveQueryHub {
       this.refuse(peer, id, 'UNAVAILABLE', (error as Error).message);
       return;
     }
-    // Held from before it is loaded: evicted meanwhile, the query would be built from a copy
+    // Held from before it is loaded: evicted meanwhile, the index would be built from a copy
     // that no longer learns the map's changes.
     const release = this.deps.grid.hold(mapName);
     const loading = this.deps.grid.getWithin(mapName, mayLoadMap);
@@ -140,51 +154,53 @@ export class LiveQueryHub {
       release();
       return;
     }
+    let shared: SharedIndex;
+    try {
+      shared = this.indexes.find(mapName, filter, peer.user, query);
+    } catch (error) {
+      release();
+      throw error;
+    }
     const subscription: Subscription = {
       peer,
       id,
       map: mapName,
       filter,
-      live: undefined,
-      missed: [],
+      shared,
+      index: undefined,
+      offset: query.offset ?? 0,
+      limit: query.limit ?? Number.POSITIVE_INFINITY,
       rows: 0,
       matching: 0,
-      offset: query.offset ?? 0,
       release,
     };
+    this.indexes.join(shared, subscription);
     subscriptions.set(id, subscription);
     this.byPeer.set(peer, subscriptions);
-    let forMap = this.byMap.get(mapName);
-    if (forMap === undefined) {
-      forMap = new Set();
-      this.byMap.set(mapName, forMap);
-    }
-    forMap.add(subscription);
     this.deps.metrics.liveQueries.inc();
 
-    // The build stops as soon as more rows match than the budgets have room for: a query
-    // over a large map is refused before it holds them all.
-    const connectionRoom =
-      this.deps.limits.maxLiveQueryRowsPerConnection - (this.rowsByPeer.get(peer) ?? 0);
-    const serverRoom = this.deps.limits.maxLiveQueryRows - this.totalRows;
-    const room = Math.min(connectionRoom, serverRoom);
-    let live: LiveQuery<Value> | undefined;
+    let ready: Awaited<ReturnType<QueryIndexes['ready']>>;
     try {
-      live = await LiveQuery.build(query, visibleEntries(filter, map), slicer, room);
+      ready = await this.indexes.ready(
+        subscription.shared,
+        subscription,
+        map,
+        () => visibleEntries(filter, map),
+        slicer,
+        this.deps.now,
+      );
     } catch (error) {
       this.unsubscribe(peer, id);
       throw error;
     }
     if (subscriptions.get(id) !== subscription) return; // unsubscribed meanwhile
-    if (live === undefined) {
+    if ('refusal' in ready) {
       this.unsubscribe(peer, id);
-      this.refuse(peer, id, 'LIMIT', this.overBudget(connectionRoom <= serverRoom));
+      this.refuse(peer, id, 'LIMIT', this.indexOverBudget(ready.refusal));
       return;
     }
-    subscription.live = live;
-    for (const change of subscription.missed.splice(0)) {
-      live.apply({ key: change.key, value: see(filter, change, this.deps.now()).value });
-    }
+    const { index } = ready;
+    subscription.index = index;
     const refusal = this.account(subscription);
     if (refusal !== undefined) {
       this.unsubscribe(peer, id);
@@ -193,7 +209,8 @@ export class LiveQueryHub {
     }
 
     const receive = (key: string) => receivable(map, filter, key, this.deps.now());
-    const plan = await planSnapshot(live.rows, have, receive, slicer);
+    const rows = index.rowsBetween(subscription.offset, subscription.offset + subscription.limit);
+    const plan = await planSnapshot(rows, have, receive, slicer);
     if (subscriptions.get(id) !== subscription) return;
     // Checked again with nothing awaited before they are sent, ahead of the first chunk: a
     // key that appeared meanwhile was entered by its update, and goes with the snapshot.
@@ -203,7 +220,7 @@ export class LiveQueryHub {
       else plan.outside.add(key);
     }
     if (revoked.length > 0) sendRevoke(peer, mapName, revoked);
-    subscription.matching = live.matchingCount;
+    subscription.matching = index.matchingCount;
     await streamChunks(
       peer,
       [...plan.inResult, ...plan.outside],
@@ -246,18 +263,26 @@ export class LiveQueryHub {
   async more(peer: Peer, id: number, limit: number, slicer: WorkSlicer): Promise<void> {
     const growing = this.growing(peer, id, limit);
     if (growing === undefined) return;
-    const { subscription, live } = growing;
+    const { subscription, index } = growing;
     if (subscription.offset + limit > MAX_WINDOW_ROWS) {
       this.unsubscribe(peer, id);
       this.refuse(peer, id, 'LIMIT', `a window may hold at most ${MAX_WINDOW_ROWS} rows`);
       return;
     }
-    const entered = live.setLimit(limit).entered;
+    const end = subscription.offset + subscription.limit;
+    const entered = index.rowsBetween(end, subscription.offset + limit);
+    subscription.limit = limit;
+    const refusal = this.account(subscription);
+    if (refusal !== undefined) {
+      this.unsubscribe(peer, id);
+      this.refuse(peer, id, 'LIMIT', refusal);
+      return;
+    }
     // Held by the subscription: loaded.
     const map = await slicer.io(this.deps.grid.get(subscription.map));
     const current = () => this.byPeer.get(peer)?.get(id) === subscription;
-    if (!current()) return;
-    subscription.matching = live.matchingCount;
+    if (!current() || entered.length === 0) return;
+    subscription.matching = index.matchingCount;
     await streamChunks(
       peer,
       entered.map((row) => row.key),
@@ -285,7 +310,7 @@ export class LiveQueryHub {
     const subscription = this.byPeer.get(peer)?.get(id);
     if (subscription === undefined) return;
     this.byPeer.get(peer)!.delete(id);
-    this.byMap.get(subscription.map)?.delete(subscription);
+    this.indexes.leave(subscription.shared, subscription);
     subscription.release();
     this.setRows(subscription, 0);
     this.deps.metrics.liveQueries.dec();
@@ -299,65 +324,77 @@ export class LiveQueryHub {
   }
 
   /**
-   * Feeds committed changes to the map's subscriptions. Their clients learn what entered, was
-   * updated in, or left each result, except clients that follow the map: those get the same
-   * records as `changes` (and their revokes with them), and evaluate the query on their
-   * replica.
+   * Feeds committed changes to the map's indexes, and tells each subscription's client what
+   * entered, was updated in, or left its window, except clients that follow the map: those
+   * get the same records as `changes` (and their revokes with them), and evaluate the query
+   * on their replica.
    */
   async onChanges(mapName: string, changes: readonly CommittedChange[]): Promise<void> {
-    const subscriptions = this.byMap.get(mapName);
-    if (subscriptions === undefined || subscriptions.size === 0) return;
-    const map = await this.deps.grid.get(mapName);
+    const indexes = this.indexes.ofMap(mapName);
+    if (indexes.length === 0) return;
+    // Maps with subscriptions are held, hence loaded; an index kept for nobody whose map
+    // left the grid is dropped rather than its map loaded again.
+    const map = await this.deps.grid.ifLoaded(mapName);
     const now = this.deps.now();
     // A peer with several queries on the map is told to forget a key once.
     const revokes = new Map<Peer, Set<string>>();
-    for (const subscription of [...subscriptions]) {
-      const { live, peer, filter } = subscription;
-      if (live === undefined) {
-        subscription.missed.push(...changes);
+    for (const shared of indexes) {
+      const index = shared.index;
+      if (index === undefined) {
+        shared.missed.push(...changes);
         continue;
       }
-      // A client that follows the map gets its changes as `changes`. One that does not gets
-      // the updates its own writes cause too: rows they push in are not in its replica.
-      const silent = this.deps.fanout.follows(peer, mapName);
-      const enter: WireEntry[] = [];
-      const update: WireEntry[] = [];
-      const leave: string[] = [];
-      // As it is now: a later change of the batch may have hidden or deleted it (and says so).
-      const push = (entries: WireEntry[], key: string, tombstone = false) => {
-        const record = receivable(map, filter, key, now, tombstone);
-        if (record !== undefined) entries.push(toWireEntry(key, record));
-      };
+      if (map === undefined || shared.source !== map) {
+        this.indexes.dropIfIdle(shared);
+        if (map === undefined) continue;
+      }
+      const windows = [...shared.subscribers]
+        .map((subscriber) => subscriber as Subscription)
+        .filter((subscription) => subscription.index === index)
+        .map((subscription) => ({
+          subscription,
+          // A client that follows the map gets its changes as `changes`. One that does not
+          // gets the updates its own writes cause too: rows they push in are not in its replica.
+          silent: this.deps.fanout.follows(subscription.peer, mapName),
+          moves: new WindowMoves(),
+        }));
       for (const change of changes) {
-        const { value, revoke } = see(filter, change, now);
-        if (revoke && !silent) {
-          const keys = revokes.get(peer) ?? new Set<string>();
-          keys.add(change.key);
-          revokes.set(peer, keys);
+        const { value, revoke } = see(shared.filter, change, now);
+        const move = index.move({ key: change.key, value });
+        for (const { subscription, silent, moves } of windows) {
+          if (revoke && !silent) {
+            const keys = revokes.get(subscription.peer) ?? new Set<string>();
+            keys.add(change.key);
+            revokes.set(subscription.peer, keys);
+          }
+          if (move === undefined || silent) continue;
+          const { offset, limit } = subscription;
+          moves.add(windowChange(index, offset, offset + limit, move), change.key, revoke);
         }
-        const delta = live.apply({ key: change.key, value });
-        if (!delta.changed || silent) continue;
-        for (const row of delta.entered) push(enter, row.key);
-        for (const row of delta.updated) push(update, row.key);
-        leave.push(...delta.left);
-        // A record that left because it changed: its new version (a tombstone included), so
-        // that the client's own evaluation drops it too; a revoke if it may no longer read it.
-        if (!revoke && delta.left.includes(change.key)) push(update, change.key, true);
       }
-      const refusal = this.account(subscription);
-      if (refusal !== undefined) {
-        this.unsubscribe(peer, subscription.id);
-        this.refuse(peer, subscription.id, 'LIMIT', refusal);
-        continue;
-      }
-      if (silent) continue;
-      const matching = live.matchingCount;
-      // Whether more rows follow the window changed: told even when no row did.
-      const end = subscription.offset + live.limit;
-      const crossed = matching > end !== subscription.matching > end;
-      if (enter.length + update.length + leave.length > 0 || crossed) {
-        subscription.matching = matching;
-        peer.send({ type: 'query_update', id: subscription.id, enter, update, leave, matching });
+      this.indexes.recount(shared);
+      for (const { subscription, silent, moves } of windows) {
+        const { peer, id } = subscription;
+        const refusal = this.account(subscription);
+        if (refusal !== undefined) {
+          this.unsubscribe(peer, id);
+          this.refuse(peer, id, 'LIMIT', refusal);
+          continue;
+        }
+        if (silent) continue;
+        // As they are now: a later change of the batch may have hidden or deleted one (and
+        // says so).
+        const { enter, update, leave } = moves.entries((key, tombstone) =>
+          receivable(map, shared.filter, key, now, tombstone),
+        );
+        const matching = index.matchingCount;
+        // Whether more rows follow the window changed: told even when no row did.
+        const end = subscription.offset + subscription.limit;
+        const crossed = matching > end !== subscription.matching > end;
+        if (enter.length + update.length + leave.length > 0 || crossed) {
+          subscription.matching = matching;
+          peer.send({ type: 'query_update', id, enter, update, leave, matching });
+        }
       }
     }
     for (const [peer, keys] of revokes) sendRevoke(peer, mapName, keys);
@@ -368,38 +405,38 @@ export class LiveQueryHub {
     peer: Peer,
     id: number,
     limit: number,
-  ): { subscription: Subscription; live: LiveQuery<Value> } | undefined {
+  ): { subscription: Subscription; index: QueryIndex<Value> } | undefined {
     const subscription = this.byPeer.get(peer)?.get(id);
-    const live = subscription?.live;
-    if (subscription === undefined || live === undefined || !(limit > live.limit)) return undefined;
-    return { subscription, live };
+    const index = subscription?.index;
+    if (subscription === undefined || index === undefined || !(limit > subscription.limit))
+      return undefined;
+    return { subscription, index };
   }
 
   /**
-   * Counts a subscription's rows against the budgets; returns why it may not keep them, if
-   * it may not (it is then ended).
+   * Counts a subscription's window rows against its connection's budget; returns why it may
+   * not keep them, if it may not (it is then ended).
    */
   private account(subscription: Subscription): string | undefined {
-    const rows = subscription.live?.matchingCount ?? 0;
+    const matching = subscription.index?.matchingCount ?? 0;
+    const rows = Math.max(0, Math.min(matching - subscription.offset, subscription.limit));
     if (rows > subscription.rows) {
-      const { maxLiveQueryRowsPerConnection: perConnection, maxLiveQueryRows: total } =
-        this.deps.limits;
+      const perConnection = this.deps.limits.maxLiveQueryRowsPerConnection;
       const peerRows = (this.rowsByPeer.get(subscription.peer) ?? 0) - subscription.rows + rows;
-      if (peerRows > perConnection || this.totalRows - subscription.rows + rows > total)
-        return this.overBudget(peerRows > perConnection);
+      if (peerRows > perConnection) {
+        this.deps.metrics.budgetExceeded.inc({ budget: 'live_query_rows' });
+        return `live queries of one connection may hold at most ${perConnection} rows`;
+      }
     }
     this.setRows(subscription, rows);
     return undefined;
   }
 
-  /** Counts a refusal for rows over a budget, and says which. */
-  private overBudget(perConnection: boolean): string {
-    if (perConnection) {
-      this.deps.metrics.budgetExceeded.inc({ budget: 'live_query_rows' });
-      return `live queries of one connection may hold at most ${this.deps.limits.maxLiveQueryRowsPerConnection} rows`;
-    }
-    this.deps.metrics.budgetExceeded.inc({ budget: 'live_query_rows_total' });
-    return 'the server holds as many live-query rows as it may: retry later';
+  /** Why an index could not be built: over which budget. */
+  private indexOverBudget(refusal: 'connection' | 'process'): string {
+    return refusal === 'connection'
+      ? `the live queries of one connection may index at most ${this.deps.limits.maxQueryIndexRowsPerConnection} rows`
+      : 'the server holds as many live-query rows as it may: retry later';
   }
 
   private setRows(subscription: Subscription, rows: number): void {
@@ -414,20 +451,6 @@ export class LiveQueryHub {
   private refuse(peer: Peer, id: number, code: QueryErrorCode, message: string): void {
     peer.send({ type: 'query_error', id, code, message });
   }
-}
-
-/**
- * What a subscriber sees of a change: the value if it may see the record (and it is live),
- * and whether it must forget the key (it could see the previous record and no longer can).
- */
-function see(
-  filter: ReadFilter,
-  { key, record, previous }: CommittedChange,
-  now: number,
-): { value: Value | undefined; revoke: boolean } {
-  const seen = filter.seesChange(key, record, previous);
-  const visible = seen === 'record' && !isRecordAbsent(record, now);
-  return { value: visible ? (record.value as Value) : undefined, revoke: seen === 'revoke' };
 }
 
 /** The live records of a map its subscriber may see. */
@@ -499,4 +522,57 @@ async function planSnapshot(
     if (slicer.due()) await slicer.pause();
   }
   return { inResult, outside, revoke };
+}
+
+/**
+ * What a batch of changes did to one window, netted per key: a row that entered and left
+ * within the batch is not sent at all, one that left and came back is an update.
+ */
+class WindowMoves {
+  private readonly moves = new Map<string, 'enter' | 'update' | 'leave'>();
+  /** Keys that left because they changed (and may still be read): sent in `update` too. */
+  private readonly changedAndLeft = new Set<string>();
+
+  add(
+    { entered, updated, left }: ReturnType<typeof windowChange<Value>>,
+    changed: string,
+    revoked: boolean,
+  ): void {
+    for (const { key } of entered)
+      this.moves.set(key, this.moves.get(key) === 'leave' ? 'update' : 'enter');
+    for (const { key } of updated)
+      if (this.moves.get(key) !== 'enter') this.moves.set(key, 'update');
+    for (const key of left) {
+      if (this.moves.get(key) === 'enter') this.moves.delete(key);
+      else this.moves.set(key, 'leave');
+    }
+    if (left.includes(changed) && !revoked) this.changedAndLeft.add(changed);
+    else this.changedAndLeft.delete(changed);
+  }
+
+  /** The update's rows, with records as `read` gives them now (skipped where it gives none). */
+  entries(read: (key: string, tombstone: boolean) => GridRecord | undefined): {
+    enter: WireEntry[];
+    update: WireEntry[];
+    leave: string[];
+  } {
+    const enter: WireEntry[] = [];
+    const update: WireEntry[] = [];
+    const leave: string[] = [];
+    const push = (entries: WireEntry[], key: string, tombstone: boolean) => {
+      const record = read(key, tombstone);
+      if (record !== undefined) entries.push(toWireEntry(key, record));
+    };
+    for (const [key, move] of this.moves) {
+      if (move === 'enter') push(enter, key, false);
+      else if (move === 'update') push(update, key, false);
+      else {
+        leave.push(key);
+        // Its new version (a tombstone included), so that the client's own evaluation drops
+        // it too; a revoke instead if it may no longer read it.
+        if (this.changedAndLeft.has(key)) push(update, key, true);
+      }
+    }
+    return { enter, update, leave };
+  }
 }

@@ -67,7 +67,12 @@ export class ServerMetrics {
   });
   readonly liveQueryRows = new Gauge({
     name: 'topgun_live_query_rows',
-    help: 'Rows held by live queries (counted against the live-query budgets)',
+    help: 'Rows in the windows of live queries (counted against the budget per connection)',
+    registers: [this.registry],
+  });
+  readonly queryIndexRows = new Gauge({
+    name: 'topgun_query_index_rows',
+    help: 'Rows held by live-query indexes, each shared by the subscriptions to one query',
     registers: [this.registry],
   });
   readonly gridMaps = new Gauge({

@@ -59,10 +59,21 @@ export interface ServerLimits {
   readonly subscribesPerSecond: number;
   /** Burst of subscriptions per connection. Default: 50. */
   readonly subscribesBurst: number;
-  /** Rows the live queries of one connection may hold. Default: 200 000. */
+  /**
+   * Rows the windows of one connection's live queries may hold together (a window holds at
+   * most its query's `limit`). Default: 200 000.
+   */
   readonly maxLiveQueryRowsPerConnection: number;
-  /** Rows the live queries of all connections may hold. Default: 2 000 000. */
+  /**
+   * Rows the live-query indexes of the process may hold: each holds the records matching one
+   * query, shared by every subscription to it. Default: 2 000 000.
+   */
   readonly maxLiveQueryRows: number;
+  /**
+   * Rows of live-query indexes charged to one connection: an index is charged to the
+   * subscriber that built it, then to one of those left. Default: 1 000 000.
+   */
+  readonly maxQueryIndexRowsPerConnection: number;
   /** Walks one connection may have in progress. Default: 4. */
   readonly maxWalksPerConnection: number;
   /** Walks over maps with record-level read rules (each holds a view) in progress per process. Default: 64. */
@@ -106,6 +117,7 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   subscribesBurst: 50,
   maxLiveQueryRowsPerConnection: 200_000,
   maxLiveQueryRows: 2_000_000,
+  maxQueryIndexRowsPerConnection: 1_000_000,
   maxWalksPerConnection: 4,
   maxWalkViews: 64,
   maxWalkViewRecords: 5_000_000,

@@ -32,7 +32,7 @@ const UNCHANGED: LiveQueryDelta<never> = Object.freeze({
   updated: [],
 });
 
-interface Entry<V> extends SortableRow<V> {
+export interface Entry<V> extends SortableRow<V> {
   readonly row: QueryRow<V>;
 }
 
@@ -106,6 +106,28 @@ export class LiveResult<V> {
     // A limited window is compared with what it was: read (copied, if it lags) before the
     // index changes.
     const before = wholeResult ? [] : this.rows;
+    const { entry, oldIndex, newIndex } = this.reposition(
+      key,
+      previous,
+      matches ? value : undefined,
+    );
+    // Removal and insertion both past the window's end leave the window as it was.
+    const touchesWindow = (oldIndex >= 0 && oldIndex < end) || (newIndex >= 0 && newIndex < end);
+    if (!touchesWindow) return UNCHANGED;
+
+    if (wholeResult) return this.#applyToWholeResult(previous, entry, oldIndex, newIndex);
+    return this.#diffWindow(before, key, oldIndex, newIndex);
+  }
+
+  /**
+   * Moves `key` in the index: out of its old place (`previous`), into its new one if it
+   * matches (`value`). Positions are -1 where it was not, or is not, in the index.
+   */
+  protected reposition(
+    key: string,
+    previous: Entry<V> | undefined,
+    value: V | undefined,
+  ): { entry: Entry<V> | undefined; oldIndex: number; newIndex: number } {
     let oldIndex = -1;
     if (previous !== undefined) {
       oldIndex = this.#sorted.remove(previous);
@@ -113,17 +135,32 @@ export class LiveResult<V> {
     }
     let newIndex = -1;
     let entry: Entry<V> | undefined;
-    if (matches) {
+    if (value !== undefined) {
       entry = this.#createEntry(key, value);
       newIndex = this.#sorted.insert(entry);
       this.#entries.set(key, entry);
     }
-    // Removal and insertion both past the window's end leave the window as it was.
-    const touchesWindow = (oldIndex >= 0 && oldIndex < end) || (newIndex >= 0 && newIndex < end);
-    if (!touchesWindow) return UNCHANGED;
+    return { entry, oldIndex, newIndex };
+  }
 
-    if (wholeResult) return this.#applyToWholeResult(previous, entry, oldIndex, newIndex);
-    return this.#diffWindow(before, key, oldIndex, newIndex);
+  /** The entry of `key` in the index, if it matches. */
+  protected entryOf(key: string): Entry<V> | undefined {
+    return this.#entries.get(key);
+  }
+
+  /** Whether `value` matches the query's `where`. */
+  protected matches(value: V): boolean {
+    return this.#compiled.matches(value);
+  }
+
+  /** The index's rows at positions `start` (inclusive) to `end` (exclusive). */
+  protected indexRows(start: number, end: number): QueryRow<V>[] {
+    return this.#sorted.sliceMapped(start, end, rowOf);
+  }
+
+  /** The index's row at `position`, if there is one. */
+  protected indexRow(position: number): QueryRow<V> | undefined {
+    return this.#sorted.at(position)?.row;
   }
 
   /**
@@ -214,8 +251,8 @@ export class LiveResult<V> {
   /** Makes `matching`, sorted, the whole index. */
   protected settle(matching: Entry<V>[]): void {
     this.#sorted.assignSorted(matching);
-    this.#window = this.#sliceWindow();
-    this.#windowStale = false;
+    // Copied when first read: an index of a whole map is never read as one window.
+    this.#windowStale = true;
   }
 
   #createEntry(key: string, value: V): Entry<V> {
@@ -245,18 +282,27 @@ export class LiveQuery<V> extends LiveResult<V> {
     maxRows = Number.POSITIVE_INFINITY,
   ): Promise<LiveQuery<V> | undefined> {
     const live = new LiveQuery<V>(query);
+    return (await live.fill(initial, slicer, maxRows)) ? live : undefined;
+  }
+
+  /** Fills an empty live query in slices ({@link build}); false when more than `maxRows` match. */
+  protected async fill(
+    initial: Iterable<readonly [string, V]>,
+    slicer: Slicer,
+    maxRows: number,
+  ): Promise<boolean> {
     const matching: Entry<V>[] = [];
     let since = 0;
     for (const [key, value] of initial) {
-      live.collect(key, value, matching);
-      if (matching.length > maxRows) return undefined;
+      this.collect(key, value, matching);
+      if (matching.length > maxRows) return false;
       if (++since >= 16) {
         since = 0;
         if (slicer.due()) await slicer.pause();
       }
     }
-    await sortInSlices(matching, live.compare, slicer);
-    live.settle(matching);
-    return live;
+    await sortInSlices(matching, this.compare, slicer);
+    this.settle(matching);
+    return true;
   }
 }

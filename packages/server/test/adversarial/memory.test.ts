@@ -23,7 +23,7 @@ import {
 const available = await postgresAvailable();
 
 const BIG_RECORDS = 30_000;
-/** Room for three live queries over the whole big map, not four. */
+/** Room for three windows over the whole big map, not four; and for three indexes of it. */
 const MAX_ROWS_PER_CONNECTION = 100_000;
 const SEND_HIGH_WATER_MARK = 64 * 1024;
 const MAX_WALKS_PER_CONNECTION = 4;
@@ -106,6 +106,7 @@ describe.runIf(available)('an attacker cannot make the server hold memory withou
     ],
     limits: {
       maxLiveQueryRowsPerConnection: MAX_ROWS_PER_CONNECTION,
+      maxQueryIndexRowsPerConnection: MAX_ROWS_PER_CONNECTION,
       sendHighWaterMark: SEND_HIGH_WATER_MARK,
       maxWalksPerConnection: MAX_WALKS_PER_CONNECTION,
     },
@@ -144,11 +145,11 @@ describe.runIf(available)('an attacker cannot make the server hold memory withou
     expect(await metricValue(target.server, 'topgun_live_query_rows')).toBe(0);
   });
 
-  it('refuses live queries past the rows one connection may hold, `limit: 1` or not', async () => {
+  it('refuses live queries past the rows the windows of one connection may hold', async () => {
     const attacker = await TestClient.connect(target.url);
     for (let id = 1; id <= 100; id++)
-      attacker.send({ type: 'subscribe', id, map: 'big', query: { limit: 1 } });
-    // The first answers are enough: every query over the whole map costs BIG_RECORDS rows.
+      attacker.send({ type: 'subscribe', id, map: 'big', query: {} });
+    // The first answers are enough: every window over the whole map holds BIG_RECORDS rows.
     const answersAwaited = 12;
     await eventually(
       () => attacker.received.filter(answersSubscription()).length >= answersAwaited,
@@ -168,8 +169,55 @@ describe.runIf(available)('an attacker cannot make the server hold memory withou
     for (const answer of answers.slice(accepted)) expect(answer).toMatchObject({ code: 'LIMIT' });
     expect(heldRows).toBeLessThanOrEqual(MAX_ROWS_PER_CONNECTION);
     expect(heldRows).toBe(accepted * BIG_RECORDS);
+    // One query: its windows share one index.
+    expect(await metricValue(target.server, 'topgun_query_index_rows')).toBe(BIG_RECORDS);
     expect(await budgetExceeded(target.server, 'live_query_rows')).toBeGreaterThanOrEqual(
       answersAwaited - accepted,
+    );
+    attacker.close();
+    await eventually(
+      async () => (await metricValue(target.server, 'topgun_live_query_rows')) === 0,
+    );
+  });
+
+  it('shares one index between the windows of a query, and bounds the indexes a connection builds', async () => {
+    // Indexes earlier tests left, kept a while for nobody.
+    const lingering = await metricValue(target.server, 'topgun_query_index_rows');
+    const attacker = await TestClient.connect(target.url);
+    // Within the burst of subscriptions a connection may send.
+    const windows = 40;
+    for (let id = 1; id <= windows; id++)
+      attacker.send({ type: 'subscribe', id, map: 'big', query: { sort: 'rank', limit: 1 } });
+    // Queries that each need an index of their own, of about BIG_RECORDS rows.
+    const shapes = 5;
+    for (let shape = 1; shape <= shapes; shape++)
+      attacker.send({
+        type: 'subscribe',
+        id: windows + shape,
+        map: 'big',
+        query: { where: { rank: { gte: shape } }, limit: 1 },
+      });
+    await eventually(
+      () => attacker.received.filter(answersSubscription()).length >= windows + shapes,
+      20_000,
+    );
+    const answers = attacker.received.filter(answersSubscription());
+    const indexRows = (await metricValue(target.server, 'topgun_query_index_rows')) - lingering;
+    // Room for three indexes: the windows' one and two more.
+    expect(
+      answers.map((answer) => answer.type),
+      `index rows: ${indexRows}`,
+    ).toEqual([
+      ...Array<string>(windows + 2).fill('query_snapshot'),
+      ...Array<string>(shapes - 2).fill('query_error'),
+    ]);
+    for (const answer of answers.slice(windows + 2))
+      expect(answer).toMatchObject({ code: 'LIMIT' });
+    expect(await metricValue(target.server, 'topgun_live_query_rows')).toBe(windows + 2);
+    expect(indexRows).toBeLessThanOrEqual(MAX_ROWS_PER_CONNECTION);
+    expect(indexRows).toBeGreaterThanOrEqual(3 * (BIG_RECORDS - shapes));
+    expect(await budgetExceeded(target.server, 'query_index_rows')).toBeGreaterThanOrEqual(
+      shapes - 2,
     );
     attacker.close();
     await eventually(

@@ -1,0 +1,289 @@
+import {
+  compileQuery,
+  type IndexedQuery,
+  isRecordAbsent,
+  type LWWMap,
+  type Query,
+  QueryIndex,
+  stableStringify,
+  type Value,
+} from '@topgun/core';
+import type { CommittedChange } from './changeFanout.js';
+import type { WorkSlicer } from './cpuBudget.js';
+import type { ServerMetrics } from './metrics.js';
+import type { ServerLimits } from './options.js';
+import type { Peer } from './peer.js';
+import type { ReadFilter, UserContext } from './permissions.js';
+
+/** How long an index nobody subscribes to is kept, for the clients that come back. */
+export const INDEX_LINGER_MS = 30_000;
+
+/**
+ * The index of one query (its `where`, `sort` and `fields`) over what one filter sees of a
+ * map, shared by every subscription to it, whatever its window.
+ */
+export interface SharedIndex {
+  readonly key: string;
+  readonly map: string;
+  readonly filter: ReadFilter;
+  readonly query: IndexedQuery<Value>;
+  /** Undefined until built; changes committed meanwhile wait in `missed`. */
+  index: QueryIndex<Value> | undefined;
+  readonly missed: CommittedChange[];
+  /** The copy of the map it was built from: another copy (reloaded) may have missed changes. */
+  source: LWWMap<Value> | undefined;
+  readonly subscribers: Set<{ readonly peer: Peer }>;
+  /** The connection its rows are charged to: its builder, then one of its subscribers. */
+  owner: Peer | undefined;
+  /** Rows counted against the budgets. */
+  rows: number;
+  building: Promise<void> | undefined;
+  linger: ReturnType<typeof setTimeout> | undefined;
+  /** Joined again after it was kept for nobody: `source` is checked before it is used. */
+  revived: boolean;
+}
+
+/** What one user may read of one map, as a key: users with the same view share indexes. */
+function viewOf(filter: ReadFilter, user: UserContext): string {
+  return filter.everything ? '*' : stableStringify({ id: user.id, claims: user.claims });
+}
+
+/**
+ * The live-query indexes of a server: one per query and view of a map, built once in slices
+ * (by the first subscriber, the others waiting), kept current by the map's committed
+ * changes, and kept for {@link INDEX_LINGER_MS} after its last subscriber left. Their rows
+ * count against a budget per process and one per connection (the connection an index is
+ * charged to); an index kept for nobody is dropped first when a build needs room.
+ */
+export class QueryIndexes {
+  private readonly byKey = new Map<string, SharedIndex>();
+  private readonly byMap = new Map<string, Set<SharedIndex>>();
+  private readonly rowsByPeer = new Map<Peer, number>();
+  private totalRows = 0;
+
+  constructor(
+    private readonly deps: {
+      readonly metrics: ServerMetrics;
+      readonly limits: Pick<ServerLimits, 'maxLiveQueryRows' | 'maxQueryIndexRowsPerConnection'>;
+      readonly lingerMs?: number;
+    },
+  ) {}
+
+  /**
+   * The index of `query` over what `filter` lets `user` see of the map, found or created.
+   * @throws {QueryError} when the query is invalid.
+   */
+  find(map: string, filter: ReadFilter, user: UserContext, query: Query<Value>): SharedIndex {
+    compileQuery(query);
+    const { where, sort, fields } = query;
+    const indexed: IndexedQuery<Value> = {
+      ...(where === undefined ? {} : { where }),
+      ...(sort === undefined ? {} : { sort }),
+      ...(fields === undefined ? {} : { fields }),
+    };
+    const key = stableStringify([map, viewOf(filter, user), indexed]);
+    let shared = this.byKey.get(key);
+    if (shared === undefined) {
+      shared = {
+        key,
+        map,
+        filter,
+        query: indexed,
+        index: undefined,
+        missed: [],
+        source: undefined,
+        subscribers: new Set(),
+        owner: undefined,
+        rows: 0,
+        building: undefined,
+        linger: undefined,
+        revived: false,
+      };
+      this.byKey.set(key, shared);
+      const forMap = this.byMap.get(map) ?? new Set();
+      forMap.add(shared);
+      this.byMap.set(map, forMap);
+    }
+    return shared;
+  }
+
+  /** The subscriber holds the index (found with {@link find}) until it {@link leave}s. */
+  join(shared: SharedIndex, subscriber: { readonly peer: Peer }): void {
+    if (shared.linger !== undefined) {
+      clearTimeout(shared.linger);
+      shared.linger = undefined;
+      shared.revived = true;
+    }
+    shared.subscribers.add(subscriber);
+    if (shared.owner === undefined && shared.index !== undefined)
+      this.charge(shared, subscriber.peer);
+  }
+
+  /**
+   * Resolves once the index is built from `map` (`visible`: its records the filter lets be
+   * seen): by this caller, in its slices, unless another one builds it already. Resolves a
+   * refusal instead when its rows would go over a budget.
+   */
+  async ready(
+    shared: SharedIndex,
+    subscriber: { readonly peer: Peer },
+    map: LWWMap<Value>,
+    visible: () => Iterable<[string, Value]>,
+    slicer: WorkSlicer,
+    now: () => number,
+  ): Promise<{ index: QueryIndex<Value> } | { refusal: 'connection' | 'process' }> {
+    // Kept for nobody, from a copy the grid dropped since: it may have missed what went into
+    // the new one.
+    if (shared.revived && shared.source !== map) this.reset(shared);
+    shared.revived = false;
+    while (shared.index === undefined) {
+      if (shared.building !== undefined) {
+        // Another subscriber's build: if it fails (its client left, or ran out of time),
+        // the next waiter builds.
+        await slicer.io(shared.building.catch(() => {}));
+        continue;
+      }
+      const peer = subscriber.peer;
+      const connectionRoom =
+        this.deps.limits.maxQueryIndexRowsPerConnection - (this.rowsByPeer.get(peer) ?? 0);
+      // Indexes kept for nobody make room as it is needed.
+      const processRoom = this.deps.limits.maxLiveQueryRows - this.totalRows + this.lingeringRows();
+      let built: QueryIndex<Value> | undefined;
+      const building = (async () => {
+        built = await QueryIndex.buildIndex(
+          shared.query,
+          visible(),
+          slicer,
+          Math.min(connectionRoom, processRoom),
+        );
+      })();
+      shared.building = building;
+      try {
+        await building;
+      } finally {
+        shared.building = undefined;
+      }
+      if (built === undefined) {
+        const perConnection = connectionRoom <= processRoom;
+        this.deps.metrics.budgetExceeded.inc({
+          budget: perConnection ? 'query_index_rows' : 'live_query_rows_total',
+        });
+        return { refusal: perConnection ? 'connection' : 'process' };
+      }
+      for (const change of shared.missed.splice(0))
+        built.move({ key: change.key, value: see(shared.filter, change, now()).value });
+      shared.index = built;
+      shared.source = map;
+      if (shared.subscribers.has(subscriber)) this.charge(shared, peer);
+      else if (shared.subscribers.size > 0) this.charge(shared, [...shared.subscribers][0]!.peer);
+      else this.charge(shared, undefined);
+      this.makeRoom();
+    }
+    return { index: shared.index };
+  }
+
+  /** The subscriber no longer holds the index: kept a while for nobody, then dropped. */
+  leave(shared: SharedIndex, subscriber: { readonly peer: Peer }): void {
+    if (!shared.subscribers.delete(subscriber)) return;
+    if (shared.owner === subscriber.peer) {
+      const next = [...shared.subscribers].find((other) => other.peer !== subscriber.peer);
+      const stays = [...shared.subscribers].some((other) => other.peer === subscriber.peer);
+      if (!stays) this.charge(shared, next?.peer);
+    }
+    if (shared.subscribers.size > 0) return;
+    const lingerMs = this.deps.lingerMs ?? INDEX_LINGER_MS;
+    if (shared.index === undefined || lingerMs <= 0) {
+      if (shared.building === undefined) this.drop(shared);
+      return;
+    }
+    shared.linger = setTimeout(() => this.drop(shared), lingerMs);
+    shared.linger.unref?.();
+  }
+
+  /** The indexes of a map. */
+  ofMap(map: string): readonly SharedIndex[] {
+    return [...(this.byMap.get(map) ?? [])];
+  }
+
+  /** Counts an index's rows again after changes moved them. */
+  recount(shared: SharedIndex): void {
+    const rows = shared.index?.matchingCount ?? 0;
+    const delta = rows - shared.rows;
+    if (delta === 0) return;
+    shared.rows = rows;
+    this.totalRows += delta;
+    if (shared.owner !== undefined)
+      this.rowsByPeer.set(shared.owner, (this.rowsByPeer.get(shared.owner) ?? 0) + delta);
+    this.deps.metrics.queryIndexRows.set(this.totalRows);
+  }
+
+  /** Drops an index kept for nobody (its map left the grid: it would miss the map's changes). */
+  dropIfIdle(shared: SharedIndex): void {
+    if (shared.subscribers.size === 0 && shared.building === undefined) this.drop(shared);
+  }
+
+  /** Forgets an index built from a copy of the map the grid no longer has. */
+  private reset(shared: SharedIndex): void {
+    this.charge(shared, undefined);
+    this.totalRows -= shared.rows;
+    shared.rows = 0;
+    shared.index = undefined;
+    shared.source = undefined;
+    shared.missed.length = 0;
+    this.deps.metrics.queryIndexRows.set(this.totalRows);
+  }
+
+  /** Moves an index's charge to `peer` (nobody, for `undefined`). */
+  private charge(shared: SharedIndex, peer: Peer | undefined): void {
+    const rows = shared.index?.matchingCount ?? 0;
+    if (shared.owner !== undefined) {
+      const left = (this.rowsByPeer.get(shared.owner) ?? 0) - shared.rows;
+      if (left > 0) this.rowsByPeer.set(shared.owner, left);
+      else this.rowsByPeer.delete(shared.owner);
+    }
+    this.totalRows += rows - shared.rows;
+    shared.rows = rows;
+    shared.owner = peer;
+    if (peer !== undefined) this.rowsByPeer.set(peer, (this.rowsByPeer.get(peer) ?? 0) + rows);
+    this.deps.metrics.queryIndexRows.set(this.totalRows);
+  }
+
+  private lingeringRows(): number {
+    let rows = 0;
+    for (const shared of this.byKey.values()) if (shared.linger !== undefined) rows += shared.rows;
+    return rows;
+  }
+
+  /** Drops indexes kept for nobody, oldest first, while the rows go over the process's budget. */
+  private makeRoom(): void {
+    for (const shared of this.byKey.values()) {
+      if (this.totalRows <= this.deps.limits.maxLiveQueryRows) return;
+      if (shared.linger !== undefined) this.drop(shared);
+    }
+  }
+
+  private drop(shared: SharedIndex): void {
+    if (shared.linger !== undefined) clearTimeout(shared.linger);
+    shared.linger = undefined;
+    if (shared.subscribers.size > 0) return;
+    this.reset(shared);
+    this.byKey.delete(shared.key);
+    const forMap = this.byMap.get(shared.map);
+    forMap?.delete(shared);
+    if (forMap?.size === 0) this.byMap.delete(shared.map);
+  }
+}
+
+/**
+ * What a subscriber sees of a change: the value if it may see the record (and it is live),
+ * and whether it must forget the key (it could see the previous record and no longer can).
+ */
+export function see(
+  filter: ReadFilter,
+  { key, record, previous }: CommittedChange,
+  now: number,
+): { value: Value | undefined; revoke: boolean } {
+  const seen = filter.seesChange(key, record, previous);
+  const visible = seen === 'record' && !isRecordAbsent(record, now);
+  return { value: visible ? (record.value as Value) : undefined, revoke: seen === 'revoke' };
+}
