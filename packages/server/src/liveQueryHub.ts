@@ -281,7 +281,7 @@ export class LiveQueryHub {
     // Held by the subscription: loaded.
     const map = await slicer.io(this.deps.grid.get(subscription.map));
     const current = () => this.byPeer.get(peer)?.get(id) === subscription;
-    if (!current() || entered.length === 0) return;
+    if (!current()) return;
     subscription.matching = index.matchingCount;
     await streamChunks(
       peer,
@@ -336,68 +336,111 @@ export class LiveQueryHub {
     // left the grid is dropped rather than its map loaded again.
     const map = await this.deps.grid.ifLoaded(mapName);
     const now = this.deps.now();
+    const current: Array<{ shared: SharedIndex; seen: ReturnType<typeof see>[] }> = [];
     // A peer with several queries on the map is told to forget a key once.
     const revokes = new Map<Peer, Set<string>>();
     for (const shared of indexes) {
-      const index = shared.index;
-      if (index === undefined) {
-        shared.missed.push(...changes);
+      if (shared.index === undefined) {
+        // Applied once it is built; a build yet to start reads the map as it is then.
+        if (shared.building !== undefined) shared.missed.push(...changes);
         continue;
       }
       if (map === undefined || shared.source !== map) {
         this.indexes.dropIfIdle(shared);
         if (map === undefined) continue;
       }
-      const windows = [...shared.subscribers]
-        .map((subscriber) => subscriber as Subscription)
-        .filter((subscription) => subscription.index === index)
-        .map((subscription) => ({
-          subscription,
-          // A client that follows the map gets its changes as `changes`. One that does not
-          // gets the updates its own writes cause too: rows they push in are not in its replica.
-          silent: this.deps.fanout.follows(subscription.peer, mapName),
-          moves: new WindowMoves(),
-        }));
-      for (const change of changes) {
-        const { value, revoke } = see(shared.filter, change, now);
-        const move = index.move({ key: change.key, value });
-        for (const { subscription, silent, moves } of windows) {
-          if (revoke && !silent) {
-            const keys = revokes.get(subscription.peer) ?? new Set<string>();
-            keys.add(change.key);
-            revokes.set(subscription.peer, keys);
-          }
-          if (move === undefined || silent) continue;
-          const { offset, limit } = subscription;
-          moves.add(windowChange(index, offset, offset + limit, move), change.key, revoke);
-        }
+      const seen = changes.map((change) => see(shared.filter, change, now));
+      for (const { peer } of this.windowsOf(shared, mapName, false)) {
+        const keys = revokes.get(peer) ?? new Set<string>();
+        changes.forEach((change, index) => seen[index]!.revoke && keys.add(change.key));
+        if (keys.size > 0) revokes.set(peer, keys);
       }
-      this.indexes.recount(shared);
+      current.push({ shared, seen });
+    }
+    // Before the updates: a record hidden and shown again within the batch is sent after its
+    // revoke, never before it.
+    for (const [peer, keys] of revokes) sendRevoke(peer, mapName, keys);
+    if (map === undefined) return;
+    for (const { shared, seen } of current) this.moveWindows(shared, map, changes, seen, now);
+  }
+
+  /** The subscriptions whose windows of the index are live: all, or those told its updates. */
+  private windowsOf(shared: SharedIndex, mapName: string, silentToo: boolean): Subscription[] {
+    const windows: Subscription[] = [];
+    for (const subscriber of shared.subscribers) {
+      const subscription = subscriber as Subscription;
+      if (subscription.index !== shared.index) continue;
+      // A client that follows the map gets its changes as `changes` (and their revokes).
+      if (silentToo || !this.deps.fanout.follows(subscription.peer, mapName))
+        windows.push(subscription);
+    }
+    return windows;
+  }
+
+  /** Applies a batch to an index, and tells each window's client what it changed there. */
+  private moveWindows(
+    shared: SharedIndex,
+    map: LWWMap<Value>,
+    changes: readonly CommittedChange[],
+    seen: readonly ReturnType<typeof see>[],
+    now: number,
+  ): void {
+    const index = shared.index!;
+    // Every window is counted again; only those of clients that do not follow the map are
+    // told (they get the updates their own writes cause too: rows they push in are not in
+    // their replica).
+    const windows = this.windowsOf(shared, shared.map, true).map((subscription) => ({
+      subscription,
+      silent: this.deps.fanout.follows(subscription.peer, shared.map),
+      moves: new WindowMoves(),
+    }));
+    changes.forEach((change, at) => {
+      const { value, revoke } = seen[at]!;
+      const move = index.move({ key: change.key, value });
+      if (move === undefined) return;
       for (const { subscription, silent, moves } of windows) {
-        const { peer, id } = subscription;
-        const refusal = this.account(subscription);
-        if (refusal !== undefined) {
-          this.unsubscribe(peer, id);
-          this.refuse(peer, id, 'LIMIT', refusal);
-          continue;
-        }
         if (silent) continue;
-        // As they are now: a later change of the batch may have hidden or deleted one (and
-        // says so).
-        const { enter, update, leave } = moves.entries((key, tombstone) =>
-          receivable(map, shared.filter, key, now, tombstone),
+        const { offset, limit } = subscription;
+        moves.add(windowChange(index, offset, offset + limit, move), change.key, revoke);
+      }
+    });
+    const overIndexBudget = this.indexes.overBudget(shared);
+    if (overIndexBudget !== undefined) {
+      for (const { subscription } of windows) {
+        this.unsubscribe(subscription.peer, subscription.id);
+        this.refuse(
+          subscription.peer,
+          subscription.id,
+          'LIMIT',
+          this.indexOverBudget(overIndexBudget),
         );
-        const matching = index.matchingCount;
-        // Whether more rows follow the window changed: told even when no row did.
-        const end = subscription.offset + subscription.limit;
-        const crossed = matching > end !== subscription.matching > end;
-        if (enter.length + update.length + leave.length > 0 || crossed) {
-          subscription.matching = matching;
-          peer.send({ type: 'query_update', id, enter, update, leave, matching });
-        }
+      }
+      this.indexes.dropIfIdle(shared);
+      return;
+    }
+    for (const { subscription, silent, moves } of windows) {
+      const { peer, id } = subscription;
+      const refusal = this.account(subscription);
+      if (refusal !== undefined) {
+        this.unsubscribe(peer, id);
+        this.refuse(peer, id, 'LIMIT', refusal);
+        continue;
+      }
+      if (silent) continue;
+      // As they are now: a later change of the batch may have hidden or deleted one (and
+      // says so).
+      const { enter, update, leave } = moves.entries((key, tombstone) =>
+        receivable(map, shared.filter, key, now, tombstone),
+      );
+      const matching = index.matchingCount;
+      // Whether more rows follow the window changed: told even when no row did.
+      const end = subscription.offset + subscription.limit;
+      const crossed = matching > end !== subscription.matching > end;
+      if (enter.length + update.length + leave.length > 0 || crossed) {
+        subscription.matching = matching;
+        peer.send({ type: 'query_update', id, enter, update, leave, matching });
       }
     }
-    for (const [peer, keys] of revokes) sendRevoke(peer, mapName, keys);
   }
 
   /** The subscription `query_more` would grow to `limit` rows ({@link grows}). */
@@ -546,8 +589,8 @@ class WindowMoves {
       if (this.moves.get(key) === 'enter') this.moves.delete(key);
       else this.moves.set(key, 'leave');
     }
+    // Kept through later changes of the batch: `entries` sends it only if it still leaves.
     if (left.includes(changed) && !revoked) this.changedAndLeft.add(changed);
-    else this.changedAndLeft.delete(changed);
   }
 
   /** The update's rows, with records as `read` gives them now (skipped where it gives none). */

@@ -37,11 +37,15 @@ export interface SharedIndex {
   owner: Peer | undefined;
   /** Rows counted against the budgets. */
   rows: number;
-  building: Promise<void> | undefined;
+  /** The build under way, resolving how it ended. */
+  building: Promise<'built' | IndexRefusal> | undefined;
   linger: ReturnType<typeof setTimeout> | undefined;
   /** Joined again after it was kept for nobody: `source` is checked before it is used. */
   revived: boolean;
 }
+
+/** Which budget an index would go over: its connection's or the process's. */
+export type IndexRefusal = 'connection' | 'process';
 
 /** What one user may read of one map, as a key: users with the same view share indexes. */
 function viewOf(filter: ReadFilter, user: UserContext): string {
@@ -115,14 +119,13 @@ export class QueryIndexes {
       shared.revived = true;
     }
     shared.subscribers.add(subscriber);
-    if (shared.owner === undefined && shared.index !== undefined)
-      this.charge(shared, subscriber.peer);
   }
 
   /**
    * Resolves once the index is built from `map` (`visible`: its records the filter lets be
    * seen): by this caller, in its slices, unless another one builds it already. Resolves a
-   * refusal instead when its rows would go over a budget.
+   * refusal instead when its rows would go over a budget: the process's, or that of the
+   * subscriber's connection, to which an index nobody is charged for is charged.
    */
   async ready(
     shared: SharedIndex,
@@ -131,53 +134,38 @@ export class QueryIndexes {
     visible: () => Iterable<[string, Value]>,
     slicer: WorkSlicer,
     now: () => number,
-  ): Promise<{ index: QueryIndex<Value> } | { refusal: 'connection' | 'process' }> {
+  ): Promise<{ index: QueryIndex<Value> } | { refusal: IndexRefusal }> {
     // Kept for nobody, from a copy the grid dropped since: it may have missed what went into
     // the new one.
     if (shared.revived && shared.source !== map) this.reset(shared);
     shared.revived = false;
+    const peer = subscriber.peer;
     while (shared.index === undefined) {
       if (shared.building !== undefined) {
-        // Another subscriber's build: if it fails (its client left, or ran out of time),
-        // the next waiter builds.
-        await slicer.io(shared.building.catch(() => {}));
+        // Another subscriber's build: if it fails (its client left, or ran out of time), or
+        // its connection had no room, this one builds.
+        const outcome = await slicer.io(shared.building.catch(() => 'failed' as const));
+        if (outcome === 'process') return this.refused('process');
         continue;
       }
-      const peer = subscriber.peer;
-      const connectionRoom =
-        this.deps.limits.maxQueryIndexRowsPerConnection - (this.rowsByPeer.get(peer) ?? 0);
-      // Indexes kept for nobody make room as it is needed.
-      const processRoom = this.deps.limits.maxLiveQueryRows - this.totalRows + this.lingeringRows();
-      let built: QueryIndex<Value> | undefined;
-      const building = (async () => {
-        built = await QueryIndex.buildIndex(
-          shared.query,
-          visible(),
-          slicer,
-          Math.min(connectionRoom, processRoom),
-        );
-      })();
+      const building = this.build(shared, peer, map, visible(), slicer, now);
       shared.building = building;
+      let outcome: Awaited<typeof building>;
       try {
-        await building;
-      } finally {
-        shared.building = undefined;
+        outcome = await building;
+      } catch (error) {
+        this.buildFailed(shared);
+        throw error;
       }
-      if (built === undefined) {
-        const perConnection = connectionRoom <= processRoom;
-        this.deps.metrics.budgetExceeded.inc({
-          budget: perConnection ? 'query_index_rows' : 'live_query_rows_total',
-        });
-        return { refusal: perConnection ? 'connection' : 'process' };
+      if (outcome !== 'built') {
+        this.buildFailed(shared);
+        return this.refused(outcome);
       }
-      for (const change of shared.missed.splice(0))
-        built.move({ key: change.key, value: see(shared.filter, change, now()).value });
-      shared.index = built;
-      shared.source = map;
-      if (shared.subscribers.has(subscriber)) this.charge(shared, peer);
-      else if (shared.subscribers.size > 0) this.charge(shared, [...shared.subscribers][0]!.peer);
-      else this.charge(shared, undefined);
-      this.makeRoom();
+      shared.building = undefined;
+    }
+    if (shared.owner === undefined) {
+      if (!this.fits(peer, shared.index.matchingCount)) return this.refused('connection');
+      this.charge(shared, peer);
     }
     return { index: shared.index };
   }
@@ -186,18 +174,29 @@ export class QueryIndexes {
   leave(shared: SharedIndex, subscriber: { readonly peer: Peer }): void {
     if (!shared.subscribers.delete(subscriber)) return;
     if (shared.owner === subscriber.peer) {
-      const next = [...shared.subscribers].find((other) => other.peer !== subscriber.peer);
-      const stays = [...shared.subscribers].some((other) => other.peer === subscriber.peer);
-      if (!stays) this.charge(shared, next?.peer);
+      const subscribers = [...shared.subscribers];
+      if (!subscribers.some((other) => other.peer === subscriber.peer)) {
+        // Passed on to a subscriber with room for it; to nobody (the process's budget still
+        // counts it) when none has.
+        const next = subscribers.find((other) => this.fits(other.peer, shared.rows));
+        this.charge(shared, next?.peer);
+      }
     }
-    if (shared.subscribers.size > 0) return;
-    const lingerMs = this.deps.lingerMs ?? INDEX_LINGER_MS;
-    if (shared.index === undefined || lingerMs <= 0) {
-      if (shared.building === undefined) this.drop(shared);
-      return;
-    }
-    shared.linger = setTimeout(() => this.drop(shared), lingerMs);
-    shared.linger.unref?.();
+    if (shared.subscribers.size === 0) this.lingerOrDrop(shared);
+  }
+
+  /**
+   * Whether the index's rows, counted again after changes moved them ({@link recount}), go
+   * over a budget: the process's (once indexes kept for nobody are dropped) or its
+   * connection's. Its subscriptions are then ended, and it is dropped.
+   */
+  overBudget(shared: SharedIndex): IndexRefusal | undefined {
+    this.recount(shared);
+    this.makeRoom();
+    if (this.totalRows > this.deps.limits.maxLiveQueryRows) return this.refused('process').refusal;
+    const owner = shared.owner;
+    if (owner !== undefined && !this.fits(owner, 0)) return this.refused('connection').refusal;
+    return undefined;
   }
 
   /** The indexes of a map. */
@@ -206,7 +205,7 @@ export class QueryIndexes {
   }
 
   /** Counts an index's rows again after changes moved them. */
-  recount(shared: SharedIndex): void {
+  private recount(shared: SharedIndex): void {
     const rows = shared.index?.matchingCount ?? 0;
     const delta = rows - shared.rows;
     if (delta === 0) return;
@@ -220,6 +219,75 @@ export class QueryIndexes {
   /** Drops an index kept for nobody (its map left the grid: it would miss the map's changes). */
   dropIfIdle(shared: SharedIndex): void {
     if (shared.subscribers.size === 0 && shared.building === undefined) this.drop(shared);
+  }
+
+  /**
+   * Builds the index in `slicer`'s slices, within the room the budgets leave it, checked
+   * again once built (other builds may have taken room meanwhile).
+   */
+  private async build(
+    shared: SharedIndex,
+    peer: Peer,
+    map: LWWMap<Value>,
+    visible: Iterable<[string, Value]>,
+    slicer: WorkSlicer,
+    now: () => number,
+  ): Promise<'built' | IndexRefusal> {
+    // What the build reads is the map as it is: only changes committed from now on are missed.
+    shared.missed.length = 0;
+    const connectionRoom = () =>
+      this.deps.limits.maxQueryIndexRowsPerConnection - (this.rowsByPeer.get(peer) ?? 0);
+    // Indexes kept for nobody make room as it is needed.
+    const processRoom = () =>
+      this.deps.limits.maxLiveQueryRows - this.totalRows + this.lingeringRows();
+    const room = Math.min(connectionRoom(), processRoom());
+    const built = await QueryIndex.buildIndex(shared.query, visible, slicer, room);
+    const rows = built?.matchingCount ?? room + 1;
+    if (rows > connectionRoom()) return 'connection';
+    if (rows > processRoom()) return 'process';
+    for (const change of shared.missed.splice(0))
+      built!.move({ key: change.key, value: see(shared.filter, change, now()).value });
+    shared.index = built;
+    shared.source = map;
+    shared.building = undefined;
+    const subscribed = [...shared.subscribers].some((other) => other.peer === peer);
+    this.charge(shared, subscribed ? peer : undefined);
+    this.makeRoom();
+    if (shared.subscribers.size === 0) this.lingerOrDrop(shared);
+    return 'built';
+  }
+
+  /** A build threw or was refused: nothing of it is kept, nor the entry if nobody waits. */
+  private buildFailed(shared: SharedIndex): void {
+    shared.building = undefined;
+    shared.missed.length = 0;
+    if (shared.subscribers.size === 0) this.drop(shared);
+  }
+
+  /** Counts a refusal, and says which budget. */
+  private refused(refusal: IndexRefusal): { refusal: IndexRefusal } {
+    this.deps.metrics.budgetExceeded.inc({
+      budget: refusal === 'connection' ? 'query_index_rows' : 'live_query_rows_total',
+    });
+    return { refusal };
+  }
+
+  /** Whether `rows` more fit in the rows of indexes charged to `peer`. */
+  private fits(peer: Peer, rows: number): boolean {
+    return (
+      (this.rowsByPeer.get(peer) ?? 0) + rows <= this.deps.limits.maxQueryIndexRowsPerConnection
+    );
+  }
+
+  /** An index nobody subscribes to any more: kept a while if built, else dropped. */
+  private lingerOrDrop(shared: SharedIndex): void {
+    const lingerMs = this.deps.lingerMs ?? INDEX_LINGER_MS;
+    if (shared.index === undefined || lingerMs <= 0) {
+      if (shared.building === undefined) this.drop(shared);
+      return;
+    }
+    shared.linger = setTimeout(() => this.drop(shared), lingerMs);
+    shared.linger.unref?.();
   }
 
   /** Forgets an index built from a copy of the map the grid no longer has. */

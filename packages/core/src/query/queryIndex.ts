@@ -76,6 +76,8 @@ export class QueryIndex<V> extends LiveQuery<V> {
   }
 }
 
+const NOTHING: WindowChange<never> = Object.freeze({ entered: [], left: [], updated: [] });
+
 /**
  * How a move changed the window `[start, end)` of an index (read after the move). Every
  * other row shifts by at most one place, so only those now at `start - 1`, `start`,
@@ -88,11 +90,16 @@ export function windowChange<V>(
   end: number,
   move: IndexMove<V>,
 ): WindowChange<V> {
+  const { from, to, key } = move;
+  // Past the window's end, or a removal and an insertion both before its start: no row of
+  // the window moves.
+  const after = (position: number) => position < 0 || position >= end;
+  if ((after(from) && after(to)) || (from >= 0 && to >= 0 && from < start && to < start))
+    return NOTHING;
   const inWindow = (position: number) => position >= start && position < end;
   const entered: QueryRow<V>[] = [];
   const left: string[] = [];
   const updated: QueryRow<V>[] = [];
-  const { from, to, key } = move;
   if (inWindow(from) && inWindow(to)) updated.push(move.row!);
   else if (inWindow(from)) left.push(key);
   else if (inWindow(to)) entered.push(move.row!);
