@@ -136,23 +136,25 @@ export class TopGunClient {
     const election =
       options.leaderElection ?? (multiTab ? webLocksElection(dbName) : immediateLeader());
     this.#tabs = new TabSync(rooms, channel, election);
-    this.ready = this.#load().then(() => {
-      if (this.#closed) return;
-      this.#tabs.start(() => {
-        if (urls === undefined || this.#closed) return;
-        this.#engine = new SyncEngine(
-          { ...rooms, clock },
-          {
-            ...options,
-            urls,
-            nodeId: this.nodeId,
-            transport: options.transport ?? webSocketTransport(options.WebSocket),
-            online: options.online ?? browserOnlineManager(),
-            now: options.now ?? Date.now,
-            random: options.random ?? Math.random,
-          },
-        );
-      });
+    const loaded = this.#load();
+    this.ready = loaded;
+    // Elected and connected while the replica loads: only what follows the server's welcome
+    // waits for it.
+    this.#tabs.start(() => {
+      if (urls === undefined || this.#closed) return;
+      this.#engine = new SyncEngine(
+        { ...rooms, clock },
+        {
+          ...options,
+          urls,
+          nodeId: this.nodeId,
+          transport: options.transport ?? webSocketTransport(options.WebSocket),
+          online: options.online ?? browserOnlineManager(),
+          now: options.now ?? Date.now,
+          random: options.random ?? Math.random,
+          loaded,
+        },
+      );
     });
     if (resultCache !== undefined && typeof addEventListener === 'function') {
       // Leaving the page: remember the results now rather than after the debounce.

@@ -188,6 +188,41 @@ describe('a map replicated by query', () => {
     expect(again.getSnapshot().data.map((row) => row.key)).toEqual(['a1', 'a2']);
   });
 
+  it('connects while the replica loads, and subscribes with what it holds once loaded', async () => {
+    const storage = createMemoryStorage();
+    await storage.commit({
+      records: [
+        {
+          map: 'events',
+          key: 'e1',
+          record: {
+            value: { kind: 'a', at: 1 },
+            timestamp: { millis: 5, counter: 0, nodeId: 'x' },
+          },
+        },
+      ],
+    });
+    let loaded = () => {};
+    const slowLoad = new Promise<void>((resolve) => {
+      loaded = resolve;
+    });
+    const slow = Object.create(storage, {
+      load: { value: async () => (await slowLoad, storage.load()) },
+    }) as typeof storage;
+    const { client, transport } = scopedClient({ storage: slow });
+    const feed = client.query<Event>('events', { where: { kind: 'a' }, limit: 10 });
+    const stop = feed.subscribe(() => {});
+    const connection = await transport.connection(0);
+    // Welcomed before the replica is loaded: nothing is asked of the server yet.
+    await connection.welcome();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(connection.sent.map((message) => message.type)).toEqual([]);
+    loaded();
+    const subscribe = await connection.next('subscribe');
+    expect(subscribe.have?.keys).toEqual(['e1']);
+    stop();
+  });
+
   it('refuses to be opened in the other mode by the same client', () => {
     const { client } = scopedClient();
     expect(() => client.getMap('events', { replicate: 'map' })).toThrow(ConfigurationError);

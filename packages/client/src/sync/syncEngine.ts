@@ -40,11 +40,12 @@ export interface SyncEngineOptions extends Omit<ReconnectingConnectionOptions, '
   /** The node id the connection announces (the client id, shared by this profile's tabs). */
   readonly nodeId: string;
   /**
-   * Delay before a walk the server refused or lost, or one that ended apart without
-   * progress, starts again; it doubles with each such walk of the map in a row, up to 64
-   * times. Default: 5000 ms.
+   * Delay before a walk the server refused or lost, or one that ended apart without progress,
+   * starts again; doubled for each such walk of the map in a row, up to 64 times. Default: 5 s.
    */
   readonly walkRetryMs?: number | undefined;
+  /** Resolves once the replica is loaded: what follows the server's welcome waits for it. */
+  readonly loaded?: Promise<void> | undefined;
 }
 
 /** Batches of ops in flight at once. */
@@ -67,6 +68,8 @@ export class SyncEngine implements ConnectionHandler {
   /** Queries the server could not serve for now, by id: how many times in a row. */
   readonly #unavailable = new Map<number, number>();
   readonly #retryTimers = new Set<ReturnType<typeof setTimeout>>();
+  /** Connections dropped: a welcome that waited for the replica may be out of date. */
+  #drops = 0;
 
   readonly #rooms: SyncedRooms;
   readonly #options: SyncEngineOptions;
@@ -153,6 +156,7 @@ export class SyncEngine implements ConnectionHandler {
 
   /** @internal The connection is gone, and whatever was on its way. */
   dropped(): void {
+    this.#drops++;
     this.#ready = false;
     this.#pacer.reset();
     this.#walks.end();
@@ -178,9 +182,13 @@ export class SyncEngine implements ConnectionHandler {
 
   #handle(message: Message): void {
     switch (message.type) {
-      case 'welcome':
-        this.#onWelcome(message);
+      case 'welcome': {
+        const drops = this.#drops;
+        const welcome = () => drops === this.#drops && this.#onWelcome(message);
+        if (this.#options.loaded === undefined) welcome();
+        else void this.#options.loaded.then(welcome);
         return;
+      }
       case 'auth_error':
         this.#report('AUTH_FAILED', `authentication failed: ${message.message}`, message.code);
         return;
