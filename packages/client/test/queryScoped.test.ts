@@ -207,7 +207,12 @@ describe('a map replicated by query', () => {
       loaded = resolve;
     });
     const slow = Object.create(storage, {
-      load: { value: async () => (await slowLoad, storage.load()) },
+      load: {
+        value: async () => {
+          await slowLoad;
+          return storage.load();
+        },
+      },
     }) as typeof storage;
     const { client, transport } = scopedClient({ storage: slow });
     const feed = client.query<Event>('events', { where: { kind: 'a' }, limit: 10 });
