@@ -18,8 +18,6 @@ export interface LiveQueryDelta<V> {
   readonly entered: readonly QueryRow<V>[];
   /** Keys of rows that left the result. */
   readonly left: readonly string[];
-  /** Keys of rows that stayed but changed position relative to the others. */
-  readonly moved: readonly string[];
   /** Rows that stayed with a new value. */
   readonly updated: readonly QueryRow<V>[];
 }
@@ -28,7 +26,6 @@ const UNCHANGED: LiveQueryDelta<never> = Object.freeze({
   changed: false,
   entered: [],
   left: [],
-  moved: [],
   updated: [],
 });
 
@@ -46,9 +43,10 @@ const rowOf = <V>(entry: Entry<V>): QueryRow<V> => entry.row;
  * in slices with {@link LiveQuery.build}.
  */
 export class LiveResult<V> {
-  readonly #compiled: CompiledQuery<V>;
-  readonly #sorted: SortedList<Entry<V>>;
-  readonly #entries = new Map<string, Entry<V>>();
+  /** The query, the index of its matching records in order, and their entries by key. */
+  protected readonly compiled: CompiledQuery<V>;
+  protected readonly sorted: SortedList<Entry<V>>;
+  protected readonly entries = new Map<string, Entry<V>>();
   #window: readonly QueryRow<V>[] = [];
   /**
    * Whether `window` lags the index: a whole result, or a grown window, is copied when read,
@@ -64,12 +62,12 @@ export class LiveResult<V> {
    * @throws {QueryError} when the query is invalid.
    */
   constructor(query: Query<V>, initial: Iterable<readonly [string, V]> = []) {
-    this.#compiled = compileQuery(query);
-    this.#limit = this.#compiled.limit;
-    this.#sorted = new SortedList<Entry<V>>(this.#compiled.compare);
+    this.compiled = compileQuery(query);
+    this.#limit = this.compiled.limit;
+    this.sorted = new SortedList<Entry<V>>(this.compiled.compare);
     const matching: Entry<V>[] = [];
     for (const [key, value] of initial) this.collect(key, value, matching);
-    matching.sort(this.#compiled.compare);
+    matching.sort(this.compiled.compare);
     this.settle(matching);
   }
 
@@ -84,22 +82,22 @@ export class LiveResult<V> {
 
   /** Number of matching records, before `offset` and `limit`. */
   get matchingCount(): number {
-    return this.#sorted.length;
+    return this.sorted.length;
   }
 
   /** Number of rows in the result (what reading `rows` after a change copies). */
   get resultSize(): number {
-    return Math.max(0, Math.min(this.#sorted.length - this.#compiled.offset, this.#limit));
+    return Math.max(0, Math.min(this.sorted.length - this.compiled.offset, this.#limit));
   }
 
   /** Applies one record change and reports its effect on the result. */
   apply(change: RecordChange<V>): LiveQueryDelta<V> {
     const { key, value } = change;
-    const previous = this.#entries.get(key);
-    const matches = value !== undefined && this.#compiled.matches(value);
+    const previous = this.entries.get(key);
+    const matches = value !== undefined && this.compiled.matches(value);
     if (previous === undefined && !matches) return UNCHANGED;
 
-    const { offset } = this.#compiled;
+    const { offset } = this.compiled;
     const limit = this.#limit;
     const end = offset + limit;
     const wholeResult = offset === 0 && limit === Number.POSITIVE_INFINITY;
@@ -115,8 +113,8 @@ export class LiveResult<V> {
     const touchesWindow = (oldIndex >= 0 && oldIndex < end) || (newIndex >= 0 && newIndex < end);
     if (!touchesWindow) return UNCHANGED;
 
-    if (wholeResult) return this.#applyToWholeResult(previous, entry, oldIndex, newIndex);
-    return this.#diffWindow(before, key, oldIndex, newIndex);
+    if (wholeResult) return this.#applyToWholeResult(previous, entry);
+    return this.#diffWindow(before);
   }
 
   /**
@@ -130,37 +128,17 @@ export class LiveResult<V> {
   ): { entry: Entry<V> | undefined; oldIndex: number; newIndex: number } {
     let oldIndex = -1;
     if (previous !== undefined) {
-      oldIndex = this.#sorted.remove(previous);
-      this.#entries.delete(key);
+      oldIndex = this.sorted.remove(previous);
+      this.entries.delete(key);
     }
     let newIndex = -1;
     let entry: Entry<V> | undefined;
     if (value !== undefined) {
       entry = this.#createEntry(key, value);
-      newIndex = this.#sorted.insert(entry);
-      this.#entries.set(key, entry);
+      newIndex = this.sorted.insert(entry);
+      this.entries.set(key, entry);
     }
     return { entry, oldIndex, newIndex };
-  }
-
-  /** The entry of `key` in the index, if it matches. */
-  protected entryOf(key: string): Entry<V> | undefined {
-    return this.#entries.get(key);
-  }
-
-  /** Whether `value` matches the query's `where`. */
-  protected matches(value: V): boolean {
-    return this.#compiled.matches(value);
-  }
-
-  /** The index's rows at positions `start` (inclusive) to `end` (exclusive). */
-  protected indexRows(start: number, end: number): QueryRow<V>[] {
-    return this.#sorted.sliceMapped(start, end, rowOf);
-  }
-
-  /** The index's row at `position`, if there is one. */
-  protected indexRow(position: number): QueryRow<V> | undefined {
-    return this.#sorted.at(position)?.row;
   }
 
   /**
@@ -171,26 +149,14 @@ export class LiveResult<V> {
   #applyToWholeResult(
     previous: Entry<V> | undefined,
     entry: Entry<V> | undefined,
-    oldIndex: number,
-    newIndex: number,
   ): LiveQueryDelta<V> {
     this.#windowStale = true;
     if (previous === undefined) return { ...UNCHANGED, changed: true, entered: [entry!.row] };
     if (entry === undefined) return { ...UNCHANGED, changed: true, left: [previous.key] };
-    return {
-      ...UNCHANGED,
-      changed: true,
-      moved: newIndex === oldIndex ? [] : [entry.key],
-      updated: [entry.row],
-    };
+    return { ...UNCHANGED, changed: true, updated: [entry.row] };
   }
 
-  #diffWindow(
-    before: readonly QueryRow<V>[],
-    key: string,
-    oldIndex: number,
-    newIndex: number,
-  ): LiveQueryDelta<V> {
+  #diffWindow(before: readonly QueryRow<V>[]): LiveQueryDelta<V> {
     const after = this.#sliceWindow();
     const beforeByKey = new Map(before.map((row) => [row.key, row]));
     const afterKeys = new Set(after.map((row) => row.key));
@@ -202,16 +168,16 @@ export class LiveResult<V> {
       else if (old !== row) updated.push(row);
     }
     const left = before.filter((row) => !afterKeys.has(row.key)).map((row) => row.key);
-    const moved = beforeByKey.has(key) && afterKeys.has(key) && oldIndex !== newIndex ? [key] : [];
-    const changed = entered.length + left.length + updated.length + moved.length > 0;
+    // A row that moved has a new value: it is in `updated`.
+    const changed = entered.length + left.length + updated.length > 0;
     if (!changed) return UNCHANGED;
     this.#window = after;
-    return { changed, entered, left, moved, updated };
+    return { changed, entered, left, updated };
   }
 
   #sliceWindow(): readonly QueryRow<V>[] {
-    const { offset } = this.#compiled;
-    return this.#sorted.sliceMapped(offset, offset + this.#limit, rowOf);
+    const { offset } = this.compiled;
+    return this.sorted.sliceMapped(offset, offset + this.#limit, rowOf);
   }
 
   /** The window's length (`limit`, as {@link setLimit} may have grown it). */
@@ -225,8 +191,8 @@ export class LiveResult<V> {
    */
   setLimit(limit: number): LiveQueryDelta<V> {
     if (!(limit > this.#limit)) return UNCHANGED;
-    const { offset } = this.#compiled;
-    const entered = this.#sorted.sliceMapped(offset + this.#limit, offset + limit, rowOf);
+    const { offset } = this.compiled;
+    const entered = this.sorted.sliceMapped(offset + this.#limit, offset + limit, rowOf);
     this.#limit = limit;
     if (entered.length === 0) return UNCHANGED;
     // The whole window is copied when next read, not here: a window grown a row at a time
@@ -235,28 +201,23 @@ export class LiveResult<V> {
     return { ...UNCHANGED, changed: true, entered };
   }
 
-  /** The result order (for {@link LiveQuery.build}, with `collect` and `settle`). */
-  protected get compare(): CompiledQuery<V>['compare'] {
-    return this.#compiled.compare;
-  }
-
   /** Adds the record to `matching` (and to the result's entries) if it matches. */
   protected collect(key: string, value: V, matching: Entry<V>[]): void {
-    if (!this.#compiled.matches(value)) return;
+    if (!this.compiled.matches(value)) return;
     const entry = this.#createEntry(key, value);
     matching.push(entry);
-    this.#entries.set(key, entry);
+    this.entries.set(key, entry);
   }
 
   /** Makes `matching`, sorted, the whole index. */
   protected settle(matching: Entry<V>[]): void {
-    this.#sorted.assignSorted(matching);
+    this.sorted.assignSorted(matching);
     // Copied when first read: an index of a whole map is never read as one window.
     this.#windowStale = true;
   }
 
   #createEntry(key: string, value: V): Entry<V> {
-    const { sortValuesOf, toRow } = this.#compiled;
+    const { sortValuesOf, toRow } = this.compiled;
     return { key, value, sortValues: sortValuesOf(value), row: toRow(key, value) };
   }
 }
@@ -301,7 +262,7 @@ export class LiveQuery<V> extends LiveResult<V> {
         if (slicer.due()) await slicer.pause();
       }
     }
-    await sortInSlices(matching, this.compare, slicer);
+    await sortInSlices(matching, this.compiled.compare, slicer);
     this.settle(matching);
     return true;
   }

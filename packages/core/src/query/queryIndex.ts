@@ -54,8 +54,8 @@ export class QueryIndex<V> extends LiveQuery<V> {
   /** Applies one record change; undefined when the record neither matched nor matches. */
   move(change: RecordChange<V>): IndexMove<V> | undefined {
     const { key, value } = change;
-    const previous = this.entryOf(key);
-    const matches = value !== undefined && this.matches(value);
+    const previous = this.entries.get(key);
+    const matches = value !== undefined && this.compiled.matches(value);
     if (previous === undefined && !matches) return undefined;
     const { entry, oldIndex, newIndex } = this.reposition(
       key,
@@ -67,12 +67,12 @@ export class QueryIndex<V> extends LiveQuery<V> {
 
   /** The rows at positions `start` (inclusive) to `end` (exclusive). */
   rowsBetween(start: number, end: number): QueryRow<V>[] {
-    return this.indexRows(start, end);
+    return this.sorted.sliceMapped(start, end, (entry) => entry.row);
   }
 
   /** The row at `position`, if there is one. */
   rowAt(position: number): QueryRow<V> | undefined {
-    return this.indexRow(position);
+    return this.sorted.sliceMapped(position, position + 1, (entry) => entry.row)[0];
   }
 }
 

@@ -66,17 +66,6 @@ export class SortedList<T> {
     return position;
   }
 
-  /** The item at `index`, if there is one. */
-  at(index: number): T | undefined {
-    if (index < 0 || index >= this.#size) return undefined;
-    let offset = 0;
-    for (const block of this.#blocks) {
-      if (index < offset + block.length) return block[index - offset];
-      offset += block.length;
-    }
-    return undefined;
-  }
-
   /** The items at indexes `start` (inclusive) to `end` (exclusive), through `map`. */
   sliceMapped<R>(start: number, end: number, map: (item: T) => R): R[] {
     const result: R[] = [];
