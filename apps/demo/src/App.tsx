@@ -1,17 +1,26 @@
 import { useState } from 'react';
+import { ActivityView } from './ActivityView.js';
 import { Dashboard } from './Dashboard.js';
 import { StatusBar } from './StatusBar.js';
 import { TodoView } from './TodoView.js';
 import { useUserName } from './user.js';
 
-type View = 'todos' | 'dashboard';
+const VIEWS = [
+  { view: 'todos', label: 'Todos', hash: '#' },
+  { view: 'dashboard', label: 'Dashboard', hash: '#dashboard' },
+  { view: 'activity', label: 'Activity', hash: '#activity' },
+] as const;
+
+type View = (typeof VIEWS)[number]['view'];
 
 export function App() {
-  const [view, setView] = useState<View>(location.hash === '#dashboard' ? 'dashboard' : 'todos');
+  const [view, setView] = useState<View>(
+    VIEWS.find(({ hash }) => hash === location.hash)?.view ?? 'todos',
+  );
   const [name, setName] = useUserName();
-  const show = (next: View) => {
-    setView(next);
-    history.replaceState(null, '', next === 'dashboard' ? '#dashboard' : '#');
+  const show = (next: (typeof VIEWS)[number]) => {
+    setView(next.view);
+    history.replaceState(null, '', next.hash);
   };
   return (
     <div className="app">
@@ -21,16 +30,16 @@ export function App() {
           <h1>TopGun</h1>
         </div>
         <nav className="tabs" aria-label="Views">
-          <button type="button" aria-pressed={view === 'todos'} onClick={() => show('todos')}>
-            Todos
-          </button>
-          <button
-            type="button"
-            aria-pressed={view === 'dashboard'}
-            onClick={() => show('dashboard')}
-          >
-            Dashboard
-          </button>
+          {VIEWS.map((option) => (
+            <button
+              key={option.view}
+              type="button"
+              aria-pressed={view === option.view}
+              onClick={() => show(option)}
+            >
+              {option.label}
+            </button>
+          ))}
         </nav>
         <label className="user">
           <span>You are</span>
@@ -46,7 +55,9 @@ export function App() {
         </label>
       </header>
       <StatusBar />
-      <main>{view === 'todos' ? <TodoView /> : <Dashboard />}</main>
+      <main>
+        {view === 'todos' ? <TodoView /> : view === 'dashboard' ? <Dashboard /> : <ActivityView />}
+      </main>
     </div>
   );
 }

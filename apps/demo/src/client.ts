@@ -1,4 +1,5 @@
 import { browserOnlineManager, createClient, type OnlineManager } from '@topgun/client';
+import { EVENTS } from './model.js';
 
 /**
  * Network availability = the browser's, unless the user pressed "Go offline": a switch on
@@ -31,8 +32,13 @@ function demoOnlineManager(): OnlineManager & {
 
 export const network = demoOnlineManager();
 
-/** The app's client: IndexedDB replica, synced with the server that served the page. */
+/**
+ * The app's client: IndexedDB replica, synced with the server that served the page. Todos are
+ * replicated whole; the activity log only as far as the Activity view's queries reach, plus up
+ * to 5,000 events kept from queries that ended.
+ */
 export const client = createClient({
   url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/sync`,
   online: network,
+  maps: { [EVENTS]: { replicate: 'queries', maxRecords: 5_000 } },
 });

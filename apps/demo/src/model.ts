@@ -10,5 +10,26 @@ export interface Todo {
   completedAt?: number;
 }
 
-/** The demo's one map. */
+/** The todos map, replicated whole. */
 export const TODOS = 'todos';
+
+/** What happened, in an activity event. */
+export const EVENT_KINDS = ['created', 'completed', 'commented', 'assigned', 'reopened'] as const;
+export type EventKind = (typeof EVENT_KINDS)[number];
+
+/** An activity event as stored in the `events` map. */
+export interface ActivityEvent {
+  /** When it happened (ms since the epoch). */
+  at: number;
+  /** Who did it. */
+  actor: string;
+  kind: EventKind;
+  /** What they did, after their name: `completed “Ship TopGun”`. */
+  text: string;
+}
+
+/**
+ * The activity log: too large for a browser (`scripts/seed-events.mjs` writes a million), so
+ * it is replicated by query (see `client.ts`).
+ */
+export const EVENTS = 'events';
