@@ -228,6 +228,34 @@ describe('a map replicated by query', () => {
     stop();
   });
 
+  it('says why the server refused a query, and forgets it once the query is served', async () => {
+    const { client, transport } = scopedClient();
+    const feed = client.query<Event>('events', { sort: 'at', limit: 5 });
+    const stop = feed.subscribe(() => {});
+    const connection = await transport.connection(0);
+    await connection.welcome();
+    const subscribe = await connection.next('subscribe');
+    connection.receive({
+      type: 'query_error',
+      id: subscribe.id,
+      code: 'LIMIT',
+      message: 'the live queries of one connection may index at most 1500 rows',
+    });
+    await until(feed, () => feed.getSnapshot().error !== null);
+    expect(feed.getSnapshot()).toMatchObject({ status: 'local' });
+    expect(feed.getSnapshot().error?.message).toContain('may index at most 1500 rows');
+
+    // Served after a reconnect: confirmed, and the refusal forgotten.
+    connection.drop();
+    const again = await transport.connection(1);
+    await again.welcome();
+    const resumed = await again.next('subscribe');
+    again.receive({ type: 'query_snapshot', id: resumed.id, entries: [], last: true, matching: 0 });
+    await until(feed, () => feed.getSnapshot().status === 'synced');
+    expect(feed.getSnapshot().error).toBeNull();
+    stop();
+  });
+
   it('refuses to be opened in the other mode by the same client', () => {
     const { client } = scopedClient();
     expect(() => client.getMap('events', { replicate: 'map' })).toThrow(ConfigurationError);

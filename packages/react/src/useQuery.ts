@@ -25,7 +25,10 @@ export interface UseQueryResult<V> {
   /** Result rows `{ key, value }` in order (empty when disabled or invalid). */
   readonly data: readonly QueryRow<V>[];
   readonly status: UseQueryStatus;
-  /** Why the query is invalid, when `status` is `error`. */
+  /**
+   * Why the query is invalid, when `status` is `error`; or why the server refused it (a
+   * budget, a permission), the rows then being what this client holds (`local`).
+   */
   readonly error: Error | null;
   /** Whether rows follow the window (see `QuerySnapshot.hasMore`). */
   readonly hasMore: boolean;
@@ -53,8 +56,8 @@ const results = new WeakMap<QuerySnapshot<unknown>, UseQueryResult<unknown>>();
 function resultOf<V>(snapshot: QuerySnapshot<V>, handle: QueryHandle<V>): UseQueryResult<V> {
   let result = results.get(snapshot as QuerySnapshot<unknown>);
   if (result === undefined) {
-    const { data, status, hasMore } = snapshot;
-    result = { data, status, error: null, hasMore, loadMore: handle.loadMore };
+    const { data, status, hasMore, error } = snapshot;
+    result = { data, status, error, hasMore, loadMore: handle.loadMore };
     results.set(snapshot as QuerySnapshot<unknown>, result);
   }
   return result as UseQueryResult<V>;

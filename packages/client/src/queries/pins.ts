@@ -22,6 +22,8 @@ export type QueryTabMessage =
       readonly key: string;
       readonly synced: boolean;
       readonly matching: number | undefined;
+      /** Why the server refused it, if it did. */
+      readonly refused?: string;
     };
 
 /**

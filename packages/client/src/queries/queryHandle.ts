@@ -25,6 +25,8 @@ export interface QuerySnapshot<V> {
    * server's count for a map replicated by query once it answered, the replica's otherwise.
    */
   readonly hasMore: boolean;
+  /** Why the server refused the query (a budget, a permission): the rows are then `local`. */
+  readonly error: Error | null;
 }
 
 /** How long an unobserved handle keeps following the replica (StrictMode, quick re-renders). */
@@ -120,9 +122,7 @@ export class QueryHandle<V> {
     return live !== undefined && offset + live.limit < (this.#serverMatching ?? live.matchingCount);
   }
 
-  /**
-   * The query as the server should follow it: its `limit` grown by {@link loadMore}.
-   */
+  /** The query as the server should follow it: its `limit` grown by {@link loadMore}. */
   get serverQuery(): Query<V> {
     return this.#limit === undefined ? this.query : { ...this.query, limit: this.#limit };
   }
@@ -178,10 +178,7 @@ export class QueryHandle<V> {
     return this.#hooks.window?.admits(key, this.#replica.getRecord(key)) ?? true;
   }
 
-  /**
-   * The server's window changed (a snapshot ended, or an update moved rows): the rows it
-   * admits now are shown, those it no longer admits are not.
-   */
+  /** The server's window changed (a snapshot ended, an update moved rows): shows what it admits. */
   windowChanged(keys: Iterable<string>): void {
     const live = this.#live;
     if (live === undefined) return;
@@ -226,17 +223,19 @@ export class QueryHandle<V> {
     return this.#live !== undefined;
   }
 
-  /** The result is no longer confirmed (a query of a map replicated by query subscribes again). */
-  unconfirm(): void {
+  /** No longer confirmed (subscribed again), or refused by the server (`error`). */
+  unconfirm(error: Error | null = null): void {
     this.#confirmed = false;
-    if (this.#snapshot?.status === 'synced') this.#update({ status: 'local' });
+    const snapshot = this.#snapshot;
+    if (snapshot && (snapshot.status === 'synced' || snapshot.error !== error))
+      this.#update({ status: 'local', error });
   }
 
   /** Marks the result as confirmed by the server. */
   confirm(): void {
     this.#confirmed = true;
-    if (this.#snapshot !== undefined && this.#snapshot.status !== 'synced')
-      this.#update({ status: 'synced' });
+    if (this.#snapshot && this.#snapshot.status !== 'synced')
+      this.#update({ status: 'synced', error: null });
   }
 
   /** Stops following the replica now. */
@@ -257,6 +256,7 @@ export class QueryHandle<V> {
       data: useCache ? this.#cachedRows! : live.rows,
       status: this.#confirmed ? 'synced' : 'local',
       hasMore: this.#hasMore(),
+      error: null,
     };
     this.#rowsChanged = false;
     if (!useCache && this.#hooks.isLoaded?.() === true) this.#hooks.onResult?.(this.#readRows);

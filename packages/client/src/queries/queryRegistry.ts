@@ -191,8 +191,9 @@ export class QueryRegistry {
   }
 
   /** The server ended query `id` (`query_error`): its result is no longer confirmed. */
-  refused(id: number): void {
-    this.#find(id)?.[1].handle.unconfirm();
+  refused(id: number, error: Error): void {
+    this.#find(id)?.[1].handle.unconfirm(error);
+    this.#tellTabs(id, false, undefined, error.message);
   }
 
   /** The leader's word on a query: its server result arrived, or its count changed. */
@@ -200,18 +201,26 @@ export class QueryRegistry {
     key,
     synced,
     matching,
+    refused,
   }: Extract<QueryTabMessage, { type: 'query-state' }>): void {
     const handle = this.#queries.get(key)?.handle;
     if (handle === undefined) return;
     if (matching !== undefined) handle.learnMatching(matching);
     if (synced) handle.confirm();
+    if (refused !== undefined) handle.unconfirm(new Error(refused));
   }
 
   /** Tells the other tabs what the server said of query `id` (maps replicated by query). */
-  #tellTabs(id: number, synced: boolean, matching: number | undefined): void {
+  #tellTabs(id: number, synced: boolean, matching: number | undefined, refused?: string): void {
     const [key, query] = this.#find(id) ?? [];
     if (key !== undefined && query!.window !== undefined)
-      this.#options.share?.({ type: 'query-state', key, synced, matching });
+      this.#options.share?.({
+        type: 'query-state',
+        key,
+        synced,
+        matching,
+        ...(refused === undefined ? {} : { refused }),
+      });
   }
 
   /** Unpins a query (its rows may then be dropped like any other). */

@@ -101,10 +101,7 @@ export class SyncEngine implements ConnectionHandler {
       this.#connection.send({ type: 'ops', ops });
   }
 
-  /**
-   * Subscribes a live query on the server (when connected); over a map replicated by query,
-   * naming the records it holds of the result so that the server sends only what differs.
-   */
+  /** Subscribes a live query (when connected), naming what it holds of a query-scoped map. */
   subscribeQuery({ id, map, query, have }: ServerQuery): void {
     if (!this.#ready) return;
     // What is held is read when the message goes out (paced): the server answers against it.
@@ -227,9 +224,9 @@ export class SyncEngine implements ConnectionHandler {
         this.#onQueryResult(message);
         return;
       case 'query_error':
-        this.#rooms.queries.refused(message.id);
-        if (message.code === 'UNAVAILABLE') this.#retryQuery(message.id);
         this.#report('QUERY_FAILED', `live query ${message.id}: ${message.message}`, message.code);
+        this.#rooms.queries.refused(message.id, this.#rooms.status.getState().lastError!);
+        if (message.code === 'UNAVAILABLE') this.#retryQuery(message.id);
         return;
       case 'ping':
         this.#connection.send({ type: 'pong', time: message.time });
@@ -284,10 +281,7 @@ export class SyncEngine implements ConnectionHandler {
     }
   }
 
-  /**
-   * Subscribes again, later, a query the server could not serve for now (it could not tell
-   * its result is current): after 1 s, doubling with each refusal in a row, up to a minute.
-   */
+  /** Subscribes a query the server could not serve for now again: after 1 s, doubling, up to 1 min. */
   #retryQuery(id: number): void {
     const times = (this.#unavailable.get(id) ?? 0) + 1;
     this.#unavailable.set(id, times);
