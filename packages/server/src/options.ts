@@ -66,12 +66,13 @@ export interface ServerLimits {
   readonly maxLiveQueryRowsPerConnection: number;
   /**
    * Rows the live-query indexes of the process may hold: each holds the records matching one
-   * query, shared by every subscription to it. Default: 2 000 000.
+   * query, shared by every subscription to it (about 190 bytes a row). Default: 4 000 000.
    */
   readonly maxLiveQueryRows: number;
   /**
    * Rows of live-query indexes charged to one connection: an index is charged to the
-   * subscriber that built it, then to one of those left. Default: 1 000 000.
+   * subscriber that built it, then to one of those left. Default: 2 000 000 (a window over a
+   * map of a million records and another over part of it).
    */
   readonly maxQueryIndexRowsPerConnection: number;
   /** Walks one connection may have in progress. Default: 4. */
@@ -116,8 +117,8 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   subscribesPerSecond: 10,
   subscribesBurst: 50,
   maxLiveQueryRowsPerConnection: 200_000,
-  maxLiveQueryRows: 2_000_000,
-  maxQueryIndexRowsPerConnection: 1_000_000,
+  maxLiveQueryRows: 4_000_000,
+  maxQueryIndexRowsPerConnection: 2_000_000,
   maxWalksPerConnection: 4,
   maxWalkViews: 64,
   maxWalkViewRecords: 5_000_000,
