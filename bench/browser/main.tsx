@@ -1,13 +1,11 @@
 /**
  * The browser bench's page (see `src/browser.bench.ts`), one of:
  * - `?mode=app&server=<ws url>&records=<N>[&heap]`: the app (see `appPage.tsx`);
- * - `?mode=raw&format=plain|packed&records=<N>`: the raw IndexedDB floor (see `rawFloorPage.ts`);
- * - `?mode=query&server=<ws url>&map=<name>&replicate=queries|whole`: a window of a large map
- *   (see `queryModePage.tsx`).
+ * - `?mode=raw&format=plain|packed&records=<N>`: the raw IndexedDB floor (see `rawFloorPage.ts`).
+ * Issue 15's page is `query.html` (see `queryModePage.ts`).
  */
 import { startAppPage } from './appPage.js';
 import { report } from './benchReport.js';
-import { startQueryModePage } from './queryModePage.js';
 import { runRawFloor } from './rawFloorPage.js';
 
 addEventListener('error', (event) => report('error', String(event.error ?? event.message)));
@@ -19,12 +17,6 @@ const mode = params.get('mode');
 
 if (mode === 'app') {
   startAppPage({ server: params.get('server') ?? '', records, measureHeap: params.has('heap') });
-} else if (mode === 'query') {
-  startQueryModePage({
-    server: params.get('server') ?? '',
-    map: params.get('map') ?? 'events',
-    replicate: params.get('replicate') === 'whole' ? 'whole' : 'queries',
-  });
 } else if (mode === 'raw') {
   const format = params.get('format') === 'packed' ? 'packed' : 'plain';
   runRawFloor(format, records).catch((error: unknown) => report('error', String(error)));

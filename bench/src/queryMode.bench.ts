@@ -202,6 +202,8 @@ interface BrowserRound {
   connectingMs: number;
   welcomedMs: number;
   firstRowsMs: number;
+  /** A whole map: its first walk ended (all of it is here). */
+  walkedMs: number | null;
   firstRowsBytes: number;
   heldAtFirstRows: number;
   scrolledRows: number;
@@ -231,6 +233,7 @@ async function browserRound(
   server: string,
   map: string,
   replicate: 'queries' | 'whole',
+  prefetch = false,
 ): Promise<BrowserRound> {
   const browser = await launchFreshBrowser();
   try {
@@ -245,13 +248,18 @@ async function browserRound(
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
     await page.goto(
-      `${pageUrl}?mode=query&server=${encodeURIComponent(server)}&map=${map}&replicate=${replicate}`,
+      `${pageUrl}query.html?server=${encodeURIComponent(server)}&map=${map}&replicate=${replicate}${prefetch ? '&prefetch' : ''}`,
     );
     const deadline = () => performance.now() + 300_000;
     const first = await reports.waitFor<FirstRowsReport>('firstRows', deadline());
     if (first === undefined)
       throw new Error(`no first rows: ${reports.failure(300_000)} ${errors.join('; ')}`);
     const firstRowsBytes = bytes;
+    // A whole map is scrolled once it is all here, as its app would be.
+    const walked =
+      replicate === 'whole'
+        ? await reports.waitFor<{ at: number }>('walked', deadline())
+        : undefined;
     const timeline = reports.get<Array<[string, number]>>('timeline') ?? [];
     const when = (state: string) =>
       timeline.find(([name]) => name.startsWith(state))?.[1] ?? Number.NaN;
@@ -266,6 +274,7 @@ async function browserRound(
       connectingMs: when('connecting'),
       welcomedMs: when('syncing'),
       firstRowsMs: first.at,
+      walkedMs: walked?.at ?? null,
       firstRowsBytes,
       heldAtFirstRows: first.held,
       scrolledRows: scrolled.rows,
@@ -335,11 +344,14 @@ try {
     join(dirname(fileURLToPath(import.meta.url)), '..', 'results', '.browser-build'),
   );
   const browserQuery: BrowserRound[] = [];
+  const browserPrefetch: BrowserRound[] = [];
   const browserWhole: BrowserRound[] = [];
   try {
     for (let n = 0; n < ROUNDS; n++) {
       browserQuery.push(await browserRound(pageServer.url, url, 'events', 'queries'));
       console.log('browser, by query:', JSON.stringify(browserQuery.at(-1)));
+      browserPrefetch.push(await browserRound(pageServer.url, url, 'events', 'queries', true));
+      console.log('browser, by query, prefetched:', JSON.stringify(browserPrefetch.at(-1)));
       browserWhole.push(await browserRound(pageServer.url, url, 'events100k', 'whole'));
       console.log('browser, whole map:', JSON.stringify(browserWhole.at(-1)));
     }
@@ -347,6 +359,7 @@ try {
     pageServer.close();
   }
   const byQuery = medians(browserQuery);
+  const prefetched = medians(browserPrefetch);
   const whole = medians(browserWhole);
   const serverRssMiB = server.pid === undefined ? undefined : residentMiB(server.pid);
   const mid = (pick: (each: Round) => number) => Math.round(median(rounds.map(pick)));
@@ -374,7 +387,20 @@ try {
     ),
     browser: {
       what: 'fresh Chromium (empty profile): navigation to the first confirmed rows of the window, WebSocket bytes received; then scrolling to 2,000 rows with loadMore',
-      byQuery: { map: 'events', records: RECORDS, median: byQuery, runs: browserQuery },
+      byQuery: {
+        what: 'the window subscribed when the view first renders (useQuery)',
+        map: 'events',
+        records: RECORDS,
+        median: byQuery,
+        runs: browserQuery,
+      },
+      byQueryPrefetched: {
+        what: 'the window started with client.query before React loads, as a route loader would; the view shares it',
+        map: 'events',
+        records: RECORDS,
+        median: prefetched,
+        runs: browserPrefetch,
+      },
       wholeMap: { map: 'events100k', records: WHOLE_RECORDS, median: whole, runs: browserWhole },
     },
     targets: [
@@ -385,7 +411,14 @@ try {
         value: `${mid((r) => r.resumeBytes)} B`,
       },
       {
-        target: `fresh Chromium, ${RECORDS.toLocaleString('en')} records: first correct rows under 500 ms and 100 KB`,
+        target: `fresh Chromium, ${RECORDS.toLocaleString('en')} records, the query started before React loads: first correct rows under 500 ms and 100 KB`,
+        met:
+          (prefetched.firstRowsMs ?? Infinity) < 500 &&
+          (prefetched.firstRowsBytes ?? Infinity) < 100 * 1024,
+        value: `${prefetched.firstRowsMs} ms, ${prefetched.firstRowsBytes} B`,
+      },
+      {
+        target: `fresh Chromium, ${RECORDS.toLocaleString('en')} records, the query started by the view's first render: first correct rows under 500 ms and 100 KB`,
         met:
           (byQuery.firstRowsMs ?? Infinity) < 500 &&
           (byQuery.firstRowsBytes ?? Infinity) < 100 * 1024,

@@ -1,58 +1,17 @@
 /**
- * Issue 15's browser page: an app whose map `map` is replicated by query (`replicate=queries`)
- * or whole (`replicate=whole`) renders a `where` + `sort` + `limit 50` window of it, and
- * reports (times are `performance.now()`, ms since navigation start):
- * - `firstRows`: the window's 50 rows are in the DOM and confirmed by the server (`synced`);
- * - `scrolled`, after `window.benchScroll(rows)`: the window paged to `rows` rows with
- *   `loadMore()`, as infinite scroll does, with the records the client holds and the heap
- *   after a full collection.
+ * The React part of the query-mode page (`queryModePage.ts`): the window of map `map`, its
+ * reports, and infinite scroll driven by the bench. Loaded after the client has started, so
+ * that the client connects while React is fetched and evaluated.
  */
-import { createClient } from '@topgun/client';
+import type { TopGunClient } from '@topgun/client';
 import { TopGunProvider, useQuery } from '@topgun/react';
 import { useLayoutEffect } from 'react';
 import { createRoot } from 'react-dom/client';
 import { report, usedHeapAfterGc } from './benchReport.js';
+import { type Event, WINDOW } from './queryModeWindow.js';
 
-/** What the bench's events look like (`src/queryMode.bench.ts`). */
-interface Event {
-  kind: string;
-  at: number;
-  user: string;
-  amount: number;
-}
-
-/** Options of the page (from its URL). */
-export interface QueryModePageOptions {
-  readonly server: string;
-  readonly map: string;
-  readonly replicate: 'queries' | 'whole';
-}
-
-const WINDOW = {
-  where: { kind: 'order' },
-  sort: [{ field: 'at', direction: 'desc' }],
-  limit: 50,
-} as const;
-
-/** Starts the page and its reports. */
-export function startQueryModePage({ server, map, replicate }: QueryModePageOptions): void {
-  const scriptAt = performance.now();
-  const client = createClient({
-    url: server,
-    dbName: 'bench-query-mode',
-    ...(replicate === 'queries' ? { maps: { [map]: { replicate: 'queries' } } } : {}),
-  });
-  // When the page got to each step: the script, the replica loaded, each connection state.
-  const timeline: Array<[string, number]> = [['script', Math.round(scriptAt)]];
-  client.ready.then(() => {
-    timeline.push(['ready', Math.round(performance.now())]);
-    report('timeline', timeline);
-  });
-  client.status.subscribe((status) => {
-    const state = status.connection;
-    if (timeline.at(-1)?.[0] !== state) timeline.push([state, Math.round(performance.now())]);
-    report('timeline', timeline);
-  });
+/** Renders the window of `map` into `#root`. */
+export function renderWindow(client: TopGunClient, map: string): void {
   const pager: Pager = {};
   (window as unknown as { benchScroll: (rows: number) => void }).benchScroll = (rows) => {
     pager.target = rows;
