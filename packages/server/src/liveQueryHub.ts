@@ -352,7 +352,9 @@ export class LiveQueryHub {
       const seen = changes.map((change) => see(shared.filter, change, now));
       for (const { peer } of this.windowsOf(shared, mapName, false)) {
         const keys = revokes.get(peer) ?? new Set<string>();
-        changes.forEach((change, index) => seen[index]!.revoke && keys.add(change.key));
+        changes.forEach((change, index) => {
+          if (seen[index]!.revoke) keys.add(change.key);
+        });
         if (keys.size > 0) revokes.set(peer, keys);
       }
       current.push({ shared, seen });

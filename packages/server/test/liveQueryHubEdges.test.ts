@@ -143,7 +143,6 @@ class Gate {
         try {
           return await waiting;
         } finally {
-          // biome-ignore lint/correctness/noUnsafeFinally: as the connection's slicer does
           check();
         }
       },
