@@ -70,9 +70,6 @@ export class SyncEngine implements ConnectionHandler {
   readonly #retryTimers = new Set<ReturnType<typeof setTimeout>>();
   /** Connections dropped: a welcome that waited for the replica may be out of date. */
   #drops = 0;
-  /** Welcomed while the replica loads: only queries of maps replicated by query go out. */
-  #early = false;
-  readonly #earlyIds = new Set<number>();
 
   readonly #rooms: SyncedRooms;
   readonly #options: SyncEngineOptions;
@@ -106,8 +103,7 @@ export class SyncEngine implements ConnectionHandler {
 
   /** Subscribes a live query (when connected), naming what it holds of a query-scoped map. */
   subscribeQuery({ id, map, query, have }: ServerQuery): void {
-    if (!this.#ready && !(this.#early && have)) return;
-    if (!this.#ready) this.#earlyIds.add(id);
+    if (!this.#ready) return;
     // What is held is read when the message goes out (paced): the server answers against it.
     this.#pacer.send(() => {
       const held = have?.();
@@ -123,12 +119,12 @@ export class SyncEngine implements ConnectionHandler {
 
   /** Grows a live query's window on the server. */
   queryMore(id: number, limit: number): void {
-    if (this.#ready || this.#earlyIds.has(id))
+    if (this.#ready)
       this.#pacer.send(() => this.#connection.send({ type: 'query_more', id, limit }));
   }
 
   unsubscribeQuery(id: number): void {
-    if (this.#ready || this.#earlyIds.delete(id))
+    if (this.#ready)
       this.#pacer.send(() => this.#connection.send({ type: 'unsubscribe', id }), true);
   }
 
@@ -158,8 +154,7 @@ export class SyncEngine implements ConnectionHandler {
   /** @internal The connection is gone, and whatever was on its way. */
   dropped(): void {
     this.#drops++;
-    this.#ready = this.#early = false;
-    this.#earlyIds.clear();
+    this.#ready = false;
     this.#pacer.reset();
     this.#walks.end();
     this.#rooms.outbox.forgetSent();
@@ -187,15 +182,8 @@ export class SyncEngine implements ConnectionHandler {
       case 'welcome': {
         const drops = this.#drops;
         const welcome = () => drops === this.#drops && this.#onWelcome(message);
-        if (this.#options.loaded === undefined) {
-          welcome();
-          return;
-        }
-        // Windows of maps replicated by query go out at once (what they bring merges into the
-        // replica, loaded or not); walks, the outbox and other queries wait for the load.
-        this.#early = true;
-        for (const query of this.#rooms.queries.active()) this.subscribeQuery(query);
-        void this.#options.loaded.then(welcome);
+        if (this.#options.loaded === undefined) welcome();
+        else void this.#options.loaded.then(welcome);
         return;
       }
       case 'auth_error':
@@ -259,9 +247,7 @@ export class SyncEngine implements ConnectionHandler {
     writes.adoptForeignWrites();
     status.setState({ connection: 'syncing', lastError: null });
     this.#walks.begin(message.maxFrameBytes);
-    for (const query of queries.active())
-      if (!this.#earlyIds.has(query.id)) this.subscribeQuery(query);
-    this.#earlyIds.clear();
+    for (const query of queries.active()) this.subscribeQuery(query);
     if (!this.#walks.initialRunning) {
       this.sendOutbox();
       this.#walks.settleIfIdle();
@@ -271,18 +257,27 @@ export class SyncEngine implements ConnectionHandler {
   #onQueryResult(message: MessageOf<'query_snapshot' | 'query_update'>): void {
     const entries =
       message.type === 'query_snapshot' ? message.entries : [...message.enter, ...message.update];
-    const { queries, replicas } = this.#rooms;
-    const map = queries.active().find((query) => query.id === message.id)?.map;
-    const records = entries.map((entry) => fromWireEntry<Value>(entry));
-    if (map !== undefined) replicas.merge(map, records, true);
+    const map = this.#rooms.queries.active().find((query) => query.id === message.id)?.map;
+    if (map !== undefined)
+      this.#rooms.replicas.merge(
+        map,
+        entries.map((entry) => fromWireEntry<Value>(entry)),
+        true,
+      );
     const keys = entries.map(([key]) => key);
-    const entered = message.type === 'query_update' ? message.enter.map(([key]) => key) : [];
-    if (message.type === 'query_snapshot') queries.serverRows(message.id, keys, [], message.last);
-    else queries.serverRows(message.id, entered, message.leave);
-    if (message.matching !== undefined) queries.learnMatching(message.id, message.matching);
+    if (message.type === 'query_snapshot')
+      this.#rooms.queries.serverRows(message.id, keys, [], message.last);
+    else
+      this.#rooms.queries.serverRows(
+        message.id,
+        message.enter.map(([key]) => key),
+        message.leave,
+      );
+    if (message.matching !== undefined)
+      this.#rooms.queries.learnMatching(message.id, message.matching);
     if (message.type === 'query_snapshot' && message.last) {
       this.#unavailable.delete(message.id);
-      queries.confirmQuery(message.id);
+      this.#rooms.queries.confirmQuery(message.id);
     }
   }
 
