@@ -43,6 +43,15 @@ client.status.subscribe((status) => {
 // With `prefetch`, the window's query starts now, as a route's loader would start it: it is
 // subscribed as soon as the server welcomes the client, while React still loads; the view's
 // `useQuery` shares it. Without, it starts when the view first renders.
-if (params.has('prefetch')) client.query<Event>(map, WINDOW).subscribe(() => {});
+if (params.has('prefetch')) {
+  const window = client.query<Event>(map, WINDOW);
+  window.subscribe(() => {
+    if (window.getSnapshot().status !== 'synced' || timeline.some(([step]) => step === 'confirmed'))
+      return;
+    // Confirmed: when the rows could show, had the view been rendered yet.
+    timeline.push(['confirmed', Math.round(performance.now())]);
+    report('timeline', timeline);
+  });
+}
 const { renderWindow } = await import('./queryModeView.js');
 renderWindow(client, map);

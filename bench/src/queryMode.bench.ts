@@ -198,9 +198,11 @@ interface BrowserRound {
   scriptMs: number;
   /** The replica loaded from IndexedDB (`client.ready`). */
   readyMs: number;
-  /** The socket opening, and the server's welcome. */
+  /** The socket opening, and the server's welcome (its work done, once the replica loaded). */
   connectingMs: number;
   welcomedMs: number;
+  /** With `prefetch`: the window confirmed by the server, before the view could show it. */
+  confirmedMs: number;
   firstRowsMs: number;
   /** A whole map: its first walk ended (all of it is here). */
   walkedMs: number | null;
@@ -273,6 +275,7 @@ async function browserRound(
       readyMs: when('ready'),
       connectingMs: when('connecting'),
       welcomedMs: when('syncing'),
+      confirmedMs: when('confirmed'),
       firstRowsMs: first.at,
       walkedMs: walked?.at ?? null,
       firstRowsBytes,
