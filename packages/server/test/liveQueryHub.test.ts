@@ -1,87 +1,8 @@
-import {
-  evaluateQuery,
-  type Message,
-  type Query,
-  QueryIndex,
-  toWireEntry,
-  type Value,
-  type WireEntry,
-} from '@topgun/core';
+import { evaluateQuery, QueryIndex, type Value } from '@topgun/core';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { CommittedChange } from '../src/changeFanout.js';
-import { CpuBudget } from '../src/cpuBudget.js';
-import { LiveQueryHub } from '../src/liveQueryHub.js';
-import { type GridRecord, MapGrid } from '../src/mapGrid.js';
-import { ServerMetrics } from '../src/metrics.js';
-import { DEFAULT_LIMITS } from '../src/options.js';
-import { Permissions, type ReadContext } from '../src/permissions.js';
 import { FakePeer } from './fakePeer.js';
-
-/** `mine` records are read by their owner only. */
-const ownerOnly = ({ user, value }: ReadContext) =>
-  value === undefined || (value as { owner?: string }).owner === user.id;
-
-let millis = 1_000;
-
-/** A hub over an in-memory grid, and a way to commit records into it. */
-function hubWith(indexLingerMs = 30_000) {
-  const metrics = new ServerMetrics();
-  const grid = new MapGrid({
-    storage: { loadMap: async () => {} },
-    metrics,
-    nodeId: 'server',
-    now: () => millis,
-  });
-  const hub = new LiveQueryHub({
-    grid,
-    permissions: new Permissions([
-      { map: 'events', read: true, write: true },
-      { map: 'mine', read: ownerOnly, write: true },
-    ]),
-    fanout: { follows: () => false },
-    metrics,
-    limits: DEFAULT_LIMITS,
-    now: () => millis,
-    fresh: async () => {},
-    indexLingerMs,
-  });
-  const cpu = new CpuBudget(1e9, 1e9, 10, 1e9);
-  const subscribe = (peer: FakePeer, id: number, map: string, query: Query<Value>) =>
-    hub.subscribe(peer, id, map, query, cpu.slicer());
-  /** Commits records (a `null` value deletes) and feeds them to the hub, as a commit does. */
-  const commit = async (map: string, writes: ReadonlyArray<[string, Value | null]>) => {
-    const data = await grid.get(map);
-    const changes: CommittedChange[] = [];
-    for (const [key, value] of writes) {
-      const previous = data.getRecord(key) as GridRecord | undefined;
-      const record: GridRecord = {
-        value,
-        timestamp: { millis: millis++, counter: 0, nodeId: 'w' },
-      };
-      data.merge(key, record);
-      changes.push({ key, record, entry: toWireEntry(key, record), previous });
-    }
-    await hub.onChanges(map, changes);
-  };
-  return { hub, grid, metrics, subscribe, commit };
-}
-
-/** What a client holds of subscription `id`, told only its snapshot and updates. */
-function windowOf(peer: FakePeer, id: number): Map<string, Value> {
-  const rows = new Map<string, Value>();
-  const enter = (entries: readonly WireEntry[]) => {
-    for (const [key, , value] of entries) rows.set(key, value as Value);
-  };
-  for (const message of peer.received as Message[]) {
-    if (message.type === 'query_snapshot' && message.id === id) enter(message.entries);
-    if (message.type !== 'query_update' || message.id !== id) continue;
-    for (const key of message.leave) rows.delete(key);
-    enter(message.enter);
-    for (const [key, , value] of message.update) if (rows.has(key)) rows.set(key, value as Value);
-  }
-  return rows;
-}
+import { hubWith, windowOf } from './liveQueryHarness.js';
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -121,7 +42,7 @@ describe('live queries share one index per query', () => {
   it('keeps an index a while after its last subscriber left, then drops it', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     try {
-      const { hub, subscribe, commit } = hubWith(1_000);
+      const { hub, subscribe, commit } = hubWith({}, 1_000);
       await commit('events', [['e1', { kind: 'a', at: 1 }]]);
       const builds = vi.spyOn(QueryIndex, 'buildIndex');
       const peer = new FakePeer();

@@ -3,118 +3,12 @@
  * budgets of indexes that grow, charges passed between connections, netting a batch, and
  * what each user may be told.
  */
-import {
-  evaluateQuery,
-  type Message,
-  type Query,
-  QueryIndex,
-  toWireEntry,
-  type Value,
-  type WireEntry,
-} from '@topgun/core';
+import { evaluateQuery, type Message, type Query, QueryIndex, type Value } from '@topgun/core';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { CommittedChange } from '../src/changeFanout.js';
-import { CpuBudget, WorkAbandonedError, type WorkSlicer } from '../src/cpuBudget.js';
-import { LiveQueryHub } from '../src/liveQueryHub.js';
-import { type GridRecord, MapGrid } from '../src/mapGrid.js';
-import { ServerMetrics } from '../src/metrics.js';
-import { DEFAULT_LIMITS, type ServerLimits } from '../src/options.js';
-import { Permissions, type ReadContext } from '../src/permissions.js';
-import type { StoredRecord } from '../src/storage/storage.js';
+import { WorkAbandonedError, type WorkSlicer } from '../src/cpuBudget.js';
 import { FakePeer } from './fakePeer.js';
-
-/** `mine` records are read by their owner only. */
-const ownerOnly = ({ user, value }: ReadContext) =>
-  value === undefined || (value as { owner?: string }).owner === user.id;
-
-let millis = 1_000;
-
-/** The registry's private state, read by the tests. */
-interface Internals {
-  byKey: Map<string, { missed: CommittedChange[]; subscribers: Set<unknown>; rows: number }>;
-  rowsByPeer: Map<FakePeer, number>;
-  totalRows: number;
-}
-
-/**
- * A hub over an in-memory grid backed by an in-memory "storage" (so that a map evicted from
- * the grid loads again with what was stored), a way to commit records, and a way to write
- * records as another process would while the map is not loaded (no `onChanges`).
- */
-function hubWith(limits: Partial<ServerLimits> = {}, indexLingerMs = 30_000) {
-  const metrics = new ServerMetrics();
-  const stored = new Map<string, Map<string, StoredRecord>>();
-  const storedMap = (map: string) => {
-    let records = stored.get(map);
-    if (records === undefined) {
-      records = new Map();
-      stored.set(map, records);
-    }
-    return records;
-  };
-  const grid = new MapGrid({
-    storage: {
-      loadMap: async (map, onPage) => {
-        onPage([...storedMap(map).values()]);
-      },
-    },
-    metrics,
-    nodeId: 'server',
-    now: () => millis,
-  });
-  const hub = new LiveQueryHub({
-    grid,
-    permissions: new Permissions([
-      { map: 'events', read: true, write: true },
-      { map: 'mine', read: ownerOnly, write: true },
-    ]),
-    fanout: { follows: () => false },
-    metrics,
-    limits: { ...DEFAULT_LIMITS, ...limits },
-    now: () => millis,
-    fresh: async () => {},
-    indexLingerMs,
-  });
-  const cpu = new CpuBudget(1e9, 1e9, 10, 1e9);
-  const subscribe = (
-    peer: FakePeer,
-    id: number,
-    map: string,
-    query: Query<Value>,
-    slicer: WorkSlicer = cpu.slicer(),
-  ) => hub.subscribe(peer, id, map, query, slicer);
-  /** Commits records (a `null` value deletes) and feeds them to the hub, as a commit does. */
-  const commit = async (map: string, writes: ReadonlyArray<[string, Value | null]>) => {
-    const data = await grid.get(map);
-    const changes: CommittedChange[] = [];
-    for (const [key, value] of writes) {
-      const previous = data.getRecord(key) as GridRecord | undefined;
-      const record: GridRecord = {
-        value,
-        timestamp: { millis: millis++, counter: 0, nodeId: 'w' },
-      };
-      data.merge(key, record);
-      storedMap(map).set(key, { key, record });
-      changes.push({ key, record, entry: toWireEntry(key, record), previous });
-    }
-    await hub.onChanges(map, changes);
-  };
-  /** Another process's commit to a map this one has not loaded: storage only. */
-  const commitElsewhere = (map: string, writes: ReadonlyArray<[string, Value | null]>) => {
-    for (const [key, value] of writes) {
-      const record: GridRecord = {
-        value,
-        timestamp: { millis: millis++, counter: 0, nodeId: 'x' },
-      };
-      storedMap(map).set(key, { key, record });
-    }
-  };
-  const internals = () => (hub as unknown as { indexes: Internals }).indexes;
-  const gauge = async (name: string) =>
-    (await metrics.registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
-  return { hub, grid, metrics, subscribe, commit, commitElsewhere, internals, gauge, cpu };
-}
+import { hubWith, records, windowOf } from './liveQueryHarness.js';
 
 /**
  * A slicer whose pauses wait until the gate is opened (then only yield), and which abandons
@@ -158,27 +52,6 @@ class Gate {
     await vi.waitFor(() => expect(this.pauses).toBeGreaterThan(0));
   }
 }
-
-/** What a client holds of subscription `id`, told only its snapshot, updates and revokes. */
-function windowOf(peer: FakePeer, id: number, map = 'events'): Map<string, Value> {
-  const rows = new Map<string, Value>();
-  const enter = (entries: readonly WireEntry[]) => {
-    for (const [key, , value] of entries) rows.set(key, value as Value);
-  };
-  for (const message of peer.received as Message[]) {
-    if (message.type === 'revoke' && message.map === map)
-      for (const key of message.keys) rows.delete(key);
-    if (message.type === 'query_snapshot' && message.id === id) enter(message.entries);
-    if (message.type !== 'query_update' || message.id !== id) continue;
-    for (const key of message.leave) rows.delete(key);
-    enter(message.enter);
-    for (const [key, , value] of message.update) if (rows.has(key)) rows.set(key, value as Value);
-  }
-  return rows;
-}
-
-const records = (count: number, kind = 'a'): Array<[string, Value]> =>
-  Array.from({ length: count }, (_, i) => [`e${i}`, { kind, at: i }]);
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -483,21 +356,36 @@ function namedKeys(peer: FakePeer): string[] {
   return keys;
 }
 
+/**
+ * Changes of `count` keys (a `null` value deletes the record) and windows `[offset, limit]`
+ * of at most the given sizes.
+ */
+function arbitraries<V extends Value>(
+  count: number,
+  value: fc.Arbitrary<V>,
+  most: { offset: number; limit: number; windows: number },
+) {
+  const keys = Array.from({ length: count }, (_, i) => `k${i}`);
+  return {
+    change: fc.tuple(fc.constantFrom(...keys), fc.option(value)),
+    windows: fc.array(
+      fc.tuple(fc.integer({ min: 0, max: most.offset }), fc.integer({ min: 1, max: most.limit })),
+      { minLength: 1, maxLength: most.windows },
+    ),
+  };
+}
+
 describe('properties', () => {
   it('a user is never named a key of a record it could not read (shared, per-user indexes)', async () => {
-    const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
-    const value = fc.record({
-      owner: fc.constantFrom('alice', 'bob'),
-      at: fc.integer({ min: 0, max: 5 }),
-    });
-    const change = fc.tuple(fc.constantFrom(...keys), fc.option(value));
+    const { change, windows: windowsOf } = arbitraries(
+      10,
+      fc.record({ owner: fc.constantFrom('alice', 'bob'), at: fc.integer({ min: 0, max: 5 }) }),
+      { offset: 3, limit: 4, windows: 3 },
+    );
     await fc.assert(
       fc.asyncProperty(
         fc.array(change, { maxLength: 10 }),
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 4 })), {
-          minLength: 1,
-          maxLength: 3,
-        }),
+        windowsOf,
         fc.array(fc.array(change, { minLength: 1, maxLength: 3 }), { maxLength: 10 }),
         async (initial, windows, batches) => {
           const env = hubWith();
@@ -533,19 +421,15 @@ describe('properties', () => {
   });
 
   it('windows with an offset, grown by query_more, equal the query’s result as records change', async () => {
-    const keys = Array.from({ length: 12 }, (_, i) => `k${i}`);
-    const value = fc.record({
-      kind: fc.constantFrom('a', 'b'),
-      at: fc.integer({ min: 0, max: 6 }),
-    });
-    const change = fc.tuple(fc.constantFrom(...keys), fc.option(value));
+    const { change, windows: windowsOf } = arbitraries(
+      12,
+      fc.record({ kind: fc.constantFrom('a', 'b'), at: fc.integer({ min: 0, max: 6 }) }),
+      { offset: 4, limit: 5, windows: 4 },
+    );
     await fc.assert(
       fc.asyncProperty(
         fc.array(change, { maxLength: 10 }),
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 4 }), fc.integer({ min: 1, max: 5 })), {
-          minLength: 1,
-          maxLength: 4,
-        }),
+        windowsOf,
         fc.array(
           fc.oneof(
             fc.array(change, { minLength: 1, maxLength: 3 }),
