@@ -89,12 +89,15 @@ export class LiveQueryHub {
       readonly fresh: (map: string) => Promise<void>;
       /** How long an index nobody subscribes to is kept. Default: {@link INDEX_LINGER_MS}. */
       readonly indexLingerMs?: number;
+      /** How long a subscriber waits for another's build before it builds too. Default: 2 s. */
+      readonly buildWaitMs?: number;
     },
   ) {
     this.indexes = new QueryIndexes({
       metrics: deps.metrics,
       limits: deps.limits,
       ...(deps.indexLingerMs === undefined ? {} : { lingerMs: deps.indexLingerMs }),
+      ...(deps.buildWaitMs === undefined ? {} : { buildWaitMs: deps.buildWaitMs }),
     });
   }
 
@@ -342,7 +345,7 @@ export class LiveQueryHub {
     for (const shared of indexes) {
       if (shared.index === undefined) {
         // Applied once it is built; a build yet to start reads the map as it is then.
-        if (shared.building !== undefined) shared.missed.push(...changes);
+        for (const missed of shared.missed) missed.push(...changes);
         continue;
       }
       if (map === undefined || shared.source !== map) {

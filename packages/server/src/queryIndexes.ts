@@ -17,6 +17,11 @@ import type { ReadFilter, UserContext } from './permissions.js';
 
 /** How long an index nobody subscribes to is kept, for the clients that come back. */
 export const INDEX_LINGER_MS = 30_000;
+/**
+ * How long a subscriber waits for a build another connection runs before it builds too (that
+ * connection's budget may be spent, or spent on purpose); the first build to finish is kept.
+ */
+export const BUILD_WAIT_MS = 2_000;
 
 /**
  * The index of one query (its `where`, `sort` and `fields`) over what one filter sees of a
@@ -27,9 +32,10 @@ export interface SharedIndex {
   readonly map: string;
   readonly filter: ReadFilter;
   readonly query: IndexedQuery<Value>;
-  /** Undefined until built; changes committed meanwhile wait in `missed`. */
+  /** Undefined until built. */
   index: QueryIndex<Value> | undefined;
-  readonly missed: CommittedChange[];
+  /** Per build under way: the changes committed since it started reading the map. */
+  readonly missed: Set<CommittedChange[]>;
   /** The copy of the map it was built from: another copy (reloaded) may have missed changes. */
   source: LWWMap<Value> | undefined;
   readonly subscribers: Set<{ readonly peer: Peer }>;
@@ -37,7 +43,7 @@ export interface SharedIndex {
   owner: Peer | undefined;
   /** Rows counted against the budgets. */
   rows: number;
-  /** The build under way, resolving how it ended. */
+  /** The build subscribers wait for (the latest started), resolving how it ended. */
   building: Promise<'built' | IndexRefusal> | undefined;
   linger: ReturnType<typeof setTimeout> | undefined;
   /** Joined again after it was kept for nobody: `source` is checked before it is used. */
@@ -70,6 +76,8 @@ export class QueryIndexes {
       readonly metrics: ServerMetrics;
       readonly limits: Pick<ServerLimits, 'maxLiveQueryRows' | 'maxQueryIndexRowsPerConnection'>;
       readonly lingerMs?: number;
+      /** Default: {@link BUILD_WAIT_MS}. */
+      readonly buildWaitMs?: number;
     },
   ) {}
 
@@ -94,7 +102,7 @@ export class QueryIndexes {
         filter,
         query: indexed,
         index: undefined,
-        missed: [],
+        missed: new Set(),
         source: undefined,
         subscribers: new Set(),
         owner: undefined,
@@ -143,10 +151,10 @@ export class QueryIndexes {
     while (shared.index === undefined) {
       if (shared.building !== undefined) {
         // Another subscriber's build: if it fails (its client left, or ran out of time), or
-        // its connection had no room, this one builds.
-        const outcome = await slicer.io(shared.building.catch(() => 'failed' as const));
+        // its connection had no room, this one builds; if it is slow, this one builds too.
+        const outcome = await slicer.io(this.waitFor(shared.building));
         if (outcome === 'process') return this.refused('process');
-        continue;
+        if (outcome !== 'slow' || shared.index !== undefined) continue;
       }
       const building = this.build(shared, peer, map, visible(), slicer, now);
       shared.building = building;
@@ -154,14 +162,11 @@ export class QueryIndexes {
       try {
         outcome = await building;
       } catch (error) {
-        this.buildFailed(shared);
+        this.buildEnded(shared, building);
         throw error;
       }
-      if (outcome !== 'built') {
-        this.buildFailed(shared);
-        return this.refused(outcome);
-      }
-      shared.building = undefined;
+      this.buildEnded(shared, building);
+      if (outcome !== 'built') return this.refused(outcome);
     }
     if (shared.owner === undefined) {
       if (!this.fits(peer, shared.index.matchingCount)) return this.refused('connection');
@@ -218,7 +223,7 @@ export class QueryIndexes {
 
   /** Drops an index kept for nobody (its map left the grid: it would miss the map's changes). */
   dropIfIdle(shared: SharedIndex): void {
-    if (shared.subscribers.size === 0 && shared.building === undefined) this.drop(shared);
+    if (shared.subscribers.size === 0 && shared.missed.size === 0) this.drop(shared);
   }
 
   /**
@@ -234,34 +239,55 @@ export class QueryIndexes {
     now: () => number,
   ): Promise<'built' | IndexRefusal> {
     // What the build reads is the map as it is: only changes committed from now on are missed.
-    shared.missed.length = 0;
-    const connectionRoom = () =>
-      this.deps.limits.maxQueryIndexRowsPerConnection - (this.rowsByPeer.get(peer) ?? 0);
-    // Indexes kept for nobody make room as it is needed.
-    const processRoom = () =>
-      this.deps.limits.maxLiveQueryRows - this.totalRows + this.lingeringRows();
-    const room = Math.min(connectionRoom(), processRoom());
-    const built = await QueryIndex.buildIndex(shared.query, visible, slicer, room);
-    const rows = built?.matchingCount ?? room + 1;
-    if (rows > connectionRoom()) return 'connection';
-    if (rows > processRoom()) return 'process';
-    for (const change of shared.missed.splice(0))
-      built!.move({ key: change.key, value: see(shared.filter, change, now()).value });
-    shared.index = built;
-    shared.source = map;
-    shared.building = undefined;
-    const subscribed = [...shared.subscribers].some((other) => other.peer === peer);
-    this.charge(shared, subscribed ? peer : undefined);
-    this.makeRoom();
-    if (shared.subscribers.size === 0) this.lingerOrDrop(shared);
-    return 'built';
+    const missed: CommittedChange[] = [];
+    shared.missed.add(missed);
+    try {
+      const connectionRoom = () =>
+        this.deps.limits.maxQueryIndexRowsPerConnection - (this.rowsByPeer.get(peer) ?? 0);
+      // Indexes kept for nobody make room as it is needed.
+      const processRoom = () =>
+        this.deps.limits.maxLiveQueryRows - this.totalRows + this.lingeringRows();
+      const room = Math.min(connectionRoom(), processRoom());
+      const built = await QueryIndex.buildIndex(shared.query, visible, slicer, room);
+      // Another build finished first: it is kept, this one dropped.
+      if (shared.index !== undefined) return 'built';
+      const rows = built?.matchingCount ?? room + 1;
+      if (rows > connectionRoom()) return 'connection';
+      if (rows > processRoom()) return 'process';
+      for (const change of missed)
+        built!.move({ key: change.key, value: see(shared.filter, change, now()).value });
+      shared.index = built;
+      shared.source = map;
+      const subscribed = [...shared.subscribers].some((other) => other.peer === peer);
+      this.charge(shared, subscribed ? peer : undefined);
+      this.makeRoom();
+      if (shared.subscribers.size === 0) this.lingerOrDrop(shared);
+      return 'built';
+    } finally {
+      shared.missed.delete(missed);
+    }
   }
 
-  /** A build threw or was refused: nothing of it is kept, nor the entry if nobody waits. */
-  private buildFailed(shared: SharedIndex): void {
-    shared.building = undefined;
-    shared.missed.length = 0;
-    if (shared.subscribers.size === 0) this.drop(shared);
+  /** How a build ended, or `slow` when it is still under way after {@link BUILD_WAIT_MS}. */
+  private async waitFor(
+    building: Promise<'built' | IndexRefusal>,
+  ): Promise<'built' | IndexRefusal | 'failed' | 'slow'> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const slow = new Promise<'slow'>((resolve) => {
+      timer = setTimeout(() => resolve('slow'), this.deps.buildWaitMs ?? BUILD_WAIT_MS);
+    });
+    try {
+      return await Promise.race([building.catch(() => 'failed' as const), slow]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A build ended: an entry nothing came of, with nobody waiting, is dropped. */
+  private buildEnded(shared: SharedIndex, building: Promise<unknown>): void {
+    if (shared.building === building) shared.building = undefined;
+    if (shared.index === undefined && shared.subscribers.size === 0 && shared.missed.size === 0)
+      this.drop(shared);
   }
 
   /** Counts a refusal, and says which budget. */
@@ -283,7 +309,7 @@ export class QueryIndexes {
   private lingerOrDrop(shared: SharedIndex): void {
     const lingerMs = this.deps.lingerMs ?? INDEX_LINGER_MS;
     if (shared.index === undefined || lingerMs <= 0) {
-      if (shared.building === undefined) this.drop(shared);
+      if (shared.missed.size === 0) this.drop(shared);
       return;
     }
     shared.linger = setTimeout(() => this.drop(shared), lingerMs);
@@ -297,7 +323,6 @@ export class QueryIndexes {
     shared.rows = 0;
     shared.index = undefined;
     shared.source = undefined;
-    shared.missed.length = 0;
     this.deps.metrics.queryIndexRows.set(this.totalRows);
   }
 

@@ -18,7 +18,7 @@ let millis = 1_000;
 
 /** The registry's private state, read by the tests. */
 interface Internals {
-  byKey: Map<string, { missed: CommittedChange[]; subscribers: Set<unknown>; rows: number }>;
+  byKey: Map<string, { missed: Set<CommittedChange[]>; subscribers: Set<unknown>; rows: number }>;
   rowsByPeer: Map<FakePeer, number>;
   totalRows: number;
 }
@@ -28,7 +28,11 @@ interface Internals {
  * the grid loads again with what was stored), a way to commit records, and a way to write
  * records as another process would while the map is not loaded (no `onChanges`).
  */
-export function hubWith(limits: Partial<ServerLimits> = {}, indexLingerMs = 30_000) {
+export function hubWith(
+  limits: Partial<ServerLimits> = {},
+  indexLingerMs = 30_000,
+  buildWaitMs?: number,
+) {
   const metrics = new ServerMetrics();
   const stored = new Map<string, Map<string, StoredRecord>>();
   const storedMap = (map: string) => {
@@ -61,6 +65,7 @@ export function hubWith(limits: Partial<ServerLimits> = {}, indexLingerMs = 30_0
     now: () => millis,
     fresh: async () => {},
     indexLingerMs,
+    ...(buildWaitMs === undefined ? {} : { buildWaitMs }),
   });
   const cpu = new CpuBudget(1e9, 1e9, 10, 1e9);
   const subscribe = (

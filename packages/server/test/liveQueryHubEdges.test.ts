@@ -84,7 +84,7 @@ describe('a connection that closes while its query builds', () => {
     for (let i = 0; i < 50; i++) await env.commit('events', [[`n${i}`, { kind: 'b', at: i }]]);
     const left = [...env.internals().byKey.values()].map((shared) => ({
       subscribers: shared.subscribers.size,
-      missed: shared.missed.length,
+      missed: shared.missed.size,
     }));
     expect(left).toEqual([]);
   });
@@ -161,7 +161,29 @@ describe('another subscriber waits on a build whose connection closes', () => {
     gate.open();
     await Promise.all([building, waiting]);
     await env.commit('events', [['n', { kind: 'b', at: 0 }]]);
-    expect([...env.internals().byKey.values()].map((shared) => shared.missed.length)).toEqual([]);
+    expect([...env.internals().byKey.values()].map((shared) => shared.missed.size)).toEqual([]);
+  });
+});
+
+describe('a build another connection runs slowly', () => {
+  it('is built again by a subscriber that waited long enough; the first to finish is kept', async () => {
+    const env = hubWith({}, 30_000, 50);
+    await env.commit('events', records(200));
+    const query = { where: { kind: 'a' }, sort: 'at', limit: 5 };
+    const [slow, victim] = [new FakePeer(), new FakePeer()];
+    // The slow connection's budget is spent: its slices wait at the gate.
+    const gate = new Gate();
+    const slowSubscribe = env.subscribe(slow, 1, 'events', query, gate.slicer(slow));
+    await gate.reached();
+    await env.subscribe(victim, 1, 'events', query);
+    expect([...windowOf(victim, 1).keys()]).toEqual(['e0', 'e1', 'e2', 'e3', 'e4']);
+    await env.commit('events', [['e-1', { kind: 'a', at: -1 }]]);
+    gate.open();
+    await slowSubscribe;
+    // The slow build's result is dropped: one index, current for both.
+    expect([...windowOf(slow, 1).keys()]).toEqual(['e-1', 'e0', 'e1', 'e2', 'e3']);
+    expect(env.internals().byKey.size).toBe(1);
+    expect(await env.gauge('topgun_query_index_rows')).toBe(201);
   });
 });
 
