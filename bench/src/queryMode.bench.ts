@@ -22,8 +22,7 @@ import {
   manualOnlineManager,
   type QueryHandle,
 } from '@topgun/client';
-import { HLC, type Query } from '@topgun/core';
-import { createPgDriver, type RecordWrite, SqlStorage } from '@topgun/server';
+import type { Query } from '@topgun/core';
 import WebSocket from 'ws';
 import { launchFreshBrowser } from './freshBrowser.js';
 import { machineInfo, median } from './measure.js';
@@ -32,6 +31,7 @@ import {
   createDatabase,
   dropDatabase,
   residentMiB,
+  seedDatabase,
   startServer,
   stopServer,
 } from './serverProcesses.js';
@@ -48,7 +48,6 @@ const RECORDS = Number(process.env['BENCH_RECORDS'] ?? 1_000_000);
 const WHOLE_RECORDS = Number(process.env['BENCH_WHOLE_RECORDS'] ?? 100_000);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const PORT = 18_000 + Math.floor(Math.random() * 1000);
-const SEED_BATCH = 10_000;
 
 /** Every 20th event is an order: the window's `where` matches 5% of the map. */
 const eventOf = (i: number): Event => ({
@@ -58,6 +57,7 @@ const eventOf = (i: number): Event => ({
   amount: i % 977,
 });
 const keyOf = (i: number) => `ev${String(i).padStart(8, '0')}`;
+const eventEntry = (i: number) => [keyOf(i), { ...eventOf(i) }] as const;
 const WINDOW: Query<Event> = {
   where: { kind: 'order' },
   sort: [{ field: 'at', direction: 'desc' }],
@@ -96,28 +96,6 @@ async function until(test: () => boolean, what: string, timeoutMs = 120_000): Pr
 }
 
 const synced = (handle: QueryHandle<Event>) => handle.getSnapshot().status === 'synced';
-
-async function seed(databaseUrl: string, map: string, records: number): Promise<number> {
-  const started = performance.now();
-  const storage = new SqlStorage(createPgDriver({ connectionString: databaseUrl }));
-  try {
-    await storage.migrate();
-    const hlc = new HLC({ nodeId: 'benchseed' });
-    for (let start = 0; start < records; start += SEED_BATCH) {
-      const writes: RecordWrite[] = [];
-      for (let i = start; i < Math.min(records, start + SEED_BATCH); i++)
-        writes.push({
-          map,
-          key: keyOf(i),
-          record: { value: { ...eventOf(i) }, timestamp: hlc.now() },
-        });
-      await storage.writeRecords(writes);
-    }
-  } finally {
-    await storage.close();
-  }
-  return performance.now() - started;
-}
 
 interface Round {
   firstRowsMs: number;
@@ -306,9 +284,9 @@ function medians<T extends object>(rounds: readonly T[]): Record<keyof T, number
 const databaseUrl = await createDatabase('_querymode');
 let server: Awaited<ReturnType<typeof startServer>> | undefined;
 try {
-  const seedMs = await seed(databaseUrl, 'events', RECORDS);
+  const seedMs = await seedDatabase(databaseUrl, 'events', RECORDS, eventEntry);
   console.log(`seeded ${RECORDS} events in ${(seedMs / 1000).toFixed(1)} s`);
-  await seed(databaseUrl, 'events100k', WHOLE_RECORDS);
+  await seedDatabase(databaseUrl, 'events100k', WHOLE_RECORDS, eventEntry);
   server = await startServer(databaseUrl, PORT);
   const url = `ws://127.0.0.1:${PORT}/sync`;
   // The first query loads the map into the server's memory, as on a server that has been

@@ -4,12 +4,12 @@
  */
 import { createServer as createNetServer } from 'node:net';
 import { createClient } from '@topgun/client';
-import { HLC, type Value } from '@topgun/core';
-import { createPgDriver, type RecordWrite, SqlStorage } from '@topgun/server';
+import type { Value } from '@topgun/core';
 import {
   createDatabase,
   dropDatabase,
   SERVER_CLI,
+  seedDatabase,
   startServer,
   stopServer,
 } from './serverProcesses.js';
@@ -19,7 +19,6 @@ import { paddedKeyOf, todoOf } from './workload.js';
 let servers = 0;
 
 /** Records per storage transaction while seeding. */
-const SEED_BATCH = 10_000;
 
 /** A running server holding the todos; `stop` ends it and drops its database. */
 export interface SeededTodoServer {
@@ -56,26 +55,10 @@ export async function startSeededTodoServer(
     await dropDatabase(databaseUrl);
   };
   try {
-    const seedStart = performance.now();
-    const storage = new SqlStorage(createPgDriver({ connectionString: databaseUrl }));
-    try {
-      await storage.migrate();
-      const hlc = new HLC({ nodeId: 'benchseed' });
-      for (let start = 0; start < records; start += SEED_BATCH) {
-        const writes: RecordWrite[] = [];
-        for (let i = start; i < Math.min(records, start + SEED_BATCH); i++) {
-          writes.push({
-            map: 'todos',
-            key: paddedKeyOf(i),
-            record: { value: todoValue(i), timestamp: hlc.now() },
-          });
-        }
-        await storage.writeRecords(writes);
-      }
-    } finally {
-      await storage.close();
-    }
-    const seedMs = performance.now() - seedStart;
+    const seedMs = await seedDatabase(databaseUrl, 'todos', records, (i) => [
+      paddedKeyOf(i),
+      todoValue(i),
+    ]);
 
     const port = await freePort();
     server = await startServer(databaseUrl, port, cli, environment);
