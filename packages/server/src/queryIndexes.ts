@@ -191,12 +191,12 @@ export class QueryIndexes {
   }
 
   /**
-   * Whether the index's rows, counted again after changes moved them ({@link recount}), go
+   * Whether the index's rows, counted again after changes moved them, go
    * over a budget: the process's (once indexes kept for nobody are dropped) or its
    * connection's. Its subscriptions are then ended, and it is dropped.
    */
   overBudget(shared: SharedIndex): IndexRefusal | undefined {
-    this.recount(shared);
+    this.charge(shared, shared.owner);
     this.makeRoom();
     if (this.totalRows > this.deps.limits.maxLiveQueryRows) return this.refused('process').refusal;
     const owner = shared.owner;
@@ -207,18 +207,6 @@ export class QueryIndexes {
   /** The indexes of a map. */
   ofMap(map: string): readonly SharedIndex[] {
     return [...(this.byMap.get(map) ?? [])];
-  }
-
-  /** Counts an index's rows again after changes moved them. */
-  private recount(shared: SharedIndex): void {
-    const rows = shared.index?.matchingCount ?? 0;
-    const delta = rows - shared.rows;
-    if (delta === 0) return;
-    shared.rows = rows;
-    this.totalRows += delta;
-    if (shared.owner !== undefined)
-      this.rowsByPeer.set(shared.owner, (this.rowsByPeer.get(shared.owner) ?? 0) + delta);
-    this.deps.metrics.queryIndexRows.set(this.totalRows);
   }
 
   /** Drops an index kept for nobody (its map left the grid: it would miss the map's changes). */
@@ -326,7 +314,7 @@ export class QueryIndexes {
     this.deps.metrics.queryIndexRows.set(this.totalRows);
   }
 
-  /** Moves an index's charge to `peer` (nobody, for `undefined`). */
+  /** Charges an index's rows, as they are now, to `peer` (nobody, for `undefined`). */
   private charge(shared: SharedIndex, peer: Peer | undefined): void {
     const rows = shared.index?.matchingCount ?? 0;
     if (shared.owner !== undefined) {
