@@ -240,7 +240,9 @@ async function browserRound(
       replicate === 'whole'
         ? await reports.waitFor<{ at: number }>('walked', deadline())
         : undefined;
-    const timeline = reports.get<Array<[string, number]>>('timeline') ?? [];
+    const timeline = await page.evaluate(
+      () => (window as unknown as { benchTimeline: Array<[string, number]> }).benchTimeline,
+    );
     const when = (state: string) =>
       timeline.find(([name]) => name.startsWith(state))?.[1] ?? Number.NaN;
     await page.evaluate(() =>

@@ -18,8 +18,11 @@ import { SyncMarks } from './replica/syncMarks.js';
 import { createSyncStatusStore, type SyncStatusStore } from './status/syncStatus.js';
 import type { ClientStorage, PersistedRecord } from './storage/clientStorage.js';
 import { PersistQueue } from './storage/persistQueue.js';
+import { connectEarly } from './sync/earlyConnection.js';
 import { browserOnlineManager } from './sync/onlineManager.js';
+import { firstUrl } from './sync/reconnectingConnection.js';
 import { SyncEngine } from './sync/syncEngine.js';
+import type { Transport } from './sync/transport.js';
 import { webSocketTransport } from './sync/webSocketTransport.js';
 import { immediateLeader, webLocksElection } from './tabs/leaderElection.js';
 import { openTabChannel, type TabMessage } from './tabs/tabChannel.js';
@@ -52,6 +55,8 @@ export class TopGunClient {
   #loaded = false;
   #closed = false;
   #sendScheduled = false;
+  /** Closes the socket opened while the election ran, unless it was taken. */
+  readonly #discardEarly: () => void;
 
   constructor(options: ClientOptions = {}) {
     const resolved = resolveClientOptions(options);
@@ -138,24 +143,40 @@ export class TopGunClient {
     this.#tabs = new TabSync(rooms, channel, election);
     const loaded = this.#load();
     this.ready = loaded;
+    const random = options.random ?? Math.random;
+    const online = options.online ?? browserOnlineManager();
+    const first = urls === undefined ? 0 : firstUrl(urls, random);
+    let transport: Transport = options.transport ?? webSocketTransport(options.WebSocket);
+    // A tab that has to wait for the election opens its socket meanwhile.
+    const early =
+      urls !== undefined && options.leaderElection === undefined && multiTab && online.isOnline()
+        ? connectEarly(transport, urls[first] ?? urls[0])
+        : undefined;
+    transport = early ?? transport;
+    this.#discardEarly = () => early?.discard();
     // Elected and connected while the replica loads: only what follows the server's welcome
     // waits for it.
-    this.#tabs.start(() => {
-      if (urls === undefined || this.#closed) return;
-      this.#engine = new SyncEngine(
-        { ...rooms, clock },
-        {
-          ...options,
-          urls,
-          nodeId: this.nodeId,
-          transport: options.transport ?? webSocketTransport(options.WebSocket),
-          online: options.online ?? browserOnlineManager(),
-          now: options.now ?? Date.now,
-          random: options.random ?? Math.random,
-          loaded,
-        },
-      );
-    });
+    this.#tabs.start(
+      () => {
+        if (urls === undefined || this.#closed) return;
+        this.#engine = new SyncEngine(
+          { ...rooms, clock },
+          {
+            ...options,
+            urls,
+            firstUrl: first,
+            nodeId: this.nodeId,
+            transport,
+            online,
+            now: options.now ?? Date.now,
+            random,
+            loaded,
+            fresh: resolved.fresh,
+          },
+        );
+      },
+      () => early?.discard(),
+    );
     if (resultCache !== undefined && typeof addEventListener === 'function') {
       // Leaving the page: remember the results now rather than after the debounce.
       addEventListener('pagehide', () => this.#queries.writeResults());
@@ -231,6 +252,7 @@ export class TopGunClient {
     if (this.#closed) return;
     this.#closed = true;
     this.#writes.close();
+    this.#discardEarly();
     this.#engine?.stop();
     // Before the tabs' channel closes: the leader learns this tab's queries ended.
     this.#queries.dispose();

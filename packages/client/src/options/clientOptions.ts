@@ -88,6 +88,11 @@ export interface ResolvedClientOptions {
   readonly urls: readonly [string, ...string[]] | undefined;
   /** The node id the connection announces (shared by this profile's tabs). */
   readonly nodeId: string;
+  /**
+   * This profile had no node id stored for the database: nothing of it was stored before
+   * (a first visit), as far as this start can tell without reading the storage.
+   */
+  readonly fresh: boolean;
   readonly storage: ClientStorage;
   /** Whether the storage is IndexedDB (the defaults of tabs and remembered windows follow). */
   readonly indexedDb: boolean;
@@ -105,10 +110,12 @@ export function resolveClientOptions(options: ClientOptions): ResolvedClientOpti
   }
   const indexedDb =
     storage === 'indexeddb' || (storage === undefined && typeof indexedDB !== 'undefined');
+  const stored = options.nodeId === undefined ? persistentNodeId(dbName) : undefined;
   return {
     dbName,
     urls: serverUrls(options.url),
-    nodeId: options.nodeId ?? persistentNodeId(dbName),
+    nodeId: options.nodeId ?? stored?.nodeId ?? randomId(16),
+    fresh: stored?.created ?? false,
     storage: indexedDb
       ? createIndexedDbStorage(dbName)
       : storage === 'memory' || storage === undefined
@@ -135,16 +142,21 @@ export function randomId(length: number): string {
   return Array.from(bytes, (byte) => alphabet[byte % alphabet.length]).join('');
 }
 
-/** A node id kept per database in localStorage (synchronously, so writes can start at once). */
-function persistentNodeId(dbName: string): string {
+/**
+ * A node id kept per database in localStorage (synchronously, so writes can start at once),
+ * and whether it was created now; undefined where there is no localStorage.
+ */
+function persistentNodeId(dbName: string): { nodeId: string; created: boolean } | undefined {
   const storageKey = `topgun:${dbName}:clientId`;
   try {
-    const existing = globalThis.localStorage?.getItem(storageKey);
-    if (existing !== null && existing !== undefined && NODE_ID.test(existing)) return existing;
-    const created = randomId(16);
-    globalThis.localStorage?.setItem(storageKey, created);
-    return created;
+    const storage = globalThis.localStorage;
+    if (storage === undefined) return undefined;
+    const existing = storage.getItem(storageKey);
+    if (existing !== null && NODE_ID.test(existing)) return { nodeId: existing, created: false };
+    const nodeId = randomId(16);
+    storage.setItem(storageKey, nodeId);
+    return { nodeId, created: true };
   } catch {
-    return randomId(16);
+    return undefined;
   }
 }

@@ -27,6 +27,8 @@ export interface ReconnectingConnectionOptions {
   /** Reconnect delay bounds (full jitter between 0 and the exponential bound). Default: 500 ms to 30 s. */
   readonly minRetryMs?: number | undefined;
   readonly maxRetryMs?: number | undefined;
+  /** Index in `urls` of the server the first attempt goes to. Default: drawn with `random`. */
+  readonly firstUrl?: number | undefined;
   /** The wall clock. */
   readonly now: () => number;
   /** Uniform random numbers in [0, 1): the first URL and the reconnect jitter. */
@@ -73,12 +75,7 @@ export class ReconnectingConnection {
   constructor(options: ReconnectingConnectionOptions, handler: ConnectionHandler) {
     this.#options = options;
     this.#handler = handler;
-    // A single URL draws no number for the pick, so that a scripted `random` feeds the
-    // jitter exactly as it did before lists.
-    this.#nextUrl =
-      options.urls.length === 1
-        ? 0
-        : Math.min(options.urls.length - 1, Math.floor(options.random() * options.urls.length));
+    this.#nextUrl = options.firstUrl ?? firstUrl(options.urls, options.random);
     this.#unsubscribeOnline = options.online.subscribe((online) => {
       if (online) {
         this.#attempt = 0;
@@ -87,7 +84,8 @@ export class ReconnectingConnection {
         this.#disconnect(new SyncError('CONNECTION_LOST', 'the network is offline'));
       }
     });
-    this.#connectSoon(0);
+    // At once: a timer would wait behind whatever the page runs next (a framework's code).
+    void this.#connect();
   }
 
   send(message: Message): void {
@@ -254,4 +252,13 @@ export class ReconnectingConnection {
     this.#attempt++;
     this.#connectSoon(this.#options.random() * bound);
   }
+}
+
+/**
+ * Index of the server a client's first attempt goes to: drawn at random, so that clients given
+ * the same list spread over its servers. A single URL draws no number, so that a scripted
+ * `random` feeds the jitter exactly as it would without a list.
+ */
+export function firstUrl(urls: readonly string[], random: () => number): number {
+  return urls.length === 1 ? 0 : Math.min(urls.length - 1, Math.floor(random() * urls.length));
 }

@@ -1,7 +1,5 @@
 import {
-  encodeHave,
   fromWireEntry,
-  MAX_WINDOW_ROWS,
   type Message,
   type MessageOf,
   PROTOCOL_VERSION,
@@ -16,12 +14,12 @@ import type { ReplicaStore } from '../replica/replicaStore.js';
 import type { SyncMarks } from '../replica/syncMarks.js';
 import type { SyncStatusStore } from '../status/syncStatus.js';
 import type { OutboxEntry } from '../storage/clientStorage.js';
-import { QueryPacer } from './queryPacer.js';
 import {
   type ConnectionHandler,
   ReconnectingConnection,
   type ReconnectingConnectionOptions,
 } from './reconnectingConnection.js';
+import { ServerQueries } from './serverQueries.js';
 import { Walks } from './walks.js';
 
 /** The rooms of the client the engine syncs. */
@@ -46,6 +44,11 @@ export interface SyncEngineOptions extends Omit<ReconnectingConnectionOptions, '
   readonly walkRetryMs?: number | undefined;
   /** Resolves once the replica is loaded: what follows the server's welcome waits for it. */
   readonly loaded?: Promise<void> | undefined;
+  /**
+   * Nothing was stored before this start: the queries of maps replicated by query are
+   * subscribed without waiting for `loaded` (see {@link ServerQueries}).
+   */
+  readonly fresh?: boolean | undefined;
 }
 
 /** Batches of ops in flight at once. */
@@ -64,10 +67,9 @@ export class SyncEngine implements ConnectionHandler {
   #ready = false;
   #maxBatchOps = 1000;
   #resendTimer: ReturnType<typeof setTimeout> | undefined;
-  readonly #pacer: QueryPacer;
-  /** Queries the server could not serve for now, by id: how many times in a row. */
-  readonly #unavailable = new Map<number, number>();
-  readonly #retryTimers = new Set<ReturnType<typeof setTimeout>>();
+  readonly #queries: ServerQueries;
+  /** The welcome arrived and waits for the replica: what follows it waits too, in order. */
+  #welcomeWaits = false;
   /** Connections dropped: a welcome that waited for the replica may be out of date. */
   #drops = 0;
 
@@ -85,8 +87,13 @@ export class SyncEngine implements ConnectionHandler {
       walkRetryMs: options.walkRetryMs,
       now: options.now,
     });
+    this.#queries = new ServerQueries({
+      ...rooms,
+      send: (message) => this.#connection.send(message),
+      report: (code, message, serverCode) => this.#report(code, message, serverCode),
+      now: options.now,
+    });
     this.#connection = new ReconnectingConnection({ ...options, status: rooms.status }, this);
-    this.#pacer = new QueryPacer(options.now);
   }
 
   /** Reconciles a map opened after the connection was made. */
@@ -102,37 +109,23 @@ export class SyncEngine implements ConnectionHandler {
   }
 
   /** Subscribes a live query (when connected), naming what it holds of a query-scoped map. */
-  subscribeQuery({ id, map, query, have }: ServerQuery): void {
-    if (!this.#ready) return;
-    // What is held is read when the message goes out (paced): the server answers against it.
-    this.#pacer.send(() => {
-      const held = have?.();
-      this.#connection.send({
-        type: 'subscribe',
-        id,
-        map,
-        query,
-        ...(held && held.length <= MAX_WINDOW_ROWS ? { have: encodeHave(held) } : {}),
-      });
-    });
+  subscribeQuery(query: ServerQuery): void {
+    this.#queries.subscribe(query);
   }
 
   /** Grows a live query's window on the server. */
   queryMore(id: number, limit: number): void {
-    if (this.#ready)
-      this.#pacer.send(() => this.#connection.send({ type: 'query_more', id, limit }));
+    this.#queries.more(id, limit);
   }
 
   unsubscribeQuery(id: number): void {
-    if (this.#ready)
-      this.#pacer.send(() => this.#connection.send({ type: 'unsubscribe', id }), true);
+    this.#queries.unsubscribe(id);
   }
 
   /** Closes the connection for good. */
   stop(): void {
     clearTimeout(this.#resendTimer);
-    for (const timer of this.#retryTimers) clearTimeout(timer);
-    this.#pacer.reset();
+    this.#queries.stop();
     this.#connection.stop();
   }
 
@@ -155,7 +148,8 @@ export class SyncEngine implements ConnectionHandler {
   dropped(): void {
     this.#drops++;
     this.#ready = false;
-    this.#pacer.reset();
+    this.#welcomeWaits = false;
+    this.#queries.dropped();
     this.#walks.end();
     this.#rooms.outbox.forgetSent();
   }
@@ -167,6 +161,12 @@ export class SyncEngine implements ConnectionHandler {
 
   /** @internal A message from the server. */
   message(message: Message): void {
+    const { loaded } = this.#options;
+    if (this.#welcomeWaits && loaded !== undefined) {
+      const drops = this.#drops;
+      void loaded.then(() => drops === this.#drops && this.message(message));
+      return;
+    }
     try {
       this.#handle(message);
     } catch (error) {
@@ -181,9 +181,18 @@ export class SyncEngine implements ConnectionHandler {
     switch (message.type) {
       case 'welcome': {
         const drops = this.#drops;
-        const welcome = () => drops === this.#drops && this.#onWelcome(message);
-        if (this.#options.loaded === undefined) welcome();
-        else void this.#options.loaded.then(welcome);
+        const { loaded, fresh } = this.#options;
+        if (loaded === undefined) {
+          this.#onWelcome(message);
+          return;
+        }
+        this.#welcomeWaits = true;
+        void loaded.then(() => {
+          if (drops !== this.#drops) return;
+          this.#welcomeWaits = false;
+          this.#onWelcome(message);
+        });
+        if (fresh) this.#queries.subscribeEarly();
         return;
       }
       case 'auth_error':
@@ -221,12 +230,10 @@ export class SyncEngine implements ConnectionHandler {
         return;
       case 'query_snapshot':
       case 'query_update':
-        this.#onQueryResult(message);
+        this.#queries.result(message);
         return;
       case 'query_error':
-        this.#report('QUERY_FAILED', `live query ${message.id}: ${message.message}`, message.code);
-        this.#rooms.queries.refused(message.id, this.#rooms.status.getState().lastError!);
-        if (message.code === 'UNAVAILABLE') this.#retryQuery(message.id);
+        this.#queries.refused(message);
         return;
       case 'ping':
         this.#connection.send({ type: 'pong', time: message.time });
@@ -237,7 +244,7 @@ export class SyncEngine implements ConnectionHandler {
   }
 
   #onWelcome(message: MessageOf<'welcome'>): void {
-    const { clock, writes, status, queries } = this.#rooms;
+    const { clock, writes, status } = this.#rooms;
     this.#ready = true;
     this.#maxBatchOps = message.maxBatchOps;
     this.#connection.established(message.heartbeatMs);
@@ -247,53 +254,11 @@ export class SyncEngine implements ConnectionHandler {
     writes.adoptForeignWrites();
     status.setState({ connection: 'syncing', lastError: null });
     this.#walks.begin(message.maxFrameBytes);
-    for (const query of queries.active()) this.subscribeQuery(query);
+    this.#queries.welcomed();
     if (!this.#walks.initialRunning) {
       this.sendOutbox();
       this.#walks.settleIfIdle();
     }
-  }
-
-  #onQueryResult(message: MessageOf<'query_snapshot' | 'query_update'>): void {
-    const entries =
-      message.type === 'query_snapshot' ? message.entries : [...message.enter, ...message.update];
-    const map = this.#rooms.queries.active().find((query) => query.id === message.id)?.map;
-    if (map !== undefined)
-      this.#rooms.replicas.merge(
-        map,
-        entries.map((entry) => fromWireEntry<Value>(entry)),
-        true,
-      );
-    const keys = entries.map(([key]) => key);
-    if (message.type === 'query_snapshot')
-      this.#rooms.queries.serverRows(message.id, keys, [], message.last);
-    else
-      this.#rooms.queries.serverRows(
-        message.id,
-        message.enter.map(([key]) => key),
-        message.leave,
-      );
-    if (message.matching !== undefined)
-      this.#rooms.queries.learnMatching(message.id, message.matching);
-    if (message.type === 'query_snapshot' && message.last) {
-      this.#unavailable.delete(message.id);
-      this.#rooms.queries.confirmQuery(message.id);
-    }
-  }
-
-  /** Subscribes a query the server could not serve for now again: after 1 s, doubling, up to 1 min. */
-  #retryQuery(id: number): void {
-    const times = (this.#unavailable.get(id) ?? 0) + 1;
-    this.#unavailable.set(id, times);
-    const timer = setTimeout(
-      () => {
-        this.#retryTimers.delete(timer);
-        const query = this.#rooms.queries.active().find((each) => each.id === id);
-        if (query !== undefined) this.subscribeQuery(query);
-      },
-      Math.min(60_000, 1000 * 2 ** (times - 1)),
-    );
-    this.#retryTimers.add(timer);
   }
 
   #onAck(message: MessageOf<'ack'>): void {

@@ -3,8 +3,11 @@
  * that tabs never double-send. Injectable; the default uses Web Locks.
  */
 export interface LeaderElection {
-  /** Calls `onLeader` once this tab becomes the leader (possibly never). */
-  run(onLeader: () => void): void;
+  /**
+   * Calls `onLeader` once this tab becomes the leader (possibly never), and `onWaiting`, if
+   * the election can tell, as soon as it is known that another tab leads for now.
+   */
+  run(onLeader: () => void, onWaiting?: () => void): void;
   /** Gives up leadership (or the wait for it). */
   close(): void;
 }
@@ -22,21 +25,34 @@ export function webLocksElection(name: string): LeaderElection {
   let closed = false;
   const abort = typeof AbortController === 'undefined' ? undefined : new AbortController();
   return {
-    run(onLeader) {
+    run(onLeader, onWaiting) {
+      const lead = () => {
+        if (closed) return undefined;
+        onLeader();
+        return new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      };
+      // Asked first without waiting, so that a tab that does not lead learns it at once. (A
+      // request that may wait cannot say so, and one that does not wait cannot be aborted.)
       locks
-        .request(
-          `topgun-leader:${name}`,
-          abort === undefined ? {} : { signal: abort.signal },
-          () => {
-            if (closed) return undefined;
-            onLeader();
-            return new Promise<void>((resolve) => {
-              release = resolve;
+        .request(`topgun-leader:${name}`, { ifAvailable: true }, (lock) => {
+          if (lock !== null) return lead();
+          if (closed) return undefined;
+          onWaiting?.();
+          locks
+            .request(
+              `topgun-leader:${name}`,
+              abort === undefined ? {} : { signal: abort.signal },
+              lead,
+            )
+            .catch(() => {
+              // aborted on close
             });
-          },
-        )
+          return undefined;
+        })
         .catch(() => {
-          // aborted on close
+          // refused (an opaque origin): this tab never leads
         });
     },
     close() {

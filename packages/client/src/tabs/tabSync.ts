@@ -42,8 +42,9 @@ export class TabSync {
    * Joins the other tabs: asks the leader's status, and runs for leader; `lead` is called
    * once this tab is elected (maybe never).
    * @param lead Starts the leader's work; `sendSoon` then sends the writes other tabs hand over.
+   * @param waiting Called if the election tells that another tab leads for now.
    */
-  start(lead: () => void): void {
+  start(lead: () => void, waiting?: () => void): void {
     this.#election.run(() => {
       if (this.#closed) return;
       this.#leading = true;
@@ -52,7 +53,7 @@ export class TabSync {
       lead();
       this.#unsubscribeStatus = this.#rooms.status.subscribe(() => this.#shareStatus());
       this.#shareStatus();
-    });
+    }, waiting);
     // Until it leads, this tab shows the leader's connection status.
     this.#channel.post({ type: 'status-request' });
   }
