@@ -120,6 +120,23 @@ export type { ServerMessage, ServerMessageType } from './protocol/serverMessageC
 export { fromSyncWire, toSyncWire } from './protocol/syncWire.js';
 export { decodeValue, encodeValue } from './protocol/valueCodec.js';
 export { fromWireEntry, toWireEntry } from './protocol/wireRecords.js';
+export type {
+  AggregateQuery,
+  AggregateRow,
+  AggregateSortKey,
+  AggregateValue,
+  Figure,
+  GroupKey,
+  TimeBucket,
+} from './query/aggregateTypes.js';
+export {
+  compileAggregate,
+  MAX_AGGREGATE_NAME,
+  MAX_FIGURES,
+  MAX_GROUP_KEYS,
+  MAX_GROUPS,
+  timeOf,
+} from './query/compileAggregate.js';
 export {
   type CompiledQuery,
   compileQuery,
@@ -130,8 +147,11 @@ export {
   MAX_QUERY_OPERANDS,
   MAX_SORT_KEYS,
 } from './query/compileQuery.js';
+export { evaluateAggregate } from './query/evaluateAggregate.js';
 export { evaluateQuery } from './query/evaluateQuery.js';
+export { ExactSum } from './query/exactSum.js';
 export { MAX_PATH_SEGMENTS, readField } from './query/fieldPath.js';
+export { type AggregateDelta, LiveAggregate } from './query/liveAggregate.js';
 export {
   LiveQuery,
   type LiveQueryDelta,

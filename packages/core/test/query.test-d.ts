@@ -1,5 +1,5 @@
 import { describe, expectTypeOf, it } from 'vitest';
-import type { FieldPath, PathValue, Query, Where } from '../src/index.js';
+import type { AggregateQuery, FieldPath, PathValue, Query, Where } from '../src/index.js';
 
 interface Task {
   title: string;
@@ -73,5 +73,32 @@ describe('query types', () => {
   it('accepts any field on untyped records', () => {
     const query: Query = { where: { anything: { gt: 1 }, 'deep.path': 'x' }, sort: 'whatever' };
     expectTypeOf(query).toExtend<Query<unknown>>();
+  });
+
+  it('types aggregates: figures and group keys over field paths, sort keys over their names', () => {
+    const query: AggregateQuery<Task, 'who' | 'day', 'n' | 'top'> = {
+      where: { done: true },
+      groupBy: { who: 'author.name', day: { field: 'priority', bucket: '1d' } },
+      aggregate: { n: 'count', top: { max: 'priority' } },
+      sort: [{ field: 'n', direction: 'desc' }, 'who'],
+      limit: 10,
+    };
+    expectTypeOf(query).toMatchTypeOf<AggregateQuery<Task>>();
+    const badField: AggregateQuery<Task> = {
+      // @ts-expect-error: not a field of Task
+      aggregate: { n: { sum: 'nope' } },
+    };
+    const badBucket: AggregateQuery<Task> = {
+      aggregate: { n: 'count' },
+      // @ts-expect-error: not a bucket
+      groupBy: { d: { field: 'priority', bucket: '5m' } },
+    };
+    const badSort: AggregateQuery<Task, 'who', 'n'> = {
+      aggregate: { n: 'count' },
+      groupBy: { who: 'title' },
+      // @ts-expect-error: sorted by a name the query does not have
+      sort: 'title',
+    };
+    expectTypeOf([badField, badBucket, badSort]).not.toBeNever();
   });
 });

@@ -68,11 +68,7 @@ export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
       );
     }
   }
-  const budget: Budget = { conditions: 0, operands: 0, canonical: new CanonicalTexts() };
-  const where = (query as { where?: unknown }).where;
-  const predicate: Predicate =
-    where === undefined ? () => true : compileWhere(where, 'where', 0, budget);
-  const { canonical } = budget;
+  const matches = compileFilter<V>((query as { where?: unknown }).where);
   const sortKeys = compileSort((query as { sort?: unknown }).sort);
   const limit = readCount((query as { limit?: unknown }).limit, 'limit', Number.POSITIVE_INFINITY);
   const offset = readCount((query as { offset?: unknown }).offset, 'offset', 0);
@@ -84,10 +80,7 @@ export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
     return values;
   };
   return {
-    matches: ((value: V) => {
-      canonical.forRecord(value);
-      return predicate(value);
-    }) as (value: V) => boolean,
+    matches,
     sortValuesOf,
     compare: (a, b) => {
       for (let i = 0; i < sortKeys.length; i++) {
@@ -102,6 +95,22 @@ export function compileQuery<V>(query: Query<V>): CompiledQuery<V> {
         : (key, value) => ({ key, value: project(value) as V }),
     offset,
     limit,
+  };
+}
+
+/**
+ * Compiles a `where` (a query's or an aggregate's) into a test of record values; no `where`
+ * matches everything.
+ * @throws {QueryError} naming the first problem.
+ */
+export function compileFilter<V>(where: unknown): (value: V) => boolean {
+  if (where === undefined) return () => true;
+  const budget: Budget = { conditions: 0, operands: 0, canonical: new CanonicalTexts() };
+  const predicate = compileWhere(where, 'where', 0, budget);
+  const { canonical } = budget;
+  return (value) => {
+    canonical.forRecord(value);
+    return predicate(value);
   };
 }
 
@@ -318,17 +327,31 @@ interface CompiledSortKey {
 }
 
 function compileSort(sort: unknown): CompiledSortKey[] {
+  return readSortKeys(sort, (field, path) => ({ segments: parseFieldPath(field, path) })).map(
+    ({ target, descending }) => ({ segments: target.segments, descending }),
+  );
+}
+
+/**
+ * Reads `sort`: one sort key or an array of at most 8, each `field` or `{ field, direction }`;
+ * `resolve` reads a field (a path in queries, a name in aggregates) or throws.
+ * @throws {QueryError} naming the first problem.
+ */
+export function readSortKeys<T>(
+  sort: unknown,
+  resolve: (field: unknown, path: string) => T,
+): Array<{ readonly target: T; readonly descending: boolean }> {
   if (sort === undefined) return [];
   const keys = Array.isArray(sort) ? sort : [sort];
   if (keys.length > MAX_SORT_KEYS)
     throw new QueryError('sort', `more than ${MAX_SORT_KEYS} sort keys`);
   return keys.map((key: unknown, index) => {
     const path = Array.isArray(sort) ? `sort[${index}]` : 'sort';
-    if (typeof key === 'string') return { segments: parseFieldPath(key, path), descending: false };
+    if (typeof key === 'string') return { target: resolve(key, path), descending: false };
     if (!isPlainObject(key))
       throw new QueryError(
         path,
-        `expected a field path or { field, direction }, got ${describeValue(key)}`,
+        `expected a field or { field, direction }, got ${describeValue(key)}`,
       );
     for (const name of Object.keys(key)) {
       if (name !== 'field' && name !== 'direction')
@@ -341,11 +364,12 @@ function compileSort(sort: unknown): CompiledSortKey[] {
         `expected "asc" or "desc", got ${describeValue(direction)}`,
       );
     }
-    return { segments: parseFieldPath(field, `${path}.field`), descending: direction === 'desc' };
+    return { target: resolve(field, `${path}.field`), descending: direction === 'desc' };
   });
 }
 
-function readCount(count: unknown, path: string, fallback: number): number {
+/** A non-negative safe integer option (`limit`, `offset`), or `fallback` when absent. */
+export function readCount(count: unknown, path: string, fallback: number): number {
   if (count === undefined) return fallback;
   if (!isIntegerIn(count, 0, Number.MAX_SAFE_INTEGER)) {
     throw new QueryError(path, `${UINT_ISSUE}, got ${describeValue(count)}`);
@@ -389,7 +413,8 @@ function compileProjection(fields: unknown): ((value: unknown) => unknown) | und
   };
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+/** Whether `value` is an object literal (or has a null prototype), not an array or class instance. */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const prototype = Object.getPrototypeOf(value);
   return prototype === Object.prototype || prototype === null;

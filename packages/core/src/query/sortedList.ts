@@ -32,6 +32,16 @@ export class SortedList<T> {
     return this.#size;
   }
 
+  /** The least item, if any. */
+  first(): T | undefined {
+    return this.#blocks[0]?.[0];
+  }
+
+  /** The greatest item, if any. */
+  last(): T | undefined {
+    return this.#blocks.at(-1)?.at(-1);
+  }
+
   /** Inserts `item` and returns its index. */
   insert(item: T): number {
     if (this.#blocks.length === 0) {
