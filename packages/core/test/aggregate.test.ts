@@ -4,7 +4,9 @@ import {
   type AggregateRow,
   ExactSum,
   evaluateAggregate,
+  HLC,
   LiveAggregate,
+  LWWMap,
   MAX_GROUPS,
   QueryError,
   timeOf,
@@ -285,6 +287,35 @@ describe('LiveAggregate', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it('follows a replica: field writes, a concurrent field write merged in, records leaving the where, deletes', () => {
+    const map = new LWWMap<Todo>(new HLC({ nodeId: 'here', now: () => 1_000 }));
+    const other = new LWWMap<Todo>(new HLC({ nodeId: 'there', now: () => 2_000 }));
+    for (const [key, value] of todos) map.set(key, value);
+    const query: AggregateQuery<Todo> = {
+      where: { done: true },
+      groupBy: { owner: 'owner' },
+      aggregate: { n: 'count', total: { sum: 'points' }, most: { max: 'points' } },
+    };
+    const live = new LiveAggregate(query, map.entries());
+    map.subscribe((change) => live.apply(change));
+    const agrees = () => expect(live.rows).toEqual(evaluateAggregate(query, map.entries()));
+    map.update('t1', { points: 10 });
+    agrees();
+    other.merge('t3', map.getRecord('t3')!);
+    const written = other.update('t3', { points: 7, owner: 'ann' })!;
+    map.merge('t3', written);
+    agrees();
+    expect(live.rows.find((row) => row.key === '["ann"]')?.value).toMatchObject({
+      n: 2,
+      total: 17,
+    });
+    map.update('t5', { done: false });
+    agrees();
+    map.delete('t1');
+    agrees();
+    expect(live.rows.map((row) => row.key)).toEqual(['[null]', '["ann"]']);
   });
 
   it('reports nothing for a change that moves no figure', () => {
