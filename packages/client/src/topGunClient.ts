@@ -1,4 +1,10 @@
-import { type LWWRecord, latestTimestamp, type Query, type Value } from '@topgun/core';
+import {
+  type AggregateQuery,
+  type LWWRecord,
+  latestTimestamp,
+  type Query,
+  type Value,
+} from '@topgun/core';
 import { StorageError } from './clientErrors.js';
 import {
   type ClientOptions,
@@ -8,6 +14,7 @@ import {
 } from './options/clientOptions.js';
 import { LocalWrites, type RejectedWrite } from './outbox/localWrites.js';
 import { Outbox } from './outbox/outbox.js';
+import type { AggregateHandle } from './queries/aggregateHandle.js';
 import type { QueryHandle } from './queries/queryHandle.js';
 import { type QueryOptions, QueryRegistry } from './queries/queryRegistry.js';
 import { localStorageQueryCache } from './queries/queryResultCache.js';
@@ -200,6 +207,16 @@ export class TopGunClient {
    */
   query<V>(map: string, query: Query<V>, options?: QueryOptions): QueryHandle<V> {
     return this.#queries.query(map, query, options);
+  }
+
+  /**
+   * A live aggregate over map `map` (counts, sums, averages, least and greatest values, in
+   * groups), evaluated on the local replica change by change. Equal aggregates share one
+   * handle. Maps replicated by query are not supported yet.
+   * @throws {QueryError} when the query is invalid, or `map` is replicated by query.
+   */
+  aggregate<V>(map: string, query: AggregateQuery<V>): AggregateHandle<V> {
+    return this.#queries.aggregate(map, query);
   }
 
   /** Unpins a query pinned with `{ offline: true }`: its rows may be dropped again. */

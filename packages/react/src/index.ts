@@ -1,4 +1,9 @@
 export { TopGunContext, TopGunProvider, type TopGunProviderProps } from './TopGunProvider.js';
+export {
+  type UseAggregateResult,
+  useAggregate,
+  useSuspenseAggregate,
+} from './useAggregate.js';
 export { useClient } from './useClient.js';
 export { type UseMapResult, useMap } from './useMap.js';
 export { useOnRejected } from './useOnRejected.js';

@@ -1,4 +1,5 @@
 import {
+  type AggregateQuery,
   type LWWMap,
   type LWWRecord,
   MAX_WINDOW_ROWS,
@@ -7,6 +8,7 @@ import {
   stableStringify,
   type Value,
 } from '@topgun/core';
+import { type AggregateHandle, Aggregates } from './aggregateHandle.js';
 import { Pins, type QueryTabMessage, scopedQueryRules } from './pins.js';
 import { QueryHandle } from './queryHandle.js';
 import type { QueryOptions, QueryRegistryOptions, ServerQuery } from './registryOptions.js';
@@ -28,6 +30,7 @@ export class QueryRegistry {
     string,
     { id: number; handle: QueryHandle<unknown>; window?: ServerWindow<unknown> | undefined }
   >();
+  readonly #aggregates: Aggregates;
   readonly #confirmedMaps = new Set<string>();
   readonly #pendingResults = new Map<string, () => readonly QueryRow<unknown>[]>();
   /** Pinned queries' last result keys, by `map` + query (stored, and read back at start). */
@@ -42,6 +45,7 @@ export class QueryRegistry {
   constructor(options: QueryRegistryOptions) {
     this.#options = options;
     this.#pins = new Pins(options.storePin, options.share);
+    this.#aggregates = new Aggregates(options);
   }
 
   /**
@@ -100,6 +104,15 @@ export class QueryRegistry {
     );
     this.#queries.set(cacheKey, { id, handle: handle as QueryHandle<unknown>, window });
     return handle;
+  }
+
+  /**
+   * The live aggregate of `query` over `map` (one handle for equal queries), evaluated on the
+   * replica of a map replicated whole.
+   * @throws {QueryError} when the query is invalid, or `map` is replicated by query.
+   */
+  aggregate<V>(map: string, query: AggregateQuery<V>): AggregateHandle<V> {
+    return this.#aggregates.aggregate(map, query, this.#confirmedMaps.has(map));
   }
 
   /**
@@ -271,6 +284,7 @@ export class QueryRegistry {
   confirmMap(map: string): void {
     this.#confirmedMaps.add(map);
     for (const { handle } of this.#queries.values()) if (handle.map === map) handle.confirm();
+    this.#aggregates.confirmMap(map);
   }
 
   /** The stored replica is loaded: remember the windows of the queries that follow it. */
@@ -300,6 +314,7 @@ export class QueryRegistry {
   dispose(): void {
     this.writeResults();
     for (const { handle } of this.#queries.values()) handle.dispose();
+    this.#aggregates.dispose();
   }
 
   /** Remembers a query's result for the next start, at most once a second (read then). */

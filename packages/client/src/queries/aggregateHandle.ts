@@ -1,0 +1,205 @@
+import {
+  type AggregateQuery,
+  type AggregateRow,
+  compileAggregate,
+  LiveAggregate,
+  type LWWMap,
+  QueryError,
+  type RecordChange,
+  stableStringify,
+} from '@topgun/core';
+import type { QueryStatus } from './queryHandle.js';
+import type { QueryRegistryOptions } from './registryOptions.js';
+
+/** What a live aggregate handle holds. The object keeps its identity until something changes. */
+export interface AggregateSnapshot {
+  /**
+   * The groups in order, each `{ key, value }` with its group keys and figures by name. A
+   * group whose figures did not change keeps its row object.
+   */
+  readonly data: readonly AggregateRow[];
+  readonly status: QueryStatus;
+  /** Why there is no result: the records fall into more than 10,000 groups. */
+  readonly error: Error | null;
+}
+
+/** How long an unobserved handle keeps following the replica (StrictMode, quick re-renders). */
+const IDLE_GRACE_MS = 1_000;
+const NO_ROWS: readonly AggregateRow[] = Object.freeze([]);
+
+/**
+ * A live aggregate over one map of the local replica, kept up to date change by change
+ * while it is read or observed (plus a short grace period); listeners run once per tick at
+ * most, and only when a group's figures or the status changed.
+ */
+export class AggregateHandle<V> {
+  #live: LiveAggregate<V> | undefined;
+  #unsubscribe: (() => void) | undefined;
+  readonly #listeners = new Set<() => void>();
+  #snapshot: AggregateSnapshot = { data: NO_ROWS, status: 'local', error: null };
+  #confirmed: boolean;
+  #notifyScheduled = false;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #replica: LWWMap<V>;
+  readonly #onIdle: (handle: AggregateHandle<V>) => void;
+
+  /**
+   * @param onIdle Called when the handle stops following the replica.
+   * @throws {QueryError} when the query is invalid.
+   */
+  constructor(
+    readonly map: string,
+    readonly query: AggregateQuery<V>,
+    replica: LWWMap<V>,
+    confirmed: boolean,
+    onIdle: (handle: AggregateHandle<V>) => void = () => {},
+  ) {
+    compileAggregate(query);
+    this.#replica = replica;
+    this.#confirmed = confirmed;
+    this.#onIdle = onIdle;
+  }
+
+  /** The current result. */
+  getSnapshot = (): AggregateSnapshot => {
+    this.#activate();
+    if (this.#listeners.size === 0) this.#scheduleIdle();
+    return this.#snapshot;
+  };
+
+  /** Listens to result changes; returns the unsubscribe function. */
+  subscribe = (listener: () => void): (() => void) => {
+    this.#activate();
+    clearTimeout(this.#idleTimer);
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+      if (this.#listeners.size === 0) this.#scheduleIdle();
+    };
+  };
+
+  /** Whether the handle currently follows the replica. */
+  get active(): boolean {
+    return this.#unsubscribe !== undefined;
+  }
+
+  /** The map was reconciled with the server: the figures are `synced`. */
+  confirm(): void {
+    this.#confirmed = true;
+    if (this.#snapshot.status !== 'synced') this.#update({ status: 'synced' });
+  }
+
+  /** Stops following the replica now. */
+  dispose(): void {
+    clearTimeout(this.#idleTimer);
+    this.#deactivate();
+    this.#listeners.clear();
+  }
+
+  #activate(): void {
+    if (this.#unsubscribe !== undefined) return;
+    this.#rebuild();
+    const unsubscribeChanges = this.#replica.subscribe((change) => this.#apply(change));
+    // A bulk load (start-up) is cheaper to evaluate once than change by change.
+    const unsubscribeBulk = this.#replica.subscribeBulk(() => this.#rebuild(true));
+    this.#unsubscribe = () => {
+      unsubscribeChanges();
+      unsubscribeBulk();
+    };
+  }
+
+  #rebuild(tell = false): void {
+    const status = this.#confirmed ? 'synced' : 'local';
+    try {
+      this.#live = new LiveAggregate(this.query, this.#replica.entries());
+      this.#snapshot = { data: this.#live.rows, status, error: null };
+    } catch (error) {
+      this.#live = undefined;
+      this.#snapshot = { data: NO_ROWS, status, error: error as Error };
+    }
+    if (tell) this.#notify();
+  }
+
+  #apply(change: RecordChange<V>): void {
+    const live = this.#live;
+    if (live === undefined) return;
+    try {
+      if (live.apply(change).changed) this.#update({ data: live.rows });
+    } catch (error) {
+      this.#live = undefined;
+      this.#update({ data: NO_ROWS, error: error as Error });
+    }
+  }
+
+  #deactivate(): void {
+    if (this.#unsubscribe === undefined) return;
+    this.#unsubscribe();
+    this.#unsubscribe = undefined;
+    this.#live = undefined;
+    this.#onIdle(this);
+  }
+
+  #scheduleIdle(): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      if (this.#listeners.size === 0) this.#deactivate();
+    }, IDLE_GRACE_MS);
+  }
+
+  #update(change: Partial<AggregateSnapshot>): void {
+    this.#snapshot = { ...this.#snapshot, ...change };
+    this.#notify();
+  }
+
+  #notify(): void {
+    if (this.#notifyScheduled) return;
+    this.#notifyScheduled = true;
+    queueMicrotask(() => {
+      this.#notifyScheduled = false;
+      for (const listener of this.#listeners) listener();
+    });
+  }
+}
+
+/** The live aggregates of a client: equal aggregates of a map share one handle while used. */
+export class Aggregates {
+  readonly #handles = new Map<string, AggregateHandle<unknown>>();
+  readonly #options: Pick<QueryRegistryOptions, 'replica' | 'scoped'>;
+
+  constructor(options: Pick<QueryRegistryOptions, 'replica' | 'scoped'>) {
+    this.#options = options;
+  }
+
+  /** @throws {QueryError} when the query is invalid, or `map` is replicated by query. */
+  aggregate<V>(map: string, query: AggregateQuery<V>, confirmed: boolean): AggregateHandle<V> {
+    const key = `${map}\u0000${stableStringify(query)}`;
+    const cached = this.#handles.get(key);
+    if (cached !== undefined) return cached as AggregateHandle<V>;
+    if (this.#options.scoped(map))
+      throw new QueryError(
+        'aggregate',
+        `map ${map} is replicated by query: its aggregates are the server's, which this client does not ask for yet`,
+      );
+    const handle = new AggregateHandle(
+      map,
+      query,
+      this.#options.replica(map) as LWWMap<unknown> as LWWMap<V>,
+      confirmed,
+      (idle) => {
+        if (this.#handles.get(key) === (idle as AggregateHandle<unknown>))
+          this.#handles.delete(key);
+      },
+    );
+    this.#handles.set(key, handle as AggregateHandle<unknown>);
+    return handle;
+  }
+
+  /** Map `map` is reconciled with the server: its aggregates are synced. */
+  confirmMap(map: string): void {
+    for (const handle of this.#handles.values()) if (handle.map === map) handle.confirm();
+  }
+
+  dispose(): void {
+    for (const handle of this.#handles.values()) handle.dispose();
+  }
+}
