@@ -39,6 +39,7 @@ export class AggregateHandle<V> {
   #snapshot: AggregateSnapshot = { data: NO_ROWS, status: 'local', error: null };
   #confirmed: boolean;
   #notifyScheduled = false;
+  #settleScheduled = false;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #replica: LWWMap<V>;
   readonly #onIdle: (handle: AggregateHandle<V>) => void;
@@ -124,11 +125,24 @@ export class AggregateHandle<V> {
     const live = this.#live;
     if (live === undefined) return;
     try {
-      if (live.apply(change).changed) this.#update({ data: live.rows });
+      if (live.apply(change)) this.#settleSoon();
     } catch (error) {
       this.#live = undefined;
       this.#update({ data: NO_ROWS, error: error as Error });
     }
+  }
+
+  /** Reads the changes of one tick together: a new snapshot only when a figure changed. */
+  #settleSoon(): void {
+    if (this.#settleScheduled) return;
+    this.#settleScheduled = true;
+    queueMicrotask(() => {
+      this.#settleScheduled = false;
+      const live = this.#live;
+      if (!live?.delta().changed) return;
+      this.#snapshot = { ...this.#snapshot, data: live.rows };
+      for (const listener of this.#listeners) listener();
+    });
   }
 
   #deactivate(): void {

@@ -37,6 +37,8 @@ export interface CompiledAggregate<V> {
   readonly groupOf: (value: V) => unknown[];
   readonly groupNames: readonly string[];
   readonly figures: readonly CompiledFigure[];
+  /** Whether a figure reads a field (one is not `count`). */
+  readonly readsFields: boolean;
   /** The result order of two groups' rows. */
   readonly compare: (a: AggregateRow, b: AggregateRow) => number;
   /** `Infinity` when there is no limit. */
@@ -76,9 +78,14 @@ export function compileAggregate<V>(query: AggregateQuery<V>): CompiledAggregate
   const groupNames = groups.map(({ name }) => name);
   return {
     matches: compileFilter<V>(raw['where']),
-    groupOf: (value) => groups.map(({ read }) => read(value)),
+    groupOf: (value) => {
+      const keys = new Array<unknown>(groups.length);
+      for (let index = 0; index < groups.length; index++) keys[index] = groups[index]!.read(value);
+      return keys;
+    },
     groupNames,
     figures,
+    readsFields: figures.some(({ kind }) => kind !== 'count'),
     compare: (a, b) => {
       const left = a.value as Record<string, unknown>;
       const right = b.value as Record<string, unknown>;
@@ -103,7 +110,14 @@ export function isRanked(field: unknown): field is number | string {
 
 /** The canonical text of a group: its key values, in `groupBy` order, as stable JSON. */
 export function groupKeyText(values: readonly unknown[]): string {
-  return stableStringify(values);
+  // Numbers, strings, booleans and null as `stableStringify` writes them, without its walk.
+  let text = '[';
+  for (let index = 0; index < values.length; index++) {
+    const value = values[index];
+    if (typeof value === 'object' && value !== null) return stableStringify(values);
+    text += `${index > 0 ? ',' : ''}${JSON.stringify(value)}`;
+  }
+  return `${text}]`;
 }
 
 /** The entries of `groupBy` or `aggregate`, their names checked (unique across both). */

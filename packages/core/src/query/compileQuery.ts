@@ -179,7 +179,7 @@ class CanonicalTexts {
   forRecord(record: unknown): void {
     if (record === this.#record) return;
     this.#record = record;
-    this.#texts.clear();
+    if (this.#texts.size > 0) this.#texts.clear();
   }
 
   textOf(field: object): string {

@@ -27,7 +27,11 @@ export class ExactSum {
     let used = 0;
     for (let i = 0; i < partials.length; i++) {
       let y = partials[i]!;
-      if (Math.abs(x) < Math.abs(y)) [x, y] = [y, x];
+      if (Math.abs(x) < Math.abs(y)) {
+        const larger = y;
+        y = x;
+        x = larger;
+      }
       const high = x + y;
       const low = y - (high - x);
       if (low !== 0) partials[used++] = low;
