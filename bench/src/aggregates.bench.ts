@@ -6,7 +6,7 @@
  * sustained: 35% ticks and unticks, 25% title edits, 10% points, 10% owners, 15% new todos,
  * 5% deletions; each aggregate's delta read every 100 changes), against evaluating all ten from scratch per change; median of
  * `BENCH_ROUNDS` (default 3). Writes `results/aggregates.json` (its `core` part).
- * `node --max-old-space-size=8192 --import tsx src/aggregates.bench.ts`
+ * `pnpm bench:aggregates`
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
