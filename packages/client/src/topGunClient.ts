@@ -62,6 +62,8 @@ export class TopGunClient {
   #loaded = false;
   #closed = false;
   #sendScheduled = false;
+  /** The maps the stored replica held records of. */
+  readonly #storedMaps = new Set<string>();
   /** Closes the socket opened while the election ran, unless it was taken. */
   readonly #discardEarly: () => void;
 
@@ -179,6 +181,7 @@ export class TopGunClient {
             random,
             loaded,
             fresh: resolved.fresh,
+            storedMaps: () => this.#storedMaps,
           },
         );
       },
@@ -301,7 +304,10 @@ export class TopGunClient {
       // Our own stored records: loaded in bulk, without per-record validation or events.
       this.#replicas.loadModes(state.meta);
       this.#queries.loadPins(state.meta);
-      for (const [map, entries] of byMap) this.#replicas.load(map, entries);
+      for (const [map, entries] of byMap) {
+        this.#storedMaps.add(map);
+        this.#replicas.load(map, entries);
+      }
       this.#outbox.put(state.outbox);
     } catch (error) {
       this.status.setState({

@@ -123,6 +123,47 @@ describe('a first visit (no client id stored)', () => {
     await tick();
     expect(connection.sent.filter((message) => message.type === 'subscribe')).toEqual([]);
   });
+
+  it('subscribes again, naming them, when the replica held records after all (localStorage alone was cleared)', async () => {
+    const inner = createMemoryStorage();
+    const timestamp = { millis: 1, counter: 0, nodeId: 'server' };
+    await inner.commit({
+      records: [
+        { map: 'events', key: 'old', record: { value: { kind: 'order', at: 1 }, timestamp } },
+      ],
+    });
+    const { storage, release } = slowStorage(inner);
+    const { client, transport } = scopedClient(storage);
+    const stop = client.query<Event>('events', WINDOW).subscribe(() => {});
+    const connection = await transport.connection(0);
+    await connection.welcome();
+    const early = await connection.next('subscribe');
+    expect(early.have?.keys ?? []).toEqual([]);
+    release();
+    await client.ready;
+    expect(await connection.next('unsubscribe')).toEqual({ type: 'unsubscribe', id: early.id });
+    const again = await connection.next('subscribe');
+    expect(again.id).toBe(early.id);
+    expect(again.have?.keys).toEqual(['old']);
+    stop();
+  });
+
+  it('answers an error at once while the welcome waits for the replica', async () => {
+    const { storage, release } = slowStorage();
+    const { client, transport } = scopedClient(storage);
+    const connection = await transport.connection(0);
+    await connection.welcome();
+    connection.receive({
+      type: 'error',
+      code: 'TOKEN_EXPIRED',
+      message: 'the token expired',
+      retryable: false,
+    });
+    await tick();
+    const { lastError } = client.status.getState();
+    release();
+    expect(lastError?.message).toBe('the token expired');
+  });
 });
 
 describe('a later visit (a client id stored)', () => {
@@ -237,6 +278,17 @@ describe('connectEarly', () => {
     made[0]!.events.close(1006, '');
     expect(seen).toEqual(['open', 'frame 1', 'frame 2', 'close 1006']);
     expect(made).toHaveLength(1);
+  });
+
+  it('drops one that closed before it was taken: the first connect opens a new one', () => {
+    const { transport, made } = recordingTransport();
+    const early = connectEarly(transport, 'ws://a');
+    made[0]!.events.close(1006, 'gone');
+    early.connect('ws://a', { open() {}, frame() {}, close() {} });
+    expect(made.map(({ url, closed }) => [url, closed])).toEqual([
+      ['ws://a', true],
+      ['ws://a', false],
+    ]);
   });
 
   it('closes it for a connection to another server, and when nobody takes it within 5 s', () => {

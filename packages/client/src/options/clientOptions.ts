@@ -89,8 +89,9 @@ export interface ResolvedClientOptions {
   /** The node id the connection announces (shared by this profile's tabs). */
   readonly nodeId: string;
   /**
-   * This profile had no node id stored for the database: nothing of it was stored before
-   * (a first visit), as far as this start can tell without reading the storage.
+   * This profile had no node id stored for the database: a first visit, as far as this start
+   * can tell without reading the storage (which may still hold records, when localStorage
+   * alone was cleared, or the storage is the app's own).
    */
   readonly fresh: boolean;
   readonly storage: ClientStorage;

@@ -25,7 +25,14 @@ export function connectEarly(transport: Transport, url: string): EarlyTransport 
       return transport.connect(url, {
         open: () => deliver((to) => to.open()),
         frame: (data) => deliver((to) => to.frame(data)),
-        close: (code, reason) => deliver((to) => to.close(code, reason)),
+        close: (code, reason) => {
+          // Closed before anyone took it: the first connect opens a new one at once.
+          if (waiting === undefined) deliver((to) => to.close(code, reason));
+          else {
+            missed.length = 0;
+            discard();
+          }
+        },
       });
     } catch {
       // The connect that asks for it tries again and reports why.

@@ -20,6 +20,8 @@ export interface ServerQueriesOptions {
   readonly send: (message: Message) => void;
   readonly report: (code: SyncError['code'], message: string, serverCode?: string) => void;
   readonly now: () => number;
+  /** The maps the stored replica held records of, once it is loaded. */
+  readonly storedMaps?: (() => ReadonlySet<string>) | undefined;
 }
 
 /**
@@ -61,8 +63,16 @@ export class ServerQueries {
   /** The welcome is processed: subscribes every query not subscribed early. */
   welcomed(): void {
     this.ready = true;
-    for (const query of this.#options.queries.active())
+    const stored = this.#options.storedMaps?.();
+    for (const query of this.#options.queries.active()) {
       if (!this.#early.has(query.id)) this.subscribe(query);
+      else if (stored?.has(query.map)) {
+        // The first visit held records after all (its client id was lost, not its replica):
+        // subscribed again naming them, so that what the server no longer has is revoked.
+        this.#pacer.send(() => this.#options.send({ type: 'unsubscribe', id: query.id }), true);
+        this.subscribe(query);
+      }
+    }
     this.#early.clear();
     this.#earlyOpen = false;
   }

@@ -49,6 +49,8 @@ export interface SyncEngineOptions extends Omit<ReconnectingConnectionOptions, '
    * subscribed without waiting for `loaded` (see {@link ServerQueries}).
    */
   readonly fresh?: boolean | undefined;
+  /** The maps the stored replica held records of, once `loaded`. */
+  readonly storedMaps?: (() => ReadonlySet<string>) | undefined;
 }
 
 /** Batches of ops in flight at once. */
@@ -92,6 +94,7 @@ export class SyncEngine implements ConnectionHandler {
       send: (message) => this.#connection.send(message),
       report: (code, message, serverCode) => this.#report(code, message, serverCode),
       now: options.now,
+      storedMaps: options.storedMaps,
     });
     this.#connection = new ReconnectingConnection({ ...options, status: rooms.status }, this);
   }
@@ -162,7 +165,11 @@ export class SyncEngine implements ConnectionHandler {
   /** @internal A message from the server. */
   message(message: Message): void {
     const { loaded } = this.#options;
-    if (this.#welcomeWaits && loaded !== undefined) {
+    // What touches the replica, the queries or the outbox waits for the replica, in order; an
+    // error (an expired token) or a ping is answered at once.
+    const atOnce =
+      message.type === 'error' || message.type === 'auth_error' || message.type === 'ping';
+    if (this.#welcomeWaits && loaded !== undefined && !atOnce) {
       const drops = this.#drops;
       void loaded.then(() => drops === this.#drops && this.message(message));
       return;
