@@ -77,6 +77,24 @@ function scopedClient(storage: ClientStorage) {
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
 
+/**
+ * A client whose slow stored replica holds event `key`, following the window, welcomed by
+ * the test (its replica still loading until `release()`).
+ */
+async function welcomedHolding(key: string) {
+  const inner = createMemoryStorage();
+  const timestamp = { millis: 1, counter: 0, nodeId: 'server' };
+  await inner.commit({
+    records: [{ map: 'events', key, record: { value: { kind: 'order', at: 1 }, timestamp } }],
+  });
+  const { storage, release } = slowStorage(inner);
+  const { client, transport } = scopedClient(storage);
+  const stop = client.query<Event>('events', WINDOW).subscribe(() => {});
+  const connection = await transport.connection(0);
+  await connection.welcome();
+  return { client, connection, stop, release };
+}
+
 describe('a first visit (no client id stored)', () => {
   it('subscribes a query of a map replicated by query on the welcome, before the replica loads, and applies its rows once it has', async () => {
     const { storage, release } = slowStorage();
@@ -125,18 +143,7 @@ describe('a first visit (no client id stored)', () => {
   });
 
   it('subscribes again, naming them, when the replica held records after all (localStorage alone was cleared)', async () => {
-    const inner = createMemoryStorage();
-    const timestamp = { millis: 1, counter: 0, nodeId: 'server' };
-    await inner.commit({
-      records: [
-        { map: 'events', key: 'old', record: { value: { kind: 'order', at: 1 }, timestamp } },
-      ],
-    });
-    const { storage, release } = slowStorage(inner);
-    const { client, transport } = scopedClient(storage);
-    const stop = client.query<Event>('events', WINDOW).subscribe(() => {});
-    const connection = await transport.connection(0);
-    await connection.welcome();
+    const { client, connection, stop, release } = await welcomedHolding('old');
     const early = await connection.next('subscribe');
     expect(early.have?.keys ?? []).toEqual([]);
     release();
@@ -169,18 +176,7 @@ describe('a first visit (no client id stored)', () => {
 describe('a later visit (a client id stored)', () => {
   it('subscribes once the replica is loaded, naming the records it holds', async () => {
     items.set('topgun:topgun:clientId', 'storedClient');
-    const inner = createMemoryStorage();
-    const timestamp = { millis: 1, counter: 0, nodeId: 'server' };
-    await inner.commit({
-      records: [
-        { map: 'events', key: 'e1', record: { value: { kind: 'order', at: 1 }, timestamp } },
-      ],
-    });
-    const { storage, release } = slowStorage(inner);
-    const { client, transport } = scopedClient(storage);
-    const stop = client.query<Event>('events', WINDOW).subscribe(() => {});
-    const connection = await transport.connection(0);
-    await connection.welcome();
+    const { client, connection, stop, release } = await welcomedHolding('e1');
     await tick();
     expect(connection.sent.filter((message) => message.type === 'subscribe')).toEqual([]);
     release();
