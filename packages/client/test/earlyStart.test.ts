@@ -92,7 +92,7 @@ async function welcomedHolding(key: string) {
   const stop = client.query<Event>('events', WINDOW).subscribe(() => {});
   const connection = await transport.connection(0);
   await connection.welcome();
-  return { client, connection, stop, release };
+  return { client, transport, connection, stop, release };
 }
 
 describe('a first visit (no client id stored)', () => {
@@ -143,7 +143,7 @@ describe('a first visit (no client id stored)', () => {
   });
 
   it('subscribes again, naming them, when the replica held records after all (localStorage alone was cleared)', async () => {
-    const { client, connection, stop, release } = await welcomedHolding('old');
+    const { client, transport, connection, stop, release } = await welcomedHolding('old');
     const early = await connection.next('subscribe');
     expect(early.have?.keys ?? []).toEqual([]);
     release();
@@ -152,6 +152,13 @@ describe('a first visit (no client id stored)', () => {
     const again = await connection.next('subscribe');
     expect(again.id).toBe(early.id);
     expect(again.have?.keys).toEqual(['old']);
+    // A reconnect, the replica loaded: one subscribe naming what it holds, nothing twice.
+    connection.drop();
+    const next = await transport.connection(1);
+    await next.welcome();
+    expect((await next.next('subscribe')).have?.keys).toEqual(['old']);
+    await tick();
+    expect(next.sent.filter((message) => message.type !== 'sync')).toEqual([]);
     stop();
   });
 

@@ -72,6 +72,8 @@ export class SyncEngine implements ConnectionHandler {
   readonly #queries: ServerQueries;
   /** The welcome arrived and waits for the replica: what follows it waits too, in order. */
   #welcomeWaits = false;
+  /** Whether `loaded` has resolved (early subscriptions are for a replica still loading). */
+  #replicaLoaded = false;
   /** Connections dropped: a welcome that waited for the replica may be out of date. */
   #drops = 0;
 
@@ -95,6 +97,9 @@ export class SyncEngine implements ConnectionHandler {
       report: (code, message, serverCode) => this.#report(code, message, serverCode),
       now: options.now,
       storedMaps: options.storedMaps,
+    });
+    void options.loaded?.then(() => {
+      this.#replicaLoaded = true;
     });
     this.#connection = new ReconnectingConnection({ ...options, status: rooms.status }, this);
   }
@@ -199,7 +204,7 @@ export class SyncEngine implements ConnectionHandler {
           this.#welcomeWaits = false;
           this.#onWelcome(message);
         });
-        if (fresh) this.#queries.subscribeEarly();
+        if (fresh && !this.#replicaLoaded) this.#queries.subscribeEarly();
         return;
       }
       case 'auth_error':
