@@ -165,28 +165,25 @@ export class TopGunClient {
     this.#discardEarly = () => early?.discard();
     // Elected and connected while the replica loads: only what follows the server's welcome
     // waits for it.
-    this.#tabs.start(
-      () => {
-        if (urls === undefined || this.#closed) return;
-        this.#engine = new SyncEngine(
-          { ...rooms, clock },
-          {
-            ...options,
-            urls,
-            firstUrl: first,
-            nodeId: this.nodeId,
-            transport,
-            online,
-            now: options.now ?? Date.now,
-            random,
-            loaded,
-            fresh: resolved.fresh,
-            storedMaps: () => this.#storedMaps,
-          },
-        );
-      },
-      () => early?.discard(),
-    );
+    this.#tabs.start(() => {
+      if (urls === undefined || this.#closed) return;
+      this.#engine = new SyncEngine(
+        { ...rooms, clock },
+        {
+          ...options,
+          urls,
+          firstUrl: first,
+          nodeId: this.nodeId,
+          transport,
+          online,
+          now: options.now ?? Date.now,
+          random,
+          loaded,
+          fresh: resolved.fresh,
+          storedMaps: () => this.#storedMaps,
+        },
+      );
+    }, this.#discardEarly);
     if (resultCache !== undefined && typeof addEventListener === 'function') {
       // Leaving the page: remember the results now rather than after the debounce.
       addEventListener('pagehide', () => this.#queries.writeResults());

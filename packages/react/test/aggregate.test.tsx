@@ -1,10 +1,9 @@
 import 'fake-indexeddb/auto';
 import { act, render, screen } from '@testing-library/react';
-import { createClient, createMemoryStorage, type TopGunClient } from '@topgun/client';
 import type { AggregateRow } from '@topgun/core';
-import { type ReactNode, Suspense } from 'react';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { TopGunProvider, useAggregate, useSuspenseAggregate } from '../src/index.js';
+import { describe, expect, it, vi } from 'vitest';
+import { useAggregate, useSuspenseAggregate } from '../src/index.js';
+import { flush, newClient, renderWhileLoading, wrapper } from './harness.js';
 
 interface Todo {
   title: string;
@@ -12,25 +11,6 @@ interface Todo {
   done: boolean;
   points?: number;
 }
-
-const clients: TopGunClient[] = [];
-function newClient(options: Parameters<typeof createClient>[0] = {}) {
-  const client = createClient({ storage: 'memory', ...options });
-  clients.push(client);
-  return client;
-}
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.close()));
-});
-
-const wrapper =
-  (client: TopGunClient) =>
-  ({ children }: { children: ReactNode }) => (
-    <TopGunProvider client={client}>{children}</TopGunProvider>
-  );
-
-/** Lets queued microtask notifications reach React. */
-const flush = () => act(async () => {});
 
 describe('useAggregate', () => {
   const seen: Array<readonly AggregateRow<'owner', 'open' | 'points'>[]> = [];
@@ -101,27 +81,13 @@ describe('useAggregate', () => {
 
 describe('useSuspenseAggregate', () => {
   it('suspends until the stored replica is loaded, then counts it', async () => {
-    const storage = createMemoryStorage();
-    const seed = newClient({ storage });
-    seed.getMap<Todo>('todos').set('s', { title: 'Stored', owner: 'ann', done: false });
-    await seed.close();
-    const client = newClient({ storage });
     function Count() {
       const { data } = useSuspenseAggregate<Todo, never, 'n'>('todos', {
         aggregate: { n: 'count' },
       });
       return <p>{`count ${data[0]?.value.n}`}</p>;
     }
-    render(
-      <Suspense fallback={<p>loading</p>}>
-        <Count />
-      </Suspense>,
-      { wrapper: wrapper(client) },
-    );
-    expect(screen.getByText('loading')).toBeTruthy();
-    await act(async () => {
-      await client.ready;
-    });
+    await renderWhileLoading({ title: 'Stored', owner: 'ann', done: false }, <Count />);
     expect(await screen.findByText('count 1')).toBeTruthy();
   });
 });

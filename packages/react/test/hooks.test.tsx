@@ -1,42 +1,13 @@
 import 'fake-indexeddb/auto';
 import { act, render, screen } from '@testing-library/react';
-import { createClient, type TopGunClient } from '@topgun/client';
-import { type ReactNode, StrictMode, Suspense } from 'react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import {
-  TopGunProvider,
-  useMap,
-  useQuery,
-  useRecord,
-  useSuspenseQuery,
-  useSyncStatus,
-} from '../src/index.js';
+import { useMap, useQuery, useRecord, useSuspenseQuery, useSyncStatus } from '../src/index.js';
+import { flush, newClient, renderWhileLoading, wrapper } from './harness.js';
 
 interface Todo {
   title: string;
   done: boolean;
 }
-
-const clients: TopGunClient[] = [];
-function newClient(options: Parameters<typeof createClient>[0] = {}) {
-  const client = createClient({ storage: 'memory', ...options });
-  clients.push(client);
-  return client;
-}
-afterEach(async () => {
-  vi.useRealTimers();
-  await Promise.all(clients.splice(0).map((client) => client.close()));
-});
-
-function wrapper(client: TopGunClient, strict = false) {
-  return ({ children }: { children: ReactNode }) => {
-    const tree = <TopGunProvider client={client}>{children}</TopGunProvider>;
-    return strict ? <StrictMode>{tree}</StrictMode> : tree;
-  };
-}
-
-/** Lets queued microtask notifications reach React. */
-const flush = () => act(async () => {});
 
 describe('useMap', () => {
   it('renders entries and re-renders on writes', async () => {
@@ -177,25 +148,11 @@ describe('useQuery', () => {
 
 describe('useSuspenseQuery', () => {
   it('suspends until the stored replica is loaded, then shows it', async () => {
-    const storage = (await import('@topgun/client')).createMemoryStorage();
-    const seed = newClient({ storage });
-    seed.getMap<Todo>('todos').set('s', { title: 'Stored', done: false });
-    await seed.close();
-    const client = newClient({ storage });
     function Stored() {
       const { data } = useSuspenseQuery<Todo>('todos', {});
       return <p>{data.map((row) => row.value.title).join()}</p>;
     }
-    render(
-      <Suspense fallback={<p>loading</p>}>
-        <Stored />
-      </Suspense>,
-      { wrapper: wrapper(client) },
-    );
-    expect(screen.getByText('loading')).toBeTruthy();
-    await act(async () => {
-      await client.ready;
-    });
+    await renderWhileLoading({ title: 'Stored', done: false }, <Stored />);
     expect(await screen.findByText('Stored')).toBeTruthy();
   });
 });

@@ -6,8 +6,8 @@ import {
   type LWWMap,
   QueryError,
   type RecordChange,
-  stableStringify,
 } from '@topgun/core';
+import { Observers } from './observers.js';
 import type { QueryStatus } from './queryHandle.js';
 import type { QueryRegistryOptions } from './registryOptions.js';
 
@@ -23,8 +23,6 @@ export interface AggregateSnapshot {
   readonly error: Error | null;
 }
 
-/** How long an unobserved handle keeps following the replica (StrictMode, quick re-renders). */
-const IDLE_GRACE_MS = 1_000;
 const NO_ROWS: readonly AggregateRow[] = Object.freeze([]);
 
 /**
@@ -35,12 +33,17 @@ const NO_ROWS: readonly AggregateRow[] = Object.freeze([]);
 export class AggregateHandle<V> {
   #live: LiveAggregate<V> | undefined;
   #unsubscribe: (() => void) | undefined;
-  readonly #listeners = new Set<() => void>();
+  readonly #observers = new Observers(
+    () => this.#activate(),
+    () => this.#deactivate(),
+  );
   #snapshot: AggregateSnapshot = { data: NO_ROWS, status: 'local', error: null };
   #confirmed: boolean;
   #notifyScheduled = false;
-  #settleScheduled = false;
-  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The aggregate took changes not read yet. */
+  #figuresMoved = false;
+  /** The snapshot changed since the listeners were last told. */
+  #snapshotChanged = false;
   readonly #replica: LWWMap<V>;
   readonly #onIdle: (handle: AggregateHandle<V>) => void;
 
@@ -63,21 +66,12 @@ export class AggregateHandle<V> {
 
   /** The current result. */
   getSnapshot = (): AggregateSnapshot => {
-    this.#activate();
-    if (this.#listeners.size === 0) this.#scheduleIdle();
+    this.#observers.read();
     return this.#snapshot;
   };
 
   /** Listens to result changes; returns the unsubscribe function. */
-  subscribe = (listener: () => void): (() => void) => {
-    this.#activate();
-    clearTimeout(this.#idleTimer);
-    this.#listeners.add(listener);
-    return () => {
-      this.#listeners.delete(listener);
-      if (this.#listeners.size === 0) this.#scheduleIdle();
-    };
-  };
+  subscribe = (listener: () => void): (() => void) => this.#observers.subscribe(listener);
 
   /** Whether the handle currently follows the replica. */
   get active(): boolean {
@@ -92,9 +86,7 @@ export class AggregateHandle<V> {
 
   /** Stops following the replica now. */
   dispose(): void {
-    clearTimeout(this.#idleTimer);
-    this.#deactivate();
-    this.#listeners.clear();
+    this.#observers.dispose();
   }
 
   #activate(): void {
@@ -125,24 +117,11 @@ export class AggregateHandle<V> {
     const live = this.#live;
     if (live === undefined) return;
     try {
-      if (live.apply(change)) this.#settleSoon();
+      if (live.apply(change)) this.#notify(true);
     } catch (error) {
       this.#live = undefined;
       this.#update({ data: NO_ROWS, error: error as Error });
     }
-  }
-
-  /** Reads the changes of one tick together: a new snapshot only when a figure changed. */
-  #settleSoon(): void {
-    if (this.#settleScheduled) return;
-    this.#settleScheduled = true;
-    queueMicrotask(() => {
-      this.#settleScheduled = false;
-      const live = this.#live;
-      if (!live?.delta().changed) return;
-      this.#snapshot = { ...this.#snapshot, data: live.rows };
-      for (const listener of this.#listeners) listener();
-    });
   }
 
   #deactivate(): void {
@@ -153,24 +132,33 @@ export class AggregateHandle<V> {
     this.#onIdle(this);
   }
 
-  #scheduleIdle(): void {
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = setTimeout(() => {
-      if (this.#listeners.size === 0) this.#deactivate();
-    }, IDLE_GRACE_MS);
-  }
-
   #update(change: Partial<AggregateSnapshot>): void {
     this.#snapshot = { ...this.#snapshot, ...change };
     this.#notify();
   }
 
-  #notify(): void {
+  /**
+   * Tells the listeners once per tick, when the snapshot changed; `figures`: the aggregate
+   * took changes, read together then (a new snapshot only when a figure moved).
+   */
+  #notify(figures = false): void {
+    if (figures) this.#figuresMoved = true;
+    else this.#snapshotChanged = true;
     if (this.#notifyScheduled) return;
     this.#notifyScheduled = true;
     queueMicrotask(() => {
       this.#notifyScheduled = false;
-      for (const listener of this.#listeners) listener();
+      if (this.#figuresMoved) {
+        this.#figuresMoved = false;
+        const live = this.#live;
+        if (live?.delta().changed) {
+          this.#snapshot = { ...this.#snapshot, data: live.rows };
+          this.#snapshotChanged = true;
+        }
+      }
+      if (!this.#snapshotChanged) return;
+      this.#snapshotChanged = false;
+      this.#observers.tell();
     });
   }
 }
@@ -184,9 +172,16 @@ export class Aggregates {
     this.#options = options;
   }
 
-  /** @throws {QueryError} when the query is invalid, or `map` is replicated by query. */
-  aggregate<V>(map: string, query: AggregateQuery<V>, confirmed: boolean): AggregateHandle<V> {
-    const key = `${map}\u0000${stableStringify(query)}`;
+  /**
+   * The handle of `query` over `map`, by `key` (the registry's key of equal queries).
+   * @throws {QueryError} when the query is invalid, or `map` is replicated by query.
+   */
+  aggregate<V>(
+    key: string,
+    map: string,
+    query: AggregateQuery<V>,
+    confirmed: boolean,
+  ): AggregateHandle<V> {
     const cached = this.#handles.get(key);
     if (cached !== undefined) return cached as AggregateHandle<V>;
     if (this.#options.scoped(map))

@@ -6,6 +6,7 @@ import {
   type Query,
   type QueryRow,
 } from '@topgun/core';
+import { Observers } from './observers.js';
 import type { ServerWindow } from './serverWindow.js';
 
 /** Where a query's result comes from. */
@@ -29,8 +30,6 @@ export interface QuerySnapshot<V> {
   readonly error: Error | null;
 }
 
-/** How long an unobserved handle keeps following the replica (StrictMode, quick re-renders). */
-const IDLE_GRACE_MS = 1_000;
 /**
  * A result of more rows than this is copied for a render at most once per its size in
  * thousands of ms (200,000 rows: every 200 ms), up to once a second: while a first sync
@@ -64,7 +63,10 @@ export class QueryHandle<V> {
   #live: LiveResult<V> | undefined;
   #unsubscribeReplica: (() => void) | undefined;
   #unsubscribeBulk: (() => void) | undefined;
-  readonly #listeners = new Set<() => void>();
+  readonly #observers = new Observers(
+    () => this.#activate(),
+    () => this.#deactivate(),
+  );
   #snapshot: QuerySnapshot<V> | undefined;
   /** Whether the live query's rows changed since `snapshot` was taken (read when next asked). */
   #rowsChanged = false;
@@ -73,7 +75,6 @@ export class QueryHandle<V> {
   #notifyTimer: ReturnType<typeof setTimeout> | undefined;
   /** When listeners were last told (`performance.now()`), for large results. */
   #notifiedAt = Number.NEGATIVE_INFINITY;
-  #idleTimer: ReturnType<typeof setTimeout> | undefined;
   /** The window's length, once {@link loadMore} grew it past the query's `limit`. */
   #limit: number | undefined;
   /** How many records match on the server (maps replicated by query), once it said. */
@@ -102,8 +103,7 @@ export class QueryHandle<V> {
 
   /** The current result. */
   getSnapshot = (): QuerySnapshot<V> => {
-    this.#activate();
-    if (this.#listeners.size === 0) this.#scheduleIdle();
+    this.#observers.read();
     return this.#currentSnapshot();
   };
 
@@ -208,15 +208,7 @@ export class QueryHandle<V> {
   }
 
   /** Listens to result changes; returns the unsubscribe function. */
-  subscribe = (listener: () => void): (() => void) => {
-    this.#activate();
-    clearTimeout(this.#idleTimer);
-    this.#listeners.add(listener);
-    return () => {
-      this.#listeners.delete(listener);
-      if (this.#listeners.size === 0) this.#scheduleIdle();
-    };
-  };
+  subscribe = (listener: () => void): (() => void) => this.#observers.subscribe(listener);
 
   /** Whether the handle currently follows the replica. */
   get active(): boolean {
@@ -240,11 +232,9 @@ export class QueryHandle<V> {
 
   /** Stops following the replica now. */
   dispose(): void {
-    clearTimeout(this.#idleTimer);
     clearTimeout(this.#notifyTimer);
     this.#notifyScheduled = false;
-    this.#deactivate();
-    this.#listeners.clear();
+    this.#observers.dispose();
   }
 
   #activate(): void {
@@ -299,13 +289,6 @@ export class QueryHandle<V> {
     this.#live = undefined;
   }
 
-  #scheduleIdle(): void {
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = setTimeout(() => {
-      if (this.#listeners.size === 0) this.#deactivate();
-    }, IDLE_GRACE_MS);
-  }
-
   readonly #readRows = (): readonly QueryRow<V>[] => this.#currentSnapshot().data;
 
   #rowsDidChange(): void {
@@ -326,7 +309,7 @@ export class QueryHandle<V> {
       this.#notifyScheduled = false;
       this.#notifyTimer = undefined;
       this.#notifiedAt = performance.now();
-      for (const listener of this.#listeners) listener();
+      this.#observers.tell();
     };
     const size = this.#rowsChanged ? (this.#live?.resultSize ?? 0) : 0;
     const wait =

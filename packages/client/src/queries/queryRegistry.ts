@@ -17,7 +17,8 @@ import { ServerWindow } from './serverWindow.js';
 export type { QueryOptions, QueryRegistryOptions, ServerQuery };
 
 /** A query's key: equal queries of a map share it (and one handle). */
-const queryKey = (map: string, query: Query<unknown>) => `${map}\u0000${stableStringify(query)}`;
+const queryKey = (map: string, query: Query<unknown> | AggregateQuery<unknown>) =>
+  `${map}\u0000${stableStringify(query)}`;
 
 /**
  * The live queries of a client: equal queries share one handle, each has an id the server
@@ -112,7 +113,12 @@ export class QueryRegistry {
    * @throws {QueryError} when the query is invalid, or `map` is replicated by query.
    */
   aggregate<V>(map: string, query: AggregateQuery<V>): AggregateHandle<V> {
-    return this.#aggregates.aggregate(map, query, this.#confirmedMaps.has(map));
+    return this.#aggregates.aggregate(
+      queryKey(map, query),
+      map,
+      query,
+      this.#confirmedMaps.has(map),
+    );
   }
 
   /**
