@@ -11,7 +11,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type AggregateQuery, evaluateAggregate, LiveAggregate } from '@topgun/core';
+import { type AggregateQuery, evaluateAggregate, LiveAggregate, type LWWRecord } from '@topgun/core';
 import { machineInfo, median } from './measure.js';
 
 interface Todo {
@@ -114,6 +114,16 @@ const DASHBOARD: Array<[string, AggregateQuery<Todo>]> = [
   ],
 ];
 
+const STAMP = { millis: 1, counter: 0, nodeId: 'bench' };
+
+function recordOf(value: Todo | null): LWWRecord<Todo> {
+  return { value, timestamp: STAMP };
+}
+
+function* recordsOf(values: Map<string, Todo>): Generator<[string, LWWRecord<Todo>]> {
+  for (const [key, value] of values) yield [key, recordOf(value)];
+}
+
 interface Round {
   buildMs: number;
   changesPerSecond: number;
@@ -128,7 +138,7 @@ function round(seed: number): Round {
   globalThis.gc?.();
   const heapBefore = process.memoryUsage().heapUsed;
   const buildStart = performance.now();
-  const live = DASHBOARD.map(([, query]) => new LiveAggregate(query, records));
+  const live = DASHBOARD.map(([, query]) => new LiveAggregate(query, recordsOf(records)));
   const buildMs = performance.now() - buildStart;
   globalThis.gc?.();
   const heapMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
@@ -160,13 +170,22 @@ function round(seed: number): Round {
   }
   // Read as a server flushes a tick's changes, or a page renders a frame: every 100 changes,
   // each aggregate's delta (what would be pushed or rendered).
+  // As a map tells them: the record before and after (a tombstone for a deletion).
+  const current = new Map(recordsOf(records));
+  const changesTold = changes.map(({ key, value }) => {
+    const record = recordOf(value ?? null);
+    const change = { key, record, previousRecord: current.get(key) };
+    current.set(key, record);
+    return change;
+  });
   const start = performance.now();
   let told = 0;
   for (let index = 0; index < changes.length; index++) {
     const { key, value } = changes[index]!;
     if (value === undefined) records.delete(key);
     else records.set(key, value);
-    for (const aggregate of live) aggregate.apply({ key, value });
+    const change = changesTold[index]!;
+    for (const aggregate of live) aggregate.apply(change);
     if (index % 100 === 99) for (const aggregate of live) told += aggregate.delta().updated.length;
   }
   const changesPerSecond = CHANGES / ((performance.now() - start) / 1000);
@@ -181,8 +200,9 @@ function round(seed: number): Round {
   }
   const fromScratchMsPerChange = (performance.now() - scratchStart) / scratchRounds;
   // The live results still equal a fresh evaluation.
+  const t0 = { key: 't0', record: recordOf(records.get('t0')!), previousRecord: current.get('t0') };
   DASHBOARD.forEach(([name, query], index) => {
-    live[index]!.apply({ key: 't0', value: records.get('t0') });
+    live[index]!.apply(t0);
     if (JSON.stringify(live[index]!.rows) !== JSON.stringify(evaluateAggregate(query, records)))
       throw new Error(`${name}: the live result differs from a fresh evaluation`);
   });

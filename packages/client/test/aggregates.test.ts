@@ -48,6 +48,32 @@ describe('client.aggregate', () => {
     stop();
   });
 
+  it('takes a record out when it expires, and tells its listeners', async () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const client = createClient({ storage: 'memory' });
+    clients.push(client);
+    const todos = client.getMap<Todo>('todos');
+    todos.set('a', { owner: 'ann', done: false }, { ttlMs: 500 });
+    todos.set('b', { owner: 'ann', done: false });
+    const handle = client.aggregate<Todo>('todos', BY_OWNER);
+    const told = vi.fn();
+    const stop = handle.subscribe(told);
+    expect(handle.getSnapshot().data[0]?.value).toEqual({ owner: 'ann', open: 2 });
+    todos.set('c', { owner: 'bob', done: false }, { ttlMs: 200 });
+    await vi.advanceTimersByTimeAsync(150);
+    expect(handle.getSnapshot().data.map((row) => row.value)).toEqual([
+      { owner: 'ann', open: 2 },
+      { owner: 'bob', open: 1 },
+    ]);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(handle.getSnapshot().data.map((row) => row.value)).toEqual([{ owner: 'ann', open: 2 }]);
+    const calls = told.mock.calls.length;
+    await vi.advanceTimersByTimeAsync(300);
+    expect(handle.getSnapshot().data.map((row) => row.value)).toEqual([{ owner: 'ann', open: 1 }]);
+    expect(told.mock.calls.length).toBe(calls + 1);
+    stop();
+  });
+
   it('shares one handle between equal aggregates while used, and lets it go after', async () => {
     vi.useFakeTimers();
     const client = createClient({ storage: 'memory' });

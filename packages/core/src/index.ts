@@ -151,7 +151,7 @@ export { evaluateAggregate } from './query/evaluateAggregate.js';
 export { evaluateQuery } from './query/evaluateQuery.js';
 export { ExactSum } from './query/exactSum.js';
 export { MAX_PATH_SEGMENTS, readField } from './query/fieldPath.js';
-export { type AggregateDelta, LiveAggregate } from './query/liveAggregate.js';
+export { type AggregateChange, type AggregateDelta, LiveAggregate } from './query/liveAggregate.js';
 export {
   LiveQuery,
   type LiveQueryDelta,

@@ -30,6 +30,8 @@ export interface MapChange<V> {
   readonly previous: V | undefined;
   /** The record now stored for the key (a tombstone when the key was deleted). */
   readonly record: LWWRecord<V>;
+  /** The record stored before, expired or not; `undefined` when there was none. */
+  readonly previousRecord: LWWRecord<V> | undefined;
 }
 
 /** Receives {@link MapChange}s. */
@@ -297,6 +299,7 @@ export class LWWMap<V> {
           value: undefined,
           previous: previous.value as V,
           record: { value: null, timestamp: previous.timestamp },
+          previousRecord: previous,
         });
       }
       return true;
@@ -318,7 +321,7 @@ export class LWWMap<V> {
     const after = isRecordAbsent(record, now) ? undefined : (record.value as V);
     if (before === undefined && after === undefined) return false;
     if (this.#listeners !== undefined && this.#listeners.size > 0)
-      this.#emit({ key, value: after, previous: before, record });
+      this.#emit({ key, value: after, previous: before, record, previousRecord: previous });
     return true;
   }
 

@@ -7,6 +7,7 @@ import {
   HLC,
   LiveAggregate,
   LWWMap,
+  type LWWRecord,
   MAX_GROUPS,
   QueryError,
   timeOf,
@@ -106,7 +107,7 @@ describe('evaluateAggregate', () => {
     const query: AggregateQuery<Todo> = { groupBy: { owner: 'owner' }, aggregate: { n: 'count' } };
     expect(evaluateAggregate(query, many.slice(0, MAX_GROUPS))).toHaveLength(MAX_GROUPS);
     expect(() => evaluateAggregate(query, many)).toThrow(/groupBy: .*more than 10000 groups/);
-    expect(() => new LiveAggregate(query, many)).toThrow(QueryError);
+    expect(() => new LiveAggregate(query, recordsOf(many))).toThrow(QueryError);
   });
 
   it.each([
@@ -213,6 +214,28 @@ describe('ExactSum', () => {
   });
 });
 
+/** A record written at 1 ms that never expires (or none, for `undefined`). */
+function recordOf<V>(value: V | undefined): LWWRecord<V> | undefined {
+  return value === undefined ? undefined : { value, timestamp: { millis: 1, counter: 0, nodeId: 'n' } };
+}
+
+function recordsOf<V>(entries: Iterable<readonly [string, V]>): Array<[string, LWWRecord<V>]> {
+  return [...entries].map(([key, value]) => [key, recordOf(value)!]);
+}
+
+/** A live aggregate over `initial`, and how to write a record's new value (`undefined`: delete). */
+function follow<V>(query: AggregateQuery<V>, initial: ReadonlyArray<readonly [string, V]>) {
+  const values = new Map(initial);
+  const live = new LiveAggregate(query, recordsOf(initial));
+  const write = (key: string, value: V | undefined) => {
+    const previousRecord = recordOf(values.get(key));
+    if (value === undefined) values.delete(key);
+    else values.set(key, value);
+    return live.apply({ key, record: recordOf(value), previousRecord });
+  };
+  return { live, write };
+}
+
 describe('LiveAggregate', () => {
   const record = fc.record(
     {
@@ -226,10 +249,23 @@ describe('LiveAggregate', () => {
     },
     { requiredKeys: [] },
   );
-  const change = fc.record({
-    key: fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'g'),
-    value: fc.option(record, { nil: undefined, freq: 4 }),
-  });
+  /** A write (a value, with a time to live or not), a delete, or time passing. */
+  const step = fc.oneof(
+    {
+      arbitrary: fc.record({
+        key: fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'g'),
+        value: record,
+        ttlMs: fc.option(fc.integer({ min: 1, max: 30 }), { nil: undefined, freq: 3 }),
+        read: fc.boolean(),
+      }),
+      weight: 8,
+    },
+    {
+      arbitrary: fc.record({ key: fc.constantFrom('a', 'b', 'c', 'g'), read: fc.boolean() }),
+      weight: 2,
+    },
+    { arbitrary: fc.record({ wait: fc.integer({ min: 1, max: 20 }), read: fc.boolean() }), weight: 2 },
+  );
   const query: fc.Arbitrary<AggregateQuery<Todo>> = fc.record(
     {
       where: fc.constantFrom({}, { done: true }, { points: { gte: 0 } }),
@@ -255,29 +291,37 @@ describe('LiveAggregate', () => {
     { requiredKeys: ['aggregate'] },
   ) as fc.Arbitrary<AggregateQuery<Todo>>;
 
-  it('always equals a one-shot evaluation, and its deltas carry the result from one read to the next', () => {
+  it('always equals a one-shot evaluation of the live records, through writes, deletes and expiry, and its deltas carry the result from one read to the next', () => {
     fc.assert(
       fc.property(
         query,
-        fc.array(fc.record({ change, read: fc.boolean() }), { maxLength: 40 }),
-        fc.array(change, { maxLength: 5 }),
-        (q, changes, initial) => {
-          const records = new Map<string, Todo>();
-          for (const { key, value } of initial) if (value !== undefined) records.set(key, value);
-          const live = new LiveAggregate(q, records);
+        fc.array(step, { maxLength: 40 }),
+        fc.array(step, { maxLength: 6 }),
+        (q, steps, initial) => {
+          let clock = 1_000;
+          const map = new LWWMap<Todo>(new HLC({ nodeId: 'here', now: () => clock }));
+          const run = (s: (typeof steps)[number]) => {
+            if ('wait' in s) clock += s.wait;
+            else if ('value' in s)
+              map.set(s.key, s.value, s.ttlMs === undefined ? undefined : { ttlMs: s.ttlMs });
+            else map.delete(s.key);
+          };
+          for (const s of initial) run(s);
+          const live = new LiveAggregate(q, map.allRecords(), clock);
+          // As a client follows its replica: a change is told unless the record was and is
+          // absent (expired), which the aggregate must not need.
+          map.subscribe((change) => {
+            live.apply(change);
+          });
           let shown = live.rows;
-          expect(shown).toEqual(evaluateAggregate(q, records));
-          for (const {
-            change: { key, value },
-            read,
-          } of changes) {
-            if (value === undefined) records.delete(key);
-            else records.set(key, value);
-            live.apply({ key, value });
+          expect(shown).toEqual(evaluateAggregate(q, map.entries()));
+          for (const s of steps) {
+            run(s);
             // Read now and then: changes between two reads are told together.
-            if (!read) continue;
+            if (!s.read) continue;
+            live.expire(clock);
             const delta = live.delta();
-            const expected = evaluateAggregate(q, records);
+            const expected = evaluateAggregate(q, map.entries());
             expect(live.rows).toEqual(expected);
             // The delta alone turns what was shown into the result (as a set of rows).
             const next = new Map(shown.map((row) => [row.key, row]));
@@ -289,7 +333,8 @@ describe('LiveAggregate', () => {
             );
             shown = live.rows;
           }
-          expect(live.rows).toEqual(evaluateAggregate(q, records));
+          live.expire(clock);
+          expect(live.rows).toEqual(evaluateAggregate(q, map.entries()));
         },
       ),
       { numRuns: 300 },
@@ -305,7 +350,7 @@ describe('LiveAggregate', () => {
       groupBy: { owner: 'owner' },
       aggregate: { n: 'count', total: { sum: 'points' }, most: { max: 'points' } },
     };
-    const live = new LiveAggregate(query, map.entries());
+    const live = new LiveAggregate(query, map.allRecords());
     map.subscribe((change) => {
       live.apply(change);
     });
@@ -327,21 +372,51 @@ describe('LiveAggregate', () => {
     expect(live.rows.map((row) => row.key)).toEqual(['[null]', '["ann"]']);
   });
 
+  it('stops counting records as they expire, and says when the next one does', () => {
+    let clock = 1_000;
+    const map = new LWWMap<Todo>(new HLC({ nodeId: 'here', now: () => clock }));
+    map.set('t1', { owner: 'ann' }, { ttlMs: 50 });
+    map.set('t2', { owner: 'ann' });
+    const query: AggregateQuery<Todo> = { groupBy: { owner: 'owner' }, aggregate: { n: 'count' } };
+    const live = new LiveAggregate(query, map.allRecords(), clock);
+    map.subscribe((change) => {
+      live.apply(change);
+    });
+    map.set('t3', { owner: 'bob' }, { ttlMs: 20 });
+    expect(live.nextExpiry).toBe(1_020);
+    expect(live.rows.map((row) => row.value)).toEqual([
+      { owner: 'ann', n: 2 },
+      { owner: 'bob', n: 1 },
+    ]);
+    live.delta();
+    clock = 1_030;
+    // Written again, expired already: the map tells nothing (absent before and after).
+    const stale = { value: { owner: 'bob' }, timestamp: { millis: 1_025, counter: 0, nodeId: 'x' } };
+    expect(map.merge('t3', { ...stale, ttlMs: 1 })).toBe(false);
+    expect(live.expire(clock)).toBe(true);
+    expect(live.delta()).toMatchObject({ left: ['["bob"]'], updated: [] });
+    expect(live.nextExpiry).toBe(1_050);
+    clock = 1_060;
+    expect(live.expire(clock)).toBe(true);
+    expect(live.rows.map((row) => row.value)).toEqual([{ owner: 'ann', n: 1 }]);
+    expect(live.expire(clock + 1)).toBe(false);
+  });
+
   it('reports nothing for a change that moves no figure', () => {
-    const live = new LiveAggregate<Todo>(
+    const { live, write } = follow<Todo>(
       { groupBy: { owner: 'owner' }, aggregate: { n: 'count' } },
       todos,
     );
-    expect(live.apply({ key: 't1', value: { owner: 'ann', done: false } })).toBe(false);
-    expect(live.apply({ key: 'zz', value: undefined })).toBe(false);
+    expect(write('t1', { owner: 'ann', done: false })).toBe(false);
+    expect(write('zz', undefined)).toBe(false);
     expect(live.delta().changed).toBe(false);
     const kept = live.rows[0];
     // A figure that moves and comes back before the next read is no change.
-    live.apply({ key: 'z1', value: { owner: 'ann' } });
-    live.apply({ key: 'z1', value: undefined });
+    write('z1', { owner: 'ann' });
+    write('z1', undefined);
     expect(live.delta().changed).toBe(false);
     expect(live.rows[0]).toBe(kept);
-    live.apply({ key: 't3', value: { owner: 'ann' } });
+    write('t3', { owner: 'ann' });
     expect(live.delta()).toEqual({
       changed: true,
       entered: [],
@@ -350,18 +425,69 @@ describe('LiveAggregate', () => {
     });
   });
 
+  it('groups by values of any kind: objects by their canonical text, NaN and infinities with null', () => {
+    const { live, write } = follow<{ tag?: unknown; n?: unknown }>(
+      { groupBy: { tag: 'tag', n: 'n' }, aggregate: { c: 'count' } },
+      [
+        ['a', { tag: { b: 1, a: 2 }, n: 1 }],
+        ['b', { tag: { a: 2, b: 1 }, n: 1 }],
+        ['c', { tag: 'x', n: Number.NaN }],
+      ],
+    );
+    write('d', { tag: 'x', n: null });
+    write('e', { tag: 'x', n: Number.POSITIVE_INFINITY });
+    expect(live.rows.map(({ key, value }) => [key, value['c']])).toEqual([
+      ['["x",null]', 3],
+      ['[{"a":2,"b":1},1]', 2],
+    ]);
+    write('a', undefined);
+    write('b', { tag: 'y', n: 1 });
+    expect(live.rows.map(({ key, value }) => [key, value['c']])).toEqual([
+      ['["x",null]', 3],
+      ['["y",1]', 1],
+    ]);
+  });
+
+  it('keeps the least and greatest through many removals, of numbers and strings alike', () => {
+    const next = (() => {
+      let state = 7;
+      return () => (state = (state * 48_271) % 2_147_483_647) / 2_147_483_647;
+    })();
+    const valueOf = () => (next() < 0.8 ? Math.floor(next() * 300) - 100 : `s${Math.floor(next() * 50)}`);
+    type Row = { g: number; v: unknown };
+    const query: AggregateQuery<Row> = {
+      groupBy: { g: 'g' },
+      aggregate: { least: { min: 'v' }, most: { max: 'v' } },
+    };
+    const initial = Array.from({ length: 2_000 }, (_, i) => [`k${i}`, { g: i % 3, v: valueOf() }] as const);
+    const current = new Map<string, Row>(initial);
+    const { live, write } = follow<Row>(query, initial);
+    for (let step = 0; step < 6_000; step++) {
+      const key = `k${Math.floor(next() * 2_000)}`;
+      const value = next() < 0.3 ? undefined : { g: Math.floor(next() * 3), v: valueOf() };
+      write(key, value);
+      if (value === undefined) current.delete(key);
+      else current.set(key, value);
+      if (step % 500 === 0) expect(live.rows).toEqual(evaluateAggregate(query, current));
+    }
+    // Down to a few records: most removals were of values below the top.
+    for (const key of [...current.keys()].slice(5)) {
+      write(key, undefined);
+      current.delete(key);
+    }
+    expect(live.rows).toEqual(evaluateAggregate(query, current));
+  });
+
   it('stops at the 10,001st group, and keeps refusing', () => {
     const query: AggregateQuery<Todo> = { groupBy: { owner: 'owner' }, aggregate: { n: 'count' } };
-    const live = new LiveAggregate<Todo>(
+    const { live, write } = follow<Todo>(
       query,
       Array.from({ length: MAX_GROUPS }, (_, i) => [`k${i}`, { owner: `o${i}` }] as const),
     );
     // Moving a group's only record to a new group frees the old one: still 10,000.
-    expect(live.apply({ key: 'k0', value: { owner: 'fresh' } })).toBe(true);
+    expect(write('k0', { owner: 'fresh' })).toBe(true);
     expect(live.groupCount).toBe(MAX_GROUPS);
-    expect(() => live.apply({ key: 'new', value: { owner: 'one too many' } })).toThrow(
-      /more than 10000 groups/,
-    );
-    expect(() => live.apply({ key: 'k1', value: undefined })).toThrow(QueryError);
+    expect(() => write('new', { owner: 'one too many' })).toThrow(/more than 10000 groups/);
+    expect(() => write('k1', undefined)).toThrow(QueryError);
   });
 });

@@ -4,8 +4,8 @@ import {
   compileAggregate,
   LiveAggregate,
   type LWWMap,
+  type MapChange,
   QueryError,
-  type RecordChange,
 } from '@topgun/core';
 import { Observers } from './observers.js';
 import type { QueryStatus } from './queryHandle.js';
@@ -32,6 +32,8 @@ const NO_ROWS: readonly AggregateRow[] = Object.freeze([]);
  */
 export class AggregateHandle<V> {
   #live: LiveAggregate<V> | undefined;
+  /** Set while a counted record is due to expire: it is taken out then. */
+  #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #unsubscribe: (() => void) | undefined;
   readonly #observers = new Observers(
     () => this.#activate(),
@@ -104,8 +106,9 @@ export class AggregateHandle<V> {
   #rebuild(tell = false): void {
     const status = this.#confirmed ? 'synced' : 'local';
     try {
-      this.#live = new LiveAggregate(this.query, this.#replica.entries());
+      this.#live = new LiveAggregate(this.query, this.#replica.allRecords(), Date.now());
       this.#snapshot = { data: this.#live.rows, status, error: null };
+      this.#scheduleExpiry();
     } catch (error) {
       this.#live = undefined;
       this.#snapshot = { data: NO_ROWS, status, error: error as Error };
@@ -113,11 +116,12 @@ export class AggregateHandle<V> {
     if (tell) this.#notify();
   }
 
-  #apply(change: RecordChange<V>): void {
+  #apply(change: MapChange<V>): void {
     const live = this.#live;
     if (live === undefined) return;
     try {
       if (live.apply(change)) this.#notify(true);
+      if (change.record.ttlMs !== undefined) this.#scheduleExpiry();
     } catch (error) {
       this.#live = undefined;
       this.#update({ data: NO_ROWS, error: error as Error });
@@ -129,7 +133,25 @@ export class AggregateHandle<V> {
     this.#unsubscribe();
     this.#unsubscribe = undefined;
     this.#live = undefined;
+    clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = undefined;
     this.#onIdle(this);
+  }
+
+  /** Takes records out as they expire: a timer for the next one due. */
+  #scheduleExpiry(): void {
+    const due = this.#live?.nextExpiry;
+    if (due === undefined) return;
+    clearTimeout(this.#expiryTimer);
+    // Timers may fire early by a millisecond: a record due then is taken out by the next.
+    this.#expiryTimer = setTimeout(
+      () => {
+        this.#expiryTimer = undefined;
+        if (this.#live?.expire(Date.now())) this.#notify(true);
+        this.#scheduleExpiry();
+      },
+      Math.max(0, due - Date.now()) + 1,
+    );
   }
 
   #update(change: Partial<AggregateSnapshot>): void {

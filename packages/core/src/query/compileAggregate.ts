@@ -3,7 +3,7 @@ import { describeValue } from '../describeValue.js';
 import { stableStringify } from '../stableStringify.js';
 import type { AggregateQuery, AggregateRow, TimeBucket } from './aggregateTypes.js';
 import { compileFilter, isPlainObject, readCount, readSortKeys } from './compileQuery.js';
-import { parseFieldPath, readField } from './fieldPath.js';
+import { fieldReader, parseFieldPath } from './fieldPath.js';
 import { QueryError } from './queryError.js';
 
 /** Most figures of one aggregate. */
@@ -22,11 +22,13 @@ const KINDS = ['sum', 'avg', 'min', 'max'] as const;
 /** What a figure computes. */
 export type FigureKind = 'count' | (typeof KINDS)[number];
 
-/** A figure, compiled: its name, kind, and the field it reads (none for `count`). */
+/** A figure, compiled: its name, kind, and how it reads its field (`count` reads none). */
 export interface CompiledFigure {
   readonly name: string;
   readonly kind: FigureKind;
-  readonly segments: readonly string[];
+  readonly read: (value: unknown) => unknown;
+  /** Its place among the aggregate's figures. */
+  readonly index: number;
 }
 
 /** A validated aggregate query, compiled into functions. */
@@ -35,6 +37,8 @@ export interface CompiledAggregate<V> {
   readonly matches: (value: V) => boolean;
   /** The group key values of a record value, in `groupBy` order (`null` for missing). */
   readonly groupOf: (value: V) => unknown[];
+  /** Per group key, how it is read of a record value (as {@link groupOf} reads it). */
+  readonly groupReaders: readonly ((value: V) => unknown)[];
   readonly groupNames: readonly string[];
   readonly figures: readonly CompiledFigure[];
   /** Whether a figure reads a field (one is not `count`). */
@@ -65,7 +69,7 @@ export function compileAggregate<V>(query: AggregateQuery<V>): CompiledAggregate
     ([name, key, path]) => ({ name, ...compileGroupKey(key, path) }),
   );
   const figures = readNamed(raw['aggregate'], 'aggregate', MAX_FIGURES, names, true).map(
-    ([name, figure, path]) => compileFigure(name, figure, path),
+    ([name, figure, path], index) => compileFigure(name, figure, path, index),
   );
   const sortKeys = readSortKeys(raw['sort'], (field, path) => {
     if (typeof field !== 'string' || !names.has(field))
@@ -83,6 +87,7 @@ export function compileAggregate<V>(query: AggregateQuery<V>): CompiledAggregate
       for (let index = 0; index < groups.length; index++) keys[index] = groups[index]!.read(value);
       return keys;
     },
+    groupReaders: groups.map(({ read }) => read),
     groupNames,
     figures,
     readsFields: figures.some(({ kind }) => kind !== 'count'),
@@ -146,8 +151,16 @@ function readNamed(
 
 function compileGroupKey(key: unknown, path: string): { read: (value: unknown) => unknown } {
   if (typeof key === 'string') {
-    const segments = parseFieldPath(key, path);
-    return { read: (value) => readField(value, segments) ?? null };
+    const read = fieldReader(parseFieldPath(key, path));
+    return {
+      read: (value) => {
+        const field = read(value);
+        // NaN and ±Infinity group with null, as their canonical text does.
+        return field === undefined || (typeof field === 'number' && !Number.isFinite(field))
+          ? null
+          : field;
+      },
+    };
   }
   if (!isPlainObject(key))
     throw new QueryError(
@@ -158,7 +171,7 @@ function compileGroupKey(key: unknown, path: string): { read: (value: unknown) =
     if (name !== 'field' && name !== 'bucket')
       throw new QueryError(`${path}.${name}`, 'unknown group key option (expected field, bucket)');
   }
-  const segments = parseFieldPath(key['field'], `${path}.field`);
+  const read = fieldReader(parseFieldPath(key['field'], `${path}.field`));
   const bucket = key['bucket'];
   if (typeof bucket !== 'string' || !(bucket in BUCKET_MS))
     throw new QueryError(
@@ -168,14 +181,19 @@ function compileGroupKey(key: unknown, path: string): { read: (value: unknown) =
   const size = BUCKET_MS[bucket as TimeBucket];
   return {
     read: (value) => {
-      const time = timeOf(readField(value, segments));
+      const time = timeOf(read(value));
       return time === undefined ? null : Math.floor(time / size) * size;
     },
   };
 }
 
-function compileFigure(name: string, figure: unknown, path: string): CompiledFigure {
-  if (figure === 'count') return { name, kind: 'count', segments: [] };
+function compileFigure(
+  name: string,
+  figure: unknown,
+  path: string,
+  index: number,
+): CompiledFigure {
+  if (figure === 'count') return { name, kind: 'count', read: () => undefined, index };
   if (!isPlainObject(figure) || Object.keys(figure).length !== 1)
     throw new QueryError(
       path,
@@ -184,7 +202,8 @@ function compileFigure(name: string, figure: unknown, path: string): CompiledFig
   const [kind, field] = Object.entries(figure)[0]!;
   if (!(KINDS as readonly string[]).includes(kind))
     throw new QueryError(`${path}.${kind}`, 'unknown figure (expected sum, avg, min, max)');
-  return { name, kind: kind as FigureKind, segments: parseFieldPath(field, `${path}.${kind}`) };
+  const read = fieldReader(parseFieldPath(field, `${path}.${kind}`));
+  return { name, kind: kind as FigureKind, read, index };
 }
 
 /** `2026-12-01`, `2026-12-01T08:30Z`, `2026-12-01T08:30:15.250+01:00`… */

@@ -8,7 +8,6 @@ import {
   MAX_GROUPS,
 } from './compileAggregate.js';
 import { ExactSum, isSummable } from './exactSum.js';
-import { readField } from './fieldPath.js';
 import { QueryError } from './queryError.js';
 
 /**
@@ -59,12 +58,12 @@ function groupRow<V>(
   groupNames.forEach((name, index) => {
     row[name] = keys[index];
   });
-  for (const { name, kind, segments } of figures) {
+  for (const { name, kind, read } of figures) {
     if (kind === 'count') {
       row[name] = values.length;
       continue;
     }
-    const fields = values.map((value) => readField(value, segments));
+    const fields = values.map(read);
     if (kind === 'sum' || kind === 'avg') {
       const sum = new ExactSum();
       let count = 0;

@@ -48,3 +48,18 @@ export function readField(value: unknown, segments: readonly string[]): unknown 
   }
   return current;
 }
+
+/**
+ * {@link readField} at fixed `segments`, as a function: of a record value (plain objects,
+ * arrays and primitives), quicker for a single segment. What such a value inherits is a
+ * method, or `length`, an array's own property: a function read is read as missing.
+ */
+export function fieldReader(segments: readonly string[]): (value: unknown) => unknown {
+  if (segments.length !== 1) return (value) => readField(value, segments);
+  const segment = segments[0]!;
+  return (value) => {
+    if (typeof value !== 'object' || value === null) return undefined;
+    const field = (value as Record<string, unknown>)[segment];
+    return typeof field === 'function' ? undefined : field;
+  };
+}
