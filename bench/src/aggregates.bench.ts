@@ -11,7 +11,12 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type AggregateQuery, evaluateAggregate, LiveAggregate, type LWWRecord } from '@topgun/core';
+import {
+  type AggregateQuery,
+  evaluateAggregate,
+  LiveAggregate,
+  type LWWRecord,
+} from '@topgun/core';
 import { machineInfo, median } from './measure.js';
 
 interface Todo {

@@ -1,7 +1,8 @@
 import { MAX_WINDOW_ROWS, type SortKey } from '@topgun/core';
-import { type UseQueryStatus, useClient, useQuery, useSyncStatus } from '@topgun/react';
+import { useClient, useQuery, useSyncStatus } from '@topgun/react';
 import { type FormEvent, useCallback, useRef, useState, useSyncExternalStore } from 'react';
 import { type ActivityEvent, EVENT_KINDS, EVENTS, type EventKind } from './model.js';
+import { QueryStatus } from './QueryStatus.js';
 import { timeAgo } from './timeAgo.js';
 import { useInfiniteScroll } from './useInfiniteScroll.js';
 import { userName } from './user.js';
@@ -199,30 +200,6 @@ function AllActivity() {
         {end}
       </p>
     </section>
-  );
-}
-
-const STATUS_LABELS: Record<UseQueryStatus, string> = {
-  synced: 'Synced',
-  local: 'On this device',
-  disabled: 'Off',
-  error: 'Error',
-};
-
-function QueryStatus({ status, testId }: { status: UseQueryStatus; testId: string }) {
-  return (
-    <span
-      className={`query-status query-${status}`}
-      data-testid={testId}
-      data-state={status}
-      title={
-        status === 'synced'
-          ? 'Confirmed by the server, and kept up to date'
-          : 'From this device, not yet confirmed by the server'
-      }
-    >
-      {STATUS_LABELS[status]}
-    </span>
   );
 }
 

@@ -216,7 +216,9 @@ describe('ExactSum', () => {
 
 /** A record written at 1 ms that never expires (or none, for `undefined`). */
 function recordOf<V>(value: V | undefined): LWWRecord<V> | undefined {
-  return value === undefined ? undefined : { value, timestamp: { millis: 1, counter: 0, nodeId: 'n' } };
+  return value === undefined
+    ? undefined
+    : { value, timestamp: { millis: 1, counter: 0, nodeId: 'n' } };
 }
 
 function recordsOf<V>(entries: Iterable<readonly [string, V]>): Array<[string, LWWRecord<V>]> {
@@ -264,7 +266,10 @@ describe('LiveAggregate', () => {
       arbitrary: fc.record({ key: fc.constantFrom('a', 'b', 'c', 'g'), read: fc.boolean() }),
       weight: 2,
     },
-    { arbitrary: fc.record({ wait: fc.integer({ min: 1, max: 20 }), read: fc.boolean() }), weight: 2 },
+    {
+      arbitrary: fc.record({ wait: fc.integer({ min: 1, max: 20 }), read: fc.boolean() }),
+      weight: 2,
+    },
   );
   const query: fc.Arbitrary<AggregateQuery<Todo>> = fc.record(
     {
@@ -391,7 +396,10 @@ describe('LiveAggregate', () => {
     live.delta();
     clock = 1_030;
     // Written again, expired already: the map tells nothing (absent before and after).
-    const stale = { value: { owner: 'bob' }, timestamp: { millis: 1_025, counter: 0, nodeId: 'x' } };
+    const stale = {
+      value: { owner: 'bob' },
+      timestamp: { millis: 1_025, counter: 0, nodeId: 'x' },
+    };
     expect(map.merge('t3', { ...stale, ttlMs: 1 })).toBe(false);
     expect(live.expire(clock)).toBe(true);
     expect(live.delta()).toMatchObject({ left: ['["bob"]'], updated: [] });
@@ -451,20 +459,27 @@ describe('LiveAggregate', () => {
   it('keeps the least and greatest through many removals, of numbers and strings alike', () => {
     const next = (() => {
       let state = 7;
-      return () => (state = (state * 48_271) % 2_147_483_647) / 2_147_483_647;
+      return () => {
+        state = (state * 48_271) % 2_147_483_647;
+        return state / 2_147_483_647;
+      };
     })();
-    const valueOf = () => (next() < 0.8 ? Math.floor(next() * 300) - 100 : `s${Math.floor(next() * 50)}`);
+    const ranked = () =>
+      next() < 0.8 ? Math.floor(next() * 300) - 100 : `s${Math.floor(next() * 50)}`;
     type Row = { g: number; v: unknown };
     const query: AggregateQuery<Row> = {
       groupBy: { g: 'g' },
       aggregate: { least: { min: 'v' }, most: { max: 'v' } },
     };
-    const initial = Array.from({ length: 2_000 }, (_, i) => [`k${i}`, { g: i % 3, v: valueOf() }] as const);
+    const initial = Array.from(
+      { length: 2_000 },
+      (_, i) => [`k${i}`, { g: i % 3, v: ranked() }] as const,
+    );
     const current = new Map<string, Row>(initial);
     const { live, write } = follow<Row>(query, initial);
     for (let step = 0; step < 6_000; step++) {
       const key = `k${Math.floor(next() * 2_000)}`;
-      const value = next() < 0.3 ? undefined : { g: Math.floor(next() * 3), v: valueOf() };
+      const value = next() < 0.3 ? undefined : { g: Math.floor(next() * 3), v: ranked() };
       write(key, value);
       if (value === undefined) current.delete(key);
       else current.set(key, value);

@@ -269,6 +269,43 @@ export const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
     code: fc.constantFrom(...QUERY_ERROR_CODES),
     message: text,
   }),
+  fc.record({
+    type: fc.constant('aggregate' as const),
+    id: uint,
+    map: mapNameArbitrary,
+    query: fc.constantFrom(
+      { aggregate: { n: 'count' } },
+      {
+        where: { done: true },
+        groupBy: { owner: 'owner', minute: { field: 'completedAt', bucket: '1m' } },
+        aggregate: { n: 'count', points: { sum: 'points' }, last: { max: 'completedAt' } },
+        sort: [{ field: 'n', direction: 'desc' as const }],
+        limit: 10,
+      },
+    ),
+  }),
+  fc.record({
+    type: fc.constant('aggregate_rows' as const),
+    id: uint,
+    reset: fc.boolean(),
+    rows: fc.array(
+      fc.record({
+        key: fc.string({ maxLength: 20 }),
+        value: fc.dictionary(
+          fc.constantFrom('owner', 'n', 'mean'),
+          fc.oneof(
+            fc.string({ maxLength: 5 }),
+            fc.integer(),
+            fc.double({ noNaN: true }),
+            fc.constant(null),
+          ),
+        ),
+      }),
+      { maxLength: 3 },
+    ),
+    left: fc.array(fc.string({ maxLength: 20 }), { maxLength: 3 }),
+    last: fc.boolean(),
+  }),
   fc.record({ type: fc.constant('ping' as const), time: uint }),
   fc.record({ type: fc.constant('pong' as const), time: uint }),
   fc.record({

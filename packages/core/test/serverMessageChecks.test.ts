@@ -26,7 +26,14 @@ import { fc } from './property.js';
 
 // Writes what the protocol encoder refuses (bigints, undefined, NaN), to corrupt messages.
 const raw = new Packr({ useRecords: false, variableMapSize: true });
-const CLIENT_ONLY_TYPES = new Set(['hello', 'ops', 'subscribe', 'query_more', 'unsubscribe']);
+const CLIENT_ONLY_TYPES = new Set([
+  'hello',
+  'ops',
+  'subscribe',
+  'query_more',
+  'unsubscribe',
+  'aggregate',
+]);
 
 /** The decoded message, or why the frame was refused. */
 type Verdict = { accepted: Message } | { refused: ProtocolErrorReason };

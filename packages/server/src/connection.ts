@@ -11,6 +11,7 @@ import {
 } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
+import type { AggregateHub } from './aggregateHub.js';
 import type { Authenticator, Identity } from './auth.js';
 import { type ChangeFanout, sendRevoke } from './changeFanout.js';
 import { CpuBudget, WorkAbandonedError, WorkLimitError, type WorkSlicer } from './cpuBudget.js';
@@ -35,6 +36,7 @@ export interface ConnectionServices {
   readonly pipeline: WritePipeline;
   readonly sync: SyncService;
   readonly liveQueries: LiveQueryHub;
+  readonly aggregates: AggregateHub;
   readonly fanout: Pick<ChangeFanout, 'forget'>;
   readonly metrics: ServerMetrics;
   readonly limits: ServerLimits;
@@ -391,8 +393,21 @@ export class ClientConnection implements Peer {
       case 'query_more':
         await this.onQueryMore(message);
         return;
+      case 'aggregate':
+        await this.queryWork(message.id, (slicer) =>
+          this.services.aggregates.subscribe(
+            this,
+            message.id,
+            message.map,
+            message.query,
+            slicer,
+            this.submitOptions.mayLoadMap,
+          ),
+        );
+        return;
       case 'unsubscribe':
         this.services.liveQueries.unsubscribe(this, message.id);
+        this.services.aggregates.unsubscribe(this, message.id);
         return;
       case 'ping':
         this.send({ type: 'pong', time: message.time });
@@ -456,6 +471,7 @@ export class ClientConnection implements Peer {
   private async queryWork(id: number, work: (slicer: WorkSlicer) => Promise<void>): Promise<void> {
     const refuse = (text: string) => {
       this.services.liveQueries.unsubscribe(this, id);
+      this.services.aggregates.unsubscribe(this, id);
       this.send({ type: 'query_error', id, code: 'LIMIT', message: text });
     };
     if (!this.subscribeBucket.take()) {
@@ -688,6 +704,7 @@ export class ClientConnection implements Peer {
     clearTimeout(this.expiryTimer);
     this.services.fanout.forget(this);
     this.services.liveQueries.removePeer(this);
+    this.services.aggregates.removePeer(this);
     this.services.sync.removePeer(this);
   }
 }

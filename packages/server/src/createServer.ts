@@ -6,6 +6,7 @@ import fastifyStatic from '@fastify/static';
 import websocket from '@fastify/websocket';
 import { DEFAULT_DECODE_LIMITS, HLC } from '@topgun/core';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import { AggregateHub } from './aggregateHub.js';
 import { AnnouncementFollower, NOT_FOLLOWING } from './announcementFollower.js';
 import { Authenticator } from './auth.js';
 import { ChangeFanout } from './changeFanout.js';
@@ -117,6 +118,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   let follower: AnnouncementFollower | undefined;
   const fresh = (map: string) => (follower === undefined ? Promise.resolve() : follower.fresh(map));
   const liveQueries = new LiveQueryHub({ grid, permissions, fanout, metrics, limits, now, fresh });
+  const aggregates = new AggregateHub({ grid, permissions, metrics, limits, now, fresh });
   const pipeline = new WritePipeline({
     storage,
     grid,
@@ -133,6 +135,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   pipeline.onCommitted(async ({ map, changes, origin }) => {
     fanout.publish(map, changes, origin);
     await liveQueries.onChanges(map, changes);
+    await aggregates.onChanges(map, changes);
   });
   const connections = new Set<ClientConnection>();
   const channel = storage.announcements;
@@ -145,6 +148,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
           grid,
           fanout,
           liveQueries,
+          aggregates,
           metrics,
           logger: app.log,
           now,
@@ -249,6 +253,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
         pipeline,
         sync,
         liveQueries,
+        aggregates,
         fanout,
         metrics,
         limits,

@@ -40,6 +40,11 @@ export class ServerMetrics {
     help: 'Live query subscriptions',
     registers: [this.registry],
   });
+  readonly aggregates = new Gauge({
+    name: 'topgun_aggregates',
+    help: 'Live aggregate subscriptions',
+    registers: [this.registry],
+  });
   readonly changesSent = new Counter({
     name: 'topgun_changes_sent_total',
     help: 'Records pushed to other clients (fan-out)',

@@ -75,6 +75,13 @@ export interface ServerLimits {
    * map of a million records and another over part of it).
    */
   readonly maxQueryIndexRowsPerConnection: number;
+  /**
+   * Live aggregates the process may keep (each shared by the subscriptions to one query and
+   * view of a map, and maintained by every change of the map). Default: 256.
+   */
+  readonly maxAggregates: number;
+  /** Groups the process's live aggregates may hold together (a few hundred bytes each). Default: 1 000 000. */
+  readonly maxAggregateGroups: number;
   /** Walks one connection may have in progress. Default: 4. */
   readonly maxWalksPerConnection: number;
   /** Walks over maps with record-level read rules (each holds a view) in progress per process. Default: 64. */
@@ -119,6 +126,8 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   maxLiveQueryRowsPerConnection: 200_000,
   maxLiveQueryRows: 4_000_000,
   maxQueryIndexRowsPerConnection: 2_000_000,
+  maxAggregates: 256,
+  maxAggregateGroups: 1_000_000,
   maxWalksPerConnection: 4,
   maxWalkViews: 64,
   maxWalkViewRecords: 5_000_000,

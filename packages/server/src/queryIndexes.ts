@@ -54,7 +54,7 @@ export interface SharedIndex {
 export type IndexRefusal = 'connection' | 'process';
 
 /** What one user may read of one map, as a key: users with the same view share indexes. */
-function viewOf(filter: ReadFilter, user: UserContext): string {
+export function viewOf(filter: ReadFilter, user: UserContext): string {
   return filter.everything ? '*' : stableStringify({ id: user.id, claims: user.claims });
 }
 

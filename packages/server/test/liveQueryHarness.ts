@@ -24,16 +24,15 @@ interface Internals {
 }
 
 /**
- * A hub over an in-memory grid backed by an in-memory "storage" (so that a map evicted from
- * the grid loads again with what was stored), a way to commit records, and a way to write
- * records as another process would while the map is not loaded (no `onChanges`).
+ * An in-memory grid backed by an in-memory "storage" (so that a map evicted from the grid
+ * loads again with what was stored), a way to commit records (fed to `onChanges`, as a
+ * commit is), and a way to write records as another process would while the map is not
+ * loaded (no `onChanges`).
  */
-export function hubWith(
-  limits: Partial<ServerLimits> = {},
-  indexLingerMs = 30_000,
-  buildWaitMs?: number,
+export function gridWith(
+  onChanges: (map: string, changes: CommittedChange[]) => Promise<void>,
+  metrics = new ServerMetrics(),
 ) {
-  const metrics = new ServerMetrics();
   const stored = new Map<string, Map<string, StoredRecord>>();
   const storedMap = (map: string) => {
     let records = stored.get(map);
@@ -53,12 +52,70 @@ export function hubWith(
     nodeId: 'server',
     now: () => millis,
   });
-  const hub = new LiveQueryHub({
+  /** Commits records (a `null` value deletes) and feeds them on, as a commit does. */
+  const commit = async (
+    map: string,
+    writes: ReadonlyArray<[string, Value | null]>,
+    ttlMs?: number,
+  ) => {
+    const data = await grid.get(map);
+    const changes: CommittedChange[] = [];
+    for (const [key, value] of writes) {
+      const previous = data.getRecord(key) as GridRecord | undefined;
+      const record: GridRecord = {
+        value,
+        timestamp: { millis: millis++, counter: 0, nodeId: 'w' },
+        ...(ttlMs === undefined ? {} : { ttlMs }),
+      };
+      data.merge(key, record);
+      storedMap(map).set(key, { key, record });
+      changes.push({ key, record, entry: toWireEntry(key, record), previous });
+    }
+    await onChanges(map, changes);
+  };
+  /** Another process's commit to a map this one has not loaded: storage only. */
+  const commitElsewhere = (map: string, writes: ReadonlyArray<[string, Value | null]>) => {
+    for (const [key, value] of writes) {
+      const record: GridRecord = {
+        value,
+        timestamp: { millis: millis++, counter: 0, nodeId: 'x' },
+      };
+      storedMap(map).set(key, { key, record });
+    }
+  };
+  const gauge = async (name: string) =>
+    (await metrics.registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
+  return { grid, metrics, commit, commitElsewhere, gauge };
+}
+
+/** The clock of the harness's grid and commits. */
+export const clock = {
+  now: () => millis,
+  advance: (ms: number) => {
+    millis += ms;
+  },
+};
+
+/** The permissions of the harness: `events` read by all, `mine` by each record's owner. */
+export const harnessPermissions = () =>
+  new Permissions([
+    { map: 'events', read: true, write: true },
+    { map: 'mine', read: ownerOnly, write: true },
+  ]);
+
+/** A live-query hub over {@link gridWith}'s grid. */
+export function hubWith(
+  limits: Partial<ServerLimits> = {},
+  indexLingerMs = 30_000,
+  buildWaitMs?: number,
+) {
+  let hub: LiveQueryHub | undefined;
+  const { grid, metrics, commit, commitElsewhere, gauge } = gridWith((map, changes) =>
+    hub!.onChanges(map, changes),
+  );
+  hub = new LiveQueryHub({
     grid,
-    permissions: new Permissions([
-      { map: 'events', read: true, write: true },
-      { map: 'mine', read: ownerOnly, write: true },
-    ]),
+    permissions: harnessPermissions(),
     fanout: { follows: () => false },
     metrics,
     limits: { ...DEFAULT_LIMITS, ...limits },
@@ -75,35 +132,7 @@ export function hubWith(
     query: Query<Value>,
     slicer: WorkSlicer = cpu.slicer(),
   ) => hub.subscribe(peer, id, map, query, slicer);
-  /** Commits records (a `null` value deletes) and feeds them to the hub, as a commit does. */
-  const commit = async (map: string, writes: ReadonlyArray<[string, Value | null]>) => {
-    const data = await grid.get(map);
-    const changes: CommittedChange[] = [];
-    for (const [key, value] of writes) {
-      const previous = data.getRecord(key) as GridRecord | undefined;
-      const record: GridRecord = {
-        value,
-        timestamp: { millis: millis++, counter: 0, nodeId: 'w' },
-      };
-      data.merge(key, record);
-      storedMap(map).set(key, { key, record });
-      changes.push({ key, record, entry: toWireEntry(key, record), previous });
-    }
-    await hub.onChanges(map, changes);
-  };
-  /** Another process's commit to a map this one has not loaded: storage only. */
-  const commitElsewhere = (map: string, writes: ReadonlyArray<[string, Value | null]>) => {
-    for (const [key, value] of writes) {
-      const record: GridRecord = {
-        value,
-        timestamp: { millis: millis++, counter: 0, nodeId: 'x' },
-      };
-      storedMap(map).set(key, { key, record });
-    }
-  };
   const internals = () => (hub as unknown as { indexes: Internals }).indexes;
-  const gauge = async (name: string) =>
-    (await metrics.registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
   return { hub, grid, metrics, subscribe, commit, commitElsewhere, internals, gauge, cpu };
 }
 

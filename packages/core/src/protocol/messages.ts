@@ -1,6 +1,8 @@
 import { z } from 'zod/mini';
 import { isValidMapName } from '../mapName.js';
-import { compileQuery } from '../query/compileQuery.js';
+import type { AggregateQuery, AggregateRow } from '../query/aggregateTypes.js';
+import { compileAggregate } from '../query/compileAggregate.js';
+import { compileQuery, isPlainObject } from '../query/compileQuery.js';
 import type { Query } from '../query/queryTypes.js';
 import { isValidKey } from '../recordKey.js';
 import { isValidNodeId } from '../timestamp.js';
@@ -102,6 +104,22 @@ const query = z.unknown().check(
     }
   }),
 ) as unknown as z.ZodMiniType<Query>;
+
+const aggregateQuery = z.unknown().check(
+  z.superRefine((candidate, context) => {
+    try {
+      compileAggregate(candidate as AggregateQuery);
+    } catch (error) {
+      context.addIssue({ code: 'custom', input: candidate, message: (error as Error).message });
+    }
+  }),
+) as unknown as z.ZodMiniType<AggregateQuery>;
+
+/** A group of an aggregate's result: its canonical key text, and its keys and figures by name. */
+const aggregateRow = z.strictObject({
+  key: z.string(),
+  value: z.unknown().check(z.refine(isPlainObject, 'expected a map')),
+}) as unknown as z.ZodMiniType<AggregateRow>;
 
 /** Client → server, first message: protocol version, node id, optional JWT. */
 export const helloSchema = z.strictObject({
@@ -351,6 +369,31 @@ export const queryErrorSchema = z.strictObject({
   message: text,
 });
 
+/**
+ * Client → server: subscribe to a live aggregate of a map (ids are shared with live queries:
+ * `unsubscribe` ends it, `query_error` refuses or ends it).
+ */
+export const aggregateSchema = z.strictObject({
+  type: z.literal('aggregate'),
+  id: uint,
+  map: mapName,
+  query: aggregateQuery,
+});
+
+/**
+ * Server → client: a live aggregate's groups that entered or changed (`rows`) and left
+ * (`left`); `reset` on the first message of a result: the client forgets the rows it held.
+ * A result too large for one frame comes in several messages, `last` on the final one.
+ */
+export const aggregateRowsSchema = z.strictObject({
+  type: z.literal('aggregate_rows'),
+  id: uint,
+  reset: z.boolean(),
+  rows: z.array(aggregateRow),
+  left: z.array(z.string()),
+  last: z.boolean(),
+});
+
 /** Both directions: liveness check; the peer answers with `pong` carrying the same time. */
 export const pingSchema = z.strictObject({ type: z.literal('ping'), time: uint });
 
@@ -387,6 +430,8 @@ export const messageSchema = z.discriminatedUnion('type', [
   queryMoreSchema,
   unsubscribeSchema,
   queryErrorSchema,
+  aggregateSchema,
+  aggregateRowsSchema,
   pingSchema,
   pongSchema,
   errorSchema,

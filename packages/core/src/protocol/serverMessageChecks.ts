@@ -1,5 +1,6 @@
 import { isIntegerIn } from '../isIntegerIn.js';
 import { isValidMapName } from '../mapName.js';
+import { isPlainObject } from '../query/compileQuery.js';
 import { isValidKey } from '../recordKey.js';
 import { isValidNodeId } from '../timestamp.js';
 import {
@@ -53,6 +54,8 @@ const string = (maxLength: number) =>
     `expected a string of at most ${maxLength} characters`,
   );
 const text = string(MAX_TEXT_LENGTH);
+const anyString = valid((candidate) => typeof candidate === 'string', 'expected a string');
+const map = valid(isPlainObject, 'expected a map');
 const oneOf = (values: readonly unknown[]) =>
   valid((candidate) => values.includes(candidate), `expected ${values.join(' or ')}`);
 const nullable =
@@ -175,6 +178,13 @@ export const SERVER_MESSAGE_SHAPES = {
     matching: optional(uint),
   },
   query_error: { id: uint, code: oneOf(QUERY_ERROR_CODES), message: text },
+  aggregate_rows: {
+    id: uint,
+    reset: boolean,
+    rows: arrayOf(object({ key: anyString, value: map })),
+    left: arrayOf(anyString),
+    last: boolean,
+  },
   ping: { time: uint },
   pong: { time: uint },
   error: { code: oneOf(ERROR_CODES), message: text, retryable: boolean },

@@ -187,12 +187,7 @@ function compileGroupKey(key: unknown, path: string): { read: (value: unknown) =
   };
 }
 
-function compileFigure(
-  name: string,
-  figure: unknown,
-  path: string,
-  index: number,
-): CompiledFigure {
+function compileFigure(name: string, figure: unknown, path: string, index: number): CompiledFigure {
   if (figure === 'count') return { name, kind: 'count', read: () => undefined, index };
   if (!isPlainObject(figure) || Object.keys(figure).length !== 1)
     throw new QueryError(

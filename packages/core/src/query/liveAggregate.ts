@@ -1,6 +1,7 @@
-import type { AggregateQuery, AggregateRow, AggregateValue } from './aggregateTypes.js';
 import type { MapChange } from '../lwwMap.js';
 import type { LWWRecord } from '../lwwRecord.js';
+import type { AggregateQuery, AggregateRow, AggregateValue } from './aggregateTypes.js';
+import { BinaryHeap } from './binaryHeap.js';
 import {
   type CompiledAggregate,
   type CompiledFigure,
@@ -14,7 +15,6 @@ import { ExactSum, isSummable } from './exactSum.js';
 import type { LiveQueryDelta } from './liveQuery.js';
 import type { QueryError } from './queryError.js';
 import { SortedList } from './sortedList.js';
-import { BinaryHeap } from './binaryHeap.js';
 
 /** How one change affected a live aggregate's result: groups that entered, left or changed. */
 export type AggregateDelta = LiveQueryDelta<AggregateValue>;
@@ -408,9 +408,9 @@ export class LiveAggregate<V> {
     let group: Group | undefined;
     if (primitive) {
       const level = this.#byValue.get(first);
-      group = (readers.length > 1 ? (level as Map<unknown, Group> | undefined)?.get(second) : level) as
-        | Group
-        | undefined;
+      group = (
+        readers.length > 1 ? (level as Map<unknown, Group> | undefined)?.get(second) : level
+      ) as Group | undefined;
     } else group = this.#groups.get(groupKeyText(readers.length > 1 ? [first, second] : [first]));
     if (group !== undefined || !create) return group;
     const freed = freeing !== undefined && freeing.count === 1 ? 1 : 0;
