@@ -1,15 +1,15 @@
-import { type UseQueryStatus, useSuspenseAggregate } from '@topgun/react';
-import { Suspense } from 'react';
+import { type UseQueryStatus, useAggregate } from '@topgun/react';
 import { GenerateTodos } from './GenerateTodos.js';
 import { TODOS, type Todo } from './model.js';
 import { QueryStatus } from './QueryStatus.js';
+import { useReplicaLoaded } from './replicaLoaded.js';
 import { timeAgo } from './timeAgo.js';
 import { MINUTE_MS, useMinute } from './useMinute.js';
 
 /** Minutes the chart shows, the current one last. */
 const MINUTES = 30;
-/** People listed; the others are summed up in a line. */
-const PEOPLE_SHOWN = 8;
+/** People listed, the busiest first; the others are summed up in a line. */
+const PEOPLE_SHOWN = 10;
 
 /**
  * Live figures over every todo, counted on this device from the local replica by aggregate
@@ -17,11 +17,11 @@ const PEOPLE_SHOWN = 8;
  * the todos themselves.
  */
 export function Dashboard() {
+  // Figures over a replica still loading would count too few: none are shown until it is.
+  const loaded = useReplicaLoaded();
   return (
     <section className="dashboard" aria-label="Dashboard">
-      <Suspense fallback={<p className="empty">Loading the todos stored on this device…</p>}>
-        <Figures />
-      </Suspense>
+      {loaded ? <Figures /> : <p className="empty">Loading the todos stored on this device…</p>}
       <GenerateTodos />
     </section>
   );
@@ -31,19 +31,23 @@ function Figures() {
   const minute = useMinute();
   // Whole minutes, so the query changes once a minute (not on every render).
   const since = minute - (MINUTES - 1) * MINUTE_MS;
-  const counts = useSuspenseAggregate<Todo, 'done', 'todos'>(TODOS, {
+  const counts = useAggregate<Todo, 'done', 'todos'>(TODOS, {
     groupBy: { done: 'done' },
     aggregate: { todos: 'count' },
   });
-  const completions = useSuspenseAggregate<Todo, 'minute', 'completed'>(TODOS, {
+  const completions = useAggregate<Todo, 'minute', 'completed'>(TODOS, {
     where: { done: true, completedAt: { gte: since } },
     groupBy: { minute: { field: 'completedAt', bucket: '1m' } },
     aggregate: { completed: 'count' },
   });
-  const people = useSuspenseAggregate<Todo, 'person', 'todos' | 'last'>(TODOS, {
+  const people = useAggregate<Todo, 'person', 'todos' | 'last'>(TODOS, {
     groupBy: { person: 'updatedBy' },
     aggregate: { todos: 'count', last: { max: 'updatedAt' } },
-    sort: [{ field: 'last', direction: 'desc' }],
+    // By how much they did: an order that holds still while the figures move.
+    sort: [
+      { field: 'todos', direction: 'desc' },
+      { field: 'last', direction: 'desc' },
+    ],
   });
 
   const countOf = (done: boolean) =>
@@ -194,8 +198,7 @@ function ActivityByPerson({ people }: { people: readonly Person[] }) {
       )}
       {others.length > 0 ? (
         <p className="more" data-testid="people-more">
-          and {others.length.toLocaleString()} more, with {othersTodos.toLocaleString()} todo
-          {othersTodos === 1 ? '' : 's'}
+          {`and ${others.length.toLocaleString()} more ${others.length === 1 ? 'person' : 'people'}, with ${othersTodos.toLocaleString()} todo${othersTodos === 1 ? '' : 's'}`}
         </p>
       ) : null}
     </div>

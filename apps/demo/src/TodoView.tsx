@@ -1,5 +1,5 @@
 import type { SortKey } from '@topgun/core';
-import { useMap, useOnRejected, useQuery } from '@topgun/react';
+import { useClient, useOnRejected, useQuery } from '@topgun/react';
 import { type FormEvent, useState } from 'react';
 import { TODOS, type Todo } from './model.js';
 import { timeAgo } from './timeAgo.js';
@@ -26,7 +26,9 @@ export function TodoView() {
   const [sort, setSort] = useState<Sort>('newest');
   const [draft, setDraft] = useState('');
   const [notice, setNotice] = useState<string | null>(null);
-  const { set, update, delete: remove } = useMap<Todo>(TODOS);
+  // The map handle for writing: `useMap` would also re-render with a copy of every entry
+  // (a hundred thousand after the dashboard's generator) on each change.
+  const todos = useClient().getMap<Todo>(TODOS);
   const { data } = useQuery<Todo>(TODOS, {
     ...(filter === 'all' ? {} : { where: { done: filter === 'done' } }),
     sort: SORTS[sort],
@@ -41,7 +43,13 @@ export function TodoView() {
     const title = draft.trim();
     if (title === '') return;
     const now = Date.now();
-    set(newId(), { title, done: false, createdAt: now, updatedAt: now, updatedBy: userName() });
+    todos.set(newId(), {
+      title,
+      done: false,
+      createdAt: now,
+      updatedAt: now,
+      updatedBy: userName(),
+    });
     setDraft('');
   };
 
@@ -104,7 +112,7 @@ export function TodoView() {
               todo={value}
               onToggle={() => {
                 const now = Date.now();
-                update(key, {
+                todos.update(key, {
                   done: !value.done,
                   updatedAt: now,
                   updatedBy: userName(),
@@ -112,9 +120,9 @@ export function TodoView() {
                 });
               }}
               onRename={(title) =>
-                update(key, { title, updatedAt: Date.now(), updatedBy: userName() })
+                todos.update(key, { title, updatedAt: Date.now(), updatedBy: userName() })
               }
-              onDelete={() => remove(key)}
+              onDelete={() => todos.delete(key)}
             />
           ))}
         </ul>

@@ -13,20 +13,32 @@ const PEOPLE: readonly (readonly [name: string, weight: number])[] = [
 ];
 const TOTAL_WEIGHT = PEOPLE.reduce((sum, [, weight]) => sum + weight, 0);
 
-const VERBS = ['Review', 'Draft', 'Fix', 'Plan', 'Update', 'Test', 'Ship', 'Write', 'Book', 'Call'];
-const THINGS = [
-  'the Q3 budget',
-  'the onboarding guide',
-  'the flaky login test',
-  'the team offsite',
-  'the release notes',
-  'the supplier contract',
-  'the pricing page',
-  'the sync server alerts',
-  'the design review',
-  'the customer interviews',
-  'the quarterly report',
-  'the office move',
+/** What teams write down. */
+const TITLES = [
+  'Review the Q3 budget',
+  'Draft the onboarding guide',
+  'Fix the flaky login test',
+  'Book the venue for the offsite',
+  'Write the release notes',
+  'Renew the supplier contract',
+  'Update the pricing page',
+  'Tune the sync server alerts',
+  'Prepare the design review',
+  'Schedule customer interviews',
+  'Send the quarterly report',
+  'Plan the office move',
+  'Answer the support backlog',
+  'Upgrade the staging database',
+  'Proofread the blog post',
+  'Order new laptops',
+  'Triage the open bugs',
+  'Record the product demo',
+  'Clean up the feature flags',
+  'Sign the partner agreement',
+  'Translate the help center',
+  'Rotate the API keys',
+  'Collect feedback on the beta',
+  'Archive last year’s invoices',
 ];
 
 const DAY_MS = 86_400_000;
@@ -56,7 +68,7 @@ function person(random: () => number): string {
  * minutes. A done todo was last changed when it was completed, as the Todos view does it.
  */
 export function demoTodo(now: number, random: () => number = Math.random): Todo {
-  const title = `${pick(VERBS, random)} ${pick(THINGS, random)}`;
+  const title = pick(TITLES, random);
   const createdAt = now - Math.floor(random() * CREATED_WITHIN_MS);
   const updatedBy = person(random);
   if (random() >= DONE_SHARE) {

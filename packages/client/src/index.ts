@@ -12,7 +12,7 @@ export {
 export { createClient } from './createClient.js';
 export type { ClientOptions, MapOptions } from './options/clientOptions.js';
 export type { RejectedWrite, RejectionReason } from './outbox/localWrites.js';
-export { AggregateHandle, type AggregateSnapshot } from './queries/aggregateHandle.js';
+export type { AggregateHandle, AggregateSnapshot } from './queries/aggregateHandle.js';
 export { QueryHandle, type QuerySnapshot, type QueryStatus } from './queries/queryHandle.js';
 export type { QueryOptions } from './queries/queryRegistry.js';
 export { ClientMap, type MapWriter, type Patch } from './replica/clientMap.js';

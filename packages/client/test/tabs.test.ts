@@ -187,3 +187,49 @@ function tabOf(
 async function until(test: () => boolean): Promise<void> {
   while (!test()) await new Promise((resolve) => setTimeout(resolve, 5));
 }
+
+it('follows a follower’s server aggregate through the leader, and again through the next leader', async () => {
+  const transport = new FakeTransport();
+  const election = sharedLock();
+  const tab = () =>
+    tabOf(transport, election, {
+      dbName: 'server-aggregates-over-tabs',
+      nodeId: 'profile5',
+      maps: { events: { replicate: 'queries' } },
+    });
+  const leader = tab();
+  const follower = tab();
+  const first = await transport.connection(0);
+  await first.welcome();
+  const query = { groupBy: { kind: 'kind' }, aggregate: { n: 'count' } } as const;
+  const handle = follower.aggregate<{ kind: string }>('events', query);
+  handle.subscribe(() => {});
+  const asked = await first.next('aggregate');
+  expect(asked).toMatchObject({ map: 'events', query });
+  first.receive({
+    type: 'aggregate_rows',
+    id: asked.id,
+    reset: true,
+    rows: [{ key: '["a"]', value: { kind: 'a', n: 2 } }],
+    left: [],
+    last: true,
+  });
+  await until(() => handle.getSnapshot().status === 'synced');
+  expect(handle.getSnapshot().data).toEqual([{ key: '["a"]', value: { kind: 'a', n: 2 } }]);
+  first.receive({
+    type: 'aggregate_rows',
+    id: asked.id,
+    reset: false,
+    rows: [{ key: '["b"]', value: { kind: 'b', n: 1 } }],
+    left: ['["a"]'],
+    last: true,
+  });
+  await until(() => handle.getSnapshot().data[0]?.key === '["b"]');
+  expect(handle.getSnapshot().data).toHaveLength(1);
+
+  await leader.close();
+  clients.splice(clients.indexOf(leader), 1);
+  const second = await transport.connection(1);
+  await second.welcome();
+  expect(await second.next('aggregate')).toMatchObject({ map: 'events', query });
+});

@@ -179,7 +179,7 @@ export type {
 } from './query/queryTypes.js';
 export { type Slicer, sortInSlices } from './query/sortInSlices.js';
 export { isValidKey, MAX_KEY_BYTES, validateKey } from './recordKey.js';
-export { ServerLWWMap, type ServerLWWMapOptions } from './serverLwwMap.js';
+export { type RecordListener, ServerLWWMap, type ServerLWWMapOptions } from './serverLwwMap.js';
 export { stableStringify } from './stableStringify.js';
 export {
   compareTimestamps,

@@ -34,6 +34,7 @@ export class ServerLWWMap<V> extends LWWMap<V> {
   protected override readonly defersHashing = false;
   readonly #onByteSizeChange: ((delta: number) => void) | undefined;
   #keyChars = 0;
+  #recordListeners: Set<RecordListener<V>> | undefined;
 
   /**
    * @param hlc The clock that stamps local writes and absorbs merged timestamps.
@@ -80,6 +81,17 @@ export class ServerLWWMap<V> extends LWWMap<V> {
     return dropped;
   }
 
+  /**
+   * Calls `listener` with every change of a record from now on, as it is stored: the record
+   * before and after (`undefined`: none), whatever made it (merge, bulk load, prune, restore),
+   * tombstones and expired records included. Returns a function that removes the listener.
+   */
+  onRecordChange(listener: RecordListener<V>): () => void {
+    this.#recordListeners ??= new Set();
+    this.#recordListeners.add(listener);
+    return () => this.#recordListeners?.delete(listener);
+  }
+
   protected override replace(
     key: string,
     record: LWWRecord<V> | undefined,
@@ -97,5 +109,14 @@ export class ServerLWWMap<V> extends LWWMap<V> {
       const delta = this.byteSize - bytesBefore;
       if (delta !== 0) onByteSizeChange(delta);
     }
+    if (this.#recordListeners !== undefined)
+      for (const listener of this.#recordListeners) listener(key, record, previous);
   }
 }
+
+/** Receives every change of a record of a {@link ServerLWWMap}, as it is stored. */
+export type RecordListener<V> = (
+  key: string,
+  record: LWWRecord<V> | undefined,
+  previous: LWWRecord<V> | undefined,
+) => void;

@@ -5,14 +5,13 @@ import {
   encodeMessage,
   fittedChunks,
   LiveAggregate,
-  type LWWMap,
   type LWWRecord,
   type MessageOf,
   QueryError,
+  type ServerLWWMap,
   stableStringify,
   type Value,
 } from '@topgun/core';
-import type { CommittedChange } from './changeFanout.js';
 import type { WorkSlicer } from './cpuBudget.js';
 import { MAP_LOADS_SPENT, type MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
@@ -32,24 +31,35 @@ interface Subscription {
   readonly release: () => void;
 }
 
+/** The aggregates of one map, fed every change of its records as it is stored. */
+interface MapFeed {
+  /** The grid's copy of the map they follow (a copy loaded again is another feed). */
+  readonly source: ServerLWWMap<Value>;
+  readonly aggregates: Set<SharedAggregate>;
+  readonly stop: () => void;
+}
+
 /**
  * One aggregate query over what one view (a read filter, and the user it applies to) sees of
- * a map, shared by every subscription to it: built once, kept current by committed changes.
+ * a map, shared by every subscription to it.
  */
 interface SharedAggregate {
   readonly key: string;
-  readonly map: string;
   readonly filter: ReadFilter;
   readonly query: AggregateQuery<Value>;
-  /** Undefined until built. */
+  readonly feed: MapFeed;
+  /** From the start of its build: counts what the build passed. */
   live: LiveAggregate<Value> | undefined;
-  /** While it is built: the changes committed since the build began reading the map. */
-  missed: CommittedChange[] | undefined;
+  /** While it is built: the keys it passed (changes of others are read when it gets there). */
+  passed: Set<string> | undefined;
+  built: boolean;
   /** The build under way. */
   building: Promise<void> | undefined;
-  /** The copy of the map it was built from: another copy (reloaded) may have missed changes. */
-  source: LWWMap<Value> | undefined;
   readonly subscribers: Set<Subscription>;
+  /** Changed since its subscribers were last told. */
+  dirty: boolean;
+  /** Why it cannot go on (its records fell into too many groups), told at the next flush. */
+  failure: string | undefined;
   /** Groups counted against the process's budget. */
   groups: number;
   expiryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -60,23 +70,25 @@ type RefusalCode = Exclude<MessageOf<'query_error'>['code'], 'INVALID_QUERY'>;
 /** A frame in the middle of a result: its size is that of any other. */
 const PART = { first: false, last: false };
 
-/** Records read per slice check while a build copies the map. */
+/** Records counted per slice check while a build reads the map. */
 const RECORDS_PER_CHECK = 512;
 
 /**
  * Server-side live aggregates (`specifications/protocol.md`, "Aggregates"): an aggregate query
  * of a map, kept by a {@link LiveAggregate} shared by every subscription to the same query
- * and view, maintained from each committed change's previous and new record (so its memory
- * grows with its groups, not the map), and pushed to its subscribers as the groups that
- * changed. Only records the subscriber's read rule lets it see are counted. Bounded per
- * connection (`maxLiveQueries` aggregates) and per process (`maxAggregates` aggregates,
- * `maxAggregateGroups` groups).
+ * and view. It is fed every change of the grid's copy of the map as it is stored, with the
+ * record before and after (local commits and other processes' alike), so that its memory
+ * grows with its groups, not the map; its subscribers are told the groups that changed once
+ * per turn of the event loop. Only records the subscriber's read rule lets it see count.
+ * Bounded per connection (`maxLiveQueries` aggregates) and per process (`maxAggregates`
+ * aggregates, `maxAggregateGroups` groups), and to 10,000 groups each.
  */
 export class AggregateHub {
   private readonly byPeer = new Map<Peer, Map<number, Subscription>>();
   private readonly byKey = new Map<string, SharedAggregate>();
-  private readonly byMap = new Map<string, Set<SharedAggregate>>();
+  private readonly feeds = new Map<ServerLWWMap<Value>, MapFeed>();
   private totalGroups = 0;
+  private flushScheduled = false;
 
   constructor(
     private readonly deps: {
@@ -118,20 +130,14 @@ export class AggregateHub {
       return;
     }
     compileAggregate(query);
-    const key = stableStringify([mapName, viewOf(filter, peer.user), query]);
-    if (!this.byKey.has(key) && this.byKey.size >= limits.maxAggregates) {
-      this.deps.metrics.budgetExceeded.inc({ budget: 'aggregates' });
-      this.refuse(peer, id, 'LIMIT', 'the server holds as many aggregates as it may: retry later');
-      return;
-    }
     try {
       await slicer.io(this.deps.fresh(mapName));
     } catch (error) {
       this.refuse(peer, id, 'UNAVAILABLE', (error as Error).message);
       return;
     }
-    // Held from before it is loaded: evicted meanwhile, the aggregate would be built from a
-    // copy that no longer learns the map's changes.
+    // Held from before it is loaded: evicted meanwhile, the aggregate would follow a copy
+    // that no longer learns the map's changes.
     const release = this.deps.grid.hold(mapName);
     const loading = this.deps.grid.getWithin(mapName, mayLoadMap);
     if (loading === undefined) {
@@ -139,7 +145,7 @@ export class AggregateHub {
       this.refuse(peer, id, 'LIMIT', MAP_LOADS_SPENT);
       return;
     }
-    let map: LWWMap<Value>;
+    let map: ServerLWWMap<Value>;
     try {
       map = await slicer.io(loading);
     } catch (error) {
@@ -150,7 +156,16 @@ export class AggregateHub {
       release();
       return;
     }
-    const shared = this.find(key, mapName, filter, query);
+    const key = stableStringify([mapName, viewOf(filter, peer.user), query]);
+    const existing = this.byKey.get(key);
+    const shared =
+      existing?.feed.source === map ? existing : this.create(key, filter, query, map, existing);
+    if (shared === undefined) {
+      release();
+      this.deps.metrics.budgetExceeded.inc({ budget: 'aggregates' });
+      this.refuse(peer, id, 'LIMIT', 'the server holds as many aggregates as it may: retry later');
+      return;
+    }
     const subscription: Subscription = { peer, id, shared, ready: false, release };
     shared.subscribers.add(subscription);
     subscriptions.set(id, subscription);
@@ -161,8 +176,8 @@ export class AggregateHub {
     try {
       // Another subscriber's build may fail (its client left, or ran out of time): then
       // this one builds.
-      while (shared.live === undefined && current()) {
-        if (shared.building === undefined) shared.building = this.build(shared, map, slicer);
+      while (!shared.built && current()) {
+        shared.building ??= this.build(shared, slicer);
         const building = shared.building;
         try {
           await slicer.io(building);
@@ -186,7 +201,8 @@ export class AggregateHub {
       this.fail(shared, 'LIMIT', overBudget);
       return;
     }
-    // Sent whole, with nothing awaited: every change after it reaches the client as rows.
+    // Sent whole, with nothing awaited: every change after it reaches the client as rows (a
+    // change already in it and told again after changes nothing).
     this.send(subscription, shared.live!.rows, [], true);
     subscription.ready = true;
   }
@@ -210,88 +226,80 @@ export class AggregateHub {
   }
 
   /**
-   * Feeds committed changes to the map's aggregates, and tells their subscribers the groups
-   * that changed.
+   * Builds the aggregate from the map in `slicer`'s slices: a record counts as it is when
+   * the build reaches it; changes of the records it passed reach it as they are stored.
    */
-  async onChanges(mapName: string, changes: readonly CommittedChange[]): Promise<void> {
-    const aggregates = this.byMap.get(mapName);
-    if (aggregates === undefined) return;
-    const built: SharedAggregate[] = [];
-    for (const shared of aggregates) {
-      // Taken before anything is awaited: a build copies the map as it is.
-      if (shared.missed !== undefined) shared.missed.push(...changes);
-      else if (shared.live !== undefined) built.push(shared);
-    }
-    if (built.length === 0) return;
-    // Maps with subscriptions are held, hence loaded.
-    const map = await this.deps.grid.ifLoaded(mapName);
-    const now = this.deps.now();
-    for (const shared of built) {
-      const live = shared.live;
-      if (live === undefined) continue; // dropped meanwhile
-      if (map !== shared.source) {
-        // Its copy of the map left the grid (it had to reload from the database).
-        this.fail(shared, 'UNAVAILABLE', 'the map was reloaded: subscribe again');
-        continue;
-      }
-      try {
-        live.expire(now);
-        for (const change of changes) live.apply(seen(shared.filter, change));
-      } catch (error) {
-        if (!(error instanceof QueryError)) throw error;
-        this.fail(shared, 'LIMIT', error.message);
-        continue;
-      }
-      this.flush(shared);
-    }
-  }
-
-  /** Builds the aggregate from the map as it is, in `slicer`'s slices. */
-  private async build(
-    shared: SharedAggregate,
-    map: LWWMap<Value>,
-    slicer: WorkSlicer,
-  ): Promise<void> {
-    const missed: CommittedChange[] = [];
-    shared.missed = missed;
+  private async build(shared: SharedAggregate, slicer: WorkSlicer): Promise<void> {
+    const live = new LiveAggregate(shared.query, [], this.deps.now());
+    const passed = new Set<string>();
+    shared.live = live;
+    shared.passed = passed;
     try {
-      // A copy of the records, read in slices: a key changed meanwhile is read again once
-      // the copy is done, so that the copy is the map as it is then.
-      const records = new Map<string, LWWRecord<Value>>();
       let read = 0;
-      for (const [key, record] of map.allRecords()) {
-        records.set(key, record);
-        if (++read % RECORDS_PER_CHECK === 0 && slicer.due()) await slicer.pause();
+      for (const [key, record] of shared.feed.source.allRecords()) {
+        // A key deleted and stored again comes again, at the end: it was counted.
+        if (passed.has(key)) continue;
+        passed.add(key);
+        live.apply(seen(shared.filter, key, record, undefined));
+        if (++read % RECORDS_PER_CHECK === 0 && slicer.due()) {
+          await slicer.pause();
+          if (this.byKey.get(shared.key) !== shared) return; // dropped meanwhile
+        }
       }
-      for (const { key } of missed.splice(0)) {
-        const record = map.getRecord(key);
-        if (record === undefined) records.delete(key);
-        else records.set(key, record);
-      }
-      // Changes from here on are applied after it, in order.
-      const live = new LiveAggregate(shared.query, [], this.deps.now());
-      read = 0;
-      for (const [key, record] of records) {
-        live.apply(seen(shared.filter, { key, record }));
-        if (++read % RECORDS_PER_CHECK === 0 && slicer.due()) await slicer.pause();
-      }
-      for (const change of missed) live.apply(seen(shared.filter, change));
       live.expire(this.deps.now());
       // What the build counted is told as the result itself.
       live.delta();
-      shared.live = live;
-      shared.source = map;
+      shared.dirty = false;
+      shared.built = true;
       this.scheduleExpiry(shared);
+    } catch (error) {
+      shared.live = undefined;
+      throw error;
     } finally {
-      shared.missed = undefined;
+      shared.passed = undefined;
+    }
+  }
+
+  /** A record of a map with aggregates was stored: counted by those that reached it. */
+  private onRecord(
+    feed: MapFeed,
+    key: string,
+    record: LWWRecord<Value> | undefined,
+    previous: LWWRecord<Value> | undefined,
+  ): void {
+    for (const shared of feed.aggregates) {
+      const { live, passed } = shared;
+      if (live === undefined || shared.failure !== undefined) continue;
+      if (passed !== undefined && !passed.has(key)) continue;
+      try {
+        if (live.apply(seen(shared.filter, key, record, previous))) shared.dirty = true;
+      } catch (error) {
+        if (!(error instanceof QueryError)) throw error;
+        shared.failure = error.message;
+        shared.dirty = true;
+      }
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        for (const shared of [...this.byKey.values()]) if (shared.dirty) this.flush(shared);
+      });
     }
   }
 
   /** Tells every ready subscriber the groups that changed since the last time. */
   private flush(shared: SharedAggregate): void {
-    const live = shared.live!;
-    const delta = live.delta();
+    shared.dirty = false;
+    if (shared.failure !== undefined) {
+      this.fail(shared, 'LIMIT', shared.failure);
+      return;
+    }
+    const live = shared.live;
+    if (!shared.built || live === undefined) return;
+    live.expire(this.deps.now());
     this.scheduleExpiry(shared);
+    const delta = live.delta();
     if (!delta.changed) return;
     const overBudget = this.account(shared);
     if (overBudget !== undefined) {
@@ -343,41 +351,56 @@ export class AggregateHub {
     shared.expiryTimer = setTimeout(
       () => {
         shared.expiryTimer = undefined;
-        if (shared.live === undefined || this.byKey.get(shared.key) !== shared) return;
-        shared.live.expire(this.deps.now());
-        this.flush(shared);
+        if (this.byKey.get(shared.key) === shared) this.flush(shared);
       },
       Math.max(0, due - this.deps.now()) + 1,
     );
     shared.expiryTimer.unref?.();
   }
 
-  private find(
+  /**
+   * A new aggregate, following `map`; undefined when the process holds as many as it may.
+   * One of the same key following an older copy of the map is replaced.
+   */
+  private create(
     key: string,
-    map: string,
     filter: ReadFilter,
     query: AggregateQuery<Value>,
-  ): SharedAggregate {
-    let shared = this.byKey.get(key);
-    if (shared === undefined) {
-      shared = {
-        key,
-        map,
-        filter,
-        query,
-        live: undefined,
-        missed: undefined,
-        building: undefined,
-        source: undefined,
-        subscribers: new Set(),
-        groups: 0,
-        expiryTimer: undefined,
+    map: ServerLWWMap<Value>,
+    replaced: SharedAggregate | undefined,
+  ): SharedAggregate | undefined {
+    if (replaced !== undefined) this.fail(replaced, 'UNAVAILABLE', 'the map was reloaded');
+    if (this.byKey.size >= this.deps.limits.maxAggregates) return undefined;
+    let feed = this.feeds.get(map);
+    if (feed === undefined) {
+      const aggregates = new Set<SharedAggregate>();
+      const created: MapFeed = {
+        source: map,
+        aggregates,
+        stop: map.onRecordChange((recordKey, record, previous) =>
+          this.onRecord(created, recordKey, record, previous),
+        ),
       };
-      this.byKey.set(key, shared);
-      const forMap = this.byMap.get(map) ?? new Set();
-      forMap.add(shared);
-      this.byMap.set(map, forMap);
+      feed = created;
+      this.feeds.set(map, feed);
     }
+    const shared: SharedAggregate = {
+      key,
+      filter,
+      query,
+      feed,
+      live: undefined,
+      passed: undefined,
+      built: false,
+      building: undefined,
+      subscribers: new Set(),
+      dirty: false,
+      failure: undefined,
+      groups: 0,
+      expiryTimer: undefined,
+    };
+    this.byKey.set(key, shared);
+    feed.aggregates.add(shared);
     return shared;
   }
 
@@ -409,9 +432,12 @@ export class AggregateHub {
   private drop(shared: SharedAggregate): void {
     if (this.byKey.get(shared.key) !== shared) return;
     this.byKey.delete(shared.key);
-    const forMap = this.byMap.get(shared.map);
-    forMap?.delete(shared);
-    if (forMap?.size === 0) this.byMap.delete(shared.map);
+    const { feed } = shared;
+    feed.aggregates.delete(shared);
+    if (feed.aggregates.size === 0) {
+      feed.stop();
+      this.feeds.delete(feed.source);
+    }
     clearTimeout(shared.expiryTimer);
     this.totalGroups -= shared.groups;
     shared.groups = 0;
@@ -423,10 +449,12 @@ export class AggregateHub {
   }
 }
 
-/** A change as a subscriber's view counts it: records it may not see are absent. */
+/** A change as a view counts it: records it may not see are absent. */
 function seen(
   filter: ReadFilter,
-  { key, record, previous }: Pick<CommittedChange, 'key' | 'record' | 'previous'>,
+  key: string,
+  record: LWWRecord<Value> | undefined,
+  previous: LWWRecord<Value> | undefined,
 ): {
   key: string;
   record: LWWRecord<Value> | undefined;
@@ -435,7 +463,7 @@ function seen(
   if (filter.everything) return { key, record, previousRecord: previous };
   return {
     key,
-    record: filter.sees(key, record) ? record : undefined,
+    record: record !== undefined && filter.sees(key, record) ? record : undefined,
     previousRecord: previous !== undefined && filter.sees(key, previous) ? previous : undefined,
   };
 }

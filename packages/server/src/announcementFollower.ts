@@ -1,5 +1,4 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { AggregateHub } from './aggregateHub.js';
 import type { ChangeFanout } from './changeFanout.js';
 import type { LiveQueryHub } from './liveQueryHub.js';
 import type { MapGrid } from './mapGrid.js';
@@ -64,7 +63,6 @@ export class AnnouncementFollower {
       readonly grid: MapGrid;
       readonly fanout: ChangeFanout;
       readonly liveQueries: LiveQueryHub;
-      readonly aggregates: AggregateHub;
       readonly metrics: ServerMetrics;
       readonly logger: FastifyBaseLogger;
       readonly now: () => number;
@@ -270,7 +268,6 @@ export class AnnouncementFollower {
     if (changes.length === 0) return;
     this.deps.fanout.publish(name, changes, undefined);
     await this.deps.liveQueries.onChanges(name, changes);
-    await this.deps.aggregates.onChanges(name, changes);
   }
 }
 

@@ -135,7 +135,6 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
   pipeline.onCommitted(async ({ map, changes, origin }) => {
     fanout.publish(map, changes, origin);
     await liveQueries.onChanges(map, changes);
-    await aggregates.onChanges(map, changes);
   });
   const connections = new Set<ClientConnection>();
   const channel = storage.announcements;
@@ -148,7 +147,6 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
           grid,
           fanout,
           liveQueries,
-          aggregates,
           metrics,
           logger: app.log,
           now,

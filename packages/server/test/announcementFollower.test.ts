@@ -1,7 +1,6 @@
 import { HLC, LWWMap, type LWWRecord, type Value, withFieldWrites } from '@topgun/core';
 import type { FastifyBaseLogger } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { AggregateHub } from '../src/aggregateHub.js';
 import { AnnouncementFollower, NOT_FOLLOWING } from '../src/announcementFollower.js';
 import type { ChangeFanout, CommittedChange } from '../src/changeFanout.js';
 import type { LiveQueryHub } from '../src/liveQueryHub.js';
@@ -63,7 +62,6 @@ describe('following other processes’ commits', () => {
   let loading: Map<string, Promise<LWWMap<Value>>>;
   let published: Array<{ map: string; keys: string[] }>;
   let fed: Array<{ map: string; keys: string[] }>;
-  let aggregated: Array<{ map: string; keys: string[] }>;
   let readBack: Array<{ map: string; keys: readonly string[] }>;
   let stored: Map<string, StoredRecord>;
   let lost: number;
@@ -78,7 +76,6 @@ describe('following other processes’ commits', () => {
     loading = new Map();
     published = [];
     fed = [];
-    aggregated = [];
     readBack = [];
     stored = new Map();
     lost = 0;
@@ -107,11 +104,6 @@ describe('following other processes’ commits', () => {
           fed.push({ map, keys: keysOf(changes) });
         },
       } as unknown as LiveQueryHub,
-      aggregates: {
-        onChanges: async (map: string, changes: readonly CommittedChange[]) => {
-          aggregated.push({ map, keys: keysOf(changes) });
-        },
-      } as unknown as AggregateHub,
       metrics: new ServerMetrics(),
       logger: silent,
       now: () => clock,
@@ -149,7 +141,6 @@ describe('following other processes’ commits', () => {
     expect(todos.get('b')).toBe('b');
     expect(published).toEqual([{ map: 'todos', keys: ['a', 'b'] }]);
     expect(fed).toEqual(published);
-    expect(aggregated).toEqual(published);
     expect(maps.has('elsewhere')).toBe(false);
   });
 

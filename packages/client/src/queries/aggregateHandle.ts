@@ -5,11 +5,9 @@ import {
   LiveAggregate,
   type LWWMap,
   type MapChange,
-  QueryError,
 } from '@topgun/core';
 import { Observers } from './observers.js';
 import type { QueryStatus } from './queryHandle.js';
-import type { QueryRegistryOptions } from './registryOptions.js';
 
 /** What a live aggregate handle holds. The object keeps its identity until something changes. */
 export interface AggregateSnapshot {
@@ -23,14 +21,31 @@ export interface AggregateSnapshot {
   readonly error: Error | null;
 }
 
-const NO_ROWS: readonly AggregateRow[] = Object.freeze([]);
+export const NO_ROWS: readonly AggregateRow[] = Object.freeze([]);
+
+/**
+ * A live aggregate: computed on the local replica for a map replicated whole, by the server
+ * for a map replicated by query. Its snapshot keeps its identity until something changes.
+ */
+export interface AggregateHandle<V> {
+  readonly map: string;
+  readonly query: AggregateQuery<V>;
+  /** The current result. */
+  readonly getSnapshot: () => AggregateSnapshot;
+  /** Listens to result changes; returns the unsubscribe function. */
+  readonly subscribe: (listener: () => void) => () => void;
+  /** Whether the handle currently follows the replica (or the server). */
+  readonly active: boolean;
+  /** Stops following now. */
+  dispose(): void;
+}
 
 /**
  * A live aggregate over one map of the local replica, kept up to date change by change
  * while it is read or observed (plus a short grace period); listeners run once per tick at
  * most, and only when a group's figures or the status changed.
  */
-export class AggregateHandle<V> {
+export class LocalAggregate<V> implements AggregateHandle<V> {
   #live: LiveAggregate<V> | undefined;
   /** Set while a counted record is due to expire: it is taken out then. */
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -47,7 +62,7 @@ export class AggregateHandle<V> {
   /** The snapshot changed since the listeners were last told. */
   #snapshotChanged = false;
   readonly #replica: LWWMap<V>;
-  readonly #onIdle: (handle: AggregateHandle<V>) => void;
+  readonly #onIdle: (handle: LocalAggregate<V>) => void;
 
   /**
    * @param onIdle Called when the handle stops following the replica.
@@ -58,7 +73,7 @@ export class AggregateHandle<V> {
     readonly query: AggregateQuery<V>,
     replica: LWWMap<V>,
     confirmed: boolean,
-    onIdle: (handle: AggregateHandle<V>) => void = () => {},
+    onIdle: (handle: LocalAggregate<V>) => void = () => {},
   ) {
     compileAggregate(query);
     this.#replica = replica;
@@ -182,55 +197,5 @@ export class AggregateHandle<V> {
       this.#snapshotChanged = false;
       this.#observers.tell();
     });
-  }
-}
-
-/** The live aggregates of a client: equal aggregates of a map share one handle while used. */
-export class Aggregates {
-  readonly #handles = new Map<string, AggregateHandle<unknown>>();
-  readonly #options: Pick<QueryRegistryOptions, 'replica' | 'scoped'>;
-
-  constructor(options: Pick<QueryRegistryOptions, 'replica' | 'scoped'>) {
-    this.#options = options;
-  }
-
-  /**
-   * The handle of `query` over `map`, by `key` (the registry's key of equal queries).
-   * @throws {QueryError} when the query is invalid, or `map` is replicated by query.
-   */
-  aggregate<V>(
-    key: string,
-    map: string,
-    query: AggregateQuery<V>,
-    confirmed: boolean,
-  ): AggregateHandle<V> {
-    const cached = this.#handles.get(key);
-    if (cached !== undefined) return cached as AggregateHandle<V>;
-    if (this.#options.scoped(map))
-      throw new QueryError(
-        'aggregate',
-        `map ${map} is replicated by query: its aggregates are the server's, which this client does not ask for yet`,
-      );
-    const handle = new AggregateHandle(
-      map,
-      query,
-      this.#options.replica(map) as LWWMap<unknown> as LWWMap<V>,
-      confirmed,
-      (idle) => {
-        if (this.#handles.get(key) === (idle as AggregateHandle<unknown>))
-          this.#handles.delete(key);
-      },
-    );
-    this.#handles.set(key, handle as AggregateHandle<unknown>);
-    return handle;
-  }
-
-  /** Map `map` is reconciled with the server: its aggregates are synced. */
-  confirmMap(map: string): void {
-    for (const handle of this.#handles.values()) if (handle.map === map) handle.confirm();
-  }
-
-  dispose(): void {
-    for (const handle of this.#handles.values()) handle.dispose();
   }
 }

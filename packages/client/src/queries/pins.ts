@@ -1,4 +1,11 @@
-import { MAX_WINDOW_ROWS, type Query, QueryError, type Value } from '@topgun/core';
+import {
+  type AggregateQuery,
+  type AggregateRow,
+  MAX_WINDOW_ROWS,
+  type Query,
+  QueryError,
+  type Value,
+} from '@topgun/core';
 
 /**
  * Between tabs, for maps replicated by query: a tab's query followed or no longer (the leader
@@ -16,6 +23,22 @@ export type QueryTabMessage =
     }
   /** A tab pinned a query (its rows are kept by every tab's budget), or unpinned it (`null`). */
   | { readonly type: 'pin'; readonly pin: string; readonly keys: readonly string[] | null }
+  /** A tab follows an aggregate of a map replicated by query, or no longer. */
+  | {
+      readonly type: 'aggregate';
+      readonly tab: string;
+      readonly map: string;
+      readonly query: AggregateQuery<Value>;
+      readonly active: boolean;
+    }
+  /** The leader's snapshot of such an aggregate (by its map and serialized form). */
+  | {
+      readonly type: 'aggregate-state';
+      readonly key: string;
+      readonly data: readonly AggregateRow[];
+      readonly status: 'local' | 'synced';
+      readonly error: string | null;
+    }
   | {
       readonly type: 'query-state';
       /** The query's map and serialized form. */

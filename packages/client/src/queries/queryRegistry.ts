@@ -5,20 +5,22 @@ import {
   MAX_WINDOW_ROWS,
   type Query,
   type QueryRow,
-  stableStringify,
   type Value,
 } from '@topgun/core';
-import { type AggregateHandle, Aggregates } from './aggregateHandle.js';
+import type { AggregateHandle } from './aggregateHandle.js';
+import { Aggregates } from './aggregates.js';
 import { Pins, type QueryTabMessage, scopedQueryRules } from './pins.js';
 import { QueryHandle } from './queryHandle.js';
-import type { QueryOptions, QueryRegistryOptions, ServerQuery } from './registryOptions.js';
+import {
+  type QueryOptions,
+  type QueryRegistryOptions,
+  queryKey,
+  type ServerQuery,
+  type ServerWindowQuery,
+} from './registryOptions.js';
 import { ServerWindow } from './serverWindow.js';
 
 export type { QueryOptions, QueryRegistryOptions, ServerQuery };
-
-/** A query's key: equal queries of a map share it (and one handle). */
-const queryKey = (map: string, query: Query<unknown> | AggregateQuery<unknown>) =>
-  `${map}\u0000${stableStringify(query)}`;
 
 /**
  * The live queries of a client: equal queries share one handle, each has an id the server
@@ -31,7 +33,8 @@ export class QueryRegistry {
     string,
     { id: number; handle: QueryHandle<unknown>; window?: ServerWindow<unknown> | undefined }
   >();
-  readonly #aggregates: Aggregates;
+  /** The live aggregates (those of maps replicated by query are the server's). */
+  readonly aggregates: Aggregates;
   readonly #confirmedMaps = new Set<string>();
   readonly #pendingResults = new Map<string, () => readonly QueryRow<unknown>[]>();
   /** Pinned queries' last result keys, by `map` + query (stored, and read back at start). */
@@ -46,7 +49,7 @@ export class QueryRegistry {
   constructor(options: QueryRegistryOptions) {
     this.#options = options;
     this.#pins = new Pins(options.storePin, options.share);
-    this.#aggregates = new Aggregates(options);
+    this.aggregates = new Aggregates({ ...options, nextId: () => this.#nextId++ });
   }
 
   /**
@@ -108,12 +111,12 @@ export class QueryRegistry {
   }
 
   /**
-   * The live aggregate of `query` over `map` (one handle for equal queries), evaluated on the
-   * replica of a map replicated whole.
-   * @throws {QueryError} when the query is invalid, or `map` is replicated by query.
+   * The live aggregate of `query` over `map` (one handle for equal queries): evaluated on the
+   * replica of a map replicated whole, by the server for a map replicated by query.
+   * @throws {QueryError} when the query is invalid.
    */
   aggregate<V>(map: string, query: AggregateQuery<V>): AggregateHandle<V> {
-    return this.#aggregates.aggregate(
+    return this.aggregates.aggregate(
       queryKey(map, query),
       map,
       query,
@@ -141,7 +144,7 @@ export class QueryRegistry {
     return undefined;
   }
 
-  #serverQuery(id: number, handle: QueryHandle<unknown>): ServerQuery {
+  #serverQuery(id: number, handle: QueryHandle<unknown>): ServerWindowQuery {
     const { map } = handle;
     const query = handle.serverQuery as Query<Value>;
     if (!this.#options.scoped(map)) return { id, map, query };
@@ -176,6 +179,7 @@ export class QueryRegistry {
   announceAll(): void {
     for (const { handle } of this.#queries.values())
       if (handle.active) this.#announce(handle, true);
+    this.aggregates.announceAll();
   }
 
   /** (Leader) Another tab follows a query, or no longer: followed here for it, on the server. */
@@ -272,9 +276,12 @@ export class QueryRegistry {
 
   /** The queries that follow the replica, for the server to know of. */
   active(): ServerQuery[] {
-    return [...this.#queries.values()]
-      .filter(({ handle }) => handle.active)
-      .map(({ id, handle }) => this.#serverQuery(id, handle));
+    return [
+      ...[...this.#queries.values()]
+        .filter(({ handle }) => handle.active)
+        .map(({ id, handle }) => this.#serverQuery(id, handle)),
+      ...this.aggregates.active(),
+    ];
   }
 
   /** The server confirmed query `id`. */
@@ -290,7 +297,7 @@ export class QueryRegistry {
   confirmMap(map: string): void {
     this.#confirmedMaps.add(map);
     for (const { handle } of this.#queries.values()) if (handle.map === map) handle.confirm();
-    this.#aggregates.confirmMap(map);
+    this.aggregates.confirmMap(map);
   }
 
   /** The stored replica is loaded: remember the windows of the queries that follow it. */
@@ -320,7 +327,7 @@ export class QueryRegistry {
   dispose(): void {
     this.writeResults();
     for (const { handle } of this.#queries.values()) handle.dispose();
-    this.#aggregates.dispose();
+    this.aggregates.dispose();
   }
 
   /** Remembers a query's result for the next start, at most once a second (read then). */

@@ -1,4 +1,11 @@
-import type { LWWMap, LWWRecord, Query, Value } from '@topgun/core';
+import {
+  type AggregateQuery,
+  type LWWMap,
+  type LWWRecord,
+  type Query,
+  stableStringify,
+  type Value,
+} from '@topgun/core';
 import type { QueryTabMessage } from './pins.js';
 import type { QueryResultCache } from './queryResultCache.js';
 
@@ -33,8 +40,22 @@ export interface QueryRegistryOptions {
   readonly ownWrite?: (record: LWWRecord<Value>) => boolean;
 }
 
+/** A query's key: equal queries (or aggregates) of a map share it, and one handle. */
+export const queryKey = (map: string, query: Query<unknown> | AggregateQuery<unknown>) =>
+  `${map}\u0000${stableStringify(query)}`;
+
+/** A live query or aggregate the server should know about. */
+export type ServerQuery = ServerWindowQuery | ServerAggregateQuery;
+
+/** A live aggregate of a map replicated by query, computed by the server. */
+export interface ServerAggregateQuery {
+  readonly id: number;
+  readonly map: string;
+  readonly aggregate: AggregateQuery<Value>;
+}
+
 /** A live query the server should know about. */
-export interface ServerQuery {
+export interface ServerWindowQuery {
   readonly id: number;
   readonly map: string;
   /** The query, its window grown as `loadMore` left it. */

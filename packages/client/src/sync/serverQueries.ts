@@ -77,8 +77,20 @@ export class ServerQueries {
     this.#earlyOpen = false;
   }
 
-  /** Subscribes a live query (when connected), naming what it holds of a query-scoped map. */
-  subscribe({ id, map, query, have }: ServerQuery): void {
+  /**
+   * Subscribes a live query (when connected), naming what it holds of a query-scoped map, or
+   * a live aggregate.
+   */
+  subscribe(serverQuery: ServerQuery): void {
+    const { id, map } = serverQuery;
+    if ('aggregate' in serverQuery) {
+      if (this.ready)
+        this.#pacer.send(() =>
+          this.#options.send({ type: 'aggregate', id, map, query: serverQuery.aggregate }),
+        );
+      return;
+    }
+    const { query, have } = serverQuery;
     if (!this.ready) {
       if (!this.#earlyOpen || have === undefined) return;
       this.#early.add(id);
@@ -109,6 +121,7 @@ export class ServerQueries {
 
   /** The connection is gone: whatever was on its way is lost. */
   dropped(): void {
+    this.#options.queries.aggregates.disconnected();
     this.ready = false;
     this.#early.clear();
     this.#earlyOpen = false;
@@ -147,11 +160,19 @@ export class ServerQueries {
     }
   }
 
+  /** Rows of a live aggregate. */
+  aggregateRows(message: MessageOf<'aggregate_rows'>): void {
+    if (message.last) this.#unavailable.delete(message.id);
+    this.#options.queries.aggregates.rows(message);
+  }
+
   /** The server refused a query: told to its handle; one it could not serve for now is retried. */
   refused(message: MessageOf<'query_error'>): void {
     const { queries, status, report } = this.#options;
     report('QUERY_FAILED', `live query ${message.id}: ${message.message}`, message.code);
-    queries.refused(message.id, status.getState().lastError!);
+    const error = status.getState().lastError!;
+    if (queries.aggregates.has(message.id)) queries.aggregates.refused(message.id, error);
+    else queries.refused(message.id, error);
     if (message.code === 'UNAVAILABLE') this.#retry(message.id);
   }
 

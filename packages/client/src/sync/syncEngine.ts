@@ -247,6 +247,9 @@ export class SyncEngine implements ConnectionHandler {
       case 'query_error':
         this.#queries.refused(message);
         return;
+      case 'aggregate_rows':
+        this.#queries.aggregateRows(message);
+        return;
       case 'ping':
         this.#connection.send({ type: 'pong', time: message.time });
         return;

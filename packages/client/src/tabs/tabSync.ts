@@ -111,6 +111,12 @@ export class TabSync {
       case 'query':
         if (this.#leading) queries.followForTab(message);
         return;
+      case 'aggregate':
+        if (this.#leading) queries.aggregates.followForTab(message);
+        return;
+      case 'aggregate-state':
+        queries.aggregates.learnFromLeader(message);
+        return;
       case 'query-state':
         queries.learnFromLeader(message);
         return;
