@@ -64,7 +64,9 @@ function Figures() {
   }
 
   const results = [counts, completions, people];
-  const errors = results.flatMap(({ error }) => (error === null ? [] : [error.message]));
+  const errors = [
+    ...new Set(results.flatMap(({ error }) => (error === null ? [] : [error.message]))),
+  ];
   const status: UseQueryStatus =
     errors.length > 0
       ? 'error'

@@ -211,9 +211,9 @@ export class TopGunClient {
 
   /**
    * A live aggregate over map `map` (counts, sums, averages, least and greatest values, in
-   * groups), evaluated on the local replica change by change. Equal aggregates share one
-   * handle. Maps replicated by query are not supported yet.
-   * @throws {QueryError} when the query is invalid, or `map` is replicated by query.
+   * groups): evaluated on the local replica change by change, or by the server for a map
+   * replicated by query. Equal aggregates share one handle.
+   * @throws {QueryError} when the query is invalid.
    */
   aggregate<V>(map: string, query: AggregateQuery<V>): AggregateHandle<V> {
     return this.#queries.aggregate(map, query);
