@@ -109,7 +109,12 @@ export class CpuBudget {
       sliceStart = now;
     };
     return {
-      due: () => performance.now() - sliceStart >= this.sliceMs,
+      // Also due once the message's own limit is spent, however short its slices between
+      // waits for I/O: the pause that follows refuses it.
+      due: () => {
+        const slice = performance.now() - sliceStart;
+        return slice >= this.sliceMs || used + slice > this.maxMessageMs;
+      },
       pause: async () => {
         end();
         if (used > this.maxMessageMs) throw new WorkLimitError(this.maxMessageMs);

@@ -27,4 +27,22 @@ describe('work stopped by the CPU budget', () => {
     expect(error).toBeInstanceOf(WorkAbandonedError);
     expect(error).toMatchObject({ name: 'WorkAbandonedError', code: 'WORK_ABANDONED' });
   });
+
+  it('is due once the message has spent its limit, however short its slices between I/O', async () => {
+    // Slices of 1 s, a message limit of 5 ms: each piece of work between waits is short.
+    const budget = new CpuBudget(1_000, 1_000, 1_000, 5);
+    const slicer = budget.slicer();
+    let checks = 0;
+    while (!slicer.due()) {
+      const start = performance.now();
+      while (performance.now() - start < 1) {}
+      await slicer.io(Promise.resolve());
+      checks += 1;
+      if (checks > 1_000) break;
+    }
+    // About five pieces of 1 ms each (fewer on a busy machine), never the thousand.
+    expect(checks).toBeGreaterThanOrEqual(1);
+    expect(checks).toBeLessThanOrEqual(5);
+    await expect(slicer.pause()).rejects.toBeInstanceOf(WorkLimitError);
+  });
 });
