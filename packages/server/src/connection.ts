@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import {
   CLOSE_CODES,
   type DecodeLimits,
@@ -15,6 +16,7 @@ import type { AggregateHub } from './aggregateHub.js';
 import type { Authenticator, Identity } from './auth.js';
 import { type ChangeFanout, sendRevoke } from './changeFanout.js';
 import { CpuBudget, WorkAbandonedError, WorkLimitError, type WorkSlicer } from './cpuBudget.js';
+import { gatherWritesOfTurn } from './gatherWrites.js';
 import type { LiveQueryHub } from './liveQueryHub.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerLimits } from './options.js';
@@ -170,6 +172,9 @@ export class ClientConnection implements Peer {
       this.onClose();
       return;
     }
+    // ws keeps its TCP socket in _socket (absent before it connects).
+    const raw = (this.socket as unknown as { _socket?: Socket })._socket;
+    if (raw !== undefined) gatherWritesOfTurn(raw);
     this.socket.send(frame);
   }
 
