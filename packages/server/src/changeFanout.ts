@@ -29,7 +29,10 @@ export class ChangeFanout {
   private readonly pending = new Map<Peer, Map<string, WireEntry[][]>>();
   /** Per peer, per map, keys to revoke. */
   private readonly revokes = new Map<Peer, Map<string, Set<string>>>();
-  private flushTimer: NodeJS.Timeout | undefined;
+  /** Cancels the flush scheduled, if one is. */
+  private cancelFlush: (() => void) | undefined;
+  /** When changes were last sent (performance.now()). */
+  private lastFlushAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly permissions: Permissions,
@@ -106,8 +109,24 @@ export class ChangeFanout {
         else lists.push(entries);
       }
     }
-    if (this.flushTimer === undefined && (this.pending.size > 0 || this.revokes.size > 0)) {
-      this.flushTimer = setTimeout(() => this.flush(), this.windowMs);
+    this.schedule();
+  }
+
+  /**
+   * Sends what is pending at the end of this turn when nothing was sent within the window
+   * (a quiet server pushes a change at once), else once the window since the last sending
+   * has passed: under load, a client gets at most one message per map and window.
+   */
+  private schedule(): void {
+    if (this.cancelFlush !== undefined || (this.pending.size === 0 && this.revokes.size === 0))
+      return;
+    const wait = this.lastFlushAt + this.windowMs - performance.now();
+    if (wait <= 0) {
+      const immediate = setImmediate(() => this.flush());
+      this.cancelFlush = () => clearImmediate(immediate);
+    } else {
+      const timer = setTimeout(() => this.flush(), wait);
+      this.cancelFlush = () => clearTimeout(timer);
     }
   }
 
@@ -127,8 +146,10 @@ export class ChangeFanout {
 
   /** Sends everything pending now. */
   flush(): void {
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
+    this.cancelFlush?.();
+    this.cancelFlush = undefined;
+    if (this.pending.size === 0 && this.revokes.size === 0) return;
+    this.lastFlushAt = performance.now();
     // Clients with the same pending lists get the same bytes: encode each distinct set once.
     const encoded = new Map<string, Uint8Array[]>();
     const listIds = new Map<WireEntry[], number>();

@@ -30,6 +30,7 @@ const environmentSchema = z.object({
   TOPGUN_NODE_ID: z.string().optional(),
   TOPGUN_STATIC_DIR: z.string().optional(),
   TOPGUN_GRID_MAX_MB: z.coerce.number().positive().optional(),
+  TOPGUN_FANOUT_WINDOW_MS: z.coerce.number().min(0).max(1000).optional(),
   TOPGUN_LIMITS: z
     .string()
     .optional()
@@ -56,7 +57,8 @@ const environmentSchema = z.object({
  * pretty when `terminal`, i.e. standard output is one, JSON otherwise), `TOPGUN_NODE_ID`,
  * `TOPGUN_STATIC_DIR`
  * (a built app to serve at `/`), `TOPGUN_GRID_MAX_MB` (the grid's memory budget in MiB,
- * `gridMaxBytes`; default a quarter of the V8 heap limit), and `TOPGUN_LIMITS`
+ * `gridMaxBytes`; default a quarter of the V8 heap limit), `TOPGUN_FANOUT_WINDOW_MS`
+ * (`fanoutWindowMs`), and `TOPGUN_LIMITS`
  * (a JSON object overriding any of `DEFAULT_LIMITS`).
  * @throws {ServerConfigurationError} listing every invalid variable (its `settings` name them).
  */
@@ -120,5 +122,8 @@ export function optionsFromEnvironment(
     ...(env.TOPGUN_GRID_MAX_MB === undefined
       ? {}
       : { gridMaxBytes: Math.round(env.TOPGUN_GRID_MAX_MB * 1024 * 1024) }),
+    ...(env.TOPGUN_FANOUT_WINDOW_MS === undefined
+      ? {}
+      : { fanoutWindowMs: env.TOPGUN_FANOUT_WINDOW_MS }),
   };
 }

@@ -191,7 +191,10 @@ export interface ServerOptions {
   readonly gridMaxBytes?: number;
   /** How often pruning runs. Default: every hour. */
   readonly pruneIntervalMs?: number;
-  /** Changes committed within this window reach each client as one message. Default: 5 ms. */
+  /**
+   * Under load, the changes committed within this window reach each client as one message;
+   * a change committed after a quiet window is sent at once. Default: 5 ms.
+   */
   readonly fanoutWindowMs?: number;
   /**
    * With PostgreSQL (several processes may share the database): how often this process

@@ -98,3 +98,49 @@ describe('the fan-out’s registry of who follows which map', () => {
     expect(bob.changedKeys('private')).toEqual(['n2', 'n1']);
   });
 });
+
+describe('when the fan-out sends', () => {
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function fanoutWithWindow(windowMs: number): ChangeFanout {
+    return new ChangeFanout(
+      new Permissions([{ map: 'todos', read: true, write: true }]),
+      new ServerMetrics(),
+      500,
+      1 << 20,
+      windowMs,
+    );
+  }
+
+  it('pushes a change at the end of its turn when the server was quiet', async () => {
+    const fanout = fanoutWithWindow(10_000);
+    const follower = new FakePeer();
+    fanout.follow(follower, 'todos');
+    fanout.publish('todos', [change('t1', { n: 1 })], undefined);
+    fanout.publish('todos', [change('t2', { n: 2 })], undefined);
+    expect(follower.received).toEqual([]);
+    await turn();
+    // Both of the turn's changes, in one message, long before the window.
+    expect(follower.messages('changes')).toHaveLength(1);
+    expect(follower.changedKeys('todos')).toEqual(['t1', 't2']);
+  });
+
+  it('under load, gathers the changes of a window into one message', async () => {
+    const fanout = fanoutWithWindow(200);
+    const follower = new FakePeer();
+    fanout.follow(follower, 'todos');
+    fanout.publish('todos', [change('t1', { n: 1 })], undefined);
+    await turn();
+    expect(follower.changedKeys('todos')).toEqual(['t1']);
+    // Sent just now: what follows waits for the window, however many turns it spans.
+    fanout.publish('todos', [change('t2', { n: 2 })], undefined);
+    await turn();
+    fanout.publish('todos', [change('t3', { n: 3 })], undefined);
+    await turn();
+    expect(follower.changedKeys('todos')).toEqual(['t1']);
+    await sleep(250);
+    expect(follower.messages('changes')).toHaveLength(2);
+    expect(follower.changedKeys('todos')).toEqual(['t1', 't2', 't3']);
+  });
+});

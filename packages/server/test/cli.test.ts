@@ -46,6 +46,7 @@ describe('configuration from the environment', () => {
       TOPGUN_LIMITS: '{"maxBatchOps": 50}',
       TOPGUN_STATIC_DIR: 'dist',
       TOPGUN_GRID_MAX_MB: '64',
+      TOPGUN_FANOUT_WINDOW_MS: '0',
       LOG_LEVEL: 'warn',
     });
     expect(options).toMatchObject({
@@ -60,6 +61,7 @@ describe('configuration from the environment', () => {
       limits: { maxBatchOps: 50 },
       staticDir: 'dist',
       gridMaxBytes: 64 * 1024 * 1024,
+      fanoutWindowMs: 0,
       logger: { level: 'warn' },
     });
     expect(optionsFromEnvironment({ TOPGUN_GRID_MAX_MB: '0.5' }).gridMaxBytes).toBe(512 * 1024);
@@ -87,6 +89,7 @@ describe('configuration from the environment', () => {
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ TOPGUN_GRID_MAX_MB: '0' }, /TOPGUN_GRID_MAX_MB/],
     [{ TOPGUN_GRID_MAX_MB: 'lots' }, /TOPGUN_GRID_MAX_MB/],
+    [{ TOPGUN_FANOUT_WINDOW_MS: '-1' }, /TOPGUN_FANOUT_WINDOW_MS/],
   ])('rejects %j with a message naming the variable', (environment, message) => {
     expect(() => optionsFromEnvironment(environment)).toThrow(message);
   });
