@@ -72,22 +72,24 @@ export async function seedDatabase(
 }
 
 /**
- * Starts a server process (`cli`: a built `cli.js`, this tree's by default) on `port` and
- * resolves once `/ready` answers.
+ * Starts a server process (`cli`: a built `cli.js`, this tree's by default) on `port`, on the
+ * database at `databaseUrl` (undefined: its embedded PGlite), and resolves once `/ready`
+ * answers.
  */
 export async function startServer(
-  databaseUrl: string,
+  databaseUrl: string | undefined,
   port: number,
   cli = SERVER_CLI,
   environment: Record<string, string> = {},
 ): Promise<ChildProcess> {
   const nodeArgs = (process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+  const { DATABASE_URL: _inherited, ...inherited } = process.env;
   const child = spawn(process.execPath, [...nodeArgs, cli], {
     env: {
-      ...process.env,
+      ...inherited,
       PORT: String(port),
       HOST: '127.0.0.1',
-      DATABASE_URL: databaseUrl,
+      ...(databaseUrl === undefined ? {} : { DATABASE_URL: databaseUrl }),
       TOPGUN_ALLOW_ANONYMOUS: '1',
       LOG_LEVEL: 'warn',
       TOPGUN_LIMITS: JSON.stringify({

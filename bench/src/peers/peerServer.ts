@@ -1,0 +1,46 @@
+/**
+ * A peer's sync server in its own process, for the peers benchmark:
+ * `node --import tsx src/peers/peerServer.ts yjs|tinybase <port>`; prints `ready` once it
+ * listens. Neither persists anything (as each runs by default): Yjs keeps every document in
+ * memory (y-websocket's server, without YPERSISTENCE), TinyBase keeps each path's
+ * MergeableStore content in memory between its clients (a persister over a Map), so both
+ * serve a client what others wrote before it connected, as TopGun's server does.
+ */
+import { createServer } from 'node:http';
+import { createMergeableStore, type MergeableStore } from 'tinybase';
+import { createCustomPersister, type PersistedContent, type Persists } from 'tinybase/persisters';
+import { createWsServer } from 'tinybase/synchronizers/synchronizer-ws-server';
+import { WebSocketServer } from 'ws';
+import { setupWSConnection } from 'y-websocket/bin/utils';
+
+const [kind, portText] = process.argv.slice(2);
+const port = Number(portText);
+
+if (kind === 'yjs') {
+  const server = createServer();
+  const sockets = new WebSocketServer({ server });
+  sockets.on('connection', (socket, request) => setupWSConnection(socket, request, { gc: true }));
+  server.listen(port, '127.0.0.1', () => console.log('ready'));
+} else if (kind === 'tinybase') {
+  const MERGEABLE_ONLY = 2 as Persists.MergeableStoreOnly;
+  const saved = new Map<string, PersistedContent<Persists.MergeableStoreOnly>>();
+  const memoryPersister = (path: string) => {
+    const store: MergeableStore = createMergeableStore();
+    return createCustomPersister(
+      store,
+      async () => saved.get(path),
+      async (getContent) => {
+        saved.set(path, getContent());
+      },
+      () => undefined,
+      () => undefined,
+      undefined,
+      MERGEABLE_ONLY,
+    );
+  };
+  const sockets = new WebSocketServer({ port, host: '127.0.0.1' });
+  createWsServer(sockets, memoryPersister);
+  sockets.on('listening', () => console.log('ready'));
+} else {
+  throw new Error(`unknown peer server ${kind}`);
+}
