@@ -333,7 +333,10 @@ function writeReadme(): void {
         `${cell(n, 'reconnectMs', (v) => `${Math.round(v)} ms`)}, ${cell(n, 'reconnectBytes', kib)}`,
     ],
     ['fixed cost: connect and sync an empty map', (n) => `${cell(n, 'fixedCostMs', round1)} ms`],
-    ['server RSS, 1,000 maps × 100 records', (n) => `${cell(n, 'manyMapsRssMiB', (v) => String(Math.round(v)))} MiB`],
+    [
+      'server RSS, 1,000 maps × 100 records',
+      (n) => `${cell(n, 'manyMapsRssMiB', (v) => String(Math.round(v)))} MiB`,
+    ],
     ['server RSS idle', (n) => `${cell(n, 'idleRssMiB', (v) => String(Math.round(v)))} MiB`],
   ];
   const window0 = medians['TopGun, fan-out window 0'];
