@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
 import { ANNOUNCEMENT_CHANNEL, parseAnnouncement } from './announcementPayload.js';
+import { loadPg } from './loadPg.js';
 import type { AnnouncementChannel, AnnouncementHandlers } from './storage.js';
 
 /**
@@ -25,7 +26,7 @@ export function createPgAnnouncementChannel(connectionString: string): Announcem
     origin,
     async listen(handlers: AnnouncementHandlers) {
       if (client !== undefined) drop(client);
-      const listener = new pg.Client({
+      const listener = new (loadPg().Client)({
         connectionString,
         connectionTimeoutMillis: 5_000,
         keepAlive: true,

@@ -1,5 +1,5 @@
-import pg from 'pg';
 import { encodeBinaryArray } from './binaryArray.js';
+import { loadPg } from './loadPg.js';
 import { SqlArray, type SqlDriver, type SqlExecutor } from './sqlDriver.js';
 
 /** `pg` parameters: {@link SqlArray}s in PostgreSQL's binary array format. */
@@ -36,7 +36,7 @@ export interface PgDriverOptions {
 /** A driver over a `pg` connection pool. */
 export function createPgDriver(options: PgDriverOptions): SqlDriver {
   const maxConnections = options.maxConnections ?? 10;
-  const pool = new pg.Pool({
+  const pool = new (loadPg().Pool)({
     connectionString: options.connectionString,
     max: maxConnections,
     connectionTimeoutMillis: 5_000,
