@@ -68,6 +68,11 @@ const MAX_PIPELINED_BATCHES = 8;
 export class ClientConnection implements Peer {
   private identity: Identity | undefined;
   private clientNodeId = '';
+  /**
+   * Whether the node id the client said hello with is its user's, once the claim is settled.
+   * The session starts before (reading needs no claim); every write waits for it.
+   */
+  private nodeIdClaimed: Promise<boolean> = Promise.resolve(false);
   private state: 'handshake' | 'ready' | 'closed' = 'handshake';
   private alive = true;
   private violations: number[] = [];
@@ -366,9 +371,10 @@ export class ClientConnection implements Peer {
     }
     switch (message.type) {
       case 'ops':
-        await this.onOps(message, received);
+        if (await this.nodeIdClaimed) await this.onOps(message, received);
         return;
       case 'sync': {
+        if (message.records.length > 0 && !(await this.nodeIdClaimed)) return;
         const walk = this.mayWriteRecords(message.records.length)
           ? message
           : { ...message, records: [] };
@@ -386,6 +392,7 @@ export class ClientConnection implements Peer {
         return;
       }
       case 'sync_records':
+        if (!(await this.nodeIdClaimed)) return;
         if (this.mayWriteRecords(message.records.length))
           await this.services.sync.onClientRecords(this, message, this.submitOptions);
         return;
@@ -526,38 +533,14 @@ export class ClientConnection implements Peer {
       this.closeWith(CLOSE.unauthorized, result.code);
       return;
     }
-    // Checked before the claim (which writes to storage) and again after it, with no await
-    // before the connection counts as ready: hellos in a burst cannot all pass the check.
     if (this.refusedAsOneTooMany(result.identity.id)) return;
-    let claimed: boolean;
-    try {
-      claimed = await this.services.claimNodeId(message.nodeId, result.identity.id);
-    } catch (error) {
-      this.services.logger.warn({ err: error }, 'node id claim failed: storage unavailable');
-      this.send({
-        type: 'error',
-        code: 'UNAVAILABLE',
-        message: 'storage is unavailable, retry later',
-        retryable: true,
-      });
-      this.closeWith(CLOSE.tryAgainLater, 'storage unavailable');
-      return;
-    }
-    if (!claimed) {
-      this.send({
-        type: 'auth_error',
-        code: 'NODE_ID_TAKEN',
-        message: `node id ${message.nodeId} belongs to another user: use a replica of this user's own (another database name)`,
-      });
-      this.closeWith(CLOSE.forbidden, 'node id taken');
-      return;
-    }
-    if (this.state !== 'handshake' || this.refusedAsOneTooMany(result.identity.id)) return;
     clearTimeout(this.handshakeTimer);
     this.identity = result.identity;
     this.clientNodeId = message.nodeId;
     this.state = 'ready';
     this.armExpiry();
+    // The claim writes to storage: the session does not wait for it, its writes do.
+    this.nodeIdClaimed = this.claimNodeId(message.nodeId, result.identity.id);
     this.send({
       type: 'welcome',
       protocol: PROTOCOL_VERSION,
@@ -568,6 +551,36 @@ export class ClientConnection implements Peer {
       maxBatchOps: this.services.limits.maxBatchOps,
       maxFrameBytes: this.services.limits.maxFrameBytes,
     });
+  }
+
+  /**
+   * Claims the node id for the user; ends the session, and says why, when it belongs to
+   * another user or storage cannot tell.
+   */
+  private async claimNodeId(nodeId: string, userId: string | null): Promise<boolean> {
+    let claimed: boolean;
+    try {
+      claimed = await this.services.claimNodeId(nodeId, userId);
+    } catch (error) {
+      this.services.logger.warn({ err: error }, 'node id claim failed: storage unavailable');
+      this.send({
+        type: 'error',
+        code: 'UNAVAILABLE',
+        message: 'storage is unavailable, retry later',
+        retryable: true,
+      });
+      this.closeWith(CLOSE.tryAgainLater, 'storage unavailable');
+      return false;
+    }
+    if (!claimed) {
+      this.send({
+        type: 'auth_error',
+        code: 'NODE_ID_TAKEN',
+        message: `node id ${nodeId} belongs to another user: use a replica of this user's own (another database name)`,
+      });
+      this.closeWith(CLOSE.forbidden, 'node id taken');
+    }
+    return claimed;
   }
 
   /** Refuses the connection, and says so, if its user has as many as it may have. */

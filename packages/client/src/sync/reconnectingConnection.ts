@@ -106,6 +106,18 @@ export class ReconnectingConnection {
     );
   }
 
+  /**
+   * The server refused the session (`auth_error`, which may come after its `welcome`): the
+   * connection ends here, what the server said stays the last error, and the next attempt
+   * backs off (it would be refused the same way).
+   */
+  refused(): void {
+    if (this.#connection === undefined) return;
+    this.#disconnect(undefined);
+    this.#attempt = Math.max(this.#attempt, 4);
+    this.#scheduleReconnect();
+  }
+
   /** The server said the token expired: when it closes, reconnect at once with a fresh one. */
   expireToken(): void {
     this.#tokenExpired = true;

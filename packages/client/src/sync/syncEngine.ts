@@ -209,6 +209,8 @@ export class SyncEngine implements ConnectionHandler {
       }
       case 'auth_error':
         this.#report('AUTH_FAILED', `authentication failed: ${message.message}`, message.code);
+        // A welcome still waiting for the replica to load is dropped with the connection.
+        this.#connection.refused();
         return;
       case 'error':
         this.#report('SERVER_ERROR', message.message, message.code);

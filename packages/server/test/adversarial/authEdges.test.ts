@@ -1,7 +1,8 @@
 import { CLOSE_CODES, formatTimestamp } from '@topgun/core';
 import { describe, expect, it } from 'vitest';
+import { createStorage } from '../../src/storage/createStorage.js';
 import { postgresAvailable } from '../postgres.js';
-import { eventually } from '../serverHarness.js';
+import { eventually, startServer } from '../serverHarness.js';
 import { replicaOf, TestClient } from '../testClient.js';
 import {
   signToken,
@@ -131,6 +132,41 @@ describe.runIf(available)('session edges', () => {
     await server.close();
   });
 
+  it('starts a session before its node id claim is settled, and holds its writes until then', async () => {
+    const storage = await createStorage({ kind: 'postgres', connectionString: database.url });
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const claims: string[] = [];
+    // The storage's own methods, but a claim that waits for the test.
+    const slowClaims: typeof storage = Object.create(storage);
+    slowClaims.claimNodeId = async (nodeId, userId, now) => {
+      claims.push(nodeId);
+      await held;
+      return storage.claimNodeId(nodeId, userId, now);
+    };
+    const { server, url } = await startServer({
+      storage: slowClaims,
+      auth: { secret: TOKEN_SECRET },
+    });
+    const client = await TestClient.open(url, `n${Math.random().toString(36).slice(2, 10)}`);
+    expect(await client.hello(await tokenFor('carol'))).toMatchObject({ type: 'welcome' });
+    // A walk needs no claim: it ends while the claim is still held.
+    expect((await client.sync('held', replicaOf())).converged).toBe(true);
+    expect(claims).toHaveLength(1);
+    const written = client.write('held', [['k', 'v']]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(client.pending('ack')).toEqual([]);
+    expect(await server.storage.getRecords('held', ['k'])).toEqual([]);
+    release();
+    expect((await written).ack).toBeDefined();
+    expect((await server.storage.getRecords('held', ['k']))[0]?.record.value).toBe('v');
+    client.close();
+    await server.close();
+    await storage.close();
+  });
+
   it("refuses another user the node id a user claimed, its tabs' ids and its prefixes", async () => {
     const { server, url } = await database.startServer({
       auth: { secret: TOKEN_SECRET },
@@ -158,14 +194,18 @@ describe.runIf(available)('session edges', () => {
           },
         ],
       });
-      expect(await answer).toMatchObject({ type: 'auth_error', code: 'NODE_ID_TAKEN' });
+      // The session starts before the claim is settled; its writes wait for it.
+      expect(await answer).toMatchObject({ type: 'welcome' });
+      expect(await bob.next('auth_error')).toMatchObject({ code: 'NODE_ID_TAKEN' });
       expect(await bob.closed()).toBe(CLOSE_CODES.forbidden);
+      expect(bob.pending('ack')).toEqual([]);
     }
     // Claimed for good: still refused once Alice is gone.
     alice.close();
     await alice.closed();
     const late = await TestClient.open(url, claimed);
-    expect(await late.hello(await tokenFor('bob'))).toMatchObject({ code: 'NODE_ID_TAKEN' });
+    await late.hello(await tokenFor('bob'));
+    expect(await late.next('auth_error')).toMatchObject({ code: 'NODE_ID_TAKEN' });
     expect(await late.closed()).toBe(CLOSE_CODES.forbidden);
 
     const [stored] = await server.storage.getRecords('notes', ['mine']);
