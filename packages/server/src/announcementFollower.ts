@@ -28,7 +28,8 @@ export const NOT_FOLLOWING = 'this server is catching up with other server proce
  *
  * Freshness: {@link fresh} resolves once every commit acknowledged before it was called has
  * been merged, by sending a marker through the channel and waiting for it to come back
- * (announcements arrive in commit order). Liveness: a marker goes out every heartbeat; when
+ * (announcements arrive in commit order); at once for a map not in memory, whose load comes
+ * after the call. Liveness: a marker goes out every heartbeat; when
  * one does not come back within `maxLagMs`, or the channel fails, the process can no longer
  * tell what it missed: it drops everything it holds (`onLost`), listens again, and serves
  * again only then (`onRestored`).
@@ -97,6 +98,9 @@ export class AnnouncementFollower {
    */
   fresh(map: string): Promise<void> {
     if (!this.healthy) return Promise.reject(new Error(NOT_FOLLOWING));
+    // A map not in memory is loaded after this call: its load reads every commit acknowledged
+    // before it, and no marker needs to make the round trip (a cold map's first read).
+    if (!this.deps.grid.isLoaded(map)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.waiting.push({ map, resolve, reject });
       this.sendMark();

@@ -195,6 +195,15 @@ describe('following other processes’ commits', () => {
     expect(later).toBe(true);
   });
 
+  it('answers a read of a map not in memory at once: its load will read every commit', async () => {
+    await expect(follower.fresh('cold')).resolves.toBeUndefined();
+    expect(channel.marks).toHaveLength(0);
+    // Loading (not yet loaded) counts as in memory: the load may have read before a commit.
+    loading.set('warming', new Promise(() => {}));
+    void follower.fresh('warming');
+    expect(channel.marks).toHaveLength(1);
+  });
+
   it('counts the channel lost when a marker does not come back in time, and recovers', async () => {
     loaded('todos');
     const read = follower.fresh('todos');
