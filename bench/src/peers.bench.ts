@@ -188,26 +188,48 @@ interface Figures {
   [measure: string]: number;
 }
 
-async function measureAll(make: () => PeerSystem, only?: 'latency' | 'idle'): Promise<Figures> {
+/** Measures that failed, by system: reported, and left out of the medians. */
+const failures: Array<{ system: string; round: number; measure: string; error: string }> = [];
+
+async function measureAll(
+  name: string,
+  round: number,
+  make: () => PeerSystem,
+  only?: 'latency' | 'idle',
+): Promise<Figures> {
   const figures: Figures = {};
+  /** Runs one measure; one that fails is recorded as such and the others still run. */
+  const attempt = async (measure: string, run: () => Promise<Figures>): Promise<void> => {
+    try {
+      Object.assign(figures, await run());
+    } catch (error) {
+      failures.push({ system: name, round, measure, error: (error as Error).message });
+      console.error(`${name}, round ${round}: ${measure} failed: ${(error as Error).message}`);
+    }
+  };
   let system = make();
   await system.start();
   try {
     if (only !== 'latency') figures['idleRssMiB'] = await idleRss(system);
     if (only === 'idle') return figures;
-    const { p50, p99 } = await latency(system);
-    figures['latencyP50Ms'] = p50;
-    figures['latencyP99Ms'] = p99;
+    await attempt('latency', async () => {
+      const { p50, p99 } = await latency(system);
+      return { latencyP50Ms: p50, latencyP99Ms: p99 };
+    });
     if (only === 'latency') return figures;
-    figures['burstPerSecond'] = await burst(system, false);
-    figures['burstBatchedPerSecond'] = await burst(system, true);
-    Object.assign(figures, await initialAndReconnect(system));
-    figures['fixedCostMs'] = await fixedCost(system);
+    await attempt('burst', async () => ({ burstPerSecond: await burst(system, false) }));
+    await attempt('burst in one transaction', async () => ({
+      burstBatchedPerSecond: await burst(system, true),
+    }));
+    await attempt('initial sync and reconnect', async () => ({
+      ...(await initialAndReconnect(system)),
+    }));
+    await attempt('fixed cost', async () => ({ fixedCostMs: await fixedCost(system) }));
     // A fresh server for memory: what the measures above left behind does not count.
     await system.stop();
     system = make();
     await system.start();
-    figures['manyMapsRssMiB'] = await manyMaps(system);
+    await attempt('many maps', async () => ({ manyMapsRssMiB: await manyMaps(system) }));
   } finally {
     await system.stop();
   }
@@ -229,7 +251,7 @@ const SYSTEMS: Array<[name: string, make: () => PeerSystem, only?: 'latency' | '
 const runs: Record<string, Figures[]> = {};
 for (let round = 0; round < ROUNDS; round++) {
   for (const [name, make, only] of SYSTEMS) {
-    const figures = await measureAll(make, only);
+    const figures = await measureAll(name, round, make, only);
     runs[name] = [...(runs[name] ?? []), figures];
     console.log(JSON.stringify({ round, name, figures }));
   }
@@ -237,8 +259,13 @@ for (let round = 0; round < ROUNDS; round++) {
 
 const medians: Record<string, Figures> = {};
 for (const [name, list] of Object.entries(runs)) {
-  const keys = Object.keys(list[0]!);
-  medians[name] = Object.fromEntries(keys.map((key) => [key, median(list.map((f) => f[key]!))]));
+  const keys = new Set(list.flatMap((figures) => Object.keys(figures)));
+  medians[name] = Object.fromEntries(
+    [...keys].map((key) => [
+      key,
+      median(list.flatMap((figures) => (figures[key] === undefined ? [] : [figures[key]]))),
+    ]),
+  );
 }
 
 const topgun = medians['TopGun (PostgreSQL)']!;
@@ -277,14 +304,14 @@ const caveats = [
   'TopGun runs on a PostgreSQL server of this machine (2 cores shared by the database, the server and the clients); its per-connection rate limits are raised for the bench, the peers have none.',
   'Clients are Node processes with memory storage (no IndexedDB), all in the benchmark process; bytes are WebSocket message payloads as the client sends and receives them.',
   'Yjs writes a JSON object per key of one Y.Map; TinyBase a row of two cells; TopGun a record { n, text }.',
-  'TinyBase’s server keeps each path’s content in a Map between clients (a memory persister), so a fresh client is served what others wrote before it came, as by the others.',
+  'TinyBase’s server keeps each path’s content in a Map between clients (a memory persister), so a fresh client is served what others wrote before it came, as by the others; its clients of the 100,000-row path wait up to 120 s for an answer to a request (TinyBase’s default, 1 s, is too short for it and leaves the sync incomplete); its fixed cost is that default timeout, which a client of an empty path waits out.',
   `Sizes: latency ${LATENCY_WRITES} writes 10 ms apart (first 20 dropped), burst ${BURST.toLocaleString('en')} records, initial sync ${INITIAL.toLocaleString('en')}, reconnect after ${CHANGED} changed, ${MAPS.toLocaleString('en')} maps × ${PER_MAP}; medians of ${ROUNDS} rounds.`,
 ];
 
 const here = dirname(fileURLToPath(import.meta.url));
 writeFileSync(
   join(here, '..', 'results', 'peers.json'),
-  `${JSON.stringify({ what: 'TopGun against Yjs and TinyBase end to end: two Node clients and a server process', machine: machineInfo(), caveats, medians, targets, runs }, null, 2)}\n`,
+  `${JSON.stringify({ what: 'TopGun against Yjs and TinyBase end to end: two Node clients and a server process', machine: machineInfo(), caveats, medians, targets, failures, runs }, null, 2)}\n`,
 );
 writeReadme();
 console.log(JSON.stringify(medians, null, 1));
@@ -308,7 +335,7 @@ function writeReadme(): void {
   const end = '<!-- peers:end -->';
   const names = ['TopGun (PostgreSQL)', 'Yjs + y-websocket', 'TinyBase + WsServer'];
   const cell = (name: string, key: string, format: (value: number) => string) =>
-    medians[name]?.[key] === undefined ? '' : format(medians[name]![key]!);
+    medians[name]?.[key] === undefined ? 'failed' : format(medians[name]![key]!);
   const rows: Array<[string, (name: string) => string]> = [
     [
       'write → remote client, 1 write / 10 ms: p50 / p99',
@@ -368,6 +395,17 @@ function writeReadme(): void {
     'Caveats:',
     '',
     ...caveats.map((caveat) => `- ${caveat}`),
+    ...(failures.length === 0
+      ? []
+      : [
+          '',
+          'Measures that failed (left out of the medians):',
+          '',
+          ...failures.map(
+            ({ system, round, measure, error }) =>
+              `- ${system}, round ${round + 1}, ${measure}: ${error}`,
+          ),
+        ]),
     end,
   ];
   const before = text.includes(start)

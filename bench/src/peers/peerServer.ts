@@ -23,14 +23,17 @@ if (kind === 'yjs') {
   server.listen(port, '127.0.0.1', () => console.log('ready'));
 } else if (kind === 'tinybase') {
   const MERGEABLE_ONLY = 2 as Persists.MergeableStoreOnly;
-  const saved = new Map<string, PersistedContent<Persists.MergeableStoreOnly>>();
+  // What is kept of a path is the way to get its content, called when a new server client
+  // loads it: taking a copy of the whole store on every save would make each change cost the
+  // size of the path (quadratic bursts, an initial sync that never ends).
+  const saved = new Map<string, () => PersistedContent<Persists.MergeableStoreOnly>>();
   const memoryPersister = (path: string) => {
     const store: MergeableStore = createMergeableStore();
     return createCustomPersister(
       store,
-      async () => saved.get(path),
+      async () => saved.get(path)?.(),
       async (getContent) => {
-        saved.set(path, getContent());
+        saved.set(path, getContent);
       },
       () => undefined,
       () => undefined,
