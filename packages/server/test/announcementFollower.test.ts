@@ -200,8 +200,10 @@ describe('following other processes’ commits', () => {
     expect(channel.marks).toHaveLength(0);
     // Loading (not yet loaded) counts as in memory: the load may have read before a commit.
     loading.set('warming', new Promise(() => {}));
-    void follower.fresh('warming');
+    const warming = follower.fresh('warming');
     expect(channel.marks).toHaveLength(1);
+    channel.returnMark();
+    await expect(warming).resolves.toBeUndefined();
   });
 
   it('counts the channel lost when a marker does not come back in time, and recovers', async () => {
