@@ -69,10 +69,12 @@ export class ClientConnection implements Peer {
   private identity: Identity | undefined;
   private clientNodeId = '';
   /**
-   * Whether the node id the client said hello with is its user's, once the claim is settled.
-   * The session starts before (reading needs no claim); every write waits for it.
+   * Whether the node id the client said hello with is its user's: the claim while it is not
+   * settled, its answer once it is. The session starts before (reading needs no claim); every
+   * write waits for it, and none waits once it succeeded (ops still reach the pipeline
+   * synchronously).
    */
-  private nodeIdClaimed: Promise<boolean> = Promise.resolve(false);
+  private nodeIdClaimed: Promise<boolean> | boolean = false;
   private state: 'handshake' | 'ready' | 'closed' = 'handshake';
   private alive = true;
   private violations: number[] = [];
@@ -369,12 +371,16 @@ export class ClientConnection implements Peer {
       await this.cpu.ready(this.wanted);
       if (!this.wanted()) return;
     }
+    const writes =
+      message.type === 'ops' ||
+      message.type === 'sync_records' ||
+      (message.type === 'sync' && message.records.length > 0);
+    if (writes && this.nodeIdClaimed !== true && !(await this.nodeIdClaimed)) return;
     switch (message.type) {
       case 'ops':
-        if (await this.nodeIdClaimed) await this.onOps(message, received);
+        await this.onOps(message, received);
         return;
       case 'sync': {
-        if (message.records.length > 0 && !(await this.nodeIdClaimed)) return;
         const walk = this.mayWriteRecords(message.records.length)
           ? message
           : { ...message, records: [] };
@@ -392,7 +398,6 @@ export class ClientConnection implements Peer {
         return;
       }
       case 'sync_records':
-        if (!(await this.nodeIdClaimed)) return;
         if (this.mayWriteRecords(message.records.length))
           await this.services.sync.onClientRecords(this, message, this.submitOptions);
         return;
@@ -540,7 +545,10 @@ export class ClientConnection implements Peer {
     this.state = 'ready';
     this.armExpiry();
     // The claim writes to storage: the session does not wait for it, its writes do.
-    this.nodeIdClaimed = this.claimNodeId(message.nodeId, result.identity.id);
+    this.nodeIdClaimed = this.claimNodeId(message.nodeId, result.identity.id).then((claimed) => {
+      this.nodeIdClaimed = claimed;
+      return claimed;
+    });
     this.send({
       type: 'welcome',
       protocol: PROTOCOL_VERSION,

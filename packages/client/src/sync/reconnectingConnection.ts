@@ -114,7 +114,7 @@ export class ReconnectingConnection {
   refused(): void {
     if (this.#connection === undefined) return;
     this.#disconnect(undefined);
-    this.#attempt = Math.max(this.#attempt, 4);
+    this.#backOff();
     this.#scheduleReconnect();
   }
 
@@ -217,8 +217,7 @@ export class ReconnectingConnection {
       code === CLOSE_PROTOCOL_ERROR ||
       code === CLOSE_FORBIDDEN
     ) {
-      // Retrying at once would fail the same way: back off.
-      this.#attempt = Math.max(this.#attempt, 4);
+      this.#backOff();
     }
     this.#scheduleReconnect();
   }
@@ -254,6 +253,11 @@ export class ReconnectingConnection {
       initialSync: null,
       ...(error === undefined ? {} : { lastError: error }),
     });
+  }
+
+  /** The server refused this client: retrying at once would fail the same way. */
+  #backOff(): void {
+    this.#attempt = Math.max(this.#attempt, 4);
   }
 
   #scheduleReconnect(): void {

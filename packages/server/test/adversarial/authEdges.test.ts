@@ -150,18 +150,29 @@ describe.runIf(available)('session edges', () => {
       storage: slowClaims,
       auth: { secret: TOKEN_SECRET },
     });
-    const client = await TestClient.open(url, `n${Math.random().toString(36).slice(2, 10)}`);
+    const nodeId = `n${Math.random().toString(36).slice(2, 10)}`;
+    const client = await TestClient.open(url, nodeId);
     expect(await client.hello(await tokenFor('carol'))).toMatchObject({ type: 'welcome' });
     // A walk needs no claim: it ends while the claim is still held.
     expect((await client.sync('held', replicaOf())).converged).toBe(true);
     expect(claims).toHaveLength(1);
+    // A walk that brings records the server lacks writes them: it waits too. (Before the
+    // ops: a walk also waits for the connection's ops to be answered.)
+    const replica = replicaOf(nodeId);
+    replica.set('w', 'walked');
+    const walked = client.sync('walked', replica);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await server.storage.getRecords('walked', ['w'])).toEqual([]);
     const written = client.write('held', [['k', 'v']]);
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(client.pending('ack')).toEqual([]);
     expect(await server.storage.getRecords('held', ['k'])).toEqual([]);
+    expect(await server.storage.getRecords('walked', ['w'])).toEqual([]);
     release();
     expect((await written).ack).toBeDefined();
     expect((await server.storage.getRecords('held', ['k']))[0]?.record.value).toBe('v');
+    expect((await walked).converged).toBe(true);
+    expect((await server.storage.getRecords('walked', ['w']))[0]?.record.value).toBe('walked');
     client.close();
     await server.close();
     await storage.close();
