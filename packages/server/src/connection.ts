@@ -371,6 +371,9 @@ export class ClientConnection implements Peer {
       await this.cpu.ready(this.wanted);
       if (!this.wanted()) return;
     }
+    // A batch whose handling began before the shutdown is answered, even if it then waits
+    // for the claim: the shutdown lets what it already took in settle.
+    const shutdownBegun = this.services.isShuttingDown();
     const writes =
       message.type === 'ops' ||
       message.type === 'sync_records' ||
@@ -378,7 +381,7 @@ export class ClientConnection implements Peer {
     if (writes && this.nodeIdClaimed !== true && !(await this.nodeIdClaimed)) return;
     switch (message.type) {
       case 'ops':
-        await this.onOps(message, received);
+        await this.onOps(message, received, shutdownBegun);
         return;
       case 'sync': {
         const walk = this.mayWriteRecords(message.records.length)
@@ -630,11 +633,18 @@ export class ClientConnection implements Peer {
     this.expiryTimer.unref();
   }
 
-  /** Answers a batch of writes; `received` is when its frame arrived (for the ack latency). */
-  private async onOps(message: MessageOf<'ops'>, received: number): Promise<void> {
+  /**
+   * Answers a batch of writes; `received` is when its frame arrived (for the ack latency);
+   * `refused` when the server was shutting down as its handling began.
+   */
+  private async onOps(
+    message: MessageOf<'ops'>,
+    received: number,
+    refused: boolean,
+  ): Promise<void> {
     const { ops } = message;
     let outcome: BatchOutcome;
-    if (this.services.isShuttingDown()) {
+    if (refused) {
       outcome = rejectAll(ops, 'UNAVAILABLE', 'the server is shutting down', true);
     } else if (ops.length > this.services.limits.maxBatchOps) {
       this.violation(

@@ -132,7 +132,8 @@ describe.runIf(available)('session edges', () => {
     await server.close();
   });
 
-  it('starts a session before its node id claim is settled, and holds its writes until then', async () => {
+  /** A storage on the test database whose node id claims wait until `release()`. */
+  async function heldClaims() {
     const storage = await createStorage({ kind: 'postgres', connectionString: database.url });
     let release = () => {};
     const held = new Promise<void>((resolve) => {
@@ -146,6 +147,30 @@ describe.runIf(available)('session edges', () => {
       await held;
       return storage.claimNodeId(nodeId, userId, now);
     };
+    return { storage, slowClaims, claims, release: () => release() };
+  }
+
+  it('answers, when it shuts down, a batch that was waiting for its node id claim', async () => {
+    const { storage, slowClaims, release } = await heldClaims();
+    const { server, url } = await startServer({
+      storage: slowClaims,
+      auth: { allowAnonymous: true },
+    });
+    const client = await TestClient.open(url, `n${Math.random().toString(36).slice(2, 10)}`);
+    expect(await client.hello()).toMatchObject({ type: 'welcome' });
+    const written = client.write('closing', [['k', 'v']]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const closing = server.close();
+    release();
+    expect((await written).ack).toBeDefined();
+    expect(await client.closed()).toBe(CLOSE_CODES.goingAway);
+    await closing;
+    expect((await storage.getRecords('closing', ['k']))[0]?.record.value).toBe('v');
+    await storage.close();
+  });
+
+  it('starts a session before its node id claim is settled, and holds its writes until then', async () => {
+    const { storage, slowClaims, claims, release } = await heldClaims();
     const { server, url } = await startServer({
       storage: slowClaims,
       auth: { secret: TOKEN_SECRET },
