@@ -195,6 +195,49 @@ describe('the sync engine against a scripted server', () => {
     expect(socket.walksOf('b')).toHaveLength(3);
   });
 
+  it('opens its walks right behind hello, before the welcome, and only once', () => {
+    const { engine, status, converged } = connectedEngine(['a', 'b']);
+    stop = () => engine.stop();
+    vi.advanceTimersByTime(0);
+    const socket = lastSocket();
+    socket.open();
+    expect(socket.sent.map((message) => message.type)).toEqual(['hello', 'sync', 'sync']);
+    socket.receive(welcomeMessage());
+    expect(socket.sent).toHaveLength(3);
+    socket.receive(converged('a', socket.walksOf('a')[0] ?? -1));
+    socket.receive(converged('b', socket.walksOf('b')[0] ?? -1));
+    expect(status.getState().connection).toBe('online');
+  });
+
+  it('opens its walks again when the welcome says the server takes smaller frames than assumed', () => {
+    const { engine } = connectedEngine(['a']);
+    stop = () => engine.stop();
+    vi.advanceTimersByTime(0);
+    const socket = lastSocket();
+    socket.open();
+    const [early] = socket.walksOf('a');
+    socket.receive({ ...(welcomeMessage() as MessageOf<'welcome'>), maxFrameBytes: 64 * 1024 });
+    expect(socket.ended()).toEqual([early]);
+    expect(socket.walksOf('a')).toHaveLength(2);
+  });
+
+  it('walks a replica still loading only once it is loaded, after the welcome', async () => {
+    let load = () => {};
+    const loaded = new Promise<void>((resolve) => {
+      load = resolve;
+    });
+    const { engine } = connectedEngine(['a'], { loaded });
+    stop = () => engine.stop();
+    vi.advanceTimersByTime(0);
+    const socket = lastSocket();
+    socket.open();
+    socket.receive(welcomeMessage());
+    expect(socket.walksOf('a')).toHaveLength(0);
+    load();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(socket.walksOf('a')).toHaveLength(1);
+  });
+
   it('counts as progress only records that changed the replica', () => {
     const { engine, replica, welcome } = connectedEngine(['a']);
     stop = () => engine.stop();

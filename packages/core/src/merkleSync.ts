@@ -227,7 +227,8 @@ export class SyncSession<V> {
     if (opening) {
       if (message.marks.length !== 0) throw new ValidationError('marks', 'an opening has no marks');
       if (message.hashes.length === 0) {
-        reply.bulk([]);
+        // An empty opening gets every record; with none, there is nothing to say.
+        if (this.#replica.merkleTree.root.count > 0) reply.bulk([]);
         probedByPeer = [];
       } else {
         probedByPeer = [[]];

@@ -81,6 +81,13 @@ describe('Merkle walk', () => {
     expect(report.converged).toBe(true);
   });
 
+  it('an empty replica opening a walk over an empty one gets no answer: the walk ends at once', () => {
+    const [initiator, responder] = createReplicas<Doc>(2, new FakeClock());
+    const report = walk(initiator!, responder!);
+    expect(report.messages).toHaveLength(1);
+    expect(report.converged).toBe(true);
+  });
+
   it.each([4, 8] as const)(
     'transfers exactly the differing keys, converges, in at most 4 round trips (width %i)',
     (width: HashWidth) => {

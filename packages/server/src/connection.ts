@@ -251,7 +251,8 @@ export class ClientConnection implements Peer {
       this.violation('text_frame', 'frames must be binary');
       return;
     }
-    if (this.state === 'ready' && !this.bytesBucket.take(frame.length)) {
+    // Frames sent behind hello, before its welcome, count too.
+    if (!this.bytesBucket.take(frame.length)) {
       this.violation('rate_limit', 'too many bytes per second');
       return;
     }

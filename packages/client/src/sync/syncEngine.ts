@@ -106,7 +106,7 @@ export class SyncEngine implements ConnectionHandler {
 
   /** Reconciles a map opened after the connection was made. */
   walkMap(map: string): void {
-    if (this.#ready) this.#walks.walk(map);
+    this.#walks.walk(map);
   }
 
   /** Sends whatever the outbox holds that is not already on its way. */
@@ -145,6 +145,9 @@ export class SyncEngine implements ConnectionHandler {
       nodeId: this.#options.nodeId,
       ...(token === undefined ? {} : { token }),
     });
+    // The walks open right behind it, unless the replica they compare is still loading: the
+    // server handles them once it has welcomed this client, a round trip sooner.
+    if (this.#options.loaded === undefined || this.#replicaLoaded) this.#walks.begin();
   }
 
   /** @internal A frame did not decode: it may have belonged to a walk, which would stall. */
@@ -270,7 +273,7 @@ export class SyncEngine implements ConnectionHandler {
     if (clock.runsAheadOf(message.serverTime)) writes.repairClock();
     writes.adoptForeignWrites();
     status.setState({ connection: 'syncing', lastError: null });
-    this.#walks.begin(message.maxFrameBytes);
+    this.#walks.welcomed(message.maxFrameBytes);
     this.#queries.welcomed();
     if (!this.#walks.initialRunning) {
       this.sendOutbox();

@@ -50,10 +50,7 @@ interface Walk {
   readonly width: HashWidth;
   expected: number;
   received: number;
-  /**
-   * Records from the server that changed the replica: a walk that got some made progress
-   * (records this side sends are no proof: the server may refuse them, walk after walk).
-   */
+  /** Records from the server that changed the replica: progress (those sent may be refused). */
   changed: number;
   /** When the walk last heard from the server (for the watchdog). */
   lastHeard: number;
@@ -67,8 +64,8 @@ const WALK_RETRY_MS = 5_000;
 const MAX_WALK_RETRY_DOUBLINGS = 6;
 
 /**
- * The Merkle walks of one session with the server: every open map is reconciled after the
- * handshake (and each map opened later), records flowing both ways; a walk that ends apart
+ * The Merkle walks of one session with the server: every open map is reconciled from the
+ * handshake on (and each map opened later), records flowing both ways; a walk that ends apart
  * walks on, or again later with a doubling delay; progress is reported in `status`.
  */
 export class Walks {
@@ -93,15 +90,34 @@ export class Walks {
   }
 
   /**
-   * The session is up: walks every open map (`initialWalksDone` is told when they end;
-   * with no map open, `initialRunning` is false at once).
+   * The session is up, or its `hello` on its way (the frame limit then assumed the default):
+   * walks every open map (`initialWalksDone` is told when they end; at once with none open).
    */
-  begin(maxFrameBytes: number): void {
+  begin(maxFrameBytes = DEFAULT_DECODE_LIMITS.maxFrameBytes): void {
     this.#active = true;
     this.#maxFrameBytes = maxFrameBytes;
     const maps = this.#options.replicas.names();
     this.#initialPending = maps.length;
     for (const map of maps) this.#start(map, 4);
+  }
+
+  /**
+   * The server's welcome, with its frame limit: the walks begin now unless they began behind
+   * `hello`, and those then start again if the server takes smaller frames than assumed.
+   */
+  welcomed(maxFrameBytes: number): void {
+    if (!this.#active) {
+      this.begin(maxFrameBytes);
+      return;
+    }
+    const smaller = maxFrameBytes < this.#maxFrameBytes;
+    this.#maxFrameBytes = maxFrameBytes;
+    if (smaller)
+      for (const [session, walk] of [...this.#walks]) {
+        this.#walks.delete(session);
+        this.#sendDone(walk.map, session);
+        this.#start(walk.map, walk.width);
+      }
   }
 
   /** Reconciles a map opened during the session. */
@@ -148,10 +164,7 @@ export class Walks {
     }
   }
 
-  /**
-   * Abandons the walks whose messages were lost (malformed, refused, or never came) and
-   * starts them again later.
-   */
+  /** Abandons the walks whose messages were lost (malformed, refused, never came); retries later. */
   restart(lost: (walk: Walk) => boolean = () => true): void {
     for (const [session, walk] of [...this.#walks]) {
       if (!lost(walk)) continue;

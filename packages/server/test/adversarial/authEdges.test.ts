@@ -1,4 +1,10 @@
-import { CLOSE_CODES, formatTimestamp } from '@topgun/core';
+import {
+  CLOSE_CODES,
+  formatTimestamp,
+  PROTOCOL_VERSION,
+  SyncSession,
+  toSyncWire,
+} from '@topgun/core';
 import { describe, expect, it } from 'vitest';
 import { createStorage } from '../../src/storage/createStorage.js';
 import { postgresAvailable } from '../postgres.js';
@@ -129,6 +135,52 @@ describe.runIf(available)('session edges', () => {
     stranger.sendRaw(new Uint8Array(64 * 1024));
     expect(await stranger.closed()).toBe(CLOSE_CODES.protocolError);
     for (const client of [first, second, erin]) client.close();
+    await server.close();
+  });
+
+  it('answers walks sent right behind hello once it has welcomed the client, and none when the handshake fails', async () => {
+    const { server, url } = await database.startServer({ auth: { secret: TOKEN_SECRET } });
+    const writer = await TestClient.connect(url, await tokenFor('gina'));
+    await writer.write('behind', [['k', 'v']]);
+    const client = await TestClient.open(url);
+    const welcomed = client.hello(await tokenFor('gina'));
+    const walked = client.sync('behind', replicaOf());
+    const empty = client.sync('nothing-here', replicaOf());
+    expect(await welcomed).toMatchObject({ type: 'welcome' });
+    expect(await walked).toMatchObject({ converged: true, received: 1 });
+    // An empty replica of an empty map: the server's sync_done answers the opening at once.
+    expect(await empty).toMatchObject({ converged: true, messages: 1 });
+
+    const refused = await TestClient.open(url);
+    const answer = refused.hello('not-a-token');
+    refused.send(toSyncWire('behind', 1, new SyncSession(replicaOf()).open()));
+    expect(await answer).toMatchObject({ type: 'auth_error' });
+    expect(await refused.closed()).toBe(CLOSE_CODES.unauthorized);
+    expect([...refused.pending('sync'), ...refused.pending('sync_done')]).toEqual([]);
+    for (const each of [writer, client]) each.close();
+    await server.close();
+  });
+
+  it('counts frames sent behind hello, before its welcome, against the byte rate', async () => {
+    const { server, url } = await database.startServer({
+      auth: { secret: TOKEN_SECRET },
+      limits: { bytesBurst: 2048, bytesPerSecond: 1 },
+    });
+    const replica = replicaOf();
+    replica.set('k', 'v');
+    const opening = toSyncWire('rated', 1, new SyncSession(replica).open());
+    const client = await TestClient.open(url);
+    const token = await tokenFor('hank');
+    // Sent at once, so that the server reads them all before its welcome.
+    client.send({ type: 'hello', protocol: PROTOCOL_VERSION, nodeId: client.nodeId, token });
+    client.send(opening);
+    client.send({ ...opening, session: 2 });
+    expect(await client.next('error')).toMatchObject({
+      code: 'MALFORMED',
+      message: 'too many bytes per second',
+    });
+    expect(await client.next('welcome')).toBeDefined();
+    client.close();
     await server.close();
   });
 
