@@ -79,3 +79,30 @@ it('resumes a first sync cut short: the next start fetches what was not stored, 
   expect(received).toBeGreaterThan(0.9 * (RECORDS - stored));
   expect(received).toBeLessThan(RECORDS - stored + RECORDS / 10);
 });
+
+it('resumes a synced replica from its cursor after a restart: only what changed since crosses', async () => {
+  const online = (client: TopGunClient) => client.status.getState().connection === 'online';
+  const first = start('cursor-1');
+  await waitFor(
+    () => first.client.getMap('big').size === RECORDS && online(first.client),
+    20_000,
+    'the first sync',
+  );
+  await first.client.close();
+
+  const { client: writer } = testClient(url);
+  clients.push(writer);
+  const map = writer.getMap<{ n: number }>('big');
+  await waitFor(() => online(writer), 20_000, 'the writer');
+  for (const key of ['k000001', 'k000002', 'new']) map.set(key, { n: -1 });
+  await waitFor(() => writer.status.getState().pendingOps === 0, 10_000, 'the writes');
+
+  const second = start('cursor-1');
+  await waitFor(
+    () => second.client.getMap('big').get('new') !== undefined && online(second.client),
+    10_000,
+    'the changes',
+  );
+  expect(second.client.getMap<{ n: number }>('big').get('k000001')).toEqual({ n: -1 });
+  expect(second.counted().received).toBe(3);
+});

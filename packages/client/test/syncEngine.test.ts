@@ -142,6 +142,7 @@ function connectedEngine(maps: readonly string[], options: Partial<SyncEngineOpt
   });
   return {
     engine,
+    marks,
     status,
     online,
     errors,
@@ -236,6 +237,57 @@ describe('the sync engine against a scripted server', () => {
     load();
     await vi.advanceTimersByTimeAsync(0);
     expect(socket.walksOf('a')).toHaveLength(1);
+  });
+
+  it('resumes a map from its cursor on its first walk of a session, and walks when that is refused', () => {
+    const { engine, marks, online, welcome, converged } = connectedEngine(['a']);
+    stop = () => engine.stop();
+    marks.set('a', 1_000, 'c1');
+    let socket = welcome();
+    const resumed = socket.sent.find((message) => message.type === 'sync');
+    expect(resumed).toMatchObject({ cursor: 'c1', lastSync: 1_000, hashes: new Uint8Array(0) });
+    // Refused (its root alone, apart): the next walk is a Merkle walk.
+    socket.receive({ type: 'sync_done', map: 'a', session: 1, root: new Uint8Array(8).fill(7) });
+    const walked = socket.sent.filter((message) => message.type === 'sync').at(-1);
+    expect(walked).not.toHaveProperty('cursor');
+    socket.receive({
+      ...(converged('a', socket.walksOf('a')[1] ?? -1) as MessageOf<'sync_done'>),
+      cursor: 'c2',
+    });
+    expect(marks.cursor('a')).toBe('c2');
+    // The next session resumes from the new cursor.
+    online.set(false);
+    online.set(true);
+    vi.advanceTimersByTime(100);
+    socket = welcome();
+    expect(socket.sent.find((message) => message.type === 'sync')).toMatchObject({
+      cursor: 'c2',
+    });
+  });
+
+  it('moves a map’s cursor on with the server’s changes only once this session reconciled it', () => {
+    const { engine, marks, online, welcome, converged } = connectedEngine(['a']);
+    stop = () => engine.stop();
+    const changes = (cursor: string): Message => ({
+      type: 'changes',
+      changes: [{ map: 'a', entries: [], cursor }],
+    });
+    let socket = welcome();
+    socket.receive(changes('early'));
+    expect(marks.cursor('a')).toBeUndefined();
+    socket.receive({
+      ...(converged('a', socket.walksOf('a')[0] ?? -1) as MessageOf<'sync_done'>),
+      cursor: 'c1',
+    });
+    socket.receive(changes('c2'));
+    expect(marks.cursor('a')).toBe('c2');
+    // A new session: not until its walk converged again.
+    online.set(false);
+    online.set(true);
+    vi.advanceTimersByTime(100);
+    socket = welcome();
+    socket.receive(changes('c3'));
+    expect(marks.cursor('a')).toBe('c2');
   });
 
   it('counts as progress only records that changed the replica', () => {

@@ -117,7 +117,7 @@ export {
 export { ProtocolError, type ProtocolErrorReason } from './protocol/protocolError.js';
 export { PROTOCOL_VERSION } from './protocol/protocolVersion.js';
 export type { ServerMessage, ServerMessageType } from './protocol/serverMessageChecks.js';
-export { fromSyncWire, toSyncWire } from './protocol/syncWire.js';
+export { fromSyncWire, resumeWire, toSyncWire } from './protocol/syncWire.js';
 export { decodeValue, encodeValue } from './protocol/valueCodec.js';
 export { fromWireEntry, toWireEntry } from './protocol/wireRecords.js';
 export type {

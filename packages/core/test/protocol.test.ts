@@ -67,6 +67,26 @@ describe('test vectors (specifications/protocol.md)', () => {
       '84a474797065a973796e635f646f6e65a36d6170a5746f646f73a773657373696f6e03a4726f6f74c4080102030405060708',
     ],
     [
+      'sync_done with a cursor',
+      {
+        type: 'sync_done',
+        map: 'todos',
+        session: 3,
+        root: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]),
+        syncedAt: 1_700_000_000_000,
+        cursor: 'k3x9.2.41',
+      },
+      '86a474797065a973796e635f646f6e65a36d6170a5746f646f73a773657373696f6e03a4726f6f74c4080102030405060708a873796e6365644174cb4278bcfe56800000a6637572736f72a96b3378392e322e3431',
+    ],
+    [
+      'changes with a cursor',
+      {
+        type: 'changes',
+        changes: [{ map: 'todos', entries: [['t1', '018bcfe568000001a', 1]], cursor: 'k3x9.2.42' }],
+      },
+      '82a474797065a76368616e676573a76368616e6765739183a36d6170a5746f646f73a7656e74726965739193a27431b1303138626366653536383030303030316101a6637572736f72a96b3378392e322e3432',
+    ],
+    [
       'revoke',
       { type: 'revoke', map: 'notes', keys: ['n1'] },
       '83a474797065a67265766f6b65a36d6170a56e6f746573a46b65797391a26e31',
@@ -86,8 +106,8 @@ describe('test vectors (specifications/protocol.md)', () => {
     expect(plain(decodeMessage(fromHex(bytes)))).toEqual(plain(message));
   });
 
-  it('speaks protocol version 5', () => {
-    expect(PROTOCOL_VERSION).toBe(5);
+  it('speaks protocol version 6', () => {
+    expect(PROTOCOL_VERSION).toBe(6);
   });
 });
 

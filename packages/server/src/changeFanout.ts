@@ -1,5 +1,5 @@
 import { encodeMessage, fittedChunks, type WireEntry } from '@topgun/core';
-import type { GridRecord } from './mapGrid.js';
+import type { GridRecord, MapGrid } from './mapGrid.js';
 import type { ServerMetrics } from './metrics.js';
 import type { Peer } from './peer.js';
 import type { Permissions, ReadFilter } from './permissions.js';
@@ -40,6 +40,8 @@ export class ChangeFanout {
     private readonly chunkRecords: number,
     private readonly maxFrameBytes: number,
     private readonly windowMs: number,
+    /** Where published changes are logged, and each map's cursor read (the grid). */
+    private readonly log?: Pick<MapGrid, 'logChanges' | 'cursorOf'>,
   ) {}
 
   /**
@@ -84,6 +86,11 @@ export class ChangeFanout {
 
   /** Queues changes of `map` for every client that follows it except `origin`. */
   publish(map: string, changes: readonly CommittedChange[], origin: Peer | undefined): void {
+    // Logged before it is queued: a cursor read when this is sent covers it.
+    this.log?.logChanges(
+      map,
+      changes.map((change) => change.key),
+    );
     const followers = this.followers.get(map);
     if (followers === undefined) return;
     const shared = changes.map((change) => change.entry);
@@ -144,6 +151,18 @@ export class ChangeFanout {
     keys.add(key);
   }
 
+  /**
+   * Sends what is pending for `peer` now (a walk ending: the changes it may lack go before its
+   * `sync_done`, whose root they are part of).
+   */
+  flushFor(peer: Peer): void {
+    const byMap = this.pending.get(peer);
+    if (byMap !== undefined) for (const frame of this.encode(byMap, peer)) peer.sendEncoded(frame);
+    this.pending.delete(peer);
+    for (const [map, keys] of this.revokes.get(peer) ?? []) sendRevoke(peer, map, keys);
+    this.revokes.delete(peer);
+  }
+
   /** Sends everything pending now. */
   flush(): void {
     this.cancelFlush?.();
@@ -161,10 +180,10 @@ export class ChangeFanout {
         )
         .join('|');
     for (const [peer, byMap] of this.pending) {
-      const signature = signatureOf(byMap);
+      const signature = `${signatureOf(byMap)}|${this.mayResume(peer, byMap)}`;
       let frames = encoded.get(signature);
       if (frames === undefined) {
-        frames = this.encode(byMap);
+        frames = this.encode(byMap, peer);
         encoded.set(signature, frames);
       }
       for (const frame of frames) peer.sendEncoded(frame);
@@ -176,17 +195,40 @@ export class ChangeFanout {
     this.revokes.clear();
   }
 
-  /** The `changes` messages for one client, each within the record and frame limits. */
-  private encode(byMap: Map<string, WireEntry[][]>): Uint8Array[] {
+  /**
+   * The maps of `byMap` whose changes `peer` may resume from a cursor after (it sees every
+   * record of them, so it is sent every change), as a signature part.
+   */
+  private mayResume(peer: Peer, byMap: Map<string, WireEntry[][]>): string {
+    let maps = '';
+    for (const map of byMap.keys())
+      if (this.followers.get(map)?.get(peer)?.everything) maps += `${map}/`;
+    return maps;
+  }
+
+  /**
+   * The `changes` messages for one client, each within the record and frame limits; each
+   * map's last entry list carries the map's cursor when the client sees all of its records.
+   */
+  private encode(byMap: Map<string, WireEntry[][]>, peer: Peer): Uint8Array[] {
     const items: Array<readonly [string, WireEntry]> = [];
     for (const [map, lists] of byMap) {
       for (const list of lists) for (const entry of list) items.push([map, entry]);
     }
     this.metrics.changesSent.inc(items.length);
+    // A map's cursor goes with its last entry: a client that takes it holds the others by then.
+    const cursorAfter = new Map<readonly [string, WireEntry], string>();
+    for (const map of byMap.keys()) {
+      const cursor = this.followers.get(map)?.get(peer)?.everything
+        ? this.log?.cursorOf(map)
+        : undefined;
+      const last = items.findLast(([of]) => of === map);
+      if (cursor !== undefined && last !== undefined) cursorAfter.set(last, cursor);
+    }
     const frames: Uint8Array[] = [];
     for (const { frame } of fittedChunks(
       items,
-      encodeChanges,
+      (chunk) => encodeChanges(chunk, cursorAfter),
       this.maxFrameBytes,
       this.chunkRecords,
     ))
@@ -195,13 +237,25 @@ export class ChangeFanout {
   }
 }
 
-/** One `changes` message for records of possibly several maps, grouped by map. */
-function encodeChanges(items: ReadonlyArray<readonly [string, WireEntry]>): Uint8Array {
-  const changes: Array<{ map: string; entries: WireEntry[] }> = [];
-  for (const [map, entry] of items) {
-    const last = changes[changes.length - 1];
+/**
+ * One `changes` message for records of possibly several maps, grouped by map; a group ending
+ * with an item of `cursorAfter` carries that cursor.
+ */
+function encodeChanges(
+  items: ReadonlyArray<readonly [string, WireEntry]>,
+  cursorAfter: ReadonlyMap<readonly [string, WireEntry], string> = new Map(),
+): Uint8Array {
+  const changes: Array<{ map: string; entries: WireEntry[]; cursor?: string }> = [];
+  for (const item of items) {
+    const [map, entry] = item;
+    let last = changes[changes.length - 1];
     if (last !== undefined && last.map === map) last.entries.push(entry);
-    else changes.push({ map, entries: [entry] });
+    else {
+      last = { map, entries: [entry] };
+      changes.push(last);
+    }
+    const cursor = cursorAfter.get(item);
+    if (cursor !== undefined) last.cursor = cursor;
   }
   return encodeMessage({ type: 'changes', changes });
 }

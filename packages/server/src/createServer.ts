@@ -113,6 +113,7 @@ export async function createServer(options: ServerOptions = {}): Promise<TopGunS
     limits.chunkRecords,
     limits.maxFrameBytes,
     options.fanoutWindowMs ?? 5,
+    grid,
   );
   // Reads (walks, snapshots) wait until the grid holds every commit acknowledged before them.
   let follower: AnnouncementFollower | undefined;

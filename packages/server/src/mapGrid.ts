@@ -1,4 +1,5 @@
 import { HLC, type LWWRecord, ServerLWWMap, type Value } from '@topgun/core';
+import { ChangeLog } from './changeLog.js';
 import type { ServerMetrics } from './metrics.js';
 import type { Storage, StoredRecord } from './storage/storage.js';
 
@@ -41,12 +42,20 @@ class GridEntry {
   bytes = 0;
   /** Evicted (or its load failed): its map's size no longer counts. */
   gone = false;
+  /** The changes published since it was loaded, and the map (both set once it is loaded). */
+  log: ChangeLog | undefined;
+  data: ServerLWWMap<Value> | undefined;
 
   constructor(
     readonly name: string,
     public lastUsed: number,
+    /** Tells this load of the map from its others, in this process: part of its cursors. */
+    readonly generation: number,
   ) {}
 }
+
+/** Changes a map's log keeps at most (see {@link ChangeLog}). */
+const MAX_LOGGED_CHANGES = 10_000;
 
 /**
  * Per map, besides what its `ServerLWWMap.byteSize` counts: the entry, its load promise, the
@@ -86,6 +95,9 @@ export class MapGrid {
   private readonly now: () => number;
   /** The budget, in estimated bytes. */
   readonly maxBytes: number;
+  /** Tells this grid's cursors from any other process's (or an earlier run's). */
+  private readonly epoch = Math.random().toString(36).slice(2, 10);
+  private generations = 0;
 
   constructor(options: MapGridOptions) {
     this.storage = options.storage;
@@ -115,6 +127,35 @@ export class MapGrid {
     if (entry === undefined) return this.load(map).loading;
     this.touch(entry);
     return entry.loading;
+  }
+
+  /**
+   * Logs changes of a loaded map as they are published to its followers: a client that held
+   * every change up to the map's cursor then resumes from it ({@link changedSince}).
+   */
+  logChanges(map: string, keys: Iterable<string>): void {
+    const entry = this.entries.get(map);
+    if (entry?.log === undefined) return;
+    entry.log.append(keys, entry.data!.recordCount);
+  }
+
+  /** Where a client holding every change of `map` published so far may resume from. */
+  cursorOf(map: string): string | undefined {
+    const entry = this.entries.get(map);
+    if (entry?.log === undefined) return undefined;
+    return `${this.epoch}.${entry.generation}.${entry.log.version}`;
+  }
+
+  /**
+   * The keys of `map` changed since `cursor`, each once; undefined when this load of the map
+   * did not give that cursor or no longer knows what changed since.
+   */
+  changedSince(map: string, cursor: string): string[] | undefined {
+    const entry = this.entries.get(map);
+    const [epoch, generation, version] = cursor.split('.');
+    if (entry?.log === undefined || epoch !== this.epoch || generation !== `${entry.generation}`)
+      return undefined;
+    return /^\d{1,15}$/.test(version ?? '') ? entry.log.since(Number(version)) : undefined;
   }
 
   /** Whether the map is loaded (or loading). */
@@ -200,7 +241,7 @@ export class MapGrid {
   }
 
   private load(name: string): GridEntry {
-    const entry = new GridEntry(name, this.now());
+    const entry = new GridEntry(name, this.now(), ++this.generations);
     const data = new ServerLWWMap<Value>(this.hlc, {
       onByteSizeChange: (delta) => this.resized(entry, delta),
     });
@@ -210,6 +251,8 @@ export class MapGrid {
     entry.loading = this.fill(name, data).then(
       () => {
         entry.loaded = true;
+        entry.data = data;
+        entry.log = new ChangeLog(MAX_LOGGED_CHANGES);
         this.becameEvictable();
         return data;
       },

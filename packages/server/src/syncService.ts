@@ -76,7 +76,7 @@ export class SyncService {
       readonly permissions: Permissions;
       readonly pipeline: WritePipeline;
       /** Where clients that walked a map are registered to receive its changes. */
-      readonly fanout: Pick<ChangeFanout, 'follow'>;
+      readonly fanout: Pick<ChangeFanout, 'follow' | 'flushFor'>;
       readonly metrics: ServerMetrics;
       readonly logger: FastifyBaseLogger;
       readonly nodeId: string;
@@ -152,7 +152,8 @@ export class SyncService {
     }
     walk.lastActive = this.deps.now();
     try {
-      await this.answer(peer, id, walk, message, slicer, options);
+      if (message.cursor !== undefined) await this.resume(peer, id, walk, message, slicer);
+      else await this.answer(peer, id, walk, message, slicer, options);
     } catch (error) {
       // A walk that failed (bad message, over its CPU limit, abandoned) holds nothing more.
       this.end(peer, id);
@@ -182,6 +183,37 @@ export class SyncService {
     if (answer.bulk.length > 0)
       await this.sendBulk(peer, id, walk, message.session, answer.bulk, slicer);
     if (answer.message === undefined) this.finish(peer, message.map, message.session, walk);
+  }
+
+  /**
+   * Resumes from the cursor of the client's last sync instead of walking: sends the records
+   * changed since, then `sync_done` with the root and a new cursor. A cursor this process
+   * cannot resume from (another process's, an earlier load's of the map, too old, or a map
+   * with record-level read rules) gets `sync_done` with the root alone: the client walks.
+   */
+  private async resume(
+    peer: Peer,
+    id: string,
+    walk: ActiveWalk,
+    message: MessageOf<'sync'>,
+    slicer: WorkSlicer,
+  ): Promise<void> {
+    const { map, session } = message;
+    const changed = walk.isView ? undefined : this.deps.grid.changedSince(map, message.cursor!);
+    if (changed === undefined) {
+      peer.send({ type: 'sync_done', map, session, root: rootBytes(walk.replica.merkleTree) });
+      this.end(peer, id);
+      return;
+    }
+    // A record that is wholly the client's own write, it holds (it may have written it
+    // while disconnected from here: not echoed back).
+    const own = (key: string) => {
+      const record = walk.replica.getRecord(key);
+      return record !== undefined && ownPart(record, peer.nodeId, 0) === record;
+    };
+    const bulk = changed.filter((key) => !own(key)).map((key) => ({ key }));
+    if (bulk.length > 0) await this.sendBulk(peer, id, walk, session, bulk, slicer);
+    if (this.walks.get(peer)?.get(id) === walk) this.finish(peer, map, session, walk);
   }
 
   /**
@@ -457,12 +489,17 @@ export class SyncService {
   }
 
   private finish(peer: Peer, map: string, session: number, walk: ActiveWalk): void {
+    // The changes queued for the client go first: its root is compared once it has them, and
+    // the cursor covers them.
+    this.deps.fanout.flushFor(peer);
+    const cursor = walk.isView ? undefined : this.deps.grid.cursorOf(map);
     peer.send({
       type: 'sync_done',
       map,
       session,
       root: rootBytes(walk.replica.merkleTree),
       syncedAt: walk.startedAt,
+      ...(cursor === undefined ? {} : { cursor }),
     });
     this.end(peer, `${map}\u0000${session}`);
   }

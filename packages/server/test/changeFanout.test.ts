@@ -144,3 +144,48 @@ describe('when the fan-out sends', () => {
     expect(follower.changedKeys('todos')).toEqual(['t1', 't2', 't3']);
   });
 });
+
+describe('the fan-out’s cursors', () => {
+  /** A change log standing for the grid's: each map's cursor is how many changes it logged. */
+  function counting() {
+    const logged = new Map<string, number>();
+    return {
+      logChanges: (map: string, keys: Iterable<string>) =>
+        logged.set(map, (logged.get(map) ?? 0) + [...keys].length),
+      cursorOf: (map: string) => `c${logged.get(map) ?? 0}`,
+    };
+  }
+
+  it('logs every change published, followed or not, and sends its cursor to who sees all', () => {
+    const fanout = new ChangeFanout(
+      new Permissions([
+        { map: 'todos', read: true, write: true },
+        { map: 'private', read: ownerOnly, write: true },
+      ]),
+      new ServerMetrics(),
+      500,
+      1 << 20,
+      60_000,
+      counting(),
+    );
+    fanout.publish('todos', [change('t0', 0)], undefined);
+    const [follower, other, owner] = [new FakePeer(), new FakePeer(), new FakePeer('ann')];
+    fanout.follow(follower, 'todos');
+    fanout.follow(other, 'todos');
+    fanout.follow(owner, 'private');
+    fanout.publish('todos', [change('t1', 1), change('t2', 2)], undefined);
+    fanout.publish('private', [change('p1', { owner: 'ann' })], undefined);
+    // A walk of one peer ends: its changes go now, the others' at the next flush.
+    fanout.flushFor(follower);
+    expect(follower.messages('changes')).toEqual([
+      expect.objectContaining({
+        changes: [expect.objectContaining({ map: 'todos', cursor: 'c3' })],
+      }),
+    ]);
+    expect(other.received).toEqual([]);
+    fanout.flush();
+    expect(other.messages('changes')[0]!.changes[0]!.cursor).toBe('c3');
+    expect(follower.messages('changes')).toHaveLength(1);
+    expect(owner.messages('changes')[0]!.changes[0]).not.toHaveProperty('cursor');
+  });
+});

@@ -209,6 +209,32 @@ describe('MapGrid', () => {
     expect(storage.loads.filter((map) => map === 'again')).toHaveLength(2);
   });
 
+  it('tells what changed since a cursor of this load of a map, and nothing of another load or grid', async () => {
+    const { storage, grid } = setup();
+    storage.fill('logged', 3);
+    expect(grid.cursorOf('logged')).toBeUndefined();
+    await grid.get('logged');
+    const start = grid.cursorOf('logged')!;
+    expect(grid.changedSince('logged', start)).toEqual([]);
+    grid.logChanges('logged', ['a', 'b']);
+    grid.logChanges('logged', ['a']);
+    grid.logChanges('unloaded', ['x']);
+    const moved = grid.cursorOf('logged')!;
+    expect(new Set(grid.changedSince('logged', start))).toEqual(new Set(['a', 'b']));
+    expect(grid.changedSince('logged', moved)).toEqual([]);
+    expect(grid.changedSince('other', moved)).toBeUndefined();
+    // Another grid (another process) gave none of these cursors.
+    const elsewhere = setup();
+    elsewhere.storage.fill('logged', 3);
+    await elsewhere.grid.get('logged');
+    expect(elsewhere.grid.changedSince('logged', start)).toBeUndefined();
+    // Loaded again, the map's log starts anew: older cursors are of another load.
+    grid.clear();
+    await grid.get('logged');
+    expect(grid.changedSince('logged', start)).toBeUndefined();
+    expect(grid.changedSince('logged', grid.cursorOf('logged')!)).toEqual([]);
+  });
+
   it('serves a map larger than its whole budget, keeps it while held, and evicts it first once idle', async () => {
     const { storage, grid, metrics } = setup(64 * 1024);
     storage.fill('huge', 2_000, 100);

@@ -121,12 +121,12 @@ export function runServerSuite(
         expect(await client.closed()).toBe(1002);
       });
 
-      it('tells a client of protocol 4 (no query-scoped maps) that it must be upgraded', async () => {
+      it('tells a client of protocol 5 (no cursors) that it must be upgraded', async () => {
         const client = await TestClient.open(url);
-        const answer = await client.hello(undefined, 4);
+        const answer = await client.hello(undefined, 5);
         expect(answer).toMatchObject({ type: 'error', code: 'PROTOCOL_VERSION', retryable: false });
         expect((answer as { message: string }).message).toMatch(
-          /^upgrade required: .*protocol 5, the client 4/,
+          /^upgrade required: .*protocol 6, the client 5/,
         );
         expect(await client.closed()).toBe(1002);
       });

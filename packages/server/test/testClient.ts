@@ -10,6 +10,7 @@ import {
   type Message,
   type MessageOf,
   PROTOCOL_VERSION,
+  resumeWire,
   rootBytes,
   SyncSession,
   type Timestamp,
@@ -249,6 +250,33 @@ export class TestClient {
       } else {
         this.send({ type: 'sync_done', map, session, root: rootOf(replica) });
       }
+    }
+  }
+
+  /**
+   * Resumes `map` from `cursor` (`lastSync` its last sync), merging what arrives into
+   * `replica`: what the server's `sync_done` said, the keys received, and the messages.
+   */
+  async resume(map: string, replica: LWWMap<Value>, cursor: string, lastSync: number) {
+    const session = this.nextSession++;
+    const keys: string[] = [];
+    let messages = 0;
+    this.send(resumeWire(map, session, rootOf(replica), lastSync, cursor));
+    for (;;) {
+      const message = await this.next(
+        (candidate) =>
+          'session' in candidate && candidate.session === session && 'map' in candidate,
+      );
+      messages++;
+      if (message.type === 'sync_records') {
+        for (const entry of message.records) {
+          replica.merge(...fromWireEntry<Value>(entry));
+          keys.push(entry[0]);
+        }
+        continue;
+      }
+      if (message.type !== 'sync_done') throw new Error(`unexpected ${message.type}`);
+      return { done: message, keys, messages, converged: hasRoot(replica, message.root) };
     }
   }
 

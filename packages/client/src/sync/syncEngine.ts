@@ -238,12 +238,14 @@ export class SyncEngine implements ConnectionHandler {
         this.#walks.receive(message);
         return;
       case 'changes':
-        for (const { map, entries } of message.changes)
+        for (const { map, entries, cursor } of message.changes) {
           this.#rooms.replicas.merge(
             map,
             entries.map((entry) => fromWireEntry<Value>(entry)),
             true,
           );
+          if (cursor !== undefined) this.#walks.advance(map, cursor);
+        }
         return;
       case 'query_snapshot':
       case 'query_update':

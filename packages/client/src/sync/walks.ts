@@ -6,6 +6,7 @@ import {
   type HashWidth,
   type Message,
   type MessageOf,
+  resumeWire,
   rootBytes,
   SyncSession,
   toSyncWire,
@@ -21,6 +22,8 @@ import type { ReplicaStore } from '../replica/replicaStore.js';
 import type { SyncMarks } from '../replica/syncMarks.js';
 import type { SyncStatusStore } from '../status/syncStatus.js';
 import { recordFrames } from './recordFrames.js';
+import { ResumeCursors } from './resumeCursors.js';
+import { WalkRetries } from './walkRetries.js';
 
 /** The messages of a walk, from the server. */
 export type WalkMessage = MessageOf<
@@ -54,14 +57,12 @@ interface Walk {
   changed: number;
   /** When the walk last heard from the server (for the watchdog). */
   lastHeard: number;
+  /** Resumed from the map's cursor instead of walking. */
+  readonly resumed: boolean;
 }
 
 /** A walk that hears nothing for this long is abandoned and started again. */
 const WALK_TIMEOUT_MS = 30_000;
-/** Delay before a walk the server refused or lost is tried again. */
-const WALK_RETRY_MS = 5_000;
-/** Doublings of that delay at most (5 s becomes 320 s). */
-const MAX_WALK_RETRY_DOUBLINGS = 6;
 
 /**
  * The Merkle walks of one session with the server: every open map is reconciled from the
@@ -70,11 +71,10 @@ const MAX_WALK_RETRY_DOUBLINGS = 6;
  */
 export class Walks {
   readonly #walks = new Map<number, Walk>();
-  /** Per map, walks in a row that failed or ended apart without progress: the backoff. */
-  readonly #attempts = new Map<string, number>();
-  readonly #retryTimers = new Set<ReturnType<typeof setTimeout>>();
+  readonly #retries: WalkRetries;
   #nextSession = 1;
   #initialPending = 0;
+  readonly #cursors: ResumeCursors;
   #maxFrameBytes = DEFAULT_DECODE_LIMITS.maxFrameBytes;
   #active = false;
 
@@ -82,6 +82,10 @@ export class Walks {
 
   constructor(options: WalksOptions) {
     this.#options = options;
+    this.#cursors = new ResumeCursors(options.marks);
+    this.#retries = new WalkRetries((map) => {
+      if (this.#active) this.#start(map, 4);
+    }, options.walkRetryMs);
   }
 
   /** Whether the walks after the handshake are still running (writes wait for them). */
@@ -145,7 +149,7 @@ export class Walks {
           walk.map,
           [...this.#options.replicas.entry(walk.map).replica.allRecords()].map(([key]) => key),
         );
-        this.#options.marks.forget(walk.map);
+        this.#cursors.reset(walk.map);
         this.#start(walk.map, 4);
         return;
       case 'sync_error':
@@ -158,7 +162,7 @@ export class Walks {
           ),
         });
         // A map the user may not read is not retried; anything else may pass later.
-        if (message.code !== 'PERMISSION') this.#retryLater(walk.map);
+        if (message.code !== 'PERMISSION') this.#retries.later(walk.map);
         this.#ended();
         return;
     }
@@ -171,7 +175,7 @@ export class Walks {
       this.#walks.delete(session);
       // Ended on the server too, so that it does not keep it (and count it) until it idles out.
       this.#sendDone(walk.map, session);
-      this.#retryLater(walk.map);
+      this.#retries.later(walk.map);
       this.#ended();
     }
   }
@@ -190,20 +194,27 @@ export class Walks {
   end(): void {
     this.#active = false;
     this.#walks.clear();
-    for (const timer of this.#retryTimers) clearTimeout(timer);
-    this.#retryTimers.clear();
-    this.#attempts.clear();
+    this.#retries.clear();
+    this.#cursors.clear();
     this.#initialPending = 0;
+  }
+
+  /** The server's changes of `map`, merged, end at `cursor` (see {@link ResumeCursors}). */
+  advance(map: string, cursor: string): void {
+    this.#cursors.advance(map, cursor);
   }
 
   #start(map: string, width: HashWidth): void {
     for (const walk of this.#walks.values()) if (walk.map === map) return;
     const sessionId = this.#nextSession++;
-    const session = new SyncSession(this.#options.replicas.entry(map).replica, {
+    const replica = this.#options.replicas.entry(map).replica;
+    const session = new SyncSession(replica, {
       width,
       // Every message within what the server accepts, however much differs.
       maxMessageBytes: Math.min(DEFAULT_MAX_MESSAGE_BYTES, Math.floor(this.#maxFrameBytes / 4)),
     });
+    const lastSync = this.#options.marks.get(map);
+    const cursor = this.#cursors.take(map);
     this.#walks.set(sessionId, {
       map,
       session,
@@ -212,23 +223,14 @@ export class Walks {
       received: 0,
       changed: 0,
       lastHeard: this.#options.now(),
+      resumed: cursor !== undefined,
     });
     this.#options.status.setState({ connection: 'syncing' });
-    this.#options.send(toSyncWire(map, sessionId, session.open(), this.#options.marks.get(map)));
-  }
-
-  /** Walks `map` again after a delay that doubles with each attempt in a row. */
-  #retryLater(map: string): void {
-    const attempt = (this.#attempts.get(map) ?? 0) + 1;
-    this.#attempts.set(map, attempt);
-    const delay =
-      (this.#options.walkRetryMs ?? WALK_RETRY_MS) *
-      2 ** Math.min(attempt - 1, MAX_WALK_RETRY_DOUBLINGS);
-    const timer = setTimeout(() => {
-      this.#retryTimers.delete(timer);
-      if (this.#active) this.#start(map, 4);
-    }, delay);
-    this.#retryTimers.add(timer);
+    this.#options.send(
+      cursor === undefined || lastSync === undefined
+        ? toSyncWire(map, sessionId, session.open(), lastSync)
+        : resumeWire(map, sessionId, this.#rootOf(map), lastSync, cursor),
+    );
   }
 
   #onSync(walk: Walk, message: MessageOf<'sync'>): void {
@@ -280,29 +282,30 @@ export class Walks {
   #onDone(walk: Walk, message: MessageOf<'sync_done'>): void {
     this.#walks.delete(message.session);
     if (this.#rootOf(walk.map).every((byte, index) => byte === message.root[index])) {
-      this.#attempts.delete(walk.map);
-      if (message.syncedAt !== undefined) this.#synced(walk.map, message.syncedAt);
-    } else if (walk.changed > 0) {
-      // Progress within the server's message budgets: walk on from where this one stopped.
+      this.#retries.converged(walk.map);
+      if (message.syncedAt !== undefined) this.#synced(walk.map, message.syncedAt, message.cursor);
+    } else if (walk.resumed || walk.changed > 0) {
+      // Resumed and apart (or refused), or progress within the server's message budgets:
+      // walk on.
       this.#start(walk.map, walk.width);
     } else if (walk.session.truncated) {
       // This side's messages left differences out, and nothing came: the records it sent
       // may be refused walk after walk, so walk again later, each time later.
-      this.#retryLater(walk.map);
+      this.#retries.later(walk.map);
     } else if (this.#options.outbox.holdsMap(walk.map)) {
       // Unacknowledged local writes make the roots differ until they are sent: not a failure.
     } else if (walk.width === 4) {
       // Nothing differed, yet the roots do: subtrees whose 4-byte hashes are equal by chance.
       this.#start(walk.map, 8);
     } else {
-      this.#retryLater(walk.map);
+      this.#retries.later(walk.map);
     }
     this.#reportProgress();
     this.#ended();
   }
 
-  #synced(map: string, syncedAt: number): void {
-    this.#options.marks.set(map, syncedAt);
+  #synced(map: string, syncedAt: number, cursor: string | undefined): void {
+    this.#cursors.synced(map, syncedAt, cursor);
     this.#options.queries.confirmMap(map);
     this.#options.status.setState({ lastSyncedAt: syncedAt });
   }
@@ -318,7 +321,7 @@ export class Walks {
 
   /** Online once no walk runs and none waits to start again. */
   settleIfIdle(): void {
-    if (!this.#active || this.#walks.size > 0 || this.#retryTimers.size > 0) return;
+    if (!this.#active || this.#walks.size > 0 || this.#retries.waiting) return;
     this.#options.status.setState({ connection: 'online', initialSync: null });
   }
 

@@ -13,6 +13,8 @@ export const MAX_TOKEN_LENGTH = 16 * 1024;
 export const MAX_TEXT_LENGTH = 1024;
 /** Longest user id a `welcome` may carry, in characters. */
 export const MAX_USER_ID_LENGTH = 256;
+/** Characters of a resume cursor (`sync`, `sync_done`, `changes`): opaque, issued by a server. */
+export const MAX_CURSOR_LENGTH = 128;
 
 export const MAP_NAME_ISSUE = 'expected a map name: 1-128 characters from A-Z a-z 0-9 _ . : @ / -';
 export const NODE_ID_ISSUE = 'expected a node id: 1-64 characters from A-Z a-z 0-9 _ -';

@@ -14,6 +14,7 @@ import {
   HASH_WIDTHS,
   KEY_ISSUE,
   MAP_NAME_ISSUE,
+  MAX_CURSOR_LENGTH,
   MAX_TEXT_LENGTH,
   MAX_TOKEN_LENGTH,
   MAX_USER_ID_LENGTH,
@@ -43,6 +44,7 @@ const key = z.string().check(z.refine(isValidKey, KEY_ISSUE));
 const mapName = z.string().check(z.refine(isValidMapName, MAP_NAME_ISSUE));
 const nodeId = z.string().check(z.refine(isValidNodeId, NODE_ID_ISSUE));
 const text = z.string().check(z.maxLength(MAX_TEXT_LENGTH));
+const cursor = z.string().check(z.maxLength(MAX_CURSOR_LENGTH));
 
 /**
  * One record on the wire: `[key, timestamp, value, ttlMs?]`, or with field writes
@@ -233,6 +235,11 @@ export const syncSchema = z.strictObject({
   session: uint,
   /** Opening only: server time (ms) of the client's last completed sync of this map. */
   lastSync: z.optional(uint),
+  /**
+   * Opening only: resume from the cursor the server gave at the client's last sync of this
+   * map, instead of walking (the opening then carries no hashes).
+   */
+  cursor: z.optional(cursor),
   width: z.literal(HASH_WIDTHS),
   root: bytes,
   marks: bytes,
@@ -266,6 +273,8 @@ export const syncDoneSchema = z.strictObject({
   root: bytes,
   /** Server → client only: the server time (ms) to store as this map's last sync. */
   syncedAt: z.optional(uint),
+  /** Server → client only: where the next walk of this map may resume from. */
+  cursor: z.optional(cursor),
 });
 
 /** Server → client: discard the local replica of the map and sync it from scratch. */
@@ -298,7 +307,14 @@ export const revokeSchema = z.strictObject({
 /** Server → client: records changed by other writers, batched. */
 export const changesSchema = z.strictObject({
   type: z.literal('changes'),
-  changes: z.array(z.strictObject({ map: mapName, entries: z.array(wireEntrySchema) })),
+  changes: z.array(
+    z.strictObject({
+      map: mapName,
+      entries: z.array(wireEntrySchema),
+      /** The map's cursor once these are merged, for a client current with it. */
+      cursor: z.optional(cursor),
+    }),
+  ),
 });
 
 /**
