@@ -265,6 +265,49 @@ describe('the sync engine against a scripted server', () => {
     });
   });
 
+  it('walks a map whose resume was refused even when the roots are equal, and resumes again after a refusal of the walk itself', () => {
+    const { engine, marks, welcome, replica } = connectedEngine(['a']);
+    stop = () => engine.stop();
+    marks.set('a', 1_000, 'c1');
+    const socket = welcome();
+    // Refused with the walk limit: tried again later, still resuming.
+    socket.receive({ type: 'sync_error', map: 'a', session: 1, code: 'LIMIT', message: 'busy' });
+    vi.advanceTimersByTime(100);
+    expect(socket.sent.filter((message) => message.type === 'sync').at(-1)).toMatchObject({
+      cursor: 'c1',
+    });
+    // Refused, its root equal: it walks all the same (nothing vouched for the map).
+    socket.receive({
+      type: 'sync_done',
+      map: 'a',
+      session: 2,
+      root: rootBytes(replica('a').merkleTree),
+    });
+    expect(socket.walksOf('a')).toHaveLength(3);
+    expect(socket.sent.filter((message) => message.type === 'sync').at(-1)).not.toHaveProperty(
+      'cursor',
+    );
+  });
+
+  it('does not walk after a resume served and apart only by writes still to be sent, nor trust its cursor', () => {
+    const { engine, marks, welcome, writes, replica } = connectedEngine(['a']);
+    stop = () => engine.stop();
+    marks.set('a', 1_000, 'c1');
+    writes.write('a', 'offline', (held) => held.set('offline', { n: 1 }));
+    const socket = welcome();
+    socket.receive({
+      type: 'sync_done',
+      map: 'a',
+      session: 1,
+      root: new Uint8Array(8),
+      syncedAt: 2_000,
+      cursor: 'c2',
+    });
+    expect(socket.walksOf('a')).toHaveLength(1);
+    expect(marks.cursor('a')).toBe('c1');
+    expect(replica('a').get('offline')).toEqual({ n: 1 });
+  });
+
   it('moves a map’s cursor on with the server’s changes only once this session reconciled it', () => {
     const { engine, marks, online, welcome, converged } = connectedEngine(['a']);
     stop = () => engine.stop();
@@ -288,6 +331,22 @@ describe('the sync engine against a scripted server', () => {
     socket = welcome();
     socket.receive(changes('c3'));
     expect(marks.cursor('a')).toBe('c2');
+    socket.receive({
+      ...(converged('a', socket.walksOf('a')[0] ?? -1) as MessageOf<'sync_done'>),
+      cursor: 'c4',
+    });
+    socket.receive(changes('c5'));
+    expect(marks.cursor('a')).toBe('c5');
+    // A walk of it that ends apart: the changes no longer move it.
+    engine.walkMap('a');
+    socket.receive({
+      type: 'sync_done',
+      map: 'a',
+      session: socket.walksOf('a').at(-1) ?? -1,
+      root: new Uint8Array(8).fill(1),
+    });
+    socket.receive(changes('c6'));
+    expect(marks.cursor('a')).toBe('c5');
   });
 
   it('counts as progress only records that changed the replica', () => {

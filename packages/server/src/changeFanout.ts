@@ -29,6 +29,13 @@ export class ChangeFanout {
   private readonly pending = new Map<Peer, Map<string, WireEntry[][]>>();
   /** Per peer, per map, keys to revoke. */
   private readonly revokes = new Map<Peer, Map<string, Set<string>>>();
+  /**
+   * Per peer, per map, the load of the map its cursors are of (the cursor's part before its
+   * last dot): since it followed the map, or last finished a walk of it. Changes carry the map's
+   * cursor only while it is of that load: a map evicted meanwhile missed other processes'
+   * commits its followers did not get either.
+   */
+  private readonly bases = new Map<Peer, Map<string, string>>();
   /** Cancels the flush scheduled, if one is. */
   private cancelFlush: (() => void) | undefined;
   /** When changes were last sent (performance.now()). */
@@ -64,6 +71,35 @@ export class ChangeFanout {
       this.followers.set(map, followers);
     }
     followers.set(peer, filter);
+    this.rebase(peer, map);
+  }
+
+  /**
+   * `peer` finished a walk of `map`: the cursors of the map's current load may go to it (if
+   * the walk converged, it holds the map as loaded now).
+   */
+  rebase(peer: Peer, map: string): void {
+    const cursor = this.log?.cursorOf(map);
+    let byMap = this.bases.get(peer);
+    if (cursor === undefined) {
+      byMap?.delete(map);
+      return;
+    }
+    if (byMap === undefined) {
+      byMap = new Map();
+      this.bases.set(peer, byMap);
+    }
+    byMap.set(map, cursor.slice(0, cursor.lastIndexOf('.')));
+  }
+
+  /** The cursor of `map` that `peer`'s changes may carry now, if any. */
+  private cursorFor(peer: Peer, map: string): string | undefined {
+    if (!this.followers.get(map)?.get(peer)?.everything) return undefined;
+    const cursor = this.log?.cursorOf(map);
+    const base = this.bases.get(peer)?.get(map);
+    return cursor !== undefined && cursor.slice(0, cursor.lastIndexOf('.')) === base
+      ? cursor
+      : undefined;
   }
 
   /** Whether `peer` receives the changes of `map`. */
@@ -75,6 +111,7 @@ export class ChangeFanout {
   forget(peer: Peer): void {
     const maps = this.followed.get(peer) ?? [];
     this.followed.delete(peer);
+    this.bases.delete(peer);
     this.pending.delete(peer);
     this.revokes.delete(peer);
     for (const map of maps) {
@@ -200,10 +237,9 @@ export class ChangeFanout {
    * record of them, so it is sent every change), as a signature part.
    */
   private mayResume(peer: Peer, byMap: Map<string, WireEntry[][]>): string {
-    let maps = '';
-    for (const map of byMap.keys())
-      if (this.followers.get(map)?.get(peer)?.everything) maps += `${map}/`;
-    return maps;
+    let cursors = '';
+    for (const map of byMap.keys()) cursors += `${this.cursorFor(peer, map) ?? ''}/`;
+    return cursors;
   }
 
   /**
@@ -219,9 +255,7 @@ export class ChangeFanout {
     // A map's cursor goes with its last entry: a client that takes it holds the others by then.
     const cursorAfter = new Map<readonly [string, WireEntry], string>();
     for (const map of byMap.keys()) {
-      const cursor = this.followers.get(map)?.get(peer)?.everything
-        ? this.log?.cursorOf(map)
-        : undefined;
+      const cursor = this.cursorFor(peer, map);
       const last = items.findLast(([of]) => of === map);
       if (cursor !== undefined && last !== undefined) cursorAfter.set(last, cursor);
     }

@@ -1,5 +1,7 @@
 /** Entries a log keeps whatever its map's size: below this, it is never compacted. */
 const MIN_ENTRIES = 64;
+/** Estimated heap bytes of an entry besides its key's characters (string header, slots). */
+const ENTRY_BYTES = 40;
 
 /**
  * The keys of one map's changes in the order they were published to its followers, each
@@ -18,8 +20,14 @@ export class ChangeLog {
   #floor = 0;
   /** Length at which the log is compacted next. */
   #compactAt = MIN_ENTRIES;
+  #bytes = 0;
 
   constructor(private readonly maxEntries: number) {}
+
+  /** Estimated heap bytes of what the log keeps. */
+  get bytes(): number {
+    return this.#bytes;
+  }
 
   /** Changes kept. */
   get entries(): number {
@@ -36,6 +44,7 @@ export class ChangeLog {
     for (const key of keys) {
       this.#keys.push(key);
       this.#versions.push(++this.#version);
+      this.#bytes += ENTRY_BYTES + key.length;
     }
     if (this.#keys.length > this.#compactAt) this.#compact(records);
   }
@@ -79,6 +88,7 @@ export class ChangeLog {
     }
     this.#keys = keys;
     this.#versions = versions;
+    this.#bytes = keys.reduce((sum, key) => sum + ENTRY_BYTES + key.length, 0);
     // Amortized: the log at least doubles before the next compaction.
     this.#compactAt = Math.min(
       this.maxEntries,

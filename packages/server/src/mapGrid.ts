@@ -136,7 +136,9 @@ export class MapGrid {
   logChanges(map: string, keys: Iterable<string>): void {
     const entry = this.entries.get(map);
     if (entry?.log === undefined) return;
+    const before = entry.log.bytes;
     entry.log.append(keys, entry.data!.recordCount);
+    this.resized(entry, entry.log.bytes - before);
   }
 
   /** Where a client holding every change of `map` published so far may resume from. */

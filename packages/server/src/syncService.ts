@@ -76,7 +76,7 @@ export class SyncService {
       readonly permissions: Permissions;
       readonly pipeline: WritePipeline;
       /** Where clients that walked a map are registered to receive its changes. */
-      readonly fanout: Pick<ChangeFanout, 'follow' | 'flushFor'>;
+      readonly fanout: Pick<ChangeFanout, 'follow' | 'flushFor' | 'rebase'>;
       readonly metrics: ServerMetrics;
       readonly logger: FastifyBaseLogger;
       readonly nodeId: string;
@@ -199,10 +199,16 @@ export class SyncService {
     slicer: WorkSlicer,
   ): Promise<void> {
     const { map, session } = message;
-    const changed = walk.isView ? undefined : this.deps.grid.changedSince(map, message.cursor!);
+    const changed = this.deps.grid.changedSince(map, message.cursor!);
     if (changed === undefined) {
-      peer.send({ type: 'sync_done', map, session, root: rootBytes(walk.replica.merkleTree) });
-      this.end(peer, id);
+      const root = rootBytes(walk.replica.merkleTree);
+      // A client that holds the map as it is now gets its cursor all the same.
+      if (root.every((byte, index) => byte === message.root[index]))
+        this.finish(peer, map, session, walk);
+      else {
+        peer.send({ type: 'sync_done', map, session, root });
+        this.end(peer, id);
+      }
       return;
     }
     // A record that is wholly the client's own write, it holds (it may have written it
@@ -213,6 +219,9 @@ export class SyncService {
     };
     const bulk = changed.filter((key) => !own(key)).map((key) => ({ key }));
     if (bulk.length > 0) await this.sendBulk(peer, id, walk, session, bulk, slicer);
+    // What this process's commits merged into the grid is published, so the root the client
+    // is sent is one the records it was sent (or is sent now, before it) reach.
+    await slicer.io(this.deps.pipeline.published());
     if (this.walks.get(peer)?.get(id) === walk) this.finish(peer, map, session, walk);
   }
 
@@ -318,6 +327,16 @@ export class SyncService {
     }
     this.deps.fanout.follow(peer, message.map);
     const isView = !filter.everything;
+    if (isView && message.cursor !== undefined) {
+      // Never given a cursor of this map: its view is not built only to refuse it.
+      peer.send({
+        type: 'sync_done',
+        map: message.map,
+        session: message.session,
+        root: new Uint8Array(8),
+      });
+      return undefined;
+    }
     let replica: SyncReplica<Value> = map;
     const viewRecords = isView ? map.recordCount : 0;
     if (isView) {
@@ -492,6 +511,7 @@ export class SyncService {
     // The changes queued for the client go first: its root is compared once it has them, and
     // the cursor covers them.
     this.deps.fanout.flushFor(peer);
+    this.deps.fanout.rebase(peer, map);
     const cursor = walk.isView ? undefined : this.deps.grid.cursorOf(map);
     peer.send({
       type: 'sync_done',

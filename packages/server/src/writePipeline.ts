@@ -159,6 +159,14 @@ export class WritePipeline {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Resolves once the listeners have heard of every group committed so far: what the grid
+   * holds from this process's writes has then been published (a cursor read then covers it).
+   */
+  published(): Promise<void> {
+    return this.notified;
+  }
+
   /** Resolves when every queued batch has been answered and its listeners are done. */
   idle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();

@@ -188,4 +188,29 @@ describe('the fan-out’s cursors', () => {
     expect(follower.messages('changes')).toHaveLength(1);
     expect(owner.messages('changes')[0]!.changes[0]).not.toHaveProperty('cursor');
   });
+
+  it('sends a follower cursors of the load of the map it followed, or last finished a walk of', () => {
+    let load = 'g1';
+    const fanout = new ChangeFanout(
+      new Permissions([{ map: 'todos', read: true, write: true }]),
+      new ServerMetrics(),
+      500,
+      1 << 20,
+      60_000,
+      { logChanges: () => {}, cursorOf: () => `${load}.7` },
+    );
+    const follower = new FakePeer();
+    fanout.follow(follower, 'todos');
+    const cursors = () => {
+      fanout.publish('todos', [change('t', 1)], undefined);
+      fanout.flush();
+      return follower.messages('changes').map((message) => message.changes[0]!.cursor);
+    };
+    expect(cursors()).toEqual(['g1.7']);
+    // Evicted and loaded again: the follower may have missed what the new load holds.
+    load = 'g2';
+    expect(cursors()).toEqual(['g1.7', undefined]);
+    fanout.rebase(follower, 'todos');
+    expect(cursors()).toEqual(['g1.7', undefined, 'g2.7']);
+  });
 });

@@ -74,11 +74,17 @@ describe.runIf(available)('resuming a map from a cursor', () => {
       `${epoch}.${generation}`,
       'not a cursor',
     ]) {
-      const answer = await reader.resume('other', replicaOf(), cursor, 1);
+      const answer = await reader.resume('other', replicaOf(reader.nodeId), cursor, 1);
       expect(answer.keys).toEqual([]);
       expect(answer.done).not.toHaveProperty('syncedAt');
       expect(answer.done).not.toHaveProperty('cursor');
     }
+    // A client that holds the map as it is gets the current cursor all the same.
+    const replica = replicaOf();
+    await reader.sync('other', replica);
+    const current = await reader.resume('other', replica, 'not a cursor', 1);
+    expect(current.done.syncedAt).toBeGreaterThan(0);
+    expect(current.done.cursor).toBe((walked.done as MessageOf<'sync_done'>).cursor);
     // Longer than a cursor may be: a malformed message.
     reader.send(resumeWire('other', 99, new Uint8Array(8), 1, 'c'.repeat(129)));
     expect(await reader.next('error')).toMatchObject({ code: 'MALFORMED' });

@@ -18,10 +18,18 @@ export class ResumeCursors {
   /** The cursor the walk of `map` starting now resumes from, if it resumes. */
   take(map: string): string | undefined {
     const cursor = this.#marks.cursor(map);
-    if (this.#resumed.has(map) || cursor === undefined || this.#marks.get(map) === undefined)
-      return undefined;
-    this.#resumed.add(map);
+    if (this.#resumed.has(map) || this.#marks.get(map) === undefined) return undefined;
     return cursor;
+  }
+
+  /** A resumed walk of `map` ended (served or refused): the map's next walks walk. */
+  spent(map: string): void {
+    this.#resumed.add(map);
+  }
+
+  /** A walk of `map` ended apart: what the server's changes say no longer vouches for it. */
+  apart(map: string): void {
+    this.#current.delete(map);
   }
 
   /** A walk of `map` converged: its mark and cursor (if the server gave one) are stored. */

@@ -23,7 +23,7 @@ import type { SyncMarks } from '../replica/syncMarks.js';
 import type { SyncStatusStore } from '../status/syncStatus.js';
 import { recordFrames } from './recordFrames.js';
 import { ResumeCursors } from './resumeCursors.js';
-import { WalkRetries } from './walkRetries.js';
+import { type Walk, WalkRetries } from './walk.js';
 
 /** The messages of a walk, from the server. */
 export type WalkMessage = MessageOf<
@@ -45,20 +45,6 @@ export interface WalksOptions {
   /** Delay before a failed walk starts again; doubles with each in a row. Default: 5000 ms. */
   readonly walkRetryMs?: number | undefined;
   readonly now: () => number;
-}
-
-interface Walk {
-  readonly map: string;
-  readonly session: SyncSession<Value>;
-  readonly width: HashWidth;
-  expected: number;
-  received: number;
-  /** Records from the server that changed the replica: progress (those sent may be refused). */
-  changed: number;
-  /** When the walk last heard from the server (for the watchdog). */
-  lastHeard: number;
-  /** Resumed from the map's cursor instead of walking. */
-  readonly resumed: boolean;
 }
 
 /** A walk that hears nothing for this long is abandoned and started again. */
@@ -281,13 +267,22 @@ export class Walks {
 
   #onDone(walk: Walk, message: MessageOf<'sync_done'>): void {
     this.#walks.delete(message.session);
-    if (this.#rootOf(walk.map).every((byte, index) => byte === message.root[index])) {
-      this.#retries.converged(walk.map);
-      if (message.syncedAt !== undefined) this.#synced(walk.map, message.syncedAt, message.cursor);
-    } else if (walk.resumed || walk.changed > 0) {
-      // Resumed and apart (or refused), or progress within the server's message budgets:
-      // walk on.
-      this.#start(walk.map, walk.width);
+    const { map, resumed } = walk;
+    const { syncedAt } = message;
+    if (resumed) this.#cursors.spent(map);
+    // A refused resume (no syncedAt) walks, whatever the roots.
+    const equal =
+      (syncedAt !== undefined || !resumed) &&
+      this.#rootOf(map).every((byte, index) => byte === message.root[index]);
+    if (!equal) this.#cursors.apart(map);
+    if (equal) {
+      this.#retries.converged(map);
+      if (syncedAt !== undefined) this.#synced(map, syncedAt, message.cursor);
+    } else if (resumed && syncedAt !== undefined && this.#options.outbox.holdsMap(map)) {
+      // Served, apart by its unacknowledged writes, which go next (its cursor still holds).
+    } else if (resumed || walk.changed > 0) {
+      // Refused, or progress within the server's message budgets: walk on.
+      this.#start(map, walk.width);
     } else if (walk.session.truncated) {
       // This side's messages left differences out, and nothing came: the records it sent
       // may be refused walk after walk, so walk again later, each time later.

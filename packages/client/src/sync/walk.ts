@@ -1,3 +1,20 @@
+import type { HashWidth, SyncSession, Value } from '@topgun/core';
+
+/** One walk of a map with the server, as the client keeps it. */
+export interface Walk {
+  readonly map: string;
+  readonly session: SyncSession<Value>;
+  readonly width: HashWidth;
+  expected: number;
+  received: number;
+  /** Records from the server that changed the replica: progress (those sent may be refused). */
+  changed: number;
+  /** When the walk last heard from the server (for the watchdog). */
+  lastHeard: number;
+  /** Resumed from the map's cursor instead of walking. */
+  readonly resumed: boolean;
+}
+
 /** Delay before a walk the server refused or lost is tried again. */
 const WALK_RETRY_MS = 5_000;
 /** Doublings of that delay at most (5 s becomes 320 s). */
