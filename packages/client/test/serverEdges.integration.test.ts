@@ -240,11 +240,15 @@ describe('a client facing a hostile network or a demanding server', () => {
     expect(droppedWhilePending).toBe(false);
   });
 
-  it('is refused, and says why, with a node id that belongs to another user', async () => {
+  it('is refused at its first write, and says why, with a node id that belongs to another user', async () => {
     const { url } = await serve({ auth: { secret: SECRET } });
     const alice = client(url, { token: await token('alice'), nodeId: 'sharedNode' });
     await waitFor(() => alice.status.getState().connection === 'online', 10_000, 'alice');
+    alice.getMap('notes').set('a1', { owner: 'alice', public: true });
+    await alice.flush();
     const mallory = client(url, { token: await token('mallory'), nodeId: 'sharedNode' });
+    await waitFor(() => mallory.status.getState().connection === 'online', 10_000, 'mallory');
+    mallory.getMap('notes').set('m1', { owner: 'mallory', public: true });
     await waitFor(
       () => /belongs to another user/.test(mallory.status.getState().lastError?.message ?? ''),
       10_000,

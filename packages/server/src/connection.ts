@@ -69,12 +69,12 @@ export class ClientConnection implements Peer {
   private identity: Identity | undefined;
   private clientNodeId = '';
   /**
-   * Whether the node id the client said hello with is its user's: the claim while it is not
-   * settled, its answer once it is. The session starts before (reading needs no claim); every
-   * write waits for it, and none waits once it succeeded (ops still reach the pipeline
-   * synchronously).
+   * Whether the node id the client said hello with is its user's: undefined until the session
+   * first writes (reading needs no claim), then the claim while it is not settled, its answer
+   * once it is. Every write waits for it, and none waits once it succeeded (ops still reach the
+   * pipeline synchronously).
    */
-  private nodeIdClaimed: Promise<boolean> | boolean = false;
+  private nodeIdClaimed: Promise<boolean> | boolean | undefined;
   private state: 'handshake' | 'ready' | 'closed' = 'handshake';
   private alive = true;
   private violations: number[] = [];
@@ -379,7 +379,7 @@ export class ClientConnection implements Peer {
       message.type === 'ops' ||
       message.type === 'sync_records' ||
       (message.type === 'sync' && message.records.length > 0);
-    if (writes && this.nodeIdClaimed !== true && !(await this.nodeIdClaimed)) return;
+    if (writes && this.nodeIdClaimed !== true && !(await this.claimed())) return;
     switch (message.type) {
       case 'ops':
         await this.onOps(message, received, shutdownBegun);
@@ -548,11 +548,6 @@ export class ClientConnection implements Peer {
     this.clientNodeId = message.nodeId;
     this.state = 'ready';
     this.armExpiry();
-    // The claim writes to storage: the session does not wait for it, its writes do.
-    this.nodeIdClaimed = this.claimNodeId(message.nodeId, result.identity.id).then((claimed) => {
-      this.nodeIdClaimed = claimed;
-      return claimed;
-    });
     this.send({
       type: 'welcome',
       protocol: PROTOCOL_VERSION,
@@ -563,6 +558,18 @@ export class ClientConnection implements Peer {
       maxBatchOps: this.services.limits.maxBatchOps,
       maxFrameBytes: this.services.limits.maxFrameBytes,
     });
+  }
+
+  /**
+   * Whether the node id is the user's, claimed at the session's first write (a claim writes to
+   * storage: a session that only reads never waits for one, nor makes one).
+   */
+  private claimed(): Promise<boolean> | boolean {
+    this.nodeIdClaimed ??= this.claimNodeId(this.clientNodeId, this.user.id).then((claimed) => {
+      this.nodeIdClaimed = claimed;
+      return claimed;
+    });
+    return this.nodeIdClaimed;
   }
 
   /**

@@ -230,15 +230,16 @@ describe.runIf(available)('session edges', () => {
     const nodeId = `n${Math.random().toString(36).slice(2, 10)}`;
     const client = await TestClient.open(url, nodeId);
     expect(await client.hello(await tokenFor('carol'))).toMatchObject({ type: 'welcome' });
-    // A walk needs no claim: it ends while the claim is still held.
+    // A walk needs no claim: none is made for it.
     expect((await client.sync('held', replicaOf())).converged).toBe(true);
-    expect(claims).toHaveLength(1);
+    expect(claims).toHaveLength(0);
     // A walk that brings records the server lacks writes them: it waits too. (Before the
     // ops: a walk also waits for the connection's ops to be answered.)
     const replica = replicaOf(nodeId);
     replica.set('w', 'walked');
     const walked = client.sync('walked', replica);
     await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(claims).toHaveLength(1);
     expect(await server.storage.getRecords('walked', ['w'])).toEqual([]);
     const written = client.write('held', [['k', 'v']]);
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -293,6 +294,9 @@ describe.runIf(available)('session edges', () => {
     await alice.closed();
     const late = await TestClient.open(url, claimed);
     await late.hello(await tokenFor('bob'));
+    // Reading needs no claim: refused at the first write.
+    expect((await late.sync('notes', replicaOf())).converged).toBe(true);
+    void late.write('notes', [['late', 'bob']]).catch(() => undefined);
     expect(await late.next('auth_error')).toMatchObject({ code: 'NODE_ID_TAKEN' });
     expect(await late.closed()).toBe(CLOSE_CODES.forbidden);
 
