@@ -69,11 +69,14 @@ export abstract class LoadClientBase {
     });
     this.send({ type: 'hello', protocol: PROTOCOL_VERSION, nodeId: this.hlc.nodeId });
     await this.wait('welcome');
+    const answered = Promise.race([this.wait('sync'), this.wait('sync_done')]);
     this.send(toSyncWire(this.map, 1, new SyncSession(new LWWMap(this.hlc)).open()));
-    // The server answers with its (empty) side of the walk; this client has nothing to add.
-    await this.wait('sync');
+    // An empty map ends the walk at once; one with records answers with its side of the walk
+    // (and sends them), to which this client has nothing to add.
+    if ((await answered).type === 'sync_done') return;
+    const done = this.wait('sync_done');
     this.send({ type: 'sync_done', map: this.map, session: 1, root: new Uint8Array(8) });
-    await this.wait('sync_done');
+    await done;
   }
 
   /** Sends one batch of ops on random keys of the map, with values from `valueOf`. */

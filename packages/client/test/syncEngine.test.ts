@@ -349,6 +349,26 @@ describe('the sync engine against a scripted server', () => {
     expect(marks.cursor('a')).toBe('c5');
   });
 
+  it('runs at most four walks at once, the server’s limit, starting the others as they end', () => {
+    const maps = ['a', 'b', 'c', 'd', 'e', 'f'];
+    const { engine, status, welcome, converged, refused } = connectedEngine(maps);
+    stop = () => engine.stop();
+    const socket = welcome();
+    const walking = () => maps.filter((map) => socket.walksOf(map).length > 0);
+    expect(walking()).toEqual(['a', 'b', 'c', 'd']);
+    socket.receive(converged('a', socket.walksOf('a')[0] ?? -1));
+    expect(walking()).toEqual(['a', 'b', 'c', 'd', 'e']);
+    socket.receive(refused('b', socket.walksOf('b')[0] ?? -1));
+    expect(walking()).toEqual(maps);
+    for (const map of ['c', 'd', 'e', 'f'])
+      socket.receive(converged(map, socket.walksOf(map)[0] ?? -1));
+    // b waits for its retry.
+    expect(status.getState().connection).toBe('syncing');
+    vi.advanceTimersByTime(100);
+    socket.receive(converged('b', socket.walksOf('b')[1] ?? -1));
+    expect(status.getState().connection).toBe('online');
+  });
+
   it('counts as progress only records that changed the replica', () => {
     const { engine, replica, welcome } = connectedEngine(['a']);
     stop = () => engine.stop();

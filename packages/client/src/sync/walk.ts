@@ -66,3 +66,41 @@ export class WalkRetries {
     this.#attempts.clear();
   }
 }
+
+/**
+ * Walks a client runs at once: the server's default limit per connection, beyond which it
+ * refuses walks (`LIMIT`), to be tried again only seconds later.
+ */
+const MAX_WALKS_AT_ONCE = 4;
+
+/** Maps waiting for one of the walks a client may run at once, in the order they came. */
+export class WaitingWalks {
+  readonly #waiting = new Map<string, HashWidth>();
+
+  get size(): number {
+    return this.#waiting.size;
+  }
+
+  /** Whether a walk of `map` must wait, `running` being under way: it then waits here, once. */
+  wait(map: string, width: HashWidth, running: number): boolean {
+    if (running < MAX_WALKS_AT_ONCE) {
+      this.#waiting.delete(map);
+      return false;
+    }
+    if (!this.#waiting.has(map)) this.#waiting.set(map, width);
+    return true;
+  }
+
+  /** The next map to walk now that `running` walks are under way, if one may start. */
+  next(running: number): readonly [string, HashWidth] | undefined {
+    if (running >= MAX_WALKS_AT_ONCE) return undefined;
+    const first = this.#waiting.entries().next();
+    if (first.done) return undefined;
+    this.#waiting.delete(first.value[0]);
+    return first.value;
+  }
+
+  clear(): void {
+    this.#waiting.clear();
+  }
+}

@@ -23,7 +23,7 @@ import type { SyncMarks } from '../replica/syncMarks.js';
 import type { SyncStatusStore } from '../status/syncStatus.js';
 import { recordFrames } from './recordFrames.js';
 import { ResumeCursors } from './resumeCursors.js';
-import { type Walk, WalkRetries } from './walk.js';
+import { WaitingWalks, type Walk, WalkRetries } from './walk.js';
 
 /** The messages of a walk, from the server. */
 export type WalkMessage = MessageOf<
@@ -58,6 +58,7 @@ const WALK_TIMEOUT_MS = 30_000;
 export class Walks {
   readonly #walks = new Map<number, Walk>();
   readonly #retries: WalkRetries;
+  readonly #waiting = new WaitingWalks();
   #nextSession = 1;
   #initialPending = 0;
   readonly #cursors: ResumeCursors;
@@ -181,6 +182,7 @@ export class Walks {
     this.#active = false;
     this.#walks.clear();
     this.#retries.clear();
+    this.#waiting.clear();
     this.#cursors.clear();
     this.#initialPending = 0;
   }
@@ -192,6 +194,7 @@ export class Walks {
 
   #start(map: string, width: HashWidth): void {
     for (const walk of this.#walks.values()) if (walk.map === map) return;
+    if (this.#waiting.wait(map, width, this.#walks.size)) return;
     const sessionId = this.#nextSession++;
     const replica = this.#options.replicas.entry(map).replica;
     const session = new SyncSession(replica, {
@@ -311,12 +314,14 @@ export class Walks {
       // Every map reconciled once after the handshake: now the outbox.
       if (this.#initialPending === 0) this.#options.initialWalksDone();
     }
+    let next = this.#waiting.next(this.#walks.size);
+    for (; next !== undefined; next = this.#waiting.next(this.#walks.size)) this.#start(...next);
     this.settleIfIdle();
   }
 
   /** Online once no walk runs and none waits to start again. */
   settleIfIdle(): void {
-    if (!this.#active || this.#walks.size > 0 || this.#retries.waiting) return;
+    if (!this.#active || this.#walks.size + this.#waiting.size > 0 || this.#retries.waiting) return;
     this.#options.status.setState({ connection: 'online', initialSync: null });
   }
 
