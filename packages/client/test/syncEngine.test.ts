@@ -289,7 +289,7 @@ describe('the sync engine against a scripted server', () => {
     );
   });
 
-  it('does not walk after a resume served and apart only by writes still to be sent, nor trust its cursor', () => {
+  it('walks after a resume served but apart by writes still to be sent (the walk pushes them), not trusting its cursor', () => {
     const { engine, marks, welcome, writes, replica } = connectedEngine(['a']);
     stop = () => engine.stop();
     marks.set('a', 1_000, 'c1');
@@ -303,7 +303,10 @@ describe('the sync engine against a scripted server', () => {
       syncedAt: 2_000,
       cursor: 'c2',
     });
-    expect(socket.walksOf('a')).toHaveLength(1);
+    expect(socket.walksOf('a')).toHaveLength(2);
+    expect(socket.sent.filter((message) => message.type === 'sync').at(-1)).not.toHaveProperty(
+      'cursor',
+    );
     expect(marks.cursor('a')).toBe('c1');
     expect(replica('a').get('offline')).toEqual({ n: 1 });
   });

@@ -281,10 +281,9 @@ export class Walks {
     if (equal) {
       this.#retries.converged(map);
       if (syncedAt !== undefined) this.#synced(map, syncedAt, message.cursor);
-    } else if (resumed && syncedAt !== undefined && this.#options.outbox.holdsMap(map)) {
-      // Served, apart by its unacknowledged writes, which go next (its cursor still holds).
     } else if (resumed || walk.changed > 0) {
-      // Refused, or progress within the server's message budgets: walk on.
+      // Resumed and apart (refused, or apart by writes the walk then pushes), or progress
+      // within the server's message budgets: walk on.
       this.#start(map, walk.width);
     } else if (walk.session.truncated) {
       // This side's messages left differences out, and nothing came: the records it sent
