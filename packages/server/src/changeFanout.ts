@@ -30,8 +30,8 @@ export class ChangeFanout {
   /** Per peer, per map, keys to revoke. */
   private readonly revokes = new Map<Peer, Map<string, Set<string>>>();
   /**
-   * Per peer, per map, the load of the map its cursors are of (the cursor's part before its
-   * last dot): since it followed the map, or last finished a walk of it. Changes carry the map's
+   * Per peer, per map, the load of the map its cursors are of (`MapGrid.loadOf`): since it
+   * followed the map, or last finished a walk of it. Changes carry the map's
    * cursor only while it is of that load: a map evicted meanwhile missed other processes'
    * commits its followers did not get either.
    */
@@ -48,7 +48,7 @@ export class ChangeFanout {
     private readonly maxFrameBytes: number,
     private readonly windowMs: number,
     /** Where published changes are logged, and each map's cursor read (the grid). */
-    private readonly log?: Pick<MapGrid, 'logChanges' | 'cursorOf'>,
+    private readonly log?: Pick<MapGrid, 'logChanges' | 'cursorOf' | 'loadOf'>,
   ) {}
 
   /**
@@ -79,9 +79,9 @@ export class ChangeFanout {
    * the walk converged, it holds the map as loaded now).
    */
   rebase(peer: Peer, map: string): void {
-    const cursor = this.log?.cursorOf(map);
+    const load = this.log?.loadOf(map);
     let byMap = this.bases.get(peer);
-    if (cursor === undefined) {
+    if (load === undefined) {
       byMap?.delete(map);
       return;
     }
@@ -89,17 +89,18 @@ export class ChangeFanout {
       byMap = new Map();
       this.bases.set(peer, byMap);
     }
-    byMap.set(map, cursor.slice(0, cursor.lastIndexOf('.')));
+    byMap.set(map, load);
   }
 
-  /** The cursor of `map` that `peer`'s changes may carry now, if any. */
-  private cursorFor(peer: Peer, map: string): string | undefined {
-    if (!this.followers.get(map)?.get(peer)?.everything) return undefined;
-    const cursor = this.log?.cursorOf(map);
-    const base = this.bases.get(peer)?.get(map);
-    return cursor !== undefined && cursor.slice(0, cursor.lastIndexOf('.')) === base
-      ? cursor
-      : undefined;
+  /** Per map of `byMap`, the cursor `peer`'s changes of it carry now, if any. */
+  private cursorsFor(peer: Peer, byMap: Map<string, WireEntry[][]>): Map<string, string> {
+    const cursors = new Map<string, string>();
+    for (const map of byMap.keys()) {
+      const base = this.bases.get(peer)?.get(map);
+      if (base === undefined || !this.followers.get(map)?.get(peer)?.everything) continue;
+      if (this.log?.loadOf(map) === base) cursors.set(map, this.log.cursorOf(map)!);
+    }
+    return cursors;
   }
 
   /** Whether `peer` receives the changes of `map`. */
@@ -194,7 +195,8 @@ export class ChangeFanout {
    */
   flushFor(peer: Peer): void {
     const byMap = this.pending.get(peer);
-    if (byMap !== undefined) for (const frame of this.encode(byMap, peer)) peer.sendEncoded(frame);
+    if (byMap !== undefined)
+      for (const frame of this.encode(byMap, this.cursorsFor(peer, byMap))) peer.sendEncoded(frame);
     this.pending.delete(peer);
     for (const [map, keys] of this.revokes.get(peer) ?? []) sendRevoke(peer, map, keys);
     this.revokes.delete(peer);
@@ -217,10 +219,11 @@ export class ChangeFanout {
         )
         .join('|');
     for (const [peer, byMap] of this.pending) {
-      const signature = `${signatureOf(byMap)}|${this.mayResume(peer, byMap)}`;
+      const cursors = this.cursorsFor(peer, byMap);
+      const signature = `${signatureOf(byMap)}|${[...cursors].join('|')}`;
       let frames = encoded.get(signature);
       if (frames === undefined) {
-        frames = this.encode(byMap, peer);
+        frames = this.encode(byMap, cursors);
         encoded.set(signature, frames);
       }
       for (const frame of frames) peer.sendEncoded(frame);
@@ -233,31 +236,25 @@ export class ChangeFanout {
   }
 
   /**
-   * The maps of `byMap` whose changes `peer` may resume from a cursor after (it sees every
-   * record of them, so it is sent every change), as a signature part.
-   */
-  private mayResume(peer: Peer, byMap: Map<string, WireEntry[][]>): string {
-    let cursors = '';
-    for (const map of byMap.keys()) cursors += `${this.cursorFor(peer, map) ?? ''}/`;
-    return cursors;
-  }
-
-  /**
    * The `changes` messages for one client, each within the record and frame limits; each
-   * map's last entry list carries the map's cursor when the client sees all of its records.
+   * map's last entry list carries its cursor in `cursors`.
    */
-  private encode(byMap: Map<string, WireEntry[][]>, peer: Peer): Uint8Array[] {
+  private encode(
+    byMap: Map<string, WireEntry[][]>,
+    cursors: ReadonlyMap<string, string>,
+  ): Uint8Array[] {
     const items: Array<readonly [string, WireEntry]> = [];
     for (const [map, lists] of byMap) {
       for (const list of lists) for (const entry of list) items.push([map, entry]);
     }
     this.metrics.changesSent.inc(items.length);
     // A map's cursor goes with its last entry: a client that takes it holds the others by then.
+    const lastOf = new Map<string, readonly [string, WireEntry]>();
+    for (const item of items) lastOf.set(item[0], item);
     const cursorAfter = new Map<readonly [string, WireEntry], string>();
-    for (const map of byMap.keys()) {
-      const cursor = this.cursorFor(peer, map);
-      const last = items.findLast(([of]) => of === map);
-      if (cursor !== undefined && last !== undefined) cursorAfter.set(last, cursor);
+    for (const [map, cursor] of cursors) {
+      const last = lastOf.get(map);
+      if (last !== undefined) cursorAfter.set(last, cursor);
     }
     const frames: Uint8Array[] = [];
     for (const { frame } of fittedChunks(

@@ -141,11 +141,19 @@ export class MapGrid {
     this.resized(entry, entry.log.bytes - before);
   }
 
+  /**
+   * The load of `map` in this process that its cursors are of (`<grid epoch>.<generation>`,
+   * what precedes a cursor's last dot), if it is loaded.
+   */
+  loadOf(map: string): string | undefined {
+    const entry = this.entries.get(map);
+    return entry?.log === undefined ? undefined : `${this.epoch}.${entry.generation}`;
+  }
+
   /** Where a client holding every change of `map` published so far may resume from. */
   cursorOf(map: string): string | undefined {
-    const entry = this.entries.get(map);
-    if (entry?.log === undefined) return undefined;
-    return `${this.epoch}.${entry.generation}.${entry.log.version}`;
+    const load = this.loadOf(map);
+    return load === undefined ? undefined : `${load}.${this.entries.get(map)!.log!.version}`;
   }
 
   /**
@@ -153,11 +161,11 @@ export class MapGrid {
    * did not give that cursor or no longer knows what changed since.
    */
   changedSince(map: string, cursor: string): string[] | undefined {
-    const entry = this.entries.get(map);
-    const [epoch, generation, version] = cursor.split('.');
-    if (entry?.log === undefined || epoch !== this.epoch || generation !== `${entry.generation}`)
+    const dot = cursor.lastIndexOf('.');
+    const version = cursor.slice(dot + 1);
+    if (dot < 0 || cursor.slice(0, dot) !== this.loadOf(map) || !/^\d{1,15}$/.test(version))
       return undefined;
-    return /^\d{1,15}$/.test(version ?? '') ? entry.log.since(Number(version)) : undefined;
+    return this.entries.get(map)!.log!.since(Number(version));
   }
 
   /** Whether the map is loaded (or loading). */

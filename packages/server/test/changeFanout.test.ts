@@ -152,7 +152,8 @@ describe('the fan-out’s cursors', () => {
     return {
       logChanges: (map: string, keys: Iterable<string>) =>
         logged.set(map, (logged.get(map) ?? 0) + [...keys].length),
-      cursorOf: (map: string) => `c${logged.get(map) ?? 0}`,
+      loadOf: () => 'c',
+      cursorOf: (map: string) => `c.${logged.get(map) ?? 0}`,
     };
   }
 
@@ -179,12 +180,12 @@ describe('the fan-out’s cursors', () => {
     fanout.flushFor(follower);
     expect(follower.messages('changes')).toEqual([
       expect.objectContaining({
-        changes: [expect.objectContaining({ map: 'todos', cursor: 'c3' })],
+        changes: [expect.objectContaining({ map: 'todos', cursor: 'c.3' })],
       }),
     ]);
     expect(other.received).toEqual([]);
     fanout.flush();
-    expect(other.messages('changes')[0]!.changes[0]!.cursor).toBe('c3');
+    expect(other.messages('changes')[0]!.changes[0]!.cursor).toBe('c.3');
     expect(follower.messages('changes')).toHaveLength(1);
     expect(owner.messages('changes')[0]!.changes[0]).not.toHaveProperty('cursor');
   });
@@ -197,7 +198,7 @@ describe('the fan-out’s cursors', () => {
       500,
       1 << 20,
       60_000,
-      { logChanges: () => {}, cursorOf: () => `${load}.7` },
+      { logChanges: () => {}, loadOf: () => load, cursorOf: () => `${load}.7` },
     );
     const follower = new FakePeer();
     fanout.follow(follower, 'todos');
@@ -209,7 +210,13 @@ describe('the fan-out’s cursors', () => {
     expect(cursors()).toEqual(['g1.7']);
     // Evicted and loaded again: the follower may have missed what the new load holds.
     load = 'g2';
+    // One that follows the new load gets the same changes with its cursor (not the other's frame).
+    const newcomer = new FakePeer();
+    fanout.follow(newcomer, 'todos');
     expect(cursors()).toEqual(['g1.7', undefined]);
+    expect(newcomer.messages('changes').map((message) => message.changes[0]!.cursor)).toEqual([
+      'g2.7',
+    ]);
     fanout.rebase(follower, 'todos');
     expect(cursors()).toEqual(['g1.7', undefined, 'g2.7']);
   });
