@@ -1,15 +1,17 @@
 /**
  * TopGun against its peers end to end (issue 17): two or three Node clients with memory
  * storage and a sync server in its own process, for TopGun (on PostgreSQL, acknowledging a
- * write after its COMMIT), Yjs (y-websocket's server) and TinyBase (its WsServer), neither of
- * which persists anything. Every measure on every system in the same run, `BENCH_ROUNDS`
- * (3) rounds, medians reported. Writes `results/peers.json` and the table in
- * `bench/README.md`. `pnpm bench:peers`
+ * write after its COMMIT), Yjs (y-websocket's server), TinyBase (its WsServer) and
+ * Automerge-repo (a server Repo over its WebSocket adapter), none of which persists anything.
+ * Every measure on every system in the same run, `BENCH_ROUNDS` (3) rounds, medians reported.
+ * Writes `results/peers.json` and the table in `bench/README.md`. `pnpm bench:peers`
+ * (`BENCH_ONLY=<part of a system's name>` measures only those and writes nothing).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { machineInfo, median } from './measure.js';
+import { AutomergeSystem } from './peers/automerge.js';
 import {
   type PeerClient,
   type PeerSystem,
@@ -236,7 +238,10 @@ async function measureAll(
   return figures;
 }
 
-const SYSTEMS: Array<[name: string, make: () => PeerSystem, only?: 'latency' | 'idle']> = [
+/** Only the systems whose name holds this (a quick look: nothing is written then). */
+const ONLY = process.env['BENCH_ONLY'];
+
+const ALL_SYSTEMS: Array<[name: string, make: () => PeerSystem, only?: 'latency' | 'idle']> = [
   ['TopGun (PostgreSQL)', () => new TopGunSystem('TopGun', TOPGUN_LIMITS)],
   [
     'TopGun, fan-out window 0',
@@ -246,7 +251,9 @@ const SYSTEMS: Array<[name: string, make: () => PeerSystem, only?: 'latency' | '
   ['TopGun (PGlite default)', () => new TopGunSystem('TopGun', TOPGUN_LIMITS, true), 'idle'],
   ['Yjs + y-websocket', () => new YjsSystem()],
   ['TinyBase + WsServer', () => new TinyBaseSystem()],
+  ['Automerge-repo', () => new AutomergeSystem()],
 ];
+const SYSTEMS = ALL_SYSTEMS.filter(([name]) => ONLY === undefined || name.includes(ONLY));
 
 const runs: Record<string, Figures[]> = {};
 for (let round = 0; round < ROUNDS; round++) {
@@ -266,6 +273,11 @@ for (const [name, list] of Object.entries(runs)) {
       median(list.flatMap((figures) => (figures[key] === undefined ? [] : [figures[key]]))),
     ]),
   );
+}
+
+if (ONLY !== undefined) {
+  console.log(JSON.stringify({ medians, failures }, null, 1));
+  process.exit(failures.length === 0 ? 0 : 1);
 }
 
 const topgun = medians['TopGun (PostgreSQL)']!;
@@ -300,18 +312,19 @@ const targets = [
 ];
 
 const caveats = [
-  'TopGun acknowledges a write after PostgreSQL COMMIT; Yjs and TinyBase servers keep everything in memory and persist nothing (no acknowledgement at all: their clients send and forget).',
+  'TopGun acknowledges a write after PostgreSQL COMMIT; the servers of Yjs, TinyBase and Automerge-repo keep everything in memory and persist nothing (no acknowledgement at all: their clients send and forget).',
   'TopGun runs on a PostgreSQL server of this machine (2 cores shared by the database, the server and the clients); its per-connection rate limits are raised for the bench, the peers have none.',
   'Clients are Node processes with memory storage (no IndexedDB), all in the benchmark process; bytes are WebSocket message payloads as the client sends and receives them.',
-  'Yjs writes a JSON object per key of one Y.Map; TinyBase a row of two cells; TopGun a record { n, text }.',
+  'Yjs writes a JSON object per key of one Y.Map; TinyBase a row of two cells; Automerge an object per key of the document’s `rows`; TopGun a record { n, text }.',
   'TinyBase’s server keeps each path’s content in a Map between clients (a memory persister), so a fresh client is served what others wrote before it came, as by the others; its clients of the 100,000-row path wait up to 120 s for an answer to a request (TinyBase’s default, 1 s, is too short for it and leaves the sync incomplete); its fixed cost is that default timeout, which a client of an empty path waits out.',
+  'Automerge-repo 2.5.6 with its WebSocket adapters: a server Repo without storage that announces nothing (as its sync server runs), each client a Repo of its own, one document per map holding a `rows` object. A client sends a document’s changes at most every 100 ms (the repo’s sync throttle, which its Repo options do not set), and so does the server to the other clients: that sets its latency and per-call burst. Its clients count as settled once the server’s last sync message has their heads.',
   `Sizes: latency ${LATENCY_WRITES} writes 10 ms apart (first 20 dropped), burst ${BURST.toLocaleString('en')} records, initial sync ${INITIAL.toLocaleString('en')}, reconnect after ${CHANGED} changed, ${MAPS.toLocaleString('en')} maps × ${PER_MAP}; medians of ${ROUNDS} rounds.`,
 ];
 
 const here = dirname(fileURLToPath(import.meta.url));
 writeFileSync(
   join(here, '..', 'results', 'peers.json'),
-  `${JSON.stringify({ what: 'TopGun against Yjs and TinyBase end to end: two Node clients and a server process', machine: machineInfo(), caveats, medians, targets, failures, runs }, null, 2)}\n`,
+  `${JSON.stringify({ what: 'TopGun against Yjs, TinyBase and Automerge-repo end to end: two Node clients and a server process', machine: machineInfo(), caveats, medians, targets, failures, runs }, null, 2)}\n`,
 );
 writeReadme();
 console.log(JSON.stringify(medians, null, 1));
@@ -333,7 +346,12 @@ function writeReadme(): void {
   const text = readFileSync(path, 'utf8');
   const start = '<!-- peers:start -->';
   const end = '<!-- peers:end -->';
-  const names = ['TopGun (PostgreSQL)', 'Yjs + y-websocket', 'TinyBase + WsServer'];
+  const names = [
+    'TopGun (PostgreSQL)',
+    'Yjs + y-websocket',
+    'TinyBase + WsServer',
+    'Automerge-repo',
+  ];
   const cell = (name: string, key: string, format: (value: number) => string) =>
     medians[name]?.[key] === undefined ? 'failed' : format(medians[name]![key]!);
   const rows: Array<[string, (name: string) => string]> = [

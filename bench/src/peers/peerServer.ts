@@ -1,12 +1,15 @@
 /**
  * A peer's sync server in its own process, for the peers benchmark:
- * `node --import tsx src/peers/peerServer.ts yjs|tinybase <port>`; prints `ready` once it
- * listens. Neither persists anything (as each runs by default): Yjs keeps every document in
+ * `node --import tsx src/peers/peerServer.ts yjs|tinybase|automerge <port>`; prints `ready` once it
+ * listens. None persists anything (as each runs by default): Yjs keeps every document in
  * memory (y-websocket's server, without YPERSISTENCE), TinyBase keeps each path's
- * MergeableStore content in memory between its clients (a persister over a Map), so both
- * serve a client what others wrote before it connected, as TopGun's server does.
+ * MergeableStore content in memory between its clients (a persister over a Map), Automerge-repo
+ * keeps the documents its clients sent in its Repo, so each serves a client what others wrote
+ * before it connected, as TopGun's server does.
  */
 import { createServer } from 'node:http';
+import { Repo } from '@automerge/automerge-repo';
+import { WebSocketServerAdapter } from '@automerge/automerge-repo-network-websocket';
 import { createMergeableStore, type MergeableStore } from 'tinybase';
 import { createCustomPersister, type PersistedContent, type Persists } from 'tinybase/persisters';
 import { createWsServer } from 'tinybase/synchronizers/synchronizer-ws-server';
@@ -43,6 +46,15 @@ if (kind === 'yjs') {
   };
   const sockets = new WebSocketServer({ port, host: '127.0.0.1' });
   createWsServer(sockets, memoryPersister);
+  sockets.on('listening', () => console.log('ready'));
+} else if (kind === 'automerge') {
+  // A sync server as Automerge-repo's own sync server runs one, without storage: it holds
+  // the documents clients send it and serves them to clients that ask (it announces none).
+  const sockets = new WebSocketServer({ port, host: '127.0.0.1' });
+  new Repo({
+    network: [new WebSocketServerAdapter(sockets as never)],
+    sharePolicy: async () => false,
+  });
   sockets.on('listening', () => console.log('ready'));
 } else {
   throw new Error(`unknown peer server ${kind}`);

@@ -47,7 +47,7 @@ export class Traffic {
   }
 }
 
-function byteLength(data: unknown): number {
+export function byteLength(data: unknown): number {
   if (data instanceof ArrayBuffer) return data.byteLength;
   if (ArrayBuffer.isView(data)) return data.byteLength;
   if (Array.isArray(data)) return data.reduce((sum: number, part) => sum + byteLength(part), 0);
@@ -243,13 +243,13 @@ class TopGunClientOf implements PeerClient {
 // ---- peers' servers -----------------------------------------------------------------------
 
 /** A peer's server (src/peers/peerServer.ts) in its own process. */
-abstract class PeerServerSystem implements PeerSystem {
+export abstract class PeerServerSystem implements PeerSystem {
   #server: ChildProcess | undefined;
   protected url = '';
 
   constructor(
     readonly name: string,
-    private readonly kind: 'yjs' | 'tinybase',
+    private readonly kind: 'yjs' | 'tinybase' | 'automerge',
   ) {}
 
   get pid(): number {
